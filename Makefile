@@ -1,0 +1,41 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+GO       ?= go
+BUILD    := build
+DATA     ?= .erg-data
+LISTEN   ?= 127.0.0.1:6080
+APPS     := notes
+VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+export CGO_ENABLED := 0
+
+.PHONY: all build erg apps run test bench lint clean
+
+all: build
+
+build: erg apps
+
+erg:
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BUILD)/erg ./cmd/erg
+
+# Each sample app becomes a directory tree with its manifest, its binary in
+# bin/ and the empty mount points the sandbox needs.
+apps:
+	@for app in $(APPS); do \
+		rm -rf $(BUILD)/apps/$$app && \
+		mkdir -p $(BUILD)/apps/$$app/bin $(BUILD)/apps/$$app/dev $(BUILD)/apps/$$app/proc \
+			$(BUILD)/apps/$$app/tmp $(BUILD)/apps/$$app/var && \
+		$(GO) build -trimpath -o $(BUILD)/apps/$$app/bin/$$app ./apps/$$app && \
+		cp apps/$$app/erg.json $(BUILD)/apps/$$app/erg.json || exit 1; \
+	done
+
+run: build
+	$(BUILD)/erg run --data $(DATA) --listen $(LISTEN) --apps $(BUILD)/apps
+
+test:
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 20m ./...
+
+bench: build
+	$(GO) test -run '^$$' -bench . -benchtime 50x ./sandbox/ ./node/
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,82 @@
+// Notes is erg's sample app: each grain is one note, a title and a text,
+// that everyone it is shared with can read and, given write permission,
+// edit live together. It is a plain HTTP server that runs inside the
+// grain's sandbox and trusts the identity headers set by the node's proxy.
+//
+// Environment: PORT is the loopback port to listen on (default 8000);
+// ERG_VAR is the data directory (default /var).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+)
+
+// shutdownTimeout bounds how long a stopping server waits for requests and
+// websockets to finish.
+const shutdownTimeout = 5 * time.Second
+
+func main() {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := run(ctx, log, os.Getenv); err != nil {
+		log.Error("notes", "err", err)
+		os.Exit(1)
+	}
+}
+
+// run serves the note until ctx is done, then shuts down gracefully.
+func run(ctx context.Context, log *slog.Logger, getenv func(string) string) error {
+	port := 8000
+	if p := getenv("PORT"); p != "" {
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("PORT=%q is not a port number", p)
+		}
+		port = n
+	}
+	dir := getenv("ERG_VAR")
+	if dir == "" {
+		dir = "/var"
+	}
+
+	s, err := openStore(dir)
+	if err != nil {
+		return err
+	}
+	a := newApp(s, log)
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 10 * time.Second}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	log.Info("serving", "addr", ln.Addr().String(), "dir", dir)
+
+	select {
+	case err := <-served:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	// Shutdown stops new connections and waits for plain requests; the
+	// websockets it no longer tracks are closed by the app.
+	err = errors.Join(srv.Shutdown(sctx), a.close(sctx))
+	if e := <-served; !errors.Is(e, http.ErrServerClosed) {
+		err = errors.Join(err, e)
+	}
+	return err
+}

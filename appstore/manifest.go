@@ -1,0 +1,146 @@
+// Package appstore owns what an app is to erg: the manifest that describes a
+// package, and (as the package format grows) packing, signing, verifying,
+// installing and publishing packages.
+package appstore
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+)
+
+// ManifestFile is the manifest's name at the root of an app tree.
+const ManifestFile = "erg.json"
+
+// Manifest describes one version of an app: how to start it and what its
+// users may do in it.
+type Manifest struct {
+	ID             string   `json:"id"`
+	Name           string   `json:"name"`
+	Version        int64    `json:"version"`
+	DisplayVersion string   `json:"displayVersion"`
+	Description    string   `json:"description,omitempty"`
+	Command        []string `json:"command"`
+	Env            []string `json:"env,omitempty"`
+	Port           int      `json:"port"`
+	Roles          []Role   `json:"roles"`
+	OwnerRole      string   `json:"ownerRole"`
+	Actions        []Action `json:"actions,omitempty"`
+	Icon           string   `json:"icon,omitempty"`
+	Limits         Limits   `json:"limits,omitempty"`
+}
+
+// Role is a named set of permissions a grain's user can hold.
+type Role struct {
+	Name        string   `json:"name"`
+	Title       string   `json:"title,omitempty"`
+	Permissions []string `json:"permissions"`
+}
+
+// Action is something the app offers to create, such as "New note".
+type Action struct {
+	Title string `json:"title"`
+}
+
+// Limits are the resources one grain of the app may use; zero means the
+// node's default.
+type Limits struct {
+	MemoryMB int `json:"memoryMB,omitempty"`
+	Pids     int `json:"pids,omitempty"`
+}
+
+var (
+	appIDRe = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,127}$`)
+	nameRe  = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,31}$`)
+)
+
+// ParseManifest decodes and validates a manifest. Unknown fields are errors,
+// so a typo never silently drops a setting.
+func ParseManifest(data []byte) (*Manifest, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var m Manifest
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("manifest: %w", err)
+	}
+	if dec.More() {
+		return nil, errors.New("manifest: trailing data after the JSON object")
+	}
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// ReadManifest reads the manifest at the root of an app tree.
+func ReadManifest(dir string) (*Manifest, error) {
+	data, err := os.ReadFile(filepath.Join(dir, ManifestFile))
+	if err != nil {
+		return nil, fmt.Errorf("read manifest: %w", err)
+	}
+	return ParseManifest(data)
+}
+
+// Validate checks every field and names the first one that is wrong.
+func (m *Manifest) Validate() error {
+	bad := func(field, format string, a ...any) error {
+		return fmt.Errorf("manifest field %q: %s", field, fmt.Sprintf(format, a...))
+	}
+	switch {
+	case !appIDRe.MatchString(m.ID):
+		return bad("id", "must be 1-128 letters, digits, '.', '_' or '-'")
+	case strings.TrimSpace(m.Name) == "":
+		return bad("name", "is required")
+	case m.Version < 1:
+		return bad("version", "must be a positive number")
+	case len(m.Command) == 0 || !strings.HasPrefix(m.Command[0], "/"):
+		return bad("command", "must start with an absolute path inside the package")
+	case m.Port < 1 || m.Port > 65535:
+		return bad("port", "must be between 1 and 65535")
+	case len(m.Roles) == 0:
+		return bad("roles", "at least one role is required")
+	case m.Limits.MemoryMB < 0:
+		return bad("limits.memoryMB", "must not be negative")
+	case m.Limits.Pids < 0:
+		return bad("limits.pids", "must not be negative")
+	}
+	seen := map[string]bool{}
+	for i, r := range m.Roles {
+		if !nameRe.MatchString(r.Name) {
+			return bad(fmt.Sprintf("roles[%d].name", i), "must be lowercase letters, digits, '-' or '_'")
+		}
+		if seen[r.Name] {
+			return bad(fmt.Sprintf("roles[%d].name", i), "duplicate role %q", r.Name)
+		}
+		seen[r.Name] = true
+		for j, p := range r.Permissions {
+			if !nameRe.MatchString(p) {
+				return bad(fmt.Sprintf("roles[%d].permissions[%d]", i, j), "must be lowercase letters, digits, '-' or '_'")
+			}
+		}
+	}
+	if !seen[m.OwnerRole] {
+		return bad("ownerRole", "must name one of the roles")
+	}
+	for i, a := range m.Actions {
+		if strings.TrimSpace(a.Title) == "" {
+			return bad(fmt.Sprintf("actions[%d].title", i), "is required")
+		}
+	}
+	return nil
+}
+
+// Role returns the named role, or false.
+func (m *Manifest) Role(name string) (Role, bool) {
+	for _, r := range m.Roles {
+		if r.Name == name {
+			return r, true
+		}
+	}
+	return Role{}, false
+}

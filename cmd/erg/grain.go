@@ -1,0 +1,146 @@
+package main
+
+import (
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+func newGrainCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "grain",
+		Short: "Create, list, open and remove grains (app instances)",
+	}
+	cmd.AddCommand(newGrainNewCmd(g), newGrainLsCmd(g), newGrainOpenCmd(g), newGrainRmCmd(g), newGrainLogCmd(g))
+	return cmd
+}
+
+func newGrainNewCmd(g *globals) *cobra.Command {
+	var title string
+	cmd := &cobra.Command{
+		Use:     "new APP",
+		Short:   "Create a grain of APP and print a link that opens it",
+		Long:    "Create a grain of APP (an app id or name) and print a one-time link that signs you in to it.\nThe link works once and expires in 5 minutes; 'erg grain open ID' makes a new one.",
+		Example: `  erg grain new notes --title "Shopping list"`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			gr, err := g.client().NewGrain(cmd.Context(), args[0], title)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			return g.print(out, gr, func() {
+				fmt.Fprintf(out, "created grain %s (%s: %q)\nopen it at:\n  %s\n", gr.ID, gr.AppName, gr.Title, gr.URL)
+			})
+		},
+	}
+	cmd.Flags().StringVar(&title, "title", "", "the grain's title")
+	return cmd
+}
+
+func newGrainOpenCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "open ID",
+		Short: "Print a new one-time link that signs you in to a grain",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			gr, err := g.client().OpenGrain(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			return g.print(out, gr, func() { fmt.Fprintln(out, gr.URL) })
+		},
+	}
+}
+
+func newGrainLsCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:     "ls",
+		Aliases: []string{"list"},
+		Short:   "List grains",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			gs, err := g.client().Grains(cmd.Context())
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			return g.print(out, gs, func() {
+				if len(gs) == 0 {
+					fmt.Fprintln(out, "no grains yet: create one with 'erg grain new APP'")
+					return
+				}
+				tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+				fmt.Fprintln(tw, "ID\tAPP\tTITLE\tSTATE\tLAST USED")
+				for _, gr := range gs {
+					state := "stopped"
+					if gr.Running {
+						state = "running"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", gr.ID, gr.AppName, gr.Title, state, ago(gr.LastUsed))
+				}
+				tw.Flush()
+			})
+		},
+	}
+}
+
+func newGrainRmCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "rm ID...",
+		Short: "Stop and delete grains with all their data",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			out := cmd.OutOrStdout()
+			var removed []string
+			for _, id := range args {
+				if err := g.client().RemoveGrain(cmd.Context(), id); err != nil {
+					return fmt.Errorf("remove %s: %w", id, err)
+				}
+				removed = append(removed, id)
+				if !g.json {
+					fmt.Fprintf(out, "removed grain %s\n", id)
+				}
+			}
+			if g.json {
+				return g.print(out, map[string]any{"removed": removed}, nil)
+			}
+			return nil
+		},
+	}
+}
+
+func newGrainLogCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "log ID",
+		Short: "Print a grain's recent output (stdout and stderr, last 256 KiB)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			log, err := g.client().GrainLog(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			cmd.OutOrStdout().Write(log)
+			return nil
+		},
+	}
+}
+
+func ago(t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	d := time.Since(t).Round(time.Second)
+	switch {
+	case d < time.Minute:
+		return "just now"
+	case d < time.Hour:
+		return fmt.Sprintf("%dm ago", int(d.Minutes()))
+	case d < 48*time.Hour:
+		return fmt.Sprintf("%dh ago", int(d.Hours()))
+	}
+	return t.Format("2006-01-02")
+}

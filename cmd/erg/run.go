@@ -1,0 +1,60 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"erg/node"
+)
+
+func newRunCmd(g *globals) *cobra.Command {
+	cfg := node.Config{}
+	var verbose bool
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Run the node: web UI, grain proxy and sandboxes",
+		Long: `Run the node in the foreground until interrupted (Ctrl-C or SIGTERM).
+
+On first start it creates the data dir, the node's identity key and its
+database. Grains are served on their own origins, g-<id>.localhost:PORT by
+default; 'erg grain new APP' prints a link that signs you in.`,
+		Example: `  erg run --data ~/erg
+  erg run --data ~/erg --apps ./build/apps --listen 127.0.0.1:6080`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			level := slog.LevelInfo
+			if verbose {
+				level = slog.LevelDebug
+			}
+			cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			cfg.DataDir = g.dataDir
+			cfg.Version = version
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			n, err := node.Start(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "erg node running at %s (data: %s)\n", n.URL(), g.dataDir)
+			<-ctx.Done()
+			stop()
+			fmt.Fprintln(cmd.OutOrStdout(), "stopping: waiting for grains to exit")
+			return n.Close()
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:6080", "address of the web UI and grains")
+	f.StringVar(&cfg.Domain, "domain", "localhost", "grains are served on g-<id>.DOMAIN (a wildcard DNS name pointing here)")
+	f.DurationVar(&cfg.GrainIdle, "grain-idle", 5*time.Minute, "stop a grain after this long without requests or websockets")
+	f.StringVar(&cfg.AppsDir, "apps", "", "install every app directory (with erg.json) below this dir at start")
+	f.StringVar(&cfg.Owner, "owner", "", "the owner's username, as grains see it (default $USER)")
+	f.BoolVarP(&verbose, "verbose", "v", false, "log debug detail")
+	return cmd
+}

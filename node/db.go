@@ -1,0 +1,107 @@
+package node
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/url"
+	"os"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// migrations are applied in order; PRAGMA user_version counts how many ran.
+// Never edit one that has shipped: append a new one.
+var migrations = []string{
+	`CREATE TABLE apps (
+		id TEXT PRIMARY KEY,
+		name TEXT NOT NULL,
+		version INTEGER NOT NULL,
+		display_version TEXT NOT NULL,
+		manifest TEXT NOT NULL,
+		tree TEXT NOT NULL,
+		installed_at INTEGER NOT NULL
+	);
+	CREATE TABLE grains (
+		id TEXT PRIMARY KEY,
+		app_id TEXT NOT NULL REFERENCES apps(id),
+		title TEXT NOT NULL,
+		created_at INTEGER NOT NULL,
+		last_used INTEGER NOT NULL
+	);
+	CREATE TABLE login_tokens (
+		hash TEXT PRIMARY KEY,
+		grain_id TEXT NOT NULL REFERENCES grains(id) ON DELETE CASCADE,
+		expires_at INTEGER NOT NULL
+	);
+	CREATE TABLE grain_sessions (
+		hash TEXT PRIMARY KEY,
+		grain_id TEXT NOT NULL REFERENCES grains(id) ON DELETE CASCADE,
+		created_at INTEGER NOT NULL,
+		expires_at INTEGER NOT NULL
+	);
+	CREATE TABLE settings (
+		key TEXT PRIMARY KEY,
+		value BLOB NOT NULL
+	);`,
+}
+
+// openDB opens (creating if needed) the node's metadata database. WAL with
+// synchronous=FULL makes every committed transaction survive a crash of
+// the node, not just a clean exit.
+func openDB(ctx context.Context, path string) (*sql.DB, error) {
+	// SQLite creates the file (and its -wal and -shm) world-readable;
+	// creating it first makes all three owner-only.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	f.Close()
+	q := url.Values{}
+	for _, p := range []string{
+		"journal_mode(WAL)",
+		"synchronous(FULL)",
+		"busy_timeout(10000)",
+		"foreign_keys(1)",
+	} {
+		q.Add("_pragma", p)
+	}
+	q.Set("_txlock", "immediate")
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	if err := migrate(ctx, db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	return db, nil
+}
+
+func migrate(ctx context.Context, db *sql.DB) error {
+	var version int
+	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return err
+	}
+	if version > len(migrations) {
+		return fmt.Errorf("database schema %d is newer than this erg (%d): upgrade erg", version, len(migrations))
+	}
+	for i := version; i < len(migrations); i++ {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", i+1)); err != nil {
+			tx.Rollback()
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			return err
+		}
+	}
+	return nil
+}

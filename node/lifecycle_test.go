@@ -1,0 +1,241 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"erg/webui"
+)
+
+func TestGrainStartsOnFirstRequestAndKeepsData(t *testing.T) {
+	n := startNode(t, nil)
+	g, err := n.NewGrain(context.Background(), "echo", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, origin := g.ID, strings.Split(g.URL, "/_erg/")[0]
+	if n.grains.running(id) {
+		t.Fatal("grain runs before any request")
+	}
+	// The login link redirects to the grain's root page.
+	if code, body := n.get(g.URL); code != 200 || !strings.Contains(body, "hello from echo") {
+		t.Fatalf("GET / = %d %q", code, body)
+	}
+	if !n.grains.running(id) {
+		t.Fatal("grain not running after a request")
+	}
+	if code, _ := n.get(origin + "/write?v=kept"); code != 200 {
+		t.Fatalf("write: %d", code)
+	}
+	if err := n.grains.stop(context.Background(), id, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := n.get(origin + "/read"); code != 200 || body != "kept" {
+		t.Fatalf("after restart read = %d %q", code, body)
+	}
+}
+
+func TestConcurrentFirstRequestsShareOneStart(t *testing.T) {
+	n := startNode(t, nil)
+	id, origin := n.newGrain("echo")
+	const clients = 50
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := n.http.Get(origin + "/pid")
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer resp.Body.Close()
+			var b [16]byte
+			k, _ := resp.Body.Read(b[:])
+			if resp.StatusCode != 200 || string(b[:k]) != "1" {
+				errs <- errors.New(resp.Status + " start " + string(b[:k]))
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Errorf("request: %v", err)
+	}
+	if got := n.grains.starts.Load(); got != 1 {
+		t.Errorf("grain started %d times, want 1", got)
+	}
+	_ = id
+}
+
+func TestIdleGrainStopsAndFreesItsCgroup(t *testing.T) {
+	n := startNode(t, func(c *Config) { c.GrainIdle = 300 * time.Millisecond })
+	id, origin := n.newGrain("echo")
+	n.get(origin + "/")
+	sb := n.grains.sandboxOf(id)
+	if sb == nil {
+		t.Fatal("grain not running")
+	}
+	cgroups := sb.CgroupPaths()
+	waitFor(t, 5*time.Second, "idle stop", func() bool { return !n.grains.running(id) })
+	<-sb.Done()
+	waitFor(t, 5*time.Second, "cgroup removal", func() bool {
+		for _, p := range cgroups {
+			if _, err := os.Stat(p); err == nil {
+				return false
+			}
+		}
+		return true
+	})
+	if n.runner.Cgroups() != "none" && len(cgroups) == 0 {
+		t.Errorf("cgroups are %s but the grain had no cgroup", n.runner.Cgroups())
+	}
+}
+
+func TestOpenWebsocketKeepsGrainAwake(t *testing.T) {
+	n := startNode(t, func(c *Config) { c.GrainIdle = 200 * time.Millisecond })
+	id, origin := n.newGrain("echo")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ws := n.dialWS(ctx, origin+"/ws")
+	time.Sleep(800 * time.Millisecond)
+	if !n.grains.running(id) {
+		t.Fatal("grain stopped while a websocket was open")
+	}
+	if err := ws.Write(ctx, websocket.MessageText, []byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	if _, msg, err := ws.Read(ctx); err != nil || string(msg) != "ping" {
+		t.Fatalf("echo over websocket = %q, %v", msg, err)
+	}
+	ws.Close(websocket.StatusNormalClosure, "")
+	waitFor(t, 5*time.Second, "idle stop after websocket closed", func() bool { return !n.grains.running(id) })
+}
+
+func (n *testNode) dialWS(ctx context.Context, url string) *websocket.Conn {
+	n.t.Helper()
+	ws, resp, err := websocket.Dial(ctx, strings.Replace(url, "http://", "ws://", 1), &websocket.DialOptions{HTTPClient: n.http})
+	if err != nil {
+		status := ""
+		if resp != nil {
+			status = resp.Status
+		}
+		n.t.Fatalf("websocket %s: %v %s", url, err, status)
+	}
+	return ws
+}
+
+func TestCrashedAppRestartsOnNextRequest(t *testing.T) {
+	n := startNode(t, nil)
+	id, origin := n.newGrain("echo")
+	n.get(origin + "/say?msg=before-crash")
+	if code, _ := n.get(origin + "/crash"); code != http.StatusBadGateway {
+		t.Errorf("crashing request = %d, want 502", code)
+	}
+	waitFor(t, 5*time.Second, "crash noticed", func() bool { return !n.grains.running(id) })
+	if code, body := n.get(origin + "/pid"); code != 200 || body != "2" {
+		t.Fatalf("after crash /pid = %d %q, want a second start", code, body)
+	}
+	log, err := n.GrainLog(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"before-crash", "echo: crashing on request", "grain exited"} {
+		if !strings.Contains(string(log), want) {
+			t.Errorf("grain log lacks %q:\n%s", want, log)
+		}
+	}
+}
+
+func TestNodeRestartKeepsGrainsAndData(t *testing.T) {
+	n := startNode(t, nil)
+	id, origin := n.newGrain("echo")
+	n.get(origin + "/write?v=survives")
+	cfg := n.cfg
+	n.Close()
+
+	n2 := startNode(t, func(c *Config) { c.DataDir = cfg.DataDir })
+	gs, err := n2.Grains(context.Background())
+	if err != nil || len(gs) != 1 || gs[0].ID != id {
+		t.Fatalf("grains after restart = %+v, %v", gs, err)
+	}
+	g, err := n2.OpenGrain(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n2.get(g.URL)
+	origin2, _, _ := strings.Cut(g.URL, "/_erg/")
+	if code, body := n2.get(origin2 + "/read"); code != 200 || body != "survives" {
+		t.Fatalf("after node restart read = %d %q", code, body)
+	}
+}
+
+func TestRemoveGrainDeletesEverything(t *testing.T) {
+	n := startNode(t, nil)
+	id, origin := n.newGrain("echo")
+	n.get(origin + "/write?v=x")
+	if err := n.RemoveGrain(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(n.grainDir(id)); !os.IsNotExist(err) {
+		t.Errorf("grain dir still there: %v", err)
+	}
+	if code, _ := n.get(origin + "/"); code != http.StatusNotFound {
+		t.Errorf("removed grain answers %d, want 404", code)
+	}
+	if err := n.RemoveGrain(context.Background(), id); !errors.Is(err, webui.ErrNotFound) {
+		t.Errorf("second remove = %v, want not found", err)
+	}
+}
+
+func TestNotesLiveUpdatesThroughProxy(t *testing.T) {
+	n := startNode(t, nil)
+	_, origin := n.newGrain("notes")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	a := n.dialWS(ctx, origin+"/ws")
+	b := n.dialWS(ctx, origin+"/ws")
+	defer a.CloseNow()
+	defer b.CloseNow()
+	edit, _ := json.Marshal(map[string]any{"type": "edit", "title": "t", "text": "hello from a", "baseVersion": 0})
+	if err := a.Write(ctx, websocket.MessageText, edit); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		_, msg, err := b.Read(ctx)
+		if err != nil {
+			t.Fatalf("tab b got no update: %v", err)
+		}
+		var note struct {
+			Type, Text, UpdatedBy string
+		}
+		json.Unmarshal(msg, &note)
+		if note.Type == "note" && note.Text == "hello from a" {
+			if note.UpdatedBy != "alice" {
+				t.Errorf("updatedBy = %q, want the owner alice", note.UpdatedBy)
+			}
+			return
+		}
+	}
+}
+
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

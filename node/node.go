@@ -1,0 +1,243 @@
+// Package node is erg's composition root: it owns the data dir, the node's
+// identity and metadata database, the installed apps and the grains'
+// lifecycle, and wires the sandbox and the web UI together.
+package node
+
+import (
+	"context"
+	"crypto/ed25519"
+	"database/sql"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"erg/sandbox"
+	"erg/webui"
+)
+
+// Config is everything `erg run` can set. The zero value of every field
+// except DataDir has a working default.
+type Config struct {
+	DataDir   string        // required
+	Listen    string        // web UI and grains; default 127.0.0.1:6080
+	Domain    string        // grains are served on g-<id>.<Domain>; default localhost
+	GrainIdle time.Duration // stop a grain this long after its last request; default 5m
+	AppsDir   string        // if set, install every app tree below it at start
+	Owner     string        // the owner's username; default $USER or "owner"
+	Version   string
+	Log       *slog.Logger
+}
+
+// Paths inside the data dir.
+const (
+	identityFile = "identity.key"
+	dbFile       = "erg.db"
+	socketFile   = "erg.sock"
+	lockFile     = "lock"
+	packagesDir  = "packages"
+	grainsDir    = "grains"
+)
+
+// SocketPath is where the node in dataDir listens for client commands.
+func SocketPath(dataDir string) string { return filepath.Join(dataDir, socketFile) }
+
+// Node is a running erg node.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	key     ed25519.PrivateKey
+	db      *sql.DB
+	runner  *sandbox.Runner
+	grains  *grainManager
+	started time.Time
+	lock    *os.File
+
+	mu       sync.RWMutex
+	cache    map[string]*grainInfo   // every grain, by id
+	sessions map[string]sessionEntry // grain sessions seen, by token hash
+
+	webLn   net.Listener
+	sockLn  net.Listener
+	servers []*http.Server
+	serveWG sync.WaitGroup
+}
+
+// Start opens the data dir, checks the sandbox can run, and starts serving.
+// It returns once the node accepts requests.
+func Start(ctx context.Context, cfg Config) (n *Node, err error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("no data dir: pass --data DIR or set ERG_DATA")
+	}
+	cfg.DataDir, err = filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:6080"
+	}
+	if cfg.Domain == "" {
+		cfg.Domain = "localhost"
+	}
+	if cfg.GrainIdle <= 0 {
+		cfg.GrainIdle = 5 * time.Minute
+	}
+	if cfg.Owner == "" {
+		cfg.Owner = os.Getenv("USER")
+	}
+	if cfg.Owner == "" {
+		cfg.Owner = "owner"
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	n = &Node{cfg: cfg, log: cfg.Log, started: time.Now(), cache: map[string]*grainInfo{}, sessions: map[string]sessionEntry{}}
+	defer func() {
+		if err != nil {
+			n.Close()
+			n = nil
+		}
+	}()
+
+	for _, d := range []string{"", packagesDir, grainsDir} {
+		if err := os.MkdirAll(filepath.Join(cfg.DataDir, d), 0o700); err != nil {
+			return nil, fmt.Errorf("data dir: %w", err)
+		}
+	}
+	if err := n.lockDataDir(); err != nil {
+		return nil, err
+	}
+	if n.key, err = loadIdentity(filepath.Join(cfg.DataDir, identityFile)); err != nil {
+		return nil, err
+	}
+	if n.db, err = openDB(ctx, filepath.Join(cfg.DataDir, dbFile)); err != nil {
+		return nil, err
+	}
+	if n.runner, err = sandbox.NewRunner(sandbox.Config{Log: n.log.With("subsystem", "sandbox")}); err != nil {
+		return nil, fmt.Errorf("cannot run grains here: %w", err)
+	}
+	n.log.Info("sandbox ready", "mode", n.runner.Mode(), "cgroups", n.runner.Cgroups())
+	if err := n.loadGrains(ctx); err != nil {
+		return nil, err
+	}
+	if cfg.AppsDir != "" {
+		if err := n.installAppsDir(ctx, cfg.AppsDir); err != nil {
+			return nil, err
+		}
+	}
+	n.grains = newGrainManager(n.runner, cfg.GrainIdle, n.log.With("subsystem", "grains"), n.runSpec, n.touchGrain)
+
+	if err := n.listen(); err != nil {
+		return nil, err
+	}
+	n.log.Info("node running", "url", n.URL(), "data", cfg.DataDir)
+	return n, nil
+}
+
+// lockDataDir makes sure only one node uses a data dir at a time.
+func (n *Node) lockDataDir() error {
+	f, err := os.OpenFile(filepath.Join(n.cfg.DataDir, lockFile), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		return fmt.Errorf("another erg node is already using %s", n.cfg.DataDir)
+	}
+	n.lock = f
+	return nil
+}
+
+func (n *Node) listen() error {
+	ln, err := net.Listen("tcp", n.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("web UI: %w (is another node running? choose another address with --listen)", err)
+	}
+	n.webLn = ln
+	sock := SocketPath(n.cfg.DataDir)
+	// We hold the data dir lock, so a socket file left here is stale.
+	os.Remove(sock)
+	old := unix.Umask(0o177)
+	sl, err := net.Listen("unix", sock)
+	unix.Umask(old)
+	if err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	n.sockLn = sl
+
+	webLog := n.log.With("subsystem", "webui")
+	n.serve(ln, webui.NewHandler(n, n.cfg.Domain, webLog))
+	n.serve(sl, webui.APIHandler(n, webLog))
+	return nil
+}
+
+func (n *Node) serve(ln net.Listener, h http.Handler) {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
+	}
+	n.servers = append(n.servers, srv)
+	n.serveWG.Add(1)
+	go func() {
+		defer n.serveWG.Done()
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("serve", "addr", ln.Addr(), "err", err)
+		}
+	}()
+}
+
+// URL is the node's web address.
+func (n *Node) URL() string {
+	if n.webLn == nil {
+		return ""
+	}
+	_, port, _ := net.SplitHostPort(n.webLn.Addr().String())
+	return "http://" + n.cfg.Domain + ":" + port
+}
+
+// Addr is the address the web port listens on.
+func (n *Node) Addr() string { return n.webLn.Addr().String() }
+
+// NodeID is the node's public key in text.
+func (n *Node) NodeID() string {
+	return base64.RawURLEncoding.EncodeToString(n.key.Public().(ed25519.PublicKey))
+}
+
+// Close stops serving, stops every grain and closes the database.
+func (n *Node) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, s := range n.servers {
+		s.Shutdown(ctx)
+	}
+	for _, s := range n.servers {
+		s.Close() // hijacked websockets are not closed by Shutdown
+	}
+	n.serveWG.Wait()
+	if n.grains != nil {
+		n.grains.close()
+	}
+	if n.runner != nil {
+		n.runner.Close()
+	}
+	if n.sockLn != nil {
+		os.Remove(SocketPath(n.cfg.DataDir))
+	}
+	var err error
+	if n.db != nil {
+		err = n.db.Close()
+	}
+	if n.lock != nil {
+		n.lock.Close()
+	}
+	return err
+}

@@ -1,0 +1,84 @@
+// Command echo is a test app for the node's proxy and lifecycle tests: it
+// reports what it received, echoes websocket messages, and crashes or
+// writes output on request.
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"strconv"
+
+	"github.com/coder/websocket"
+)
+
+func main() {
+	port := os.Getenv("PORT")
+	fmt.Println("echo: starting on port", port)
+	mux := http.NewServeMux()
+	mux.HandleFunc("/headers", func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(r.Header)
+	})
+	mux.HandleFunc("/pid", func(w http.ResponseWriter, r *http.Request) {
+		// The app's pid inside its namespace is always small; the start
+		// counter in /var tells starts apart.
+		fmt.Fprint(w, startCount)
+	})
+	mux.HandleFunc("/crash", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(os.Stderr, "echo: crashing on request")
+		os.Exit(3)
+	})
+	mux.HandleFunc("/say", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Println(r.URL.Query().Get("msg"))
+	})
+	mux.HandleFunc("/write", func(w http.ResponseWriter, r *http.Request) {
+		err := os.WriteFile("/var/data", []byte(r.URL.Query().Get("v")), 0o600)
+		if err != nil {
+			http.Error(w, err.Error(), 500)
+		}
+	})
+	mux.HandleFunc("/read", func(w http.ResponseWriter, r *http.Request) {
+		data, err := os.ReadFile("/var/data")
+		if err != nil {
+			http.Error(w, err.Error(), 404)
+			return
+		}
+		w.Write(data)
+	})
+	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		for {
+			typ, data, err := c.Read(r.Context())
+			if err != nil {
+				return
+			}
+			if err := c.Write(r.Context(), typ, data); err != nil {
+				return
+			}
+		}
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "hello from echo")
+	})
+	countStart()
+	if err := http.ListenAndServe("127.0.0.1:"+port, mux); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+var startCount int
+
+// countStart counts this grain's starts in /var, so tests can tell a
+// restarted app from the same one.
+func countStart() {
+	data, _ := os.ReadFile("/var/starts")
+	startCount, _ = strconv.Atoi(string(data))
+	startCount++
+	os.WriteFile("/var/starts", []byte(strconv.Itoa(startCount)), 0o600)
+}

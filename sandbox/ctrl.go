@@ -1,0 +1,113 @@
+package sandbox
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// The control channel is a SOCK_SEQPACKET socket pair: the host keeps one
+// end, the init gets the other as fd 3. Every message is one packet whose
+// first byte says what it is.
+//
+//	host -> init  'G' JSON initConfig       start: set up and exec the app
+//	host -> init  'D' id:u32 port:u16       dial 127.0.0.1:port inside
+//	init -> host  'R' pid:u32               app started (pid inside the sandbox)
+//	init -> host  'E' text                  setup failed; init exits
+//	init -> host  'D' id:u32 errno:u32      dial answer; errno 0 carries one fd (SCM_RIGHTS)
+//	init -> host  'X' status:u32            app's wait status; init exits
+const (
+	msgGo     = 'G'
+	msgDial   = 'D'
+	msgReady  = 'R'
+	msgError  = 'E'
+	msgExit   = 'X'
+	ctrlFd    = 3
+	rootFd    = 4        // with initConfig.Detached: a detached mount of the app tree
+	varFd     = 5        // and of the var dir
+	maxCtrl   = 64 << 10 // largest message either side accepts
+	maxErrMsg = 4 << 10
+)
+
+// initConfig is what the init needs to build the sandbox. The host sends it
+// in the 'G' message rather than in argv or the environment, so nothing of
+// it is visible in the app's /proc.
+type initConfig struct {
+	Root     string
+	Var      string
+	Detached bool // Root and Var arrive as detached mounts on rootFd and varFd
+	TmpBytes int64
+	NoFile   uint64
+	Args     []string
+	Env      []string
+}
+
+func dialMsg(id uint32, port uint16) []byte {
+	b := []byte{msgDial, 0, 0, 0, 0, 0, 0}
+	binary.LittleEndian.PutUint32(b[1:], id)
+	binary.LittleEndian.PutUint16(b[5:], port)
+	return b
+}
+
+func parseDialMsg(b []byte) (id uint32, port uint16, err error) {
+	if len(b) != 7 || b[0] != msgDial {
+		return 0, 0, errors.New("malformed dial request")
+	}
+	return binary.LittleEndian.Uint32(b[1:]), binary.LittleEndian.Uint16(b[5:]), nil
+}
+
+func u32Msg(kind byte, v uint32) []byte {
+	b := []byte{kind, 0, 0, 0, 0}
+	binary.LittleEndian.PutUint32(b[1:], v)
+	return b
+}
+
+func dialReplyMsg(id uint32, errno uint32) []byte {
+	b := make([]byte, 9)
+	b[0] = msgDial
+	binary.LittleEndian.PutUint32(b[1:], id)
+	binary.LittleEndian.PutUint32(b[5:], errno)
+	return b
+}
+
+// initMsg is one parsed message from the init.
+type initMsg struct {
+	kind  byte
+	id    uint32 // dial reply
+	errno uint32 // dial reply
+	val   uint32 // ready: pid; exit: wait status
+	text  string // error
+}
+
+// parseInitMsg checks a message from the init. The init runs inside the
+// sandbox with the app's uid, so a compromised app could in principle
+// forge anything here; nothing it sends may do more than fail a dial or end
+// its own sandbox.
+func parseInitMsg(b []byte) (initMsg, error) {
+	if len(b) == 0 {
+		return initMsg{}, errors.New("empty message")
+	}
+	m := initMsg{kind: b[0]}
+	switch m.kind {
+	case msgReady, msgExit:
+		if len(b) != 5 {
+			return m, fmt.Errorf("message %q: bad length %d", m.kind, len(b))
+		}
+		m.val = binary.LittleEndian.Uint32(b[1:])
+	case msgDial:
+		if len(b) != 9 {
+			return m, fmt.Errorf("dial reply: bad length %d", len(b))
+		}
+		m.id = binary.LittleEndian.Uint32(b[1:])
+		m.errno = binary.LittleEndian.Uint32(b[5:])
+	case msgError:
+		t := b[1:]
+		if len(t) > maxErrMsg {
+			t = t[:maxErrMsg]
+		}
+		m.text = string(t)
+	default:
+		return m, fmt.Errorf("unknown message type %#x", m.kind)
+	}
+	return m, nil
+}

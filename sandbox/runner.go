@@ -1,0 +1,415 @@
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// maybeInitCalled guards against re-executing a binary that would not
+// turn into an init: it would run the host program again, recursively.
+var maybeInitCalled atomic.Bool
+
+// DefaultSandboxUID is the host uid and gid that root inside a sandbox is
+// when the node runs as root.
+const DefaultSandboxUID = 60001
+
+// Limits bound what a sandbox may use. Zero fields take the defaults.
+type Limits struct {
+	MemoryBytes int64  // 0: 256 MiB
+	Pids        int    // 0: 256 (Go init threads count too)
+	NoFile      uint64 // 0: 4096
+	TmpBytes    int64  // 0: 64 MiB (size of the /tmp tmpfs)
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.MemoryBytes <= 0 {
+		l.MemoryBytes = 256 << 20
+	}
+	if l.Pids <= 0 {
+		l.Pids = 256
+	}
+	if l.NoFile == 0 {
+		l.NoFile = 4096
+	}
+	if l.TmpBytes <= 0 {
+		l.TmpBytes = 64 << 20
+	}
+	return l
+}
+
+// Config configures a Runner.
+type Config struct {
+	Log *slog.Logger // may be nil
+	// CgroupParent optionally overrides where per-sandbox cgroups are
+	// created (tests). It must be a directory in a cgroup v2 hierarchy;
+	// limits are then written only where the controllers exist there.
+	CgroupParent string
+	// SandboxUID is, when the node runs as root, the unprivileged host
+	// uid (and gid) that root inside every sandbox is. 0 means
+	// DefaultSandboxUID. Unprivileged, it is always the node's own uid.
+	SandboxUID uint32
+}
+
+// Runner starts sandboxes.
+type Runner struct {
+	log      *slog.Logger
+	mode     string
+	uid, gid uint32 // host ids of root inside a sandbox
+	cg       *cgroups
+
+	mu      sync.Mutex
+	running map[string]bool
+}
+
+// NewRunner checks what the kernel allows (user namespaces; root or
+// unprivileged; which cgroup version is usable). It fails, saying what is
+// missing, only if sandboxes cannot run at all; without usable cgroups it
+// logs a warning and sandboxes run without memory and pids limits.
+func NewRunner(cfg Config) (*Runner, error) {
+	if !maybeInitCalled.Load() {
+		return nil, errors.New("sandbox: MaybeInit was not called; it must be the first call in main (or TestMain)")
+	}
+	if runtime.GOARCH != "amd64" {
+		return nil, fmt.Errorf("sandbox: the seccomp filter is written for amd64, not %s", runtime.GOARCH)
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	r := &Runner{log: log, running: map[string]bool{}}
+	if os.Geteuid() == 0 {
+		r.mode = "root"
+		r.uid, r.gid = cfg.SandboxUID, cfg.SandboxUID
+		if r.uid == 0 {
+			r.uid, r.gid = DefaultSandboxUID, DefaultSandboxUID
+		}
+	} else {
+		r.mode = "unprivileged"
+		r.uid, r.gid = uint32(os.Getuid()), uint32(os.Getgid())
+	}
+	if err := r.checkNamespaces(); err != nil {
+		return nil, err
+	}
+	cg, err := detectCgroups(cfg.CgroupParent, r.mode == "root")
+	if cfg.CgroupParent != "" && err != nil {
+		return nil, err
+	}
+	if err != nil {
+		log.Warn("sandboxes will run without memory and pids limits: no usable cgroups", "why", err)
+	}
+	r.cg = cg
+	return r, nil
+}
+
+// Mode is "root" or "unprivileged".
+func (r *Runner) Mode() string { return r.mode }
+
+// Cgroups is "v2", "v1" or "none".
+func (r *Runner) Cgroups() string { return r.cg.version }
+
+// SandboxUID is the host uid and gid that root inside a sandbox is; files
+// the app writes in /var belong to it, and a Spec's Var must be writable by
+// it (Start chowns the Var dir itself in root mode).
+func (r *Runner) SandboxUID() (uid, gid uint32) { return r.uid, r.gid }
+
+// Close removes the runner's parent cgroup dirs if empty. Running
+// sandboxes are not stopped.
+func (r *Runner) Close() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cg.close()
+}
+
+func (r *Runner) sysProcAttr() *syscall.SysProcAttr {
+	a := &syscall.SysProcAttr{
+		Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID |
+			syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS | syscall.CLONE_NEWNET | syscall.CLONE_NEWCGROUP,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(r.uid), Size: 1}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(r.gid), Size: 1}},
+		Pdeathsig:   syscall.SIGKILL,
+	}
+	if r.mode == "root" {
+		// Without switching to uid 0 *inside*, the child would stay host
+		// uid 0, unmapped in the new namespace, and lose every capability
+		// at exec. This also drops root's supplementary groups.
+		a.Credential = &syscall.Credential{Uid: 0, Gid: 0, Groups: []uint32{}}
+		a.GidMappingsEnableSetgroups = true
+	}
+	return a
+}
+
+// checkNamespaces creates the namespaces once, with an init that exits at
+// once, to turn a kernel refusal into advice.
+func (r *Runner) checkNamespaces() error {
+	cmd := &exec.Cmd{Path: "/proc/self/exe", Args: []string{initArg0, modeCheck}, SysProcAttr: r.sysProcAttr()}
+	err := cmd.Run()
+	if err == nil {
+		return nil
+	}
+	msg := fmt.Sprintf("sandbox: cannot create the sandbox namespaces as %s (uid %d): %v.", r.mode, os.Getuid(), err)
+	var hints []string
+	if readSysctl("user/max_user_namespaces") == "0" {
+		hints = append(hints, "user namespaces are disabled: set sysctl user.max_user_namespaces=15000")
+	}
+	if r.mode == "unprivileged" {
+		if readSysctl("kernel/unprivileged_userns_clone") == "0" {
+			hints = append(hints, "unprivileged user namespaces are disabled: set sysctl kernel.unprivileged_userns_clone=1")
+		}
+		if readSysctl("kernel/apparmor_restrict_unprivileged_userns") == "1" {
+			hints = append(hints, "AppArmor restricts unprivileged user namespaces: set sysctl kernel.apparmor_restrict_unprivileged_userns=0 or give the erg binary an AppArmor profile with \"userns,\"")
+		}
+		hints = append(hints, "or run the node as root")
+	} else {
+		hints = append(hints, "a container runtime or seccomp policy may forbid unshare/clone with namespace flags")
+	}
+	return fmt.Errorf("%s To fix: %s", msg, strings.Join(hints, "; "))
+}
+
+func readSysctl(name string) string {
+	b, err := os.ReadFile("/proc/sys/" + name)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+var validName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+
+// Spec describes one sandbox.
+type Spec struct {
+	Name string // unique per running sandbox, [a-z0-9-], used for the cgroup dir name
+	// Root is the app tree on the host, mounted read-only as /. It must
+	// already contain empty dirs dev, proc, tmp and var.
+	Root   string
+	Var    string   // host dir bind-mounted read-write at /var (nosuid,nodev)
+	Args   []string // Args[0] is the program path inside the sandbox
+	Env    []string
+	Limits Limits
+	// Stdout and Stderr receive the app's output; nil discards it.
+	Stdout, Stderr io.Writer
+}
+
+func (r *Runner) checkSpec(spec *Spec) error {
+	if !validName.MatchString(spec.Name) {
+		return fmt.Errorf("sandbox name %q: use 1 to 63 of [a-z0-9-], starting with a letter or digit", spec.Name)
+	}
+	if !filepath.IsAbs(spec.Root) {
+		return fmt.Errorf("sandbox %s: root %q is not an absolute path", spec.Name, spec.Root)
+	}
+	if fi, err := os.Stat(spec.Root); err != nil || !fi.IsDir() {
+		return fmt.Errorf("sandbox %s: app tree %s is not a directory: %v", spec.Name, spec.Root, err)
+	}
+	if err := checkMountPoints(spec.Root); err != nil {
+		return fmt.Errorf("sandbox %s: %w", spec.Name, err)
+	}
+	if !filepath.IsAbs(spec.Var) {
+		return fmt.Errorf("sandbox %s: var dir %q is not an absolute path", spec.Name, spec.Var)
+	}
+	fi, err := os.Stat(spec.Var)
+	if err != nil || !fi.IsDir() {
+		return fmt.Errorf("sandbox %s: var dir %s is not a directory: %v", spec.Name, spec.Var, err)
+	}
+	if len(spec.Args) == 0 || !filepath.IsAbs(spec.Args[0]) {
+		return fmt.Errorf("sandbox %s: Args[0] must be the absolute path of the program inside the sandbox, got %q", spec.Name, spec.Args)
+	}
+	// Best effort: the path is resolved again inside, where symlinks in
+	// the tree resolve against the tree.
+	if _, err := os.Lstat(filepath.Join(spec.Root, spec.Args[0])); errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("sandbox %s: program %s not found in app tree %s", spec.Name, spec.Args[0], spec.Root)
+	}
+	if r.mode == "root" {
+		st := fi.Sys().(*syscall.Stat_t)
+		if st.Uid != r.uid || st.Gid != r.gid {
+			if err := os.Lchown(spec.Var, int(r.uid), int(r.gid)); err != nil {
+				return fmt.Errorf("sandbox %s: give var dir to sandbox uid %d: %w", spec.Name, r.uid, err)
+			}
+		}
+	}
+	return nil
+}
+
+// Start starts a sandbox and returns once the app has been exec'd (not
+// once it listens), or with an error saying what stopped it; a failed
+// Start leaves nothing behind. ctx bounds the start only: the sandbox runs
+// until it exits or Stop is called.
+func (r *Runner) Start(ctx context.Context, spec Spec) (_ *Sandbox, err error) {
+	if err := r.checkSpec(&spec); err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	if r.running[spec.Name] {
+		r.mu.Unlock()
+		return nil, fmt.Errorf("sandbox %s is already running", spec.Name)
+	}
+	r.running[spec.Name] = true
+	r.mu.Unlock()
+	defer func() {
+		if err != nil {
+			r.forget(spec.Name)
+		}
+	}()
+
+	limits := spec.Limits.withDefaults()
+	cg, err := r.cg.create(spec.Name, limits)
+	if err != nil {
+		return nil, fmt.Errorf("sandbox %s: %w", spec.Name, err)
+	}
+	s := &Sandbox{
+		r:          r,
+		name:       spec.Name,
+		cg:         cg,
+		log:        r.log.With("sandbox", spec.Name),
+		started:    make(chan initMsg, 1),
+		pending:    map[uint32]chan dialResult{},
+		readerDone: make(chan struct{}),
+		done:       make(chan struct{}),
+	}
+	if err := s.start(ctx, spec, limits); err != nil {
+		if rerr := cg.remove(); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+		return nil, fmt.Errorf("sandbox %s: %w", spec.Name, err)
+	}
+	return s, nil
+}
+
+func (r *Runner) forget(name string) {
+	r.mu.Lock()
+	delete(r.running, name)
+	r.mu.Unlock()
+}
+
+func (s *Sandbox) start(ctx context.Context, spec Spec, limits Limits) error {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("control socket: %w", err)
+	}
+	hostEnd := os.NewFile(uintptr(fds[0]), "sandbox-ctrl")
+	initEnd := os.NewFile(uintptr(fds[1]), "sandbox-ctrl-init")
+	defer initEnd.Close()
+	c, err := net.FileConn(hostEnd)
+	hostEnd.Close()
+	if err != nil {
+		initEnd.Close()
+		return fmt.Errorf("control socket: %w", err)
+	}
+	s.ctrl = c.(*net.UnixConn)
+	extra := []*os.File{initEnd}
+	detached := s.r.mode == "root"
+	if detached {
+		// As root the host clones the two trees as detached mounts and
+		// hands them over: the sandbox's unprivileged uid then needs no
+		// way through the host's path to them (a data dir under /root,
+		// say), and no path can be swapped between check and mount.
+		for _, dir := range []string{spec.Root, spec.Var} {
+			f, err := detachedMount(dir)
+			if err != nil {
+				s.ctrl.Close()
+				return err
+			}
+			defer f.Close()
+			extra = append(extra, f)
+		}
+	}
+	cmd := &exec.Cmd{
+		Path:        "/proc/self/exe",
+		Args:        []string{initArg0, modeRun},
+		Env:         []string{},
+		ExtraFiles:  extra,
+		SysProcAttr: s.r.sysProcAttr(),
+	}
+	if spec.Stdout != nil {
+		cmd.Stdout = spec.Stdout
+	}
+	if spec.Stderr != nil {
+		cmd.Stderr = spec.Stderr
+	}
+	if s.cg.version == "v2" {
+		fd, err := s.cg.openDir()
+		if err != nil {
+			s.ctrl.Close()
+			return fmt.Errorf("open cgroup: %w", err)
+		}
+		defer unix.Close(fd)
+		// clone3(CLONE_INTO_CGROUP): the init is born in its cgroup.
+		cmd.SysProcAttr.UseCgroupFD = true
+		cmd.SysProcAttr.CgroupFD = fd
+	}
+	if err := cmd.Start(); err != nil {
+		s.ctrl.Close()
+		return fmt.Errorf("start init: %w", err)
+	}
+	s.cmd = cmd
+	s.pid = cmd.Process.Pid
+	initEnd.Close()
+	go s.readLoop()
+	go s.wait()
+
+	fail := func(err error) error {
+		s.kill()
+		<-s.done
+		return err
+	}
+	if s.cg.version == "v1" {
+		// Before "go": every later thread and child inherits the groups.
+		if err := s.cg.addPid(s.pid); err != nil {
+			return fail(err)
+		}
+	}
+	cfg, err := json.Marshal(initConfig{
+		Root:     spec.Root,
+		Var:      spec.Var,
+		Detached: detached,
+		TmpBytes: limits.TmpBytes,
+		NoFile:   limits.NoFile,
+		Args:     spec.Args,
+		Env:      spec.Env,
+	})
+	if err != nil {
+		return fail(err)
+	}
+	if len(cfg)+1 > maxCtrl {
+		return fail(fmt.Errorf("args and env too large (%d bytes)", len(cfg)))
+	}
+	if _, err := s.ctrl.Write(append([]byte{msgGo}, cfg...)); err != nil {
+		return fail(fmt.Errorf("send config to init: %w", err))
+	}
+	select {
+	case m := <-s.started:
+		if m.kind == msgError {
+			<-s.done
+			return errors.New(m.text)
+		}
+		return nil
+	case <-s.done:
+		return fmt.Errorf("init exited during setup: %w", s.Err())
+	case <-ctx.Done():
+		return fail(ctx.Err())
+	}
+}
+
+// detachedMount clones dir as a mount that belongs to no namespace yet.
+func detachedMount(dir string) (*os.File, error) {
+	fd, err := unix.OpenTree(unix.AT_FDCWD, dir, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("clone mount of %s: %w", dir, err)
+	}
+	return os.NewFile(uintptr(fd), dir), nil
+}
