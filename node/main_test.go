@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"erg/sandbox"
+	"erg/sandbox/sandboxtest"
 )
 
 func TestMain(m *testing.M) {
@@ -107,16 +108,37 @@ func copyFileT(t testing.TB, src, dst string, perm os.FileMode) {
 	}
 }
 
-// testApps builds the test and sample apps into one apps dir.
+// appsEnv names a prebuilt apps dir, for a test re-run as a user that
+// cannot use the go tool.
+const appsEnv = "ERG_TEST_APPS"
+
+// testApps builds the test and sample apps into one apps dir: echo, notes,
+// and the sandbox escape probe.
 func testApps(t testing.TB) string {
+	if dir := os.Getenv(appsEnv); dir != "" {
+		return dir
+	}
 	dir := filepath.Join(sharedBuildDir(t), "apps")
 	appsMu.Lock()
 	defer appsMu.Unlock()
-	if _, err := os.Stat(filepath.Join(dir, "notes", "erg.json")); err == nil {
+	if _, err := os.Stat(filepath.Join(dir, "probe", "erg.json")); err == nil {
 		return dir
 	}
 	appTree(t, dir, "echo", "./node/testdata/echo", "node/testdata/echo/erg.json")
 	appTree(t, dir, "notes", "./apps/notes", "apps/notes/erg.json")
+	probe, err := sandboxtest.ProbeBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree := filepath.Join(dir, "probe")
+	for _, d := range []string{"bin", "dev", "proc", "tmp", "var"} {
+		if err := os.MkdirAll(filepath.Join(tree, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copyFileT(t, probe, filepath.Join(tree, "bin", "probe"), 0o755)
+	copyFileT(t, probe, filepath.Join(tree, "bin", "suid"), 0o755)
+	copyFileT(t, filepath.Join(repoRoot(t), "node/testdata/probe.json"), filepath.Join(tree, "erg.json"), 0o644)
 	return dir
 }
 
@@ -147,7 +169,12 @@ func startNode(t testing.TB, mod func(*Config)) *testNode {
 	}
 	tn := &testNode{Node: n, t: t}
 	tn.http = tn.newClient()
-	t.Cleanup(func() { n.Close() })
+	t.Cleanup(func() {
+		n.Close()
+		// Installed trees are read-only; a non-root owner must make them
+		// writable again before t.TempDir's cleanup can remove them.
+		makeWritable(filepath.Join(cfg.DataDir, packagesDir))
+	})
 	return tn
 }
 
