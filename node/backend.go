@@ -45,8 +45,10 @@ type grainInfo struct {
 
 // sessionEntry is a grain session known to be in the database.
 type sessionEntry struct {
-	grainID string
-	expires time.Time
+	grainID   string
+	expires   time.Time
+	userID    string // what the grain is told, derived once
+	sessionID string
 }
 
 var _ webui.Backend = (*Node)(nil)
@@ -380,23 +382,23 @@ func (n *Node) GrainViewer(ctx context.Context, grainID, session string) (webui.
 	if err != nil {
 		return webui.Viewer{}, err
 	}
-	h := hashToken(session)
-	if err := n.checkSession(ctx, h, grainID); err != nil {
+	se, err := n.checkSession(ctx, hashToken(session), grainID)
+	if err != nil {
 		return webui.Viewer{}, err
 	}
 	role, _ := g.app.Role(g.app.OwnerRole)
 	return webui.Viewer{
-		UserID:      n.derive("user-id", "owner", grainID),
+		UserID:      se.userID,
 		Username:    n.cfg.Owner,
 		Permissions: role.Permissions,
-		SessionID:   n.derive("session-id", h),
+		SessionID:   se.sessionID,
 	}, nil
 }
 
 // checkSession finds a live session, from memory when it can: the proxy
 // asks on every request, and a database read there would cost more than
 // the rest of the proxy.
-func (n *Node) checkSession(ctx context.Context, hash, grainID string) error {
+func (n *Node) checkSession(ctx context.Context, hash, grainID string) (sessionEntry, error) {
 	now := time.Now()
 	n.mu.RLock()
 	s, ok := n.sessions[hash]
@@ -405,20 +407,25 @@ func (n *Node) checkSession(ctx context.Context, hash, grainID string) error {
 		var expires int64
 		err := n.db.QueryRowContext(ctx, `SELECT expires_at FROM grain_sessions WHERE hash = ? AND grain_id = ?`, hash, grainID).Scan(&expires)
 		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("%w: no such session", webui.ErrForbidden)
+			return sessionEntry{}, fmt.Errorf("%w: no such session", webui.ErrForbidden)
 		}
 		if err != nil {
-			return err
+			return sessionEntry{}, err
 		}
-		s = sessionEntry{grainID: grainID, expires: time.Unix(expires, 0)}
+		s = sessionEntry{
+			grainID:   grainID,
+			expires:   time.Unix(expires, 0),
+			userID:    n.derive("user-id", "owner", grainID),
+			sessionID: n.derive("session-id", hash),
+		}
 		n.mu.Lock()
 		n.sessions[hash] = s
 		n.mu.Unlock()
 	}
 	if s.grainID != grainID || !now.Before(s.expires) {
-		return fmt.Errorf("%w: no such session", webui.ErrForbidden)
+		return sessionEntry{}, fmt.Errorf("%w: no such session", webui.ErrForbidden)
 	}
-	return nil
+	return s, nil
 }
 
 // AcquireGrain implements webui.Backend.

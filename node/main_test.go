@@ -160,6 +160,9 @@ func startNode(t testing.TB, mod func(*Config)) *testNode {
 		Owner:     "alice",
 		Log:       slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
+	if _, ok := t.(*testing.B); ok {
+		cfg.Log = slog.New(slog.DiscardHandler) // keep benchmark output to the figures
+	}
 	if mod != nil {
 		mod(&cfg)
 	}

@@ -123,8 +123,7 @@ func (h *Handler) serveGrain(w http.ResponseWriter, r *http.Request, id string) 
 			setGrainHeaders(pr.Out.Header, viewer)
 			dropCookie(pr.Out, grainCookie)
 		},
-		Transport:     rt,
-		FlushInterval: -1,
+		Transport: rt,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			h.log.Warn("grain request failed", "grain", id, "path", r.URL.Path, "err", err)
 			http.Error(w, "The grain did not answer.", http.StatusBadGateway)
