@@ -30,9 +30,15 @@ apps:
 run: build
 	$(BUILD)/erg run --data $(DATA) --listen $(LISTEN) --apps $(BUILD)/apps
 
-test:
-	$(GO) vet ./...
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+test: lint
 	$(GO) test -count=1 -timeout 20m ./...
+
+lint:
+	@test -z "$$(gofmt -l .)" || { echo "gofmt would change:"; gofmt -l .; exit 1; }
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 50x ./sandbox/ ./node/

@@ -1,0 +1,58 @@
+package appstore
+
+import (
+	"os"
+	"strings"
+	"testing"
+)
+
+func TestSampleManifestIsValid(t *testing.T) {
+	data, err := os.ReadFile("../apps/notes/erg.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := ParseManifest(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, ok := m.Role(m.OwnerRole); !ok || len(r.Permissions) == 0 {
+		t.Errorf("owner role %q: %+v", m.OwnerRole, r)
+	}
+}
+
+func TestManifestErrorsNameTheField(t *testing.T) {
+	valid := `{"id":"a","name":"A","version":1,"command":["/bin/a"],"port":80,
+		"roles":[{"name":"viewer","permissions":["read"]}],"ownerRole":"viewer"}`
+	if _, err := ParseManifest([]byte(valid)); err != nil {
+		t.Fatalf("valid manifest refused: %v", err)
+	}
+	tests := []struct {
+		name, json, want string
+	}{
+		{"not json", `{`, "manifest"},
+		{"unknown field", strings.Replace(valid, `"port":80`, `"port":80,"prot":1`, 1), `"prot"`},
+		{"trailing data", valid + `{}`, "trailing"},
+		{"bad id", strings.Replace(valid, `"id":"a"`, `"id":"../a"`, 1), `"id"`},
+		{"no name", strings.Replace(valid, `"name":"A"`, `"name":" "`, 1), `"name"`},
+		{"zero version", strings.Replace(valid, `"version":1`, `"version":0`, 1), `"version"`},
+		{"relative command", strings.Replace(valid, `"/bin/a"`, `"bin/a"`, 1), `"command"`},
+		{"port too big", strings.Replace(valid, `"port":80`, `"port":70000`, 1), `"port"`},
+		{"no roles", strings.Replace(valid, `[{"name":"viewer","permissions":["read"]}]`, `[]`, 1), `"roles"`},
+		{"bad role name", strings.Replace(valid, `"name":"viewer"`, `"name":"View er"`, 1), `"roles[0].name"`},
+		{"bad permission", strings.Replace(valid, `["read"]`, `["Read!"]`, 1), `"roles[0].permissions[0]"`},
+		{"owner role missing", strings.Replace(valid, `"ownerRole":"viewer"`, `"ownerRole":"editor"`, 1), `"ownerRole"`},
+		{"negative memory", strings.Replace(valid, `"port":80`, `"port":80,"limits":{"memoryMB":-1}`, 1), `"limits.memoryMB"`},
+		{"wrong type", strings.Replace(valid, `"version":1`, `"version":"1"`, 1), "version"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ParseManifest([]byte(tt.json))
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("error %q does not name %s", err, tt.want)
+			}
+		})
+	}
+}
