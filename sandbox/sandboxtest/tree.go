@@ -87,9 +87,9 @@ func ProbeBinary() (string, error) {
 	if p := os.Getenv(ProbeEnv); p != "" {
 		return p, nil
 	}
-	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(goTool); err != nil {
-		goTool = "go"
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		return "", fmt.Errorf("building the probe needs the go tool on PATH: %w", err)
 	}
 	out, err := exec.Command(goTool, "list", "-f", "{{.Dir}}", probePkg).Output()
 	if err != nil {
