@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -123,7 +124,8 @@ func (h *Handler) serveGrain(w http.ResponseWriter, r *http.Request, id string) 
 			setGrainHeaders(pr.Out.Header, viewer)
 			dropCookie(pr.Out, grainCookie)
 		},
-		Transport: rt,
+		Transport:  rt,
+		BufferPool: copyBuffers,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			h.log.Warn("grain request failed", "grain", id, "path", r.URL.Path, "err", err)
 			http.Error(w, "The grain did not answer.", http.StatusBadGateway)
@@ -131,6 +133,14 @@ func (h *Handler) serveGrain(w http.ResponseWriter, r *http.Request, id string) 
 	}
 	proxy.ServeHTTP(w, r)
 }
+
+// copyBuffers saves the proxy a 32 KiB allocation per request.
+var copyBuffers = &bufferPool{pool: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+
+type bufferPool struct{ pool sync.Pool }
+
+func (p *bufferPool) Get() []byte  { return *p.pool.Get().(*[]byte) }
+func (p *bufferPool) Put(b []byte) { p.pool.Put(&b) }
 
 func (h *Handler) login(w http.ResponseWriter, r *http.Request, id string) {
 	token := r.URL.Query().Get("token")
