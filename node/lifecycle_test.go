@@ -200,7 +200,7 @@ func TestRemoveGrainDeletesEverything(t *testing.T) {
 
 func TestNotesLiveUpdatesThroughProxy(t *testing.T) {
 	n := startNode(t, nil)
-	_, origin := n.newGrain("notes")
+	id, origin := n.newGrain("notes")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	a := n.dialWS(ctx, origin+"/ws")
@@ -224,8 +224,29 @@ func TestNotesLiveUpdatesThroughProxy(t *testing.T) {
 			if note.UpdatedBy != "alice" {
 				t.Errorf("updatedBy = %q, want the owner alice", note.UpdatedBy)
 			}
-			return
+			break
 		}
+	}
+	a.CloseNow()
+	b.CloseNow()
+
+	// The note outlives its sandbox and the node.
+	if err := n.grains.stop(ctx, id, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := n.get(origin + "/api/note"); code != 200 || !strings.Contains(body, "hello from a") {
+		t.Fatalf("after grain restart: %d %s", code, body)
+	}
+	dataDir := n.cfg.DataDir
+	n.Close()
+	n2 := startNode(t, func(c *Config) { c.DataDir = dataDir })
+	g, err := n2.OpenGrain(ctx, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n2.get(g.URL)
+	if code, body := n2.get(strings.Split(g.URL, "/_erg/")[0] + "/api/note"); code != 200 || !strings.Contains(body, "hello from a") {
+		t.Fatalf("after node restart: %d %s", code, body)
 	}
 }
 
