@@ -1,6 +1,6 @@
 // Package appstore owns what an app is to erg: the manifest that describes a
-// package, and (as the package format grows) packing, signing, verifying,
-// installing and publishing packages.
+// package, app keys and ids, and the signed package file — packing a tree
+// into it, verifying one, and unpacking it read-only.
 package appstore
 
 import (
@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -33,6 +34,10 @@ type Manifest struct {
 	Actions        []Action `json:"actions,omitempty"`
 	Icon           string   `json:"icon,omitempty"`
 	Limits         Limits   `json:"limits,omitempty"`
+	// Include lists absolute host paths the packer copies into the tree at
+	// the same place (with the shared libraries of any ELF binary among
+	// them), for native apps built around a program already on the host.
+	Include []string `json:"include,omitempty"`
 }
 
 // Role is a named set of permissions a grain's user can hold.
@@ -52,6 +57,10 @@ type Action struct {
 type Limits struct {
 	MemoryMB int `json:"memoryMB,omitempty"`
 	Pids     int `json:"pids,omitempty"`
+	// CPUPercent caps CPU time; 100 is one whole core.
+	CPUPercent int `json:"cpuPercent,omitempty"`
+	// DiskMB caps the grain's /var.
+	DiskMB int `json:"diskMB,omitempty"`
 }
 
 var (
@@ -61,6 +70,11 @@ var (
 
 // ParseManifest decodes and validates a manifest. Unknown fields are errors,
 // so a typo never silently drops a setting.
+//
+// ParseManifest and ReadManifest are the unsigned, directory-form path: they
+// accept a short id such as "notes" as well as an app id, for trees a
+// developer runs in place. A signed package must carry the app id of the key
+// that signed it; Pack and Open enforce that on top of ParseManifest.
 func ParseManifest(data []byte) (*Manifest, error) {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
@@ -108,6 +122,19 @@ func (m *Manifest) Validate() error {
 		return bad("limits.memoryMB", "must not be negative")
 	case m.Limits.Pids < 0:
 		return bad("limits.pids", "must not be negative")
+	case m.Limits.CPUPercent < 0:
+		return bad("limits.cpuPercent", "must not be negative")
+	case m.Limits.DiskMB < 0:
+		return bad("limits.diskMB", "must not be negative")
+	case len(m.Description) > 4096:
+		return bad("description", "must be at most 4096 bytes")
+	case m.Icon != "" && !isTreePath(m.Icon):
+		return bad("icon", "must be a relative path inside the package, without '..'")
+	}
+	for i, p := range m.Include {
+		if !strings.HasPrefix(p, "/") || path.Clean(p) != p || p == "/" {
+			return bad(fmt.Sprintf("include[%d]", i), "must be a clean absolute host path other than /")
+		}
 	}
 	seen := map[string]bool{}
 	for i, r := range m.Roles {
@@ -133,6 +160,13 @@ func (m *Manifest) Validate() error {
 		}
 	}
 	return nil
+}
+
+// isTreePath reports whether p is a clean relative slash path that stays
+// inside a tree.
+func isTreePath(p string) bool {
+	return p != "" && p != "." && !strings.HasPrefix(p, "/") && path.Clean(p) == p &&
+		p != ".." && !strings.HasPrefix(p, "../") && !strings.ContainsRune(p, 0)
 }
 
 // Role returns the named role, or false.

@@ -26,6 +26,11 @@ func TestManifestErrorsNameTheField(t *testing.T) {
 	if _, err := ParseManifest([]byte(valid)); err != nil {
 		t.Fatalf("valid manifest refused: %v", err)
 	}
+	full := strings.Replace(valid, `"port":80`, `"port":80,"icon":"share/icon.png","description":"d",
+		"limits":{"memoryMB":64,"pids":10,"cpuPercent":50,"diskMB":100},"include":["/usr/bin/python3"]`, 1)
+	if _, err := ParseManifest([]byte(full)); err != nil {
+		t.Fatalf("full manifest refused: %v", err)
+	}
 	tests := []struct {
 		name, json, want string
 	}{
@@ -43,6 +48,18 @@ func TestManifestErrorsNameTheField(t *testing.T) {
 		{"owner role missing", strings.Replace(valid, `"ownerRole":"viewer"`, `"ownerRole":"editor"`, 1), `"ownerRole"`},
 		{"negative memory", strings.Replace(valid, `"port":80`, `"port":80,"limits":{"memoryMB":-1}`, 1), `"limits.memoryMB"`},
 		{"wrong type", strings.Replace(valid, `"version":1`, `"version":"1"`, 1), "version"},
+		{"negative cpu", strings.Replace(valid, `"port":80`, `"port":80,"limits":{"cpuPercent":-5}`, 1), `"limits.cpuPercent"`},
+		{"negative disk", strings.Replace(valid, `"port":80`, `"port":80,"limits":{"diskMB":-1}`, 1), `"limits.diskMB"`},
+		{"unknown limit", strings.Replace(valid, `"port":80`, `"port":80,"limits":{"cpu":1}`, 1), `"cpu"`},
+		{"icon outside", strings.Replace(valid, `"port":80`, `"port":80,"icon":"../icon.png"`, 1), `"icon"`},
+		{"icon absolute", strings.Replace(valid, `"port":80`, `"port":80,"icon":"/icon.png"`, 1), `"icon"`},
+		{"icon unclean", strings.Replace(valid, `"port":80`, `"port":80,"icon":"a//icon.png"`, 1), `"icon"`},
+		{"long description", strings.Replace(valid, `"port":80`, `"port":80,"description":"`+strings.Repeat("x", 5000)+`"`, 1), `"description"`},
+		{"relative include", strings.Replace(valid, `"port":80`, `"port":80,"include":["/usr/lib","lib"]`, 1), `"include[1]"`},
+		{"unclean include", strings.Replace(valid, `"port":80`, `"port":80,"include":["/usr/../etc"]`, 1), `"include[0]"`},
+		{"root include", strings.Replace(valid, `"port":80`, `"port":80,"include":["/"]`, 1), `"include[0]"`},
+		{"missing fields", `{"id":"a"}`, `"name"`},
+		{"null", `null`, `"id"`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

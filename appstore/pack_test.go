@@ -1,0 +1,690 @@
+package appstore
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ipfs/boxo/ipld/merkledag"
+	ft "github.com/ipfs/boxo/ipld/unixfs"
+	pb "github.com/ipfs/boxo/ipld/unixfs/pb"
+	"github.com/ipfs/go-cid"
+	ipld "github.com/ipfs/go-ipld-format"
+	car "github.com/ipld/go-car/v2"
+)
+
+// testKey is fixed so that packages (and fuzz seeds) are reproducible.
+func testKey(seed byte) ed25519.PrivateKey {
+	return ed25519.NewKeyFromSeed(bytes.Repeat([]byte{seed}, ed25519.SeedSize))
+}
+
+func manifestFor(key ed25519.PrivateKey, extra string) string {
+	return fmt.Sprintf(`{"id":%q,"name":"Test","version":3,"displayVersion":"0.3","command":["/bin/app"],"port":8000,
+	"roles":[{"name":"viewer","permissions":["read"]}],"ownerRole":"viewer"%s}`, AppID(key.Public().(ed25519.PublicKey)), extra)
+}
+
+// writeApp makes a small app tree and returns its directory.
+func writeApp(t testing.TB, key ed25519.PrivateKey) string {
+	t.Helper()
+	dir := t.TempDir()
+	files := map[string]string{
+		ManifestFile:         manifestFor(key, `,"icon":"share/icon.svg","description":"a test app"`),
+		"bin/app":            "#!/bin/sh\necho hi\n",
+		"share/icon.svg":     "<svg/>",
+		"share/data.txt":     strings.Repeat("data ", 100_000), // several chunks
+		"share/empty":        "",
+		"share/deep/a/b/c.t": "deep",
+		"var/.keep":          "",
+	}
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(filepath.Join(dir, "bin/app"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("../share/data.txt", filepath.Join(dir, "bin/data")); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func pack(t testing.TB, dir string, key ed25519.PrivateKey, opts PackOptions) ([]byte, *Package) {
+	t.Helper()
+	var buf bytes.Buffer
+	p, err := Pack(context.Background(), dir, key, &buf, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes(), p
+}
+
+func openBytes(b []byte, lim SizeLimits) (*Package, error) {
+	return Open(context.Background(), bytes.NewReader(b), int64(len(b)), lim)
+}
+
+func TestPackOpenUnpack(t *testing.T) {
+	key := testKey(1)
+	dir := writeApp(t, key)
+	var calls int
+	b1, p1 := pack(t, dir, key, PackOptions{Progress: func(done, total int64) {
+		calls++
+		if done > total {
+			t.Errorf("progress %d of %d", done, total)
+		}
+	}})
+	if calls == 0 {
+		t.Error("no progress reported")
+	}
+	b2, p2 := pack(t, dir, key, PackOptions{})
+	if p1.CID != p2.CID || !bytes.Equal(b1, b2) {
+		t.Fatalf("packing twice differs: %s vs %s", p1.CID, p2.CID)
+	}
+	if p1.CID.Version() != 1 {
+		t.Errorf("root %s is not CIDv1", p1.CID)
+	}
+
+	// Another tool reads the file as a valid, fully hashed CARv2.
+	rd, err := car.NewReader(bytes.NewReader(b1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := rd.Inspect(true); err != nil || st.Version != 2 {
+		t.Fatalf("inspect: %+v %v", st, err)
+	}
+
+	p, err := openBytes(b1, SizeLimits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.CID != p1.CID || p.AppID != AppID(key.Public().(ed25519.PublicKey)) || p.Version != 3 ||
+		p.Size != int64(len(b1)) || p.Manifest.Icon != "share/icon.svg" {
+		t.Fatalf("package %+v", p)
+	}
+	dest := filepath.Join(t.TempDir(), "pkg")
+	if err := Unpack(context.Background(), p, dest, UnpackOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	defer removeTree(dest)
+	if err := Unpack(context.Background(), p, dest, UnpackOptions{}); err == nil {
+		t.Error("unpacked over an existing dir")
+	}
+
+	// Every original entry is there with its content, plus the mount points.
+	err = filepath.WalkDir(dir, func(src string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, src)
+		dst := filepath.Join(dest, rel)
+		fi, err := os.Lstat(dst)
+		if err != nil {
+			return err
+		}
+		want := fs.FileMode(0o444)
+		switch {
+		case d.IsDir():
+			want = fs.ModeDir | 0o555
+		case d.Type()&fs.ModeSymlink != 0:
+			a, _ := os.Readlink(src)
+			b, _ := os.Readlink(dst)
+			if a != b {
+				t.Errorf("%s: link %q, want %q", rel, b, a)
+			}
+			return nil
+		case rel == "bin/app":
+			want = 0o555
+		}
+		if fi.Mode() != want {
+			t.Errorf("%s: mode %v, want %v", rel, fi.Mode(), want)
+		}
+		if d.Type().IsRegular() {
+			a, _ := os.ReadFile(src)
+			b, _ := os.ReadFile(dst)
+			if !bytes.Equal(a, b) {
+				t.Errorf("%s: content differs", rel)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mp := range mountPoints {
+		if fi, err := os.Stat(filepath.Join(dest, mp)); err != nil || fi.Mode() != fs.ModeDir|0o555 {
+			t.Errorf("mount point %s: %v %v", mp, fi, err)
+		}
+	}
+	assertOnly(t, filepath.Dir(dest), "pkg")
+}
+
+// assertOnly fails unless dir holds exactly the names given.
+func assertOnly(t *testing.T, dir string, names ...string) {
+	t.Helper()
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range ents {
+		got = append(got, e.Name())
+	}
+	if strings.Join(got, ",") != strings.Join(names, ",") {
+		t.Errorf("%s holds %v, want %v", dir, got, names)
+	}
+}
+
+func TestPackRefuses(t *testing.T) {
+	key := testKey(1)
+	tests := []struct {
+		name  string
+		setup func(t *testing.T, dir string)
+		opts  PackOptions
+		want  string
+	}{
+		{"fifo", func(t *testing.T, dir string) {
+			if err := syscall.Mkfifo(filepath.Join(dir, "fifo"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, PackOptions{}, "FIFO"},
+		{"socket", func(t *testing.T, dir string) {
+			l, err := net.Listen("unix", filepath.Join(dir, "sock"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { l.Close() })
+		}, PackOptions{}, "socket"},
+		{"device", func(t *testing.T, dir string) {
+			if os.Getuid() != 0 {
+				t.Skip("mknod needs root")
+			}
+			if err := syscall.Mknod(filepath.Join(dir, "null"), syscall.S_IFCHR|0o666, 1<<8|3); err != nil {
+				t.Fatal(err)
+			}
+		}, PackOptions{}, "character device"},
+		{"setuid", func(t *testing.T, dir string) {
+			if err := syscall.Chmod(filepath.Join(dir, "bin/app"), 0o4755); err != nil {
+				t.Fatal(err)
+			}
+		}, PackOptions{}, "setuid"},
+		{"setgid dir", func(t *testing.T, dir string) {
+			if err := syscall.Chmod(filepath.Join(dir, "share"), 0o2755); err != nil {
+				t.Fatal(err)
+			}
+		}, PackOptions{}, "setgid"},
+		{"absolute symlink", func(t *testing.T, dir string) {
+			if err := os.Symlink("/etc/passwd", filepath.Join(dir, "share/pw")); err != nil {
+				t.Fatal(err)
+			}
+		}, PackOptions{}, "absolute"},
+		{"escaping symlink", func(t *testing.T, dir string) {
+			if err := os.Symlink("../../x", filepath.Join(dir, "share/out")); err != nil {
+				t.Fatal(err)
+			}
+		}, PackOptions{}, "outside the tree"},
+		{"symlink escaping through another", func(t *testing.T, dir string) {
+			if err := os.Symlink("..", filepath.Join(dir, "share/up")); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink("share/up/..", filepath.Join(dir, "x")); err != nil {
+				t.Fatal(err)
+			}
+		}, PackOptions{}, "resolves outside the tree"},
+		{"file too big", nil, PackOptions{Limits: SizeLimits{MaxFile: 1000}}, "share/data.txt is 500000 bytes: over the size limit"},
+		{"package too big", nil, PackOptions{Limits: SizeLimits{MaxPackage: 100_000}}, "over the size limit"},
+		{"too many entries", nil, PackOptions{Limits: SizeLimits{MaxEntries: 5}}, "entries"},
+		{"mount point is a file", func(t *testing.T, dir string) {
+			if err := os.WriteFile(filepath.Join(dir, "tmp"), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, PackOptions{}, "tmp must be a directory"},
+		{"id of another key", func(t *testing.T, dir string) {
+			if err := os.WriteFile(filepath.Join(dir, ManifestFile), []byte(manifestFor(testKey(2), "")), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, PackOptions{}, `"id"`},
+		{"missing icon", func(t *testing.T, dir string) {
+			if err := os.Remove(filepath.Join(dir, "share/icon.svg")); err != nil {
+				t.Fatal(err)
+			}
+		}, PackOptions{}, `"icon"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := writeApp(t, key)
+			if tt.setup != nil {
+				tt.setup(t, dir)
+			}
+			var buf bytes.Buffer
+			_, err := Pack(context.Background(), dir, key, &buf, tt.opts)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// craft builds a package around a hand-made tree, bypassing the packer's
+// checks. add puts extra entries into the root directory.
+type crafter struct {
+	t        *testing.T
+	sink     *carSink
+	root     *merkledag.ProtoNode
+	manifest []byte
+}
+
+func newCrafter(t *testing.T, key ed25519.PrivateKey) *crafter {
+	sink, err := newCarSink(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sink.Close() })
+	c := &crafter{t: t, sink: sink, root: ft.EmptyDirNode(), manifest: []byte(manifestFor(key, ""))}
+	c.root.SetCidBuilder(cidBuilder)
+	for _, mp := range mountPoints {
+		d := ft.EmptyDirNode()
+		d.SetCidBuilder(cidBuilder)
+		c.add(mp, d)
+	}
+	return c
+}
+
+func (c *crafter) node(data []byte) *merkledag.ProtoNode {
+	nd := merkledag.NodeWithData(data)
+	nd.SetCidBuilder(cidBuilder)
+	return nd
+}
+
+func (c *crafter) file(content string, mode uint32) ipld.Node {
+	fsn := ft.NewFSNode(ft.TFile)
+	fsn.SetData([]byte(content))
+	fsn.SetModeFromUnixPermissions(mode)
+	b, err := fsn.GetBytes()
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return c.node(b)
+}
+
+func (c *crafter) add(name string, nd ipld.Node) {
+	if err := c.sink.Add(context.Background(), nd); err != nil {
+		c.t.Fatal(err)
+	}
+	if err := c.root.AddRawLink(name, &ipld.Link{Cid: nd.Cid()}); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// finish signs with key and returns the package bytes; mutate may change
+// the descriptor after signing.
+func (c *crafter) finish(key ed25519.PrivateKey, mutate func(*descriptor)) []byte {
+	c.add(ManifestFile, c.file(string(c.manifest), 0o444))
+	if err := c.sink.Add(context.Background(), c.root); err != nil {
+		c.t.Fatal(err)
+	}
+	sum := sha256.Sum256(c.manifest)
+	d := &descriptor{Format: descriptorFormat, App: AppID(key.Public().(ed25519.PublicKey)), Version: 3,
+		Root: c.root.Cid().String(), ManifestSHA256: hex.EncodeToString(sum[:])}
+	d.Signature = ed25519.Sign(key, d.signedBytes())
+	if mutate != nil {
+		mutate(d)
+	}
+	var buf bytes.Buffer
+	if _, _, err := c.sink.finishWith(&buf, d); err != nil {
+		c.t.Fatal(err)
+	}
+	return buf.Bytes()
+}
+
+func TestOpenRefuses(t *testing.T) {
+	key, other := testKey(1), testKey(2)
+	good, _ := pack(t, writeApp(t, key), key, PackOptions{})
+	tamper := func(old, new string) []byte {
+		i := bytes.Index(good, []byte(old))
+		if i < 0 {
+			t.Fatalf("%q not in package", old)
+		}
+		b := bytes.Clone(good)
+		copy(b[i:], new)
+		return b
+	}
+	withMode := func(mode uint32) func(c *crafter) {
+		return func(c *crafter) { c.add("evil", c.file("x", mode)) }
+	}
+	tests := []struct {
+		name  string
+		pkg   func() []byte
+		craft func(c *crafter)
+		sign  ed25519.PrivateKey
+		mut   func(*descriptor)
+		lim   SizeLimits
+		want  string
+	}{
+		{name: "crafted but valid", want: ""},
+		{name: "bad signature", mut: func(d *descriptor) { d.Signature[0] ^= 1 }, want: "bad signature"},
+		{name: "signature by another key", mut: func(d *descriptor) {
+			d.Signature = ed25519.Sign(other, d.signedBytes())
+		}, want: "bad signature"},
+		{name: "signed by another key as itself", sign: other, want: `manifest field "id"`},
+		{name: "version not the signed one", mut: func(d *descriptor) {
+			d.Version = 4
+			d.Signature = ed25519.Sign(key, d.signedBytes())
+		}, want: `"version"`},
+		{name: "manifest changed after signing", craft: func(c *crafter) {
+			c.manifest = []byte(strings.Replace(string(c.manifest), `"Test"`, `"Evil"`, 1))
+		}, mut: func(d *descriptor) {
+			sum := sha256.Sum256([]byte(manifestFor(key, "")))
+			d.ManifestSHA256 = hex.EncodeToString(sum[:])
+			d.Signature = ed25519.Sign(key, d.signedBytes())
+		}, want: "does not match the signed manifest hash"},
+		{name: "manifest not JSON", craft: func(c *crafter) { c.manifest = []byte(`{"id":`) }, want: "manifest"},
+		{name: "manifest misses fields", craft: func(c *crafter) {
+			c.manifest = []byte(fmt.Sprintf(`{"id":%q,"version":3}`, AppID(key.Public().(ed25519.PublicKey))))
+		}, want: `manifest field "name"`},
+		{name: "block tampered", pkg: func() []byte { return tamper("data data", "DATA data") }, want: "do not match its CID"},
+		{name: "descriptor tampered", pkg: func() []byte { return tamper(`"version":3`, `"version":4`) }, want: "do not match its CID"},
+		{name: "truncated", pkg: func() []byte { return good[:len(good)/2] }, want: "truncated"},
+		{name: "truncated in header", pkg: func() []byte { return good[:60] }, want: "CAR"},
+		{name: "truncated by one", pkg: func() []byte { return good[:len(good)-len(good)/3] }, want: "truncated"},
+		{name: "empty", pkg: func() []byte { return nil }, want: "not a CAR"},
+		{name: "dotdot name", craft: func(c *crafter) { c.add("..", c.file("x", 0o444)) }, want: `name ".."`},
+		{name: "slash name", craft: func(c *crafter) { c.add("../../etc/passwd", c.file("x", 0o444)) }, want: "must not be empty"},
+		{name: "absolute name", craft: func(c *crafter) { c.add("/etc/passwd", c.file("x", 0o444)) }, want: "must not be empty"},
+		{name: "empty name", craft: func(c *crafter) { c.add("", c.file("x", 0o444)) }, want: "must not be empty"},
+		{name: "duplicate name", craft: func(c *crafter) {
+			c.add("twice", c.file("x", 0o444))
+			c.add("twice", c.file("y", 0o444))
+		}, want: "twice"},
+		{name: "symlink outside", craft: func(c *crafter) {
+			b, _ := ft.SymlinkData("../etc/passwd")
+			c.add("out", c.node(b))
+		}, want: "outside the tree"},
+		{name: "symlink escaping through another", craft: func(c *crafter) {
+			sub := c.node(ft.FolderPBData())
+			b, _ := ft.SymlinkData("..")
+			up := c.node(b)
+			c.sink.Add(context.Background(), up)
+			sub.AddRawLink("up", &ipld.Link{Cid: up.Cid()})
+			c.add("s", sub)
+			b, _ = ft.SymlinkData("s/up/..")
+			c.add("x", c.node(b))
+		}, want: "resolves outside the tree"},
+		{name: "symlink to nothing is fine", craft: func(c *crafter) {
+			b, _ := ft.SymlinkData("no/such/../file")
+			c.add("dangling", c.node(b))
+		}, want: ""},
+		{name: "symlink loop", craft: func(c *crafter) {
+			b, _ := ft.SymlinkData("b")
+			c.add("a", c.node(b))
+			b, _ = ft.SymlinkData("a")
+			c.add("b", c.node(b))
+		}, want: "too many levels"},
+		{name: "absolute symlink", craft: func(c *crafter) {
+			b, _ := ft.SymlinkData("/etc/passwd")
+			c.add("out", c.node(b))
+		}, want: "absolute"},
+		{name: "setuid", craft: withMode(0o4755), want: "setuid"},
+		{name: "setgid", craft: withMode(0o2755), want: "setuid, setgid"},
+		{name: "extended mode bits", craft: func(c *crafter) {
+			fsn := ft.NewFSNode(ft.TFile)
+			fsn.SetData([]byte("x"))
+			fsn.SetModeFromUnixPermissions(0o666)
+			fsn.SetExtendedMode(0o2) // the bits above the permissions, e.g. a file type
+			b, _ := fsn.GetBytes()
+			c.add("modes", c.node(b))
+		}, want: "file-type bits"},
+		{name: "metadata type", craft: func(c *crafter) {
+			b, _ := ft.BytesForMetadata(&ft.Metadata{MimeType: "x"})
+			c.add("meta", c.node(b))
+		}, want: "UnixFS type Metadata"},
+		{name: "unknown unixfs type", craft: func(c *crafter) {
+			fsn := ft.NewFSNode(pb.Data_DataType(9))
+			b, _ := fsn.GetBytes()
+			c.add("weird", c.node(b))
+		}, want: "UnixFS type"},
+		{name: "file lies about its size", craft: func(c *crafter) {
+			c.add("liar", c.node(ft.FilePBData([]byte("abc"), 10)))
+		}, want: "claims 10 bytes"},
+		{name: "missing block", craft: func(c *crafter) {
+			missing := c.file("never stored", 0o444)
+			c.root.AddRawLink("gone", &ipld.Link{Cid: missing.Cid()})
+		}, want: "missing"},
+		{name: "extra block", craft: func(c *crafter) {
+			c.sink.Add(context.Background(), c.file("stray", 0o444))
+		}, want: "not part of the package"},
+		{name: "no mount points", craft: func(c *crafter) {
+			empty := c.root.Links()[0].Cid
+			for _, mp := range mountPoints {
+				c.root.RemoveNodeLink(mp)
+			}
+			c.root.AddRawLink("other", &ipld.Link{Cid: empty})
+		}, want: "mount point"},
+		{name: "package over limit", lim: SizeLimits{MaxPackage: 1000}, pkg: func() []byte { return good }, want: "over the size limit"},
+		{name: "file over limit", lim: SizeLimits{MaxFile: 1000}, pkg: func() []byte { return good }, want: "data.txt is larger than 1000 bytes: over the size limit"},
+		{name: "too many entries", lim: SizeLimits{MaxEntries: 5}, pkg: func() []byte { return good }, want: "entries"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var b []byte
+			if tt.pkg != nil {
+				b = tt.pkg()
+			} else {
+				c := newCrafter(t, key)
+				if tt.craft != nil {
+					tt.craft(c)
+				}
+				sign := key
+				if tt.sign != nil {
+					sign = tt.sign
+					c.manifest = []byte(manifestFor(key, ""))
+				}
+				b = c.finish(sign, tt.mut)
+			}
+			p, err := openBytes(b, tt.lim)
+			if tt.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				dest := filepath.Join(t.TempDir(), "pkg")
+				if err := Unpack(context.Background(), p, dest, UnpackOptions{}); err != nil {
+					t.Fatal(err)
+				}
+				removeTree(dest)
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %v, want %q", err, tt.want)
+			}
+			// A refused package cannot be unpacked, so nothing is written.
+			parent := t.TempDir()
+			if err := Unpack(context.Background(), p, filepath.Join(parent, "pkg"), UnpackOptions{}); err == nil {
+				t.Fatal("unpacked a refused package")
+			}
+			assertOnly(t, parent)
+		})
+	}
+}
+
+// flippingReader lets a test change the package file after Open, the way a
+// disk or another process might.
+type flippingReader struct{ b []byte }
+
+func (f *flippingReader) ReadAt(p []byte, off int64) (int, error) {
+	return bytes.NewReader(f.b).ReadAt(p, off)
+}
+
+func TestUnpackLeavesNothingOnFailure(t *testing.T) {
+	key := testKey(1)
+	good, _ := pack(t, writeApp(t, key), key, PackOptions{})
+	tests := []struct {
+		name   string
+		mangle func(r *flippingReader, cancel func())
+		want   string
+	}{
+		{"block changed after open", func(r *flippingReader, _ func()) {
+			i := bytes.LastIndex(r.b, []byte("data data"))
+			r.b[i] ^= 0x20
+		}, "do not match its CID"},
+		{"canceled", func(_ *flippingReader, cancel func()) { cancel() }, "canceled"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := &flippingReader{b: bytes.Clone(good)}
+			p, err := Open(context.Background(), r, int64(len(good)), SizeLimits{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			tt.mangle(r, cancel)
+			parent := t.TempDir()
+			err = Unpack(ctx, p, filepath.Join(parent, "pkg"), UnpackOptions{})
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("error %v, want %q", err, tt.want)
+			}
+			assertOnly(t, parent)
+		})
+	}
+}
+
+func TestOpenFileAndProgress(t *testing.T) {
+	key := testKey(1)
+	dir := writeApp(t, key)
+	// A file of a few MB so that progress is reported more than once.
+	big := bytes.Repeat([]byte("0123456789abcdef"), 3<<20/16)
+	if err := os.WriteFile(filepath.Join(dir, "share/big"), big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "app.erg")
+	f, err := os.Create(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	packed, err := Pack(context.Background(), dir, key, f, PackOptions{})
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := OpenFile(context.Background(), file, SizeLimits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if p.CID != packed.CID {
+		t.Fatalf("CID %s, packed %s", p.CID, packed.CID)
+	}
+	var last, calls int64
+	dest := filepath.Join(t.TempDir(), "pkg")
+	start := time.Now()
+	err = Unpack(context.Background(), p, dest, UnpackOptions{Progress: func(done, total int64) {
+		calls++
+		if done < last || done > total {
+			t.Errorf("progress %d after %d of %d", done, last, total)
+		}
+		last = done
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer removeTree(dest)
+	t.Logf("unpacked %d bytes in %v", last, time.Since(start))
+	if calls < 2 {
+		t.Errorf("progress called %d times", calls)
+	}
+	got, err := os.ReadFile(filepath.Join(dest, "share/big"))
+	if err != nil || !bytes.Equal(got, big) {
+		t.Fatalf("big file differs: %v", err)
+	}
+}
+
+func TestCIDsAreV1RawLeaves(t *testing.T) {
+	key := testKey(1)
+	b, p := pack(t, writeApp(t, key), key, PackOptions{})
+	op, err := openBytes(b, SizeLimits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for c := range op.store.spans {
+		if c.Version() != 1 {
+			t.Errorf("block %s is not CIDv1", c)
+		}
+	}
+	// The data file is several chunks: its root links to raw leaves.
+	for _, e := range op.entries {
+		if e.path == "share/data.txt" {
+			if len(e.node.Links()) < 2 {
+				t.Fatalf("data.txt has %d links", len(e.node.Links()))
+			}
+			if e.node.Links()[0].Cid.Prefix().Codec != cid.Raw {
+				t.Errorf("leaf %s is not raw", e.node.Links()[0].Cid)
+			}
+		}
+	}
+	_ = p
+	if !errors.Is(fmt.Errorf("x: %w", ErrTooLarge), ErrTooLarge) {
+		t.Fatal("ErrTooLarge does not wrap")
+	}
+}
+
+// TestShardedDirectory packs a directory big enough for boxo to store it as
+// a HAMT, and reads it back.
+func TestShardedDirectory(t *testing.T) {
+	key := testKey(1)
+	dir := writeApp(t, key)
+	many := filepath.Join(dir, "many")
+	if err := os.Mkdir(many, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	const n = 1200
+	for i := range n {
+		name := fmt.Sprintf("%s-%05d", strings.Repeat("long-name-fills-the-directory-block-", 6), i)
+		if err := os.WriteFile(filepath.Join(many, name), []byte(name), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, _ := pack(t, dir, key, PackOptions{})
+	p, err := openBytes(b, SizeLimits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sharded bool
+	for _, e := range p.entries {
+		if e.path == "many" {
+			tp, _, _ := classify(e.node)
+			sharded = tp == pb.Data_HAMTShard
+		}
+	}
+	if !sharded {
+		t.Error("many/ was not stored as a HAMT; the test does not cover sharding")
+	}
+	dest := filepath.Join(t.TempDir(), "pkg")
+	if err := Unpack(context.Background(), p, dest, UnpackOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	defer removeTree(dest)
+	ents, err := os.ReadDir(filepath.Join(dest, "many"))
+	if err != nil || len(ents) != n {
+		t.Fatalf("unpacked %d entries (%v), want %d", len(ents), err, n)
+	}
+	got, _ := os.ReadFile(filepath.Join(dest, "many", ents[7].Name()))
+	if string(got) != ents[7].Name() {
+		t.Errorf("content %q", got)
+	}
+}
