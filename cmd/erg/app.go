@@ -1,0 +1,188 @@
+package main
+
+import (
+	"crypto/ed25519"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"erg/appstore"
+)
+
+func newAppCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "app",
+		Short: "Make and check signed app packages",
+		Long: `Make and check signed app packages.
+
+An app is identified by its publisher's ed25519 key: 'erg app keygen' makes
+one and prints the app id to put in the manifest's "id" field. The key stays
+in your config dir and never goes into a package.`,
+	}
+	cmd.AddCommand(newAppKeygenCmd(g), newAppPackCmd(g), newAppVerifyCmd(g))
+	return cmd
+}
+
+// keysDir is where app signing keys live: $XDG_CONFIG_HOME/erg/keys.
+func keysDir() (string, error) {
+	dir, err := os.UserConfigDir()
+	if err != nil {
+		return "", fmt.Errorf("no config dir for app keys: %w (set XDG_CONFIG_HOME)", err)
+	}
+	return filepath.Join(dir, "erg", "keys"), nil
+}
+
+func newAppKeygenCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "keygen",
+		Short: "Make a new app signing key and print its app id",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			dir, err := keysDir()
+			if err != nil {
+				return err
+			}
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return err
+			}
+			key, err := appstore.GenerateKey()
+			if err != nil {
+				return err
+			}
+			id := appstore.AppID(key.Public().(ed25519.PublicKey))
+			path := filepath.Join(dir, id+".key")
+			if err := appstore.SaveKey(path, key); err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			return g.print(out, map[string]string{"appId": id, "key": path}, func() {
+				fmt.Fprintf(out, "app id: %s\nkey:    %s (keep it safe: whoever holds it can publish this app)\n", id, path)
+				fmt.Fprintf(out, "put the app id in your manifest: \"id\": %q\n", id)
+			})
+		},
+	}
+}
+
+func newAppPackCmd(g *globals) *cobra.Command {
+	var output, keyPath string
+	cmd := &cobra.Command{
+		Use:   "pack DIR",
+		Short: "Sign the app tree in DIR into one package file",
+		Long: `Sign the app tree in DIR (with its erg.json manifest) into one package
+file: a CARv2 file holding the tree as a UnixFS DAG and a signed descriptor.
+The key is the one 'erg app keygen' made for the manifest's id, or --key.`,
+		Example: `  erg app pack ./notes -o notes.erg`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			m, err := appstore.ReadManifest(args[0])
+			if err != nil {
+				return err
+			}
+			if keyPath == "" {
+				dir, err := keysDir()
+				if err != nil {
+					return err
+				}
+				keyPath = filepath.Join(dir, m.ID+".key")
+			}
+			key, err := appstore.LoadKey(keyPath)
+			if errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("no signing key for app %s at %s: run 'erg app keygen' and put its app id in the manifest, or pass --key", m.ID, keyPath)
+			}
+			if err != nil {
+				return err
+			}
+			if output == "" {
+				output = filepath.Base(filepath.Clean(args[0])) + ".erg"
+			}
+			tmp, err := os.CreateTemp(filepath.Dir(output), ".erg-pack-*")
+			if err != nil {
+				return err
+			}
+			defer os.Remove(tmp.Name())
+			progress := newProgress(cmd.ErrOrStderr(), "packing")
+			pkg, err := appstore.Pack(cmd.Context(), args[0], key, tmp, appstore.PackOptions{Progress: progress.update})
+			progress.done()
+			if err == nil {
+				err = tmp.Sync()
+			}
+			if cerr := tmp.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return err
+			}
+			if err := os.Rename(tmp.Name(), output); err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			return g.print(out, packageInfo(pkg, output, true), func() {
+				fmt.Fprintf(out, "packed %s %s (version %d) into %s\n", pkg.Manifest.Name, pkg.Manifest.DisplayVersion, pkg.Version, output)
+				fmt.Fprintf(out, "package %s\n", pkg.CID)
+			})
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "", "the package file to write (default DIR's name + .erg)")
+	cmd.Flags().StringVar(&keyPath, "key", "", "the signing key (default: the key for the manifest's id in your config dir)")
+	return cmd
+}
+
+func newAppVerifyCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "verify FILE",
+		Short: "Check a package's signature and every block, and say what it holds",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			pkg, err := appstore.OpenFile(cmd.Context(), args[0], appstore.SizeLimits{})
+			if err != nil {
+				return fmt.Errorf("%s is not a valid package: %w", args[0], err)
+			}
+			defer pkg.Close()
+			out := cmd.OutOrStdout()
+			return g.print(out, packageInfo(pkg, args[0], true), func() {
+				fmt.Fprintf(out, "app id     %s\nname       %s\nversion    %s (%d)\npackage    %s\nsize       %d bytes\nsignature  valid, every block checked\n",
+					pkg.AppID, pkg.Manifest.Name, pkg.Manifest.DisplayVersion, pkg.Version, pkg.CID, pkg.Size)
+			})
+		},
+	}
+}
+
+func packageInfo(pkg *appstore.Package, file string, valid bool) map[string]any {
+	return map[string]any{
+		"file": file, "appId": pkg.AppID, "name": pkg.Manifest.Name, "version": pkg.Version,
+		"displayVersion": pkg.Manifest.DisplayVersion, "package": pkg.CID.String(), "size": pkg.Size,
+		"signatureValid": valid,
+	}
+}
+
+// progress prints a percentage line for work over a few megabytes.
+type progress struct {
+	w     io.Writer
+	what  string
+	last  int
+	shown bool
+}
+
+func newProgress(w io.Writer, what string) *progress { return &progress{w: w, what: what, last: -1} }
+
+func (p *progress) update(done, total int64) {
+	if total < 4<<20 {
+		return
+	}
+	pct := int(done * 100 / total)
+	if pct == p.last {
+		return
+	}
+	p.last, p.shown = pct, true
+	fmt.Fprintf(p.w, "\r%s: %3d%% of %d MB", p.what, pct, total>>20)
+}
+
+func (p *progress) done() {
+	if p.shown {
+		fmt.Fprintln(p.w)
+	}
+}
