@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"time"
 
 	"erg/appstore"
 )
@@ -72,27 +71,9 @@ func (n *Node) InstallTree(ctx context.Context, src string) (*appstore.Manifest,
 			return nil, err
 		}
 	}
-	manifest, err := json.Marshal(m)
-	if err != nil {
+	if err := n.recordApp(ctx, m, dst); err != nil {
 		return nil, err
 	}
-	_, err = n.db.ExecContext(ctx, `INSERT INTO apps (id, name, version, display_version, manifest, tree, installed_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT(id) DO UPDATE SET name=excluded.name, version=excluded.version,
-			display_version=excluded.display_version, manifest=excluded.manifest, tree=excluded.tree,
-			installed_at=excluded.installed_at`,
-		m.ID, m.Name, m.Version, m.DisplayVersion, string(manifest), dst, time.Now().Unix())
-	if err != nil {
-		return nil, fmt.Errorf("record app: %w", err)
-	}
-	n.mu.Lock()
-	for _, g := range n.cache {
-		if g.appID == m.ID {
-			g.app = m
-			g.tree = dst
-		}
-	}
-	n.mu.Unlock()
 	return m, nil
 }
 
@@ -222,4 +203,9 @@ func makeWritable(root string) {
 		}
 		return nil
 	})
+}
+
+func jsonString(v any) (string, error) {
+	b, err := json.Marshal(v)
+	return string(b), err
 }

@@ -171,13 +171,17 @@ func (n *Node) Apps(ctx context.Context) ([]webui.App, error) {
 		if err := json.Unmarshal([]byte(data), &m); err != nil {
 			return nil, err
 		}
-		a := webui.App{ID: m.ID, Name: m.Name, Version: m.Version, DisplayVersion: m.DisplayVersion, Description: m.Description}
-		for _, act := range m.Actions {
-			a.Actions = append(a.Actions, act.Title)
-		}
-		apps = append(apps, a)
+		apps = append(apps, appInfo(&m))
 	}
 	return apps, rows.Err()
+}
+
+func appInfo(m *appstore.Manifest) webui.App {
+	a := webui.App{ID: m.ID, Name: m.Name, Version: m.Version, DisplayVersion: m.DisplayVersion, Description: m.Description}
+	for _, act := range m.Actions {
+		a.Actions = append(a.Actions, act.Title)
+	}
+	return a
 }
 
 func (n *Node) toAPI(g *grainInfo) webui.Grain {

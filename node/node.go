@@ -61,6 +61,8 @@ type Node struct {
 	started time.Time
 	lock    *os.File
 
+	installMu sync.Mutex // one install at a time: the version check and the write go together
+
 	mu       sync.RWMutex
 	cache    map[string]*grainInfo   // every grain, by id
 	sessions map[string]sessionEntry // grain sessions seen, by token hash

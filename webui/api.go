@@ -20,6 +20,7 @@ func APIHandler(b Backend, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /api/status", a.status)
 	mux.HandleFunc("GET /api/apps", a.apps)
+	mux.HandleFunc("POST /api/apps", a.installPackage)
 	mux.HandleFunc("GET /api/grains", a.grains)
 	mux.HandleFunc("POST /api/grains", a.newGrain)
 	mux.HandleFunc("POST /api/grains/{id}/open", a.openGrain)
@@ -44,6 +45,21 @@ func (a *api) status(w http.ResponseWriter, r *http.Request) {
 func (a *api) apps(w http.ResponseWriter, r *http.Request) {
 	apps, err := a.b.Apps(r.Context())
 	reply(w, apps, err)
+}
+
+// maxPackageUpload bounds an uploaded package file.
+const maxPackageUpload = 1 << 30
+
+func (a *api) installPackage(w http.ResponseWriter, r *http.Request) {
+	app, err := a.b.InstallPackage(r.Context(), http.MaxBytesReader(w, r.Body, maxPackageUpload))
+	var tooBig *http.MaxBytesError
+	if errors.As(err, &tooBig) {
+		err = fmt.Errorf("%w: package is larger than %d MiB", ErrInvalid, maxPackageUpload>>20)
+	}
+	if err == nil {
+		w.WriteHeader(http.StatusCreated)
+	}
+	reply(w, app, err)
 }
 
 func (a *api) grains(w http.ResponseWriter, r *http.Request) {

@@ -45,6 +45,26 @@ func (c *Client) Apps(ctx context.Context) ([]App, error) {
 	return apps, c.do(ctx, "GET", "/api/apps", nil, &apps)
 }
 
+// InstallPackage uploads a signed package file to the node, which
+// verifies and installs it.
+func (c *Client) InstallPackage(ctx context.Context, pkg io.Reader) (App, error) {
+	req, err := http.NewRequestWithContext(ctx, "POST", "http://erg/api/apps", pkg)
+	if err != nil {
+		return App{}, err
+	}
+	req.Header.Set("Content-Type", "application/vnd.erg.package")
+	resp, err := c.send(req)
+	if err != nil {
+		return App{}, err
+	}
+	defer resp.Body.Close()
+	var app App
+	if err := json.NewDecoder(resp.Body).Decode(&app); err != nil {
+		return App{}, fmt.Errorf("node sent a malformed reply to the install: %w", err)
+	}
+	return app, nil
+}
+
 // Grains lists the owner's grains.
 func (c *Client) Grains(ctx context.Context) ([]Grain, error) {
 	var gs []Grain

@@ -6,6 +6,7 @@ package webui
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"time"
 )
@@ -68,6 +69,9 @@ type Viewer struct {
 type Backend interface {
 	Status(ctx context.Context) (Status, error)
 	Apps(ctx context.Context) ([]App, error)
+	// InstallPackage verifies a signed package file and installs or
+	// upgrades its app.
+	InstallPackage(ctx context.Context, r io.Reader) (App, error)
 	Grains(ctx context.Context) ([]Grain, error)
 	NewGrain(ctx context.Context, app, title string) (Grain, error)
 	OpenGrain(ctx context.Context, id string) (Grain, error)

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"text/tabwriter"
 
 	"github.com/spf13/cobra"
 
@@ -23,7 +24,7 @@ An app is identified by its publisher's ed25519 key: 'erg app keygen' makes
 one and prints the app id to put in the manifest's "id" field. The key stays
 in your config dir and never goes into a package.`,
 	}
-	cmd.AddCommand(newAppKeygenCmd(g), newAppPackCmd(g), newAppVerifyCmd(g))
+	cmd.AddCommand(newAppKeygenCmd(g), newAppPackCmd(g), newAppVerifyCmd(g), newAppInstallCmd(g), newAppLsCmd(g))
 	return cmd
 }
 
@@ -184,5 +185,56 @@ func (p *progress) update(done, total int64) {
 func (p *progress) done() {
 	if p.shown {
 		fmt.Fprintln(p.w)
+	}
+}
+
+func newAppInstallCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "install FILE",
+		Short: "Install a package file on the running node, or upgrade its app",
+		Long: `Install a signed package file on the running node. The node checks the
+signature and every block before it unpacks anything. A package of an app
+that is already installed must carry a higher version, signed by the same
+key; existing grains then run the new version from their next start.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := os.Open(args[0])
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			app, err := g.client().InstallPackage(cmd.Context(), f)
+			if err != nil {
+				return fmt.Errorf("install %s: %w", args[0], err)
+			}
+			out := cmd.OutOrStdout()
+			return g.print(out, app, func() {
+				fmt.Fprintf(out, "installed %s %s (version %d)\napp id %s\n", app.Name, app.DisplayVersion, app.Version, app.ID)
+			})
+		},
+	}
+}
+
+func newAppLsCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:     "ls",
+		Aliases: []string{"list"},
+		Short:   "List the apps installed on the running node",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			apps, err := g.client().Apps(cmd.Context())
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			return g.print(out, apps, func() {
+				tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+				fmt.Fprintln(tw, "NAME\tVERSION\tAPP ID")
+				for _, a := range apps {
+					fmt.Fprintf(tw, "%s\t%s (%d)\t%s\n", a.Name, a.DisplayVersion, a.Version, a.ID)
+				}
+				tw.Flush()
+			})
+		},
 	}
 }

@@ -1,0 +1,101 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"erg/appstore"
+	"erg/webui"
+)
+
+// maxPackageSize bounds an uploaded package; appstore applies the same
+// default to what the package holds.
+const maxPackageSize = 1 << 30
+
+// InstallPackage verifies a signed package read from r and installs it,
+// or upgrades its app when it carries a higher version signed by the same
+// key. Running grains keep their package until their next start.
+func (n *Node) InstallPackage(ctx context.Context, r io.Reader) (webui.App, error) {
+	tmpDir := filepath.Join(n.cfg.DataDir, "tmp")
+	if err := os.MkdirAll(tmpDir, 0o700); err != nil {
+		return webui.App{}, err
+	}
+	f, err := os.CreateTemp(tmpDir, "upload-*.erg")
+	if err != nil {
+		return webui.App{}, err
+	}
+	defer os.Remove(f.Name())
+	_, err = io.Copy(f, io.LimitReader(r, maxPackageSize+1))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return webui.App{}, fmt.Errorf("receive package: %w", err)
+	}
+	if fi, err := os.Stat(f.Name()); err == nil && fi.Size() > maxPackageSize {
+		return webui.App{}, fmt.Errorf("%w: package is larger than %d MiB", webui.ErrInvalid, maxPackageSize>>20)
+	}
+	pkg, err := appstore.OpenFile(ctx, f.Name(), appstore.SizeLimits{MaxPackage: maxPackageSize})
+	if err != nil {
+		return webui.App{}, fmt.Errorf("%w: %v", webui.ErrInvalid, err)
+	}
+	defer pkg.Close()
+
+	n.installMu.Lock()
+	defer n.installMu.Unlock()
+	var installed int64
+	err = n.db.QueryRowContext(ctx, `SELECT version FROM apps WHERE id = ?`, pkg.AppID).Scan(&installed)
+	if err == nil && pkg.Version <= installed {
+		return webui.App{}, fmt.Errorf("%w: %s version %d is not newer than the installed version %d",
+			webui.ErrInvalid, pkg.Manifest.Name, pkg.Version, installed)
+	}
+	dest := filepath.Join(n.cfg.DataDir, packagesDir, pkg.CID.String())
+	created := false
+	if _, err := os.Stat(dest); errors.Is(err, os.ErrNotExist) {
+		if err := appstore.Unpack(ctx, pkg, dest, appstore.UnpackOptions{}); err != nil {
+			return webui.App{}, fmt.Errorf("unpack %s: %w", pkg.CID, err)
+		}
+		created = true
+	}
+	if err := n.recordApp(ctx, pkg.Manifest, dest); err != nil {
+		if created {
+			makeWritable(dest)
+			os.RemoveAll(dest)
+		}
+		return webui.App{}, err
+	}
+	n.log.Info("package installed", "app", pkg.AppID, "name", pkg.Manifest.Name, "version", pkg.Version, "package", pkg.CID)
+	return appInfo(pkg.Manifest), nil
+}
+
+// recordApp records an installed app version and points its grains at the
+// new tree for their next start.
+func (n *Node) recordApp(ctx context.Context, m *appstore.Manifest, tree string) error {
+	manifest, err := jsonString(m)
+	if err != nil {
+		return err
+	}
+	_, err = n.db.ExecContext(ctx, `INSERT INTO apps (id, name, version, display_version, manifest, tree, installed_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT(id) DO UPDATE SET name=excluded.name, version=excluded.version,
+			display_version=excluded.display_version, manifest=excluded.manifest, tree=excluded.tree,
+			installed_at=excluded.installed_at`,
+		m.ID, m.Name, m.Version, m.DisplayVersion, manifest, tree, time.Now().Unix())
+	if err != nil {
+		return fmt.Errorf("record app: %w", err)
+	}
+	n.mu.Lock()
+	for _, g := range n.cache {
+		if g.appID == m.ID {
+			g.app = m
+			g.tree = tree
+		}
+	}
+	n.mu.Unlock()
+	return nil
+}
