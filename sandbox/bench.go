@@ -59,7 +59,9 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 // process" to the app's first HTTP 200: run plainly, under bwrap (if
 // installed, with equivalent isolation and the same seccomp filter), and
 // in an erg sandbox reached through Sandbox.Dial. The modes alternate, so
-// they share the machine's state. It is what `erg bench` prints.
+// they share the machine's state; each start waits until the runner's
+// zygote pool is refilled, so none shares the machine with that. It is
+// what `erg bench` prints.
 func ColdStart(ctx context.Context, r *Runner, app BenchApp, n int) (ColdStartReport, error) {
 	cs, err := newColdStarter(r, app)
 	if err != nil {
@@ -145,6 +147,11 @@ const benchPort = 8080
 func (cs *coldStarter) once(ctx context.Context, mode string) (time.Duration, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	// Every mode starts on a quiet machine: not while the runner refills
+	// its zygote pool after the previous erg start.
+	if err := cs.r.waitPool(ctx); err != nil {
+		return 0, err
+	}
 	switch mode {
 	case "plain":
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -179,6 +186,7 @@ func (cs *coldStarter) once(ctx context.Context, mode string) (time.Duration, er
 			"--ro-bind", cs.app.Root, "/", "--bind", cs.bwVar, "/var", "--tmpfs", "/tmp",
 			"--dev", "/dev", "--proc", "/proc", "--cap-drop", "ALL", "--seccomp", "3", "--"}, cs.app.Args...)
 		cmd := exec.Command(cs.bwrap, args...)
+
 		cmd.Env = []string{"LISTEN_UNIX=/var/app.sock"}
 		cmd.ExtraFiles = []*os.File{pr}
 		return cs.measure(ctx, t0, cmd, func(ctx context.Context) (net.Conn, error) {

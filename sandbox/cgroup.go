@@ -247,13 +247,28 @@ func (c *cgroups) close() error {
 	return errors.Join(errs...)
 }
 
+// removeStale removes empty per-sandbox groups matching pattern, best
+// effort.
+func (c *cgroups) removeStale(pattern string) {
+	for _, parent := range []string{c.v2, c.memory, c.pids} {
+		if parent == "" {
+			continue
+		}
+		dirs, _ := filepath.Glob(filepath.Join(parent, pattern))
+		for _, d := range dirs {
+			os.Remove(d)
+		}
+	}
+}
+
 // cgroup is the set of cgroup dirs of one sandbox.
 type cgroup struct {
 	version string
 	dirs    []string // v2: one; v1: memory, pids
 }
 
-func (c *cgroups) create(name string, l Limits) (g *cgroup, err error) {
+// create makes the group's dirs and, if l is not nil, writes its limits.
+func (c *cgroups) create(name string, l *Limits) (g *cgroup, err error) {
 	g = &cgroup{version: c.version}
 	switch c.version {
 	case "none":
@@ -277,10 +292,21 @@ func (c *cgroups) create(name string, l Limits) (g *cgroup, err error) {
 			}
 		}
 	}
+	if l != nil {
+		return g, c.setLimits(g, *l)
+	}
+	return g, nil
+}
+
+// setLimits writes l into g's limit files. g must not have had memory
+// limits written before (memsw must never be below the memory limit).
+func (c *cgroups) setLimits(g *cgroup, l Limits) error {
 	mem := strconv.FormatInt(l.MemoryBytes, 10)
 	pids := strconv.Itoa(l.Pids)
 	var files [][2]string
 	switch c.version {
+	case "none":
+		return nil
 	case "v2":
 		d := g.dirs[0]
 		files = [][2]string{{d + "/memory.max", mem}, {d + "/memory.swap.max", "0"}, {d + "/pids.max", pids}}
@@ -299,10 +325,33 @@ func (c *cgroups) create(name string, l Limits) (g *cgroup, err error) {
 			}
 		}
 		if err := writeFile(f[0], f[1]); err != nil {
-			return g, fmt.Errorf("set cgroup limit: %w", err)
+			return fmt.Errorf("set cgroup limit: %w", err)
 		}
 	}
-	return g, nil
+	return nil
+}
+
+// canRename says whether groups can be renamed: cgroup v1 allows it
+// within a parent, v2 does not.
+func (c *cgroups) canRename() bool { return c.version == "v1" || c.version == "none" }
+
+// rename gives g's dirs the name name (v1 only). The returned group names
+// the dirs as they are, also when it fails half-way.
+func (g *cgroup) rename(name string) (*cgroup, error) {
+	ng := &cgroup{version: g.version, dirs: append([]string(nil), g.dirs...)}
+	for i, d := range g.dirs {
+		to := filepath.Join(filepath.Dir(d), name)
+		err := os.Rename(d, to)
+		if err != nil && (errors.Is(err, fs.ErrExist) || errors.Is(err, unix.ENOTEMPTY)) && os.Remove(to) == nil {
+			// A group left by a crashed node: reuse the name if empty.
+			err = os.Rename(d, to)
+		}
+		if err != nil {
+			return ng, fmt.Errorf("rename cgroup: %w", err)
+		}
+		ng.dirs[i] = to
+	}
+	return ng, nil
 }
 
 // openDir returns an O_PATH fd for clone3(CLONE_INTO_CGROUP) (v2 only).

@@ -10,8 +10,16 @@ import (
 // end, the init gets the other as fd 3. Every message is one packet whose
 // first byte says what it is.
 //
+// The init is started before the host knows what it will run (a pooled
+// "zygote", see zygote.go): it does what needs no spec, says 'I', and
+// waits for 'G', which brings the spec and, as SCM_RIGHTS, the fds that
+// belong to it: with Detached the detached mounts of the app tree and the
+// var dir (moved to rootFd and varFd), then the app's stdout and stderr
+// if Stdout and Stderr say so (moved to fds 1 and 2).
+//
 //	host -> init  'G' JSON initConfig       start: set up and exec the app
 //	host -> init  'D' id:u32 port:u16       dial 127.0.0.1:port inside
+//	init -> host  'I'                       ready for 'G' (once, before anything else)
 //	init -> host  'R' pid:u32               app started (pid inside the sandbox)
 //	init -> host  'E' text                  setup failed; init exits
 //	init -> host  'D' id:u32 errno:u32      dial answer; errno 0 carries one fd (SCM_RIGHTS)
@@ -20,11 +28,12 @@ const (
 	msgGo     = 'G'
 	msgDial   = 'D'
 	msgReady  = 'R'
+	msgIdle   = 'I'
 	msgError  = 'E'
 	msgExit   = 'X'
 	ctrlFd    = 3
 	rootFd    = 4        // with initConfig.Detached: a detached mount of the app tree
-	varFd     = 5        // and of the var dir
+	varFd     = 5        // and of the var dir (both arrive with 'G')
 	maxCtrl   = 64 << 10 // largest message either side accepts
 	maxErrMsg = 4 << 10
 )
@@ -36,6 +45,8 @@ type initConfig struct {
 	Root     string
 	Var      string
 	Detached bool // Root and Var arrive as detached mounts on rootFd and varFd
+	Stdout   bool // 'G' carries the app's stdout; else it is /dev/null
+	Stderr   bool // and its stderr
 	TmpBytes int64
 	NoFile   uint64
 	Args     []string
@@ -100,6 +111,10 @@ func parseInitMsg(b []byte) (initMsg, error) {
 		}
 		m.id = binary.LittleEndian.Uint32(b[1:])
 		m.errno = binary.LittleEndian.Uint32(b[5:])
+	case msgIdle:
+		if len(b) != 1 {
+			return m, fmt.Errorf("message %q: bad length %d", m.kind, len(b))
+		}
 	case msgError:
 		t := b[1:]
 		if len(t) > maxErrMsg {

@@ -52,25 +52,24 @@ func MaybeInit() {
 // runInit is pid 1 of a sandbox. It never returns.
 func runInit() {
 	unix.CloseOnExec(ctrlFd)
-	unix.CloseOnExec(rootFd)
-	unix.CloseOnExec(varFd)
-	buf := make([]byte, maxCtrl)
-	n, _, _, _, err := unix.Recvmsg(ctrlFd, buf, nil, 0)
-	if err != nil || n == 0 || buf[0] != msgGo {
-		os.Exit(125) // the host went away before saying go
+	// What needs no spec is done before waiting for it, so that a pooled
+	// init has it behind it when the host hands it a spec.
+	if err := prepareSystem(); err != nil {
+		initFail(err)
 	}
-	var c initConfig
-	if err := json.Unmarshal(buf[1:n], &c); err != nil {
-		initFail(fmt.Errorf("bad config: %w", err))
+	initSend([]byte{msgIdle}, nil)
+	c, err := recvGo()
+	if err != nil {
+		initFail(err)
 	}
 	// A cgroup namespace rooted at the cgroup the host has placed us in.
 	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
 		initFail(fmt.Errorf("unshare cgroup namespace: %w", err))
 	}
-	if err := setupMounts(&c); err != nil {
+	if err := setupMounts(c); err != nil {
 		initFail(err)
 	}
-	if err := setupSystem(&c); err != nil {
+	if err := setupLimits(c); err != nil {
 		initFail(err)
 	}
 	terms := make(chan os.Signal, 1)
@@ -121,6 +120,67 @@ func runInit() {
 			os.Exit(127)
 		}
 	}
+}
+
+// recvGo waits for the host's 'G' and puts the fds it carries in place.
+func recvGo() (*initConfig, error) {
+	buf := make([]byte, maxCtrl)
+	oob := make([]byte, unix.CmsgSpace(4*4))
+	var n, oobn, flags int
+	var err error
+	for {
+		n, oobn, flags, _, err = unix.Recvmsg(ctrlFd, buf, oob, unix.MSG_CMSG_CLOEXEC)
+		if err != unix.EINTR {
+			break
+		}
+	}
+	if err != nil || n == 0 || buf[0] != msgGo {
+		os.Exit(125) // the host went away before saying go
+	}
+	fds, err := parseRights(oob[:oobn])
+	if err != nil {
+		return nil, err
+	}
+	if flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0 {
+		return nil, errors.New("truncated start message")
+	}
+	var c initConfig
+	if err := json.Unmarshal(buf[1:n], &c); err != nil {
+		return nil, fmt.Errorf("bad config: %w", err)
+	}
+	var want []int
+	if c.Detached {
+		want = append(want, rootFd, varFd)
+	}
+	if c.Stdout {
+		want = append(want, 1)
+	}
+	if c.Stderr {
+		want = append(want, 2)
+	}
+	if len(fds) != len(want) {
+		return nil, fmt.Errorf("start message carried %d fds, want %d", len(fds), len(want))
+	}
+	// Out of the way of the targets first, then onto them.
+	for i, fd := range fds {
+		hi, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 64)
+		if err != nil {
+			return nil, fmt.Errorf("dup fd: %w", err)
+		}
+		unix.Close(fd)
+		fds[i] = hi
+	}
+	for i, fd := range fds {
+		flags := unix.O_CLOEXEC
+		if want[i] <= 2 {
+			flags = 0 // the app inherits its stdout and stderr
+		}
+		if err := unix.Dup3(fd, want[i], flags); err != nil {
+			return nil, fmt.Errorf("dup fd: %w", err)
+		}
+		unix.Close(fd)
+	}
+	return &c, nil
 }
 
 func initFail(err error) {
@@ -235,9 +295,6 @@ func remount(path string, add uintptr) error {
 const stagingDir = "/tmp"
 
 func setupMounts(c *initConfig) error {
-	if err := mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
-		return err
-	}
 	var root string
 	if c.Detached {
 		var err error
@@ -330,7 +387,12 @@ func attachTrees() (string, error) {
 	return root, nil
 }
 
-func setupSystem(c *initConfig) error {
+// prepareSystem is the part of the setup that needs no spec: it can be
+// done before the host has one.
+func prepareSystem() error {
+	if err := mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+		return err
+	}
 	if err := unix.Sethostname([]byte("grain")); err != nil {
 		return fmt.Errorf("sethostname: %w", err)
 	}
@@ -351,13 +413,17 @@ func setupSystem(c *initConfig) error {
 	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
 		return fmt.Errorf("bring lo up: %w", err)
 	}
+	if err := syscall.Setrlimit(unix.RLIMIT_CORE, &syscall.Rlimit{}); err != nil {
+		return fmt.Errorf("disable core dumps: %w", err)
+	}
+	return nil
+}
+
+func setupLimits(c *initConfig) error {
 	// syscall.Setrlimit, not unix: it also stops os/exec from restoring
 	// the limit Go started with in children.
 	if err := syscall.Setrlimit(unix.RLIMIT_NOFILE, &syscall.Rlimit{Cur: c.NoFile, Max: c.NoFile}); err != nil {
 		return fmt.Errorf("limit open files: %w", err)
-	}
-	if err := syscall.Setrlimit(unix.RLIMIT_CORE, &syscall.Rlimit{}); err != nil {
-		return fmt.Errorf("disable core dumps: %w", err)
 	}
 	return nil
 }

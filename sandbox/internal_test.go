@@ -37,7 +37,8 @@ func TestCgroupV2Kill(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := cgs.create("k", Limits{}.withDefaults())
+	l := Limits{}.withDefaults()
+	g, err := cgs.create("k", &l)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,6 +93,8 @@ func fakeInit(t *testing.T) (*Sandbox, int) {
 		log:        slog.New(slog.DiscardHandler),
 		cg:         &cgroup{version: "none"},
 		ctrl:       c.(*net.UnixConn),
+		idle:       make(chan struct{}),
+		answered:   make(chan struct{}),
 		started:    make(chan initMsg, 1),
 		pending:    map[uint32]chan dialResult{},
 		readerDone: make(chan struct{}),

@@ -65,6 +65,10 @@ type Config struct {
 	// uid (and gid) that root inside every sandbox is. 0 means
 	// DefaultSandboxUID. Unprivileged, it is always the node's own uid.
 	SandboxUID uint32
+	// Zygotes is how many empty sandboxes the runner keeps started, ready
+	// for Start to hand an app to (see zygote.go). 0 means 1; negative
+	// means none, and every Start creates its sandbox from scratch.
+	Zygotes int
 }
 
 // Runner starts sandboxes.
@@ -76,6 +80,8 @@ type Runner struct {
 
 	mu      sync.Mutex
 	running map[string]bool
+
+	pool zygotePool
 }
 
 // NewRunner checks what the kernel allows (user namespaces; root or
@@ -115,6 +121,12 @@ func NewRunner(cfg Config) (*Runner, error) {
 		log.Warn("sandboxes will run without memory and pids limits: no usable cgroups", "why", err)
 	}
 	r.cg = cg
+	r.cg.removeStale("zygote-*") // a crashed node's
+	r.pool.want = cfg.Zygotes
+	if r.pool.want == 0 {
+		r.pool.want = 1
+	}
+	r.startFill()
 	return r, nil
 }
 
@@ -129,9 +141,10 @@ func (r *Runner) Cgroups() string { return r.cg.version }
 // it (Start chowns the Var dir itself in root mode).
 func (r *Runner) SandboxUID() (uid, gid uint32) { return r.uid, r.gid }
 
-// Close removes the runner's parent cgroup dirs if empty. Running
-// sandboxes are not stopped.
+// Close ends the runner's zygotes and removes its parent cgroup dirs if
+// empty. Running sandboxes are not stopped.
 func (r *Runner) Close() error {
+	r.closePool()
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.cg.close()
@@ -267,36 +280,59 @@ func (r *Runner) Start(ctx context.Context, spec Spec) (_ *Sandbox, err error) {
 	}()
 
 	limits := spec.Limits.withDefaults()
-	cg, err := r.cg.create(spec.Name, limits)
-	if err != nil {
-		return nil, fmt.Errorf("sandbox %s: %w", spec.Name, err)
-	}
-	s := &Sandbox{
-		r:          r,
-		name:       spec.Name,
-		cg:         cg,
-		log:        r.log.With("sandbox", spec.Name),
-		started:    make(chan initMsg, 1),
-		pending:    map[uint32]chan dialResult{},
-		readerDone: make(chan struct{}),
-		done:       make(chan struct{}),
-	}
-	if err := s.start(ctx, spec, limits); err != nil {
-		if rerr := cg.remove(); rerr != nil {
-			err = errors.Join(err, rerr)
+	s := r.claim(spec.Name, limits)
+	if s == nil {
+		cg, err := r.cg.create(spec.Name, &limits)
+		if err != nil {
+			return nil, fmt.Errorf("sandbox %s: %w", spec.Name, err)
 		}
-		return nil, fmt.Errorf("sandbox %s: %w", spec.Name, err)
+		s = r.newSandbox(spec.Name, cg)
+		if err := s.spawn(); err != nil {
+			if rerr := cg.remove(); rerr != nil {
+				err = errors.Join(err, rerr)
+			}
+			return nil, fmt.Errorf("sandbox %s: %w", spec.Name, err)
+		}
+	}
+	if err := s.run(ctx, spec, limits); err != nil {
+		// s is gone (Done is closed) and its cgroups removed.
+		return nil, fmt.Errorf("sandbox %s: %w", spec.Name, errors.Join(err, s.cleanErr))
 	}
 	return s, nil
 }
 
 func (r *Runner) forget(name string) {
+	if name == "" {
+		return // a zygote
+	}
 	r.mu.Lock()
 	delete(r.running, name)
 	r.mu.Unlock()
 }
 
-func (s *Sandbox) start(ctx context.Context, spec Spec, limits Limits) error {
+func (r *Runner) newSandbox(name string, cg *cgroup) *Sandbox {
+	label := name
+	if label == "" {
+		label = "(zygote)"
+	}
+	return &Sandbox{
+		r:          r,
+		name:       name,
+		cg:         cg,
+		log:        r.log.With("sandbox", label),
+		idle:       make(chan struct{}),
+		answered:   make(chan struct{}),
+		started:    make(chan initMsg, 1),
+		pending:    map[uint32]chan dialResult{},
+		readerDone: make(chan struct{}),
+		done:       make(chan struct{}),
+	}
+}
+
+// spawn starts the init in its namespaces and cgroups. It needs no spec:
+// the init prepares what it can and waits for run to send one. On error
+// nothing is left running, but the cgroups are the caller's to remove.
+func (s *Sandbox) spawn() error {
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("control socket: %w", err)
@@ -307,39 +343,15 @@ func (s *Sandbox) start(ctx context.Context, spec Spec, limits Limits) error {
 	c, err := net.FileConn(hostEnd)
 	hostEnd.Close()
 	if err != nil {
-		initEnd.Close()
 		return fmt.Errorf("control socket: %w", err)
 	}
 	s.ctrl = c.(*net.UnixConn)
-	extra := []*os.File{initEnd}
-	detached := s.r.mode == "root"
-	if detached {
-		// As root the host clones the two trees as detached mounts and
-		// hands them over: the sandbox's unprivileged uid then needs no
-		// way through the host's path to them (a data dir under /root,
-		// say), and no path can be swapped between check and mount.
-		for _, dir := range []string{spec.Root, spec.Var} {
-			f, err := detachedMount(dir)
-			if err != nil {
-				s.ctrl.Close()
-				return err
-			}
-			defer f.Close()
-			extra = append(extra, f)
-		}
-	}
 	cmd := &exec.Cmd{
 		Path:        "/proc/self/exe",
 		Args:        []string{initArg0, modeRun},
 		Env:         []string{},
-		ExtraFiles:  extra,
+		ExtraFiles:  []*os.File{initEnd},
 		SysProcAttr: s.r.sysProcAttr(),
-	}
-	if spec.Stdout != nil {
-		cmd.Stdout = spec.Stdout
-	}
-	if spec.Stderr != nil {
-		cmd.Stderr = spec.Stderr
 	}
 	if s.cg.version == "v2" {
 		fd, err := s.cg.openDir()
@@ -361,36 +373,104 @@ func (s *Sandbox) start(ctx context.Context, spec Spec, limits Limits) error {
 	initEnd.Close()
 	go s.readLoop()
 	go s.wait()
+	if s.cg.version == "v1" {
+		// Before "go": every later thread and child inherits the groups.
+		if err := s.cg.addPid(s.pid); err != nil {
+			s.kill()
+			<-s.done
+			return err
+		}
+	}
+	return nil
+}
 
+// run hands the spec to the spawned init and waits until the app is
+// exec'd. On error the sandbox is gone (Done is closed).
+func (s *Sandbox) run(ctx context.Context, spec Spec, limits Limits) error {
+	var toClose []*os.File
+	defer func() {
+		for _, f := range toClose {
+			f.Close()
+		}
+	}()
 	fail := func(err error) error {
+		for _, f := range toClose {
+			f.Close() // before waiting: the output copies end at EOF
+		}
+		toClose = nil
 		s.kill()
 		<-s.done
 		return err
 	}
-	if s.cg.version == "v1" {
-		// Before "go": every later thread and child inherits the groups.
-		if err := s.cg.addPid(s.pid); err != nil {
-			return fail(err)
-		}
-	}
-	cfg, err := json.Marshal(initConfig{
+	cfg := initConfig{
 		Root:     spec.Root,
 		Var:      spec.Var,
-		Detached: detached,
+		Detached: s.r.mode == "root",
 		TmpBytes: limits.TmpBytes,
 		NoFile:   limits.NoFile,
 		Args:     spec.Args,
 		Env:      spec.Env,
-	})
+		Stdout:   spec.Stdout != nil,
+		Stderr:   spec.Stderr != nil,
+	}
+	var pass []int
+	if cfg.Detached {
+		// As root the host clones the two trees as detached mounts and
+		// hands them over: the sandbox's unprivileged uid then needs no
+		// way through the host's path to them (a data dir under /root,
+		// say), and no path can be swapped between check and mount.
+		for _, dir := range []string{spec.Root, spec.Var} {
+			f, err := detachedMount(dir)
+			if err != nil {
+				return fail(err)
+			}
+			toClose = append(toClose, f)
+			pass = append(pass, int(f.Fd()))
+		}
+	}
+	var out *os.File
+	for i, w := range []io.Writer{spec.Stdout, spec.Stderr} {
+		if w == nil {
+			continue
+		}
+		if i == 1 && out != nil && sameWriter(spec.Stdout, spec.Stderr) {
+			pass = append(pass, int(out.Fd()))
+			continue
+		}
+		f, owned, err := s.output(w)
+		if err != nil {
+			return fail(err)
+		}
+		if owned {
+			toClose = append(toClose, f)
+		}
+		out = f
+		pass = append(pass, int(f.Fd()))
+	}
+	b, err := json.Marshal(cfg)
 	if err != nil {
 		return fail(err)
 	}
-	if len(cfg)+1 > maxCtrl {
-		return fail(fmt.Errorf("args and env too large (%d bytes)", len(cfg)))
+	if len(b)+1 > maxCtrl {
+		return fail(fmt.Errorf("args and env too large (%d bytes)", len(b)))
 	}
-	if _, err := s.ctrl.Write(append([]byte{msgGo}, cfg...)); err != nil {
+	var oob []byte
+	if len(pass) > 0 {
+		oob = unix.UnixRights(pass...)
+	}
+	if _, _, err := s.ctrl.WriteMsgUnix(append([]byte{msgGo}, b...), oob, nil); err != nil {
+		select {
+		case m := <-s.started: // the init failed before it could read 'G'
+			<-s.done
+			return errors.New(m.text)
+		default:
+		}
 		return fail(fmt.Errorf("send config to init: %w", err))
 	}
+	for _, f := range toClose {
+		f.Close() // the init has its own copies; pipes must see EOF
+	}
+	toClose = nil
 	select {
 	case m := <-s.started:
 		if m.kind == msgError {
@@ -403,6 +483,35 @@ func (s *Sandbox) start(ctx context.Context, spec Spec, limits Limits) error {
 	case <-ctx.Done():
 		return fail(ctx.Err())
 	}
+}
+
+// output returns the file to pass as the app's stdout or stderr: w itself
+// if it is a file, else the write end of a pipe copied to w until the
+// sandbox is gone (owned: the caller closes it once it is passed).
+func (s *Sandbox) output(w io.Writer) (f *os.File, owned bool, err error) {
+	if f, ok := w.(*os.File); ok {
+		return f, false, nil
+	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return nil, false, err
+	}
+	s.copies.Go(func() {
+		io.Copy(w, pr)
+		pr.Close()
+	})
+	return pw, true, nil
+}
+
+// sameWriter is a == b without the panic for uncomparable types (as
+// os/exec decides to share one pipe between Stdout and Stderr).
+func sameWriter(a, b io.Writer) (eq bool) {
+	defer func() {
+		if recover() != nil {
+			eq = false
+		}
+	}()
+	return a == b
 }
 
 // detachedMount clones dir as a mount that belongs to no namespace yet.

@@ -40,14 +40,18 @@ func (e *ExitError) Error() string {
 // Sandbox is one running sandbox.
 type Sandbox struct {
 	r    *Runner
-	name string
-	log  *slog.Logger
-	cg   *cgroup
+	name string       // "" while a zygote; then set under mu, before Start returns
+	log  *slog.Logger // likewise
+	cg   *cgroup      // likewise (renamed when adopted)
 	cmd  *exec.Cmd
 	ctrl *net.UnixConn
 	pid  int // the init, in the host's pid namespace
 
-	started    chan initMsg // first 'R' or 'E'
+	idle       chan struct{} // closed at the init's 'I'
+	answered   chan struct{} // closed when a dial first succeeds
+	answerOnce sync.Once
+	started    chan initMsg   // first 'R' or 'E'
+	copies     sync.WaitGroup // copying the app's output to Spec.Stdout, Stderr
 	readerDone chan struct{}
 	done       chan struct{}
 
@@ -57,6 +61,7 @@ type Sandbox struct {
 	exit     *unix.WaitStatus // from the init's 'X'
 	protoErr error            // the init broke the protocol; it was killed
 	stopping bool
+	reaped   bool  // the init is gone: a zygote can no longer be adopted
 	err      error // set before done is closed
 	cleanErr error
 
@@ -73,10 +78,16 @@ func (s *Sandbox) Pid() int { return s.pid }
 
 // CgroupPaths are the cgroup dirs created for the sandbox; they are removed
 // by the time Done is closed.
-func (s *Sandbox) CgroupPaths() []string { return append([]string(nil), s.cg.dirs...) }
+func (s *Sandbox) CgroupPaths() []string { return append([]string(nil), s.cgroup().dirs...) }
 
 // MemoryUsage is the memory currently charged to the sandbox's cgroup.
-func (s *Sandbox) MemoryUsage() (int64, error) { return s.cg.memoryUsage() }
+func (s *Sandbox) MemoryUsage() (int64, error) { return s.cgroup().memoryUsage() }
+
+func (s *Sandbox) cgroup() *cgroup {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cg
+}
 
 // Done is closed when the sandbox (its init) has exited and its cgroups
 // are removed.
@@ -125,7 +136,7 @@ func (s *Sandbox) Stop(ctx context.Context) error {
 // then kills the rest of its pid namespace — but the cgroup is killed
 // first where it can be, so nothing runs on while the init dies.
 func (s *Sandbox) kill() {
-	s.cg.kill()
+	s.cgroup().kill()
 	if s.cmd != nil {
 		s.cmd.Process.Signal(syscall.SIGKILL)
 	}
@@ -157,6 +168,7 @@ func (s *Sandbox) Dial(ctx context.Context, port int) (net.Conn, error) {
 		if r.err != nil {
 			return nil, fmt.Errorf("sandbox %s: dial 127.0.0.1:%d: %w", s.name, port, r.err)
 		}
+		s.answerOnce.Do(func() { close(s.answered) })
 		return r.conn, nil
 	case <-s.readerDone:
 		return nil, fmt.Errorf("sandbox %s: dial port %d: sandbox exited", s.name, port)
@@ -196,8 +208,9 @@ func (s *Sandbox) readLoop() {
 			if s.protoErr == nil {
 				s.protoErr = perr
 			}
+			log := s.log
 			s.mu.Unlock()
-			s.log.Warn("sandbox init broke the control protocol; killing the sandbox", "err", perr)
+			log.Warn("sandbox init broke the control protocol; killing the sandbox", "err", perr)
 			s.kill()
 			return
 		}
@@ -214,6 +227,13 @@ func (s *Sandbox) handle(b []byte, fds []int) error {
 		return fmt.Errorf("message %q carried %d fds", m.kind, len(fds))
 	}
 	switch m.kind {
+	case msgIdle:
+		select {
+		case <-s.idle:
+			return errors.New("repeated idle message")
+		default:
+			close(s.idle)
+		}
 	case msgReady, msgError:
 		select {
 		case s.started <- m:
@@ -325,9 +345,14 @@ func (s *Sandbox) wait() {
 	}
 	s.ctrl.Close()
 	<-s.readerDone
-	oom := s.cg.oomKills() > 0
-	s.cleanErr = s.cg.remove()
-	s.r.forget(s.name)
+	s.mu.Lock()
+	s.reaped = true
+	cg, name := s.cg, s.name
+	s.mu.Unlock()
+	oom := cg.oomKills() > 0
+	s.cleanErr = cg.remove()
+	s.copies.Wait()
+	s.r.forget(name)
 
 	s.mu.Lock()
 	defer s.mu.Unlock()
