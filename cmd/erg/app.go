@@ -75,7 +75,11 @@ func newAppPackCmd(g *globals) *cobra.Command {
 		Short: "Sign the app tree in DIR into one package file",
 		Long: `Sign the app tree in DIR (with its erg.json manifest) into one package
 file: a CARv2 file holding the tree as a UnixFS DAG and a signed descriptor.
-The key is the one 'erg app keygen' made for the manifest's id, or --key.`,
+The key is the one 'erg app keygen' made for the manifest's id, or --key.
+
+For native programs, pack copies in the dynamic loader and every shared
+library the tree's ELF binaries need (read from their ELF headers), and the
+host paths the manifest lists under "include".`,
 		Example: `  erg app pack ./notes -o notes.erg`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -105,8 +109,15 @@ The key is the one 'erg app keygen' made for the manifest's id, or --key.`,
 				return err
 			}
 			defer os.Remove(tmp.Name())
+			// Native programs get their loader, libraries and the manifest's
+			// include paths copied in first.
+			tree, cleanup, err := appstore.PrepareTree(args[0], "")
+			if err != nil {
+				return err
+			}
+			defer cleanup()
 			progress := newProgress(cmd.ErrOrStderr(), "packing")
-			pkg, err := appstore.Pack(cmd.Context(), args[0], key, tmp, appstore.PackOptions{Progress: progress.update})
+			pkg, err := appstore.Pack(cmd.Context(), tree, key, tmp, appstore.PackOptions{Progress: progress.update})
 			progress.done()
 			if err == nil {
 				err = tmp.Sync()
