@@ -41,7 +41,8 @@ lint:
 	$(GO) run $(STATICCHECK) ./...
 
 bench: build
-	$(GO) test -run '^$$' -bench . -benchtime 50x ./sandbox/ ./node/
+	$(GO) test -run '^$$' -bench . -benchtime 50x ./sandbox/
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./node/ ./appstore/
 
 clean:
 	rm -rf $(BUILD)
