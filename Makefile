@@ -3,7 +3,7 @@ GO       ?= go
 BUILD    := build
 DATA     ?= .erg-data
 LISTEN   ?= 127.0.0.1:6080
-APPS     := notes
+APPS     := notes todo filedrop
 VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 export CGO_ENABLED := 0
 

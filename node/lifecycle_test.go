@@ -260,3 +260,27 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+func TestSampleAppsRunInGrains(t *testing.T) {
+	n := startNode(t, nil)
+	for _, app := range []string{"notes", "todo", "filedrop"} {
+		_, origin := n.newGrain(app)
+		if code, body := n.get(origin + "/"); code != 200 || !strings.Contains(body, "<html") {
+			t.Errorf("%s: GET / = %d %.80q", app, code, body)
+		}
+	}
+	_, origin := n.newGrain("todo")
+	req, _ := http.NewRequest("POST", origin+"/api/items", strings.NewReader(`{"text":"buy milk","assignee":"alice"}`))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := n.http.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Errorf("todo: add an item assigned to the owner: %s", resp.Status)
+	}
+	if code, body := n.get(origin + "/api/items?mine=1"); code != 200 || !strings.Contains(body, "buy milk") {
+		t.Errorf("todo: my items = %d %s", code, body)
+	}
+}

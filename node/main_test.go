@@ -112,8 +112,8 @@ func copyFileT(t testing.TB, src, dst string, perm os.FileMode) {
 // cannot use the go tool.
 const appsEnv = "ERG_TEST_APPS"
 
-// testApps builds the test and sample apps into one apps dir: echo, notes,
-// and the sandbox escape probe.
+// testApps builds the test and sample apps into one apps dir: echo, the
+// sample apps, and the sandbox escape probe.
 func testApps(t testing.TB) string {
 	if dir := os.Getenv(appsEnv); dir != "" {
 		return dir
@@ -125,7 +125,9 @@ func testApps(t testing.TB) string {
 		return dir
 	}
 	appTree(t, dir, "echo", "./node/testdata/echo", "node/testdata/echo/erg.json")
-	appTree(t, dir, "notes", "./apps/notes", "apps/notes/erg.json")
+	for _, app := range []string{"notes", "todo", "filedrop"} {
+		appTree(t, dir, app, "./apps/"+app, "apps/"+app+"/erg.json")
+	}
 	probe, err := sandboxtest.ProbeBinary()
 	if err != nil {
 		t.Fatal(err)
