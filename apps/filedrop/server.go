@@ -68,12 +68,20 @@ func (a *app) handler() http.Handler {
 	mux.HandleFunc("POST /upload", a.writer(a.upload))
 	mux.HandleFunc("GET /files/{name}", a.download)
 	mux.HandleFunc("POST /files/{name}/delete", a.writer(a.delete))
+	// Upload and delete are plain forms: refuse them when another site
+	// submits them (Sec-Fetch-Site, or Origin against Host; the node's
+	// proxy keeps the grain's Host).
+	csrf := http.NewCrossOriginProtection()
+	csrf.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a.fail(w, r, http.StatusForbidden, "Refused: this form was sent from another site.")
+	}))
+	guarded := csrf.Handler(mux)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !identityOf(r).canRead {
 			a.fail(w, r, http.StatusForbidden, "You do not have permission to see this drop box.")
 			return
 		}
-		mux.ServeHTTP(w, r)
+		guarded.ServeHTTP(w, r)
 	})
 }
 

@@ -474,3 +474,41 @@ func TestFormatSize(t *testing.T) {
 		}
 	}
 }
+
+func TestCrossSiteFormPostsAreRefused(t *testing.T) {
+	dir := t.TempDir()
+	ts := startServer(t, dir, 1<<20)
+	os.WriteFile(filepath.Join(dir, "files", "keep.txt"), []byte("keep"), 0o600)
+	for _, h := range []map[string]string{
+		{"Sec-Fetch-Site": "cross-site"},
+		{"Origin": "http://evil.example"},
+	} {
+		req, _ := http.NewRequest("POST", ts.URL+"/files/keep.txt/delete", nil)
+		req.Header = alice.header()
+		for k, v := range h {
+			req.Header.Set(k, v)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("delete with %v: %s, want 403", h, resp.Status)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "files", "keep.txt")); err != nil {
+		t.Errorf("a cross-site delete removed the file: %v", err)
+	}
+	req, _ := http.NewRequest("POST", ts.URL+"/files/keep.txt/delete", nil)
+	req.Header = alice.header()
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("same-origin delete: %s, want 303", resp.Status)
+	}
+}
