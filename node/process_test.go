@@ -3,6 +3,7 @@ package node
 import (
 	"bufio"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"erg/appstore"
 	"erg/webui"
 )
 
@@ -130,6 +132,19 @@ func TestCLIAgainstARunningNode(t *testing.T) {
 	if out := p.erg(true, "grain", "rm", g.ID); !strings.Contains(out, "no grain") {
 		t.Errorf("rm of a removed grain says: %s", out)
 	}
+	key, _ := appstore.GenerateKey()
+	pkgFile := filepath.Join(t.TempDir(), "echo.erg")
+	os.WriteFile(pkgFile, packEcho(t, key, 1), 0o644)
+	if out := p.erg(false, "app", "install", pkgFile); !strings.Contains(out, "installed Echo") {
+		t.Errorf("app install: %s", out)
+	}
+	if out := p.erg(true, "app", "install", pkgFile); !strings.Contains(out, "not newer") {
+		t.Errorf("installing the same version again says: %s", out)
+	}
+	if out := p.erg(false, "app", "ls"); !strings.Contains(out, appstore.AppID(key.Public().(ed25519.PublicKey))) {
+		t.Errorf("app ls:\n%s", out)
+	}
+
 	p.stop(syscall.SIGTERM)
 	if out := p.erg(true, "status"); !strings.Contains(out, "erg run") {
 		t.Errorf("status without a node says: %s", out)

@@ -214,7 +214,14 @@ key; existing grains then run the new version from their next start.`,
 				return err
 			}
 			defer f.Close()
-			app, err := g.client().InstallPackage(cmd.Context(), f)
+			var body io.Reader = f
+			if fi, err := f.Stat(); err == nil {
+				body = &progressReader{r: f, total: fi.Size(), p: newProgress(cmd.ErrOrStderr(), "uploading")}
+			}
+			app, err := g.client().InstallPackage(cmd.Context(), body)
+			if pr, ok := body.(*progressReader); ok {
+				pr.p.done()
+			}
 			if err != nil {
 				return fmt.Errorf("install %s: %w", args[0], err)
 			}
@@ -248,4 +255,19 @@ func newAppLsCmd(g *globals) *cobra.Command {
 			})
 		},
 	}
+}
+
+// progressReader reports how much of a file has been read.
+type progressReader struct {
+	r     io.Reader
+	done  int64
+	total int64
+	p     *progress
+}
+
+func (r *progressReader) Read(b []byte) (int, error) {
+	n, err := r.r.Read(b)
+	r.done += int64(n)
+	r.p.update(r.done, r.total)
+	return n, err
 }
