@@ -72,6 +72,12 @@ func TestBattery(t *testing.T) {
 	runBattery(t, r)
 }
 
+// TestBatteryColdStart runs the battery with no zygote pool, so the path
+// every cgroup v2 host takes is attacked too.
+func TestBatteryColdStart(t *testing.T) {
+	runBattery(t, newRunner(t, sandbox.Config{Zygotes: -1}))
+}
+
 // TestUnprivileged runs as root: it sets up the user ergtest with
 // delegated cgroups and re-runs itself as that user, where the runner is
 // unprivileged.
@@ -99,5 +105,8 @@ func TestUnprivileged(t *testing.T) {
 		gone(t, paths)
 	})
 	t.Run("battery", func(t *testing.T) { runBattery(t, r) })
+	t.Run("battery-without-zygotes", func(t *testing.T) {
+		runBattery(t, newRunner(t, sandbox.Config{Zygotes: -1}))
+	})
 	t.Run("cold-start", func(t *testing.T) { testColdStart(t, r) })
 }
