@@ -1,0 +1,62 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"crypto/ed25519"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"erg/appstore"
+	"erg/webui"
+)
+
+// TestNativeCProgramRunsInAGrain packs a dynamically linked C web server
+// with the loader and libraries its ELF headers name, installs the signed
+// package, and serves a request from it in a sandboxed grain.
+func TestNativeCProgramRunsInAGrain(t *testing.T) {
+	gcc, err := exec.LookPath("gcc")
+	if err != nil {
+		t.Skip("no gcc to build the C program")
+	}
+	key, _ := appstore.GenerateKey()
+	tree := filepath.Join(t.TempDir(), "chello")
+	os.MkdirAll(filepath.Join(tree, "bin"), 0o755)
+	src := filepath.Join(repoRoot(t), "node", "testdata", "chello", "chello.c")
+	if out, err := exec.Command(gcc, "-O2", "-o", filepath.Join(tree, "bin", "chello"), src, "-lm").CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v %s", err, out)
+	}
+	manifest := fmt.Sprintf(`{"id":%q,"name":"C hello","version":1,"command":["/bin/chello"],"port":8000,
+		"roles":[{"name":"viewer","permissions":["read"]}],"ownerRole":"viewer"}`,
+		appstore.AppID(key.Public().(ed25519.PublicKey)))
+	os.WriteFile(filepath.Join(tree, "erg.json"), []byte(manifest), 0o644)
+
+	staged, cleanup, err := appstore.PrepareTree(tree, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cleanup()
+	var pkg bytes.Buffer
+	if _, err := appstore.Pack(context.Background(), staged, key, &pkg, appstore.PackOptions{}); err != nil {
+		t.Fatal(err)
+	}
+
+	n := startNode(t, nil)
+	app, err := webui.NewClient(SocketPath(n.cfg.DataDir)).InstallPackage(context.Background(), &pkg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := n.NewGrain(context.Background(), app.ID, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, body := n.get(g.URL)
+	if code != 200 || !strings.HasPrefix(body, "hello from C 6") {
+		log, _ := n.GrainLog(context.Background(), g.ID)
+		t.Fatalf("GET = %d %q; grain log:\n%s", code, body, log)
+	}
+}
