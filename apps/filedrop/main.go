@@ -12,20 +12,15 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
 	"syscall"
-	"time"
-)
 
-// shutdownTimeout bounds how long a stopping server waits for requests.
-const shutdownTimeout = 5 * time.Second
+	"erg/apps/internal/appkit"
+)
 
 func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -39,19 +34,10 @@ func main() {
 
 // run serves the drop box until ctx is done, then shuts down gracefully.
 func run(ctx context.Context, log *slog.Logger, getenv func(string) string) error {
-	port := 8000
-	if p := getenv("PORT"); p != "" {
-		n, err := strconv.Atoi(p)
-		if err != nil || n < 1 || n > 65535 {
-			return fmt.Errorf("PORT=%q is not a port number", p)
-		}
-		port = n
+	env, err := appkit.ReadEnv(getenv)
+	if err != nil {
+		return err
 	}
-	dir := getenv("ERG_VAR")
-	if dir == "" {
-		dir = "/var"
-	}
-
 	maxMB := int64(100)
 	if m := getenv("FILEDROP_MAX_MB"); m != "" {
 		n, err := strconv.ParseInt(m, 10, 64)
@@ -60,33 +46,10 @@ func run(ctx context.Context, log *slog.Logger, getenv func(string) string) erro
 		}
 		maxMB = n
 	}
-
-	d, err := openDrop(dir)
+	d, err := openDrop(env.Dir)
 	if err != nil {
 		return err
 	}
 	defer d.close()
-	a := newApp(d, maxMB<<20, log)
-	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-	if err != nil {
-		return err
-	}
-	srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 10 * time.Second}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	log.Info("serving", "addr", ln.Addr().String(), "dir", dir)
-
-	select {
-	case err := <-served:
-		return err
-	case <-ctx.Done():
-	}
-	log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-	defer cancel()
-	err = srv.Shutdown(sctx)
-	if e := <-served; !errors.Is(e, http.ErrServerClosed) {
-		err = errors.Join(err, e)
-	}
-	return err
+	return appkit.Serve(ctx, log, env, newApp(d, maxMB<<20, log).handler(), nil)
 }

@@ -11,8 +11,9 @@ import (
 	"mime"
 	"net/http"
 	"net/url"
-	"strings"
 	"syscall"
+
+	"erg/apps/internal/appkit"
 )
 
 // formOverhead is how many bytes an upload's body may hold beyond the files
@@ -22,27 +23,10 @@ const formOverhead = 1 << 20
 //go:embed static/index.html
 var static embed.FS
 
-// An identity is who is making a request, as told by the node's proxy, which
-// authenticates the user and is the only way a request reaches the app. The
-// proxy also sends X-Erg-Username, X-Erg-User-Id and X-Erg-Session-Id,
-// which a drop box has no use for.
-type identity struct {
-	canRead  bool
-	canWrite bool
-}
+// identity is who is making a request, as the node's proxy asserts it.
+type identity = appkit.Identity
 
-func identityOf(r *http.Request) identity {
-	var id identity
-	for p := range strings.SplitSeq(r.Header.Get("X-Erg-Permissions"), ",") {
-		switch strings.TrimSpace(p) {
-		case "read":
-			id.canRead = true
-		case "write":
-			id.canWrite = true
-		}
-	}
-	return id
-}
+func identityOf(r *http.Request) identity { return appkit.IdentityOf(r) }
 
 // An app serves one drop box over HTTP.
 type app struct {
@@ -77,7 +61,7 @@ func (a *app) handler() http.Handler {
 	}))
 	guarded := csrf.Handler(mux)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !identityOf(r).canRead {
+		if !identityOf(r).CanRead {
 			a.fail(w, r, http.StatusForbidden, "You do not have permission to see this drop box.")
 			return
 		}
@@ -88,7 +72,7 @@ func (a *app) handler() http.Handler {
 // writer refuses a request from someone without write permission.
 func (a *app) writer(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if !identityOf(r).canWrite {
+		if !identityOf(r).CanWrite {
 			a.fail(w, r, http.StatusForbidden, "You can download from this drop box but not change it.")
 			return
 		}
@@ -109,8 +93,8 @@ type pageData struct {
 // error if it is not empty. The page lists the files only to readers.
 func (a *app) render(w http.ResponseWriter, r *http.Request, status int, message string) {
 	id := identityOf(r)
-	data := pageData{CanRead: id.canRead, CanWrite: id.canWrite, MaxSize: a.maxBytes, Error: message}
-	if id.canRead {
+	data := pageData{CanRead: id.CanRead, CanWrite: id.CanWrite, MaxSize: a.maxBytes, Error: message}
+	if id.CanRead {
 		files, err := a.drop.list()
 		if err != nil {
 			a.log.Error("list files", "err", err)

@@ -9,21 +9,13 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
-	"strconv"
 	"syscall"
-	"time"
-)
 
-// shutdownTimeout bounds how long a stopping server waits for requests and
-// websockets to finish.
-const shutdownTimeout = 5 * time.Second
+	"erg/apps/internal/appkit"
+)
 
 func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -37,46 +29,15 @@ func main() {
 
 // run serves the note until ctx is done, then shuts down gracefully.
 func run(ctx context.Context, log *slog.Logger, getenv func(string) string) error {
-	port := 8000
-	if p := getenv("PORT"); p != "" {
-		n, err := strconv.Atoi(p)
-		if err != nil || n < 1 || n > 65535 {
-			return fmt.Errorf("PORT=%q is not a port number", p)
-		}
-		port = n
+	env, err := appkit.ReadEnv(getenv)
+	if err != nil {
+		return err
 	}
-	dir := getenv("ERG_VAR")
-	if dir == "" {
-		dir = "/var"
-	}
-
-	s, err := openStore(dir)
+	s, err := openStore(env.Dir)
 	if err != nil {
 		return err
 	}
 	a := newApp(s, log)
-	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-	if err != nil {
-		return err
-	}
-	srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 10 * time.Second}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	log.Info("serving", "addr", ln.Addr().String(), "dir", dir)
-
-	select {
-	case err := <-served:
-		return err
-	case <-ctx.Done():
-	}
-	log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-	defer cancel()
-	// Shutdown stops new connections and waits for plain requests; the
-	// websockets it no longer tracks are closed by the app.
-	err = errors.Join(srv.Shutdown(sctx), a.close(sctx))
-	if e := <-served; !errors.Is(e, http.ErrServerClosed) {
-		err = errors.Join(err, e)
-	}
-	return err
+	// The app closes the websockets, which Shutdown no longer tracks.
+	return appkit.Serve(ctx, log, env, a.handler(), a.close)
 }

@@ -9,10 +9,11 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/coder/websocket"
+
+	"erg/apps/internal/appkit"
 )
 
 // maxBody bounds a PUT body and a websocket message.
@@ -26,28 +27,10 @@ const (
 //go:embed static/index.html
 var static embed.FS
 
-// An identity is who is making a request, as told by the node's proxy, which
-// authenticates the user and is the only way a request reaches the app. The
-// proxy also sends X-Erg-User-Id and X-Erg-Session-Id, which a single note
-// has no use for.
-type identity struct {
-	username string // empty for an anonymous visitor
-	canRead  bool
-	canWrite bool
-}
+// identity is who is making a request, as the node's proxy asserts it.
+type identity = appkit.Identity
 
-func identityOf(r *http.Request) identity {
-	id := identity{username: r.Header.Get("X-Erg-Username")}
-	for p := range strings.SplitSeq(r.Header.Get("X-Erg-Permissions"), ",") {
-		switch strings.TrimSpace(p) {
-		case "read":
-			id.canRead = true
-		case "write":
-			id.canWrite = true
-		}
-	}
-	return id
-}
+func identityOf(r *http.Request) identity { return appkit.IdentityOf(r) }
 
 // An app serves one note over HTTP and websockets.
 type app struct {
@@ -73,7 +56,7 @@ func (a *app) handler() http.Handler {
 	mux.HandleFunc("PUT /api/note", a.putNote)
 	mux.HandleFunc("GET /ws", a.serveSocket)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !identityOf(r).canRead {
+		if !identityOf(r).CanRead {
 			writeError(w, http.StatusForbidden, "You do not have permission to view this note.")
 			return
 		}
@@ -86,7 +69,7 @@ func (a *app) close(ctx context.Context) error { return a.hub.close(ctx) }
 
 // save applies an edit by id and tells every socket about the new note.
 func (a *app) save(id identity, e edit) (note, error) {
-	n, err := a.store.update(e, id.username)
+	n, err := a.store.update(e, id.Username)
 	if err != nil {
 		return n, err
 	}
@@ -97,7 +80,7 @@ func (a *app) save(id identity, e edit) (note, error) {
 func (a *app) servePage(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-cache")
-	err := a.page.Execute(w, struct{ CanWrite bool }{identityOf(r).canWrite})
+	err := a.page.Execute(w, struct{ CanWrite bool }{identityOf(r).CanWrite})
 	if err != nil {
 		a.log.Error("render page", "err", err)
 	}
@@ -109,7 +92,7 @@ func (a *app) getNote(w http.ResponseWriter, r *http.Request) {
 
 func (a *app) putNote(w http.ResponseWriter, r *http.Request) {
 	id := identityOf(r)
-	if !id.canWrite {
+	if !id.CanWrite {
 		writeError(w, http.StatusForbidden, "You can view this note but not edit it.")
 		return
 	}
@@ -264,7 +247,7 @@ func (a *app) applyMessage(id identity, b []byte) any {
 	if m.Type != "edit" {
 		return errorMessage{Type: "error", Status: http.StatusBadRequest, Message: `Unknown message type; send {"type":"edit",…}.`}
 	}
-	if !id.canWrite {
+	if !id.CanWrite {
 		return errorMessage{Type: "error", Status: http.StatusForbidden, Message: "You can view this note but not edit it."}
 	}
 	n, err := a.save(id, m.edit)

@@ -1,14 +1,12 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"sync"
 	"time"
+
+	"erg/apps/internal/appkit"
 )
 
 // noteFile is the name of the note inside the grain's data directory.
@@ -16,7 +14,7 @@ const noteFile = "note.json"
 
 // tempPrefix names the files a save writes before renaming them over
 // noteFile; any left over were abandoned by a crash mid-save.
-const tempPrefix = ".note-"
+const tempPrefix = appkit.TempPrefix
 
 // errStale is returned by store.update when the edit was based on a version
 // of the note that is no longer the current one.
@@ -52,25 +50,8 @@ type store struct {
 // yet. It removes temporary files left by a save that was interrupted.
 func openStore(dir string) (*store, error) {
 	s := &store{dir: dir}
-	b, err := os.ReadFile(filepath.Join(dir, noteFile))
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-	case err != nil:
-		return nil, fmt.Errorf("read note: %w", err)
-	default:
-		if err := json.Unmarshal(b, &s.note); err != nil {
-			// Refuse to start rather than overwrite a note we cannot read.
-			return nil, fmt.Errorf("read note %s: %w", filepath.Join(dir, noteFile), err)
-		}
-	}
-	leftovers, err := filepath.Glob(filepath.Join(dir, tempPrefix+"*"))
-	if err != nil {
+	if err := appkit.LoadJSON(dir, noteFile, &s.note); err != nil {
 		return nil, err
-	}
-	for _, name := range leftovers {
-		if err := os.Remove(name); err != nil {
-			return nil, fmt.Errorf("remove unfinished save: %w", err)
-		}
 	}
 	return s, nil
 }
@@ -104,40 +85,5 @@ func (s *store) update(e edit, user string) (note, error) {
 	return n, nil
 }
 
-// write replaces the note file with n: it writes a temporary file in the
-// same directory, syncs it, renames it over the old file and syncs the
-// directory, so the rename itself is durable.
-func (s *store) write(n note) (err error) {
-	b, err := json.MarshalIndent(n, "", "\t")
-	if err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(s.dir, tempPrefix+"*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err := f.Write(append(b, '\n')); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), filepath.Join(s.dir, noteFile)); err != nil {
-		return err
-	}
-	d, err := os.Open(s.dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}
+// write replaces the note file with n atomically.
+func (s *store) write(n note) error { return appkit.SaveJSON(s.dir, noteFile, n) }

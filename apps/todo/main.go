@@ -10,20 +10,13 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
-	"strconv"
 	"syscall"
-	"time"
-)
 
-// shutdownTimeout bounds how long a stopping server waits for requests.
-const shutdownTimeout = 5 * time.Second
+	"erg/apps/internal/appkit"
+)
 
 func main() {
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
@@ -37,44 +30,13 @@ func main() {
 
 // run serves the list until ctx is done, then shuts down gracefully.
 func run(ctx context.Context, log *slog.Logger, getenv func(string) string) error {
-	port := 8000
-	if p := getenv("PORT"); p != "" {
-		n, err := strconv.Atoi(p)
-		if err != nil || n < 1 || n > 65535 {
-			return fmt.Errorf("PORT=%q is not a port number", p)
-		}
-		port = n
-	}
-	dir := getenv("ERG_VAR")
-	if dir == "" {
-		dir = "/var"
-	}
-
-	s, err := openStore(dir)
+	env, err := appkit.ReadEnv(getenv)
 	if err != nil {
 		return err
 	}
-	a := newApp(s, log)
-	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	s, err := openStore(env.Dir)
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: a.handler(), ReadHeaderTimeout: 10 * time.Second}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	log.Info("serving", "addr", ln.Addr().String(), "dir", dir)
-
-	select {
-	case err := <-served:
-		return err
-	case <-ctx.Done():
-	}
-	log.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-	defer cancel()
-	err = srv.Shutdown(sctx)
-	if e := <-served; !errors.Is(e, http.ErrServerClosed) {
-		err = errors.Join(err, e)
-	}
-	return err
+	return appkit.Serve(ctx, log, env, newApp(s, log).handler(), nil)
 }

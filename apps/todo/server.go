@@ -13,6 +13,8 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"erg/apps/internal/appkit"
 )
 
 const (
@@ -25,28 +27,10 @@ const (
 //go:embed static/index.html
 var static embed.FS
 
-// An identity is who is making a request, as told by the node's proxy, which
-// authenticates the user and is the only way a request reaches the app. The
-// proxy also sends X-Erg-User-Id and X-Erg-Session-Id, which a list has no
-// use for: items are assigned by username.
-type identity struct {
-	username string // empty for an anonymous visitor
-	canRead  bool
-	canWrite bool
-}
+// identity is who is making a request, as the node's proxy asserts it.
+type identity = appkit.Identity
 
-func identityOf(r *http.Request) identity {
-	id := identity{username: r.Header.Get("X-Erg-Username")}
-	for p := range strings.SplitSeq(r.Header.Get("X-Erg-Permissions"), ",") {
-		switch strings.TrimSpace(p) {
-		case "read":
-			id.canRead = true
-		case "write":
-			id.canWrite = true
-		}
-	}
-	return id
-}
+func identityOf(r *http.Request) identity { return appkit.IdentityOf(r) }
 
 // An app serves one list over HTTP.
 type app struct {
@@ -73,11 +57,11 @@ func (a *app) handler() http.Handler {
 	mux.HandleFunc("GET /api/people", a.listPeople)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := identityOf(r)
-		if !id.canRead {
+		if !id.CanRead {
 			writeError(w, http.StatusForbidden, "You do not have permission to view this list.")
 			return
 		}
-		if err := a.store.visit(id.username); err != nil {
+		if err := a.store.visit(id.Username); err != nil {
 			// Not worth failing the request over; the next visit retries.
 			a.log.Error("remember visitor", "err", err)
 		}
@@ -88,7 +72,7 @@ func (a *app) handler() http.Handler {
 // writer refuses a request from someone without write permission.
 func (a *app) writer(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if !identityOf(r).canWrite {
+		if !identityOf(r).CanWrite {
 			writeError(w, http.StatusForbidden, "You can view this list but not change it.")
 			return
 		}
@@ -103,7 +87,7 @@ func (a *app) servePage(w http.ResponseWriter, r *http.Request) {
 	err := a.page.Execute(w, struct {
 		CanWrite bool
 		Username string
-	}{id.canWrite, id.username})
+	}{id.CanWrite, id.Username})
 	if err != nil {
 		a.log.Error("render page", "err", err)
 	}
@@ -120,7 +104,7 @@ func (a *app) listItems(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if mine {
-			username := identityOf(r).username
+			username := identityOf(r).Username
 			if username == "" {
 				writeJSON(w, http.StatusOK, []item{})
 				return
@@ -152,7 +136,7 @@ func (a *app) addItem(w http.ResponseWriter, r *http.Request) {
 	if c.Assignee != nil {
 		assignee = *c.Assignee
 	}
-	it, err := a.store.add(text, assignee, identityOf(r).username)
+	it, err := a.store.add(text, assignee, identityOf(r).Username)
 	if err != nil {
 		a.storeError(w, err)
 		return

@@ -1,15 +1,12 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
-	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"time"
+
+	"erg/apps/internal/appkit"
 )
 
 // listFile is the name of the list inside the grain's data directory.
@@ -17,7 +14,7 @@ const listFile = "todo.json"
 
 // tempPrefix names the files a save writes before renaming them over
 // listFile; any left over were abandoned by a crash mid-save.
-const tempPrefix = ".todo-"
+const tempPrefix = appkit.TempPrefix
 
 var (
 	// errNotFound is returned for an item id that is not on the list.
@@ -70,25 +67,8 @@ type store struct {
 // yet. It removes temporary files left by a save that was interrupted.
 func openStore(dir string) (*store, error) {
 	s := &store{dir: dir, list: list{NextID: 1}}
-	b, err := os.ReadFile(filepath.Join(dir, listFile))
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-	case err != nil:
-		return nil, fmt.Errorf("read list: %w", err)
-	default:
-		if err := json.Unmarshal(b, &s.list); err != nil {
-			// Refuse to start rather than overwrite a list we cannot read.
-			return nil, fmt.Errorf("read list %s: %w", filepath.Join(dir, listFile), err)
-		}
-	}
-	leftovers, err := filepath.Glob(filepath.Join(dir, tempPrefix+"*"))
-	if err != nil {
+	if err := appkit.LoadJSON(dir, listFile, &s.list); err != nil {
 		return nil, err
-	}
-	for _, name := range leftovers {
-		if err := os.Remove(name); err != nil {
-			return nil, fmt.Errorf("remove unfinished save: %w", err)
-		}
 	}
 	return s, nil
 }
@@ -200,43 +180,12 @@ func (s *store) known(username string) bool {
 	return username == "" || found
 }
 
-// save writes l and, if that succeeds, makes it the current list. The
-// caller holds s.mu. It writes a temporary file in the same directory,
-// syncs it, renames it over the old file and syncs the directory, so the
-// rename itself is durable.
-func (s *store) save(l list) (err error) {
-	b, err := json.MarshalIndent(l, "", "\t")
-	if err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(s.dir, tempPrefix+"*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-			err = fmt.Errorf("save list: %w", err)
-		}
-	}()
-	if _, err := f.Write(append(b, '\n')); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), filepath.Join(s.dir, listFile)); err != nil {
+// save replaces the list file with l atomically, then makes l current.
+// The caller holds s.mu.
+func (s *store) save(l list) error {
+	if err := appkit.SaveJSON(s.dir, listFile, l); err != nil {
 		return err
 	}
 	s.list = l
-	d, err := os.Open(s.dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return nil
 }
