@@ -81,7 +81,7 @@ func BenchmarkPackInstall(b *testing.B) {
 		installT += time.Since(t0)
 		pkg.Close()
 		stop()
-		removeTree(filepath.Join(out, fmt.Sprintf("tree%d", i)))
+		RemoveTree(filepath.Join(out, fmt.Sprintf("tree%d", i)))
 	}
 	n := float64(b.N)
 	b.ReportMetric(mb*n/tarT.Seconds(), "tar-MB/s")

@@ -77,7 +77,7 @@ func TestNativeCProgram(t *testing.T) {
 	if err := Unpack(context.Background(), p, dest, UnpackOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	defer removeTree(dest)
+	defer RemoveTree(dest)
 
 	if os.Getuid() != 0 {
 		t.Skip("chroot needs root; the package was built and unpacked but not run")

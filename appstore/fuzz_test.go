@@ -54,7 +54,7 @@ func FuzzOpen(f *testing.F) {
 		if err := Unpack(context.Background(), p, dest, UnpackOptions{}); err != nil {
 			t.Fatalf("opened but did not unpack: %v", err)
 		}
-		removeTree(dest)
+		RemoveTree(dest)
 	})
 }
 

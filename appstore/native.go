@@ -35,15 +35,7 @@ func PrepareTree(dir, tmpDir string) (tree string, cleanup func(), err error) {
 	if err != nil {
 		return "", nil, err
 	}
-	cleanup = func() {
-		filepath.WalkDir(stage, func(p string, d fs.DirEntry, err error) error {
-			if err == nil && d.IsDir() {
-				os.Chmod(p, 0o755)
-			}
-			return nil
-		})
-		os.RemoveAll(stage)
-	}
+	cleanup = func() { RemoveTree(stage) }
 	defer func() {
 		if err != nil {
 			cleanup()

@@ -122,7 +122,7 @@ func TestPackOpenUnpack(t *testing.T) {
 	if err := Unpack(context.Background(), p, dest, UnpackOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	defer removeTree(dest)
+	defer RemoveTree(dest)
 	if err := Unpack(context.Background(), p, dest, UnpackOptions{}); err == nil {
 		t.Error("unpacked over an existing dir")
 	}
@@ -506,7 +506,7 @@ func TestOpenRefuses(t *testing.T) {
 				if err := Unpack(context.Background(), p, dest, UnpackOptions{}); err != nil {
 					t.Fatal(err)
 				}
-				removeTree(dest)
+				RemoveTree(dest)
 				return
 			}
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
@@ -603,7 +603,7 @@ func TestOpenFileAndProgress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer removeTree(dest)
+	defer RemoveTree(dest)
 	t.Logf("unpacked %d bytes in %v", last, time.Since(start))
 	if calls < 2 {
 		t.Errorf("progress called %d times", calls)
@@ -678,7 +678,7 @@ func TestShardedDirectory(t *testing.T) {
 	if err := Unpack(context.Background(), p, dest, UnpackOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	defer removeTree(dest)
+	defer RemoveTree(dest)
 	ents, err := os.ReadDir(filepath.Join(dest, "many"))
 	if err != nil || len(ents) != n {
 		t.Fatalf("unpacked %d entries (%v), want %d", len(ents), err, n)

@@ -41,7 +41,7 @@ func Unpack(ctx context.Context, pkg *Package, dest string, opts UnpackOptions) 
 	}
 	defer func() {
 		if err != nil {
-			removeTree(tmp)
+			RemoveTree(tmp)
 			err = fmt.Errorf("unpack %s to %s: %w", pkg.CID, dest, err)
 		}
 	}()
@@ -89,7 +89,7 @@ func Unpack(ctx context.Context, pkg *Package, dest string, opts UnpackOptions) 
 		return err
 	}
 	if err := syncDir(parent); err != nil {
-		removeTree(dest)
+		RemoveTree(dest)
 		return err
 	}
 	return nil
@@ -165,13 +165,14 @@ func syncDir(d string) error {
 	return f.Sync()
 }
 
-// removeTree removes a tree Unpack made read-only.
-func removeTree(root string) {
+// RemoveTree removes a tree whose directories were made read-only, as
+// Unpack and the node's installs leave them.
+func RemoveTree(root string) error {
 	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err == nil && d.IsDir() {
 			os.Chmod(p, 0o700)
 		}
 		return nil
 	})
-	os.RemoveAll(root)
+	return os.RemoveAll(root)
 }

@@ -66,8 +66,7 @@ func (n *Node) InstallTree(ctx context.Context, src string) (*appstore.Manifest,
 			return nil, err
 		}
 		if err := os.Rename(tmp, dst); err != nil {
-			makeWritable(tmp)
-			os.RemoveAll(tmp)
+			appstore.RemoveTree(tmp)
 			return nil, err
 		}
 	}
@@ -193,16 +192,6 @@ func copyFile(src, dst string, perm fs.FileMode) error {
 		return err
 	}
 	return out.Close()
-}
-
-// makeWritable undoes copyTree's read-only dirs so the tree can be removed.
-func makeWritable(root string) {
-	filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			os.Chmod(p, 0o755)
-		}
-		return nil
-	})
 }
 
 func jsonString(v any) (string, error) {

@@ -332,8 +332,7 @@ func (n *Node) RemoveGrain(ctx context.Context, id string) error {
 	n.mu.Unlock()
 	n.grains.forget(id)
 	dir := n.grainDir(id)
-	makeWritable(dir)
-	if err := os.RemoveAll(dir); err != nil {
+	if err := appstore.RemoveTree(dir); err != nil {
 		n.log.Warn("grain storage left behind", "grain", id, "dir", dir, "err", err)
 	}
 	n.log.Info("grain removed", "grain", id)

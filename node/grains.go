@@ -350,17 +350,21 @@ func (m *grainManager) forget(id string) {
 	m.mu.Unlock()
 }
 
-func (m *grainManager) running(id string) bool {
+// current returns a grain's running sandbox, or nil, without creating
+// state for a grain never seen.
+func (m *grainManager) current(id string) *grainRun {
 	m.mu.Lock()
 	e := m.entries[id]
 	m.mu.Unlock()
 	if e == nil {
-		return false
+		return nil
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.run != nil
+	return e.run
 }
+
+func (m *grainManager) running(id string) bool { return m.current(id) != nil }
 
 func (m *grainManager) runningCount() int {
 	m.mu.Lock()
@@ -378,18 +382,10 @@ func (m *grainManager) runningCount() int {
 
 // sandboxOf returns the running sandbox of a grain, for tests and benchmarks.
 func (m *grainManager) sandboxOf(id string) *sandbox.Sandbox {
-	m.mu.Lock()
-	e := m.entries[id]
-	m.mu.Unlock()
-	if e == nil {
-		return nil
+	if run := m.current(id); run != nil {
+		return run.sb
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.run == nil {
-		return nil
-	}
-	return e.run.sb
+	return nil
 }
 
 func (m *grainManager) logOf(id string) []byte {

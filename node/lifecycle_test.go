@@ -46,7 +46,7 @@ func TestGrainStartsOnFirstRequestAndKeepsData(t *testing.T) {
 
 func TestConcurrentFirstRequestsShareOneStart(t *testing.T) {
 	n := startNode(t, nil)
-	id, origin := n.newGrain("echo")
+	_, origin := n.newGrain("echo")
 	const clients = 50
 	var wg sync.WaitGroup
 	errs := make(chan error, clients)
@@ -75,7 +75,6 @@ func TestConcurrentFirstRequestsShareOneStart(t *testing.T) {
 	if got := n.grains.starts.Load(); got != 1 {
 		t.Errorf("grain started %d times, want 1", got)
 	}
-	_ = id
 }
 
 func TestIdleGrainStopsAndFreesItsCgroup(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"erg/appstore"
 	"erg/sandbox"
 	"erg/sandbox/sandboxtest"
 )
@@ -178,7 +179,7 @@ func startNode(t testing.TB, mod func(*Config)) *testNode {
 		n.Close()
 		// Installed trees are read-only; a non-root owner must make them
 		// writable again before t.TempDir's cleanup can remove them.
-		makeWritable(filepath.Join(cfg.DataDir, packagesDir))
+		appstore.RemoveTree(filepath.Join(cfg.DataDir, packagesDir))
 	})
 	return tn
 }

@@ -64,8 +64,7 @@ func (n *Node) InstallPackage(ctx context.Context, r io.Reader) (webui.App, erro
 	}
 	if err := n.recordApp(ctx, pkg.Manifest, dest); err != nil {
 		if created {
-			makeWritable(dest)
-			os.RemoveAll(dest)
+			appstore.RemoveTree(dest)
 		}
 		return webui.App{}, err
 	}

@@ -19,10 +19,9 @@ func packEcho(t *testing.T, key ed25519.PrivateKey, v int64) []byte {
 	t.Helper()
 	src := filepath.Join(testApps(t), "echo")
 	tree := filepath.Join(t.TempDir(), "echo")
-	if err := copyTree(src, tree); err != nil {
+	if err := os.CopyFS(tree, os.DirFS(src)); err != nil {
 		t.Fatal(err)
 	}
-	makeWritable(tree)
 	m, err := appstore.ReadManifest(tree)
 	if err != nil {
 		t.Fatal(err)

@@ -24,7 +24,6 @@ type ergProcess struct {
 	bin  string
 	data string
 	cmd  *exec.Cmd
-	cred *syscall.Credential
 }
 
 func ergBinary(t *testing.T) string {
@@ -32,9 +31,9 @@ func ergBinary(t *testing.T) string {
 }
 
 // startErg runs `erg run` on a free port and waits until its socket answers.
-func startErg(t *testing.T, data string, cred *syscall.Credential) *ergProcess {
+func startErg(t *testing.T, data string) *ergProcess {
 	t.Helper()
-	p := &ergProcess{t: t, bin: ergBinary(t), data: data, cred: cred}
+	p := &ergProcess{t: t, bin: ergBinary(t), data: data}
 	p.start()
 	t.Cleanup(func() { p.stop(syscall.SIGTERM) })
 	return p
@@ -44,7 +43,6 @@ func (p *ergProcess) start() {
 	p.t.Helper()
 	apps := testApps(p.t)
 	p.cmd = exec.Command(p.bin, "run", "--data", p.data, "--listen", "127.0.0.1:0", "--apps", apps, "--owner", "alice")
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: p.cred}
 	stderr, _ := p.cmd.StderrPipe()
 	if err := p.cmd.Start(); err != nil {
 		p.t.Fatal(err)
@@ -104,7 +102,7 @@ func (p *ergProcess) erg(wantErr bool, args ...string) string {
 
 func TestCLIAgainstARunningNode(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
-	p := startErg(t, data, nil)
+	p := startErg(t, data)
 
 	if out := p.erg(false, "status"); !strings.Contains(out, "sandbox") || !strings.Contains(out, "notes") {
 		t.Errorf("status:\n%s", out)
@@ -156,7 +154,7 @@ func TestCLIAgainstARunningNode(t *testing.T) {
 
 func TestKillingTheNodeLosesNoCommittedMetadata(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
-	p := startErg(t, data, nil)
+	p := startErg(t, data)
 	c := webui.NewClient(SocketPath(data))
 
 	var mu sync.Mutex

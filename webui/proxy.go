@@ -25,15 +25,12 @@ type Handler struct {
 	b      Backend
 	log    *slog.Logger
 	domain string
-	pages  http.Handler
 }
 
 // NewHandler returns the handler for the node's web port. domain is the
 // parent of the grain origins ("localhost" gives g-<id>.localhost).
 func NewHandler(b Backend, domain string, log *slog.Logger) *Handler {
-	h := &Handler{b: b, log: log, domain: strings.ToLower(domain)}
-	h.pages = http.HandlerFunc(h.home)
-	return h
+	return &Handler{b: b, log: log, domain: strings.ToLower(domain)}
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -41,7 +38,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.serveGrain(w, r, id)
 		return
 	}
-	h.pages.ServeHTTP(w, r)
+	h.home(w, r)
 }
 
 // GrainOrigin returns the origin a grain is served on, given the node's
