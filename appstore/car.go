@@ -1,6 +1,7 @@
 package appstore
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
@@ -88,13 +89,19 @@ func decodeNode(c cid.Cid, data []byte) (ipld.Node, error) {
 type span struct{ off, size int64 }
 
 // carSink is a write-only DAGService that appends each new block as a CAR
-// section to a temporary file, so packing streams instead of holding the
-// tree in memory. finish turns it into the package file.
+// section to a file, remembering where each one went so the importer can
+// read back what it wrote. The file is either a scratch file copied into the
+// package at the end, or, when the package goes to an empty regular file,
+// that file itself: the sections are then written in place after room left
+// for the headers, and nothing is written twice.
 type carSink struct {
-	f     *os.File
-	off   int64
-	spans map[cid.Cid]span
-	order []index.Record
+	f      *os.File
+	direct bool  // f is the package file; sections start at base
+	base   int64 // offset in f of the first block section
+	off    int64 // bytes of sections written
+	spans  map[cid.Cid]span
+	order  []index.Record
+	buf    []byte
 }
 
 func newCarSink(dir string) (*carSink, error) {
@@ -106,7 +113,35 @@ func newCarSink(dir string) (*carSink, error) {
 	return &carSink{f: f, spans: map[cid.Cid]span{}}, nil
 }
 
-func (s *carSink) Close() error { return s.f.Close() }
+// directHeaderSize is what precedes the first block section in a package:
+// the CARv2 pragma and header and the CARv1 header, whose one root, the
+// descriptor, always has a CID of the same length.
+var directHeaderSize = int64(car.PragmaSize + car.HeaderSize + len(carV1Header(cid.NewCidV1(uint64(multicodec.Raw), make(mh.Multihash, 34)))))
+
+// newDirectSink returns a sink writing straight into f, or nil if f is not
+// an empty regular file it can seek in and read back.
+func newDirectSink(w io.Writer) *carSink {
+	f, ok := w.(*os.File)
+	if !ok {
+		return nil
+	}
+	fi, err := f.Stat()
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() != 0 {
+		return nil
+	}
+	if pos, err := f.Seek(0, io.SeekCurrent); err != nil || pos != 0 {
+		return nil
+	}
+	return &carSink{f: f, direct: true, base: directHeaderSize, spans: map[cid.Cid]span{}}
+}
+
+// Close releases the scratch file; a direct sink's file belongs to the caller.
+func (s *carSink) Close() error {
+	if s.direct {
+		return nil
+	}
+	return s.f.Close()
+}
 
 func (s *carSink) Add(_ context.Context, nd ipld.Node) error {
 	return s.put(nd.Cid(), nd.RawData())
@@ -117,17 +152,17 @@ func (s *carSink) put(c cid.Cid, data []byte) error {
 		return nil
 	}
 	cb := c.Bytes()
-	hdr := binary.AppendUvarint(nil, uint64(len(cb)+len(data)))
-	hdr = append(hdr, cb...)
+	sec := binary.AppendUvarint(s.buf[:0], uint64(len(cb)+len(data)))
+	sec = append(sec, cb...)
+	hl := len(sec)
+	sec = append(sec, data...)
+	s.buf = sec
 	start := s.off
-	if _, err := s.f.Write(hdr); err != nil {
+	if _, err := s.f.WriteAt(sec, s.base+start); err != nil {
 		return err
 	}
-	if _, err := s.f.Write(data); err != nil {
-		return err
-	}
-	s.off += int64(len(hdr) + len(data))
-	s.spans[c] = span{start + int64(len(hdr)), int64(len(data))}
+	s.off += int64(len(sec))
+	s.spans[c] = span{start + int64(hl), int64(len(data))}
 	s.order = append(s.order, index.Record{Cid: c, Offset: uint64(start)})
 	return nil
 }
@@ -147,7 +182,7 @@ func (s *carSink) Get(_ context.Context, c cid.Cid) (ipld.Node, error) {
 		return nil, ipld.ErrNotFound{Cid: c}
 	}
 	data := make([]byte, sp.size)
-	if _, err := s.f.ReadAt(data, sp.off); err != nil {
+	if _, err := s.f.ReadAt(data, s.base+sp.off); err != nil {
 		return nil, err
 	}
 	return decodeNode(c, data)
@@ -209,6 +244,28 @@ func (s *carSink) finishWith(w io.Writer, d *descriptor) (descCID cid.Cid, size 
 	}
 	if err := idx.Load(recs); err != nil {
 		return cid.Undef, 0, err
+	}
+	if s.direct {
+		if int64(car.PragmaSize+car.HeaderSize+len(v1h)) != s.base {
+			return cid.Undef, 0, errors.New("descriptor CID has an unexpected length")
+		}
+		head := bytes.NewBuffer(append([]byte{}, car.Pragma...))
+		if _, err := hdr.WriteTo(head); err != nil {
+			return cid.Undef, 0, err
+		}
+		head.Write(v1h)
+		iw := &countWriter{w: io.NewOffsetWriter(s.f, s.base+s.off)}
+		if _, err := index.WriteTo(idx, iw); err != nil {
+			return cid.Undef, 0, err
+		}
+		if _, err := s.f.WriteAt(head.Bytes(), 0); err != nil {
+			return cid.Undef, 0, err
+		}
+		size = s.base + s.off + iw.n
+		if _, err := s.f.Seek(size, io.SeekStart); err != nil {
+			return cid.Undef, 0, err
+		}
+		return descCID, size, nil
 	}
 	cw := &countWriter{w: w}
 	if _, err := cw.Write(car.Pragma); err != nil {

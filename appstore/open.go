@@ -375,6 +375,26 @@ func (s *carStore) Get(ctx context.Context, c cid.Cid) (ipld.Node, error) {
 	return decodeNode(c, data)
 }
 
+// leaf accounts for a raw leaf block as Get would, without reading it, and
+// returns its length.
+func (s *carStore) leaf(ctx context.Context, c cid.Cid) (int64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	sp, ok := s.spans[c]
+	if !ok {
+		return 0, fmt.Errorf("block %s is missing: the package DAG is incomplete", c)
+	}
+	if s.visited != nil {
+		s.visited[c] = true
+		s.budget -= 1024 + sp.size
+		if s.budget < 0 {
+			return 0, fmt.Errorf("the package DAG reuses blocks too often: %w", ErrTooLarge)
+		}
+	}
+	return sp.size, nil
+}
+
 func (s *carStore) GetMany(ctx context.Context, cids []cid.Cid) <-chan *ipld.NodeOption {
 	return getMany(ctx, s, cids)
 }
@@ -485,6 +505,19 @@ func (w *walker) fileSize(nd ipld.Node, t pb.Data_DataType, d *pb.Data) (int64, 
 	for _, l := range nd.Links() {
 		if err := checkCID(l.Cid); err != nil {
 			return 0, err
+		}
+		if l.Cid.Prefix().Codec == uint64(multicodec.Raw) {
+			// A raw leaf is all data, so its length is its section's:
+			// indexCAR has hashed it already and Unpack hashes it again
+			// as it reads, so reading it here too would only cost time.
+			n, err := w.s.leaf(w.ctx, l.Cid)
+			if err != nil {
+				return 0, err
+			}
+			if size += n; size > w.lim.MaxFile {
+				return size, nil
+			}
+			continue
 		}
 		child, err := w.s.Get(w.ctx, l.Cid)
 		if err != nil {

@@ -74,7 +74,9 @@ type PackOptions struct {
 // refuses special files, setuid or setgid bits, symlinks that are absolute
 // or leave the tree, and anything over opts.Limits. The same tree and key
 // always give the same bytes: modes are normalised (0444, 0555 for
-// executables and directories) and no times are stored.
+// executables and directories) and no times are stored. When w is an empty
+// regular file, the package is built in place in it (and it holds partial
+// output if Pack fails); otherwise in a scratch file under opts.TempDir.
 func Pack(ctx context.Context, dir string, key ed25519.PrivateKey, w io.Writer, opts PackOptions) (*Package, error) {
 	lim := opts.Limits.withDefaults()
 	fail := func(err error) (*Package, error) { return nil, fmt.Errorf("pack %s: %w", dir, err) }
@@ -109,9 +111,11 @@ func Pack(ctx context.Context, dir string, key ed25519.PrivateKey, w io.Writer, 
 		}
 	}
 
-	sink, err := newCarSink(opts.TempDir)
-	if err != nil {
-		return fail(err)
+	sink := newDirectSink(w)
+	if sink == nil {
+		if sink, err = newCarSink(opts.TempDir); err != nil {
+			return fail(err)
+		}
 	}
 	defer sink.Close()
 	im := &importer{ctx: ctx, root: dir, sink: sink, lim: lim, total: tree.bytes, progress: opts.Progress}
@@ -123,14 +127,14 @@ func Pack(ctx context.Context, dir string, key ed25519.PrivateKey, w io.Writer, 
 		opts.Progress(im.done, im.total)
 	}
 
-	cw := &countWriter{w: w}
-	if _, _, err := sink.finish(cw, key, m.Version, root.Cid(), manifest); err != nil {
+	_, size, err := sink.finish(w, key, m.Version, root.Cid(), manifest)
+	if err != nil {
 		return fail(err)
 	}
-	if cw.n > lim.MaxPackage {
-		return fail(fmt.Errorf("package is %d bytes: %w of %d", cw.n, ErrTooLarge, lim.MaxPackage))
+	if size > lim.MaxPackage {
+		return fail(fmt.Errorf("package is %d bytes: %w of %d", size, ErrTooLarge, lim.MaxPackage))
 	}
-	return &Package{Manifest: m, ManifestRaw: manifest, AppID: appID, Version: m.Version, CID: root.Cid(), Size: cw.n}, nil
+	return &Package{Manifest: m, ManifestRaw: manifest, AppID: appID, Version: m.Version, CID: root.Cid(), Size: size}, nil
 }
 
 const maxManifestSize = 1 << 20

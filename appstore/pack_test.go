@@ -582,6 +582,18 @@ func TestOpenFileAndProgress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Packing into an empty file builds the package in place; it must be
+	// the same bytes as packing into any other writer.
+	inPlace, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if viaBuffer, _ := pack(t, dir, key, PackOptions{}); !bytes.Equal(inPlace, viaBuffer) {
+		t.Fatalf("package built in place (%d bytes) differs from one written to a buffer (%d bytes)", len(inPlace), len(viaBuffer))
+	}
+	if packed.Size != int64(len(inPlace)) {
+		t.Fatalf("Pack reported %d bytes, the file has %d", packed.Size, len(inPlace))
+	}
 	p, err := OpenFile(context.Background(), file, SizeLimits{})
 	if err != nil {
 		t.Fatal(err)

@@ -9,8 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
+	"sync/atomic"
 
 	uio "github.com/ipfs/boxo/ipld/unixfs/io"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
 )
 
 // UnpackOptions tune Unpack.
@@ -45,13 +49,15 @@ func Unpack(ctx context.Context, pkg *Package, dest string, opts UnpackOptions) 
 			err = fmt.Errorf("unpack %s to %s: %w", pkg.CID, dest, err)
 		}
 	}()
-	u := &unpacker{ctx: ctx, pkg: pkg, progress: opts.Progress}
+	u := &unpacker{pkg: pkg, progress: opts.Progress}
+	// Directories and links first, in walk order (parents come before
+	// children); then the files, several at a time, since creating a file
+	// costs as much as writing a megabyte on some file systems and the
+	// writes and hashing of one file can overlap the creation of the next.
 	var dirs []string
+	var files []int
 	for i := range pkg.entries {
 		e := &pkg.entries[i]
-		if err := ctx.Err(); err != nil {
-			return err
-		}
 		p := filepath.Join(tmp, filepath.FromSlash(e.path))
 		switch e.kind {
 		case kindDir:
@@ -66,24 +72,44 @@ func Unpack(ctx context.Context, pkg *Package, dest string, opts UnpackOptions) 
 				return err
 			}
 		case kindFile:
-			if err := u.file(p, e); err != nil {
-				return fmt.Errorf("/%s: %w", e.path, err)
-			}
+			files = append(files, i)
 		}
 	}
-	// Children before parents, so each directory is complete when it is
-	// synced and made read-only; the tree is durable before the rename
-	// makes it visible.
-	for _, d := range slices.Backward(dirs) {
-		if err := syncDir(d); err != nil {
-			return err
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(unpackWorkers)
+	for _, i := range files {
+		if gctx.Err() != nil {
+			break
 		}
+		e := &pkg.entries[i]
+		g.Go(func() error {
+			if err := u.file(gctx, filepath.Join(tmp, filepath.FromSlash(e.path)), e); err != nil {
+				return fmt.Errorf("/%s: %w", e.path, err)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	// Children before parents, so each directory is complete when it is
+	// made read-only.
+	for _, d := range slices.Backward(dirs) {
 		if err := os.Chmod(d, 0o555); err != nil {
 			return err
 		}
 	}
+	// The tree is durable before the rename makes it visible. One syncfs
+	// does for the whole tree what an fsync per file and directory would,
+	// at a fraction of the cost for packages of many files.
+	if err := syncFS(tmp); err != nil {
+		return err
+	}
 	if u.progress != nil {
-		u.progress(u.done, pkg.bytes)
+		u.progress(u.done.Load(), pkg.bytes)
 	}
 	if err := os.Rename(tmp, dest); err != nil {
 		return err
@@ -95,15 +121,19 @@ func Unpack(ctx context.Context, pkg *Package, dest string, opts UnpackOptions) 
 	return nil
 }
 
+// unpackWorkers is how many files Unpack writes at once.
+const unpackWorkers = 4
+
 type unpacker struct {
-	ctx        context.Context
-	pkg        *Package
-	done, last int64
-	progress   func(done, total int64)
+	pkg      *Package
+	done     atomic.Int64
+	mu       sync.Mutex // serialises progress calls
+	last     int64
+	progress func(done, total int64)
 }
 
-func (u *unpacker) file(p string, e *entry) error {
-	r, err := uio.NewDagReader(u.ctx, e.node, u.pkg.store)
+func (u *unpacker) file(ctx context.Context, p string, e *entry) error {
+	r, err := uio.NewDagReader(ctx, e.node, u.pkg.store)
 	if err != nil {
 		return err
 	}
@@ -124,11 +154,7 @@ func (u *unpacker) file(p string, e *entry) error {
 			if _, err := f.Write(buf[:k]); err != nil {
 				return err
 			}
-			u.done += int64(k)
-			if u.progress != nil && u.done-u.last >= 1<<20 {
-				u.last = u.done
-				u.progress(u.done, u.pkg.bytes)
-			}
+			u.report(int64(k))
 		}
 		if rerr == io.EOF {
 			break
@@ -136,7 +162,7 @@ func (u *unpacker) file(p string, e *entry) error {
 		if rerr != nil {
 			return rerr
 		}
-		if err := u.ctx.Err(); err != nil {
+		if err := ctx.Err(); err != nil {
 			return err
 		}
 	}
@@ -150,10 +176,33 @@ func (u *unpacker) file(p string, e *entry) error {
 	if err := f.Chmod(mode); err != nil {
 		return err
 	}
-	if err := f.Sync(); err != nil {
+	return f.Close()
+}
+
+func (u *unpacker) report(k int64) {
+	done := u.done.Add(k)
+	if u.progress == nil {
+		return
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if done-u.last >= 1<<20 {
+		u.last = done
+		u.progress(done, u.pkg.bytes)
+	}
+}
+
+// syncFS flushes the file system holding p to disk.
+func syncFS(p string) error {
+	f, err := os.Open(p)
+	if err != nil {
 		return err
 	}
-	return f.Close()
+	defer f.Close()
+	if err := unix.Syncfs(int(f.Fd())); err != nil {
+		return fmt.Errorf("syncfs %s: %w", p, err)
+	}
+	return nil
 }
 
 func syncDir(d string) error {
