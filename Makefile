@@ -2,12 +2,13 @@
 GO       ?= go
 BUILD    := build
 DATA     ?= .erg-data
+KEYS     ?= .erg-keys
 LISTEN   ?= 127.0.0.1:6080
 APPS     := notes todo filedrop
 VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 export CGO_ENABLED := 0
 
-.PHONY: all build erg apps run test bench lint clean
+.PHONY: all build erg apps packages run test bench lint clean
 
 all: build
 
@@ -23,12 +24,26 @@ apps:
 		rm -rf $(BUILD)/apps/$$app && \
 		mkdir -p $(BUILD)/apps/$$app/bin $(BUILD)/apps/$$app/dev $(BUILD)/apps/$$app/proc \
 			$(BUILD)/apps/$$app/tmp $(BUILD)/apps/$$app/var && \
-		$(GO) build -trimpath -o $(BUILD)/apps/$$app/bin/$$app ./apps/$$app && \
+		$(GO) build -trimpath -ldflags "-s -w" -o $(BUILD)/apps/$$app/bin/$$app ./apps/$$app && \
 		cp apps/$$app/erg.json $(BUILD)/apps/$$app/erg.json || exit 1; \
 	done
 
-run: build
-	$(BUILD)/erg run --data $(DATA) --listen $(LISTEN) --apps $(BUILD)/apps
+# Each sample app tree is signed into a package in $(BUILD)/packages, with a
+# key made once per app in $(KEYS) (kept across `make clean`, so the apps
+# keep their ids and a node upgrades them when their version grows).
+packages: erg apps
+	@mkdir -p $(BUILD)/packages $(KEYS)
+	@for app in $(APPS); do \
+		key=$(KEYS)/$$app.key; \
+		test -f $$key || $(BUILD)/erg app keygen --out $$key >/dev/null || exit 1; \
+		id=$$($(BUILD)/erg app id $$key) || exit 1; \
+		sed -i "s/\"id\": *\"[^\"]*\"/\"id\": \"$$id\"/" $(BUILD)/apps/$$app/erg.json && \
+		$(BUILD)/erg app pack $(BUILD)/apps/$$app --key $$key -o $(BUILD)/packages/$$app.erg >/dev/null || exit 1; \
+	done
+	@echo "signed packages: $$(ls $(BUILD)/packages | tr '\n' ' ')"
+
+run: build packages
+	$(BUILD)/erg run --data $(DATA) --listen $(LISTEN) --apps $(BUILD)/packages
 
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 

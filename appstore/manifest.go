@@ -52,15 +52,11 @@ type Action struct {
 	Title string `json:"title"`
 }
 
-// Limits are the resources one grain of the app may use; zero means the
-// node's default.
+// Limits are the resources one grain of the app may use, enforced through
+// the grain's cgroup; zero means the node's default.
 type Limits struct {
 	MemoryMB int `json:"memoryMB,omitempty"`
 	Pids     int `json:"pids,omitempty"`
-	// CPUPercent caps CPU time; 100 is one whole core.
-	CPUPercent int `json:"cpuPercent,omitempty"`
-	// DiskMB caps the grain's /var.
-	DiskMB int `json:"diskMB,omitempty"`
 }
 
 var (
@@ -122,10 +118,6 @@ func (m *Manifest) Validate() error {
 		return bad("limits.memoryMB", "must not be negative")
 	case m.Limits.Pids < 0:
 		return bad("limits.pids", "must not be negative")
-	case m.Limits.CPUPercent < 0:
-		return bad("limits.cpuPercent", "must not be negative")
-	case m.Limits.DiskMB < 0:
-		return bad("limits.diskMB", "must not be negative")
 	case len(m.Description) > 4096:
 		return bad("description", "must be at most 4096 bytes")
 	case m.Icon != "" && !isTreePath(m.Icon):

@@ -27,7 +27,7 @@ func TestManifestErrorsNameTheField(t *testing.T) {
 		t.Fatalf("valid manifest refused: %v", err)
 	}
 	full := strings.Replace(valid, `"port":80`, `"port":80,"icon":"share/icon.png","description":"d",
-		"limits":{"memoryMB":64,"pids":10,"cpuPercent":50,"diskMB":100},"include":["/usr/bin/python3"]`, 1)
+		"limits":{"memoryMB":64,"pids":10},"include":["/usr/bin/python3"]`, 1)
 	if _, err := ParseManifest([]byte(full)); err != nil {
 		t.Fatalf("full manifest refused: %v", err)
 	}
@@ -48,8 +48,7 @@ func TestManifestErrorsNameTheField(t *testing.T) {
 		{"owner role missing", strings.Replace(valid, `"ownerRole":"viewer"`, `"ownerRole":"editor"`, 1), `"ownerRole"`},
 		{"negative memory", strings.Replace(valid, `"port":80`, `"port":80,"limits":{"memoryMB":-1}`, 1), `"limits.memoryMB"`},
 		{"wrong type", strings.Replace(valid, `"version":1`, `"version":"1"`, 1), "version"},
-		{"negative cpu", strings.Replace(valid, `"port":80`, `"port":80,"limits":{"cpuPercent":-5}`, 1), `"limits.cpuPercent"`},
-		{"negative disk", strings.Replace(valid, `"port":80`, `"port":80,"limits":{"diskMB":-1}`, 1), `"limits.diskMB"`},
+		{"limit the node cannot enforce", strings.Replace(valid, `"port":80`, `"port":80,"limits":{"diskMB":100}`, 1), `"diskMB"`},
 		{"unknown limit", strings.Replace(valid, `"port":80`, `"port":80,"limits":{"cpu":1}`, 1), `"cpu"`},
 		{"icon outside", strings.Replace(valid, `"port":80`, `"port":80,"icon":"../icon.png"`, 1), `"icon"`},
 		{"icon absolute", strings.Replace(valid, `"port":80`, `"port":80,"icon":"/icon.png"`, 1), `"icon"`},

@@ -15,28 +15,38 @@ import (
 	"erg/appstore"
 )
 
-// installAppsDir installs every app tree found directly below dir. This is
-// the development form of installing (a plain directory with erg.json at
-// its root); signed packages will arrive through appstore and end in the
-// same place, packages/<id>/, and the same apps row.
+// installAppsDir installs what it finds directly below dir: signed package
+// files (*.erg), each unless the same or a newer version is installed, and
+// app trees (directories with erg.json at their root), the unsigned form
+// for development. Both end in packages/ and the apps table.
 func (n *Node) installAppsDir(ctx context.Context, dir string) error {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return fmt.Errorf("apps dir: %w", err)
 	}
 	for _, e := range entries {
+		p := filepath.Join(dir, e.Name())
 		if !e.IsDir() {
+			if filepath.Ext(e.Name()) != ".erg" {
+				continue
+			}
+			app, installed, err := n.installPackageFile(ctx, p, true)
+			if err != nil {
+				return fmt.Errorf("install %s: %w", p, err)
+			}
+			if installed {
+				n.log.Info("app installed", "app", app.ID, "version", app.DisplayVersion, "from", p)
+			}
 			continue
 		}
-		tree := filepath.Join(dir, e.Name())
-		if _, err := os.Stat(filepath.Join(tree, appstore.ManifestFile)); err != nil {
+		if _, err := os.Stat(filepath.Join(p, appstore.ManifestFile)); err != nil {
 			continue
 		}
-		m, err := n.InstallTree(ctx, tree)
+		m, err := n.InstallTree(ctx, p)
 		if err != nil {
-			return fmt.Errorf("install %s: %w", tree, err)
+			return fmt.Errorf("install %s: %w", p, err)
 		}
-		n.log.Info("app installed", "app", m.ID, "version", m.DisplayVersion, "from", tree)
+		n.log.Info("app installed", "app", m.ID, "version", m.DisplayVersion, "from", p)
 	}
 	return nil
 }
@@ -57,6 +67,8 @@ func (n *Node) InstallTree(ctx context.Context, src string) (*appstore.Manifest,
 	if err != nil {
 		return nil, err
 	}
+	n.installMu.Lock()
+	defer n.installMu.Unlock()
 	dst := filepath.Join(n.cfg.DataDir, packagesDir, "dir-"+sum[:32])
 	if _, err := os.Stat(dst); os.IsNotExist(err) {
 		tmp := dst + ".tmp"

@@ -41,6 +41,9 @@ type grainManager struct {
 	spec func(id string) (runSpec, error)
 	// used records that a grain ran, for its "last used" time.
 	used func(id string, t time.Time)
+	// ended, if set, is told the root of every grain sandbox whose start
+	// was asked of spec once that sandbox is gone (or never started).
+	ended func(root string)
 
 	ctx    context.Context // ends when the node shuts down
 	cancel context.CancelFunc
@@ -70,7 +73,14 @@ type startOp struct {
 
 type grainRun struct {
 	sb        *sandbox.Sandbox
+	root      string
 	transport *http.Transport
+}
+
+func (m *grainManager) endRun(root string) {
+	if m.ended != nil {
+		m.ended(root)
+	}
 }
 
 func newGrainManager(runner *sandbox.Runner, idle time.Duration, log *slog.Logger,
@@ -178,12 +188,14 @@ func (m *grainManager) start(id string, out *ringLog) (*grainRun, error) {
 	t0 := time.Now()
 	sb, err := m.runner.Start(ctx, spec.Spec)
 	if err != nil {
+		m.endRun(spec.Root)
 		return nil, fmt.Errorf("start grain %s: %w", id, err)
 	}
 	if err := waitListening(ctx, sb, spec.Port); err != nil {
 		stopCtx, cancel := context.WithTimeout(context.Background(), grainStopGrace)
 		sb.Stop(stopCtx)
 		cancel()
+		m.endRun(spec.Root)
 		return nil, fmt.Errorf("start grain %s: %w", id, err)
 	}
 	m.starts.Add(1)
@@ -191,7 +203,8 @@ func (m *grainManager) start(id string, out *ringLog) (*grainRun, error) {
 	m.used(id, time.Now())
 	port := spec.Port
 	return &grainRun{
-		sb: sb,
+		sb:   sb,
+		root: spec.Root,
 		transport: &http.Transport{
 			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 				return sb.Dial(ctx, port)
@@ -247,6 +260,7 @@ func (m *grainManager) watch(id string, e *grainEntry, run *grainRun) {
 		ctx, cancel := context.WithTimeout(context.Background(), grainStopGrace)
 		run.sb.Stop(ctx) // frees its cgroup
 		cancel()
+		m.endRun(run.root)
 	}
 }
 
@@ -295,6 +309,7 @@ func (m *grainManager) stopLocked(id string, e *grainEntry, why string) chan str
 		err := run.sb.Stop(ctx)
 		cancel()
 		run.transport.CloseIdleConnections()
+		m.endRun(run.root)
 		m.used(id, time.Now())
 		if err != nil {
 			m.log.Warn("grain stop", "grain", id, "why", why, "err", err)

@@ -62,6 +62,8 @@ type Node struct {
 	lock    *os.File
 
 	installMu sync.Mutex // one install at a time: the version check and the write go together
+	trees     treeRefs   // package trees in use by running grains
+	bg        sync.WaitGroup
 
 	mu       sync.RWMutex
 	cache    map[string]*grainInfo   // every grain, by id
@@ -101,10 +103,12 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	n = &Node{cfg: cfg, log: cfg.Log, started: time.Now(), cache: map[string]*grainInfo{}, sessions: map[string]sessionEntry{}}
+	// The returns below name nil for n, so the cleanup keeps its own copy.
+	node := &Node{cfg: cfg, log: cfg.Log, started: time.Now(), cache: map[string]*grainInfo{}, sessions: map[string]sessionEntry{}}
+	n = node
 	defer func() {
 		if err != nil {
-			n.Close()
+			node.Close()
 			n = nil
 		}
 	}()
@@ -135,7 +139,11 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 			return nil, err
 		}
 	}
-	n.grains = newGrainManager(n.runner, cfg.GrainIdle, n.log.With("subsystem", "grains"), n.runSpec, n.touchGrain)
+	if err := n.collectPackages(ctx); err != nil {
+		n.log.Warn("remove unused packages", "err", err)
+	}
+	n.grains = newGrainManager(n.runner, cfg.GrainIdle, n.log.With("subsystem", "grains"), n.startSpec, n.touchGrain)
+	n.grains.ended = n.treeReleased
 
 	if err := n.listen(); err != nil {
 		return nil, err
@@ -228,6 +236,7 @@ func (n *Node) Close() error {
 	if n.grains != nil {
 		n.grains.close()
 	}
+	n.bg.Wait()
 	if n.runner != nil {
 		n.runner.Close()
 	}

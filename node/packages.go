@@ -40,25 +40,41 @@ func (n *Node) InstallPackage(ctx context.Context, r io.Reader) (webui.App, erro
 	if fi, err := os.Stat(f.Name()); err == nil && fi.Size() > maxPackageSize {
 		return webui.App{}, fmt.Errorf("%w: package is larger than %d MiB", webui.ErrInvalid, maxPackageSize>>20)
 	}
-	pkg, err := appstore.OpenFile(ctx, f.Name(), appstore.SizeLimits{MaxPackage: maxPackageSize})
+	app, _, err := n.installPackageFile(ctx, f.Name(), false)
+	return app, err
+}
+
+// installPackageFile installs the package file at path. With skipOld, a
+// package no newer than the installed version is skipped (installed is
+// false) rather than refused, as starting with --apps needs.
+func (n *Node) installPackageFile(ctx context.Context, path string, skipOld bool) (app webui.App, installed bool, err error) {
+	pkg, err := appstore.OpenFile(ctx, path, appstore.SizeLimits{MaxPackage: maxPackageSize})
 	if err != nil {
-		return webui.App{}, fmt.Errorf("%w: %v", webui.ErrInvalid, err)
+		return webui.App{}, false, fmt.Errorf("%w: %v", webui.ErrInvalid, err)
 	}
 	defer pkg.Close()
 
 	n.installMu.Lock()
 	defer n.installMu.Unlock()
-	var installed int64
-	err = n.db.QueryRowContext(ctx, `SELECT version FROM apps WHERE id = ?`, pkg.AppID).Scan(&installed)
-	if err == nil && pkg.Version <= installed {
-		return webui.App{}, fmt.Errorf("%w: %s version %d is not newer than the installed version %d",
-			webui.ErrInvalid, pkg.Manifest.Name, pkg.Version, installed)
-	}
+	var version int64
+	var tree string
+	err = n.db.QueryRowContext(ctx, `SELECT version, tree FROM apps WHERE id = ?`, pkg.AppID).Scan(&version, &tree)
 	dest := filepath.Join(n.cfg.DataDir, packagesDir, pkg.CID.String())
+	if err == nil && pkg.Version <= version {
+		if skipOld {
+			if tree != dest {
+				n.log.Warn("package skipped: not newer than the installed version; raise \"version\" in its manifest to upgrade",
+					"file", path, "app", pkg.AppID, "version", pkg.Version, "installed", version)
+			}
+			return appInfo(pkg.Manifest), false, nil
+		}
+		return webui.App{}, false, fmt.Errorf("%w: %s version %d is not newer than the installed version %d",
+			webui.ErrInvalid, pkg.Manifest.Name, pkg.Version, version)
+	}
 	created := false
 	if _, err := os.Stat(dest); errors.Is(err, os.ErrNotExist) {
 		if err := appstore.Unpack(ctx, pkg, dest, appstore.UnpackOptions{}); err != nil {
-			return webui.App{}, fmt.Errorf("unpack %s: %w", pkg.CID, err)
+			return webui.App{}, false, fmt.Errorf("unpack %s: %w", pkg.CID, err)
 		}
 		created = true
 	}
@@ -66,10 +82,13 @@ func (n *Node) InstallPackage(ctx context.Context, r io.Reader) (webui.App, erro
 		if created {
 			appstore.RemoveTree(dest)
 		}
-		return webui.App{}, err
+		return webui.App{}, false, err
 	}
 	n.log.Info("package installed", "app", pkg.AppID, "name", pkg.Manifest.Name, "version", pkg.Version, "package", pkg.CID)
-	return appInfo(pkg.Manifest), nil
+	if err := n.collectPackagesLocked(ctx); err != nil {
+		n.log.Warn("remove unused packages", "err", err)
+	}
+	return appInfo(pkg.Manifest), true, nil
 }
 
 // recordApp records an installed app version and points its grains at the

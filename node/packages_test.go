@@ -5,10 +5,13 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"erg/appstore"
 	"erg/webui"
@@ -78,40 +81,98 @@ func TestInstallAndUpgradeSignedPackage(t *testing.T) {
 	if spec2.Root == spec1.Root {
 		t.Error("the grain still points at the old package after an upgrade")
 	}
+	// The grain still runs on version 1, so its tree stays...
+	if !slices.Contains(packageDirs(t, n), filepath.Base(spec1.Root)) {
+		t.Fatal("the old package was removed while a grain still ran on it")
+	}
+	if code, body := n.get(origin + "/read"); code != 200 || body != "mine" {
+		t.Errorf("the running grain after the upgrade = %d %q", code, body)
+	}
 	if err := n.grains.stop(ctx, id, "test"); err != nil {
 		t.Fatal(err)
 	}
+	// ...and goes once no grain uses it.
+	waitFor(t, 10*time.Second, "the old package to be removed", func() bool {
+		return !slices.Contains(packageDirs(t, n), filepath.Base(spec1.Root))
+	})
 	if code, body := n.get(origin + "/read"); code != 200 || body != "mine" {
 		t.Errorf("after the upgrade the grain's data = %d %q", code, body)
+	}
+	if run := n.grains.current(id); run == nil || run.root != spec2.Root {
+		t.Errorf("the restarted grain does not run the new package %s", spec2.Root)
 	}
 	if _, err := c.InstallPackage(ctx, bytes.NewReader(packEcho(t, key, 1))); err == nil {
 		t.Error("a downgrade was installed")
 	}
-	if got := len(packageDirs(t, n)); got != len(before)+1 {
-		t.Errorf("package dirs: %d, want %d", got, len(before)+1)
+	if got := packageDirs(t, n); len(got) != len(before) || !slices.Contains(got, filepath.Base(spec2.Root)) {
+		t.Errorf("package dirs %v, want the new package in place of the old one (before: %v)", got, before)
+	}
+
+	// An upgrade while no grain runs removes the old tree at once.
+	if err := n.grains.stop(ctx, id, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.InstallPackage(ctx, bytes.NewReader(packEcho(t, key, 3))); err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(packageDirs(t, n), filepath.Base(spec2.Root)) {
+		t.Error("version 2's package outlived the upgrade to version 3 with no grain on it")
 	}
 }
 
-func TestTamperedPackageLeavesNothing(t *testing.T) {
-	n := startNode(t, nil)
-	ctx := context.Background()
+// TestAppsDirInstallsPackages starts a node three times on one data dir with
+// --apps pointing at package files: the first start installs, the second
+// finds nothing newer and changes nothing, the third upgrades.
+func TestAppsDirInstallsPackages(t *testing.T) {
 	key, _ := appstore.GenerateKey()
-	pkg := packEcho(t, key, 1)
-	pkg[len(pkg)/2] ^= 0x55
-	before := packageDirs(t, n)
-	apps, _ := n.Apps(ctx)
+	apps := t.TempDir()
+	data := filepath.Join(t.TempDir(), "data")
+	pkgFile := filepath.Join(apps, "echo.erg")
+	if err := os.WriteFile(pkgFile, packEcho(t, key, 1), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Not packages, so ignored: a stray file and a directory without erg.json.
+	os.WriteFile(filepath.Join(apps, "README"), []byte("hi"), 0o644)
+	os.Mkdir(filepath.Join(apps, "empty"), 0o755)
+	start := func() (*testNode, webui.App) {
+		n := startNode(t, func(c *Config) { c.DataDir, c.AppsDir = data, apps })
+		list, err := n.Apps(context.Background())
+		if err != nil || len(list) != 1 {
+			t.Fatalf("apps after start: %v %v", list, err)
+		}
+		return n, list[0]
+	}
+	n, app := start()
+	if app.ID != appstore.AppID(key.Public().(ed25519.PublicKey)) || app.Version != 1 {
+		t.Fatalf("installed %+v", app)
+	}
+	dirs := packageDirs(t, n)
+	n.Close()
 
-	_, err := webui.NewClient(SocketPath(n.cfg.DataDir)).InstallPackage(ctx, bytes.NewReader(pkg))
-	if !errors.Is(err, webui.ErrInvalid) {
-		t.Fatalf("tampered package: %v", err)
+	n, app = start()
+	if app.Version != 1 || !slices.Equal(packageDirs(t, n), dirs) {
+		t.Errorf("a second start changed the install: %+v, dirs %v (were %v)", app, packageDirs(t, n), dirs)
 	}
-	if after := packageDirs(t, n); len(after) != len(before) {
-		t.Errorf("package dirs %v, before %v", after, before)
+	n.Close()
+
+	if err := os.WriteFile(pkgFile, packEcho(t, key, 2), 0o644); err != nil {
+		t.Fatal(err)
 	}
-	if after, _ := n.Apps(ctx); len(after) != len(apps) {
-		t.Errorf("apps %d, before %d", len(after), len(apps))
+	n, app = start()
+	if app.Version != 2 {
+		t.Errorf("after a newer package the app is %+v", app)
 	}
-	if tmp, _ := os.ReadDir(filepath.Join(n.cfg.DataDir, "tmp")); len(tmp) != 0 {
-		t.Errorf("upload left %d temp files", len(tmp))
+	if got := packageDirs(t, n); len(got) != 1 || slices.Equal(got, dirs) {
+		t.Errorf("package dirs %v: want only the new version's (old: %v)", got, dirs)
+	}
+	n.Close()
+
+	// A tampered package stops the start with an error naming the file.
+	pkg := packEcho(t, key, 3)
+	pkg[len(pkg)/2] ^= 0x55
+	os.WriteFile(pkgFile, pkg, 0o644)
+	_, err := Start(context.Background(), Config{DataDir: data, AppsDir: apps, Listen: "127.0.0.1:0", Log: slog.New(slog.DiscardHandler)})
+	if err == nil || !strings.Contains(err.Error(), "echo.erg") {
+		t.Errorf("start with a tampered package: %v", err)
 	}
 }

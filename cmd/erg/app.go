@@ -24,7 +24,7 @@ An app is identified by its publisher's ed25519 key: 'erg app keygen' makes
 one and prints the app id to put in the manifest's "id" field. The key stays
 in your config dir and never goes into a package.`,
 	}
-	cmd.AddCommand(newAppKeygenCmd(g), newAppPackCmd(g), newAppVerifyCmd(g), newAppInstallCmd(g), newAppLsCmd(g))
+	cmd.AddCommand(newAppKeygenCmd(g), newAppIDCmd(g), newAppPackCmd(g), newAppVerifyCmd(g), newAppInstallCmd(g), newAppLsCmd(g))
 	return cmd
 }
 
@@ -38,24 +38,32 @@ func keysDir() (string, error) {
 }
 
 func newAppKeygenCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var outPath string
+	cmd := &cobra.Command{
 		Use:   "keygen",
 		Short: "Make a new app signing key and print its app id",
-		Args:  cobra.NoArgs,
+		Long: `Make a new ed25519 app signing key. Its public half is the app id: put
+it in the manifest's "id" field. The key is written (mode 0600) to your
+config dir as keys/<app id>.key, where 'erg app pack' finds it, or to --out.
+Never put it inside the app's tree.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			dir, err := keysDir()
-			if err != nil {
-				return err
-			}
-			if err := os.MkdirAll(dir, 0o700); err != nil {
-				return err
-			}
 			key, err := appstore.GenerateKey()
 			if err != nil {
 				return err
 			}
 			id := appstore.AppID(key.Public().(ed25519.PublicKey))
-			path := filepath.Join(dir, id+".key")
+			path := outPath
+			if path == "" {
+				dir, err := keysDir()
+				if err != nil {
+					return err
+				}
+				if err := os.MkdirAll(dir, 0o700); err != nil {
+					return err
+				}
+				path = filepath.Join(dir, id+".key")
+			}
 			if err := appstore.SaveKey(path, key); err != nil {
 				return err
 			}
@@ -64,6 +72,25 @@ func newAppKeygenCmd(g *globals) *cobra.Command {
 				fmt.Fprintf(out, "app id: %s\nkey:    %s (keep it safe: whoever holds it can publish this app)\n", id, path)
 				fmt.Fprintf(out, "put the app id in your manifest: \"id\": %q\n", id)
 			})
+		},
+	}
+	cmd.Flags().StringVarP(&outPath, "out", "o", "", "write the key to this file instead of your config dir (never overwritten)")
+	return cmd
+}
+
+func newAppIDCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "id KEYFILE",
+		Short: "Print the app id that a signing key signs for",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			key, err := appstore.LoadKey(args[0])
+			if err != nil {
+				return err
+			}
+			id := appstore.AppID(key.Public().(ed25519.PublicKey))
+			out := cmd.OutOrStdout()
+			return g.print(out, map[string]string{"appId": id}, func() { fmt.Fprintln(out, id) })
 		},
 	}
 }
