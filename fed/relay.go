@@ -1,0 +1,597 @@
+// Package fed is how nodes use each other's grains. grain.capnp holds the
+// Cap'n Proto interfaces a node serves its friends' nodes; this package
+// relays HTTP exchanges, websockets included, over them: GrainServer on the
+// owner's node turns Grain calls into requests to the grain, and Transport
+// on the friend's node is an http.RoundTripper that makes those calls, so
+// the friend's node can put the grain behind its own proxy like a local one.
+//
+// Everything that arrives over the wire is bounded and checked before it
+// becomes an HTTP request: method, path, header names and values, their
+// count and size. Nothing a remote node sends can set who is asking: the
+// owner's node strips identity headers and sets them itself.
+package fed
+
+//go:generate sh -c "capnp compile -I $(go env GOMODCACHE)/capnproto.org/go/capnp/v3@v3.1.0-alpha.2/std -ogo grain.capnp"
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/textproto"
+	"net/url"
+	"strings"
+	"sync"
+
+	"capnproto.org/go/capnp/v3/flowcontrol"
+	"golang.org/x/net/http/httpguts"
+)
+
+// Limits on what one exchange may carry in its head.
+const (
+	maxMethod      = 32
+	maxPath        = 8 << 10
+	maxHeaders     = 128
+	maxHeaderBytes = 64 << 10
+	// chunkSize is the most one write carries; flowWindow the bytes a
+	// sender keeps in flight on one stream before waiting for the reader.
+	chunkSize  = 64 << 10
+	flowWindow = 2 << 20
+)
+
+// ErrRevoked is the message a Grain call fails with once its share is
+// revoked; Transport reports it as an error wrapping ErrRevoked.
+var ErrRevoked = errors.New("the share was revoked")
+
+// hopHeaders belong to one connection and never cross the relay (RFC 9110
+// section 7.6.1); Upgrade and Connection are rebuilt for upgrades.
+var hopHeaders = []string{
+	"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate",
+	"Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade", "Host",
+}
+
+// cleanHeaders removes hop-by-hop headers (and those Connection names) and
+// erg's identity headers, keeping an upgrade's Upgrade header.
+func cleanHeaders(h http.Header) (upgrade string) {
+	if isUpgrade(h) {
+		upgrade = h.Get("Upgrade")
+	}
+	for _, v := range h.Values("Connection") {
+		for _, name := range strings.Split(v, ",") {
+			h.Del(strings.TrimSpace(name))
+		}
+	}
+	for _, k := range hopHeaders {
+		h.Del(k)
+	}
+	for k := range h {
+		if lk := strings.ToLower(k); strings.HasPrefix(lk, "x-erg-") || strings.HasPrefix(lk, "x-sandstorm-") {
+			delete(h, k)
+		}
+	}
+	if upgrade != "" {
+		h.Set("Connection", "Upgrade")
+		h.Set("Upgrade", upgrade)
+	}
+	return upgrade
+}
+
+func isUpgrade(h http.Header) bool {
+	return httpguts.HeaderValuesContainsToken(h["Connection"], "upgrade") && h.Get("Upgrade") != ""
+}
+
+func writeHeaders(h http.Header, newList func(int32) (Header_List, error)) error {
+	n := 0
+	for _, vs := range h {
+		n += len(vs)
+	}
+	if n > maxHeaders {
+		return fmt.Errorf("more than %d headers", maxHeaders)
+	}
+	list, err := newList(int32(n))
+	if err != nil {
+		return err
+	}
+	i := 0
+	for k, vs := range h {
+		for _, v := range vs {
+			e := list.At(i)
+			if err := e.SetName(k); err != nil {
+				return err
+			}
+			if err := e.SetValue(v); err != nil {
+				return err
+			}
+			i++
+		}
+	}
+	return nil
+}
+
+// readHeaders decodes and checks a header list from the wire.
+func readHeaders(list Header_List) (http.Header, error) {
+	if list.Len() > maxHeaders {
+		return nil, fmt.Errorf("more than %d headers", maxHeaders)
+	}
+	h := http.Header{}
+	size := 0
+	for i := 0; i < list.Len(); i++ {
+		e := list.At(i)
+		name, err := e.Name()
+		if err != nil {
+			return nil, err
+		}
+		value, err := e.Value()
+		if err != nil {
+			return nil, err
+		}
+		if size += len(name) + len(value); size > maxHeaderBytes {
+			return nil, fmt.Errorf("headers larger than %d bytes", maxHeaderBytes)
+		}
+		if !httpguts.ValidHeaderFieldName(name) || !httpguts.ValidHeaderFieldValue(value) {
+			return nil, fmt.Errorf("invalid header %q", name)
+		}
+		h.Add(textproto.CanonicalMIMEHeaderKey(name), value)
+	}
+	return h, nil
+}
+
+// GrainServer serves the Grain interface: each exchange is sent through RT,
+// a transport into the grain, after Prepare has set who is asking. Revoke
+// ends every exchange under way and fails every later one.
+type GrainServer struct {
+	rt      http.RoundTripper
+	prepare func(*http.Request)
+
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+}
+
+// NewGrainServer returns a server relaying into rt. prepare is called on
+// every request after the relay has removed hop-by-hop and identity
+// headers; it sets the identity headers for the share's user and role.
+func NewGrainServer(rt http.RoundTripper, prepare func(*http.Request)) *GrainServer {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	return &GrainServer{rt: rt, prepare: prepare, ctx: ctx, cancel: cancel}
+}
+
+// Client returns a new capability for s; the caller releases it.
+func (s *GrainServer) Client() Grain { return Grain_ServerToClient(s) }
+
+// Revoke cuts off every exchange, websockets included, at once.
+func (s *GrainServer) Revoke() { s.cancel(ErrRevoked) }
+
+// Revoked reports whether Revoke was called.
+func (s *GrainServer) Revoked() bool { return s.ctx.Err() != nil }
+
+// Request implements Grain_Server.
+func (s *GrainServer) Request(_ context.Context, call Grain_request) error {
+	if s.ctx.Err() != nil {
+		return ErrRevoked
+	}
+	head, err := call.Args().Head()
+	if err != nil {
+		return err
+	}
+	req, err := s.newRequest(head)
+	if err != nil {
+		return fmt.Errorf("bad request: %w", err)
+	}
+	res, err := call.AllocResults()
+	if err != nil {
+		return err
+	}
+	pr, pw := io.Pipe()
+	if err := res.SetBody(ByteStream_ServerToClient(&pipeStream{w: pw})); err != nil {
+		return err
+	}
+	// An upgrade's bytes flow only after the 101, through the upgraded
+	// connection, never as a request body.
+	if req.ContentLength == 0 || req.Header.Get("Upgrade") != "" {
+		req.Body = http.NoBody
+	} else {
+		req.Body = pr
+	}
+	responder := call.Args().Response().AddRef()
+	go s.exchange(req, pr, responder)
+	return nil
+}
+
+func (s *GrainServer) newRequest(head RequestHead) (*http.Request, error) {
+	method, err := head.Method()
+	if err != nil {
+		return nil, err
+	}
+	if len(method) == 0 || len(method) > maxMethod || strings.IndexFunc(method, func(r rune) bool { return !httpguts.IsTokenRune(r) }) >= 0 {
+		return nil, fmt.Errorf("invalid method %q", method)
+	}
+	path, err := head.Path()
+	if err != nil {
+		return nil, err
+	}
+	if len(path) > maxPath || !strings.HasPrefix(path, "/") || strings.HasPrefix(path, "//") {
+		return nil, errors.New("the path must start with a single / and be at most 8 KiB")
+	}
+	u, err := url.ParseRequestURI(path)
+	if err != nil || u.Host != "" || u.Scheme != "" {
+		return nil, fmt.Errorf("invalid path %q", path)
+	}
+	list, err := head.Headers()
+	if err != nil {
+		return nil, err
+	}
+	h, err := readHeaders(list)
+	if err != nil {
+		return nil, err
+	}
+	cleanHeaders(h)
+	n := head.ContentLength()
+	if n < -1 {
+		return nil, errors.New("invalid content length")
+	}
+	u.Scheme, u.Host = "http", "grain"
+	req := &http.Request{
+		Method: method, URL: u, Host: "grain", Header: h, ContentLength: n,
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+	}
+	if s.prepare != nil {
+		s.prepare(req)
+	}
+	return req, nil
+}
+
+// exchange runs one request through the grain and streams the answer back.
+func (s *GrainServer) exchange(req *http.Request, reqBody *io.PipeReader, responder Responder) {
+	defer responder.Release()
+	ctx, cancel := context.WithCancel(s.ctx)
+	defer cancel()
+	// A request body cut off by revocation must not leave RoundTrip
+	// waiting for bytes that will never come.
+	stop := context.AfterFunc(ctx, func() { reqBody.CloseWithError(context.Cause(s.ctx)) })
+	defer stop()
+	resp, err := s.rt.RoundTrip(req.WithContext(ctx))
+	if err != nil {
+		reqBody.CloseWithError(err)
+		msg := "the grain is not available"
+		if s.ctx.Err() != nil {
+			msg = ErrRevoked.Error()
+		}
+		s.respondError(ctx, responder, http.StatusBadGateway, msg)
+		return
+	}
+	defer resp.Body.Close()
+	cleanHeaders(resp.Header)
+	if resp.ContentLength >= 0 && resp.StatusCode != http.StatusSwitchingProtocols {
+		resp.Header.Set("Content-Length", fmt.Sprint(resp.ContentLength))
+	}
+	fut, release := responder.Start(ctx, func(p Responder_start_Params) error {
+		p.SetStatus(uint16(resp.StatusCode))
+		return writeHeaders(resp.Header, p.NewHeaders)
+	})
+	defer release()
+	out := fut.Body().AddRef()
+	defer out.Release()
+	out.SetFlowLimiter(flowcontrol.NewFixedLimiter(flowWindow))
+
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		rwc, ok := resp.Body.(io.ReadWriteCloser)
+		if !ok {
+			closeStream(ctx, out, errors.New("upgrade without a connection"))
+			return
+		}
+		// Upstream: what the friend's node writes into the request body
+		// stream goes into the upgraded connection.
+		go func() {
+			io.Copy(rwc, reqBody)
+			rwc.Close()
+		}()
+		stop := context.AfterFunc(ctx, func() { rwc.Close() })
+		defer stop()
+	}
+	err = copyToStream(ctx, out, resp.Body)
+	if ctx.Err() != nil {
+		err = context.Cause(s.ctx)
+		if err == nil {
+			err = ctx.Err()
+		}
+	}
+	closeStream(ctx, out, err)
+}
+
+func (s *GrainServer) respondError(ctx context.Context, responder Responder, status int, msg string) {
+	fut, release := responder.Start(ctx, func(p Responder_start_Params) error {
+		p.SetStatus(uint16(status))
+		return writeHeaders(http.Header{"Content-Type": {"text/plain; charset=utf-8"}}, p.NewHeaders)
+	})
+	defer release()
+	out := fut.Body()
+	out.Write(ctx, func(p ByteStream_write_Params) error { return p.SetData([]byte(msg + "\n")) })
+	closeStream(ctx, out, nil)
+}
+
+// copyToStream sends r's bytes as writes on out until EOF.
+func copyToStream(ctx context.Context, out ByteStream, r io.Reader) error {
+	buf := make([]byte, chunkSize)
+	for {
+		n, rerr := r.Read(buf)
+		if n > 0 {
+			data := buf[:n]
+			if err := out.Write(ctx, func(p ByteStream_write_Params) error { return p.SetData(data) }); err != nil {
+				return err
+			}
+		}
+		if rerr == io.EOF {
+			return out.WaitStreaming()
+		}
+		if rerr != nil {
+			return rerr
+		}
+	}
+}
+
+// closeStream ends out, saying why if err is not nil.
+func closeStream(ctx context.Context, out ByteStream, err error) {
+	fut, release := out.Close(ctx, func(p ByteStream_close_Params) error {
+		if err != nil {
+			return p.SetError(err.Error())
+		}
+		return nil
+	})
+	defer release()
+	fut.Struct()
+}
+
+// pipeStream is a ByteStream whose bytes come out of a pipe. A write
+// blocks until the reader has taken the bytes, which is what holds back a
+// sender that is faster than the reader.
+type pipeStream struct {
+	w      *io.PipeWriter
+	mu     sync.Mutex
+	closed bool
+}
+
+func (p *pipeStream) Write(ctx context.Context, call ByteStream_write) error {
+	data, err := call.Args().Data()
+	if err != nil {
+		return err
+	}
+	if len(data) > 4*chunkSize {
+		err := fmt.Errorf("a write of %d bytes is over the limit of %d", len(data), 4*chunkSize)
+		p.w.CloseWithError(err)
+		return err
+	}
+	if _, err := p.w.Write(data); err != nil {
+		return fmt.Errorf("the reader is gone: %w", err)
+	}
+	return nil
+}
+
+func (p *pipeStream) Close(ctx context.Context, call ByteStream_close) error {
+	msg, _ := call.Args().Error()
+	p.mu.Lock()
+	p.closed = true
+	p.mu.Unlock()
+	if msg != "" {
+		return p.w.CloseWithError(errors.New(msg))
+	}
+	return p.w.Close()
+}
+
+// Shutdown runs when the last reference goes, as when the connection to
+// the other node drops: a reader still waiting learns it.
+func (p *pipeStream) Shutdown() {
+	p.mu.Lock()
+	closed := p.closed
+	p.mu.Unlock()
+	if !closed {
+		p.w.CloseWithError(errors.New("the other node went away"))
+	}
+}
+
+// Transport is an http.RoundTripper that sends each exchange through a
+// Grain capability. It handles upgrades (websockets): the response to one
+// has a Body that is also an io.Writer, as httputil.ReverseProxy expects.
+type Transport struct {
+	Grain Grain
+}
+
+// RoundTrip implements http.RoundTripper.
+func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	ctx := req.Context()
+	h := req.Header.Clone()
+	upgrade := cleanHeaders(h)
+	length := req.ContentLength
+	if req.Body == nil || req.Body == http.NoBody {
+		length = 0
+	} else if length == 0 {
+		length = -1
+	}
+	rs := &responder{started: make(chan startResult, 1)}
+	respCap := Responder_ServerToClient(rs)
+	fut, release := t.Grain.Request(ctx, func(p Grain_request_Params) error {
+		head, err := p.NewHead()
+		if err != nil {
+			return err
+		}
+		if err := head.SetMethod(req.Method); err != nil {
+			return err
+		}
+		if err := head.SetPath(req.URL.RequestURI()); err != nil {
+			return err
+		}
+		head.SetContentLength(length)
+		if err := writeHeaders(h, head.NewHeaders); err != nil {
+			return err
+		}
+		return p.SetResponse(respCap)
+	})
+	body := fut.Body().AddRef()
+	body.SetFlowLimiter(flowcontrol.NewFixedLimiter(flowWindow))
+	fail := func(err error) (*http.Response, error) {
+		body.Release()
+		if req.Body != nil {
+			req.Body.Close()
+		}
+		return nil, err
+	}
+	// The call returns as soon as the owner's node has accepted the
+	// exchange, or fails when it refuses (revoked, malformed); the answer
+	// itself comes through the responder.
+	callDone := make(chan error, 1)
+	go func() {
+		_, err := fut.Struct()
+		release()
+		callDone <- err
+	}()
+	select {
+	case err := <-callDone:
+		if err != nil {
+			return fail(remoteError(err))
+		}
+	case <-ctx.Done():
+		return fail(ctx.Err())
+	}
+	if upgrade == "" {
+		up := body.AddRef()
+		go func() {
+			defer up.Release()
+			var err error
+			if length != 0 {
+				err = copyToStream(ctx, up, req.Body)
+				req.Body.Close()
+			}
+			closeStream(ctx, up, err)
+		}()
+	}
+	var started startResult
+	select {
+	case started = <-rs.started:
+		if started.err != nil {
+			return fail(started.err)
+		}
+	case <-ctx.Done():
+		return fail(ctx.Err())
+	}
+	resp := &http.Response{
+		StatusCode: started.status, Status: fmt.Sprintf("%d %s", started.status, http.StatusText(started.status)),
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: started.header, Request: req, ContentLength: -1,
+	}
+	if cl := started.header.Get("Content-Length"); cl != "" {
+		fmt.Sscan(cl, &resp.ContentLength)
+	}
+	if started.status == http.StatusSwitchingProtocols {
+		resp.ContentLength = 0 // as net/http has it: a 101 has no body, only a connection
+		resp.Body = &upgradedConn{r: started.body, w: body, ctx: context.WithoutCancel(ctx)}
+		return resp, nil
+	}
+	body.Release()
+	resp.Body = started.body
+	return resp, nil
+}
+
+// remoteError turns a failed call into an error a proxy can act on.
+func remoteError(err error) error {
+	if strings.Contains(err.Error(), ErrRevoked.Error()) {
+		return fmt.Errorf("%w (%v)", ErrRevoked, err)
+	}
+	return fmt.Errorf("friend's node: %w", err)
+}
+
+type startResult struct {
+	status int
+	header http.Header
+	body   *io.PipeReader
+	err    error
+}
+
+// responder receives the answer to one exchange.
+type responder struct {
+	once    sync.Once
+	started chan startResult
+}
+
+func (r *responder) Start(ctx context.Context, call Responder_start) error {
+	status := int(call.Args().Status())
+	if status < 100 || status > 999 {
+		return fmt.Errorf("invalid status %d", status)
+	}
+	list, err := call.Args().Headers()
+	if err != nil {
+		return err
+	}
+	h, err := readHeaders(list)
+	if err != nil {
+		return err
+	}
+	if status == http.StatusSwitchingProtocols {
+		h.Set("Connection", "Upgrade")
+	} else {
+		cl := h.Get("Content-Length")
+		cleanHeaders(h)
+		if cl != "" {
+			h.Set("Content-Length", cl)
+		}
+	}
+	res, err := call.AllocResults()
+	if err != nil {
+		return err
+	}
+	first := false
+	r.once.Do(func() {
+		first = true
+		pr, pw := io.Pipe()
+		if err = res.SetBody(ByteStream_ServerToClient(&pipeStream{w: pw})); err == nil {
+			r.started <- startResult{status: status, header: h, body: pr}
+		}
+	})
+	if !first {
+		return errors.New("the response was already started")
+	}
+	return err
+}
+
+// Shutdown runs when the owner's node drops the responder without
+// answering, as when the connection between the nodes breaks.
+func (r *responder) Shutdown() {
+	r.once.Do(func() {
+		r.started <- startResult{err: errors.New("the friend's node went away before it answered")}
+	})
+}
+
+// upgradedConn is the friend's side of an upgraded connection: reads come
+// from the owner's node, writes go to it.
+type upgradedConn struct {
+	r   *io.PipeReader
+	w   ByteStream
+	ctx context.Context
+
+	mu     sync.Mutex
+	closed bool
+}
+
+func (c *upgradedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+func (c *upgradedConn) Write(p []byte) (int, error) {
+	for off := 0; off < len(p); off += chunkSize {
+		data := p[off:min(off+chunkSize, len(p))]
+		if err := c.w.Write(c.ctx, func(wp ByteStream_write_Params) error { return wp.SetData(data) }); err != nil {
+			return off, err
+		}
+	}
+	return len(p), nil
+}
+
+func (c *upgradedConn) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil
+	}
+	c.closed = true
+	c.r.CloseWithError(io.ErrClosedPipe)
+	closeStream(c.ctx, c.w, nil)
+	c.w.Release()
+	return nil
+}
