@@ -32,6 +32,6 @@ func newCodec(rwc io.ReadWriteCloser) *codec {
 	return &codec{enc: capnp.NewEncoder(rwc), dec: dec, c: rwc}
 }
 
-func (c *codec) Encode(m *capnp.Message) error    { return c.enc.Encode(m) }
+func (c *codec) Encode(m *capnp.Message) error   { return c.enc.Encode(m) }
 func (c *codec) Decode() (*capnp.Message, error) { return c.dec.Decode() }
 func (c *codec) Close() error                    { return c.c.Close() }
