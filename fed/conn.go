@@ -9,7 +9,7 @@ import (
 )
 
 // MaxMessageSize bounds one Cap'n Proto message from another node; a
-// larger one ends the connection. Writes carry at most 64 KiB of data, so
+// larger one ends the connection. Writes carry at most 256 KiB of data, so
 // legitimate messages stay far below it.
 const MaxMessageSize = 1 << 20
 

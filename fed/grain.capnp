@@ -56,8 +56,10 @@ struct Header {
 
 interface Responder {
   # start gives the response status and headers, and returns the stream the
-  # response body (or the upgraded connection's bytes) go into.
-  start @0 (status :UInt16, headers :List(Header)) -> (body :ByteStream);
+  # response body (or the upgraded connection's bytes) go into. A small
+  # response comes whole: its body in `body` and `end` set, so it takes one
+  # message and the stream is not used.
+  start @0 (status :UInt16, headers :List(Header), body :Data, end :Bool) -> (body :ByteStream);
 }
 
 # ByteStream carries bytes one way, in order, with flow control.

@@ -14,6 +14,7 @@ package fed
 //go:generate sh -c "capnp compile -I $(go env GOMODCACHE)/capnproto.org/go/capnp/v3@v3.1.0-alpha.2/std -ogo grain.capnp"
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -36,8 +37,8 @@ const (
 	maxHeaderBytes = 64 << 10
 	// chunkSize is the most one write carries; flowWindow the bytes a
 	// sender keeps in flight on one stream before waiting for the reader.
-	chunkSize  = 64 << 10
-	flowWindow = 2 << 20
+	chunkSize  = 256 << 10
+	flowWindow = 4 << 20
 )
 
 // ErrRevoked is the message a Grain call fails with once its share is
@@ -182,8 +183,8 @@ func (s *GrainServer) Request(_ context.Context, call Grain_request) error {
 	if err != nil {
 		return err
 	}
-	pr, pw := io.Pipe()
-	if err := res.SetBody(ByteStream_ServerToClient(&pipeStream{w: pw})); err != nil {
+	pr := newBufPipe(flowWindow)
+	if err := res.SetBody(ByteStream_ServerToClient(&pipeStream{w: pr})); err != nil {
 		return err
 	}
 	// An upgrade's bytes flow only after the 101, through the upgraded
@@ -242,7 +243,7 @@ func (s *GrainServer) newRequest(head RequestHead) (*http.Request, error) {
 }
 
 // exchange runs one request through the grain and streams the answer back.
-func (s *GrainServer) exchange(req *http.Request, reqBody *io.PipeReader, responder Responder) {
+func (s *GrainServer) exchange(req *http.Request, reqBody *bufPipe, responder Responder) {
 	defer responder.Release()
 	ctx, cancel := context.WithCancel(s.ctx)
 	defer cancel()
@@ -265,11 +266,30 @@ func (s *GrainServer) exchange(req *http.Request, reqBody *io.PipeReader, respon
 	if resp.ContentLength >= 0 && resp.StatusCode != http.StatusSwitchingProtocols {
 		resp.Header.Set("Content-Length", fmt.Sprint(resp.ContentLength))
 	}
+	// A small body of known length goes with the head, in one message.
+	var whole []byte
+	if n := resp.ContentLength; n >= 0 && n <= chunkSize && resp.StatusCode != http.StatusSwitchingProtocols {
+		whole = make([]byte, n)
+		if _, err := io.ReadFull(resp.Body, whole); err != nil {
+			s.respondError(ctx, responder, http.StatusBadGateway, "the grain's response was cut short")
+			return
+		}
+	}
 	fut, release := responder.Start(ctx, func(p Responder_start_Params) error {
 		p.SetStatus(uint16(resp.StatusCode))
+		if whole != nil {
+			p.SetEnd(true)
+			if err := p.SetBody(whole); err != nil {
+				return err
+			}
+		}
 		return writeHeaders(resp.Header, p.NewHeaders)
 	})
 	defer release()
+	if whole != nil {
+		fut.Struct() // keeps the response to this exchange's end, like the streamed case
+		return
+	}
 	out := fut.Body().AddRef()
 	defer out.Release()
 	out.SetFlowLimiter(flowcontrol.NewFixedLimiter(flowWindow))
@@ -322,7 +342,9 @@ func copyToStream(ctx context.Context, out ByteStream, r io.Reader) error {
 			}
 		}
 		if rerr == io.EOF {
-			return out.WaitStreaming()
+			// Calls on one capability arrive in order, so the close that
+			// follows needs no wait for these writes to be acknowledged.
+			return nil
 		}
 		if rerr != nil {
 			return rerr
@@ -342,11 +364,11 @@ func closeStream(ctx context.Context, out ByteStream, err error) {
 	fut.Struct()
 }
 
-// pipeStream is a ByteStream whose bytes come out of a pipe. A write
-// blocks until the reader has taken the bytes, which is what holds back a
-// sender that is faster than the reader.
+// pipeStream is a ByteStream whose bytes come out of a bufPipe. A write
+// waits only while the pipe is full, which is what holds back a sender
+// that is faster than the reader.
 type pipeStream struct {
-	w      *io.PipeWriter
+	w      *bufPipe
 	mu     sync.Mutex
 	closed bool
 }
@@ -356,8 +378,8 @@ func (p *pipeStream) Write(ctx context.Context, call ByteStream_write) error {
 	if err != nil {
 		return err
 	}
-	if len(data) > 4*chunkSize {
-		err := fmt.Errorf("a write of %d bytes is over the limit of %d", len(data), 4*chunkSize)
+	if len(data) > chunkSize {
+		err := fmt.Errorf("a write of %d bytes is over the limit of %d", len(data), chunkSize)
 		p.w.CloseWithError(err)
 		return err
 	}
@@ -375,7 +397,7 @@ func (p *pipeStream) Close(ctx context.Context, call ByteStream_close) error {
 	if msg != "" {
 		return p.w.CloseWithError(errors.New(msg))
 	}
-	return p.w.Close()
+	return p.w.CloseWithError(nil)
 }
 
 // Shutdown runs when the last reference goes, as when the connection to
@@ -487,6 +509,11 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		return resp, nil
 	}
 	body.Release()
+	if started.end {
+		resp.Body = io.NopCloser(bytes.NewReader(started.whole))
+		resp.ContentLength = int64(len(started.whole))
+		return resp, nil
+	}
 	resp.Body = started.body
 	return resp, nil
 }
@@ -502,7 +529,9 @@ func remoteError(err error) error {
 type startResult struct {
 	status int
 	header http.Header
-	body   *io.PipeReader
+	body   *bufPipe
+	whole  []byte // the whole body, when end is set
+	end    bool
 	err    error
 }
 
@@ -534,6 +563,14 @@ func (r *responder) Start(ctx context.Context, call Responder_start) error {
 			h.Set("Content-Length", cl)
 		}
 	}
+	whole, err := call.Args().Body()
+	if err != nil {
+		return err
+	}
+	end := call.Args().End()
+	if len(whole) > chunkSize || (!end && len(whole) > 0) {
+		return errors.New("a body in start must be whole and at most 256 KiB")
+	}
 	res, err := call.AllocResults()
 	if err != nil {
 		return err
@@ -541,8 +578,12 @@ func (r *responder) Start(ctx context.Context, call Responder_start) error {
 	first := false
 	r.once.Do(func() {
 		first = true
-		pr, pw := io.Pipe()
-		if err = res.SetBody(ByteStream_ServerToClient(&pipeStream{w: pw})); err == nil {
+		pr := newBufPipe(flowWindow)
+		if end {
+			r.started <- startResult{status: status, header: h, whole: bytes.Clone(whole), end: true}
+			return
+		}
+		if err = res.SetBody(ByteStream_ServerToClient(&pipeStream{w: pr})); err == nil {
 			r.started <- startResult{status: status, header: h, body: pr}
 		}
 	})
@@ -563,7 +604,7 @@ func (r *responder) Shutdown() {
 // upgradedConn is the friend's side of an upgraded connection: reads come
 // from the owner's node, writes go to it.
 type upgradedConn struct {
-	r   *io.PipeReader
+	r   *bufPipe
 	w   ByteStream
 	ctx context.Context
 
@@ -590,7 +631,7 @@ func (c *upgradedConn) Close() error {
 		return nil
 	}
 	c.closed = true
-	c.r.CloseWithError(io.ErrClosedPipe)
+	c.r.Close()
 	closeStream(c.ctx, c.w, nil)
 	c.w.Release()
 	return nil

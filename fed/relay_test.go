@@ -26,7 +26,7 @@ import (
 
 // grainApp stands in for an app in a grain: it reports what it was asked,
 // hashes uploads, streams downloads and echoes websocket messages.
-func grainApp(t *testing.T, hits *atomic.Int64) *httptest.Server {
+func grainApp(t testing.TB, hits *atomic.Int64) *httptest.Server {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/echo", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "%s %s user=%q perms=%q cookie=%q", r.Method, r.URL.RequestURI(),
@@ -91,9 +91,10 @@ type relay struct {
 	friend *httptest.Server // the friend's node's proxy
 	grain  Grain            // the friend's capability
 	hits   *atomic.Int64
+	appURL string // the app itself, for baselines
 }
 
-func newRelay(t *testing.T) *relay {
+func newRelay(t testing.TB) *relay {
 	t.Helper()
 	hits := new(atomic.Int64)
 	app := grainApp(t, hits)
@@ -141,7 +142,7 @@ func newRelay(t *testing.T) *relay {
 	}
 	friend := httptest.NewServer(proxy)
 	t.Cleanup(friend.Close)
-	return &relay{server: gs, friend: friend, grain: grain, hits: hits}
+	return &relay{server: gs, friend: friend, grain: grain, hits: hits, appURL: app.URL}
 }
 
 func get(t *testing.T, u string, h http.Header) (int, string) {
