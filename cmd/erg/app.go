@@ -24,7 +24,7 @@ An app is identified by its publisher's ed25519 key: 'erg app keygen' makes
 one and prints the app id to put in the manifest's "id" field. The key stays
 in your config dir and never goes into a package.`,
 	}
-	cmd.AddCommand(newAppKeygenCmd(g), newAppPackCmd(g), newAppVerifyCmd(g), newAppInstallCmd(g), newAppLsCmd(g))
+	cmd.AddCommand(newAppKeygenCmd(g), newAppPackCmd(g), newAppVerifyCmd(g), newAppInstallCmd(g), newAppLsCmd(g), newAppDevCmd(g))
 	return cmd
 }
 
