@@ -61,10 +61,10 @@ func PrepareTree(dir, tmpDir string) (tree string, cleanup func(), err error) {
 	if err != nil {
 		return "", nil, err
 	}
-	cleanup = func() { RemoveTree(stage) }
+	remove := func() { RemoveTree(stage) }
 	defer func() {
 		if err != nil {
-			cleanup()
+			remove() // not cleanup: an error return has set it to nil
 		}
 	}()
 	if err := copyAppDir(stage, dir); err != nil {
@@ -100,7 +100,7 @@ func PrepareTree(dir, tmpDir string) (tree string, cleanup func(), err error) {
 	if err := CopyHostFiles(stage, missing); err != nil {
 		return "", nil, err
 	}
-	return stage, cleanup, nil
+	return stage, remove, nil
 }
 
 // elfFiles lists, as paths inside the tree, the regular files under root

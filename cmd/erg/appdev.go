@@ -172,7 +172,9 @@ func runAppDev(ctx context.Context, dir string, o appDevOptions, out, errOut io.
 	go srv.Serve(ln)
 	url := "http://" + ln.Addr().String() + "/"
 	if err := waitForApp(ctx, sb, m.Port); err != nil {
-		fmt.Fprintf(errOut, "the app did not start listening on port %d: %v\n", m.Port, err)
+		if ctx.Err() == nil {
+			fmt.Fprintf(errOut, "the app did not start listening on port %d: %v\n", m.Port, err)
+		}
 	} else {
 		fmt.Fprintf(out, "serving %s at %s as %s (%s)\n", m.Name, url, o.user, strings.Join(perms, ","))
 		fmt.Fprintf(out, "recording the files it uses under %s; press Ctrl-C to stop and write %s\n", strings.Join(hostDirs, " "), o.list)
