@@ -26,10 +26,25 @@ import (
 const traceHelperEnv = "ERG_TRACE_HELPER"
 
 func init() {
-	if os.Getenv(traceHelperEnv) == "1" {
+	switch os.Getenv(traceHelperEnv) {
+	case "1":
 		traceHelper()
 		os.Exit(0)
+	case "stat":
+		statLoop()
+		os.Exit(0)
 	}
+}
+
+// statLoop stats one file many times and prints the time per call.
+func statLoop() {
+	const n = 20000
+	var st unix.Stat_t
+	start := time.Now()
+	for range n {
+		unix.Stat("/etc/hostname", &st)
+	}
+	fmt.Println(time.Since(start).Nanoseconds() / n)
 }
 
 // traceHelper makes the calls TestTrace expects to see, and reports on
@@ -211,4 +226,50 @@ func TestDevSpecRefused(t *testing.T) {
 			t.Errorf("HostRO %q: err %v, want %q", c.hostRO, err, c.want)
 		}
 	}
+}
+
+// BenchmarkTracedStat measures what tracing costs a call it stops: stat(2)
+// in a development sandbox with and without Trace (the baseline), timed
+// inside the sandbox.
+func BenchmarkTracedStat(b *testing.B) {
+	r := newRunner(b, sandbox.Config{Zygotes: -1})
+	exe, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
+	}
+	root, err := os.MkdirTemp("", "erg-devroot-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer os.RemoveAll(root)
+	os.Chmod(root, 0o755)
+	data, _ := os.ReadFile(exe)
+	os.WriteFile(filepath.Join(root, "helper"), data, 0o755)
+	run := func(trace bool) float64 {
+		var out bytes.Buffer
+		spec := sandbox.Spec{
+			Name: "trace-bench", Root: root, Var: sandboxtest.VarDir(b), Args: []string{"/helper"},
+			Env: []string{traceHelperEnv + "=stat"}, Limits: testLimits, Stdout: &out, HostRO: hostDirs,
+		}
+		if trace {
+			spec.Trace = func(string) {}
+		}
+		sb, err := r.Start(context.Background(), spec)
+		if err != nil {
+			b.Fatal(err)
+		}
+		<-sb.Done()
+		var ns float64
+		if _, err := fmt.Sscan(out.String(), &ns); err != nil || sb.Err() != nil {
+			b.Fatalf("helper: %v %v %q", err, sb.Err(), out.String())
+		}
+		return ns
+	}
+	var plain, traced float64
+	for b.Loop() {
+		plain += run(false)
+		traced += run(true)
+	}
+	b.ReportMetric(plain/float64(b.N), "ns/stat-untraced")
+	b.ReportMetric(traced/float64(b.N), "ns/stat-traced")
 }
