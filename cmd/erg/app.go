@@ -79,7 +79,8 @@ The key is the one 'erg app keygen' made for the manifest's id, or --key.
 
 For native programs, pack copies in the dynamic loader and every shared
 library the tree's ELF binaries need (read from their ELF headers), and the
-host paths the manifest lists under "include".`,
+host paths the manifest lists under "include" or DIR/erg-files.list names
+(see 'erg app dev').`,
 		Example: `  erg app pack ./notes -o notes.erg`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
