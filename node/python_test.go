@@ -62,6 +62,27 @@ func TestPythonAppPortedFromTrace(t *testing.T) {
 			t.Errorf("the list has %s, outside the host dirs", p)
 		}
 	}
+	// A second session, as a viewer: the dev proxy gives the role's
+	// permissions whatever the browser claims, and the list only grows.
+	list2 := traceSession(t, dir, func(url string) {
+		c := &http.Client{Timeout: 10 * time.Second}
+		mustDo(t, c, "GET", url, "", 200, "Hello, bob")
+		req, _ := http.NewRequest("PUT", url+"notes/x", strings.NewReader(`{"title":"x"}`))
+		req.Header.Set("X-Erg-Permissions", "read,write")
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 403 {
+			t.Errorf("a viewer's PUT through erg app dev = %d, want 403", resp.StatusCode)
+		}
+	}, "--user", "bob", "--role", "viewer")
+	for _, p := range list {
+		if !slices.Contains(list2, p) {
+			t.Errorf("the second session dropped %s from the list", p)
+		}
+	}
 	if os.Getenv(updatePynotesEnv) == "1" {
 		b, _ := os.ReadFile(filepath.Join(dir, appstore.FilesListFile))
 		if err := os.WriteFile(filepath.Join(repoRoot(t), "apps", "pynotes", appstore.FilesListFile), b, 0o644); err != nil {
@@ -155,9 +176,9 @@ func pynotesCopy(t *testing.T, appID, ownerRole string) string {
 // traceSession runs `erg app dev dir`, calls click with the address it
 // serves the app at, stops it as Ctrl-C would, and returns the list it
 // wrote.
-func traceSession(t *testing.T, dir string, click func(url string)) []string {
+func traceSession(t *testing.T, dir string, click func(url string), args ...string) []string {
 	t.Helper()
-	cmd := exec.Command(ergBinary(t), "app", "dev", dir, "--listen", "127.0.0.1:0")
+	cmd := exec.Command(ergBinary(t), append([]string{"app", "dev", dir, "--listen", "127.0.0.1:0"}, args...)...)
 	stdout, _ := cmd.StdoutPipe()
 	cmd.Stderr = testWriter{t}
 	if err := cmd.Start(); err != nil {

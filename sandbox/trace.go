@@ -33,12 +33,16 @@ import (
 // confinement never depends on what the host read.
 //
 // Why not the others: fanotify needs CAP_SYS_ADMIN in the initial user
-// namespace, which an unprivileged node does not have, and reports only
-// opens of files that exist, not stats, failed probes or execs by path;
-// ptrace stops on every syscall of every thread (the sandbox also refuses
-// ptrace to the app, and a traced app could not use it either). The
+// namespace, which an unprivileged node does not have, and reports opens
+// and reads of files, not stats, access checks or readlinks, which is how
+// interpreters probe for modules. ptrace (even limited to chosen calls
+// with SECCOMP_RET_TRACE) must attach to and follow every thread and child
+// through clone and exec events, answer signal-delivery stops, and be
+// driven from one locked OS thread in Go; it also changes what the app
+// sees (it cannot be debugged, its own ptrace use breaks). The
 // notification filter works unprivileged, follows every child through
-// fork and exec, stops only the calls it names, and costs nothing when
+// fork and exec by itself, stops only the calls it names, and costs
+// nothing when
 // Trace is not set: the filter is not installed.
 
 // msgTrace is the init's message carrying the listener (see ctrl.go).

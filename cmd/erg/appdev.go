@@ -231,6 +231,9 @@ type recorder struct {
 }
 
 func (r *recorder) add(p string) {
+	if strings.ContainsAny(p, "\n\r") {
+		return // cannot be a line of the list
+	}
 	for _, d := range r.dirs {
 		if p == d || strings.HasPrefix(p, d+"/") {
 			r.mu.Lock()

@@ -56,7 +56,7 @@ func TestMergeLists(t *testing.T) {
 
 func TestRecorderKeepsHostDirFiles(t *testing.T) {
 	r := &recorder{dirs: []string{"/usr", "/etc"}, seen: map[string]bool{}}
-	for _, p := range []string{"/usr", "/usr/bin", "/usrx", "/var/notes", "/etc/passwd", "/etc/shadow", "/usr/no-such-file-here"} {
+	for _, p := range []string{"/usr", "/usr/bin", "/usrx", "/var/notes", "/etc/passwd", "/etc/shadow", "/usr/no-such-file-here", "/usr\n/etc/passwd"} {
 		r.add(p)
 	}
 	got := strings.Join(r.existing(), " ")
