@@ -42,8 +42,7 @@ import (
 // sees (it cannot be debugged, its own ptrace use breaks). The
 // notification filter works unprivileged, follows every child through
 // fork and exec by itself, stops only the calls it names, and costs
-// nothing when
-// Trace is not set: the filter is not installed.
+// nothing when Trace is not set: the filter is not installed.
 
 // msgTrace is the init's message carrying the listener (see ctrl.go).
 const msgTrace = 'T'
