@@ -115,15 +115,21 @@ func runAppDev(ctx context.Context, dir string, o appDevOptions, out, errOut io.
 	if o.list == "" {
 		o.list = filepath.Join(dir, FilesList)
 	}
-	if o.varDir == "" {
-		o.varDir = filepath.Join(dir, ".erg-dev", "var")
-	}
-	if o.varDir, err = filepath.Abs(o.varDir); err != nil {
-		return err
-	}
 	// Read first: a list that does not parse is refused before anything runs.
 	old, err := appstore.ReadFilesList(o.list)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if o.varDir == "" {
+		devDir := filepath.Join(dir, appstore.DevDir)
+		if err := os.MkdirAll(devDir, 0o700); err != nil {
+			return err
+		}
+		// Like .pytest_cache: the dir keeps itself out of git.
+		os.WriteFile(filepath.Join(devDir, ".gitignore"), []byte("# scratch of 'erg app dev'\n*\n"), 0o644)
+		o.varDir = filepath.Join(devDir, "var")
+	}
+	if o.varDir, err = filepath.Abs(o.varDir); err != nil {
 		return err
 	}
 	var hostDirs []string
