@@ -204,6 +204,25 @@ func testTrace(t *testing.T, r *sandbox.Runner) {
 	}
 }
 
+// TestBatteryTraced runs the escape battery against a traced grain:
+// tracing only records, and leaves every wall standing.
+func TestBatteryTraced(t *testing.T) {
+	var mu sync.Mutex
+	n := 0
+	runBattery(t, newRunner(t, sandbox.Config{}), func(s *sandbox.Spec) {
+		s.Trace = func(string) {
+			mu.Lock()
+			n++
+			mu.Unlock()
+		}
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if n == 0 {
+		t.Error("the traced probe made no traced call")
+	}
+}
+
 // TestDevSpecRefused checks the development spec's own checks.
 func TestDevSpecRefused(t *testing.T) {
 	r := newRunner(t, sandbox.Config{Zygotes: -1})
