@@ -163,15 +163,15 @@ func runAppDev(ctx context.Context, dir string, o appDevOptions, out, errOut io.
 	}
 	spec.Limits.MemoryBytes = int64(m.Limits.MemoryMB) << 20
 	spec.Limits.Pids = m.Limits.Pids
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
 	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	sb, err := runner.Start(startCtx, spec)
 	cancel()
 	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", o.listen)
-	if err != nil {
-		sb.Stop(context.Background())
 		return err
 	}
 	srv := &http.Server{Handler: devProxy(sb, m.Port, o.user, perms), ReadHeaderTimeout: 30 * time.Second}
