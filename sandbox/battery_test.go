@@ -14,8 +14,9 @@ import (
 )
 
 // runBattery runs the escape battery against a sandbox started directly,
-// with a second sandbox as the "other grain".
-func runBattery(t *testing.T, r *sandbox.Runner) {
+// with a second sandbox as the "other grain"; mods change the attacked
+// sandbox's spec.
+func runBattery(t *testing.T, r *sandbox.Runner, mods ...func(*sandbox.Spec)) {
 	root := sandboxtest.BuildProbeTree(t)
 	otherSpec := probeSpec(t, "battery-other", root)
 	otherFile := filepath.Join(otherSpec.Var, "secret")
@@ -26,6 +27,9 @@ func runBattery(t *testing.T, r *sandbox.Runner) {
 	start(t, r, otherSpec)
 
 	spec := probeSpec(t, "battery", root)
+	for _, mod := range mods {
+		mod(&spec)
+	}
 	var mu sync.Mutex
 	cur := start(t, r, spec)
 	waitReady(t, cur)

@@ -24,6 +24,7 @@ import (
 //	init -> host  'E' text                  setup failed; init exits
 //	init -> host  'D' id:u32 errno:u32      dial answer; errno 0 carries one fd (SCM_RIGHTS)
 //	init -> host  'X' status:u32            app's wait status; init exits
+//	init -> host  'T'                       with Trace, before 'R': one fd (SCM_RIGHTS), the seccomp listener
 const (
 	msgGo     = 'G'
 	msgDial   = 'D'
@@ -51,6 +52,8 @@ type initConfig struct {
 	NoFile   uint64
 	Args     []string
 	Env      []string
+	HostRO   []string // development root: see dev.go
+	Trace    bool     // send the host a seccomp listener ('T'): see trace.go
 }
 
 func dialMsg(id uint32, port uint16) []byte {

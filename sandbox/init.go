@@ -74,6 +74,11 @@ func runInit() {
 	}
 	terms := make(chan os.Signal, 1)
 	signal.Notify(terms, syscall.SIGTERM, syscall.SIGINT)
+	if c.Trace {
+		if err := startTrace(); err != nil {
+			initFail(err)
+		}
+	}
 	if err := lockDown(); err != nil {
 		initFail(err)
 	}
@@ -296,7 +301,12 @@ const stagingDir = "/tmp"
 
 func setupMounts(c *initConfig) error {
 	var root string
-	if c.Detached {
+	if len(c.HostRO) > 0 {
+		var err error
+		if root, err = devRoot(c); err != nil {
+			return err
+		}
+	} else if c.Detached {
 		var err error
 		if root, err = attachTrees(); err != nil {
 			return err

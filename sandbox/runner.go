@@ -217,6 +217,17 @@ type Spec struct {
 	Limits Limits
 	// Stdout and Stderr receive the app's output; nil discards it.
 	Stdout, Stderr io.Writer
+
+	// HostRO, for development only (see dev.go), lists top-level host
+	// directories such as /usr, shown read-only at the same place; the
+	// root is then built from Root's entries instead of Root itself, so
+	// Root needs no mount points.
+	HostRO []string
+	// Trace, if set, is called with the absolute path (as the sandbox sees
+	// it) of every file any process in the sandbox opens, executes, stats,
+	// checks or reads a link of (see trace.go). Calls come one at a time,
+	// from one goroutine, and all of them before Done is closed.
+	Trace func(path string)
 }
 
 func (r *Runner) checkSpec(spec *Spec) error {
@@ -229,7 +240,11 @@ func (r *Runner) checkSpec(spec *Spec) error {
 	if fi, err := os.Stat(spec.Root); err != nil || !fi.IsDir() {
 		return fmt.Errorf("sandbox %s: app tree %s is not a directory: %v", spec.Name, spec.Root, err)
 	}
-	if err := checkMountPoints(spec.Root); err != nil {
+	if len(spec.HostRO) > 0 {
+		if err := checkDevSpec(spec); err != nil {
+			return fmt.Errorf("sandbox %s: %w", spec.Name, err)
+		}
+	} else if err := checkMountPoints(spec.Root); err != nil {
 		return fmt.Errorf("sandbox %s: %w", spec.Name, err)
 	}
 	if !filepath.IsAbs(spec.Var) {
@@ -244,7 +259,7 @@ func (r *Runner) checkSpec(spec *Spec) error {
 	}
 	// Best effort: the path is resolved again inside, where symlinks in
 	// the tree resolve against the tree.
-	if _, err := os.Lstat(filepath.Join(spec.Root, spec.Args[0])); errors.Is(err, fs.ErrNotExist) {
+	if _, err := os.Lstat(filepath.Join(spec.Root, spec.Args[0])); errors.Is(err, fs.ErrNotExist) && !onHostRO(spec.HostRO, spec.Args[0]) {
 		return fmt.Errorf("sandbox %s: program %s not found in app tree %s", spec.Name, spec.Args[0], spec.Root)
 	}
 	if r.mode == "root" {
@@ -412,7 +427,10 @@ func (s *Sandbox) run(ctx context.Context, spec Spec, limits Limits) error {
 		Env:      spec.Env,
 		Stdout:   spec.Stdout != nil,
 		Stderr:   spec.Stderr != nil,
+		HostRO:   spec.HostRO,
+		Trace:    spec.Trace != nil,
 	}
+	s.setTrace(spec.Trace)
 	var pass []int
 	if cfg.Detached {
 		// As root the host clones the two trees as detached mounts and

@@ -66,6 +66,8 @@ type Sandbox struct {
 	cleanErr error
 
 	stopOnce sync.Once
+
+	tr traceState // Spec.Trace's supervisor (trace.go)
 }
 
 type dialResult struct {
@@ -219,6 +221,9 @@ func (s *Sandbox) readLoop() {
 
 // handle acts on one message; on error the caller closes fds.
 func (s *Sandbox) handle(b []byte, fds []int) error {
+	if len(b) == 1 && b[0] == msgTrace {
+		return s.startTracer(fds)
+	}
 	m, err := parseInitMsg(b)
 	if err != nil {
 		return err
@@ -345,6 +350,7 @@ func (s *Sandbox) wait() {
 	}
 	s.ctrl.Close()
 	<-s.readerDone
+	s.endTrace()
 	s.mu.Lock()
 	s.reaped = true
 	cg, name := s.cg, s.name

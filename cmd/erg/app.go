@@ -24,7 +24,7 @@ An app is identified by its publisher's ed25519 key: 'erg app keygen' makes
 one and prints the app id to put in the manifest's "id" field. The key stays
 in your config dir and never goes into a package.`,
 	}
-	cmd.AddCommand(newAppKeygenCmd(g), newAppIDCmd(g), newAppPackCmd(g), newAppVerifyCmd(g), newAppInstallCmd(g), newAppLsCmd(g))
+	cmd.AddCommand(newAppKeygenCmd(g), newAppIDCmd(g), newAppPackCmd(g), newAppVerifyCmd(g), newAppInstallCmd(g), newAppLsCmd(g), newAppDevCmd(g))
 	return cmd
 }
 
@@ -106,7 +106,8 @@ The key is the one 'erg app keygen' made for the manifest's id, or --key.
 
 For native programs, pack copies in the dynamic loader and every shared
 library the tree's ELF binaries need (read from their ELF headers), and the
-host paths the manifest lists under "include".`,
+host paths the manifest lists under "include" or DIR/erg-files.list names
+(see 'erg app dev').`,
 		Example: `  erg app pack ./notes -o notes.erg`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
