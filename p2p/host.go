@@ -159,7 +159,7 @@ func New(ctx context.Context, cfg Config) (_ *Host, err error) {
 			return nil, fmt.Errorf("blockstore %s: %w", cfg.BlocksDir, err)
 		}
 		x.closers = append(x.closers, fds.Close)
-		x.bs = blockstore.NewBlockstoreNoPrefix(fds)
+		x.bs = blockstore.NewBlockstore(fds, blockstore.NoPrefix())
 	} else {
 		x.bs = blockstore.NewBlockstore(memBatching())
 	}
