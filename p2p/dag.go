@@ -72,8 +72,25 @@ type Fetched struct {
 	n     atomic.Int64
 }
 
-// Discard deletes the blocks the fetch added.
+// Merge makes f answer for o's blocks too.
+func (f *Fetched) Merge(o *Fetched) {
+	if o == nil || o == f {
+		return
+	}
+	o.mu.Lock()
+	added := o.added
+	o.added = nil
+	o.mu.Unlock()
+	f.mu.Lock()
+	f.added = append(f.added, added...)
+	f.mu.Unlock()
+}
+
+// Discard deletes the blocks the fetch added. It is safe on nil.
 func (f *Fetched) Discard(ctx context.Context) error {
+	if f == nil {
+		return nil
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var errs []error
