@@ -82,7 +82,7 @@ func (s *Stream) Write(b []byte) (int, error) {
 func (s *Stream) ReadFrame(max int) ([]byte, error) {
 	b, err := ReadFrame(s.R, max)
 	if isTimeout(err) {
-		return nil, fmt.Errorf("peer %s stalled for %s", s.Conn().RemotePeer(), s.timeout)
+		return nil, fmt.Errorf("stalled: sent nothing for %s", s.timeout)
 	}
 	return b, err
 }
