@@ -85,6 +85,24 @@ func (s *Store) Publish(ctx context.Context, rec []byte) (*Listing, error) {
 	return l, s.announce(ctx, l, rec)
 }
 
+// Serve adds a signed listing to those this node answers searches with,
+// without announcing it; Republish announces it later.
+func (s *Store) Serve(rec []byte) error {
+	l, err := ParseListing(rec)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old := s.listings[l.AppID]; old != nil {
+		if ol, err := ParseListing(old); err == nil && ol.Version > l.Version {
+			return nil
+		}
+	}
+	s.listings[l.AppID] = rec
+	return nil
+}
+
 func (s *Store) announce(ctx context.Context, l *Listing, rec []byte) error {
 	if err := s.h.PutValue(ctx, ListingKey(l.AppID), rec); err != nil {
 		return fmt.Errorf("publish %s: put listing: %w", l.Name, err)
@@ -185,20 +203,15 @@ func (s *Store) serveListings(ns network.Stream) {
 // ImportPackage puts the blocks of a verified package, its descriptor
 // included, into bs, and returns the descriptor's CID.
 func ImportPackage(ctx context.Context, p *Package, bs blockstore.Blockstore) (cid.Cid, error) {
-	if p.store == nil {
-		return cid.Undef, errors.New("import package: the package was not opened from a file")
+	desc, err := DescriptorCID(p)
+	if err != nil {
+		return cid.Undef, err
 	}
-	desc := cid.Undef
 	var batch []blocks.Block
 	for c := range p.store.spans {
 		data, err := p.store.read(c)
 		if err != nil {
 			return cid.Undef, err
-		}
-		if c.Prefix().Codec == uint64(multicodec.Raw) && bytes.HasPrefix(data, []byte(`{"format":"`+descriptorFormat+`"`)) {
-			if d, err := parseDescriptor(data); err == nil && d.Root == p.CID.String() {
-				desc = c
-			}
 		}
 		b, _ := blocks.NewBlockWithCid(data, c)
 		batch = append(batch, b)
@@ -212,10 +225,32 @@ func ImportPackage(ctx context.Context, p *Package, bs blockstore.Blockstore) (c
 	if err := bs.PutMany(ctx, batch); err != nil {
 		return cid.Undef, err
 	}
-	if !desc.Defined() {
-		return cid.Undef, errors.New("import package: no descriptor block")
-	}
 	return desc, nil
+}
+
+// DescriptorCID finds the CID of the signed descriptor block in a package
+// opened from a file.
+func DescriptorCID(p *Package) (cid.Cid, error) {
+	if p.store == nil {
+		return cid.Undef, errors.New("the package was not opened from a file")
+	}
+	prefix := []byte(`{"format":"` + descriptorFormat + `"`)
+	for c, sp := range p.store.spans {
+		if c.Prefix().Codec != uint64(multicodec.Raw) || sp.size > 4096 {
+			continue
+		}
+		data, err := p.store.read(c)
+		if err != nil {
+			return cid.Undef, err
+		}
+		if !bytes.HasPrefix(data, prefix) {
+			continue
+		}
+		if d, err := parseDescriptor(data); err == nil && d.Root == p.CID.String() {
+			return c, nil
+		}
+	}
+	return cid.Undef, errors.New("the package has no descriptor block")
 }
 
 // FetchOptions tune FetchPackage.
