@@ -178,7 +178,10 @@ func (x *Host) Fetch(ctx context.Context, root cid.Cid, opts FetchOptions) (*Fet
 			for _, p := range provs {
 				err := x.fetchStream(ctx, p, root, store, opts)
 				if err == nil {
-					break
+					// Every block arrived and each link was checked on
+					// the way: the DAG is complete.
+					report()
+					return f, nil
 				}
 				if ctx.Err() != nil {
 					return f, ctx.Err()
@@ -271,21 +274,82 @@ func (x *Host) fetchStream(ctx context.Context, p peer.AddrInfo, root cid.Cid, s
 	s.CloseWrite()
 	want := map[cid.Cid]bool{root: true}
 	var total int64
-	const batch = 32
+	// Verified blocks go to the blockstore from a third goroutine, so
+	// disk writes overlap reading and hashing.
+	const batch = 16
 	var pending []blocks.Block
-	flush := func() error {
-		if len(pending) == 0 {
-			return nil
-		}
-		err := store.PutMany(ctx, pending)
-		pending = pending[:0]
-		return err
+	puts := make(chan []blocks.Block, 8)
+	putErr := make(chan error, 1)
+	const putters = 2 // file creation, not CPU, bounds an on-disk store
+	var putWG sync.WaitGroup
+	var putMu sync.Mutex
+	var firstPutErr error
+	for range putters {
+		putWG.Go(func() {
+			for bs := range puts {
+				if err := store.PutMany(ctx, bs); err != nil {
+					putMu.Lock()
+					if firstPutErr == nil {
+						firstPutErr = err
+					}
+					putMu.Unlock()
+				}
+			}
+		})
 	}
+	go func() {
+		putWG.Wait()
+		putErr <- firstPutErr
+	}()
+	putsOpen := true
+	flush := func() error {
+		if len(pending) > 0 {
+			puts <- pending
+			pending = nil
+		}
+		return nil
+	}
+	finish := func() error {
+		flush()
+		if putsOpen {
+			close(puts)
+			putsOpen = false
+			return <-putErr
+		}
+		return nil
+	}
+	defer finish()
+	// One goroutine reads frames while this one hashes and stores them.
+	frames := make(chan []byte, 64)
+	readErr := make(chan error, 1)
+	go func() {
+		defer close(frames)
+		for {
+			fr, err := s.ReadFrame(maxBlock + 128)
+			if err != nil {
+				readErr <- err
+				return
+			}
+			select {
+			case frames <- fr:
+			case <-ctx.Done():
+				return
+			}
+			if len(fr) == 0 {
+				return
+			}
+		}
+	}()
 	for {
-		fr, err := s.ReadFrame(maxBlock + 128)
-		if err != nil {
+		fr, ok := <-frames
+		if !ok {
 			flush()
-			return err
+			select {
+			case err := <-readErr:
+				return err
+			default:
+				return ctx.Err()
+			}
 		}
 		if len(fr) == 0 {
 			break
@@ -325,7 +389,7 @@ func (x *Host) fetchStream(ctx context.Context, p peer.AddrInfo, root cid.Cid, s
 			}
 		}
 	}
-	if err := flush(); err != nil {
+	if err := finish(); err != nil {
 		return err
 	}
 	if len(want) > 0 {

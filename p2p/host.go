@@ -166,9 +166,6 @@ func New(ctx context.Context, cfg Config) (_ *Host, err error) {
 	x.bs = blockstore.NewIdStore(x.bs)
 	opts := []bitswap.Option{
 		bitswap.ProviderSearchDelay(100 * time.Millisecond),
-		bitswap.EngineBlockstoreWorkerCount(16),
-		bitswap.MaxOutstandingBytesPerPeer(8 << 20),
-		bitswap.WithTargetMessageSize(4 << 20),
 	}
 	if cfg.ServeBlock != nil {
 		opts = append(opts, bitswap.WithPeerBlockRequestFilter(cfg.ServeBlock))

@@ -50,6 +50,9 @@ func NewTestNet(t testing.TB, n int, mod func(i int, c *p2p.Config)) []*p2p.Host
 		}
 	}
 	for _, h := range hosts {
+		if n == 1 {
+			break
+		}
 		if err := h.RefreshRoutingTable(ctx); err != nil {
 			t.Fatalf("refresh: %v", err)
 		}
