@@ -262,60 +262,77 @@ type FetchOptions struct {
 	TempDir string
 }
 
+// PackageFetch is a fetched package whose blocks wait in a scratch store
+// until the caller has checked and installed it: Keep moves them into the
+// node's blockstore (to serve onward); Close alone drops them.
+type PackageFetch struct {
+	tmp *p2p.TempStore
+	h   *p2p.Host
+}
+
+// Keep puts the fetched blocks into the node's blockstore.
+func (p *PackageFetch) Keep(ctx context.Context) error { return p.tmp.CopyTo(ctx, p.h.Blockstore()) }
+
+// Close drops the blocks not kept.
+func (p *PackageFetch) Close() error { return p.tmp.Close() }
+
 // FetchPackage fetches the package a listing names from any provider and
 // writes it to w as a package file, the same form Pack makes, for the
 // caller to verify and install with Open. It refuses a listing whose
 // package, app or version does not match the package's signed descriptor.
-// The fetched blocks stay in the blockstore (to serve onward) unless the
-// caller discards them.
-func (s *Store) FetchPackage(ctx context.Context, l *Listing, w io.Writer, opts FetchOptions) (*p2p.Fetched, error) {
+// On error nothing fetched is kept.
+func (s *Store) FetchPackage(ctx context.Context, l *Listing, w io.Writer, opts FetchOptions) (_ *PackageFetch, err error) {
 	lim := opts.Limits.withDefaults()
 	descCID, err := cid.Decode(l.Descriptor)
 	if err != nil {
 		return nil, fmt.Errorf("%w: descriptor CID: %v", ErrBadListing, err)
 	}
-	f, err := s.h.Fetch(ctx, descCID, p2p.FetchOptions{MaxBytes: 64 << 10, Stall: opts.Stall})
+	tmp, err := p2p.NewTempStore(opts.TempDir)
 	if err != nil {
-		return f, fmt.Errorf("fetch the descriptor of %s: %w", l.Name, err)
+		return nil, err
 	}
-	blk, err := s.h.Blockstore().Get(ctx, descCID)
+	defer func() {
+		if err != nil {
+			tmp.Close()
+		}
+	}()
+	get := func(c cid.Cid) (blocks.Block, error) {
+		if b, err := tmp.Get(ctx, c); err == nil {
+			return b, nil
+		}
+		return s.h.Blockstore().Get(ctx, c)
+	}
+	if _, err := s.h.Fetch(ctx, descCID, p2p.FetchOptions{MaxBytes: 64 << 10, Stall: opts.Stall, Into: tmp}); err != nil {
+		return nil, fmt.Errorf("fetch the descriptor of %s: %w", l.Name, err)
+	}
+	blk, err := get(descCID)
 	if err != nil {
-		return f, err
+		return nil, err
 	}
 	d, err := parseDescriptor(blk.RawData())
 	if err != nil {
-		return f, fmt.Errorf("the descriptor of %s: %w", l.Name, err)
+		return nil, fmt.Errorf("the descriptor of %s: %w", l.Name, err)
 	}
 	if d.App != l.AppID || d.Version != l.Version || d.Root != l.Package {
-		return f, fmt.Errorf("%w: the listing of %s names package %s version %d, but its signed descriptor names %s version %d of app %s",
+		return nil, fmt.Errorf("%w: the listing of %s names package %s version %d, but its signed descriptor names %s version %d of app %s",
 			ErrBadListing, l.Name, l.Package, l.Version, d.Root, d.Version, d.App)
 	}
 	root, err := cid.Decode(d.Root)
 	if err != nil {
-		return f, err
+		return nil, err
 	}
-	pf, err := s.h.Fetch(ctx, root, p2p.FetchOptions{MaxBytes: lim.MaxPackage, Progress: opts.Progress, Stall: opts.Stall})
-	f = mergeFetched(f, pf)
-	if err != nil {
-		return f, fmt.Errorf("fetch package %s of %s: %w", root, l.Name, err)
+	if _, err := s.h.Fetch(ctx, root, p2p.FetchOptions{MaxBytes: lim.MaxPackage, Progress: opts.Progress, Stall: opts.Stall, Into: tmp}); err != nil {
+		return nil, fmt.Errorf("fetch package %s of %s: %w", root, l.Name, err)
 	}
-	if err := writePackage(ctx, s.h.Blockstore(), root, d, w, opts.TempDir); err != nil {
-		return f, fmt.Errorf("assemble package %s: %w", root, err)
+	if err := writePackage(ctx, get, root, d, w, opts.TempDir); err != nil {
+		return nil, fmt.Errorf("assemble package %s: %w", root, err)
 	}
-	return f, nil
+	return &PackageFetch{tmp: tmp, h: s.h}, nil
 }
 
-func mergeFetched(a, b *p2p.Fetched) *p2p.Fetched {
-	if a == nil {
-		return b
-	}
-	a.Merge(b)
-	return a
-}
-
-// writePackage writes the DAG under root, as held in bs, and the descriptor
+// writePackage writes the DAG under root, read through get, and the descriptor
 // d as a package file in exactly the layout Pack writes.
-func writePackage(ctx context.Context, bs blockstore.Blockstore, root cid.Cid, d *descriptor, w io.Writer, tmp string) error {
+func writePackage(ctx context.Context, get func(cid.Cid) (blocks.Block, error), root cid.Cid, d *descriptor, w io.Writer, tmp string) error {
 	sink, err := newCarSink(tmp)
 	if err != nil {
 		return err
@@ -332,7 +349,7 @@ func writePackage(ctx context.Context, bs blockstore.Blockstore, root cid.Cid, d
 		if err := checkCID(c); err != nil {
 			return err
 		}
-		b, err := bs.Get(ctx, c)
+		b, err := get(c)
 		if err != nil {
 			return fmt.Errorf("block %s: %w", c, err)
 		}

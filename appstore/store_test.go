@@ -94,9 +94,19 @@ func TestStoreAcrossTwentyNodes(t *testing.T) {
 
 	var buf bytes.Buffer
 	var last p2p.FetchProgress
-	_, err = searcher.FetchPackage(ctx, got, &buf, FetchOptions{Progress: func(p p2p.FetchProgress) { last = p }})
+	pf, err := searcher.FetchPackage(ctx, got, &buf, FetchOptions{Progress: func(p p2p.FetchProgress) { last = p }})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if has, _ := searcher.Host().Blockstore().Has(ctx, mustCID(t, l.Package)); has {
+		t.Error("fetched blocks are in the node's store before Keep")
+	}
+	if err := pf.Keep(ctx); err != nil {
+		t.Fatal(err)
+	}
+	pf.Close()
+	if has, _ := searcher.Host().Blockstore().Has(ctx, mustCID(t, l.Package)); !has {
+		t.Error("kept blocks are not in the node's store")
 	}
 	pkg, err := openBytes(buf.Bytes(), SizeLimits{})
 	if err != nil {
@@ -113,9 +123,11 @@ func TestStoreAcrossTwentyNodes(t *testing.T) {
 	}
 	pub.Host().Close()
 	buf.Reset()
-	if _, err := third.FetchPackage(ctx, got, &buf, FetchOptions{Stall: 2 * time.Second}); err != nil {
+	pf, err = third.FetchPackage(ctx, got, &buf, FetchOptions{Stall: 2 * time.Second})
+	if err != nil {
 		t.Fatalf("fetch after the publisher left: %v", err)
 	}
+	pf.Close()
 	if _, err := openBytes(buf.Bytes(), SizeLimits{}); err != nil {
 		t.Fatal(err)
 	}
@@ -174,12 +186,9 @@ func TestStoreRefusesBadPeers(t *testing.T) {
 	mixed := *v4
 	mixed.Package = good.Package
 	var buf bytes.Buffer
-	f, err := stores[4].FetchPackage(ctx, &mixed, &buf, FetchOptions{})
+	_, err = stores[4].FetchPackage(ctx, &mixed, &buf, FetchOptions{})
 	if err == nil || !strings.Contains(err.Error(), "signed descriptor names") {
 		t.Fatalf("fetch of a mismatched listing: %v", err)
-	}
-	if err := f.Discard(ctx); err != nil {
-		t.Fatal(err)
 	}
 	if has, _ := stores[4].Host().Blockstore().Has(ctx, mustCID(t, v4.Descriptor)); has {
 		t.Error("the refused fetch left its descriptor block behind")

@@ -175,8 +175,9 @@ func (n *Node) toListing(ctx context.Context, l *appstore.Listing) webui.Listing
 // InstallFromStore implements webui.StoreBackend: it fetches the newest
 // listed package, assembles it as a package file and installs that
 // through InstallPackage, so it is verified exactly as a file install.
-// Blocks fetched for a package that is then refused are deleted; an
-// installed package is announced, so this node serves it onward.
+// Blocks fetched for a package that is then refused never reach the
+// blockstore; an installed package's do, and are announced, so this node
+// serves it onward.
 func (n *Node) InstallFromStore(ctx context.Context, appID string, progress func(webui.FetchProgress)) (webui.App, error) {
 	l, err := n.lookup(ctx, appID)
 	if err != nil {
@@ -196,7 +197,7 @@ func (n *Node) InstallFromStore(ctx context.Context, appID string, progress func
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
 	var pmu sync.Mutex
-	fetched, err := n.p2p.store.FetchPackage(ctx, l, tmp, appstore.FetchOptions{
+	pf, err := n.p2p.store.FetchPackage(ctx, l, tmp, appstore.FetchOptions{
 		Limits:  appstore.SizeLimits{MaxPackage: maxPackageSize},
 		TempDir: tmpDir,
 		Progress: func(p p2p.FetchProgress) {
@@ -207,24 +208,25 @@ func (n *Node) InstallFromStore(ctx context.Context, appID string, progress func
 			}
 		},
 	})
-	refuse := func(err error) (webui.App, error) {
-		if derr := fetched.Discard(context.WithoutCancel(ctx)); derr != nil {
-			n.log.Warn("discard refused blocks", "app", appID, "err", derr)
-		}
-		return webui.App{}, err
-	}
 	if err != nil {
 		if errors.Is(err, appstore.ErrBadListing) || errors.Is(err, appstore.ErrTooLarge) || errors.Is(err, p2p.ErrTooLarge) {
 			err = fmt.Errorf("%w: %v", webui.ErrInvalid, err)
 		}
-		return refuse(fmt.Errorf("install %s from the store: %w", l.Name, err))
+		return webui.App{}, fmt.Errorf("install %s from the store: %w", l.Name, err)
 	}
+	// The fetched blocks stay in a scratch store until the install has
+	// verified them; a refused package leaves nothing in the blockstore.
+	defer pf.Close()
 	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
-		return refuse(err)
+		return webui.App{}, err
 	}
 	app, err := n.InstallPackage(ctx, tmp)
 	if err != nil {
-		return refuse(err)
+		return webui.App{}, err
+	}
+	if err := pf.Keep(ctx); err != nil {
+		n.log.Warn("keep installed package blocks", "app", appID, "err", err)
+		return app, nil
 	}
 	if err := n.recordProvided(ctx, l); err != nil {
 		n.log.Warn("record provided", "err", err)

@@ -24,8 +24,11 @@ import (
 // as erg app packages are) between two hosts on loopback TCP, each with an
 // on-disk flatfs blockstore, and reports beside it the baseline: the same
 // bytes copied over one raw libp2p stream between the same hosts, in the
-// same run. "stream" is erg's fetch (the verified DAG stream from one
-// provider); "bitswap" is the parallel bitswap walk alone. 500 MB runs
+// same run. "stream" is what an install does: the verified DAG stream from
+// one provider into a scratch file (blocks reach the blockstore only once
+// the package is installed); "bitswap" is the parallel bitswap walk alone
+// into the same scratch store; "stream-to-blockstore" writes each block
+// straight into the receiver's flatfs store instead. 500 MB runs
 // with ERG_BENCH_BIG=1; ERG_BENCH_MEMDST=1 fetches into an in-memory store
 // instead, to show what the protocol does without the receiver's disk.
 func BenchmarkPackageFetch(b *testing.B) {
@@ -34,8 +37,8 @@ func BenchmarkPackageFetch(b *testing.B) {
 		sizes = append(sizes, 500<<20)
 	}
 	for _, size := range sizes {
-		for _, mode := range []string{"stream", "bitswap"} {
-			b.Run(mode+"/"+sizeName(size), func(b *testing.B) { benchFetch(b, size, mode == "bitswap") })
+		for _, mode := range []string{"stream", "bitswap", "stream-to-blockstore"} {
+			b.Run(mode+"/"+sizeName(size), func(b *testing.B) { benchFetch(b, size, mode) })
 		}
 	}
 }
@@ -46,7 +49,7 @@ func sizeName(n int64) string {
 
 const rawProto = "/erg-bench/raw/1"
 
-func benchFetch(b *testing.B, size int64, bitswapOnly bool) {
+func benchFetch(b *testing.B, size int64, mode string) {
 	dir := b.TempDir()
 	src := p2ptest.NewTestNet(b, 1, func(_ int, c *p2p.Config) { c.BlocksDir = filepath.Join(dir, "src") })[0]
 	root := p2ptest.AddRandomFile(b, src, size)
@@ -98,12 +101,21 @@ func benchFetch(b *testing.B, size int64, bitswapOnly bool) {
 		raw += time.Since(t0)
 		b.StartTimer()
 
+		opts := p2p.FetchOptions{NoStream: mode == "bitswap"}
+		if mode != "stream-to-blockstore" {
+			if opts.Into, err = p2p.NewTempStore(dir); err != nil {
+				b.Fatal(err)
+			}
+		}
 		t0 = time.Now()
-		if _, err := dst.Fetch(ctx, root, p2p.FetchOptions{NoStream: bitswapOnly}); err != nil {
+		if _, err := dst.Fetch(ctx, root, opts); err != nil {
 			b.Fatal(err)
 		}
 		fetch += time.Since(t0)
 		b.StopTimer()
+		if opts.Into != nil {
+			opts.Into.Close()
+		}
 		dst.Close()
 		b.StartTimer()
 	}

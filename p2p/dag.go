@@ -44,6 +44,9 @@ type FetchOptions struct {
 	Progress func(FetchProgress)
 	// NoStream skips the DAG stream and fetches over bitswap only.
 	NoStream bool
+	// Into, if set, takes the fetched blocks instead of the node's
+	// blockstore (blocks the node holds already are read from it).
+	Into *TempStore
 }
 
 // FetchProgress reports a fetch under way.
@@ -65,7 +68,7 @@ func (p FetchProgress) Rate() float64 {
 // Fetched lists the blocks a fetch added to the blockstore, so a caller
 // that rejects what it fetched can take them out again.
 type Fetched struct {
-	x     *Host
+	bs    blockstore.Blockstore
 	mu    sync.Mutex
 	added []cid.Cid
 	bytes atomic.Int64
@@ -95,7 +98,7 @@ func (f *Fetched) Discard(ctx context.Context) error {
 	defer f.mu.Unlock()
 	var errs []error
 	for _, c := range f.added {
-		if err := f.x.bs.DeleteBlock(ctx, c); err != nil {
+		if err := f.bs.DeleteBlock(ctx, c); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -147,7 +150,11 @@ func (x *Host) Fetch(ctx context.Context, root cid.Cid, opts FetchOptions) (*Fet
 	if opts.Stall <= 0 {
 		opts.Stall = 15 * time.Second
 	}
-	f := &Fetched{x: x}
+	var base blockstore.Blockstore = x.bs
+	if opts.Into != nil {
+		base = overlay{Blockstore: opts.Into, main: x.bs}
+	}
+	f := &Fetched{bs: base}
 	start := time.Now()
 	var peers atomic.Int64
 	report := func() {
@@ -169,10 +176,10 @@ func (x *Host) Fetch(ctx context.Context, root cid.Cid, opts FetchOptions) (*Fet
 			}
 		}
 	}()
-	store := recordingStore{Blockstore: x.bs, f: f}
+	store := recordingStore{Blockstore: base, f: f}
 
 	if !opts.NoStream {
-		if has, _ := x.bs.Has(ctx, root); !has {
+		if has, _ := base.Has(ctx, root); !has {
 			provs := x.FindProviders(ctx, root, 8)
 			peers.Store(int64(len(provs)))
 			for _, p := range provs {
