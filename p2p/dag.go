@@ -177,6 +177,9 @@ func (x *Host) Fetch(ctx context.Context, root cid.Cid, opts FetchOptions) (*Fet
 		}
 	}()
 	store := recordingStore{Blockstore: base, f: f}
+	// What went wrong with each provider's stream is part of the error if
+	// bitswap cannot finish the job either.
+	var streamErrs []error
 
 	if !opts.NoStream {
 		if has, _ := base.Has(ctx, root); !has {
@@ -194,6 +197,7 @@ func (x *Host) Fetch(ctx context.Context, root cid.Cid, opts FetchOptions) (*Fet
 					return f, ctx.Err()
 				}
 				x.log.Warn("dag stream failed; trying the next provider", "peer", p.ID, "root", root, "err", err)
+				streamErrs = append(streamErrs, fmt.Errorf("peer %s: %w", p.ID, err))
 			}
 		}
 	}
@@ -254,7 +258,7 @@ func (x *Host) Fetch(ctx context.Context, root cid.Cid, opts FetchOptions) (*Fet
 		err = cause
 	}
 	if err != nil {
-		return f, fmt.Errorf("fetch %s: %w", root, err)
+		return f, fmt.Errorf("fetch %s: %w", root, errors.Join(append([]error{err}, streamErrs...)...))
 	}
 	return f, nil
 }
