@@ -157,14 +157,22 @@ func (x *Host) Fetch(ctx context.Context, root cid.Cid, opts FetchOptions) (*Fet
 	f := &Fetched{bs: base}
 	start := time.Now()
 	var peers atomic.Int64
+	var reportMu sync.Mutex // Progress is never called twice at once
 	report := func() {
 		if opts.Progress != nil {
+			reportMu.Lock()
+			defer reportMu.Unlock()
 			opts.Progress(FetchProgress{Bytes: f.bytes.Load(), Blocks: int(f.n.Load()), Peers: int(peers.Load()), Elapsed: time.Since(start)})
 		}
 	}
-	stopTicker := make(chan struct{})
-	defer close(stopTicker)
+	stopTicker, tickerDone := make(chan struct{}), make(chan struct{})
+	// Progress is never called after Fetch returns.
+	defer func() {
+		close(stopTicker)
+		<-tickerDone
+	}()
 	go func() {
+		defer close(tickerDone)
 		t := time.NewTicker(250 * time.Millisecond)
 		defer t.Stop()
 		for {
