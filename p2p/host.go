@@ -277,7 +277,10 @@ func (x *Host) Bootstrap(ctx context.Context, extra ...string) error {
 			errs = append(errs, fmt.Errorf("bootstrap address %q: %w (want /ip4/.../tcp/.../p2p/<peer id>)", s, err))
 			continue
 		}
-		if err := x.Connect(ctx, *ai); err != nil {
+		cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+		err = x.Connect(cctx, *ai)
+		cancel()
+		if err != nil {
 			errs = append(errs, fmt.Errorf("bootstrap %s: %w", s, err))
 			continue
 		}
