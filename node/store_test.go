@@ -168,3 +168,33 @@ func TestStoreRefusedInstallLeavesNothing(t *testing.T) {
 		t.Error("show of a malformed app id succeeded")
 	}
 }
+
+func TestStoreListingsSurviveARestart(t *testing.T) {
+	nodes := startStoreNodes(t, 2)
+	a, b := nodes[0], nodes[1]
+	ctx := context.Background()
+	key, _ := appstore.GenerateKey()
+	appID := appstore.AppID(key.Public().(ed25519.PublicKey))
+	v1 := packEcho(t, key, 1)
+	if _, err := b.PublishPackage(ctx, signedListing(t, b, key, v1, "restarts"), bytes.NewReader(v1)); err != nil {
+		t.Fatal(err)
+	}
+	// b restarts on new ports; it must serve and announce its listing
+	// again without being asked.
+	cfg := b.cfg
+	b.Close()
+	cfg.Bootstrap = a.P2PAddrs()
+	n, err := Start(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	c := startNode(t, func(c *Config) { c.Bootstrap = a.P2PAddrs() })
+	waitFor(t, 20*time.Second, "the restarted publisher in the store", func() bool {
+		rep, err := c.SearchStore(ctx, "restarts")
+		return err == nil && len(rep.Results) == 1 && rep.Results[0].AppID == appID
+	})
+	if app, err := c.InstallFromStore(ctx, appID, nil); err != nil || app.Version != 1 {
+		t.Fatalf("install from the restarted publisher = %+v, %v", app, err)
+	}
+}
