@@ -139,7 +139,7 @@ func (n *Node) Status(ctx context.Context) (webui.Status, error) {
 	n.mu.RLock()
 	grains := len(n.cache)
 	n.mu.RUnlock()
-	return webui.Status{
+	st := webui.Status{
 		Version:   n.cfg.Version,
 		DataDir:   n.cfg.DataDir,
 		URL:       n.URL(),
@@ -151,7 +151,9 @@ func (n *Node) Status(ctx context.Context) (webui.Status, error) {
 		Running:   n.grains.runningCount(),
 		Uptime:    time.Since(n.started).Round(time.Second),
 		GrainIdle: n.cfg.GrainIdle,
-	}, nil
+	}
+	n.p2pStatus(&st)
+	return st, nil
 }
 
 // Apps implements webui.Backend.

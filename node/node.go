@@ -33,6 +33,8 @@ type Config struct {
 	GrainIdle time.Duration // stop a grain this long after its last request; default 5m
 	AppsDir   string        // if set, install every app tree below it at start
 	Owner     string        // the owner's username; default $USER or "owner"
+	P2PListen []string      // libp2p listen multiaddrs; default loopback TCP and QUIC, any port
+	Bootstrap []string      // multiaddrs (with /p2p/<id>) of peers to join the DHT through
 	Version   string
 	Log       *slog.Logger
 }
@@ -68,6 +70,8 @@ type Node struct {
 	mu       sync.RWMutex
 	cache    map[string]*grainInfo   // every grain, by id
 	sessions map[string]sessionEntry // grain sessions seen, by token hash
+
+	p2p *p2pState // libp2p host, DHT and app store
 
 	webLn   net.Listener
 	sockLn  net.Listener
@@ -141,6 +145,9 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	}
 	if err := n.collectPackages(ctx); err != nil {
 		n.log.Warn("remove unused packages", "err", err)
+	}
+	if err := n.startP2P(ctx); err != nil {
+		return nil, err
 	}
 	n.grains = newGrainManager(n.runner, cfg.GrainIdle, n.log.With("subsystem", "grains"), n.startSpec, n.touchGrain)
 	n.grains.ended = n.treeReleased
@@ -233,6 +240,7 @@ func (n *Node) Close() error {
 		s.Close() // hijacked websockets are not closed by Shutdown
 	}
 	n.serveWG.Wait()
+	n.stopP2P()
 	if n.grains != nil {
 		n.grains.close()
 	}

@@ -26,6 +26,9 @@ func APIHandler(b Backend, log *slog.Logger) http.Handler {
 	mux.HandleFunc("POST /api/grains/{id}/open", a.openGrain)
 	mux.HandleFunc("DELETE /api/grains/{id}", a.removeGrain)
 	mux.HandleFunc("GET /api/grains/{id}/log", a.grainLog)
+	if sb, ok := b.(StoreBackend); ok {
+		registerStore(mux, sb)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: no API route %s %s", ErrNotFound, r.Method, r.URL.Path))
 	})

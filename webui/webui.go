@@ -31,6 +31,12 @@ type Status struct {
 	Running   int           `json:"running"`
 	Uptime    time.Duration `json:"uptime"`
 	GrainIdle time.Duration `json:"grainIdle"`
+	// The node's libp2p side: peer id, full listen multiaddrs, connected
+	// peers and DHT routing table size.
+	PeerID       string   `json:"peerId,omitempty"`
+	P2PAddrs     []string `json:"p2pAddrs,omitempty"`
+	Peers        int      `json:"peers"`
+	RoutingTable int      `json:"routingTable"`
 }
 
 // App is an installed app.

@@ -24,7 +24,8 @@ An app is identified by its publisher's ed25519 key: 'erg app keygen' makes
 one and prints the app id to put in the manifest's "id" field. The key stays
 in your config dir and never goes into a package.`,
 	}
-	cmd.AddCommand(newAppKeygenCmd(g), newAppIDCmd(g), newAppPackCmd(g), newAppVerifyCmd(g), newAppInstallCmd(g), newAppLsCmd(g), newAppDevCmd(g))
+	cmd.AddCommand(newAppKeygenCmd(g), newAppIDCmd(g), newAppPackCmd(g), newAppVerifyCmd(g), newAppInstallCmd(g), newAppLsCmd(g),
+		newAppPublishCmd(g), newAppUpdateCmd(g), newAppDevCmd(g))
 	return cmd
 }
 
@@ -229,14 +230,18 @@ func (p *progress) done() {
 
 func newAppInstallCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
-		Use:   "install FILE",
-		Short: "Install a package file on the running node, or upgrade its app",
+		Use:   "install FILE|APPID",
+		Short: "Install a package file or an app from the store on the running node, or upgrade its app",
 		Long: `Install a signed package file on the running node. The node checks the
 signature and every block before it unpacks anything. A package of an app
 that is already installed must carry a higher version, signed by the same
-key; existing grains then run the new version from their next start.`,
+key; existing grains then run the new version from their next start.
+Given an app id, the node fetches the app's newest package from the store.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if isAppIDArg(args[0]) {
+				return installFromStore(cmd, g, args[0])
+			}
 			f, err := os.Open(args[0])
 			if err != nil {
 				return err

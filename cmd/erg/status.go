@@ -32,6 +32,13 @@ func newStatusCmd(g *globals) *cobra.Command {
 				fmt.Fprintf(out, "sandbox   %s, cgroups %s\n", s.Sandbox, s.Cgroups)
 				fmt.Fprintf(out, "grains    %d (%d running, idle stop after %s)\n", s.Grains, s.Running, s.GrainIdle)
 				fmt.Fprintf(out, "uptime    %s, version %s\n", s.Uptime, s.Version)
+				if s.PeerID != "" {
+					fmt.Fprintf(out, "peer      %s\n", s.PeerID)
+					for _, a := range s.P2PAddrs {
+						fmt.Fprintf(out, "  listen  %s\n", a)
+					}
+					fmt.Fprintf(out, "p2p       %d peers connected, %d in the routing table\n", s.Peers, s.RoutingTable)
+				}
 				fmt.Fprintf(out, "apps      %d\n", len(apps))
 				for _, a := range apps {
 					fmt.Fprintf(out, "  %-12s %-8s %s\n", a.ID, a.DisplayVersion, a.Name)
