@@ -43,6 +43,9 @@ default; 'erg grain new APP' prints a link that signs you in.`,
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "erg node running at %s (data: %s)\n", n.URL(), g.dataDir)
+			if setup := n.SetupURL(); setup != "" {
+				fmt.Fprintf(cmd.OutOrStdout(), "set up your owner account at:\n  %s\n", setup)
+			}
 			<-ctx.Done()
 			stop()
 			fmt.Fprintln(cmd.OutOrStdout(), "stopping: waiting for grains to exit")
