@@ -211,7 +211,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request, id string) {
 		h.fail(w, r, err)
 		return
 	}
-	http.SetCookie(w, &http.Cookie{
+	c := &http.Cookie{
 		Name:     grainCookie,
 		Value:    session,
 		Path:     "/",
@@ -219,7 +219,19 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request, id string) {
 		Secure:   r.TLS != nil,
 		SameSite: http.SameSiteLaxMode,
 		MaxAge:   int((30 * 24 * time.Hour).Seconds()),
-	})
+	}
+	if c.Secure || h.domain == "localhost" || strings.HasSuffix(h.domain, ".localhost") {
+		// Browsers count each g-<id>.localhost as a site of its own, so
+		// the grain's frame is cross-site to the shell and a Lax cookie
+		// would never reach it. A partitioned cookie is kept under the
+		// shell's site: sent to the grain only inside the shell's frame,
+		// never when some other site embeds or links to the grain.
+		// (Secure works on http://*.localhost, a secure context.) Under a
+		// real domain without TLS the shell and its grains are one site,
+		// and Lax does.
+		c.Secure, c.SameSite, c.Partitioned = true, http.SameSiteNoneMode, true
+	}
+	http.SetCookie(w, c)
 	// Redirecting drops the token from the address bar and from Referer.
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
