@@ -29,9 +29,9 @@ const (
 
 // Limits on what a restore unpacks, whatever the zip's headers claim.
 const (
-	maxRestoreBytes   = 4 << 30
-	maxRestoreEntries = 100_000
-	maxBackupMeta     = 64 << 10
+	defaultRestoreLimit = 4 << 30 // bytes unpacked (webState.restoreLimit)
+	maxRestoreEntries   = 100_000
+	maxBackupMeta       = 64 << 10
 )
 
 type backupMeta struct {
@@ -249,7 +249,7 @@ func (n *Node) unpackBackup(ctx context.Context, zr *zip.Reader, varDir string) 
 		}
 		return root.Lchown(name, int(uid), int(gid))
 	}
-	budget := int64(maxRestoreBytes)
+	budget := n.web.restoreLimit
 	for _, zf := range zr.File {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -297,7 +297,7 @@ func (n *Node) unpackBackup(ctx context.Context, zr *zip.Reader, varDir string) 
 			return fmt.Errorf("%w: %s: %v", webui.ErrInvalid, zf.Name, err)
 		}
 		if budget -= k; budget < 0 {
-			return fmt.Errorf("%w: the backup unpacks to more than %d MiB", webui.ErrInvalid, maxRestoreBytes>>20)
+			return fmt.Errorf("%w: the backup unpacks to more than %d MiB", webui.ErrInvalid, n.web.restoreLimit>>20)
 		}
 		if err := owned(rel); err != nil {
 			return err

@@ -227,7 +227,7 @@ func (u *user) screenshot(name string) {
 			chromedp.Sleep(100*time.Millisecond),
 			chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
 				var err error
-				png, err = chromedp.FullScreenshot(90)(ctx, t)
+				png, err = chromedp.FullScreenshot(100)(ctx, t)
 				return err
 			}),
 		)

@@ -46,10 +46,13 @@ type webState struct {
 	// revokeGen counts session drops, so a session read from the database
 	// while a drop runs is not cached after it.
 	revokeGen uint64
+	// restoreLimit bounds the bytes one restore unpacks.
+	restoreLimit int64
 }
 
 func (n *Node) initAccounts(ctx context.Context) error {
 	n.web.hashSlots = make(chan struct{}, hashSlots)
+	n.web.restoreLimit = defaultRestoreLimit
 	// Until the owner chooses a username, they are who `erg run --owner`
 	// (or $USER) says.
 	if _, err := n.db.ExecContext(ctx, `UPDATE users SET username = ? WHERE id = ? AND username = ''`, strings.ToLower(n.cfg.Owner), ownerID); err != nil {
