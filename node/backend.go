@@ -717,12 +717,11 @@ func (n *Node) checkSession(ctx context.Context, hash string, g *grainInfo) (ses
 			n.mu.Unlock()
 			continue
 		}
-		if old, ok := n.sessions[hash]; ok {
-			s = old
-		} else {
+		if _, ok := n.sessions[hash]; !ok {
 			n.sessions[hash] = s
 		}
 		n.mu.Unlock()
+		// The next turn returns the cached entry, this one or a racer's.
 	}
 }
 

@@ -535,6 +535,11 @@ func TestUserLifecycle(t *testing.T) {
 		t.Errorf("a used invite: %d, want 404", code)
 	}
 	bob.get("/grains")
+	again := n.webClient(t)
+	again.login("bob", "bob password")
+	if u := again.user(); u.Username != "bob" || u.Owner {
+		t.Errorf("signed in as %+v", u)
+	}
 	g, _ := n.NewGrain(ctx, bob.user(), "echo", "bob's")
 	open, _ := n.OpenGrain(ctx, bob.user(), g.ID)
 	resp, err := bob.c.Get(open.URL)
