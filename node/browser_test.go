@@ -20,8 +20,13 @@ import (
 	"erg/appstore"
 )
 
-// packApp packs one of the test apps as a signed package file.
-func packApp(t *testing.T, name string, key ed25519.PrivateKey, version int64) string {
+// noteIcon is an icon for the notes package the browser test installs.
+const noteIcon = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 40 40"><rect width="40" height="40" rx="9" fill="#f2b705"/>` +
+	`<rect x="10" y="9" width="20" height="23" rx="2" fill="#fff"/><path d="M14 16h12M14 21h12M14 26h8" stroke="#b58600" stroke-width="2"/></svg>`
+
+// packApp packs one of the test apps as a signed package file; icon, if
+// not empty, is added as the app's SVG icon.
+func packApp(t *testing.T, name string, key ed25519.PrivateKey, version int64, icon string) string {
 	t.Helper()
 	tree := filepath.Join(t.TempDir(), name)
 	if err := os.CopyFS(tree, os.DirFS(filepath.Join(testApps(t), name))); err != nil {
@@ -33,6 +38,13 @@ func packApp(t *testing.T, name string, key ed25519.PrivateKey, version int64) s
 	}
 	m.ID = appstore.AppID(key.Public().(ed25519.PublicKey))
 	m.Version = version
+	if icon != "" {
+		os.Chmod(tree, 0o755)
+		if err := os.WriteFile(filepath.Join(tree, "icon.svg"), []byte(icon), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		m.Icon = "icon.svg"
+	}
 	data, _ := jsonString(m)
 	os.Chmod(filepath.Join(tree, "erg.json"), 0o644)
 	if err := os.WriteFile(filepath.Join(tree, "erg.json"), []byte(data), 0o644); err != nil {
@@ -260,7 +272,7 @@ func grainIDFromURL(t *testing.T, loc string) string {
 func TestBrowser(t *testing.T) {
 	n := startNode(t, func(c *Config) { c.AppsDir = ""; c.Owner = "alice" })
 	key, _ := appstore.GenerateKey()
-	pkg := packApp(t, "notes", key, 1)
+	pkg := packApp(t, "notes", key, 1, noteIcon)
 	b := newBrowser(t, n)
 	base := n.URL()
 
@@ -291,6 +303,7 @@ func TestBrowser(t *testing.T) {
 	if got := alice.text(`[data-testid=notice]`); !strings.Contains(got, "Installed Notes") {
 		t.Fatalf("after the upload: %q", got)
 	}
+	alice.waitJS("the app's icon", `document.querySelector("img.appicon") && document.querySelector("img.appicon").naturalWidth > 0`)
 	alice.screenshot("apps")
 
 	// Create a note and type in it.

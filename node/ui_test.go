@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"html"
 	"io"
 	"mime/multipart"
 	"net/http"
@@ -16,6 +17,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 
 	"erg/webui"
 )
@@ -723,5 +726,72 @@ func TestCLIUsersSharesBackupsAndTokens(t *testing.T) {
 	p.erg(false, "token", "rm", tok.ID)
 	if out := p.erg(true, "grain", "ls"); !strings.Contains(out, "unknown API token") {
 		t.Errorf("a revoked token: %s", out)
+	}
+}
+
+var frameRe = regexp.MustCompile(`<iframe class="grain" src="([^"]+)"`)
+
+// TestRevokingAShareCutsItsOpenWebsockets checks at the protocol level what
+// the browser test shows: revocation closes the share's live websockets at
+// once and refuses its next request, and leaves other sessions alone.
+func TestRevokingAShareCutsItsOpenWebsockets(t *testing.T) {
+	n := startNode(t, nil)
+	alice := n.setUp(t)
+	ctx := context.Background()
+	g, err := n.NewGrain(ctx, alice.user(), "notes", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh, err := n.NewShare(ctx, alice.user(), g.ID, webui.ShareRequest{Role: "viewer", Anonymous: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The owner's session through the shell, and a visitor's through the link.
+	dial := func(w *web, page string) *websocket.Conn {
+		t.Helper()
+		code, body := w.get(page)
+		m := frameRe.FindStringSubmatch(body)
+		if code != 200 || m == nil {
+			t.Fatalf("%s: %d, no frame", page, code)
+		}
+		if code, _ := w.get(html.UnescapeString(m[1])); code != http.StatusSeeOther {
+			t.Fatalf("frame login: %d", code)
+		}
+		c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(n.grainOrigin(g.ID), "http")+"/ws", &websocket.DialOptions{HTTPClient: w.c})
+		if err != nil {
+			t.Fatalf("websocket: %v", err)
+		}
+		t.Cleanup(func() { c.CloseNow() })
+		if _, _, err := c.Read(ctx); err != nil { // the note
+			t.Fatal(err)
+		}
+		return c
+	}
+	owner := dial(alice, "/grains/"+g.ID)
+	visitor := n.webClient(t)
+	vs := dial(visitor, strings.TrimPrefix(sh.URL, n.URL()))
+	if code, _ := visitor.get(n.grainOrigin(g.ID) + "/api/note"); code != 200 {
+		t.Fatalf("the visitor reads: %d", code)
+	}
+
+	if err := n.RevokeShare(ctx, alice.user(), sh.ID); err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, _, err := vs.Read(rctx); err == nil || rctx.Err() != nil {
+		t.Errorf("the visitor's websocket after revocation: %v (deadline: %v)", err, rctx.Err())
+	}
+	if code, _ := visitor.get(n.grainOrigin(g.ID) + "/api/note"); code != http.StatusForbidden {
+		t.Errorf("the visitor's next request: %d, want 403", code)
+	}
+	if _, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(n.grainOrigin(g.ID), "http")+"/ws", &websocket.DialOptions{HTTPClient: visitor.c}); err == nil {
+		t.Error("the visitor opened a new websocket after revocation")
+	}
+	pctx, cancel2 := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel2()
+	go owner.Read(pctx) // Ping needs a reader
+	if err := owner.Ping(pctx); err != nil {
+		t.Errorf("the owner's websocket went down with the share: %v", err)
 	}
 }

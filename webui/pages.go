@@ -56,6 +56,12 @@ var pageFuncs = template.FuncMap{
 		io.WriteString(h, s)
 		return int(h.Sum32() % 8)
 	},
+	"mib": func(n int64) string {
+		if n >= 1<<30 && n%(1<<30) == 0 {
+			return fmt.Sprintf("%d GiB", n>>30)
+		}
+		return fmt.Sprintf("%d MiB", n>>20)
+	},
 	"initial": func(s string) string {
 		for _, r := range strings.TrimSpace(s) {
 			return strings.ToUpper(string(r))
@@ -418,6 +424,7 @@ func (h *Handler) openShare(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	app, _ := h.appOf(r, g.AppID)
+	app.HasIcon = false // icons are for signed-in users; a visitor gets the letter tile
 	h.render(w, r, http.StatusOK, "shell", pageData{Title: g.Title, Data: shellData{Grain: g, FrameURL: g.URL, App: app, Anonymous: true}})
 }
 
@@ -648,7 +655,7 @@ func (h *Handler) renderApps(w http.ResponseWriter, r *http.Request, code int, n
 		h.failPage(w, r, err)
 		return
 	}
-	h.render(w, r, code, "apps", pageData{Title: "Apps", Nav: "apps", Data: map[string]any{"Apps": apps, "MaxUploadMiB": h.maxUpload >> 20},
+	h.render(w, r, code, "apps", pageData{Title: "Apps", Nav: "apps", Data: map[string]any{"Apps": apps, "MaxUpload": h.maxUpload},
 		Notice: notice, Error: errMsg})
 }
 
