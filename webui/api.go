@@ -280,21 +280,27 @@ func serveBackup(w http.ResponseWriter, r *http.Request, b Backend, log *slog.Lo
 	}
 }
 
-// backupName is a safe file name for a grain's backup.
+// backupName is a safe file name for a grain's backup: letters and digits
+// of the title, words joined by '-', and the start of the grain id.
 func backupName(g Grain) string {
 	var b strings.Builder
+	dash := false
 	for _, c := range g.Title {
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
-			b.WriteRune(c)
-		case c == ' ' || c == '.':
-			b.WriteByte('-')
-		}
 		if b.Len() >= 60 {
 			break
 		}
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_':
+			if dash && b.Len() > 0 {
+				b.WriteByte('-')
+			}
+			dash = false
+			b.WriteRune(c)
+		default:
+			dash = true
+		}
 	}
-	name := strings.Trim(b.String(), "-")
+	name := b.String()
 	if name == "" {
 		name = "grain"
 	}
