@@ -795,3 +795,89 @@ func TestRevokingAShareCutsItsOpenWebsockets(t *testing.T) {
 		t.Errorf("the owner's websocket went down with the share: %v", err)
 	}
 }
+
+// TestPagesManageGrainsAppsAndIdentity covers the page forms the browser
+// test does not: rename, delete after confirming, removing an app, and what
+// a grain is told about who uses it through a share.
+func TestPagesManageGrainsAppsAndIdentity(t *testing.T) {
+	n := startNode(t, nil)
+	alice := n.setUp(t)
+	bob := n.join(t, "bob")
+	ctx := context.Background()
+	g, _ := n.NewGrain(ctx, alice.user(), "echo", "first")
+
+	if code, _ := alice.post("/grains/"+g.ID+"/rename", url.Values{"title": {"Renamed"}, "back": {"//evil.example"}}); code != http.StatusSeeOther {
+		t.Errorf("rename: %d", code)
+	}
+	if got, _ := n.Grain(ctx, alice.user(), g.ID); got.Title != "Renamed" {
+		t.Errorf("title after rename: %q", got.Title)
+	}
+	if code, body := alice.get("/grains/" + g.ID + "/delete"); code != 200 || !strings.Contains(body, "Delete “Renamed”") {
+		t.Errorf("delete confirmation: %d", code)
+	}
+
+	// Identity through shares: an anonymous visitor has no name or id; a
+	// user has both; both get the role's permissions.
+	anon, _ := n.NewShare(ctx, alice.user(), g.ID, webui.ShareRequest{Role: "editor", Anonymous: true})
+	headersVia := func(w *web, page string) http.Header {
+		t.Helper()
+		code, body := w.get(page)
+		if code == http.StatusSeeOther {
+			code, body = w.get("/grains/" + g.ID)
+		}
+		m := frameRe.FindStringSubmatch(body)
+		if code != 200 || m == nil {
+			t.Fatalf("%s: %d, no frame", page, code)
+		}
+		w.get(html.UnescapeString(m[1]))
+		code, body = w.get(n.grainOrigin(g.ID) + "/headers")
+		var h http.Header
+		if code != 200 || json.Unmarshal([]byte(body), &h) != nil {
+			t.Fatalf("headers: %d %s", code, body)
+		}
+		return h
+	}
+	h := headersVia(n.webClient(t), strings.TrimPrefix(anon.URL, n.URL()))
+	if h.Get("X-Erg-Username") != "" || h.Get("X-Erg-User-Id") != "" || h.Get("X-Erg-Permissions") != "read,write" || h.Get("X-Erg-Session-Id") == "" {
+		t.Errorf("an anonymous visitor as the grain sees them: %v", h)
+	}
+	h = headersVia(bob, strings.TrimPrefix(anon.URL, n.URL()))
+	if h.Get("X-Erg-Username") != "bob" || len(h.Get("X-Erg-User-Id")) != 32 || h.Get("X-Erg-Permissions") != "read,write" {
+		t.Errorf("bob as the grain sees him: %v", h)
+	}
+	gs, _ := n.Grains(ctx, bob.user())
+	if len(gs) != 1 || gs[0].ID != g.ID || gs[0].Mine || gs[0].Owner != "alice" {
+		t.Errorf("bob's grains after opening the link: %+v", gs)
+	}
+	if _, body := bob.get("/grains"); !strings.Contains(body, "Renamed") || !strings.Contains(body, "from alice") {
+		t.Error("the grains page does not list the grain under Shared with me")
+	}
+
+	// An app with grains stays; without, it goes with its package tree.
+	apps, _ := n.Apps(ctx)
+	if code, body := alice.post("/apps/echo/remove", nil); code != http.StatusBadRequest || !strings.Contains(body, "delete them first") {
+		t.Errorf("removing an app in use: %d", code)
+	}
+	if code, _ := alice.post("/grains/"+g.ID+"/delete", nil); code != http.StatusSeeOther {
+		t.Errorf("delete: %d", code)
+	}
+	if _, err := n.grain(g.ID); err == nil {
+		t.Error("the grain survived its deletion")
+	}
+	if gs, _ := n.Grains(ctx, bob.user()); len(gs) != 0 {
+		t.Errorf("bob still has %+v", gs)
+	}
+	_, tree, _ := n.appByID(ctx, "echo")
+	if code, _ := bob.post("/apps/echo/remove", nil); code != http.StatusForbidden {
+		t.Errorf("bob removing an app: %d, want 403", code)
+	}
+	if code, _ := alice.post("/apps/echo/remove", nil); code != http.StatusSeeOther {
+		t.Errorf("removing an unused app: %d", code)
+	}
+	if after, _ := n.Apps(ctx); len(after) != len(apps)-1 {
+		t.Errorf("%d apps after removing one of %d", len(after), len(apps))
+	}
+	if _, err := os.Stat(tree); !os.IsNotExist(err) {
+		t.Errorf("the app's package tree is still there: %v", err)
+	}
+}
