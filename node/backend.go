@@ -665,8 +665,27 @@ func (n *Node) RedeemLoginToken(ctx context.Context, grainID, token string) (str
 	if err != nil {
 		return "", err
 	}
-	n.db.ExecContext(ctx, `DELETE FROM login_tokens WHERE expires_at <= ?`, now.Unix())
+	n.forgetExpired(ctx, now)
 	return session, nil
+}
+
+// forgetExpired deletes expired login tokens and sessions, at most once a
+// minute: every opened grain adds a session, and nothing else removes them.
+func (n *Node) forgetExpired(ctx context.Context, now time.Time) {
+	n.mu.Lock()
+	if now.Sub(n.web.lastSweep) < time.Minute {
+		n.mu.Unlock()
+		return
+	}
+	n.web.lastSweep = now
+	for h, s := range n.sessions {
+		if !now.Before(s.expires) {
+			delete(n.sessions, h) // no request can use it any more
+		}
+	}
+	n.mu.Unlock()
+	n.db.ExecContext(ctx, `DELETE FROM login_tokens WHERE expires_at <= ?`, now.Unix())
+	n.db.ExecContext(ctx, `DELETE FROM grain_sessions WHERE expires_at <= ?`, now.Unix())
 }
 
 // GrainViewer implements webui.Backend.

@@ -206,6 +206,15 @@ func (u *user) browserContext() cdp.BrowserContextID {
 	return chromedp.FromContext(u.ctx).BrowserContextID
 }
 
+// settle waits until the page has painted twice. Chrome routes a mouse
+// click by what the compositor last painted; right after a modal dialog
+// opens over the grain's frame (another process), a click at the dialog
+// could still go to the frame.
+func (u *user) settle() {
+	u.b.t.Helper()
+	eval[bool](u, `new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => setTimeout(() => r(true), 50))))`)
+}
+
 // waitJS polls a JavaScript condition until it holds.
 func (u *user) waitJS(what, cond string) {
 	u.b.t.Helper()
@@ -341,7 +350,9 @@ func TestBrowser(t *testing.T) {
 	alice.waitJS("the shell's script", `document.readyState === "complete"`)
 	alice.do("open the share dialog", chromedp.Click(chromedp.CSS(`[data-testid=share-button]`)))
 	alice.waitJS("a modal share dialog", `document.querySelector("#share").matches(":modal")`)
+	alice.settle()
 	alice.do("allow anonymous use", chromedp.Click(chromedp.CSS(`[data-testid=share-anonymous]`)))
+	alice.waitJS("the anonymous box to be ticked", `document.querySelector("[data-testid=share-anonymous]").checked`)
 	alice.do("create the link", chromedp.Click(chromedp.CSS(`[data-testid=share-create]`)), chromedp.WaitVisible(chromedp.CSS(`[data-testid=share-url]`)))
 	link := alice.value(`[data-testid=share-url]`)
 	if !strings.HasPrefix(link, base+"/s/") {
@@ -367,6 +378,7 @@ func TestBrowser(t *testing.T) {
 
 	// Revoke: the visitor's websocket closes and their next request is refused.
 	alice.do("reopen the dialog", chromedp.Navigate(base+"/grains/"+id+"?share=1"), chromedp.WaitVisible(chromedp.CSS(`[data-testid=revoke]`)))
+	alice.settle()
 	alice.do("revoke", chromedp.Click(chromedp.CSS(`[data-testid=revoke]`)), chromedp.WaitVisible(chromedp.CSS(`[data-testid=share-create]`)))
 	seen.waitJS("the visitor's websocket to close", `document.querySelector("#status").dataset.state !== "connected"`)
 	if got := eval[float64](seen, `fetch("/api/note").then(r => r.status)`); got != 403 {
@@ -405,7 +417,9 @@ func TestBrowser(t *testing.T) {
 
 	// Alice shares the note with bob as an editor; bob finds it under
 	// "Shared with me" and the grain knows him by name.
-	alice.do("share with bob", chromedp.Navigate(base+"/grains/"+id+"?share=1"),
+	alice.do("open the dialog again", chromedp.Navigate(base+"/grains/"+id+"?share=1"), chromedp.WaitVisible(chromedp.CSS(`[data-testid=share-create]`)))
+	alice.settle()
+	alice.do("share with bob",
 		chromedp.SetValue(chromedp.CSS(`[data-testid=share-role]`), "editor"),
 		chromedp.SetValue(chromedp.CSS(`[data-testid=share-user]`), "bob"),
 		chromedp.Click(chromedp.CSS(`[data-testid=share-create]`)),

@@ -48,6 +48,7 @@ type webState struct {
 	revokeGen uint64
 	// restoreLimit bounds the bytes one restore unpacks.
 	restoreLimit int64
+	lastSweep    time.Time // of expired sessions (forgetExpired)
 }
 
 func (n *Node) initAccounts(ctx context.Context) error {

@@ -16,6 +16,23 @@ import (
 // the shell's host, so grain origins (subdomains) never receive it.
 const sessionCookie = "erg_session"
 
+// secureCookies reports whether the browser treats the shell's origin as
+// secure: over TLS, or on localhost, which browsers count as secure. Then
+// the session cookie is Secure and named __Host-erg_session: a grain, being
+// a subdomain, could otherwise plant an erg_session cookie for the parent
+// domain and so sign the owner out or in as someone else; browsers refuse
+// any __Host- cookie that names a domain.
+func (h *Handler) secureCookies(r *http.Request) bool {
+	return r.TLS != nil || h.domain == "localhost" || strings.HasSuffix(h.domain, ".localhost")
+}
+
+func (h *Handler) sessionCookieName(r *http.Request) string {
+	if h.secureCookies(r) {
+		return "__Host-" + sessionCookie
+	}
+	return sessionCookie
+}
+
 // csrfField and csrfHeader carry the session's CSRF token in forms and in
 // API calls made by the pages' scripts.
 const (
@@ -44,7 +61,7 @@ func actorOf(r *http.Request) (actor, bool) {
 
 // webActor finds the signed-in user of a shell request, if any.
 func (h *Handler) webActor(r *http.Request) (actor, bool) {
-	c, err := r.Cookie(sessionCookie)
+	c, err := r.Cookie(h.sessionCookieName(r))
 	if err != nil || c.Value == "" {
 		return actor{}, false
 	}
@@ -58,13 +75,13 @@ func (h *Handler) webActor(r *http.Request) (actor, bool) {
 	return actor{user: u, csrf: csrf}, true
 }
 
-func setSessionCookie(w http.ResponseWriter, r *http.Request, session string) {
+func (h *Handler) setSessionCookie(w http.ResponseWriter, r *http.Request, session string) {
 	http.SetCookie(w, &http.Cookie{
-		Name:     sessionCookie,
+		Name:     h.sessionCookieName(r),
 		Value:    session,
 		Path:     "/",
 		HttpOnly: true,
-		Secure:   r.TLS != nil,
+		Secure:   h.secureCookies(r),
 		// Lax, not Strict: a sharing link opened from a mail or chat must
 		// arrive signed in. Lax alone does not stop a grain (a same-site
 		// subdomain) from posting here; checkCSRF does.
@@ -73,8 +90,8 @@ func setSessionCookie(w http.ResponseWriter, r *http.Request, session string) {
 	})
 }
 
-func clearSessionCookie(w http.ResponseWriter, r *http.Request) {
-	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: "", Path: "/", HttpOnly: true, Secure: r.TLS != nil,
+func (h *Handler) clearSessionCookie(w http.ResponseWriter, r *http.Request) {
+	http.SetCookie(w, &http.Cookie{Name: h.sessionCookieName(r), Value: "", Path: "/", HttpOnly: true, Secure: h.secureCookies(r),
 		SameSite: http.SameSiteLaxMode, MaxAge: -1})
 }
 

@@ -300,7 +300,7 @@ func (h *Handler) setup(w http.ResponseWriter, r *http.Request) {
 		fail(err)
 		return
 	}
-	setSessionCookie(w, r, session)
+	h.setSessionCookie(w, r, session)
 	http.Redirect(w, r, "/grains", http.StatusSeeOther)
 }
 
@@ -338,15 +338,15 @@ func (h *Handler) loginPost(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.limiter.succeeded(ip, username)
-	setSessionCookie(w, r, session)
+	h.setSessionCookie(w, r, session)
 	http.Redirect(w, r, localPath(next), http.StatusSeeOther)
 }
 
 func (h *Handler) logout(w http.ResponseWriter, r *http.Request, a actor) {
-	if c, err := r.Cookie(sessionCookie); err == nil {
+	if c, err := r.Cookie(h.sessionCookieName(r)); err == nil {
 		h.b.Logout(r.Context(), c.Value)
 	}
-	clearSessionCookie(w, r)
+	h.clearSessionCookie(w, r)
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
 }
 
@@ -385,7 +385,7 @@ func (h *Handler) acceptInvite(w http.ResponseWriter, r *http.Request) {
 		h.failPage(w, r, err)
 		return
 	}
-	setSessionCookie(w, r, session)
+	h.setSessionCookie(w, r, session)
 	http.Redirect(w, r, "/grains", http.StatusSeeOther)
 }
 

@@ -220,7 +220,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request, id string) {
 		SameSite: http.SameSiteLaxMode,
 		MaxAge:   int((30 * 24 * time.Hour).Seconds()),
 	}
-	if c.Secure || h.domain == "localhost" || strings.HasSuffix(h.domain, ".localhost") {
+	if h.secureCookies(r) {
 		// Browsers count each g-<id>.localhost as a site of its own, so
 		// the grain's frame is cross-site to the shell and a Lax cookie
 		// would never reach it. A partitioned cookie is kept under the

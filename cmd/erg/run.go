@@ -57,7 +57,7 @@ default; 'erg grain new APP' prints a link that signs you in.`,
 	f.StringVar(&cfg.Domain, "domain", "localhost", "grains are served on g-<id>.DOMAIN (a wildcard DNS name pointing here)")
 	f.DurationVar(&cfg.GrainIdle, "grain-idle", 5*time.Minute, "stop a grain after this long without requests or websockets")
 	f.StringVar(&cfg.AppsDir, "apps", "", "install every app directory (with erg.json) below this dir at start")
-	f.StringVar(&cfg.Owner, "owner", "", "the owner's username, as grains see it (default $USER)")
+	f.StringVar(&cfg.Owner, "owner", "", "the owner's username until the setup page sets one (default $USER)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log debug detail")
 	return cmd
 }
