@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -36,6 +37,7 @@ const sessionTTL = 30 * 24 * time.Hour
 type grainInfo struct {
 	id       string
 	appID    string
+	ownerID  string
 	title    string
 	created  time.Time
 	lastUsed time.Time
@@ -47,14 +49,19 @@ type grainInfo struct {
 type sessionEntry struct {
 	grainID   string
 	expires   time.Time
+	accountID string // "" for an anonymous visitor
+	username  string
+	shareID   string // "" when the grain's owner opened it
+	role      string
 	userID    string // what the grain is told, derived once
 	sessionID string
+	done      chan struct{} // closed when the session is dropped
 }
 
 var _ webui.Backend = (*Node)(nil)
 
 func (n *Node) loadGrains(ctx context.Context) error {
-	rows, err := n.db.QueryContext(ctx, `SELECT g.id, g.app_id, g.title, g.created_at, g.last_used, a.manifest, a.tree
+	rows, err := n.db.QueryContext(ctx, `SELECT g.id, g.app_id, g.owner_id, g.title, g.created_at, g.last_used, a.manifest, a.tree
 		FROM grains g JOIN apps a ON a.id = g.app_id`)
 	if err != nil {
 		return fmt.Errorf("load grains: %w", err)
@@ -64,7 +71,7 @@ func (n *Node) loadGrains(ctx context.Context) error {
 		var g grainInfo
 		var created, used int64
 		var manifest string
-		if err := rows.Scan(&g.id, &g.appID, &g.title, &created, &used, &manifest, &g.tree); err != nil {
+		if err := rows.Scan(&g.id, &g.appID, &g.ownerID, &g.title, &created, &used, &manifest, &g.tree); err != nil {
 			return fmt.Errorf("load grains: %w", err)
 		}
 		if err := json.Unmarshal([]byte(manifest), &g.app); err != nil {
@@ -84,6 +91,61 @@ func (n *Node) grain(id string) (*grainInfo, error) {
 		return nil, fmt.Errorf("%w: no grain %q", webui.ErrNotFound, id)
 	}
 	return g, nil
+}
+
+// ownGrain returns a grain only to its owner. Anyone else is told it does
+// not exist, so ids cannot be probed.
+func (n *Node) ownGrain(who webui.User, id string) (*grainInfo, error) {
+	g, err := n.grain(id)
+	if err != nil {
+		return nil, err
+	}
+	n.mu.RLock()
+	owner := g.ownerID
+	n.mu.RUnlock()
+	if owner != who.ID {
+		return nil, fmt.Errorf("%w: no grain %q", webui.ErrNotFound, id)
+	}
+	return g, nil
+}
+
+// access finds how a user may use a grain: as its owner, or through the
+// share they hold that grants the most.
+func (n *Node) access(ctx context.Context, who webui.User, id string) (g *grainInfo, role, shareID string, err error) {
+	g, err = n.grain(id)
+	if err != nil {
+		return nil, "", "", err
+	}
+	n.mu.RLock()
+	owner, m := g.ownerID, g.app
+	n.mu.RUnlock()
+	if owner == who.ID {
+		return g, m.OwnerRole, "", nil
+	}
+	rows, err := n.db.QueryContext(ctx, `SELECT s.id, s.role FROM share_holders h JOIN shares s ON s.id = h.share_id
+		WHERE h.user_id = ? AND h.grain_id = ? AND (s.expires_at = 0 OR s.expires_at > ?)`, who.ID, id, time.Now().Unix())
+	if err != nil {
+		return nil, "", "", err
+	}
+	defer rows.Close()
+	best := -1
+	for rows.Next() {
+		var sid, r string
+		if err := rows.Scan(&sid, &r); err != nil {
+			return nil, "", "", err
+		}
+		rl, _ := m.Role(r)
+		if len(rl.Permissions) > best {
+			best, role, shareID = len(rl.Permissions), r, sid
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", "", err
+	}
+	if best < 0 {
+		return nil, "", "", fmt.Errorf("%w: no grain %q", webui.ErrNotFound, id)
+	}
+	return g, role, shareID, nil
 }
 
 func (n *Node) grainDir(id string) string { return filepath.Join(n.cfg.DataDir, grainsDir, id) }
@@ -158,7 +220,7 @@ func (n *Node) Status(ctx context.Context) (webui.Status, error) {
 
 // Apps implements webui.Backend.
 func (n *Node) Apps(ctx context.Context) ([]webui.App, error) {
-	rows, err := n.db.QueryContext(ctx, `SELECT manifest FROM apps ORDER BY name`)
+	rows, err := n.db.QueryContext(ctx, `SELECT manifest, (SELECT count(*) FROM grains g WHERE g.app_id = apps.id) FROM apps ORDER BY name`)
 	if err != nil {
 		return nil, err
 	}
@@ -166,41 +228,190 @@ func (n *Node) Apps(ctx context.Context) ([]webui.App, error) {
 	apps := []webui.App{}
 	for rows.Next() {
 		var data string
-		if err := rows.Scan(&data); err != nil {
+		var grains int
+		if err := rows.Scan(&data, &grains); err != nil {
 			return nil, err
 		}
 		var m appstore.Manifest
 		if err := json.Unmarshal([]byte(data), &m); err != nil {
 			return nil, err
 		}
-		apps = append(apps, appInfo(&m))
+		a := appInfo(&m)
+		a.Grains = grains
+		apps = append(apps, a)
 	}
 	return apps, rows.Err()
 }
 
 func appInfo(m *appstore.Manifest) webui.App {
-	a := webui.App{ID: m.ID, Name: m.Name, Version: m.Version, DisplayVersion: m.DisplayVersion, Description: m.Description}
+	a := webui.App{ID: m.ID, Name: m.Name, Version: m.Version, DisplayVersion: m.DisplayVersion, Description: m.Description,
+		OwnerRole: m.OwnerRole, HasIcon: m.Icon != ""}
 	for _, act := range m.Actions {
 		a.Actions = append(a.Actions, act.Title)
+	}
+	for _, r := range m.Roles {
+		a.Roles = append(a.Roles, webui.Role{Name: r.Name, Title: r.Title, Permissions: r.Permissions})
 	}
 	return a
 }
 
-func (n *Node) toAPI(g *grainInfo) webui.Grain {
+// maxIconSize bounds an app icon the pages show.
+const maxIconSize = 256 << 10
+
+var iconTypes = map[string]string{
+	".png": "image/png", ".svg": "image/svg+xml", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
+	".webp": "image/webp", ".gif": "image/gif",
+}
+
+// AppIcon implements webui.Backend.
+func (n *Node) AppIcon(ctx context.Context, id string) ([]byte, string, error) {
+	m, tree, err := n.appByID(ctx, id)
+	if err != nil {
+		return nil, "", err
+	}
+	ctype := iconTypes[strings.ToLower(filepath.Ext(m.Icon))]
+	if m.Icon == "" || ctype == "" {
+		return nil, "", fmt.Errorf("%w: app %s has no icon", webui.ErrNotFound, id)
+	}
+	// The tree is the app's: read inside it only.
+	root, err := os.OpenRoot(tree)
+	if err != nil {
+		return nil, "", err
+	}
+	defer root.Close()
+	f, err := root.Open(m.Icon)
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: icon: %v", webui.ErrNotFound, err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, maxIconSize+1))
+	if err != nil || len(data) > maxIconSize {
+		return nil, "", fmt.Errorf("%w: icon unreadable or larger than %d KiB", webui.ErrNotFound, maxIconSize>>10)
+	}
+	return data, ctype, nil
+}
+
+func (n *Node) appByID(ctx context.Context, id string) (*appstore.Manifest, string, error) {
+	var data, tree string
+	err := n.db.QueryRowContext(ctx, `SELECT manifest, tree FROM apps WHERE id = ?`, id).Scan(&data, &tree)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, "", fmt.Errorf("%w: no app %q is installed", webui.ErrNotFound, id)
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	var m appstore.Manifest
+	if err := json.Unmarshal([]byte(data), &m); err != nil {
+		return nil, "", err
+	}
+	return &m, tree, nil
+}
+
+// RemoveApp implements webui.Backend.
+func (n *Node) RemoveApp(ctx context.Context, who webui.User, id string) error {
+	if err := requireOwner(who); err != nil {
+		return err
+	}
+	n.installMu.Lock()
+	defer n.installMu.Unlock()
+	m, tree, err := n.appByID(ctx, id)
+	if err != nil {
+		return err
+	}
+	var grains int
+	n.db.QueryRowContext(ctx, `SELECT count(*) FROM grains WHERE app_id = ?`, id).Scan(&grains)
+	if grains > 0 {
+		return fmt.Errorf("%w: %d grains of %s exist: delete them first", webui.ErrInvalid, grains, m.Name)
+	}
+	if _, err := n.db.ExecContext(ctx, `DELETE FROM apps WHERE id = ? AND NOT EXISTS (SELECT 1 FROM grains WHERE app_id = ?)`, id, id); err != nil {
+		return fmt.Errorf("remove app: %w", err)
+	}
+	var others int
+	n.db.QueryRowContext(ctx, `SELECT count(*) FROM apps WHERE tree = ?`, tree).Scan(&others)
+	if others == 0 && filepath.Dir(tree) == filepath.Join(n.cfg.DataDir, packagesDir) {
+		if err := appstore.RemoveTree(tree); err != nil {
+			n.log.Warn("package tree left behind", "app", id, "dir", tree, "err", err)
+		}
+	}
+	n.log.Info("app removed", "app", id, "name", m.Name)
+	return nil
+}
+
+// usernames maps account ids to usernames.
+func (n *Node) usernames(ctx context.Context) (map[string]string, error) {
+	rows, err := n.db.QueryContext(ctx, `SELECT id, username FROM users`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var id, name string
+		if err := rows.Scan(&id, &name); err != nil {
+			return nil, err
+		}
+		out[id] = name
+	}
+	return out, rows.Err()
+}
+
+func (n *Node) toAPI(g *grainInfo, who webui.User, role string, names map[string]string) webui.Grain {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	if role == "" && g.ownerID == who.ID {
+		role = g.app.OwnerRole
+	}
 	return webui.Grain{
-		ID: g.id, AppID: g.appID, AppName: g.app.Name, Title: g.title,
+		ID: g.id, AppID: g.appID, AppName: g.app.Name, Title: g.title, Owner: names[g.ownerID],
+		Mine: g.ownerID == who.ID, Role: role,
 		Created: g.created, LastUsed: g.lastUsed, Running: n.grains.running(g.id),
 	}
 }
 
 // Grains implements webui.Backend.
-func (n *Node) Grains(ctx context.Context) ([]webui.Grain, error) {
+func (n *Node) Grains(ctx context.Context, who webui.User) ([]webui.Grain, error) {
+	names, err := n.usernames(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var mine []*grainInfo
 	n.mu.RLock()
-	out := make([]webui.Grain, 0, len(n.cache))
 	for _, g := range n.cache {
-		out = append(out, n.toAPI(g))
+		if g.ownerID == who.ID {
+			mine = append(mine, g)
+		}
 	}
 	n.mu.RUnlock()
+	out := make([]webui.Grain, 0, len(mine))
+	for _, g := range mine {
+		out = append(out, n.toAPI(g, who, "", names))
+	}
+	rows, err := n.db.QueryContext(ctx, `SELECT DISTINCT grain_id FROM share_holders WHERE user_id = ?`, who.ID)
+	if err != nil {
+		return nil, err
+	}
+	var shared []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		shared = append(shared, id)
+	}
+	rows.Close()
+	for _, id := range shared {
+		g, role, _, err := n.access(ctx, who, id)
+		if errors.Is(err, webui.ErrNotFound) {
+			continue // every share they held has expired
+		}
+		if err != nil {
+			return nil, err
+		}
+		if g.ownerID != who.ID {
+			out = append(out, n.toAPI(g, who, role, names))
+		}
+	}
 	sort.Slice(out, func(i, j int) bool {
 		if !out[i].Created.Equal(out[j].Created) {
 			return out[i].Created.Before(out[j].Created)
@@ -208,6 +419,19 @@ func (n *Node) Grains(ctx context.Context) ([]webui.Grain, error) {
 		return out[i].ID < out[j].ID
 	})
 	return out, nil
+}
+
+// Grain implements webui.Backend.
+func (n *Node) Grain(ctx context.Context, who webui.User, id string) (webui.Grain, error) {
+	g, role, _, err := n.access(ctx, who, id)
+	if err != nil {
+		return webui.Grain{}, err
+	}
+	names, err := n.usernames(ctx)
+	if err != nil {
+		return webui.Grain{}, err
+	}
+	return n.toAPI(g, who, role, names), nil
 }
 
 // findApp resolves an app by id, or by name when that is unambiguous.
@@ -257,67 +481,136 @@ func newGrainID() string {
 	return grainIDEncoding.EncodeToString(b)
 }
 
+func checkTitle(title, fallback string) (string, error) {
+	title = strings.TrimSpace(title)
+	if title == "" {
+		title = fallback
+	}
+	if len(title) > 200 {
+		return "", fmt.Errorf("%w: title is longer than 200 characters", webui.ErrInvalid)
+	}
+	if strings.ContainsFunc(title, func(r rune) bool { return r < ' ' }) {
+		return "", fmt.Errorf("%w: title has control characters", webui.ErrInvalid)
+	}
+	return title, nil
+}
+
 // NewGrain implements webui.Backend.
-func (n *Node) NewGrain(ctx context.Context, appRef, title string) (webui.Grain, error) {
-	m, tree, err := n.findApp(ctx, appRef)
+func (n *Node) NewGrain(ctx context.Context, who webui.User, appRef, title string) (webui.Grain, error) {
+	g, err := n.createGrain(ctx, who, appRef, title, nil)
 	if err != nil {
 		return webui.Grain{}, err
 	}
-	title = strings.TrimSpace(title)
-	if title == "" {
-		title = "Untitled " + m.Name
+	return n.withLoginURL(ctx, g, who.ID, "", g.app.OwnerRole)
+}
+
+// createGrain makes a grain's row and storage; fill, if set, puts the
+// initial contents into its empty var dir. A failure leaves nothing.
+func (n *Node) createGrain(ctx context.Context, who webui.User, appRef, title string, fill func(varDir string, m *appstore.Manifest) error) (*grainInfo, error) {
+	m, tree, err := n.findApp(ctx, appRef)
+	if err != nil {
+		return nil, err
 	}
-	if len(title) > 200 {
-		return webui.Grain{}, fmt.Errorf("%w: title is longer than 200 characters", webui.ErrInvalid)
+	if title, err = checkTitle(title, "Untitled "+m.Name); err != nil {
+		return nil, err
 	}
 	id := newGrainID()
 	dir := n.grainDir(id)
 	varDir := filepath.Join(dir, "var")
 	if err := os.MkdirAll(varDir, 0o700); err != nil {
-		return webui.Grain{}, fmt.Errorf("create grain storage: %w", err)
+		return nil, fmt.Errorf("create grain storage: %w", err)
+	}
+	if fill != nil {
+		if err := fill(varDir, m); err != nil {
+			appstore.RemoveTree(dir)
+			return nil, err
+		}
 	}
 	now := time.Now()
-	_, err = n.db.ExecContext(ctx, `INSERT INTO grains (id, app_id, title, created_at, last_used) VALUES (?, ?, ?, ?, ?)`,
-		id, m.ID, title, now.Unix(), now.Unix())
+	_, err = n.db.ExecContext(ctx, `INSERT INTO grains (id, app_id, owner_id, title, created_at, last_used) VALUES (?, ?, ?, ?, ?, ?)`,
+		id, m.ID, who.ID, title, now.Unix(), now.Unix())
 	if err != nil {
-		os.RemoveAll(dir)
-		return webui.Grain{}, fmt.Errorf("record grain: %w", err)
+		appstore.RemoveTree(dir)
+		return nil, fmt.Errorf("record grain: %w", err)
 	}
-	g := &grainInfo{id: id, appID: m.ID, title: title, created: time.Unix(now.Unix(), 0), lastUsed: time.Unix(now.Unix(), 0), app: m, tree: tree}
+	g := &grainInfo{id: id, appID: m.ID, ownerID: who.ID, title: title, created: time.Unix(now.Unix(), 0), lastUsed: time.Unix(now.Unix(), 0), app: m, tree: tree}
 	n.mu.Lock()
 	n.cache[id] = g
 	n.mu.Unlock()
-	n.log.Info("grain created", "grain", id, "app", m.ID)
-	return n.withLoginURL(ctx, g)
+	n.log.Info("grain created", "grain", id, "app", m.ID, "owner", who.Username)
+	return g, nil
 }
 
 // OpenGrain implements webui.Backend.
-func (n *Node) OpenGrain(ctx context.Context, id string) (webui.Grain, error) {
-	g, err := n.grain(id)
+func (n *Node) OpenGrain(ctx context.Context, who webui.User, id string) (webui.Grain, error) {
+	g, role, shareID, err := n.access(ctx, who, id)
 	if err != nil {
 		return webui.Grain{}, err
 	}
-	return n.withLoginURL(ctx, g)
+	return n.withLoginURL(ctx, g, who.ID, shareID, role)
 }
 
-func (n *Node) withLoginURL(ctx context.Context, g *grainInfo) (webui.Grain, error) {
+// withLoginURL adds a one-time login link for the grain's origin, for an
+// account (or "" for an anonymous visitor) through a share (or "" for the
+// owner).
+func (n *Node) withLoginURL(ctx context.Context, g *grainInfo, accountID, shareID, role string) (webui.Grain, error) {
 	token := randomToken()
-	_, err := n.db.ExecContext(ctx, `INSERT INTO login_tokens (hash, grain_id, expires_at) VALUES (?, ?, ?)`,
-		hashToken(token), g.id, time.Now().Add(loginTokenTTL).Unix())
+	_, err := n.db.ExecContext(ctx, `INSERT INTO login_tokens (hash, grain_id, expires_at, user_id, share_id) VALUES (?, ?, ?, ?, ?)`,
+		hashToken(token), g.id, time.Now().Add(loginTokenTTL).Unix(), nullable(accountID), nullable(shareID))
 	if err != nil {
 		return webui.Grain{}, fmt.Errorf("create login token: %w", err)
 	}
-	out := n.toAPI(g)
-	_, port, _ := net.SplitHostPort(n.webLn.Addr().String())
-	out.URL = webui.GrainOrigin(n.cfg.Domain, g.id, port) + "/_erg/login?token=" + url.QueryEscape(token)
+	names, err := n.usernames(ctx)
+	if err != nil {
+		return webui.Grain{}, err
+	}
+	out := n.toAPI(g, webui.User{ID: accountID}, role, names)
+	out.URL = n.grainOrigin(g.id) + "/_erg/login?token=" + url.QueryEscape(token)
 	return out, nil
 }
 
+func (n *Node) grainOrigin(id string) string {
+	_, port, _ := net.SplitHostPort(n.webLn.Addr().String())
+	return webui.GrainOrigin(n.cfg.Domain, id, port)
+}
+
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// RenameGrain implements webui.Backend.
+func (n *Node) RenameGrain(ctx context.Context, who webui.User, id, title string) (webui.Grain, error) {
+	g, err := n.ownGrain(who, id)
+	if err != nil {
+		return webui.Grain{}, err
+	}
+	if title, err = checkTitle(title, ""); err != nil {
+		return webui.Grain{}, err
+	}
+	if title == "" {
+		return webui.Grain{}, fmt.Errorf("%w: the title is empty", webui.ErrInvalid)
+	}
+	if _, err := n.db.ExecContext(ctx, `UPDATE grains SET title = ? WHERE id = ?`, title, id); err != nil {
+		return webui.Grain{}, fmt.Errorf("rename grain: %w", err)
+	}
+	n.mu.Lock()
+	g.title = title
+	n.mu.Unlock()
+	return n.Grain(ctx, who, id)
+}
+
 // RemoveGrain implements webui.Backend.
-func (n *Node) RemoveGrain(ctx context.Context, id string) error {
-	if _, err := n.grain(id); err != nil {
+func (n *Node) RemoveGrain(ctx context.Context, who webui.User, id string) error {
+	if _, err := n.ownGrain(who, id); err != nil {
 		return err
 	}
+	return n.removeGrain(ctx, id)
+}
+
+func (n *Node) removeGrain(ctx context.Context, id string) error {
 	if err := n.grains.stop(ctx, id, "removed"); err != nil {
 		return fmt.Errorf("stop grain %s: %w", id, err)
 	}
@@ -326,12 +619,8 @@ func (n *Node) RemoveGrain(ctx context.Context, id string) error {
 	}
 	n.mu.Lock()
 	delete(n.cache, id)
-	for h, s := range n.sessions {
-		if s.grainID == id {
-			delete(n.sessions, h)
-		}
-	}
 	n.mu.Unlock()
+	n.dropSessions(func(s sessionEntry) bool { return s.grainID == id })
 	n.grains.forget(id)
 	dir := n.grainDir(id)
 	if err := appstore.RemoveTree(dir); err != nil {
@@ -342,8 +631,8 @@ func (n *Node) RemoveGrain(ctx context.Context, id string) error {
 }
 
 // GrainLog implements webui.Backend.
-func (n *Node) GrainLog(ctx context.Context, id string) ([]byte, error) {
-	if _, err := n.grain(id); err != nil {
+func (n *Node) GrainLog(ctx context.Context, who webui.User, id string) ([]byte, error) {
+	if _, err := n.ownGrain(who, id); err != nil {
 		return nil, err
 	}
 	return n.grains.logOf(id), nil
@@ -363,22 +652,42 @@ func (n *Node) RedeemLoginToken(ctx context.Context, grainID, token string) (str
 	now := time.Now()
 	// Deleting is the redeeming: of two requests racing with one token,
 	// exactly one deletes the row.
-	res, err := n.db.ExecContext(ctx, `DELETE FROM login_tokens WHERE hash = ? AND grain_id = ? AND expires_at > ?`,
-		hashToken(token), grainID, now.Unix())
-	if err != nil {
-		return "", err
-	}
-	if k, _ := res.RowsAffected(); k != 1 {
+	var accountID, shareID sql.NullString
+	err := n.db.QueryRowContext(ctx, `DELETE FROM login_tokens WHERE hash = ? AND grain_id = ? AND expires_at > ? RETURNING user_id, share_id`,
+		hashToken(token), grainID, now.Unix()).Scan(&accountID, &shareID)
+	if errors.Is(err, sql.ErrNoRows) {
 		return "", fmt.Errorf("%w: login token is unknown, used or expired", webui.ErrForbidden)
 	}
-	session := randomToken()
-	_, err = n.db.ExecContext(ctx, `INSERT INTO grain_sessions (hash, grain_id, created_at, expires_at) VALUES (?, ?, ?, ?)`,
-		hashToken(session), grainID, now.Unix(), now.Add(sessionTTL).Unix())
 	if err != nil {
 		return "", err
 	}
-	n.db.ExecContext(ctx, `DELETE FROM login_tokens WHERE expires_at <= ?`, now.Unix())
+	session := randomToken()
+	_, err = n.db.ExecContext(ctx, `INSERT INTO grain_sessions (hash, grain_id, created_at, expires_at, user_id, share_id) VALUES (?, ?, ?, ?, ?, ?)`,
+		hashToken(session), grainID, now.Unix(), now.Add(sessionTTL).Unix(), accountID, shareID)
+	if err != nil {
+		return "", err
+	}
+	n.forgetExpired(ctx, now)
 	return session, nil
+}
+
+// forgetExpired deletes expired login tokens and sessions, at most once a
+// minute: every opened grain adds a session, and nothing else removes them.
+func (n *Node) forgetExpired(ctx context.Context, now time.Time) {
+	n.mu.Lock()
+	if now.Sub(n.web.lastSweep) < time.Minute {
+		n.mu.Unlock()
+		return
+	}
+	n.web.lastSweep = now
+	for h, s := range n.sessions {
+		if !now.Before(s.expires) {
+			delete(n.sessions, h) // no request can use it any more
+		}
+	}
+	n.mu.Unlock()
+	n.db.ExecContext(ctx, `DELETE FROM login_tokens WHERE expires_at <= ?`, now.Unix())
+	n.db.ExecContext(ctx, `DELETE FROM grain_sessions WHERE expires_at <= ?`, now.Unix())
 }
 
 // GrainViewer implements webui.Backend.
@@ -387,50 +696,114 @@ func (n *Node) GrainViewer(ctx context.Context, grainID, session string) (webui.
 	if err != nil {
 		return webui.Viewer{}, err
 	}
-	se, err := n.checkSession(ctx, hashToken(session), grainID)
+	se, err := n.checkSession(ctx, hashToken(session), g)
 	if err != nil {
 		return webui.Viewer{}, err
 	}
-	role, _ := g.app.Role(g.app.OwnerRole)
+	n.mu.RLock()
+	role, _ := g.app.Role(se.role)
+	n.mu.RUnlock()
 	return webui.Viewer{
 		UserID:      se.userID,
-		Username:    n.cfg.Owner,
+		Username:    se.username,
 		Permissions: role.Permissions,
 		SessionID:   se.sessionID,
+		Done:        se.done,
 	}, nil
 }
 
 // checkSession finds a live session, from memory when it can: the proxy
 // asks on every request, and a database read there would cost more than
 // the rest of the proxy.
-func (n *Node) checkSession(ctx context.Context, hash, grainID string) (sessionEntry, error) {
+func (n *Node) checkSession(ctx context.Context, hash string, g *grainInfo) (sessionEntry, error) {
 	now := time.Now()
-	n.mu.RLock()
-	s, ok := n.sessions[hash]
-	n.mu.RUnlock()
-	if !ok {
-		var expires int64
-		err := n.db.QueryRowContext(ctx, `SELECT expires_at FROM grain_sessions WHERE hash = ? AND grain_id = ?`, hash, grainID).Scan(&expires)
-		if errors.Is(err, sql.ErrNoRows) {
-			return sessionEntry{}, fmt.Errorf("%w: no such session", webui.ErrForbidden)
+	for {
+		n.mu.RLock()
+		s, ok := n.sessions[hash]
+		gen := n.web.revokeGen
+		n.mu.RUnlock()
+		if ok {
+			if s.grainID != g.id || !now.Before(s.expires) {
+				return sessionEntry{}, fmt.Errorf("%w: no such session", webui.ErrForbidden)
+			}
+			return s, nil
 		}
+		s, err := n.loadSession(ctx, hash, g)
 		if err != nil {
 			return sessionEntry{}, err
 		}
-		s = sessionEntry{
-			grainID:   grainID,
-			expires:   time.Unix(expires, 0),
-			userID:    n.derive("user-id", "owner", grainID),
-			sessionID: n.derive("session-id", hash),
-		}
 		n.mu.Lock()
-		n.sessions[hash] = s
+		if n.web.revokeGen != gen {
+			// Access was taken away meanwhile: look again.
+			n.mu.Unlock()
+			continue
+		}
+		if _, ok := n.sessions[hash]; !ok {
+			n.sessions[hash] = s
+		}
 		n.mu.Unlock()
+		// The next turn returns the cached entry, this one or a racer's.
 	}
-	if s.grainID != grainID || !now.Before(s.expires) {
+}
+
+func (n *Node) loadSession(ctx context.Context, hash string, g *grainInfo) (sessionEntry, error) {
+	var expires, shareExpires int64
+	var accountID, shareID, role, username sql.NullString
+	err := n.db.QueryRowContext(ctx, `SELECT gs.expires_at, gs.user_id, gs.share_id, s.role, coalesce(s.expires_at, 0), u.username
+		FROM grain_sessions gs LEFT JOIN shares s ON s.id = gs.share_id LEFT JOIN users u ON u.id = gs.user_id
+		WHERE gs.hash = ? AND gs.grain_id = ?`, hash, g.id).Scan(&expires, &accountID, &shareID, &role, &shareExpires, &username)
+	if errors.Is(err, sql.ErrNoRows) {
 		return sessionEntry{}, fmt.Errorf("%w: no such session", webui.ErrForbidden)
 	}
+	if err != nil {
+		return sessionEntry{}, err
+	}
+	s := sessionEntry{
+		grainID:   g.id,
+		expires:   time.Unix(expires, 0),
+		accountID: accountID.String,
+		username:  username.String,
+		shareID:   shareID.String,
+		role:      role.String,
+		sessionID: n.derive("session-id", hash),
+		done:      make(chan struct{}),
+	}
+	if shareExpires > 0 && shareExpires < expires {
+		s.expires = time.Unix(shareExpires, 0)
+	}
+	n.mu.RLock()
+	owner, ownerRole := g.ownerID, g.app.OwnerRole
+	n.mu.RUnlock()
+	if s.shareID == "" {
+		// Without a share only the grain's owner has a session.
+		if s.accountID != owner {
+			return sessionEntry{}, fmt.Errorf("%w: no such session", webui.ErrForbidden)
+		}
+		s.role = ownerRole
+	}
+	if s.accountID != "" {
+		s.userID = n.derive("user-id", s.accountID, g.id)
+	}
 	return s, nil
+}
+
+// dropSessions ends every grain session that match selects: it is
+// forgotten, so the next request on it is refused, and its Done channel is
+// closed, so open requests and websockets on it are cut.
+func (n *Node) dropSessions(match func(sessionEntry) bool) {
+	n.mu.Lock()
+	n.web.revokeGen++
+	var done []chan struct{}
+	for h, s := range n.sessions {
+		if match(s) {
+			delete(n.sessions, h)
+			done = append(done, s.done)
+		}
+	}
+	n.mu.Unlock()
+	for _, c := range done {
+		close(c)
+	}
 }
 
 // AcquireGrain implements webui.Backend.

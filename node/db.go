@@ -44,6 +44,65 @@ var migrations = []string{
 		key TEXT PRIMARY KEY,
 		value BLOB NOT NULL
 	);`,
+	// Accounts and sharing. The owner's account id is the literal "owner",
+	// which is what grains were told before accounts existed, so their
+	// X-Erg-User-Id stays the same. Sessions and login tokens from before
+	// say nothing about who holds them; they are dropped (a sign-in again
+	// is all it costs).
+	`CREATE TABLE users (
+		id TEXT PRIMARY KEY,
+		username TEXT NOT NULL UNIQUE COLLATE NOCASE,
+		password_hash TEXT NOT NULL DEFAULT '',
+		is_owner INTEGER NOT NULL DEFAULT 0,
+		created_at INTEGER NOT NULL
+	);
+	INSERT INTO users (id, username, is_owner, created_at) VALUES ('owner', '', 1, unixepoch());
+	CREATE TABLE web_sessions (
+		hash TEXT PRIMARY KEY,
+		user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+		csrf TEXT NOT NULL,
+		created_at INTEGER NOT NULL,
+		expires_at INTEGER NOT NULL
+	);
+	CREATE TABLE invites (
+		id TEXT PRIMARY KEY,
+		hash TEXT NOT NULL UNIQUE,
+		username TEXT NOT NULL UNIQUE COLLATE NOCASE,
+		created_at INTEGER NOT NULL,
+		expires_at INTEGER NOT NULL
+	);
+	CREATE TABLE api_tokens (
+		id TEXT PRIMARY KEY,
+		hash TEXT NOT NULL UNIQUE,
+		user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+		label TEXT NOT NULL,
+		created_at INTEGER NOT NULL
+	);
+	ALTER TABLE grains ADD COLUMN owner_id TEXT NOT NULL DEFAULT 'owner'; -- SQLite allows no REFERENCES with a default here; removing a user removes their grains in code
+	CREATE TABLE shares (
+		id TEXT PRIMARY KEY,
+		hash TEXT NOT NULL UNIQUE,
+		grain_id TEXT NOT NULL REFERENCES grains(id) ON DELETE CASCADE,
+		role TEXT NOT NULL,
+		for_user TEXT REFERENCES users(id) ON DELETE CASCADE,
+		anonymous INTEGER NOT NULL DEFAULT 0,
+		label TEXT NOT NULL DEFAULT '',
+		created_at INTEGER NOT NULL,
+		expires_at INTEGER NOT NULL DEFAULT 0
+	);
+	CREATE TABLE share_holders (
+		user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+		share_id TEXT NOT NULL REFERENCES shares(id) ON DELETE CASCADE,
+		grain_id TEXT NOT NULL REFERENCES grains(id) ON DELETE CASCADE,
+		added_at INTEGER NOT NULL,
+		PRIMARY KEY (user_id, share_id)
+	);
+	DELETE FROM grain_sessions;
+	DELETE FROM login_tokens;
+	ALTER TABLE grain_sessions ADD COLUMN user_id TEXT REFERENCES users(id) ON DELETE CASCADE;
+	ALTER TABLE grain_sessions ADD COLUMN share_id TEXT REFERENCES shares(id) ON DELETE CASCADE;
+	ALTER TABLE login_tokens ADD COLUMN user_id TEXT REFERENCES users(id) ON DELETE CASCADE;
+	ALTER TABLE login_tokens ADD COLUMN share_id TEXT REFERENCES shares(id) ON DELETE CASCADE;`,
 }
 
 // openDB opens (creating if needed) the node's metadata database. WAL with

@@ -18,7 +18,7 @@ import (
 
 func TestGrainStartsOnFirstRequestAndKeepsData(t *testing.T) {
 	n := startNode(t, nil)
-	g, err := n.NewGrain(context.Background(), "echo", "")
+	g, err := n.NewGrain(context.Background(), n.owner(), "echo", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -151,7 +151,7 @@ func TestCrashedAppRestartsOnNextRequest(t *testing.T) {
 	if code, body := n.get(origin + "/pid"); code != 200 || body != "2" {
 		t.Fatalf("after crash /pid = %d %q, want a second start", code, body)
 	}
-	log, err := n.GrainLog(context.Background(), id)
+	log, err := n.GrainLog(context.Background(), n.owner(), id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,11 +170,11 @@ func TestNodeRestartKeepsGrainsAndData(t *testing.T) {
 	n.Close()
 
 	n2 := startNode(t, func(c *Config) { c.DataDir = cfg.DataDir })
-	gs, err := n2.Grains(context.Background())
+	gs, err := n2.Grains(context.Background(), n2.owner())
 	if err != nil || len(gs) != 1 || gs[0].ID != id {
 		t.Fatalf("grains after restart = %+v, %v", gs, err)
 	}
-	g, err := n2.OpenGrain(context.Background(), id)
+	g, err := n2.OpenGrain(context.Background(), n2.owner(), id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +189,7 @@ func TestRemoveGrainDeletesEverything(t *testing.T) {
 	n := startNode(t, nil)
 	id, origin := n.newGrain("echo")
 	n.get(origin + "/write?v=x")
-	if err := n.RemoveGrain(context.Background(), id); err != nil {
+	if err := n.RemoveGrain(context.Background(), n.owner(), id); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(n.grainDir(id)); !os.IsNotExist(err) {
@@ -198,7 +198,7 @@ func TestRemoveGrainDeletesEverything(t *testing.T) {
 	if code, _ := n.get(origin + "/"); code != http.StatusNotFound {
 		t.Errorf("removed grain answers %d, want 404", code)
 	}
-	if err := n.RemoveGrain(context.Background(), id); !errors.Is(err, webui.ErrNotFound) {
+	if err := n.RemoveGrain(context.Background(), n.owner(), id); !errors.Is(err, webui.ErrNotFound) {
 		t.Errorf("second remove = %v, want not found", err)
 	}
 }
@@ -245,7 +245,7 @@ func TestNotesLiveUpdatesThroughProxy(t *testing.T) {
 	dataDir := n.cfg.DataDir
 	n.Close()
 	n2 := startNode(t, func(c *Config) { c.DataDir = dataDir })
-	g, err := n2.OpenGrain(ctx, id)
+	g, err := n2.OpenGrain(ctx, n2.owner(), id)
 	if err != nil {
 		t.Fatal(err)
 	}

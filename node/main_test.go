@@ -190,7 +190,7 @@ func (n *testNode) newClient() *http.Client {
 	jar, _ := cookiejar.New(nil)
 	addr := n.Addr()
 	return &http.Client{
-		Jar: jar,
+		Jar: localhostJar{jar},
 		Transport: &http.Transport{
 			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 				var d net.Dialer
@@ -204,7 +204,7 @@ func (n *testNode) newClient() *http.Client {
 // newGrain creates a grain and signs the test node's client in to it.
 func (n *testNode) newGrain(app string) (id, origin string) {
 	n.t.Helper()
-	g, err := n.NewGrain(context.Background(), app, "")
+	g, err := n.NewGrain(context.Background(), n.owner(), app, "")
 	if err != nil {
 		n.t.Fatalf("new grain: %v", err)
 	}

@@ -32,7 +32,8 @@ type Config struct {
 	Domain    string        // grains are served on g-<id>.<Domain>; default localhost
 	GrainIdle time.Duration // stop a grain this long after its last request; default 5m
 	AppsDir   string        // if set, install every app tree below it at start
-	Owner     string        // the owner's username; default $USER or "owner"
+	Owner     string        // the owner's username until they set up their account; default $USER or "owner"
+	MaxUpload int64         // largest package or backup upload; default 1 GiB
 	P2PListen []string      // libp2p listen multiaddrs; default loopback TCP and QUIC, any port
 	Bootstrap []string      // multiaddrs (with /p2p/<id>) of peers to join the DHT through
 	Version   string
@@ -70,6 +71,7 @@ type Node struct {
 	mu       sync.RWMutex
 	cache    map[string]*grainInfo   // every grain, by id
 	sessions map[string]sessionEntry // grain sessions seen, by token hash
+	web      webState                // accounts and sharing (users.go)
 
 	p2p *p2pState // libp2p host, DHT and app store
 
@@ -138,6 +140,9 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	if err := n.loadGrains(ctx); err != nil {
 		return nil, err
 	}
+	if err := n.initAccounts(ctx); err != nil {
+		return nil, err
+	}
 	if cfg.AppsDir != "" {
 		if err := n.installAppsDir(ctx, cfg.AppsDir); err != nil {
 			return nil, err
@@ -191,8 +196,9 @@ func (n *Node) listen() error {
 	n.sockLn = sl
 
 	webLog := n.log.With("subsystem", "webui")
-	n.serve(ln, webui.NewHandler(n, n.cfg.Domain, webLog))
-	n.serve(sl, webui.APIHandler(n, webLog))
+	opts := webui.Options{Domain: n.cfg.Domain, MaxUpload: n.cfg.MaxUpload}
+	n.serve(ln, webui.NewHandler(n, opts, webLog))
+	n.serve(sl, webui.APIHandler(n, opts, webLog))
 	return nil
 }
 

@@ -90,7 +90,7 @@ func TestProxyRefusesUnknownGrainsAndStrangers(t *testing.T) {
 
 func TestLoginTokenWorksOnce(t *testing.T) {
 	n := startNode(t, nil)
-	g, err := n.NewGrain(context.Background(), "echo", "t")
+	g, err := n.NewGrain(context.Background(), n.owner(), "echo", "t")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -113,7 +113,7 @@ func TestLoginTokenWorksOnce(t *testing.T) {
 		t.Errorf("second use: %s, want 403", resp.Status)
 	}
 	// An expired token is refused too.
-	g2, _ := n.OpenGrain(context.Background(), g.ID)
+	g2, _ := n.OpenGrain(context.Background(), n.owner(), g.ID)
 	n.db.Exec(`UPDATE login_tokens SET expires_at = 0`)
 	resp, err = n.newClient().Get(g2.URL)
 	if err != nil {

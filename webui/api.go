@@ -7,27 +7,70 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
+	"strings"
 )
 
-// maxAPIBody bounds what an API request may send; every API body is small.
+// maxAPIBody bounds what an API request may send, uploads aside.
 const maxAPIBody = 1 << 20
 
-// APIHandler serves the JSON API. It trusts its caller to be the node's
-// owner, so it must only be served where only the owner can reach it (the
-// data dir's owner-only unix socket).
-func APIHandler(b Backend, log *slog.Logger) http.Handler {
-	a := &api{b: b, log: log}
+// errTooLarge marks an upload over the node's limit.
+var errTooLarge = errors.New("too large")
+
+// api serves the JSON API. Every handler acts for the actor its caller
+// put in the request: the owner on the control socket, the token's or the
+// session's user over HTTP.
+type api struct {
+	b         Backend
+	log       *slog.Logger
+	maxUpload int64
+}
+
+// routes lists the API; add new routes here.
+func (a *api) routes() *http.ServeMux {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /api/status", a.status)
-	mux.HandleFunc("GET /api/apps", a.apps)
-	mux.HandleFunc("POST /api/apps", a.installPackage)
-	mux.HandleFunc("GET /api/grains", a.grains)
-	mux.HandleFunc("POST /api/grains", a.newGrain)
-	mux.HandleFunc("POST /api/grains/{id}/open", a.openGrain)
-	mux.HandleFunc("DELETE /api/grains/{id}", a.removeGrain)
-	mux.HandleFunc("GET /api/grains/{id}/log", a.grainLog)
-	if sb, ok := b.(StoreBackend); ok {
-		registerStore(mux, sb)
+	for _, r := range []struct {
+		pattern string
+		h       func(http.ResponseWriter, *http.Request, User)
+	}{
+		{"GET /api/status", a.status},
+		{"GET /api/me", a.me},
+		{"GET /api/apps", a.apps},
+		{"POST /api/apps", a.installPackage},
+		{"DELETE /api/apps/{id}", a.removeApp},
+		{"GET /api/grains", a.grains},
+		{"POST /api/grains", a.newGrain},
+		{"POST /api/grains/restore", a.restoreGrain},
+		{"GET /api/grains/{id}", a.grain},
+		{"PATCH /api/grains/{id}", a.renameGrain},
+		{"POST /api/grains/{id}/open", a.openGrain},
+		{"DELETE /api/grains/{id}", a.removeGrain},
+		{"GET /api/grains/{id}/log", a.grainLog},
+		{"GET /api/grains/{id}/backup", a.backupGrain},
+		{"GET /api/grains/{id}/shares", a.shares},
+		{"POST /api/grains/{id}/shares", a.newShare},
+		{"DELETE /api/shares/{id}", a.revokeShare},
+		{"GET /api/users", a.users},
+		{"DELETE /api/users/{name}", a.removeUser},
+		{"GET /api/invites", a.invites},
+		{"POST /api/invites", a.invite},
+		{"DELETE /api/invites/{id}", a.cancelInvite},
+		{"GET /api/tokens", a.tokens},
+		{"POST /api/tokens", a.newToken},
+		{"DELETE /api/tokens/{id}", a.removeToken},
+	} {
+		h := r.h
+		mux.HandleFunc(r.pattern, func(w http.ResponseWriter, req *http.Request) {
+			act, ok := actorOf(req)
+			if !ok {
+				writeError(w, ErrUnauthorized)
+				return
+			}
+			h(w, req, act.user)
+		})
+	}
+	if sb, ok := a.b.(StoreBackend); ok {
+		a.registerStore(mux, sb)
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: no API route %s %s", ErrNotFound, r.Method, r.URL.Path))
@@ -35,39 +78,152 @@ func APIHandler(b Backend, log *slog.Logger) http.Handler {
 	return mux
 }
 
-type api struct {
-	b   Backend
-	log *slog.Logger
+// guard runs h only for a request that carries an actor and, when
+// ownerOnly, only for the node's owner.
+func (a *api) guard(forOwner bool, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		act, ok := actorOf(r)
+		if !ok {
+			writeError(w, ErrUnauthorized)
+			return
+		}
+		if forOwner {
+			if err := ownerOnly(act.user); err != nil {
+				writeError(w, err)
+				return
+			}
+		}
+		h(w, r)
+	}
 }
 
-func (a *api) status(w http.ResponseWriter, r *http.Request) {
+// APIHandler serves the JSON API on the control socket. Whoever can reach
+// the socket (the data dir's owner-only unix socket) is the node's owner.
+func APIHandler(b Backend, opts Options, log *slog.Logger) http.Handler {
+	a := &api{b: b, log: log, maxUpload: opts.MaxUpload}
+	if a.maxUpload <= 0 {
+		a.maxUpload = 1 << 30
+	}
+	mux := a.routes()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		owner, err := b.Owner(r.Context())
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		mux.ServeHTTP(w, withActor(r, actor{user: owner}))
+	})
+}
+
+// httpAPI serves the JSON API on the web port: a bearer token (made with
+// `erg token new`) or a web session with its CSRF token in the
+// X-CSRF-Token header for anything that changes state.
+func (h *Handler) httpAPI() http.Handler {
+	a := &api{b: h.b, log: h.log, maxUpload: h.maxUpload}
+	mux := a.routes()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "no-store")
+		if auth := r.Header.Get("Authorization"); auth != "" {
+			token, ok := strings.CutPrefix(auth, "Bearer ")
+			if !ok {
+				writeError(w, fmt.Errorf("%w: use Authorization: Bearer TOKEN", ErrUnauthorized))
+				return
+			}
+			u, err := h.b.TokenUser(r.Context(), strings.TrimSpace(token))
+			if err != nil {
+				writeError(w, err)
+				return
+			}
+			mux.ServeHTTP(w, withActor(r, actor{user: u}))
+			return
+		}
+		act, ok := h.webActor(r)
+		if !ok {
+			writeError(w, fmt.Errorf("%w: sign in or send an API token (erg token new)", ErrUnauthorized))
+			return
+		}
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			if err := h.checkCSRF(r, act); err != nil {
+				writeError(w, err)
+				return
+			}
+		}
+		mux.ServeHTTP(w, withActor(r, act))
+	})
+}
+
+func (a *api) status(w http.ResponseWriter, r *http.Request, who User) {
+	if err := ownerOnly(who); err != nil {
+		writeError(w, err)
+		return
+	}
 	s, err := a.b.Status(r.Context())
 	reply(w, s, err)
 }
 
-func (a *api) apps(w http.ResponseWriter, r *http.Request) {
+func (a *api) me(w http.ResponseWriter, r *http.Request, who User) { reply(w, who, nil) }
+
+func (a *api) apps(w http.ResponseWriter, r *http.Request, who User) {
 	apps, err := a.b.Apps(r.Context())
 	reply(w, apps, err)
 }
 
-// maxPackageUpload bounds an uploaded package file.
-const maxPackageUpload = 1 << 30
-
-func (a *api) installPackage(w http.ResponseWriter, r *http.Request) {
-	app, err := a.b.InstallPackage(r.Context(), http.MaxBytesReader(w, r.Body, maxPackageUpload))
-	var tooBig *http.MaxBytesError
-	if errors.As(err, &tooBig) {
-		err = fmt.Errorf("%w: package is larger than %d MiB", ErrInvalid, maxPackageUpload>>20)
+func ownerOnly(who User) error {
+	if !who.Owner {
+		return fmt.Errorf("%w: only the node's owner can do that", ErrForbidden)
 	}
-	if err == nil {
-		w.WriteHeader(http.StatusCreated)
-	}
-	reply(w, app, err)
+	return nil
 }
 
-func (a *api) grains(w http.ResponseWriter, r *http.Request) {
-	gs, err := a.b.Grains(r.Context())
+// upload returns the request body bounded by the node's upload limit. A
+// declared length over the limit is refused before a byte is read, so an
+// oversized upload never reaches the disk.
+func upload(w http.ResponseWriter, r *http.Request, max int64) (io.Reader, error) {
+	if r.ContentLength > max {
+		return nil, fmt.Errorf("%w: the upload is %d MiB; the limit is %d MiB", errTooLarge, r.ContentLength>>20, max>>20)
+	}
+	return http.MaxBytesReader(w, r.Body, max), nil
+}
+
+// uploadError turns a body cut off by MaxBytesReader into a clear error.
+func uploadError(err error, max int64) error {
+	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+		return fmt.Errorf("%w: the upload is larger than the limit of %d MiB", errTooLarge, max>>20)
+	}
+	return err
+}
+
+func (a *api) installPackage(w http.ResponseWriter, r *http.Request, who User) {
+	if err := ownerOnly(who); err != nil {
+		writeError(w, err)
+		return
+	}
+	body, err := upload(w, r, a.maxUpload)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	app, err := a.b.InstallPackage(r.Context(), body)
+	if err != nil {
+		writeError(w, uploadError(err, a.maxUpload))
+		return
+	}
+	w.WriteHeader(http.StatusCreated)
+	reply(w, app, nil)
+}
+
+func (a *api) removeApp(w http.ResponseWriter, r *http.Request, who User) {
+	reply(w, struct{}{}, a.b.RemoveApp(r.Context(), who, r.PathValue("id")))
+}
+
+func (a *api) grains(w http.ResponseWriter, r *http.Request, who User) {
+	gs, err := a.b.Grains(r.Context(), who)
 	reply(w, gs, err)
+}
+
+func (a *api) grain(w http.ResponseWriter, r *http.Request, who User) {
+	g, err := a.b.Grain(r.Context(), who, r.PathValue("id"))
+	reply(w, g, err)
 }
 
 // NewGrainRequest is the body of POST /api/grains.
@@ -76,37 +232,201 @@ type NewGrainRequest struct {
 	Title string `json:"title"`
 }
 
-func (a *api) newGrain(w http.ResponseWriter, r *http.Request) {
+func (a *api) newGrain(w http.ResponseWriter, r *http.Request, who User) {
 	var req NewGrainRequest
 	if err := decodeBody(w, r, &req); err != nil {
 		writeError(w, err)
 		return
 	}
-	g, err := a.b.NewGrain(r.Context(), req.App, req.Title)
+	g, err := a.b.NewGrain(r.Context(), who, req.App, req.Title)
 	if err == nil {
 		w.WriteHeader(http.StatusCreated)
 	}
 	reply(w, g, err)
 }
 
-func (a *api) openGrain(w http.ResponseWriter, r *http.Request) {
-	g, err := a.b.OpenGrain(r.Context(), r.PathValue("id"))
+// RenameRequest is the body of PATCH /api/grains/{id}.
+type RenameRequest struct {
+	Title string `json:"title"`
+}
+
+func (a *api) renameGrain(w http.ResponseWriter, r *http.Request, who User) {
+	var req RenameRequest
+	if err := decodeBody(w, r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	g, err := a.b.RenameGrain(r.Context(), who, r.PathValue("id"), req.Title)
 	reply(w, g, err)
 }
 
-func (a *api) removeGrain(w http.ResponseWriter, r *http.Request) {
-	err := a.b.RemoveGrain(r.Context(), r.PathValue("id"))
-	reply(w, struct{}{}, err)
+func (a *api) openGrain(w http.ResponseWriter, r *http.Request, who User) {
+	g, err := a.b.OpenGrain(r.Context(), who, r.PathValue("id"))
+	reply(w, g, err)
 }
 
-func (a *api) grainLog(w http.ResponseWriter, r *http.Request) {
-	log, err := a.b.GrainLog(r.Context(), r.PathValue("id"))
+func (a *api) removeGrain(w http.ResponseWriter, r *http.Request, who User) {
+	reply(w, struct{}{}, a.b.RemoveGrain(r.Context(), who, r.PathValue("id")))
+}
+
+func (a *api) grainLog(w http.ResponseWriter, r *http.Request, who User) {
+	log, err := a.b.GrainLog(r.Context(), who, r.PathValue("id"))
 	if err != nil {
 		writeError(w, err)
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Write(log)
+}
+
+func (a *api) backupGrain(w http.ResponseWriter, r *http.Request, who User) {
+	serveBackup(w, r, a.b, a.log, who, r.PathValue("id"))
+}
+
+// serveBackup streams a grain's backup zip. The grain is checked before
+// the first byte goes out, so a refusal is still a proper error.
+func serveBackup(w http.ResponseWriter, r *http.Request, b Backend, log *slog.Logger, who User, id string) {
+	g, err := b.Grain(r.Context(), who, id)
+	if err == nil && !g.Mine {
+		err = fmt.Errorf("%w: no grain %q", ErrNotFound, id)
+	}
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/zip")
+	w.Header().Set("Content-Disposition", `attachment; filename="`+backupName(g)+`"`)
+	if err := b.BackupGrain(r.Context(), who, id, w); err != nil {
+		// Too late for a status: the client sees a truncated zip.
+		log.Error("backup failed", "grain", id, "err", err)
+	}
+}
+
+// backupName is a safe file name for a grain's backup: letters and digits
+// of the title, words joined by '-', and the start of the grain id.
+func backupName(g Grain) string {
+	var b strings.Builder
+	dash := false
+	for _, c := range g.Title {
+		if b.Len() >= 60 {
+			break
+		}
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_':
+			if dash && b.Len() > 0 {
+				b.WriteByte('-')
+			}
+			dash = false
+			b.WriteRune(c)
+		default:
+			dash = true
+		}
+	}
+	name := b.String()
+	if name == "" {
+		name = "grain"
+	}
+	return name + "-" + g.ID[:min(8, len(g.ID))] + ".zip"
+}
+
+func (a *api) restoreGrain(w http.ResponseWriter, r *http.Request, who User) {
+	body, err := upload(w, r, a.maxUpload)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	g, err := a.b.RestoreGrain(r.Context(), who, body)
+	if err != nil {
+		writeError(w, uploadError(err, a.maxUpload))
+		return
+	}
+	w.WriteHeader(http.StatusCreated)
+	reply(w, g, nil)
+}
+
+func (a *api) shares(w http.ResponseWriter, r *http.Request, who User) {
+	s, err := a.b.Shares(r.Context(), who, r.PathValue("id"))
+	reply(w, s, err)
+}
+
+func (a *api) newShare(w http.ResponseWriter, r *http.Request, who User) {
+	var req ShareRequest
+	if err := decodeBody(w, r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	s, err := a.b.NewShare(r.Context(), who, r.PathValue("id"), req)
+	if err == nil {
+		w.WriteHeader(http.StatusCreated)
+	}
+	reply(w, s, err)
+}
+
+func (a *api) revokeShare(w http.ResponseWriter, r *http.Request, who User) {
+	reply(w, struct{}{}, a.b.RevokeShare(r.Context(), who, r.PathValue("id")))
+}
+
+func (a *api) users(w http.ResponseWriter, r *http.Request, who User) {
+	u, err := a.b.Users(r.Context(), who)
+	reply(w, u, err)
+}
+
+func (a *api) removeUser(w http.ResponseWriter, r *http.Request, who User) {
+	reply(w, struct{}{}, a.b.RemoveUser(r.Context(), who, r.PathValue("name")))
+}
+
+func (a *api) invites(w http.ResponseWriter, r *http.Request, who User) {
+	inv, err := a.b.Invites(r.Context(), who)
+	reply(w, inv, err)
+}
+
+// InviteRequest is the body of POST /api/invites.
+type InviteRequest struct {
+	Username string `json:"username"`
+}
+
+func (a *api) invite(w http.ResponseWriter, r *http.Request, who User) {
+	var req InviteRequest
+	if err := decodeBody(w, r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	inv, err := a.b.InviteUser(r.Context(), who, req.Username)
+	if err == nil {
+		w.WriteHeader(http.StatusCreated)
+	}
+	reply(w, inv, err)
+}
+
+func (a *api) cancelInvite(w http.ResponseWriter, r *http.Request, who User) {
+	reply(w, struct{}{}, a.b.CancelInvite(r.Context(), who, r.PathValue("id")))
+}
+
+func (a *api) tokens(w http.ResponseWriter, r *http.Request, who User) {
+	t, err := a.b.APITokens(r.Context(), who)
+	reply(w, t, err)
+}
+
+// TokenRequest is the body of POST /api/tokens.
+type TokenRequest struct {
+	Label string `json:"label"`
+}
+
+func (a *api) newToken(w http.ResponseWriter, r *http.Request, who User) {
+	var req TokenRequest
+	if err := decodeBody(w, r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	t, err := a.b.NewAPIToken(r.Context(), who, req.Label)
+	if err == nil {
+		w.WriteHeader(http.StatusCreated)
+	}
+	reply(w, t, err)
+}
+
+func (a *api) removeToken(w http.ResponseWriter, r *http.Request, who User) {
+	reply(w, struct{}{}, a.b.RemoveAPIToken(r.Context(), who, r.PathValue("id")))
 }
 
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
@@ -135,17 +455,43 @@ func reply(w http.ResponseWriter, v any, err error) {
 	json.NewEncoder(w).Encode(v)
 }
 
-func writeError(w http.ResponseWriter, err error) {
-	code := http.StatusInternalServerError
+// statusOf maps an error to its HTTP status.
+func statusOf(err error) int {
 	switch {
 	case errors.Is(err, ErrNotFound):
-		code = http.StatusNotFound
+		return http.StatusNotFound
 	case errors.Is(err, ErrInvalid):
-		code = http.StatusBadRequest
+		return http.StatusBadRequest
 	case errors.Is(err, ErrForbidden):
-		code = http.StatusForbidden
+		return http.StatusForbidden
+	case errors.Is(err, ErrUnauthorized):
+		return http.StatusUnauthorized
+	case errors.Is(err, errTooLarge):
+		return http.StatusRequestEntityTooLarge
+	}
+	return http.StatusInternalServerError
+}
+
+func writeError(w http.ResponseWriter, err error) {
+	code := statusOf(err)
+	msg := err.Error()
+	if code == http.StatusInternalServerError {
+		msg = "internal error: " + msg
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(apiError{Error: err.Error()})
+	json.NewEncoder(w).Encode(apiError{Error: msg})
+}
+
+// parseInt64 reads an optional integer form value.
+func parseInt64(s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%w: %q is not a number", ErrInvalid, s)
+	}
+	return v, nil
 }

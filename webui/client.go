@@ -10,13 +10,17 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"syscall"
 )
 
-// Client calls a running node's JSON API over its unix socket.
+// Client calls a running node's JSON API, over its unix socket (as the
+// owner) or over HTTP with an API token (as the token's user).
 type Client struct {
-	socket string
+	socket string // "" for HTTP
+	base   string // the node's URL, or http://erg on the socket
+	token  string
 	http   *http.Client
 }
 
@@ -24,6 +28,7 @@ type Client struct {
 func NewClient(socket string) *Client {
 	return &Client{
 		socket: socket,
+		base:   "http://erg",
 		http: &http.Client{Transport: &http.Transport{
 			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 				var d net.Dialer
@@ -31,6 +36,15 @@ func NewClient(socket string) *Client {
 			},
 		}},
 	}
+}
+
+// NewHTTPClient returns a client for the node at baseURL (such as
+// http://localhost:6080) that authenticates with an API token.
+func NewHTTPClient(baseURL, token string, hc *http.Client) *Client {
+	if hc == nil {
+		hc = http.DefaultClient
+	}
+	return &Client{base: strings.TrimRight(baseURL, "/"), token: token, http: hc}
 }
 
 // Status returns the node's status.
@@ -48,7 +62,7 @@ func (c *Client) Apps(ctx context.Context) ([]App, error) {
 // InstallPackage uploads a signed package file to the node, which
 // verifies and installs it.
 func (c *Client) InstallPackage(ctx context.Context, pkg io.Reader) (App, error) {
-	req, err := http.NewRequestWithContext(ctx, "POST", "http://erg/api/apps", pkg)
+	req, err := http.NewRequestWithContext(ctx, "POST", c.base+"/api/apps", pkg)
 	if err != nil {
 		return App{}, err
 	}
@@ -65,7 +79,7 @@ func (c *Client) InstallPackage(ctx context.Context, pkg io.Reader) (App, error)
 	return app, nil
 }
 
-// Grains lists the owner's grains.
+// Grains lists the user's grains and those shared with them.
 func (c *Client) Grains(ctx context.Context) ([]Grain, error) {
 	var gs []Grain
 	return gs, c.do(ctx, "GET", "/api/grains", nil, &gs)
@@ -80,17 +94,119 @@ func (c *Client) NewGrain(ctx context.Context, app, title string) (Grain, error)
 // OpenGrain returns the grain with a fresh one-time login URL.
 func (c *Client) OpenGrain(ctx context.Context, id string) (Grain, error) {
 	var g Grain
-	return g, c.do(ctx, "POST", "/api/grains/"+id+"/open", nil, &g)
+	return g, c.do(ctx, "POST", "/api/grains/"+url.PathEscape(id)+"/open", nil, &g)
 }
 
 // RemoveGrain stops and deletes a grain and its data.
 func (c *Client) RemoveGrain(ctx context.Context, id string) error {
-	return c.do(ctx, "DELETE", "/api/grains/"+id, nil, nil)
+	return c.do(ctx, "DELETE", "/api/grains/"+url.PathEscape(id), nil, nil)
+}
+
+// RenameGrain sets a grain's title.
+func (c *Client) RenameGrain(ctx context.Context, id, title string) (Grain, error) {
+	var g Grain
+	return g, c.do(ctx, "PATCH", "/api/grains/"+url.PathEscape(id), RenameRequest{Title: title}, &g)
+}
+
+// BackupGrain writes the grain's backup zip to w.
+func (c *Client) BackupGrain(ctx context.Context, id string, w io.Writer) error {
+	req, err := http.NewRequestWithContext(ctx, "GET", c.base+"/api/grains/"+url.PathEscape(id)+"/backup", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.send(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	_, err = io.Copy(w, resp.Body)
+	return err
+}
+
+// RestoreGrain makes a new grain from a backup zip.
+func (c *Client) RestoreGrain(ctx context.Context, zip io.Reader) (Grain, error) {
+	req, err := http.NewRequestWithContext(ctx, "POST", c.base+"/api/grains/restore", zip)
+	if err != nil {
+		return Grain{}, err
+	}
+	req.Header.Set("Content-Type", "application/zip")
+	resp, err := c.send(req)
+	if err != nil {
+		return Grain{}, err
+	}
+	defer resp.Body.Close()
+	var g Grain
+	if err := json.NewDecoder(resp.Body).Decode(&g); err != nil {
+		return Grain{}, fmt.Errorf("node sent a malformed reply to the restore: %w", err)
+	}
+	return g, nil
+}
+
+// Shares lists a grain's shares.
+func (c *Client) Shares(ctx context.Context, grainID string) ([]Share, error) {
+	var s []Share
+	return s, c.do(ctx, "GET", "/api/grains/"+url.PathEscape(grainID)+"/shares", nil, &s)
+}
+
+// NewShare makes a sharing link to a grain.
+func (c *Client) NewShare(ctx context.Context, grainID string, req ShareRequest) (Share, error) {
+	var s Share
+	return s, c.do(ctx, "POST", "/api/grains/"+url.PathEscape(grainID)+"/shares", req, &s)
+}
+
+// RevokeShare ends a share and every session opened through it.
+func (c *Client) RevokeShare(ctx context.Context, shareID string) error {
+	return c.do(ctx, "DELETE", "/api/shares/"+url.PathEscape(shareID), nil, nil)
+}
+
+// Users lists the node's users.
+func (c *Client) Users(ctx context.Context) ([]User, error) {
+	var u []User
+	return u, c.do(ctx, "GET", "/api/users", nil, &u)
+}
+
+// Invites lists open invites.
+func (c *Client) Invites(ctx context.Context) ([]Invite, error) {
+	var inv []Invite
+	return inv, c.do(ctx, "GET", "/api/invites", nil, &inv)
+}
+
+// InviteUser makes a one-time invite link for a new user.
+func (c *Client) InviteUser(ctx context.Context, username string) (Invite, error) {
+	var inv Invite
+	return inv, c.do(ctx, "POST", "/api/invites", InviteRequest{Username: username}, &inv)
+}
+
+// CancelInvite withdraws an open invite.
+func (c *Client) CancelInvite(ctx context.Context, id string) error {
+	return c.do(ctx, "DELETE", "/api/invites/"+url.PathEscape(id), nil, nil)
+}
+
+// RemoveUser deletes a user with their grains.
+func (c *Client) RemoveUser(ctx context.Context, username string) error {
+	return c.do(ctx, "DELETE", "/api/users/"+url.PathEscape(username), nil, nil)
+}
+
+// NewAPIToken makes an API token for the calling user.
+func (c *Client) NewAPIToken(ctx context.Context, label string) (APIToken, error) {
+	var t APIToken
+	return t, c.do(ctx, "POST", "/api/tokens", TokenRequest{Label: label}, &t)
+}
+
+// APITokens lists the calling user's API tokens.
+func (c *Client) APITokens(ctx context.Context) ([]APIToken, error) {
+	var t []APIToken
+	return t, c.do(ctx, "GET", "/api/tokens", nil, &t)
+}
+
+// RemoveAPIToken revokes an API token.
+func (c *Client) RemoveAPIToken(ctx context.Context, id string) error {
+	return c.do(ctx, "DELETE", "/api/tokens/"+url.PathEscape(id), nil, nil)
 }
 
 // GrainLog returns the grain's recent output.
 func (c *Client) GrainLog(ctx context.Context, id string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, "GET", "http://erg/api/grains/"+id+"/log", nil)
+	req, err := http.NewRequestWithContext(ctx, "GET", c.base+"/api/grains/"+url.PathEscape(id)+"/log", nil)
 	if err != nil {
 		return nil, err
 	}
@@ -111,7 +227,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		}
 		body = bytes.NewReader(data)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://erg"+path, body)
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
 		return err
 	}
@@ -135,8 +251,14 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 // send performs the request and turns failures into errors a person can
 // act on.
 func (c *Client) send(req *http.Request) (*http.Response, error) {
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
+		if c.socket == "" {
+			return nil, fmt.Errorf("cannot reach the node at %s: %w", c.base, err)
+		}
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ECONNREFUSED) {
 			return nil, fmt.Errorf("no node is running with socket %s: start one with `erg run`, or pass --data", c.socket)
 		}
@@ -158,6 +280,10 @@ func (c *Client) send(req *http.Request) (*http.Response, error) {
 			kind = ErrNotFound
 		case http.StatusForbidden:
 			kind = ErrForbidden
+		case http.StatusUnauthorized:
+			kind = ErrUnauthorized
+		case http.StatusRequestEntityTooLarge:
+			kind = errTooLarge
 		case http.StatusBadRequest:
 		default:
 			return nil, fmt.Errorf("node: %s (HTTP %d)", e.Error, resp.StatusCode)

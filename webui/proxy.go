@@ -1,8 +1,8 @@
 package webui
 
 import (
+	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -19,18 +19,43 @@ const grainCookie = "erg_grain"
 // loginPath is where a one-time login URL lands on a grain's origin.
 const loginPath = "/_erg/login"
 
-// Handler serves the node's web port: each grain on its own origin
-// (g-<id>.<domain>), everything else as the node's own pages.
-type Handler struct {
-	b      Backend
-	log    *slog.Logger
-	domain string
+// Options configure the node's web port.
+type Options struct {
+	// Domain is the parent of the grain origins ("localhost" gives
+	// g-<id>.localhost) and the shell's own host name.
+	Domain string
+	// MaxUpload bounds an uploaded package or backup; default 1 GiB.
+	MaxUpload int64
 }
 
-// NewHandler returns the handler for the node's web port. domain is the
-// parent of the grain origins ("localhost" gives g-<id>.localhost).
-func NewHandler(b Backend, domain string, log *slog.Logger) *Handler {
-	return &Handler{b: b, log: log, domain: strings.ToLower(domain)}
+// Handler serves the node's web port: each grain on its own origin
+// (g-<id>.<domain>), everything else as the node's own pages and API.
+type Handler struct {
+	b         Backend
+	log       *slog.Logger
+	domain    string
+	maxUpload int64
+	shell     http.Handler
+	cop       *http.CrossOriginProtection
+	limiter   *limiter
+	pages     *pages
+}
+
+// NewHandler returns the handler for the node's web port.
+func NewHandler(b Backend, opts Options, log *slog.Logger) *Handler {
+	if opts.MaxUpload <= 0 {
+		opts.MaxUpload = 1 << 30
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	h := &Handler{
+		b: b, log: log, domain: strings.ToLower(opts.Domain), maxUpload: opts.MaxUpload,
+		cop: http.NewCrossOriginProtection(), limiter: newLimiter(),
+	}
+	h.pages = newPages()
+	h.shell = h.shellRoutes()
+	return h
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -38,7 +63,23 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.serveGrain(w, r, id)
 		return
 	}
-	h.home(w, r)
+	if !h.shellHost(r.Host) {
+		// A name we were not told to serve may be DNS rebinding: a page
+		// elsewhere resolving its own name to this node.
+		http.Error(w, "This node answers to "+h.domain+", not "+r.Host+".", http.StatusMisdirectedRequest)
+		return
+	}
+	h.shell.ServeHTTP(w, r)
+}
+
+// shellHost accepts the node's domain and IP literals (which no DNS
+// rebinding can produce).
+func (h *Handler) shellHost(host string) bool {
+	if hh, _, err := net.SplitHostPort(host); err == nil {
+		host = hh
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	return strings.EqualFold(host, h.domain) || net.ParseIP(host) != nil
 }
 
 // GrainOrigin returns the origin a grain is served on, given the node's
@@ -94,18 +135,33 @@ func (h *Handler) serveGrain(w http.ResponseWriter, r *http.Request, id string) 
 	}
 	c, err := r.Cookie(grainCookie)
 	if err != nil {
-		http.Error(w, "Not signed in to this grain. Open it from your node (erg grain open "+id+").", http.StatusUnauthorized)
+		http.Error(w, "Not signed in to this grain. Open it from your node's page.", http.StatusUnauthorized)
 		return
 	}
 	viewer, err := h.b.GrainViewer(ctx, id, c.Value)
 	if err != nil {
 		if errors.Is(err, ErrForbidden) || errors.Is(err, ErrNotFound) {
-			http.Error(w, "Your session for this grain has ended. Open it again from your node.", http.StatusForbidden)
+			http.Error(w, "Your access to this grain has ended.", http.StatusForbidden)
 			return
 		}
 		h.fail(w, r, err)
 		return
 	}
+	// A session that loses its access (revoked share, removed user) is
+	// cut at once: cancelling the request closes the grain's side of a
+	// websocket, which ends the proxy's copy and closes the browser's.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if viewer.Done != nil {
+		go func() {
+			select {
+			case <-viewer.Done:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+	}
+	r = r.WithContext(ctx)
 	rt, release, err := h.b.AcquireGrain(ctx, id)
 	if err != nil {
 		h.log.Warn("grain did not start", "grain", id, "err", err)
@@ -123,6 +179,11 @@ func (h *Handler) serveGrain(w http.ResponseWriter, r *http.Request, id string) 
 		},
 		Transport:  rt,
 		BufferPool: copyBuffers,
+		ModifyResponse: func(resp *http.Response) error {
+			// Only the node's shell may frame a grain.
+			resp.Header.Add("Content-Security-Policy", "frame-ancestors "+h.shellOrigin(r))
+			return nil
+		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			h.log.Warn("grain request failed", "grain", id, "path", r.URL.Path, "err", err)
 			http.Error(w, "The grain did not answer.", http.StatusBadGateway)
@@ -144,13 +205,13 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request, id string) {
 	session, err := h.b.RedeemLoginToken(r.Context(), id, token)
 	if err != nil {
 		if errors.Is(err, ErrForbidden) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalid) {
-			http.Error(w, "This link was already used or has expired. Get a new one with: erg grain open "+id, http.StatusForbidden)
+			http.Error(w, "This link was already used or has expired. Open the grain again from your node's page.", http.StatusForbidden)
 			return
 		}
 		h.fail(w, r, err)
 		return
 	}
-	http.SetCookie(w, &http.Cookie{
+	c := &http.Cookie{
 		Name:     grainCookie,
 		Value:    session,
 		Path:     "/",
@@ -158,7 +219,19 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request, id string) {
 		Secure:   r.TLS != nil,
 		SameSite: http.SameSiteLaxMode,
 		MaxAge:   int((30 * 24 * time.Hour).Seconds()),
-	})
+	}
+	if h.secureCookies(r) {
+		// Browsers count each g-<id>.localhost as a site of its own, so
+		// the grain's frame is cross-site to the shell and a Lax cookie
+		// would never reach it. A partitioned cookie is kept under the
+		// shell's site: sent to the grain only inside the shell's frame,
+		// never when some other site embeds or links to the grain.
+		// (Secure works on http://*.localhost, a secure context.) Under a
+		// real domain without TLS the shell and its grains are one site,
+		// and Lax does.
+		c.Secure, c.SameSite, c.Partitioned = true, http.SameSiteNoneMode, true
+	}
+	http.SetCookie(w, c)
 	// Redirecting drops the token from the address bar and from Referer.
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
@@ -201,20 +274,16 @@ func dropCookie(r *http.Request, name string) {
 	}
 }
 
-func (h *Handler) home(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path != "/" {
-		http.NotFound(w, r)
-		return
+// shellOrigin is the origin of the node's own pages as the browser sees
+// them.
+func (h *Handler) shellOrigin(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
 	}
-	s, err := h.b.Status(r.Context())
-	if err != nil {
-		h.fail(w, r, err)
-		return
+	host := h.domain
+	if _, port, err := net.SplitHostPort(r.Host); err == nil {
+		host = net.JoinHostPort(host, port)
 	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	fmt.Fprintf(w, `<!doctype html><meta charset="utf-8"><title>erg</title>
-<style>body{font:16px system-ui,sans-serif;max-width:40em;margin:3em auto;padding:0 1em;color:#222}</style>
-<h1>erg node</h1><p>%d apps installed, %d grains, %d running.</p>
-<p>Create a grain with <code>erg grain new notes</code> and open the link it prints.</p>`,
-		s.Apps, s.Grains, s.Running)
+	return scheme + "://" + host
 }

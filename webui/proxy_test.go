@@ -6,7 +6,7 @@ import (
 )
 
 func TestGrainHost(t *testing.T) {
-	h := NewHandler(nil, "localhost", nil)
+	h := NewHandler(nil, Options{Domain: "localhost"}, nil)
 	tests := []struct {
 		host string
 		id   string

@@ -65,31 +65,34 @@ type StoreBackend interface {
 	StoreUpdates(ctx context.Context) ([]Listing, error)
 }
 
-func registerStore(mux *http.ServeMux, b StoreBackend) {
-	mux.HandleFunc("POST /api/store/publish", func(w http.ResponseWriter, r *http.Request) {
+// registerStore adds the store routes; each needs a signed-in actor, and
+// the owner for anything that changes the node.
+func (a *api) registerStore(mux *http.ServeMux, b StoreBackend) {
+	guard := a.guard
+	mux.HandleFunc("POST /api/store/publish", guard(true, func(w http.ResponseWriter, r *http.Request) {
 		rec, err := decodeListingParam(r.URL.Query().Get("listing"))
 		if err != nil {
 			writeError(w, err)
 			return
 		}
-		l, err := b.PublishPackage(r.Context(), rec, http.MaxBytesReader(w, r.Body, maxPackageUpload))
+		l, err := b.PublishPackage(r.Context(), rec, http.MaxBytesReader(w, r.Body, a.maxUpload))
 		reply(w, l, err)
-	})
-	mux.HandleFunc("GET /api/store/search", func(w http.ResponseWriter, r *http.Request) {
+	}))
+	mux.HandleFunc("GET /api/store/search", guard(false, func(w http.ResponseWriter, r *http.Request) {
 		rep, err := b.SearchStore(r.Context(), r.URL.Query().Get("q"))
 		reply(w, rep, err)
-	})
-	mux.HandleFunc("GET /api/store/apps/{id}", func(w http.ResponseWriter, r *http.Request) {
+	}))
+	mux.HandleFunc("GET /api/store/apps/{id}", guard(false, func(w http.ResponseWriter, r *http.Request) {
 		l, err := b.ShowListing(r.Context(), r.PathValue("id"))
 		reply(w, l, err)
-	})
-	mux.HandleFunc("GET /api/store/updates", func(w http.ResponseWriter, r *http.Request) {
+	}))
+	mux.HandleFunc("GET /api/store/updates", guard(false, func(w http.ResponseWriter, r *http.Request) {
 		ls, err := b.StoreUpdates(r.Context())
 		reply(w, ls, err)
-	})
+	}))
 	// Install streams one JSON object per line: progress now and then,
 	// and at the end the app or an error.
-	mux.HandleFunc("POST /api/store/apps/{id}/install", func(w http.ResponseWriter, r *http.Request) {
+	mux.HandleFunc("POST /api/store/apps/{id}/install", guard(true, func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		enc := json.NewEncoder(w)
 		flush := func() {
@@ -107,7 +110,7 @@ func registerStore(mux *http.ServeMux, b StoreBackend) {
 			enc.Encode(installEvent{App: &app})
 		}
 		flush()
-	})
+	}))
 }
 
 type installEvent struct {

@@ -1,6 +1,7 @@
-// Package webui is the node's HTTP face: the grain proxy that authenticates
-// every request before it reaches a grain, the JSON API the CLI and pages
-// use, and the client for that API.
+// Package webui is the node's HTTP face: the pages people use (accounts,
+// apps, grains, sharing), the grain proxy that authenticates every request
+// before it reaches a grain, the JSON API the CLI and scripts use, and the
+// client for that API.
 package webui
 
 import (
@@ -11,11 +12,13 @@ import (
 	"time"
 )
 
-// Errors a Backend returns so the API can answer with the right status.
+// Errors a Backend returns so the HTTP layer can answer with the right
+// status.
 var (
-	ErrNotFound  = errors.New("not found")
-	ErrInvalid   = errors.New("invalid request")
-	ErrForbidden = errors.New("forbidden")
+	ErrNotFound     = errors.New("not found")
+	ErrInvalid      = errors.New("invalid request")
+	ErrForbidden    = errors.New("forbidden")
+	ErrUnauthorized = errors.New("not signed in")
 )
 
 // Status describes the running node.
@@ -39,6 +42,41 @@ type Status struct {
 	RoutingTable int      `json:"routingTable"`
 }
 
+// User is a local account. The owner set the node up; other users were
+// invited by the owner.
+type User struct {
+	ID       string    `json:"id"`
+	Username string    `json:"username"`
+	Owner    bool      `json:"owner,omitempty"`
+	Created  time.Time `json:"created"`
+}
+
+// Invite is an open invitation for a new local user. URL is set only when
+// the invite is made: it carries the one-time secret.
+type Invite struct {
+	ID       string    `json:"id"`
+	Username string    `json:"username"`
+	Created  time.Time `json:"created"`
+	Expires  time.Time `json:"expires"`
+	URL      string    `json:"url,omitempty"`
+}
+
+// APIToken lets a program use the JSON API over HTTP as the user who made
+// it. Token is set only when it is made.
+type APIToken struct {
+	ID      string    `json:"id"`
+	Label   string    `json:"label"`
+	Created time.Time `json:"created"`
+	Token   string    `json:"token,omitempty"`
+}
+
+// Role is a named set of permissions an app offers for sharing.
+type Role struct {
+	Name        string   `json:"name"`
+	Title       string   `json:"title,omitempty"`
+	Permissions []string `json:"permissions"`
+}
+
 // App is an installed app.
 type App struct {
 	ID             string   `json:"id"`
@@ -47,42 +85,126 @@ type App struct {
 	DisplayVersion string   `json:"displayVersion"`
 	Description    string   `json:"description,omitempty"`
 	Actions        []string `json:"actions,omitempty"`
+	Roles          []Role   `json:"roles,omitempty"`
+	OwnerRole      string   `json:"ownerRole,omitempty"`
+	HasIcon        bool     `json:"hasIcon,omitempty"`
+	Grains         int      `json:"grains"` // grains of this app on the node, anyone's
 }
 
-// Grain is one app instance.
+// Grain is one app instance, as one user sees it.
 type Grain struct {
 	ID       string    `json:"id"`
 	AppID    string    `json:"appId"`
 	AppName  string    `json:"appName"`
 	Title    string    `json:"title"`
+	Owner    string    `json:"owner"` // the owner's username
+	Mine     bool      `json:"mine"`  // false: shared with the asking user
+	Role     string    `json:"role"`  // the asking user's role in it
 	Created  time.Time `json:"created"`
 	LastUsed time.Time `json:"lastUsed"`
 	Running  bool      `json:"running"`
-	// URL is set only by NewGrain and OpenGrain: it carries a one-time
-	// login token.
+	// URL is set only by NewGrain, OpenGrain and OpenShare: it carries a
+	// one-time login token for the grain's origin.
 	URL string `json:"url,omitempty"`
+}
+
+// Share is a capability to a grain with a role. URL is set only when the
+// share is made: it carries the secret.
+type Share struct {
+	ID        string    `json:"id"`
+	GrainID   string    `json:"grainId"`
+	Role      string    `json:"role"`
+	ForUser   string    `json:"forUser,omitempty"` // username; empty: anyone with the link
+	Anonymous bool      `json:"anonymous"`
+	Label     string    `json:"label,omitempty"`
+	Created   time.Time `json:"created"`
+	Expires   time.Time `json:"expires,omitzero"`
+	Holders   []string  `json:"holders,omitempty"` // usernames who opened it
+	URL       string    `json:"url,omitempty"`
+}
+
+// ShareRequest is what a new share should be.
+type ShareRequest struct {
+	Role      string `json:"role"`
+	ForUser   string `json:"forUser,omitempty"`
+	Anonymous bool   `json:"anonymous,omitempty"`
+	Label     string `json:"label,omitempty"`
+	// ExpiresIn is in seconds; 0 means never.
+	ExpiresIn int64 `json:"expiresIn,omitempty"`
 }
 
 // Viewer is who is asking, as the grain will be told.
 type Viewer struct {
-	UserID      string // stable per user and grain
-	Username    string
+	UserID      string // stable per user and grain; empty for anonymous users
+	Username    string // empty for anonymous users
 	Permissions []string
 	SessionID   string
+	// Done is closed when the session loses its access (its share was
+	// revoked, its user removed, its grain deleted): open requests and
+	// websockets on it are cut at once.
+	Done <-chan struct{}
 }
 
-// Backend is what the node provides to the HTTP layer.
+// Backend is what the node provides to the HTTP layer. Methods that take a
+// User act on that user's behalf and check that they may.
 type Backend interface {
 	Status(ctx context.Context) (Status, error)
+
+	// SetupNeeded reports whether the owner has not chosen a password yet.
+	SetupNeeded(ctx context.Context) (bool, error)
+	// Setup sets the owner's username and password with the one-time setup
+	// token the node printed, and returns a web session.
+	Setup(ctx context.Context, token, username, password string) (User, string, error)
+	Login(ctx context.Context, username, password string) (User, string, error)
+	Logout(ctx context.Context, session string) error
+	// WebSession returns the user and CSRF token of a web session.
+	WebSession(ctx context.Context, session string) (User, string, error)
+	// Owner is the node's owner, whom the control socket acts for.
+	Owner(ctx context.Context) (User, error)
+	// TokenUser authenticates an API token.
+	TokenUser(ctx context.Context, token string) (User, error)
+	NewAPIToken(ctx context.Context, who User, label string) (APIToken, error)
+	APITokens(ctx context.Context, who User) ([]APIToken, error)
+	RemoveAPIToken(ctx context.Context, who User, id string) error
+
+	Users(ctx context.Context, who User) ([]User, error)
+	Invites(ctx context.Context, who User) ([]Invite, error)
+	InviteUser(ctx context.Context, who User, username string) (Invite, error)
+	CancelInvite(ctx context.Context, who User, id string) error
+	// InviteInfo looks an invite up by its secret without spending it.
+	InviteInfo(ctx context.Context, token string) (Invite, error)
+	AcceptInvite(ctx context.Context, token, password string) (User, string, error)
+	// RemoveUser deletes a user with their grains and shares.
+	RemoveUser(ctx context.Context, who User, username string) error
+
 	Apps(ctx context.Context) ([]App, error)
+	AppIcon(ctx context.Context, id string) (data []byte, contentType string, err error)
 	// InstallPackage verifies a signed package file and installs or
-	// upgrades its app.
+	// upgrades its app. Only the owner may; the caller checks.
 	InstallPackage(ctx context.Context, r io.Reader) (App, error)
-	Grains(ctx context.Context) ([]Grain, error)
-	NewGrain(ctx context.Context, app, title string) (Grain, error)
-	OpenGrain(ctx context.Context, id string) (Grain, error)
-	RemoveGrain(ctx context.Context, id string) error
-	GrainLog(ctx context.Context, id string) ([]byte, error)
+	RemoveApp(ctx context.Context, who User, id string) error
+
+	// Grains lists the user's grains and the grains shared with them.
+	Grains(ctx context.Context, who User) ([]Grain, error)
+	Grain(ctx context.Context, who User, id string) (Grain, error)
+	NewGrain(ctx context.Context, who User, app, title string) (Grain, error)
+	// OpenGrain returns the grain with a one-time login URL for its origin.
+	OpenGrain(ctx context.Context, who User, id string) (Grain, error)
+	RenameGrain(ctx context.Context, who User, id, title string) (Grain, error)
+	RemoveGrain(ctx context.Context, who User, id string) error
+	GrainLog(ctx context.Context, who User, id string) ([]byte, error)
+	// BackupGrain writes a zip of the grain's /var and its metadata.
+	BackupGrain(ctx context.Context, who User, id string, w io.Writer) error
+	// RestoreGrain makes a new grain from a backup zip.
+	RestoreGrain(ctx context.Context, who User, r io.Reader) (Grain, error)
+
+	Shares(ctx context.Context, who User, grainID string) ([]Share, error)
+	NewShare(ctx context.Context, who User, grainID string, req ShareRequest) (Share, error)
+	RevokeShare(ctx context.Context, who User, shareID string) error
+	// OpenShare spends nothing: it checks a share link's secret and returns
+	// the grain with a login URL. who is nil for an anonymous visitor; a
+	// local user who opens a link gets the grain in "shared with me".
+	OpenShare(ctx context.Context, who *User, token string) (Grain, error)
 
 	// GrainExists reports whether the grain exists, without starting it.
 	GrainExists(ctx context.Context, id string) (bool, error)

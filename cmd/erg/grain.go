@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"text/tabwriter"
 	"time"
 
@@ -13,7 +15,8 @@ func newGrainCmd(g *globals) *cobra.Command {
 		Use:   "grain",
 		Short: "Create, list, open and remove grains (app instances)",
 	}
-	cmd.AddCommand(newGrainNewCmd(g), newGrainLsCmd(g), newGrainOpenCmd(g), newGrainRmCmd(g), newGrainLogCmd(g))
+	cmd.AddCommand(newGrainNewCmd(g), newGrainLsCmd(g), newGrainOpenCmd(g), newGrainRmCmd(g), newGrainLogCmd(g),
+		newGrainRenameCmd(g), newGrainBackupCmd(g), newGrainRestoreCmd(g))
 	return cmd
 }
 
@@ -125,6 +128,82 @@ func newGrainLogCmd(g *globals) *cobra.Command {
 			}
 			cmd.OutOrStdout().Write(log)
 			return nil
+		},
+	}
+}
+
+func newGrainRenameCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "rename ID TITLE",
+		Short: "Change a grain's title",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			gr, err := g.client().RenameGrain(cmd.Context(), args[0], args[1])
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			return g.print(out, gr, func() { fmt.Fprintf(out, "grain %s is now %q\n", gr.ID, gr.Title) })
+		},
+	}
+}
+
+func newGrainBackupCmd(g *globals) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:     "backup ID",
+		Short:   "Save a zip of a grain's data and metadata",
+		Long:    "Save a zip of the grain's /var and its metadata; 'erg grain restore' makes a new grain from it.",
+		Example: `  erg grain backup abcd1234 -o notes.zip`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if output == "" {
+				output = args[0] + ".zip"
+			}
+			// Write beside the target and rename, so a failed backup never
+			// leaves a truncated zip under the real name.
+			tmp, err := os.CreateTemp(filepath.Dir(output), ".erg-backup-*")
+			if err != nil {
+				return err
+			}
+			defer os.Remove(tmp.Name())
+			err = g.client().BackupGrain(cmd.Context(), args[0], tmp)
+			if cerr := tmp.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return err
+			}
+			if err := os.Rename(tmp.Name(), output); err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			return g.print(out, map[string]string{"grain": args[0], "file": output}, func() {
+				fmt.Fprintf(out, "saved grain %s to %s\n", args[0], output)
+			})
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "", "the zip to write (default ID.zip)")
+	return cmd
+}
+
+func newGrainRestoreCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "restore FILE",
+		Short: "Make a new grain from a backup zip",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := os.Open(args[0])
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			gr, err := g.client().RestoreGrain(cmd.Context(), f)
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			return g.print(out, gr, func() { fmt.Fprintf(out, "restored as grain %s (%s: %q)\n", gr.ID, gr.AppName, gr.Title) })
 		},
 	}
 }

@@ -49,7 +49,7 @@ through the control socket in its data dir.`,
 	root.PersistentFlags().StringVar(&g.dataDir, "data", defaultDataDir(),
 		"the node's data dir (env ERG_DATA)")
 	root.PersistentFlags().BoolVar(&g.json, "json", false, "print machine-readable JSON")
-	root.AddCommand(newRunCmd(g), newStatusCmd(g), newGrainCmd(g), newAppCmd(g), newStoreCmd(g))
+	root.AddCommand(newRunCmd(g), newStatusCmd(g), newGrainCmd(g), newAppCmd(g), newStoreCmd(g), newShareCmd(g), newUserCmd(g), newTokenCmd(g))
 	return root
 }
 
@@ -67,7 +67,12 @@ func defaultDataDir() string {
 	return ""
 }
 
+// client reaches the node through the control socket in the data dir, or,
+// with ERG_URL and ERG_TOKEN set (a token from 'erg token new'), over HTTP.
 func (g *globals) client() *webui.Client {
+	if u, t := os.Getenv("ERG_URL"), os.Getenv("ERG_TOKEN"); u != "" && t != "" {
+		return webui.NewHTTPClient(u, t, nil)
+	}
 	return webui.NewClient(node.SocketPath(g.dataDir))
 }
 

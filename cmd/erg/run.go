@@ -43,6 +43,9 @@ default; 'erg grain new APP' prints a link that signs you in.`,
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "erg node running at %s (data: %s)\n", n.URL(), g.dataDir)
+			if setup := n.SetupURL(); setup != "" {
+				fmt.Fprintf(cmd.OutOrStdout(), "set up your owner account at:\n  %s\n", setup)
+			}
 			<-ctx.Done()
 			stop()
 			fmt.Fprintln(cmd.OutOrStdout(), "stopping: waiting for grains to exit")
@@ -54,7 +57,7 @@ default; 'erg grain new APP' prints a link that signs you in.`,
 	f.StringVar(&cfg.Domain, "domain", "localhost", "grains are served on g-<id>.DOMAIN (a wildcard DNS name pointing here)")
 	f.DurationVar(&cfg.GrainIdle, "grain-idle", 5*time.Minute, "stop a grain after this long without requests or websockets")
 	f.StringVar(&cfg.AppsDir, "apps", "", "install every app directory (with erg.json) below this dir at start")
-	f.StringVar(&cfg.Owner, "owner", "", "the owner's username, as grains see it (default $USER)")
+	f.StringVar(&cfg.Owner, "owner", "", "the owner's username until the setup page sets one (default $USER)")
 	f.StringArrayVar(&cfg.P2PListen, "p2p-listen", nil, "libp2p listen multiaddr (repeatable; default /ip4/127.0.0.1/tcp/0 and /ip4/127.0.0.1/udp/0/quic-v1)")
 	f.StringArrayVar(&cfg.Bootstrap, "bootstrap", nil, "multiaddr with /p2p/<peer id> of a peer to join the DHT through (repeatable)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log debug detail")

@@ -1,0 +1,883 @@
+package node
+
+import (
+	"archive/zip"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"html"
+	"io"
+	"mime/multipart"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"erg/webui"
+)
+
+// owner is the node's owner account, whom the control socket acts for.
+func (n *testNode) owner() webui.User {
+	n.t.Helper()
+	u, err := n.Owner(context.Background())
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	return u
+}
+
+// localhostJar treats http://*.localhost as the secure context browsers
+// take it for, so Secure cookies (the grain session) are sent back.
+type localhostJar struct{ http.CookieJar }
+
+func (j localhostJar) secure(u *url.URL) *url.URL {
+	if u.Scheme == "http" && (u.Hostname() == "localhost" || strings.HasSuffix(u.Hostname(), ".localhost")) {
+		v := *u
+		v.Scheme = "https"
+		return &v
+	}
+	return u
+}
+
+func (j localhostJar) SetCookies(u *url.URL, cookies []*http.Cookie) {
+	j.CookieJar.SetCookies(j.secure(u), cookies)
+}
+
+func (j localhostJar) Cookies(u *url.URL) []*http.Cookie { return j.CookieJar.Cookies(j.secure(u)) }
+
+// web is a browser-like client of the node's pages and HTTP API: a cookie
+// jar, no redirects followed, and the CSRF token of its session.
+type web struct {
+	t    *testing.T
+	n    *testNode
+	c    *http.Client
+	csrf string
+}
+
+func (n *testNode) webClient(t *testing.T) *web {
+	c := n.newClient()
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &web{t: t, n: n, c: c}
+}
+
+var csrfRe = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+func (w *web) do(req *http.Request) (int, string, http.Header) {
+	w.t.Helper()
+	resp, err := w.c.Do(req)
+	if err != nil {
+		w.t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if m := csrfRe.FindSubmatch(b); m != nil {
+		w.csrf = string(m[1])
+	}
+	return resp.StatusCode, string(b), resp.Header
+}
+
+func (w *web) get(path string) (int, string) {
+	w.t.Helper()
+	if strings.HasPrefix(path, "/") {
+		path = w.n.URL() + path
+	}
+	req, _ := http.NewRequest("GET", path, nil)
+	code, body, _ := w.do(req)
+	return code, body
+}
+
+// post sends a form; the session's CSRF token is added unless form
+// already has a "csrf" entry.
+func (w *web) post(path string, form url.Values, hdr ...string) (int, string) {
+	w.t.Helper()
+	if form == nil {
+		form = url.Values{}
+	}
+	if _, ok := form["csrf"]; !ok && w.csrf != "" {
+		form.Set("csrf", w.csrf)
+	}
+	req, _ := http.NewRequest("POST", w.n.URL()+path, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	code, body, _ := w.do(req)
+	return code, body
+}
+
+// api calls the JSON API with the session and its CSRF header.
+func (w *web) api(method, path string, body any) (int, string) {
+	w.t.Helper()
+	var r io.Reader
+	if body != nil {
+		data, _ := json.Marshal(body)
+		r = bytes.NewReader(data)
+	}
+	req, _ := http.NewRequest(method, w.n.URL()+path, r)
+	if w.csrf != "" {
+		req.Header.Set("X-CSRF-Token", w.csrf)
+	}
+	code, out, _ := w.do(req)
+	return code, out
+}
+
+func (w *web) login(user, password string) {
+	w.t.Helper()
+	code, body := w.post("/login", url.Values{"username": {user}, "password": {password}})
+	if code != http.StatusSeeOther {
+		w.t.Fatalf("login %s: %d %s", user, code, body)
+	}
+	if code, _ := w.get("/grains"); code != 200 || w.csrf == "" {
+		w.t.Fatalf("after login: %d", code)
+	}
+}
+
+const ownerPassword = "owner password 1"
+
+// setUp makes the node's owner account ("alice") and returns her session.
+func (n *testNode) setUp(t *testing.T) *web {
+	t.Helper()
+	w := n.webClient(t)
+	q, _ := url.Parse(n.SetupURL())
+	code, body := w.post("/setup", url.Values{"token": {q.Query().Get("token")}, "username": {"alice"},
+		"password": {ownerPassword}, "password2": {ownerPassword}})
+	if code != http.StatusSeeOther {
+		t.Fatalf("setup: %d %s", code, body)
+	}
+	w.get("/grains")
+	return w
+}
+
+// join invites a user and returns their session.
+func (n *testNode) join(t *testing.T, name string) *web {
+	t.Helper()
+	inv, err := n.InviteUser(context.Background(), n.owner(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := n.webClient(t)
+	path := strings.TrimPrefix(inv.URL, n.URL())
+	if code, body := w.post(path, url.Values{"password": {name + " password"}, "password2": {name + " password"}}); code != http.StatusSeeOther {
+		t.Fatalf("join %s: %d %s", name, code, body)
+	}
+	w.get("/grains")
+	return w
+}
+
+func (w *web) user() webui.User {
+	w.t.Helper()
+	code, body := w.api("GET", "/api/me", nil)
+	var u webui.User
+	if code != 200 || json.Unmarshal([]byte(body), &u) != nil {
+		w.t.Fatalf("/api/me: %d %s", code, body)
+	}
+	return u
+}
+
+func TestEveryRouteNeedsASession(t *testing.T) {
+	n := startNode(t, nil)
+	alice := n.setUp(t)
+	g, err := n.NewGrain(context.Background(), n.owner(), "echo", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh, _ := n.NewShare(context.Background(), n.owner(), g.ID, webui.ShareRequest{Role: "editor"})
+	inv, _ := n.InviteUser(context.Background(), n.owner(), "bob")
+	stranger := n.webClient(t)
+	stranger.csrf = alice.csrf // knowing a token is not enough without the session
+	pages := []string{"/grains", "/grains/" + g.ID, "/grains/" + g.ID + "/delete", "/grains/" + g.ID + "/backup",
+		"/apps", "/apps/echo/icon", "/users", "/users/bob/remove"}
+	for _, p := range pages {
+		code, _ := stranger.get(p)
+		if code != http.StatusSeeOther {
+			t.Errorf("GET %s without a session: %d, want a redirect to sign in", p, code)
+		}
+	}
+	posts := []string{"/logout", "/grains", "/grains/restore", "/grains/" + g.ID + "/rename", "/grains/" + g.ID + "/delete",
+		"/grains/" + g.ID + "/shares", "/shares/" + sh.ID + "/revoke", "/apps", "/apps/echo/remove",
+		"/users/invite", "/users/bob/remove", "/invites/" + inv.ID + "/cancel"}
+	for _, p := range posts {
+		if code, _ := stranger.post(p, url.Values{"title": {"x"}, "app": {"echo"}, "role": {"viewer"}, "username": {"eve"}}); code != http.StatusUnauthorized {
+			t.Errorf("POST %s without a session: %d, want 401", p, code)
+		}
+	}
+	api := []string{"GET /api/status", "GET /api/me", "GET /api/apps", "POST /api/apps", "DELETE /api/apps/echo",
+		"GET /api/grains", "POST /api/grains", "POST /api/grains/restore", "GET /api/grains/" + g.ID, "PATCH /api/grains/" + g.ID,
+		"POST /api/grains/" + g.ID + "/open", "DELETE /api/grains/" + g.ID, "GET /api/grains/" + g.ID + "/log",
+		"GET /api/grains/" + g.ID + "/backup", "GET /api/grains/" + g.ID + "/shares", "POST /api/grains/" + g.ID + "/shares",
+		"DELETE /api/shares/" + sh.ID, "GET /api/users", "DELETE /api/users/bob", "GET /api/invites", "POST /api/invites",
+		"DELETE /api/invites/" + inv.ID, "GET /api/tokens", "POST /api/tokens", "DELETE /api/tokens/x"}
+	for _, route := range api {
+		method, path, _ := strings.Cut(route, " ")
+		if code, body := stranger.api(method, path, map[string]string{}); code != http.StatusUnauthorized {
+			t.Errorf("%s without a session: %d %s, want 401", route, code, body)
+		}
+		req, _ := http.NewRequest(method, n.URL()+path, nil)
+		req.Header.Set("Authorization", "Bearer erg_forged")
+		if code, _, _ := stranger.do(req); code != http.StatusUnauthorized {
+			t.Errorf("%s with a forged token: %d, want 401", route, code)
+		}
+	}
+	// Nothing happened.
+	if _, err := n.grain(g.ID); err != nil {
+		t.Error("the grain is gone")
+	}
+	if gs, _ := n.Grains(context.Background(), n.owner()); len(gs) != 1 || gs[0].Title != g.Title {
+		t.Errorf("grains after the strangers: %+v", gs)
+	}
+}
+
+func TestUsersCannotReachEachOthersGrains(t *testing.T) {
+	n := startNode(t, nil)
+	alice := n.setUp(t)
+	bob := n.join(t, "bob")
+	ctx := context.Background()
+	ag, err := n.NewGrain(ctx, alice.user(), "echo", "alice's")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh, _ := n.NewShare(ctx, alice.user(), ag.ID, webui.ShareRequest{Role: "editor"})
+	bg, _ := n.NewGrain(ctx, bob.user(), "echo", "bob's")
+
+	for _, c := range []struct {
+		method, path string
+		body         any
+	}{
+		{"GET", "/api/grains/" + ag.ID, nil},
+		{"PATCH", "/api/grains/" + ag.ID, map[string]string{"title": "mine now"}},
+		{"POST", "/api/grains/" + ag.ID + "/open", nil},
+		{"DELETE", "/api/grains/" + ag.ID, nil},
+		{"GET", "/api/grains/" + ag.ID + "/log", nil},
+		{"GET", "/api/grains/" + ag.ID + "/backup", nil},
+		{"GET", "/api/grains/" + ag.ID + "/shares", nil},
+		{"POST", "/api/grains/" + ag.ID + "/shares", map[string]string{"role": "editor"}},
+		{"DELETE", "/api/shares/" + sh.ID, nil},
+	} {
+		if code, body := bob.api(c.method, c.path, c.body); code != http.StatusNotFound {
+			t.Errorf("bob: %s %s = %d %s, want 404", c.method, c.path, code, body)
+		}
+	}
+	for _, p := range []string{"/grains/" + ag.ID, "/grains/" + ag.ID + "/delete", "/grains/" + ag.ID + "/backup"} {
+		if code, _ := bob.get(p); code != http.StatusNotFound {
+			t.Errorf("bob: GET %s = %d, want 404", p, code)
+		}
+	}
+	for _, p := range []string{"/grains/" + ag.ID + "/rename", "/grains/" + ag.ID + "/delete", "/grains/" + ag.ID + "/shares", "/shares/" + sh.ID + "/revoke"} {
+		if code, _ := bob.post(p, url.Values{"title": {"x"}, "role": {"editor"}}); code != http.StatusNotFound {
+			t.Errorf("bob: POST %s = %d, want 404", p, code)
+		}
+	}
+	// Owning the node is not owning bob's grains.
+	if code, _ := alice.api("GET", "/api/grains/"+bg.ID, nil); code != http.StatusNotFound {
+		t.Errorf("alice opened bob's grain: %d", code)
+	}
+	// Lists hold only one's own.
+	_, body := bob.api("GET", "/api/grains", nil)
+	if strings.Contains(body, ag.ID) || !strings.Contains(body, bg.ID) {
+		t.Errorf("bob's list: %s", body)
+	}
+	// Bob's only admin rights are none.
+	for _, c := range []struct{ method, path string }{{"GET", "/api/users"}, {"POST", "/api/invites"}, {"DELETE", "/api/users/alice"},
+		{"GET", "/api/status"}, {"POST", "/api/apps"}, {"DELETE", "/api/apps/echo"}} {
+		if code, _ := bob.api(c.method, c.path, map[string]string{"username": "eve"}); code != http.StatusForbidden && code != http.StatusBadRequest {
+			t.Errorf("bob: %s %s = %d, want 403", c.method, c.path, code)
+		}
+	}
+	if code, _ := bob.get("/users"); code != http.StatusForbidden {
+		t.Errorf("bob: /users = %d", code)
+	}
+	// A grain session is good for its own grain only.
+	bobOpen, _ := n.OpenGrain(ctx, bob.user(), bg.ID)
+	resp, err := bob.c.Get(bobOpen.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	var session string
+	for _, c := range bob.c.Jar.Cookies(mustURL(t, strings.Split(bobOpen.URL, "/_erg")[0])) {
+		if c.Name == "erg_grain" {
+			session = c.Value
+		}
+	}
+	if session == "" {
+		t.Fatal("bob got no grain session")
+	}
+	aliceOrigin := n.grainOrigin(ag.ID)
+	req, _ := http.NewRequest("GET", aliceOrigin+"/read", nil)
+	req.AddCookie(&http.Cookie{Name: "erg_grain", Value: session})
+	if code, _, _ := n.webClient(t).do(req); code != http.StatusForbidden {
+		t.Errorf("bob's grain session on alice's grain: %d, want 403", code)
+	}
+	if got, _ := n.Grain(ctx, alice.user(), ag.ID); got.Title != "alice's" {
+		t.Errorf("alice's grain is now %q", got.Title)
+	}
+}
+
+func mustURL(t *testing.T, s string) *url.URL {
+	u, err := url.Parse(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+func TestShareLinksRefuseForgedExpiredAndForeign(t *testing.T) {
+	n := startNode(t, nil)
+	alice := n.setUp(t)
+	bob := n.join(t, "bob")
+	carol := n.join(t, "carol")
+	ctx := context.Background()
+	g, _ := n.NewGrain(ctx, alice.user(), "echo", "")
+	visitor := n.webClient(t)
+
+	if code, _ := visitor.get("/s/" + strings.Repeat("A", 43)); code != http.StatusNotFound {
+		t.Errorf("a forged link: %d, want 404", code)
+	}
+	if code, _ := bob.get("/s/not-a-token"); code != http.StatusNotFound {
+		t.Errorf("a forged link, signed in: %d, want 404", code)
+	}
+	expiring, _ := n.NewShare(ctx, alice.user(), g.ID, webui.ShareRequest{Role: "editor", Anonymous: true, ExpiresIn: 60})
+	path := strings.TrimPrefix(expiring.URL, n.URL())
+	if code, _ := visitor.get(path); code != 200 {
+		t.Fatalf("a fresh anonymous link: %d", code)
+	}
+	n.db.Exec(`UPDATE shares SET expires_at = 1 WHERE id = ?`, expiring.ID)
+	if code, _ := n.webClient(t).get(path); code != http.StatusNotFound {
+		t.Errorf("an expired link: %d, want 404", code)
+	}
+	// Sessions opened through it end with it, too.
+	n.dropSessions(func(sessionEntry) bool { return true })
+	if code, _ := visitor.get(n.grainOrigin(g.ID) + "/read"); code != http.StatusForbidden {
+		t.Logf("(visitor on the grain origin after expiry: %d)", code)
+	}
+
+	// A link for bob works for bob only, and needs signing in.
+	forBob, _ := n.NewShare(ctx, alice.user(), g.ID, webui.ShareRequest{Role: "editor", ForUser: "bob"})
+	path = strings.TrimPrefix(forBob.URL, n.URL())
+	if code, _ := carol.get(path); code != http.StatusForbidden {
+		t.Errorf("carol with bob's link: %d, want 403", code)
+	}
+	if code, _ := n.webClient(t).get(path); code != http.StatusSeeOther {
+		t.Errorf("bob's link anonymously: %d, want a redirect to sign in", code)
+	}
+	if code, _ := bob.get(path); code != http.StatusSeeOther {
+		t.Errorf("bob with his link: %d, want a redirect to the grain", code)
+	}
+	if gs, _ := n.Grains(ctx, carol.user()); len(gs) != 0 {
+		t.Errorf("carol got %v", gs)
+	}
+	// A link without anonymous use needs a sign-in.
+	signed, _ := n.NewShare(ctx, alice.user(), g.ID, webui.ShareRequest{Role: "editor"})
+	if code, _ := n.webClient(t).get(strings.TrimPrefix(signed.URL, n.URL())); code != http.StatusSeeOther {
+		t.Errorf("a sign-in link anonymously: %d", code)
+	}
+	// Roles come from the manifest only.
+	if _, err := n.NewShare(ctx, alice.user(), g.ID, webui.ShareRequest{Role: "admin"}); !errors.Is(err, webui.ErrInvalid) {
+		t.Errorf("a made-up role: %v", err)
+	}
+}
+
+func TestStateChangesNeedCSRFAndSameOrigin(t *testing.T) {
+	n := startNode(t, nil)
+	alice := n.setUp(t)
+	before, _ := n.Grains(context.Background(), alice.user())
+	form := url.Values{"app": {"echo"}}
+	cases := []struct {
+		name string
+		csrf string
+		hdr  []string
+	}{
+		{"no token", "", nil},
+		{"a wrong token", "forged", nil},
+		{"a grain's origin", alice.csrf, []string{"Sec-Fetch-Site", "same-site", "Origin", n.grainOrigin("abc")}},
+		{"another site", alice.csrf, []string{"Sec-Fetch-Site", "cross-site", "Origin", "http://evil.example"}},
+		{"an old browser from another site", alice.csrf, []string{"Origin", "http://evil.example"}},
+	}
+	for _, c := range cases {
+		f := url.Values{"app": form["app"], "csrf": {c.csrf}}
+		if code, _ := alice.post("/grains", f, c.hdr...); code != http.StatusForbidden {
+			t.Errorf("POST /grains with %s: %d, want 403", c.name, code)
+		}
+	}
+	// The API on the web port wants the header for a session...
+	req, _ := http.NewRequest("POST", n.URL()+"/api/grains", strings.NewReader(`{"app":"echo"}`))
+	if code, _, _ := alice.do(req); code != http.StatusForbidden {
+		t.Errorf("API POST with a session and no CSRF header: %d, want 403", code)
+	}
+	// ...and sign-in forms refuse other origins too (login CSRF).
+	if code, _ := n.webClient(t).post("/login", url.Values{"username": {"alice"}, "password": {ownerPassword}},
+		"Sec-Fetch-Site", "cross-site"); code != http.StatusForbidden {
+		t.Errorf("a cross-site login: %d, want 403", code)
+	}
+	if after, _ := n.Grains(context.Background(), alice.user()); len(after) != len(before) {
+		t.Errorf("%d grains made by refused requests", len(after)-len(before))
+	}
+	// The same request with the token from the same origin works.
+	if code, _ := alice.post("/grains", form, "Sec-Fetch-Site", "same-origin"); code != http.StatusSeeOther {
+		t.Errorf("a proper POST: %d", code)
+	}
+}
+
+func TestOversizedUploadsAreRefusedWithoutFillingTheDisk(t *testing.T) {
+	n := startNode(t, func(c *Config) { c.MaxUpload = 1 << 20 })
+	alice := n.setUp(t)
+	tmp := filepath.Join(n.cfg.DataDir, "tmp")
+	// Each body sends 32 MiB and then stalls until the test ends: a node
+	// that read on past its limit would never answer.
+	stall := make(chan struct{})
+	defer close(stall)
+	send := func(path string, declared bool) (int, string) {
+		t.Helper()
+		body := &stallingReader{left: 32 << 20, stall: stall}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, "POST", n.URL()+path, body)
+		req.ContentLength = -1
+		if declared {
+			req.ContentLength = 64 << 20
+		}
+		req.Header.Set("X-CSRF-Token", alice.csrf)
+		code, msg, _ := alice.do(req)
+		return code, msg
+	}
+	if code, msg := send("/api/apps", true); code != http.StatusRequestEntityTooLarge || !strings.Contains(msg, "limit is 1 MiB") {
+		t.Errorf("64 MiB declared: %d %s, want 413", code, msg)
+	}
+	for _, path := range []string{"/api/apps", "/api/grains/restore"} {
+		if code, msg := send(path, false); code != http.StatusRequestEntityTooLarge {
+			t.Errorf("POST %s streaming past the limit: %d %s, want 413", path, code, msg)
+		}
+		if left, _ := os.ReadDir(tmp); len(left) != 0 {
+			t.Errorf("POST %s left %d files in %s", path, len(left), tmp)
+		}
+	}
+	// The page form too.
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	mw.WriteField("csrf", alice.csrf)
+	fw, _ := mw.CreateFormFile("package", "big.erg")
+	fw.Write(make([]byte, 2<<20))
+	mw.Close()
+	req, _ := http.NewRequest("POST", n.URL()+"/apps", &buf)
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	if code, _, _ := alice.do(req); code != http.StatusRequestEntityTooLarge {
+		t.Errorf("the upload form with 2 MiB: %d, want 413", code)
+	}
+	if apps, _ := n.Apps(context.Background()); len(apps) != 5 {
+		t.Errorf("%d apps after refused uploads", len(apps))
+	}
+}
+
+// stallingReader gives left zero bytes, then blocks until stall closes.
+type stallingReader struct {
+	left  int
+	stall chan struct{}
+}
+
+func (r *stallingReader) Read(p []byte) (int, error) {
+	if r.left == 0 {
+		<-r.stall
+		return 0, io.EOF
+	}
+	k := min(len(p), r.left)
+	clear(p[:k])
+	r.left -= k
+	return k, nil
+}
+
+func TestLoginIsRateLimited(t *testing.T) {
+	n := startNode(t, nil)
+	n.setUp(t)
+	w := n.webClient(t)
+	for i := range 5 {
+		if code, _ := w.post("/login", url.Values{"username": {"alice"}, "password": {"wrong"}}); code != http.StatusUnauthorized {
+			t.Fatalf("wrong password %d: %d", i, code)
+		}
+	}
+	code, body := w.post("/login", url.Values{"username": {"alice"}, "password": {ownerPassword}})
+	if code != http.StatusTooManyRequests || !strings.Contains(body, "Too many") {
+		t.Errorf("the right password after 5 failures: %d, want 429", code)
+	}
+	// Another account from the same address is not locked by alice's.
+	if code, _ := w.post("/login", url.Values{"username": {"bob"}, "password": {"x"}}); code != http.StatusUnauthorized {
+		t.Errorf("another username: %d, want 401", code)
+	}
+	// Setup is closed once done, and never opens without its token.
+	if code, _ := n.webClient(t).post("/setup", url.Values{"token": {"x"}, "username": {"mallory"}, "password": {"mallory pw"}, "password2": {"mallory pw"}}); code != http.StatusForbidden {
+		t.Errorf("setup again: %d, want 403", code)
+	}
+}
+
+func TestUserLifecycle(t *testing.T) {
+	n := startNode(t, nil)
+	alice := n.setUp(t)
+	ctx := context.Background()
+	inv, err := n.InviteUser(ctx, alice.user(), "bob")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.InviteUser(ctx, alice.user(), "BOB"); !errors.Is(err, webui.ErrInvalid) {
+		t.Errorf("inviting bob twice: %v", err)
+	}
+	bob := n.webClient(t)
+	path := strings.TrimPrefix(inv.URL, n.URL())
+	if code, _ := bob.post(path, url.Values{"password": {"short"}, "password2": {"short"}}); code != http.StatusBadRequest {
+		t.Errorf("a short password: %d", code)
+	}
+	if code, _ := bob.post(path, url.Values{"password": {"bob password"}, "password2": {"bob password"}}); code != http.StatusSeeOther {
+		t.Fatalf("joining: %d", code)
+	}
+	if code, _ := n.webClient(t).post(path, url.Values{"password": {"other pw 123"}, "password2": {"other pw 123"}}); code != http.StatusNotFound {
+		t.Errorf("a used invite: %d, want 404", code)
+	}
+	bob.get("/grains")
+	again := n.webClient(t)
+	again.login("bob", "bob password")
+	if u := again.user(); u.Username != "bob" || u.Owner {
+		t.Errorf("signed in as %+v", u)
+	}
+	g, _ := n.NewGrain(ctx, bob.user(), "echo", "bob's")
+	open, _ := n.OpenGrain(ctx, bob.user(), g.ID)
+	resp, err := bob.c.Get(open.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if code, _ := bob.get(n.grainOrigin(g.ID) + "/headers"); code != 200 {
+		t.Fatalf("bob's grain: %d", code)
+	}
+	// Removing bob ends his sessions and deletes his grains.
+	if err := n.RemoveUser(ctx, alice.user(), "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := bob.get("/grains"); code != http.StatusSeeOther {
+		t.Errorf("a removed user's page session: %d", code)
+	}
+	if code, _ := bob.get(n.grainOrigin(g.ID) + "/headers"); code != http.StatusNotFound {
+		t.Errorf("a removed user's grain: %d, want 404", code)
+	}
+	if _, err := os.Stat(n.grainDir(g.ID)); !os.IsNotExist(err) {
+		t.Errorf("bob's grain storage is still there: %v", err)
+	}
+	if err := n.RemoveUser(ctx, alice.user(), "alice"); !errors.Is(err, webui.ErrInvalid) {
+		t.Errorf("removing the owner: %v", err)
+	}
+}
+
+func TestRestoreReadsBackupsSafely(t *testing.T) {
+	n := startNode(t, nil)
+	ctx := context.Background()
+	owner := n.owner()
+	meta := `{"format":1,"appId":"echo","appName":"Echo","appVersion":1,"title":"restored"}`
+	type entry struct {
+		name string
+		body string
+		mode os.FileMode
+	}
+	zipOf := func(entries ...entry) []byte {
+		var buf bytes.Buffer
+		zw := zip.NewWriter(&buf)
+		for _, e := range entries {
+			h := &zip.FileHeader{Name: e.name, Method: zip.Deflate}
+			if e.mode != 0 {
+				h.SetMode(e.mode)
+			}
+			w, err := zw.CreateHeader(h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.WriteString(w, e.body)
+		}
+		zw.Close()
+		return buf.Bytes()
+	}
+	m := entry{name: "erg-backup.json", body: meta}
+	grainsBefore, _ := os.ReadDir(filepath.Join(n.cfg.DataDir, grainsDir))
+	n.web.restoreLimit = 1 << 20
+	for _, c := range []struct {
+		name string
+		zip  []byte
+	}{
+		{"not a zip", []byte("hello")},
+		{"no metadata", zipOf(entry{name: "data/x", body: "x"})},
+		{"dot-dot", zipOf(m, entry{name: "data/../escaped", body: "x"})},
+		{"deep dot-dot", zipOf(m, entry{name: "data/a/../../escaped", body: "x"})},
+		{"absolute", zipOf(m, entry{name: "data//etc/passwd", body: "x"})},
+		{"backslash", zipOf(m, entry{name: `data/a\..\..\escaped`, body: "x"})},
+		{"outside data/", zipOf(m, entry{name: "other/x", body: "x"})},
+		{"a symlink", zipOf(m, entry{name: "data/link", body: "/etc/passwd", mode: os.ModeSymlink | 0o777})},
+		{"a device", zipOf(m, entry{name: "data/dev", mode: os.ModeDevice | 0o666})},
+		{"unknown app", zipOf(entry{name: "erg-backup.json", body: strings.Replace(meta, `"echo"`, `"nosuchapp"`, 1)})},
+		{"a newer app version", zipOf(entry{name: "erg-backup.json", body: strings.Replace(meta, `"appVersion":1`, `"appVersion":9`, 1)})},
+		{"a zip bomb", zipOf(m, entry{name: "data/big", body: strings.Repeat("0", 3<<20)})},
+	} {
+		_, err := n.RestoreGrain(ctx, owner, bytes.NewReader(c.zip))
+		if !errors.Is(err, webui.ErrInvalid) {
+			t.Errorf("%s: %v, want an invalid-backup error", c.name, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(n.cfg.DataDir, grainsDir, "escaped")); err == nil {
+		t.Error("a backup wrote outside its grain")
+	}
+	if after, _ := os.ReadDir(filepath.Join(n.cfg.DataDir, grainsDir)); len(after) != len(grainsBefore) {
+		t.Errorf("refused restores left %d grain dirs", len(after)-len(grainsBefore))
+	}
+	if gs, _ := n.Grains(ctx, owner); len(gs) != 0 {
+		t.Errorf("refused restores made grains: %v", gs)
+	}
+	if left, _ := os.ReadDir(filepath.Join(n.cfg.DataDir, "tmp")); len(left) != 0 {
+		t.Errorf("refused restores left %d temp files", len(left))
+	}
+
+	// A grain's symlink to a host file is not followed into a backup.
+	id, origin := n.newGrain("echo")
+	if code, body := n.get(origin + "/write?v=kept"); code != 200 {
+		t.Fatalf("write: %d %s", code, body)
+	}
+	os.Symlink("/etc/passwd", filepath.Join(n.grainDir(id), "var", "planted"))
+	var buf bytes.Buffer
+	if err := n.BackupGrain(ctx, owner, id, &buf); err != nil {
+		t.Fatal(err)
+	}
+	zr, err := zip.NewReader(bytes.NewReader(buf.Bytes()), int64(buf.Len()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range zr.File {
+		if strings.Contains(f.Name, "planted") {
+			t.Errorf("the backup holds the grain's symlink %s", f.Name)
+		}
+	}
+	g, err := n.RestoreGrain(ctx, owner, bytes.NewReader(buf.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	open, _ := n.OpenGrain(ctx, owner, g.ID)
+	n.get(open.URL)
+	if code, body := n.get(n.grainOrigin(g.ID) + "/read"); code != 200 || body != "kept" {
+		t.Errorf("the restored grain reads %d %q", code, body)
+	}
+}
+
+func TestCLIUsersSharesBackupsAndTokens(t *testing.T) {
+	p := startErg(t, filepath.Join(t.TempDir(), "data"))
+	var g webui.Grain
+	json.Unmarshal([]byte(p.erg(false, "grain", "new", "notes", "--json")), &g)
+	if out := p.erg(false, "grain", "rename", g.ID, "Plans"); !strings.Contains(out, `"Plans"`) {
+		t.Errorf("grain rename: %s", out)
+	}
+	var inv webui.Invite
+	json.Unmarshal([]byte(p.erg(false, "user", "invite", "bob", "--json")), &inv)
+	if !strings.Contains(inv.URL, "/invite/") {
+		t.Errorf("user invite: %+v", inv)
+	}
+	if out := p.erg(false, "user", "ls"); !strings.Contains(out, "alice") || !strings.Contains(out, "bob") || !strings.Contains(out, "invited") {
+		t.Errorf("user ls:\n%s", out)
+	}
+	if out := p.erg(true, "share", "new", g.ID, "--role", "boss"); !strings.Contains(out, `no role "boss"`) {
+		t.Errorf("share new with a bad role: %s", out)
+	}
+	var sh webui.Share
+	json.Unmarshal([]byte(p.erg(false, "share", "new", g.ID, "--role", "viewer", "--anonymous", "--expires", "24h", "--json")), &sh)
+	if !strings.Contains(sh.URL, "/s/") || sh.Expires.IsZero() {
+		t.Errorf("share new: %+v", sh)
+	}
+	if out := p.erg(false, "share", "ls", g.ID); !strings.Contains(out, sh.ID) || !strings.Contains(out, "anyone") {
+		t.Errorf("share ls:\n%s", out)
+	}
+	p.erg(false, "share", "rm", sh.ID)
+	if out := p.erg(false, "share", "ls", g.ID); strings.Contains(out, sh.ID) {
+		t.Errorf("share ls after rm:\n%s", out)
+	}
+	zipFile := filepath.Join(t.TempDir(), "plans.zip")
+	p.erg(false, "grain", "backup", g.ID, "-o", zipFile)
+	var restored webui.Grain
+	json.Unmarshal([]byte(p.erg(false, "grain", "restore", zipFile, "--json")), &restored)
+	if restored.Title != "Plans" || restored.ID == g.ID {
+		t.Errorf("grain restore: %+v", restored)
+	}
+	p.erg(false, "user", "rm", "bob")
+	if out := p.erg(false, "user", "ls"); strings.Contains(out, "bob") {
+		t.Errorf("user ls after rm:\n%s", out)
+	}
+
+	// The same API over HTTP with a token.
+	var tok webui.APIToken
+	if err := json.Unmarshal([]byte(p.erg(false, "token", "new", "--label", "laptop", "--json")), &tok); err != nil || tok.Token == "" {
+		t.Fatalf("token new: %v %+v", err, tok)
+	}
+	var st struct{ Status webui.Status }
+	json.Unmarshal([]byte(p.erg(false, "status", "--json")), &st)
+	if st.Status.URL == "" {
+		t.Fatal("status --json has no URL")
+	}
+	t.Setenv("ERG_URL", st.Status.URL)
+	t.Setenv("ERG_TOKEN", tok.Token)
+	if out := p.erg(false, "grain", "ls"); !strings.Contains(out, "Plans") || !strings.Contains(out, restored.ID) {
+		t.Errorf("grain ls over HTTP:\n%s", out)
+	}
+	p.erg(false, "token", "rm", tok.ID)
+	if out := p.erg(true, "grain", "ls"); !strings.Contains(out, "unknown API token") {
+		t.Errorf("a revoked token: %s", out)
+	}
+}
+
+var frameRe = regexp.MustCompile(`<iframe class="grain" src="([^"]+)"`)
+
+// TestRevokingAShareCutsItsOpenWebsockets checks at the protocol level what
+// the browser test shows: revocation closes the share's live websockets at
+// once and refuses its next request, and leaves other sessions alone.
+func TestRevokingAShareCutsItsOpenWebsockets(t *testing.T) {
+	n := startNode(t, nil)
+	alice := n.setUp(t)
+	ctx := context.Background()
+	g, err := n.NewGrain(ctx, alice.user(), "notes", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh, err := n.NewShare(ctx, alice.user(), g.ID, webui.ShareRequest{Role: "viewer", Anonymous: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The owner's session through the shell, and a visitor's through the link.
+	dial := func(w *web, page string) *websocket.Conn {
+		t.Helper()
+		code, body := w.get(page)
+		m := frameRe.FindStringSubmatch(body)
+		if code != 200 || m == nil {
+			t.Fatalf("%s: %d, no frame", page, code)
+		}
+		if code, _ := w.get(html.UnescapeString(m[1])); code != http.StatusSeeOther {
+			t.Fatalf("frame login: %d", code)
+		}
+		c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(n.grainOrigin(g.ID), "http")+"/ws", &websocket.DialOptions{HTTPClient: w.c})
+		if err != nil {
+			t.Fatalf("websocket: %v", err)
+		}
+		t.Cleanup(func() { c.CloseNow() })
+		if _, _, err := c.Read(ctx); err != nil { // the note
+			t.Fatal(err)
+		}
+		return c
+	}
+	owner := dial(alice, "/grains/"+g.ID)
+	visitor := n.webClient(t)
+	vs := dial(visitor, strings.TrimPrefix(sh.URL, n.URL()))
+	if code, _ := visitor.get(n.grainOrigin(g.ID) + "/api/note"); code != 200 {
+		t.Fatalf("the visitor reads: %d", code)
+	}
+
+	if err := n.RevokeShare(ctx, alice.user(), sh.ID); err != nil {
+		t.Fatal(err)
+	}
+	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, _, err := vs.Read(rctx); err == nil || rctx.Err() != nil {
+		t.Errorf("the visitor's websocket after revocation: %v (deadline: %v)", err, rctx.Err())
+	}
+	if code, _ := visitor.get(n.grainOrigin(g.ID) + "/api/note"); code != http.StatusForbidden {
+		t.Errorf("the visitor's next request: %d, want 403", code)
+	}
+	if _, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(n.grainOrigin(g.ID), "http")+"/ws", &websocket.DialOptions{HTTPClient: visitor.c}); err == nil {
+		t.Error("the visitor opened a new websocket after revocation")
+	}
+	pctx, cancel2 := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel2()
+	go owner.Read(pctx) // Ping needs a reader
+	if err := owner.Ping(pctx); err != nil {
+		t.Errorf("the owner's websocket went down with the share: %v", err)
+	}
+}
+
+// TestPagesManageGrainsAppsAndIdentity covers the page forms the browser
+// test does not: rename, delete after confirming, removing an app, and what
+// a grain is told about who uses it through a share.
+func TestPagesManageGrainsAppsAndIdentity(t *testing.T) {
+	n := startNode(t, nil)
+	alice := n.setUp(t)
+	bob := n.join(t, "bob")
+	ctx := context.Background()
+	g, _ := n.NewGrain(ctx, alice.user(), "echo", "first")
+
+	if code, _ := alice.post("/grains/"+g.ID+"/rename", url.Values{"title": {"Renamed"}, "back": {"//evil.example"}}); code != http.StatusSeeOther {
+		t.Errorf("rename: %d", code)
+	}
+	if got, _ := n.Grain(ctx, alice.user(), g.ID); got.Title != "Renamed" {
+		t.Errorf("title after rename: %q", got.Title)
+	}
+	if code, body := alice.get("/grains/" + g.ID + "/delete"); code != 200 || !strings.Contains(body, "Delete “Renamed”") {
+		t.Errorf("delete confirmation: %d", code)
+	}
+
+	// Identity through shares: an anonymous visitor has no name or id; a
+	// user has both; both get the role's permissions.
+	anon, _ := n.NewShare(ctx, alice.user(), g.ID, webui.ShareRequest{Role: "editor", Anonymous: true})
+	headersVia := func(w *web, page string) http.Header {
+		t.Helper()
+		code, body := w.get(page)
+		if code == http.StatusSeeOther {
+			code, body = w.get("/grains/" + g.ID)
+		}
+		m := frameRe.FindStringSubmatch(body)
+		if code != 200 || m == nil {
+			t.Fatalf("%s: %d, no frame", page, code)
+		}
+		w.get(html.UnescapeString(m[1]))
+		code, body = w.get(n.grainOrigin(g.ID) + "/headers")
+		var h http.Header
+		if code != 200 || json.Unmarshal([]byte(body), &h) != nil {
+			t.Fatalf("headers: %d %s", code, body)
+		}
+		return h
+	}
+	h := headersVia(n.webClient(t), strings.TrimPrefix(anon.URL, n.URL()))
+	if h.Get("X-Erg-Username") != "" || h.Get("X-Erg-User-Id") != "" || h.Get("X-Erg-Permissions") != "read,write" || h.Get("X-Erg-Session-Id") == "" {
+		t.Errorf("an anonymous visitor as the grain sees them: %v", h)
+	}
+	h = headersVia(bob, strings.TrimPrefix(anon.URL, n.URL()))
+	if h.Get("X-Erg-Username") != "bob" || len(h.Get("X-Erg-User-Id")) != 32 || h.Get("X-Erg-Permissions") != "read,write" {
+		t.Errorf("bob as the grain sees him: %v", h)
+	}
+	gs, _ := n.Grains(ctx, bob.user())
+	if len(gs) != 1 || gs[0].ID != g.ID || gs[0].Mine || gs[0].Owner != "alice" {
+		t.Errorf("bob's grains after opening the link: %+v", gs)
+	}
+	if _, body := bob.get("/grains"); !strings.Contains(body, "Renamed") || !strings.Contains(body, "from alice") {
+		t.Error("the grains page does not list the grain under Shared with me")
+	}
+
+	// An app with grains stays; without, it goes with its package tree.
+	apps, _ := n.Apps(ctx)
+	if code, body := alice.post("/apps/echo/remove", nil); code != http.StatusBadRequest || !strings.Contains(body, "delete them first") {
+		t.Errorf("removing an app in use: %d", code)
+	}
+	if code, _ := alice.post("/grains/"+g.ID+"/delete", nil); code != http.StatusSeeOther {
+		t.Errorf("delete: %d", code)
+	}
+	if _, err := n.grain(g.ID); err == nil {
+		t.Error("the grain survived its deletion")
+	}
+	if gs, _ := n.Grains(ctx, bob.user()); len(gs) != 0 {
+		t.Errorf("bob still has %+v", gs)
+	}
+	_, tree, _ := n.appByID(ctx, "echo")
+	if code, _ := bob.post("/apps/echo/remove", nil); code != http.StatusForbidden {
+		t.Errorf("bob removing an app: %d, want 403", code)
+	}
+	if code, _ := alice.post("/apps/echo/remove", nil); code != http.StatusSeeOther {
+		t.Errorf("removing an unused app: %d", code)
+	}
+	if after, _ := n.Apps(ctx); len(after) != len(apps)-1 {
+		t.Errorf("%d apps after removing one of %d", len(after), len(apps))
+	}
+	if _, err := os.Stat(tree); !os.IsNotExist(err) {
+		t.Errorf("the app's package tree is still there: %v", err)
+	}
+}
