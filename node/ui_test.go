@@ -213,7 +213,9 @@ func TestEveryRouteNeedsASession(t *testing.T) {
 		"POST /api/grains/" + g.ID + "/open", "DELETE /api/grains/" + g.ID, "GET /api/grains/" + g.ID + "/log",
 		"GET /api/grains/" + g.ID + "/backup", "GET /api/grains/" + g.ID + "/shares", "POST /api/grains/" + g.ID + "/shares",
 		"DELETE /api/shares/" + sh.ID, "GET /api/users", "DELETE /api/users/bob", "GET /api/invites", "POST /api/invites",
-		"DELETE /api/invites/" + inv.ID, "GET /api/tokens", "POST /api/tokens", "DELETE /api/tokens/x"}
+		"DELETE /api/invites/" + inv.ID, "GET /api/tokens", "POST /api/tokens", "DELETE /api/tokens/x",
+		"POST /api/store/publish", "GET /api/store/search", "GET /api/store/apps/x", "GET /api/store/updates",
+		"POST /api/store/apps/x/install"}
 	for _, route := range api {
 		method, path, _ := strings.Cut(route, " ")
 		if code, body := stranger.api(method, path, map[string]string{}); code != http.StatusUnauthorized {
@@ -285,7 +287,8 @@ func TestUsersCannotReachEachOthersGrains(t *testing.T) {
 	}
 	// Bob's only admin rights are none.
 	for _, c := range []struct{ method, path string }{{"GET", "/api/users"}, {"POST", "/api/invites"}, {"DELETE", "/api/users/alice"},
-		{"GET", "/api/status"}, {"POST", "/api/apps"}, {"DELETE", "/api/apps/echo"}} {
+		{"GET", "/api/status"}, {"POST", "/api/apps"}, {"DELETE", "/api/apps/echo"},
+		{"POST", "/api/store/publish"}, {"POST", "/api/store/apps/x/install"}} {
 		if code, _ := bob.api(c.method, c.path, map[string]string{"username": "eve"}); code != http.StatusForbidden && code != http.StatusBadRequest {
 			t.Errorf("bob: %s %s = %d, want 403", c.method, c.path, code)
 		}
