@@ -74,6 +74,13 @@ type entry struct {
 // OpenFile opens and verifies the package file at name; see Open. Close the
 // package when done with it.
 func OpenFile(ctx context.Context, name string, limits SizeLimits) (*Package, error) {
+	return OpenFileProgress(ctx, name, limits, nil)
+}
+
+// OpenFileProgress is OpenFile that calls progress now and then with the
+// bytes checked so far and the total, for packages big enough to take a
+// while.
+func OpenFileProgress(ctx context.Context, name string, limits SizeLimits, progress func(done, total int64)) (*Package, error) {
 	f, err := os.Open(name)
 	if err != nil {
 		return nil, fmt.Errorf("open package: %w", err)
@@ -83,10 +90,10 @@ func OpenFile(ctx context.Context, name string, limits SizeLimits) (*Package, er
 		f.Close()
 		return nil, fmt.Errorf("open package: %w", err)
 	}
-	p, err := Open(ctx, f, fi.Size(), limits)
+	p, err := open(ctx, f, fi.Size(), limits.withDefaults(), progress)
 	if err != nil {
 		f.Close()
-		return nil, err
+		return nil, fmt.Errorf("open package: %w", err)
 	}
 	p.closer = f
 	return p, nil
@@ -101,18 +108,18 @@ func OpenFile(ctx context.Context, name string, limits SizeLimits) (*Package, er
 // under limits. r must stay readable and unchanged until the package is
 // unpacked; blocks are hashed again as Unpack reads them.
 func Open(ctx context.Context, r io.ReaderAt, size int64, limits SizeLimits) (*Package, error) {
-	p, err := open(ctx, r, size, limits.withDefaults())
+	p, err := open(ctx, r, size, limits.withDefaults(), nil)
 	if err != nil {
 		return nil, fmt.Errorf("open package: %w", err)
 	}
 	return p, nil
 }
 
-func open(ctx context.Context, r io.ReaderAt, size int64, lim SizeLimits) (*Package, error) {
+func open(ctx context.Context, r io.ReaderAt, size int64, lim SizeLimits, progress func(done, total int64)) (*Package, error) {
 	if size > lim.MaxPackage {
 		return nil, fmt.Errorf("package is %d bytes: %w of %d", size, ErrTooLarge, lim.MaxPackage)
 	}
-	cs, descCID, err := indexCAR(r, size, lim)
+	cs, descCID, err := indexCAR(ctx, r, size, lim, progress)
 	if err != nil {
 		return nil, err
 	}
@@ -223,7 +230,7 @@ type carStore struct {
 	budget  int64 // work left for the walk; bounds DAGs that reuse blocks
 }
 
-func indexCAR(r io.ReaderAt, size int64, lim SizeLimits) (*carStore, cid.Cid, error) {
+func indexCAR(ctx context.Context, r io.ReaderAt, size int64, lim SizeLimits, progress func(done, total int64)) (*carStore, cid.Cid, error) {
 	// The headers are parsed here rather than by a general CBOR decoder:
 	// a package has exactly one form of them, and anything else is refused
 	// before any untrusted length reaches an allocator.
@@ -256,7 +263,17 @@ func indexCAR(r io.ReaderAt, size int64, lim SizeLimits) (*carStore, cid.Cid, er
 	}
 	s := &carStore{r: r, spans: map[cid.Cid]span{}}
 	end := int64(h.DataOffset + h.DataSize)
+	var last int64
 	for br.off < end {
+		if done := br.off - int64(h.DataOffset); done-last >= 1<<20 {
+			last = done
+			if err := ctx.Err(); err != nil {
+				return nil, cid.Undef, err
+			}
+			if progress != nil {
+				progress(done, int64(h.DataSize))
+			}
+		}
 		n, err := binary.ReadUvarint(br)
 		if err != nil {
 			return nil, cid.Undef, fmt.Errorf("CAR is truncated or malformed at byte %d: %v", br.off, err)
@@ -289,6 +306,9 @@ func indexCAR(r io.ReaderAt, size int64, lim SizeLimits) (*carStore, cid.Cid, er
 	}
 	if _, ok := s.spans[root]; !ok {
 		return nil, cid.Undef, errors.New("the CAR does not carry its descriptor block")
+	}
+	if progress != nil {
+		progress(int64(h.DataSize), int64(h.DataSize))
 	}
 	return s, root, nil
 }

@@ -48,7 +48,9 @@ func (n *Node) InstallPackage(ctx context.Context, r io.Reader) (webui.App, erro
 // package no newer than the installed version is skipped (installed is
 // false) rather than refused, as starting with --apps needs.
 func (n *Node) installPackageFile(ctx context.Context, path string, skipOld bool) (app webui.App, installed bool, err error) {
-	pkg, err := appstore.OpenFile(ctx, path, appstore.SizeLimits{MaxPackage: maxPackageSize})
+	progress := webui.InstallProgressFrom(ctx)
+	pkg, err := appstore.OpenFileProgress(ctx, path, appstore.SizeLimits{MaxPackage: maxPackageSize},
+		func(done, total int64) { progress("verifying", done, total) })
 	if err != nil {
 		return webui.App{}, false, fmt.Errorf("%w: %v", webui.ErrInvalid, err)
 	}
@@ -73,7 +75,8 @@ func (n *Node) installPackageFile(ctx context.Context, path string, skipOld bool
 	}
 	created := false
 	if _, err := os.Stat(dest); errors.Is(err, os.ErrNotExist) {
-		if err := appstore.Unpack(ctx, pkg, dest, appstore.UnpackOptions{}); err != nil {
+		opts := appstore.UnpackOptions{Progress: func(done, total int64) { progress("unpacking", done, total) }}
+		if err := appstore.Unpack(ctx, pkg, dest, opts); err != nil {
 			return webui.App{}, false, fmt.Errorf("unpack %s: %w", pkg.CID, err)
 		}
 		created = true

@@ -176,3 +176,55 @@ func TestAppsDirInstallsPackages(t *testing.T) {
 		t.Errorf("start with a tampered package: %v", err)
 	}
 }
+
+// TestInstallReportsProgress installs through the API's event stream, as
+// `erg app install` does: the node reports verifying and then unpacking,
+// each rising to its total, and then the app; a bad package ends the
+// stream with the refusal.
+func TestInstallReportsProgress(t *testing.T) {
+	n := startNode(t, nil)
+	ctx := context.Background()
+	c := webui.NewClient(SocketPath(n.cfg.DataDir))
+	key, _ := appstore.GenerateKey()
+	pkg := packEcho(t, key, 1)
+
+	var steps []webui.InstallStep
+	app, err := c.InstallPackageProgress(ctx, bytes.NewReader(pkg), func(s webui.InstallStep) { steps = append(steps, s) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if app.ID != appstore.AppID(key.Public().(ed25519.PublicKey)) {
+		t.Errorf("installed %+v", app)
+	}
+	last := map[string]webui.InstallStep{}
+	var order []string
+	for _, s := range steps {
+		prev, seen := last[s.Phase]
+		if !seen {
+			order = append(order, s.Phase)
+		}
+		if seen && (s.Done < prev.Done || s.Total != prev.Total) || s.Done > s.Total {
+			t.Errorf("step %+v after %+v", s, prev)
+		}
+		last[s.Phase] = s
+	}
+	if !slices.Equal(order, []string{"verifying", "unpacking"}) {
+		t.Errorf("phases %v, want verifying then unpacking", order)
+	}
+	for phase, s := range last {
+		if s.Done != s.Total || s.Total == 0 {
+			t.Errorf("%s ended at %d of %d", phase, s.Done, s.Total)
+		}
+	}
+	t.Logf("%d progress events for a %d MB package", len(steps), len(pkg)>>20)
+
+	bad := packEcho(t, key, 2)
+	bad[len(bad)/2] ^= 0x55
+	before := packageDirs(t, n)
+	if _, err := c.InstallPackageProgress(ctx, bytes.NewReader(bad), nil); !errors.Is(err, webui.ErrInvalid) {
+		t.Errorf("tampered package through the event stream: %v", err)
+	}
+	if after := packageDirs(t, n); !slices.Equal(after, before) {
+		t.Errorf("package dirs %v after a refused install, were %v", after, before)
+	}
+}

@@ -1,6 +1,7 @@
 package webui
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -201,6 +202,11 @@ func (a *api) installPackage(w http.ResponseWriter, r *http.Request, who User) {
 	body, err := upload(w, r, a.maxUpload)
 	if err != nil {
 		writeError(w, err)
+		return
+	}
+	if wantsEvents(r) {
+		installWithEvents(w, r, func(ctx context.Context) (App, error) { return a.b.InstallPackage(ctx, body) },
+			func(err error) error { return uploadError(err, a.maxUpload) })
 		return
 	}
 	app, err := a.b.InstallPackage(r.Context(), body)

@@ -10,8 +10,10 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sys/unix"
 
 	"erg/appstore"
+	"erg/webui"
 )
 
 func newAppCmd(g *globals) *cobra.Command {
@@ -206,24 +208,45 @@ type progress struct {
 	what  string
 	last  int
 	shown bool
+	tty   bool
 }
 
-func newProgress(w io.Writer, what string) *progress { return &progress{w: w, what: what, last: -1} }
+func newProgress(w io.Writer, what string) *progress {
+	return &progress{w: w, what: what, last: -1, tty: isTerminal(w)}
+}
+
+// isTerminal reports whether w is a terminal, where a progress line can
+// redraw itself; elsewhere (a log, a pipe) progress is a line per quarter.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
+	return err == nil
+}
 
 func (p *progress) update(done, total int64) {
 	if total < 4<<20 {
 		return
 	}
 	pct := int(done * 100 / total)
+	if !p.tty {
+		pct = pct / 25 * 25
+	}
 	if pct == p.last {
 		return
 	}
 	p.last, p.shown = pct, true
-	fmt.Fprintf(p.w, "\r%s: %3d%% of %d MB", p.what, pct, total>>20)
+	if p.tty {
+		fmt.Fprintf(p.w, "\r%s: %3d%% of %d MB", p.what, pct, total>>20)
+	} else {
+		fmt.Fprintf(p.w, "%s: %3d%% of %d MB\n", p.what, pct, total>>20)
+	}
 }
 
 func (p *progress) done() {
-	if p.shown {
+	if p.shown && p.tty {
 		fmt.Fprintln(p.w)
 	}
 }
@@ -251,8 +274,24 @@ Given an app id, the node fetches the app's newest package from the store.`,
 			if fi, err := f.Stat(); err == nil {
 				body = &progressReader{r: f, total: fi.Size(), p: newProgress(cmd.ErrOrStderr(), "uploading")}
 			}
-			app, err := g.client().InstallPackage(cmd.Context(), body)
-			if pr, ok := body.(*progressReader); ok {
+			// The node reports its verifying and unpacking once the upload
+			// is in; each phase gets its own progress line.
+			var phase *progress
+			app, err := g.client().InstallPackageProgress(cmd.Context(), body, func(s webui.InstallStep) {
+				if pr, ok := body.(*progressReader); ok && phase == nil {
+					pr.p.done()
+				}
+				if phase == nil || phase.what != s.Phase {
+					if phase != nil {
+						phase.done()
+					}
+					phase = newProgress(cmd.ErrOrStderr(), s.Phase)
+				}
+				phase.update(s.Done, s.Total)
+			})
+			if phase != nil {
+				phase.done()
+			} else if pr, ok := body.(*progressReader); ok {
 				pr.p.done()
 			}
 			if err != nil {

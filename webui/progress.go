@@ -1,0 +1,124 @@
+package webui
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+)
+
+// InstallProgress hears how an install goes: phase is "verifying" or
+// "unpacking", with the bytes done so far and the total.
+type InstallProgress func(phase string, done, total int64)
+
+type installProgressKey struct{}
+
+// WithInstallProgress returns a context that carries p to the Backend's
+// InstallPackage, so the API can show a long install's progress without
+// every Backend method taking a callback.
+func WithInstallProgress(ctx context.Context, p InstallProgress) context.Context {
+	return context.WithValue(ctx, installProgressKey{}, p)
+}
+
+// InstallProgressFrom returns the progress callback in ctx, or one that
+// does nothing.
+func InstallProgressFrom(ctx context.Context) InstallProgress {
+	if p, ok := ctx.Value(installProgressKey{}).(InstallProgress); ok && p != nil {
+		return p
+	}
+	return func(string, int64, int64) {}
+}
+
+// InstallStep is one progress event of a package install.
+type InstallStep struct {
+	Phase string `json:"phase"`
+	Done  int64  `json:"done"`
+	Total int64  `json:"total"`
+}
+
+type packageEvent struct {
+	Step  *InstallStep `json:"step,omitempty"`
+	App   *App         `json:"app,omitempty"`
+	Error string       `json:"error,omitempty"`
+	Kind  string       `json:"kind,omitempty"`
+}
+
+// wantsEvents reports whether the client asked for a stream of progress
+// events (one JSON object per line) rather than one reply.
+func wantsEvents(r *http.Request) bool {
+	return r.Header.Get("Accept") == "application/x-ndjson"
+}
+
+// installWithEvents runs install, streaming its progress and then its
+// result as JSON lines.
+func installWithEvents(w http.ResponseWriter, r *http.Request, install func(context.Context) (App, error), fail func(error) error) {
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	enc := json.NewEncoder(w)
+	rc := http.NewResponseController(w)
+	lastPct := map[string]int64{}
+	ctx := WithInstallProgress(r.Context(), func(phase string, done, total int64) {
+		pct := int64(100)
+		if total > 0 {
+			pct = done * 100 / total
+		}
+		if last, ok := lastPct[phase]; ok && last == pct {
+			return
+		}
+		lastPct[phase] = pct
+		enc.Encode(packageEvent{Step: &InstallStep{Phase: phase, Done: done, Total: total}})
+		rc.Flush()
+	})
+	app, err := install(ctx)
+	if err != nil {
+		err = fail(err)
+		enc.Encode(packageEvent{Error: err.Error(), Kind: errorKind(err)})
+	} else {
+		enc.Encode(packageEvent{App: &app})
+	}
+	rc.Flush()
+}
+
+// InstallPackageProgress is InstallPackage that reports the node's
+// verifying and unpacking as they go.
+func (c *Client) InstallPackageProgress(ctx context.Context, pkg io.Reader, progress func(InstallStep)) (App, error) {
+	req, err := http.NewRequestWithContext(ctx, "POST", c.base+"/api/apps", pkg)
+	if err != nil {
+		return App{}, err
+	}
+	req.Header.Set("Content-Type", "application/vnd.erg.package")
+	req.Header.Set("Accept", "application/x-ndjson")
+	resp, err := c.send(req)
+	if err != nil {
+		return App{}, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), maxAPIBody)
+	for sc.Scan() {
+		var ev packageEvent
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			return App{}, fmt.Errorf("node sent a malformed install event: %w", err)
+		}
+		switch {
+		case ev.Step != nil:
+			if progress != nil {
+				progress(*ev.Step)
+			}
+		case ev.App != nil:
+			return *ev.App, nil
+		case ev.Error != "":
+			kind := map[string]error{"notfound": ErrNotFound, "invalid": ErrInvalid, "forbidden": ErrForbidden}[ev.Kind]
+			if kind == nil {
+				return App{}, errors.New(ev.Error)
+			}
+			return App{}, &remoteError{msg: ev.Error, kind: kind}
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return App{}, err
+	}
+	return App{}, io.ErrUnexpectedEOF
+}
