@@ -115,6 +115,9 @@ func TestStoreThroughTheCLI(t *testing.T) {
 	if out := far.erg(false, "store", "updates"); !strings.Contains(out, "erg app update "+appID) {
 		t.Errorf("updates:\n%s", out)
 	}
+	if out := far.erg(false, "app", "ls"); !strings.Contains(out, "update: ") || !strings.Contains(out, "(2) in the store") {
+		t.Errorf("app ls does not say an update is there:\n%s", out)
+	}
 	if out := far.erg(false, "app", "update", appID); !strings.Contains(out, "version 2") {
 		t.Errorf("update: %s", out)
 	}

@@ -75,20 +75,6 @@ type Fetched struct {
 	n     atomic.Int64
 }
 
-// Merge makes f answer for o's blocks too.
-func (f *Fetched) Merge(o *Fetched) {
-	if o == nil || o == f {
-		return
-	}
-	o.mu.Lock()
-	added := o.added
-	o.added = nil
-	o.mu.Unlock()
-	f.mu.Lock()
-	f.added = append(f.added, added...)
-	f.mu.Unlock()
-}
-
 // Discard deletes the blocks the fetch added. It is safe on nil.
 func (f *Fetched) Discard(ctx context.Context) error {
 	if f == nil {

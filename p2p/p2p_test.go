@@ -91,6 +91,20 @@ func TestFetchLimitAndBadPeers(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "sent a wrong block") || !strings.Contains(err.Error(), "do not match its CID") {
 		t.Fatalf("fetch from a peer that sends wrong bytes: %v", err)
 	}
+	// A peer that announces a block of more than the 2 MiB a block may be.
+	big := cid.NewCidV1(uint64(multicodec.Raw), mustSum(t, []byte("big")))
+	bad.Libp2p().SetStreamHandler(p2p.DAGProtocol, func(s network.Stream) {
+		ws := p2p.WrapStream(s, time.Second)
+		ws.ReadFrame(128)
+		ws.Write([]byte{0x80, 0x80, 0x80, 0x02}) // a frame of 4 MiB follows
+		time.Sleep(time.Second)
+		s.Reset()
+	})
+	bad.Provide(ctx, big)
+	_, err = hosts[2].Fetch(ctx, big, p2p.FetchOptions{Stall: 300 * time.Millisecond})
+	if err == nil || !strings.Contains(err.Error(), "over the size limit") {
+		t.Fatalf("fetch from a peer that sends an oversized block: %v", err)
+	}
 	stall := cid.NewCidV1(uint64(multicodec.Raw), mustSum(t, []byte("stall")))
 	bad.Libp2p().SetStreamHandler(p2p.DAGProtocol, func(s network.Stream) {
 		time.Sleep(3 * time.Second)

@@ -318,10 +318,11 @@ func newAppLsCmd(g *globals) *cobra.Command {
 			}
 			out := cmd.OutOrStdout()
 			return g.print(out, apps, func() {
+				ups := storeUpdates(cmd, g)
 				tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-				fmt.Fprintln(tw, "NAME\tVERSION\tAPP ID")
+				fmt.Fprintln(tw, "NAME\tVERSION\tAPP ID\t")
 				for _, a := range apps {
-					fmt.Fprintf(tw, "%s\t%s (%d)\t%s\n", a.Name, a.DisplayVersion, a.Version, a.ID)
+					fmt.Fprintf(tw, "%s\t%s (%d)\t%s\t%s\n", a.Name, a.DisplayVersion, a.Version, a.ID, ups[a.ID])
 				}
 				tw.Flush()
 			})

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -256,4 +258,21 @@ func installFromStore(cmd *cobra.Command, g *globals, appID string) error {
 	return g.print(out, app, func() {
 		fmt.Fprintf(out, "installed %s %s (version %d) from the store\napp id %s\n", app.Name, app.DisplayVersion, app.Version, app.ID)
 	})
+}
+
+// storeUpdates asks the node, briefly, which installed apps have a newer
+// version in the store, and returns a note per app id. A slow or absent
+// store leaves the notes empty rather than holding up the listing.
+func storeUpdates(cmd *cobra.Command, g *globals) map[string]string {
+	ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Second)
+	defer cancel()
+	notes := map[string]string{}
+	ls, err := g.client().StoreUpdates(ctx)
+	if err != nil {
+		return notes
+	}
+	for _, l := range ls {
+		notes[l.AppID] = fmt.Sprintf("update: %s (%d) in the store", l.DisplayVersion, l.Version)
+	}
+	return notes
 }
