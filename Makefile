@@ -57,7 +57,7 @@ lint:
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 50x ./sandbox/
-	$(GO) test -run '^$$' -bench . -benchtime 3x ./node/ ./appstore/
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./node/ ./appstore/ ./p2p/ ./fed/
 
 clean:
 	rm -rf $(BUILD)
