@@ -193,7 +193,7 @@ func TestEveryRouteNeedsASession(t *testing.T) {
 	stranger := n.webClient(t)
 	stranger.csrf = alice.csrf // knowing a token is not enough without the session
 	pages := []string{"/grains", "/grains/" + g.ID, "/grains/" + g.ID + "/delete", "/grains/" + g.ID + "/backup",
-		"/apps", "/apps/echo/icon", "/users", "/users/bob/remove"}
+		"/apps", "/apps/echo/icon", "/users", "/users/bob/remove", "/settings"}
 	for _, p := range pages {
 		code, _ := stranger.get(p)
 		if code != http.StatusSeeOther {
@@ -202,13 +202,14 @@ func TestEveryRouteNeedsASession(t *testing.T) {
 	}
 	posts := []string{"/logout", "/grains", "/grains/restore", "/grains/" + g.ID + "/rename", "/grains/" + g.ID + "/delete",
 		"/grains/" + g.ID + "/shares", "/shares/" + sh.ID + "/revoke", "/apps", "/apps/echo/remove",
-		"/users/invite", "/users/bob/remove", "/invites/" + inv.ID + "/cancel"}
+		"/users/invite", "/users/bob/remove", "/invites/" + inv.ID + "/cancel",
+		"/settings/password", "/settings/tokens", "/settings/tokens/x/revoke"}
 	for _, p := range posts {
 		if code, _ := stranger.post(p, url.Values{"title": {"x"}, "app": {"echo"}, "role": {"viewer"}, "username": {"eve"}}); code != http.StatusUnauthorized {
 			t.Errorf("POST %s without a session: %d, want 401", p, code)
 		}
 	}
-	api := []string{"GET /api/status", "GET /api/me", "GET /api/apps", "POST /api/apps", "DELETE /api/apps/echo",
+	api := []string{"GET /api/status", "GET /api/me", "POST /api/me/password", "GET /api/apps", "POST /api/apps", "DELETE /api/apps/echo",
 		"GET /api/grains", "POST /api/grains", "POST /api/grains/restore", "GET /api/grains/" + g.ID, "PATCH /api/grains/" + g.ID,
 		"POST /api/grains/" + g.ID + "/open", "DELETE /api/grains/" + g.ID, "GET /api/grains/" + g.ID + "/log",
 		"GET /api/grains/" + g.ID + "/backup", "GET /api/grains/" + g.ID + "/shares", "POST /api/grains/" + g.ID + "/shares",
@@ -879,5 +880,52 @@ func TestPagesManageGrainsAppsAndIdentity(t *testing.T) {
 	}
 	if _, err := os.Stat(tree); !os.IsNotExist(err) {
 		t.Errorf("the app's package tree is still there: %v", err)
+	}
+}
+
+func TestSettingsChangePasswordAndTokens(t *testing.T) {
+	n := startNode(t, nil)
+	alice := n.setUp(t)
+	other := n.webClient(t) // alice on another device
+	other.login("alice", ownerPassword)
+	alice.get("/settings")
+
+	if code, body := alice.post("/settings/password", url.Values{"current": {"wrong"}, "password": {"new password 2"}, "password2": {"new password 2"}}); code != http.StatusForbidden || !strings.Contains(body, "current password is wrong") {
+		t.Errorf("a wrong current password: %d", code)
+	}
+	if code, body := alice.post("/settings/password", url.Values{"current": {ownerPassword}, "password": {"new password 2"}, "password2": {"new password 2"}}); code != 200 || !strings.Contains(body, "password is changed") {
+		t.Fatalf("change password: %d", code)
+	}
+	if code, _ := alice.get("/grains"); code != 200 {
+		t.Errorf("the device that changed it is signed out: %d", code)
+	}
+	if code, _ := other.get("/grains"); code != http.StatusSeeOther {
+		t.Errorf("another device is still signed in: %d", code)
+	}
+	if code, _ := n.webClient(t).post("/login", url.Values{"username": {"alice"}, "password": {ownerPassword}}); code != http.StatusUnauthorized {
+		t.Errorf("the old password: %d, want 401", code)
+	}
+	n.webClient(t).login("alice", "new password 2")
+
+	// A token made on the page works as a bearer token, until revoked.
+	alice.get("/settings")
+	code, body := alice.post("/settings/tokens", url.Values{"label": {"script"}})
+	m := regexp.MustCompile(`value="(erg_[^"]+)"`).FindStringSubmatch(body)
+	if code != http.StatusCreated || m == nil || m[1] == "" {
+		t.Fatalf("new token: %d", code)
+	}
+	c := webui.NewHTTPClient(n.URL(), m[1], n.newClient())
+	if _, err := c.Grains(context.Background()); err != nil {
+		t.Fatalf("the token: %v", err)
+	}
+	toks, _ := n.APITokens(context.Background(), alice.user())
+	if len(toks) != 1 || toks[0].Label != "script" {
+		t.Fatalf("tokens: %+v", toks)
+	}
+	if code, _ := alice.post("/settings/tokens/"+toks[0].ID+"/revoke", nil); code != http.StatusSeeOther {
+		t.Errorf("revoke: %d", code)
+	}
+	if _, err := c.Grains(context.Background()); !errors.Is(err, webui.ErrUnauthorized) {
+		t.Errorf("a revoked token: %v", err)
 	}
 }

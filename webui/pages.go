@@ -183,6 +183,10 @@ func (h *Handler) shellRoutes() http.Handler {
 		{"GET /users/{name}/remove", h.confirmRemoveUser},
 		{"POST /users/{name}/remove", h.removeUser},
 		{"POST /invites/{id}/cancel", h.cancelInvite},
+		{"GET /settings", h.settingsPage},
+		{"POST /settings/password", h.changePassword},
+		{"POST /settings/tokens", h.newToken},
+		{"POST /settings/tokens/{id}/revoke", h.revokeToken},
 	} {
 		mux.HandleFunc(p.pattern, h.signedIn(p.h))
 	}
@@ -772,4 +776,75 @@ func (h *Handler) cancelInvite(w http.ResponseWriter, r *http.Request, a actor) 
 		return
 	}
 	http.Redirect(w, r, "/users", http.StatusSeeOther)
+}
+
+// settingsData is what the settings page shows.
+type settingsData struct {
+	Tokens []APIToken
+	New    *APIToken
+}
+
+func (h *Handler) settingsPage(w http.ResponseWriter, r *http.Request, a actor) {
+	h.renderSettings(w, r, a, http.StatusOK, nil, "", "")
+}
+
+func (h *Handler) renderSettings(w http.ResponseWriter, r *http.Request, a actor, code int, tok *APIToken, notice, errMsg string) {
+	tokens, err := h.b.APITokens(r.Context(), a.user)
+	if err != nil {
+		h.failPage(w, r, err)
+		return
+	}
+	h.render(w, r, code, "settings", pageData{Title: "Settings", Nav: "settings", Data: settingsData{Tokens: tokens, New: tok},
+		Notice: notice, Error: errMsg})
+}
+
+func (h *Handler) changePassword(w http.ResponseWriter, r *http.Request, a actor) {
+	password := r.PostFormValue("password")
+	if password != r.PostFormValue("password2") {
+		h.renderSettings(w, r, a, http.StatusBadRequest, nil, "", "The two new passwords differ.")
+		return
+	}
+	session, err := h.b.ChangePassword(r.Context(), a.user, r.PostFormValue("current"), password)
+	if errors.Is(err, ErrInvalid) || errors.Is(err, ErrForbidden) {
+		msg := err.Error()
+		for _, s := range []error{ErrInvalid, ErrForbidden} {
+			msg = strings.TrimPrefix(msg, s.Error()+": ")
+		}
+		h.renderSettings(w, r, a, statusOf(err), nil, "", msg)
+		return
+	}
+	if err != nil {
+		h.failPage(w, r, err)
+		return
+	}
+	h.setSessionCookie(w, r, session)
+	// The old session, and with it the page's CSRF token, is gone.
+	u, csrf, err := h.b.WebSession(r.Context(), session)
+	if err != nil {
+		h.failPage(w, r, err)
+		return
+	}
+	r = withActor(r, actor{user: u, csrf: csrf})
+	h.renderSettings(w, r, actor{user: u, csrf: csrf}, http.StatusOK, nil, "Your password is changed; other devices are signed out.", "")
+}
+
+func (h *Handler) newToken(w http.ResponseWriter, r *http.Request, a actor) {
+	tok, err := h.b.NewAPIToken(r.Context(), a.user, r.PostFormValue("label"))
+	if errors.Is(err, ErrInvalid) {
+		h.renderSettings(w, r, a, http.StatusBadRequest, nil, "", strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": "))
+		return
+	}
+	if err != nil {
+		h.failPage(w, r, err)
+		return
+	}
+	h.renderSettings(w, r, a, http.StatusCreated, &tok, "", "")
+}
+
+func (h *Handler) revokeToken(w http.ResponseWriter, r *http.Request, a actor) {
+	if err := h.b.RemoveAPIToken(r.Context(), a.user, r.PathValue("id")); err != nil {
+		h.failPage(w, r, err)
+		return
+	}
+	http.Redirect(w, r, "/settings", http.StatusSeeOther)
 }
