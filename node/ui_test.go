@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"html"
@@ -927,5 +928,39 @@ func TestSettingsChangePasswordAndTokens(t *testing.T) {
 	}
 	if _, err := c.Grains(context.Background()); !errors.Is(err, webui.ErrUnauthorized) {
 		t.Errorf("a revoked token: %v", err)
+	}
+}
+
+// TestMigrationKeepsGrainsWithTheOwner upgrades a database made before
+// accounts: its grains become the owner's, and sessions that say nothing
+// about who holds them are dropped.
+func TestMigrationKeepsGrainsWithTheOwner(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "erg.db")
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=foreign_keys(1)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{migrations[0], `PRAGMA user_version = 1`,
+		`INSERT INTO apps VALUES ('echo', 'Echo', 1, '1', '{}', '/x', 0)`,
+		`INSERT INTO grains VALUES ('g1', 'echo', 'old', 0, 0)`,
+		`INSERT INTO grain_sessions VALUES ('h', 'g1', 0, 9999999999)`} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	db.Close()
+	db, err = openDB(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var owner string
+	var sessions, owners int
+	db.QueryRow(`SELECT owner_id FROM grains WHERE id = 'g1'`).Scan(&owner)
+	db.QueryRow(`SELECT count(*) FROM grain_sessions`).Scan(&sessions)
+	db.QueryRow(`SELECT count(*) FROM users WHERE id = 'owner' AND is_owner = 1 AND password_hash = ''`).Scan(&owners)
+	if owner != ownerID || sessions != 0 || owners != 1 {
+		t.Errorf("after the upgrade: grain owner %q, %d sessions, %d owner rows", owner, sessions, owners)
 	}
 }

@@ -72,10 +72,13 @@ func (n *Node) initAccounts(ctx context.Context) error {
 // SetupURL is the one-time link that lets the owner choose a password, or
 // "" when that is done.
 func (n *Node) SetupURL() string {
-	if n.web.setupToken == "" {
+	n.mu.RLock()
+	token := n.web.setupToken
+	n.mu.RUnlock()
+	if token == "" {
 		return ""
 	}
-	return n.URL() + "/setup?token=" + n.web.setupToken
+	return n.URL() + "/setup?token=" + token
 }
 
 func (n *Node) hashPassword(ctx context.Context, password string) (string, error) {
