@@ -772,6 +772,12 @@ func TestRevokingAShareCutsItsOpenWebsockets(t *testing.T) {
 	owner := dial(alice, "/grains/"+g.ID)
 	visitor := n.webClient(t)
 	vs := dial(visitor, strings.TrimPrefix(sh.URL, n.URL()))
+	// A link that expires in a second or two cuts its websocket when it does.
+	brief, err := n.NewShare(ctx, alice.user(), g.ID, webui.ShareRequest{Role: "viewer", Anonymous: true, ExpiresIn: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs := dial(n.webClient(t), strings.TrimPrefix(brief.URL, n.URL()))
 	if code, _ := visitor.get(n.grainOrigin(g.ID) + "/api/note"); code != 200 {
 		t.Fatalf("the visitor reads: %d", code)
 	}
@@ -789,6 +795,11 @@ func TestRevokingAShareCutsItsOpenWebsockets(t *testing.T) {
 	}
 	if _, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(n.grainOrigin(g.ID), "http")+"/ws", &websocket.DialOptions{HTTPClient: visitor.c}); err == nil {
 		t.Error("the visitor opened a new websocket after revocation")
+	}
+	ectx, cancel3 := context.WithTimeout(ctx, 4*time.Second)
+	defer cancel3()
+	if _, _, err := bs.Read(ectx); err == nil || ectx.Err() != nil {
+		t.Errorf("the websocket of an expired link: %v (deadline: %v)", err, ectx.Err())
 	}
 	pctx, cancel2 := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel2()

@@ -152,6 +152,11 @@ func (h *Handler) serveGrain(w http.ResponseWriter, r *http.Request, id string) 
 	// websocket, which ends the proxy's copy and closes the browser's.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if !viewer.Expires.IsZero() {
+		var cancelAt context.CancelFunc
+		ctx, cancelAt = context.WithDeadline(ctx, viewer.Expires)
+		defer cancelAt()
+	}
 	if viewer.Done != nil {
 		go func() {
 			select {

@@ -137,6 +137,9 @@ type Viewer struct {
 	// revoked, its user removed, its grain deleted): open requests and
 	// websockets on it are cut at once.
 	Done <-chan struct{}
+	// Expires is when the session (or the share it came through) ends;
+	// open requests and websockets are cut then too.
+	Expires time.Time
 }
 
 // Backend is what the node provides to the HTTP layer. Methods that take a
