@@ -190,6 +190,12 @@ func (h *Handler) serveGrain(w http.ResponseWriter, r *http.Request, id string) 
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			select {
+			case <-viewer.Done:
+				http.Error(w, "Your access to this grain has ended.", http.StatusForbidden)
+				return
+			default:
+			}
 			h.log.Warn("grain request failed", "grain", id, "path", r.URL.Path, "err", err)
 			http.Error(w, "The grain did not answer.", http.StatusBadGateway)
 		},
