@@ -10,6 +10,7 @@ import (
 	"html"
 	"io"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -973,5 +974,25 @@ func TestMigrationKeepsGrainsWithTheOwner(t *testing.T) {
 	db.QueryRow(`SELECT count(*) FROM users WHERE id = 'owner' AND is_owner = 1 AND password_hash = ''`).Scan(&owners)
 	if owner != ownerID || sessions != 0 || owners != 1 {
 		t.Errorf("after the upgrade: grain owner %q, %d sessions, %d owner rows", owner, sessions, owners)
+	}
+}
+
+func TestShellAnswersToItsOwnNameOnly(t *testing.T) {
+	n := startNode(t, nil)
+	w := n.webClient(t)
+	_, port, _ := net.SplitHostPort(n.Addr())
+	req, _ := http.NewRequest("GET", "http://127.0.0.1:"+port+"/grains?x=1", nil)
+	resp, err := w.c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTemporaryRedirect || resp.Header.Get("Location") != n.URL()+"/grains?x=1" {
+		t.Errorf("the shell by IP: %s to %q", resp.Status, resp.Header.Get("Location"))
+	}
+	// A page elsewhere that rebinds its own name to this node gets nothing.
+	req, _ = http.NewRequest("GET", "http://rebind.example:"+port+"/setup", nil)
+	if code, _, _ := w.do(req); code != http.StatusMisdirectedRequest {
+		t.Errorf("a foreign host name: %d, want 421", code)
 	}
 }
