@@ -709,6 +709,7 @@ func (n *Node) GrainViewer(ctx context.Context, grainID, session string) (webui.
 		Permissions: role.Permissions,
 		SessionID:   se.sessionID,
 		Done:        se.done,
+		Expires:     se.expires,
 	}, nil
 }
 

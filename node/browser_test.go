@@ -415,6 +415,9 @@ func TestBrowser(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid=me]`)),
 	)
 
+	bob.do("settings", chromedp.Navigate(base+"/settings"), chromedp.WaitVisible(chromedp.CSS(`[data-testid=password-submit]`)))
+	bob.screenshot("settings")
+
 	// Alice shares the note with bob as an editor; bob finds it under
 	// "Shared with me" and the grain knows him by name.
 	alice.do("open the dialog again", chromedp.Navigate(base+"/grains/"+id+"?share=1"), chromedp.WaitVisible(chromedp.CSS(`[data-testid=share-create]`)))

@@ -4,11 +4,13 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"html"
 	"io"
 	"mime/multipart"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -193,7 +195,7 @@ func TestEveryRouteNeedsASession(t *testing.T) {
 	stranger := n.webClient(t)
 	stranger.csrf = alice.csrf // knowing a token is not enough without the session
 	pages := []string{"/grains", "/grains/" + g.ID, "/grains/" + g.ID + "/delete", "/grains/" + g.ID + "/backup",
-		"/apps", "/apps/echo/icon", "/users", "/users/bob/remove"}
+		"/apps", "/apps/echo/icon", "/users", "/users/bob/remove", "/settings"}
 	for _, p := range pages {
 		code, _ := stranger.get(p)
 		if code != http.StatusSeeOther {
@@ -202,13 +204,14 @@ func TestEveryRouteNeedsASession(t *testing.T) {
 	}
 	posts := []string{"/logout", "/grains", "/grains/restore", "/grains/" + g.ID + "/rename", "/grains/" + g.ID + "/delete",
 		"/grains/" + g.ID + "/shares", "/shares/" + sh.ID + "/revoke", "/apps", "/apps/echo/remove",
-		"/users/invite", "/users/bob/remove", "/invites/" + inv.ID + "/cancel"}
+		"/users/invite", "/users/bob/remove", "/invites/" + inv.ID + "/cancel",
+		"/settings/password", "/settings/tokens", "/settings/tokens/x/revoke"}
 	for _, p := range posts {
 		if code, _ := stranger.post(p, url.Values{"title": {"x"}, "app": {"echo"}, "role": {"viewer"}, "username": {"eve"}}); code != http.StatusUnauthorized {
 			t.Errorf("POST %s without a session: %d, want 401", p, code)
 		}
 	}
-	api := []string{"GET /api/status", "GET /api/me", "GET /api/apps", "POST /api/apps", "DELETE /api/apps/echo",
+	api := []string{"GET /api/status", "GET /api/me", "POST /api/me/password", "GET /api/apps", "POST /api/apps", "DELETE /api/apps/echo",
 		"GET /api/grains", "POST /api/grains", "POST /api/grains/restore", "GET /api/grains/" + g.ID, "PATCH /api/grains/" + g.ID,
 		"POST /api/grains/" + g.ID + "/open", "DELETE /api/grains/" + g.ID, "GET /api/grains/" + g.ID + "/log",
 		"GET /api/grains/" + g.ID + "/backup", "GET /api/grains/" + g.ID + "/shares", "POST /api/grains/" + g.ID + "/shares",
@@ -773,6 +776,12 @@ func TestRevokingAShareCutsItsOpenWebsockets(t *testing.T) {
 	owner := dial(alice, "/grains/"+g.ID)
 	visitor := n.webClient(t)
 	vs := dial(visitor, strings.TrimPrefix(sh.URL, n.URL()))
+	// A link that expires in a second or two cuts its websocket when it does.
+	brief, err := n.NewShare(ctx, alice.user(), g.ID, webui.ShareRequest{Role: "viewer", Anonymous: true, ExpiresIn: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	bs := dial(n.webClient(t), strings.TrimPrefix(brief.URL, n.URL()))
 	if code, _ := visitor.get(n.grainOrigin(g.ID) + "/api/note"); code != 200 {
 		t.Fatalf("the visitor reads: %d", code)
 	}
@@ -790,6 +799,11 @@ func TestRevokingAShareCutsItsOpenWebsockets(t *testing.T) {
 	}
 	if _, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(n.grainOrigin(g.ID), "http")+"/ws", &websocket.DialOptions{HTTPClient: visitor.c}); err == nil {
 		t.Error("the visitor opened a new websocket after revocation")
+	}
+	ectx, cancel3 := context.WithTimeout(ctx, 4*time.Second)
+	defer cancel3()
+	if _, _, err := bs.Read(ectx); err == nil || ectx.Err() != nil {
+		t.Errorf("the websocket of an expired link: %v (deadline: %v)", err, ectx.Err())
 	}
 	pctx, cancel2 := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel2()
@@ -882,5 +896,106 @@ func TestPagesManageGrainsAppsAndIdentity(t *testing.T) {
 	}
 	if _, err := os.Stat(tree); !os.IsNotExist(err) {
 		t.Errorf("the app's package tree is still there: %v", err)
+	}
+}
+
+func TestSettingsChangePasswordAndTokens(t *testing.T) {
+	n := startNode(t, nil)
+	alice := n.setUp(t)
+	other := n.webClient(t) // alice on another device
+	other.login("alice", ownerPassword)
+	alice.get("/settings")
+
+	if code, body := alice.post("/settings/password", url.Values{"current": {"wrong"}, "password": {"new password 2"}, "password2": {"new password 2"}}); code != http.StatusForbidden || !strings.Contains(body, "current password is wrong") {
+		t.Errorf("a wrong current password: %d", code)
+	}
+	if code, body := alice.post("/settings/password", url.Values{"current": {ownerPassword}, "password": {"new password 2"}, "password2": {"new password 2"}}); code != 200 || !strings.Contains(body, "password is changed") {
+		t.Fatalf("change password: %d", code)
+	}
+	if code, _ := alice.get("/grains"); code != 200 {
+		t.Errorf("the device that changed it is signed out: %d", code)
+	}
+	if code, _ := other.get("/grains"); code != http.StatusSeeOther {
+		t.Errorf("another device is still signed in: %d", code)
+	}
+	if code, _ := n.webClient(t).post("/login", url.Values{"username": {"alice"}, "password": {ownerPassword}}); code != http.StatusUnauthorized {
+		t.Errorf("the old password: %d, want 401", code)
+	}
+	n.webClient(t).login("alice", "new password 2")
+
+	// A token made on the page works as a bearer token, until revoked.
+	alice.get("/settings")
+	code, body := alice.post("/settings/tokens", url.Values{"label": {"script"}})
+	m := regexp.MustCompile(`value="(erg_[^"]+)"`).FindStringSubmatch(body)
+	if code != http.StatusCreated || m == nil || m[1] == "" {
+		t.Fatalf("new token: %d", code)
+	}
+	c := webui.NewHTTPClient(n.URL(), m[1], n.newClient())
+	if _, err := c.Grains(context.Background()); err != nil {
+		t.Fatalf("the token: %v", err)
+	}
+	toks, _ := n.APITokens(context.Background(), alice.user())
+	if len(toks) != 1 || toks[0].Label != "script" {
+		t.Fatalf("tokens: %+v", toks)
+	}
+	if code, _ := alice.post("/settings/tokens/"+toks[0].ID+"/revoke", nil); code != http.StatusSeeOther {
+		t.Errorf("revoke: %d", code)
+	}
+	if _, err := c.Grains(context.Background()); !errors.Is(err, webui.ErrUnauthorized) {
+		t.Errorf("a revoked token: %v", err)
+	}
+}
+
+// TestMigrationKeepsGrainsWithTheOwner upgrades a database made before
+// accounts: its grains become the owner's, and sessions that say nothing
+// about who holds them are dropped.
+func TestMigrationKeepsGrainsWithTheOwner(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "erg.db")
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=foreign_keys(1)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{migrations[0], `PRAGMA user_version = 1`,
+		`INSERT INTO apps VALUES ('echo', 'Echo', 1, '1', '{}', '/x', 0)`,
+		`INSERT INTO grains VALUES ('g1', 'echo', 'old', 0, 0)`,
+		`INSERT INTO grain_sessions VALUES ('h', 'g1', 0, 9999999999)`} {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	db.Close()
+	db, err = openDB(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var owner string
+	var sessions, owners int
+	db.QueryRow(`SELECT owner_id FROM grains WHERE id = 'g1'`).Scan(&owner)
+	db.QueryRow(`SELECT count(*) FROM grain_sessions`).Scan(&sessions)
+	db.QueryRow(`SELECT count(*) FROM users WHERE id = 'owner' AND is_owner = 1 AND password_hash = ''`).Scan(&owners)
+	if owner != ownerID || sessions != 0 || owners != 1 {
+		t.Errorf("after the upgrade: grain owner %q, %d sessions, %d owner rows", owner, sessions, owners)
+	}
+}
+
+func TestShellAnswersToItsOwnNameOnly(t *testing.T) {
+	n := startNode(t, nil)
+	w := n.webClient(t)
+	_, port, _ := net.SplitHostPort(n.Addr())
+	req, _ := http.NewRequest("GET", "http://127.0.0.1:"+port+"/grains?x=1", nil)
+	resp, err := w.c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTemporaryRedirect || resp.Header.Get("Location") != n.URL()+"/grains?x=1" {
+		t.Errorf("the shell by IP: %s to %q", resp.Status, resp.Header.Get("Location"))
+	}
+	// A page elsewhere that rebinds its own name to this node gets nothing.
+	req, _ = http.NewRequest("GET", "http://rebind.example:"+port+"/setup", nil)
+	if code, _, _ := w.do(req); code != http.StatusMisdirectedRequest {
+		t.Errorf("a foreign host name: %d, want 421", code)
 	}
 }

@@ -72,10 +72,13 @@ func (n *Node) initAccounts(ctx context.Context) error {
 // SetupURL is the one-time link that lets the owner choose a password, or
 // "" when that is done.
 func (n *Node) SetupURL() string {
-	if n.web.setupToken == "" {
+	n.mu.RLock()
+	token := n.web.setupToken
+	n.mu.RUnlock()
+	if token == "" {
 		return ""
 	}
-	return n.URL() + "/setup?token=" + n.web.setupToken
+	return n.URL() + "/setup?token=" + token
 }
 
 func (n *Node) hashPassword(ctx context.Context, password string) (string, error) {
@@ -249,6 +252,41 @@ func (n *Node) newWebSession(ctx context.Context, userID string) (string, error)
 	}
 	n.db.ExecContext(ctx, `DELETE FROM web_sessions WHERE expires_at <= ?`, now.Unix())
 	return s, nil
+}
+
+// ChangePassword implements webui.Backend.
+func (n *Node) ChangePassword(ctx context.Context, who webui.User, current, password string) (string, error) {
+	var hash string
+	if err := n.db.QueryRowContext(ctx, `SELECT password_hash FROM users WHERE id = ?`, who.ID).Scan(&hash); err != nil {
+		return "", fmt.Errorf("change password: %w", err)
+	}
+	if !n.checkPassword(ctx, hash, current) {
+		return "", fmt.Errorf("%w: the current password is wrong", webui.ErrForbidden)
+	}
+	if err := checkNewPassword(password); err != nil {
+		return "", err
+	}
+	newHash, err := n.hashPassword(ctx, password)
+	if err != nil {
+		return "", err
+	}
+	tx, err := n.db.BeginTx(ctx, nil)
+	if err != nil {
+		return "", err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `UPDATE users SET password_hash = ? WHERE id = ?`, newHash, who.ID); err != nil {
+		return "", err
+	}
+	// Whoever knew the old password may hold a session: end them all.
+	if _, err := tx.ExecContext(ctx, `DELETE FROM web_sessions WHERE user_id = ?`, who.ID); err != nil {
+		return "", err
+	}
+	if err := tx.Commit(); err != nil {
+		return "", err
+	}
+	n.log.Info("password changed", "username", who.Username)
+	return n.newWebSession(ctx, who.ID)
 }
 
 // Logout implements webui.Backend.

@@ -36,6 +36,7 @@ func (a *api) routes() *http.ServeMux {
 	}{
 		{"GET /api/status", a.status},
 		{"GET /api/me", a.me},
+		{"POST /api/me/password", a.changePassword},
 		{"GET /api/apps", a.apps},
 		{"POST /api/apps", a.installPackage},
 		{"DELETE /api/apps/{id}", a.removeApp},
@@ -163,6 +164,23 @@ func (a *api) status(w http.ResponseWriter, r *http.Request, who User) {
 }
 
 func (a *api) me(w http.ResponseWriter, r *http.Request, who User) { reply(w, who, nil) }
+
+// PasswordRequest is the body of POST /api/me/password.
+type PasswordRequest struct {
+	Current  string `json:"current"`
+	Password string `json:"password"`
+}
+
+func (a *api) changePassword(w http.ResponseWriter, r *http.Request, who User) {
+	var req PasswordRequest
+	if err := decodeBody(w, r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	// The new session is for the pages; API callers keep their token.
+	_, err := a.b.ChangePassword(r.Context(), who, req.Current, req.Password)
+	reply(w, struct{}{}, err)
+}
 
 func (a *api) apps(w http.ResponseWriter, r *http.Request, who User) {
 	apps, err := a.b.Apps(r.Context())

@@ -59,15 +59,15 @@ func TestLocalPath(t *testing.T) {
 
 func TestShellHost(t *testing.T) {
 	h := NewHandler(nil, Options{Domain: "localhost"}, nil)
-	for host, want := range map[string]bool{
-		"localhost:6080":     true,
-		"LOCALHOST":          true,
-		"127.0.0.1:6080":     true,
-		"[::1]:6080":         true,
-		"evil.example:6080":  false,
-		"localhost.evil":     false,
-		"g-abc.localhost":    false,
-		"rebind.attacker.io": false,
+	for host, want := range map[string]hostKind{
+		"localhost:6080":     hostShell,
+		"LOCALHOST":          hostShell,
+		"127.0.0.1:6080":     hostIP,
+		"[::1]:6080":         hostIP,
+		"evil.example:6080":  hostOther,
+		"localhost.evil":     hostOther,
+		"g-abc.localhost":    hostOther,
+		"rebind.attacker.io": hostOther,
 	} {
 		if got := h.shellHost(host); got != want {
 			t.Errorf("shellHost(%q) = %v, want %v", host, got, want)

@@ -120,24 +120,28 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, code int, page 
 	w.Write(buf.Bytes())
 }
 
-// fail shows an error page saying what went wrong.
+// failPage shows an error page saying what went wrong, with the status the
+// error calls for.
 func (h *Handler) failPage(w http.ResponseWriter, r *http.Request, err error) {
 	code := statusOf(err)
-	msg := err.Error()
+	msg := userMessage(err)
 	if code == http.StatusInternalServerError {
 		h.log.Error("page failed", "path", r.URL.Path, "err", err)
 		msg = "Something went wrong on this node. The node's log says more."
-	} else if i := strings.Index(msg, ": "); i >= 0 {
-		// Drop the sentinel's words ("invalid request: ...").
-		for _, s := range []error{ErrNotFound, ErrInvalid, ErrForbidden, ErrUnauthorized, errTooLarge} {
-			if strings.HasPrefix(msg, s.Error()+": ") {
-				msg = msg[len(s.Error())+2:]
-				break
-			}
+	}
+	h.render(w, r, code, "error", pageData{Title: http.StatusText(code), Error: msg})
+}
+
+// userMessage is an error as a page shows it: without the sentinel's words
+// ("invalid request: ...") in front.
+func userMessage(err error) string {
+	msg := err.Error()
+	for _, s := range []error{ErrNotFound, ErrInvalid, ErrForbidden, ErrUnauthorized, errTooLarge} {
+		if rest, ok := strings.CutPrefix(msg, s.Error()+": "); ok {
+			return rest
 		}
 	}
-	title := http.StatusText(code)
-	h.render(w, r, code, "error", pageData{Title: title, Error: msg})
+	return msg
 }
 
 func (h *Handler) shellRoutes() http.Handler {
@@ -183,6 +187,10 @@ func (h *Handler) shellRoutes() http.Handler {
 		{"GET /users/{name}/remove", h.confirmRemoveUser},
 		{"POST /users/{name}/remove", h.removeUser},
 		{"POST /invites/{id}/cancel", h.cancelInvite},
+		{"GET /settings", h.settingsPage},
+		{"POST /settings/password", h.changePassword},
+		{"POST /settings/tokens", h.newToken},
+		{"POST /settings/tokens/{id}/revoke", h.revokeToken},
 	} {
 		mux.HandleFunc(p.pattern, h.signedIn(p.h))
 	}
@@ -288,7 +296,7 @@ func (h *Handler) setup(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxAPIBody)
 	token, username, password := r.PostFormValue("token"), r.PostFormValue("username"), r.PostFormValue("password")
 	fail := func(err error) {
-		h.render(w, r, statusOf(err), "setup", pageData{Title: "Set up your node", Error: strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": "),
+		h.render(w, r, statusOf(err), "setup", pageData{Title: "Set up your node", Error: userMessage(err),
 			Data: map[string]string{"Token": token, "Username": username}})
 	}
 	if password != r.PostFormValue("password2") {
@@ -379,7 +387,7 @@ func (h *Handler) acceptInvite(w http.ResponseWriter, r *http.Request) {
 	_, session, err := h.b.AcceptInvite(r.Context(), token, password)
 	if err != nil {
 		if errors.Is(err, ErrInvalid) {
-			h.render(w, r, http.StatusBadRequest, "invite", pageData{Title: "Join", Data: inv, Error: strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": ")})
+			h.render(w, r, http.StatusBadRequest, "invite", pageData{Title: "Join", Data: inv, Error: userMessage(err)})
 			return
 		}
 		h.failPage(w, r, err)
@@ -563,7 +571,7 @@ func (h *Handler) restoreGrain(w http.ResponseWriter, r *http.Request, a actor) 
 	if err != nil {
 		err = uploadError(err, h.maxUpload)
 		if errors.Is(err, ErrInvalid) || errors.Is(err, errTooLarge) {
-			h.renderGrains(w, r, a, statusOf(err), "", "The backup could not be restored: "+strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": "))
+			h.renderGrains(w, r, a, statusOf(err), "", "The backup could not be restored: "+userMessage(err))
 			return
 		}
 		h.failPage(w, r, err)
@@ -622,7 +630,7 @@ func (h *Handler) newShare(w http.ResponseWriter, r *http.Request, a actor) {
 	}
 	s, err := h.b.NewShare(r.Context(), a.user, id, req)
 	if errors.Is(err, ErrInvalid) {
-		h.renderShell(w, r, a, id, true, nil, strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": "))
+		h.renderShell(w, r, a, id, true, nil, userMessage(err))
 		return
 	}
 	if err != nil {
@@ -673,7 +681,7 @@ func (h *Handler) installApp(w http.ResponseWriter, r *http.Request, a actor) {
 	if err != nil {
 		err = uploadError(err, h.maxUpload)
 		if errors.Is(err, ErrInvalid) || errors.Is(err, errTooLarge) {
-			h.renderApps(w, r, statusOf(err), "", "The package was not installed: "+strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": "))
+			h.renderApps(w, r, statusOf(err), "", "The package was not installed: "+userMessage(err))
 			return
 		}
 		h.failPage(w, r, err)
@@ -685,7 +693,7 @@ func (h *Handler) installApp(w http.ResponseWriter, r *http.Request, a actor) {
 func (h *Handler) removeApp(w http.ResponseWriter, r *http.Request, a actor) {
 	if err := h.b.RemoveApp(r.Context(), a.user, r.PathValue("id")); err != nil {
 		if errors.Is(err, ErrInvalid) {
-			h.renderApps(w, r, http.StatusBadRequest, "", strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": "))
+			h.renderApps(w, r, http.StatusBadRequest, "", userMessage(err))
 			return
 		}
 		h.failPage(w, r, err)
@@ -735,7 +743,7 @@ func (h *Handler) renderUsers(w http.ResponseWriter, r *http.Request, a actor, c
 func (h *Handler) inviteUser(w http.ResponseWriter, r *http.Request, a actor) {
 	inv, err := h.b.InviteUser(r.Context(), a.user, r.PostFormValue("username"))
 	if errors.Is(err, ErrInvalid) {
-		h.renderUsers(w, r, a, http.StatusBadRequest, nil, strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": "))
+		h.renderUsers(w, r, a, http.StatusBadRequest, nil, userMessage(err))
 		return
 	}
 	if err != nil {
@@ -772,4 +780,71 @@ func (h *Handler) cancelInvite(w http.ResponseWriter, r *http.Request, a actor) 
 		return
 	}
 	http.Redirect(w, r, "/users", http.StatusSeeOther)
+}
+
+// settingsData is what the settings page shows.
+type settingsData struct {
+	Tokens []APIToken
+	New    *APIToken
+}
+
+func (h *Handler) settingsPage(w http.ResponseWriter, r *http.Request, a actor) {
+	h.renderSettings(w, r, a, http.StatusOK, nil, "", "")
+}
+
+func (h *Handler) renderSettings(w http.ResponseWriter, r *http.Request, a actor, code int, tok *APIToken, notice, errMsg string) {
+	tokens, err := h.b.APITokens(r.Context(), a.user)
+	if err != nil {
+		h.failPage(w, r, err)
+		return
+	}
+	h.render(w, r, code, "settings", pageData{Title: "Settings", Nav: "settings", Data: settingsData{Tokens: tokens, New: tok},
+		Notice: notice, Error: errMsg})
+}
+
+func (h *Handler) changePassword(w http.ResponseWriter, r *http.Request, a actor) {
+	password := r.PostFormValue("password")
+	if password != r.PostFormValue("password2") {
+		h.renderSettings(w, r, a, http.StatusBadRequest, nil, "", "The two new passwords differ.")
+		return
+	}
+	session, err := h.b.ChangePassword(r.Context(), a.user, r.PostFormValue("current"), password)
+	if errors.Is(err, ErrInvalid) || errors.Is(err, ErrForbidden) {
+		h.renderSettings(w, r, a, statusOf(err), nil, "", userMessage(err))
+		return
+	}
+	if err != nil {
+		h.failPage(w, r, err)
+		return
+	}
+	h.setSessionCookie(w, r, session)
+	// The old session, and with it the page's CSRF token, is gone.
+	u, csrf, err := h.b.WebSession(r.Context(), session)
+	if err != nil {
+		h.failPage(w, r, err)
+		return
+	}
+	r = withActor(r, actor{user: u, csrf: csrf})
+	h.renderSettings(w, r, actor{user: u, csrf: csrf}, http.StatusOK, nil, "Your password is changed; other devices are signed out.", "")
+}
+
+func (h *Handler) newToken(w http.ResponseWriter, r *http.Request, a actor) {
+	tok, err := h.b.NewAPIToken(r.Context(), a.user, r.PostFormValue("label"))
+	if errors.Is(err, ErrInvalid) {
+		h.renderSettings(w, r, a, http.StatusBadRequest, nil, "", userMessage(err))
+		return
+	}
+	if err != nil {
+		h.failPage(w, r, err)
+		return
+	}
+	h.renderSettings(w, r, a, http.StatusCreated, &tok, "", "")
+}
+
+func (h *Handler) revokeToken(w http.ResponseWriter, r *http.Request, a actor) {
+	if err := h.b.RemoveAPIToken(r.Context(), a.user, r.PathValue("id")); err != nil {
+		h.failPage(w, r, err)
+		return
+	}
+	http.Redirect(w, r, "/settings", http.StatusSeeOther)
 }

@@ -63,23 +63,46 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.serveGrain(w, r, id)
 		return
 	}
-	if !h.shellHost(r.Host) {
+	switch h.shellHost(r.Host) {
+	case hostShell:
+		h.shell.ServeHTTP(w, r)
+	case hostIP:
+		// One name for the shell keeps one set of cookies, and the links
+		// the node hands out use the name.
+		if r.Method == http.MethodGet || r.Method == http.MethodHead {
+			http.Redirect(w, r, h.shellOrigin(r)+r.URL.RequestURI(), http.StatusTemporaryRedirect)
+			return
+		}
+		fallthrough
+	default:
 		// A name we were not told to serve may be DNS rebinding: a page
 		// elsewhere resolving its own name to this node.
 		http.Error(w, "This node answers to "+h.domain+", not "+r.Host+".", http.StatusMisdirectedRequest)
-		return
 	}
-	h.shell.ServeHTTP(w, r)
 }
 
-// shellHost accepts the node's domain and IP literals (which no DNS
-// rebinding can produce).
-func (h *Handler) shellHost(host string) bool {
+type hostKind int
+
+const (
+	hostOther hostKind = iota
+	hostShell
+	hostIP
+)
+
+// shellHost tells the node's own name from an IP literal (which no DNS
+// rebinding can produce, so it is safe to redirect) and anything else.
+func (h *Handler) shellHost(host string) hostKind {
 	if hh, _, err := net.SplitHostPort(host); err == nil {
 		host = hh
 	}
 	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
-	return strings.EqualFold(host, h.domain) || net.ParseIP(host) != nil
+	switch {
+	case strings.EqualFold(host, h.domain):
+		return hostShell
+	case net.ParseIP(host) != nil:
+		return hostIP
+	}
+	return hostOther
 }
 
 // GrainOrigin returns the origin a grain is served on, given the node's
@@ -152,6 +175,11 @@ func (h *Handler) serveGrain(w http.ResponseWriter, r *http.Request, id string) 
 	// websocket, which ends the proxy's copy and closes the browser's.
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if !viewer.Expires.IsZero() {
+		var cancelAt context.CancelFunc
+		ctx, cancelAt = context.WithDeadline(ctx, viewer.Expires)
+		defer cancelAt()
+	}
 	if viewer.Done != nil {
 		go func() {
 			select {
@@ -185,6 +213,12 @@ func (h *Handler) serveGrain(w http.ResponseWriter, r *http.Request, id string) 
 			return nil
 		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			select {
+			case <-viewer.Done:
+				http.Error(w, "Your access to this grain has ended.", http.StatusForbidden)
+				return
+			default:
+			}
 			h.log.Warn("grain request failed", "grain", id, "path", r.URL.Path, "err", err)
 			http.Error(w, "The grain did not answer.", http.StatusBadGateway)
 		},

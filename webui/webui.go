@@ -143,6 +143,9 @@ type Viewer struct {
 	// revoked, its user removed, its grain deleted): open requests and
 	// websockets on it are cut at once.
 	Done <-chan struct{}
+	// Expires is when the session (or the share it came through) ends;
+	// open requests and websockets are cut then too.
+	Expires time.Time
 }
 
 // Backend is what the node provides to the HTTP layer. Methods that take a
@@ -159,6 +162,9 @@ type Backend interface {
 	Logout(ctx context.Context, session string) error
 	// WebSession returns the user and CSRF token of a web session.
 	WebSession(ctx context.Context, session string) (User, string, error)
+	// ChangePassword sets a new password after checking the current one,
+	// ends every web session of the user, and returns a new one.
+	ChangePassword(ctx context.Context, who User, current, password string) (string, error)
 	// Owner is the node's owner, whom the control socket acts for.
 	Owner(ctx context.Context) (User, error)
 	// TokenUser authenticates an API token.

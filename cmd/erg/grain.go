@@ -2,12 +2,16 @@ package main
 
 import (
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"erg/webui"
 )
 
 func newGrainCmd(g *globals) *cobra.Command {
@@ -36,6 +40,9 @@ func newGrainNewCmd(g *globals) *cobra.Command {
 			out := cmd.OutOrStdout()
 			return g.print(out, gr, func() {
 				fmt.Fprintf(out, "created grain %s (%s: %q)\nopen it at:\n  %s\n", gr.ID, gr.AppName, gr.Title, gr.URL)
+				if shell := shellURL(gr); shell != "" {
+					fmt.Fprintf(out, "or in your node's pages, signed in:\n  %s\n", shell)
+				}
 			})
 		},
 	}
@@ -206,6 +213,20 @@ func newGrainRestoreCmd(g *globals) *cobra.Command {
 			return g.print(out, gr, func() { fmt.Fprintf(out, "restored as grain %s (%s: %q)\n", gr.ID, gr.AppName, gr.Title) })
 		},
 	}
+}
+
+// shellURL is the grain's page in the node's web UI, derived from its
+// sign-in link on the grain's own origin (g-<id>.<domain>:port).
+func shellURL(gr webui.Grain) string {
+	u, err := url.Parse(gr.URL)
+	if err != nil {
+		return ""
+	}
+	host, ok := strings.CutPrefix(u.Host, "g-"+gr.ID+".")
+	if !ok {
+		return ""
+	}
+	return u.Scheme + "://" + host + "/grains/" + gr.ID
 }
 
 func ago(t time.Time) string {
