@@ -1,11 +1,8 @@
 package webui
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"io"
 	"net/http"
 )
@@ -39,13 +36,6 @@ type InstallStep struct {
 	Total int64  `json:"total"`
 }
 
-type packageEvent struct {
-	Step  *InstallStep `json:"step,omitempty"`
-	App   *App         `json:"app,omitempty"`
-	Error string       `json:"error,omitempty"`
-	Kind  string       `json:"kind,omitempty"`
-}
-
 // wantsEvents reports whether the client asked for a stream of progress
 // events (one JSON object per line) rather than one reply.
 func wantsEvents(r *http.Request) bool {
@@ -68,15 +58,15 @@ func installWithEvents(w http.ResponseWriter, r *http.Request, install func(cont
 			return
 		}
 		lastPct[phase] = pct
-		enc.Encode(packageEvent{Step: &InstallStep{Phase: phase, Done: done, Total: total}})
+		enc.Encode(installEvent{Step: &InstallStep{Phase: phase, Done: done, Total: total}})
 		rc.Flush()
 	})
 	app, err := install(ctx)
 	if err != nil {
 		err = fail(err)
-		enc.Encode(packageEvent{Error: err.Error(), Kind: errorKind(err)})
+		enc.Encode(installEvent{Error: err.Error(), Kind: errorKind(err)})
 	} else {
-		enc.Encode(packageEvent{App: &app})
+		enc.Encode(installEvent{App: &app})
 	}
 	rc.Flush()
 }
@@ -95,30 +85,9 @@ func (c *Client) InstallPackageProgress(ctx context.Context, pkg io.Reader, prog
 		return App{}, err
 	}
 	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), maxAPIBody)
-	for sc.Scan() {
-		var ev packageEvent
-		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-			return App{}, fmt.Errorf("node sent a malformed install event: %w", err)
+	return readInstallEvents(resp.Body, func(ev installEvent) {
+		if ev.Step != nil && progress != nil {
+			progress(*ev.Step)
 		}
-		switch {
-		case ev.Step != nil:
-			if progress != nil {
-				progress(*ev.Step)
-			}
-		case ev.App != nil:
-			return *ev.App, nil
-		case ev.Error != "":
-			kind := map[string]error{"notfound": ErrNotFound, "invalid": ErrInvalid, "forbidden": ErrForbidden}[ev.Kind]
-			if kind == nil {
-				return App{}, errors.New(ev.Error)
-			}
-			return App{}, &remoteError{msg: ev.Error, kind: kind}
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return App{}, err
-	}
-	return App{}, io.ErrUnexpectedEOF
+	})
 }

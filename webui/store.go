@@ -113,8 +113,11 @@ func (a *api) registerStore(mux *http.ServeMux, b StoreBackend) {
 	}))
 }
 
+// installEvent is one line of an install's event stream: progress (a
+// store fetch's, or a package install's phase), then the app or an error.
 type installEvent struct {
 	Progress *FetchProgress `json:"progress,omitempty"`
+	Step     *InstallStep   `json:"step,omitempty"`
 	App      *App           `json:"app,omitempty"`
 	Error    string         `json:"error,omitempty"`
 	Kind     string         `json:"kind,omitempty"`
@@ -192,7 +195,17 @@ func (c *Client) InstallFromStore(ctx context.Context, appID string, progress fu
 		return App{}, err
 	}
 	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
+	return readInstallEvents(resp.Body, func(ev installEvent) {
+		if ev.Progress != nil && progress != nil {
+			progress(*ev.Progress)
+		}
+	})
+}
+
+// readInstallEvents reads an install's event stream, passing progress
+// events to progress, until the app or an error.
+func readInstallEvents(r io.Reader, progress func(installEvent)) (App, error) {
+	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), maxAPIBody)
 	for sc.Scan() {
 		var ev installEvent
@@ -200,10 +213,6 @@ func (c *Client) InstallFromStore(ctx context.Context, appID string, progress fu
 			return App{}, fmt.Errorf("node sent a malformed install event: %w", err)
 		}
 		switch {
-		case ev.Progress != nil:
-			if progress != nil {
-				progress(*ev.Progress)
-			}
 		case ev.App != nil:
 			return *ev.App, nil
 		case ev.Error != "":
@@ -212,6 +221,8 @@ func (c *Client) InstallFromStore(ctx context.Context, appID string, progress fu
 				return App{}, errors.New(ev.Error)
 			}
 			return App{}, &remoteError{msg: ev.Error, kind: kind}
+		default:
+			progress(ev)
 		}
 	}
 	if err := sc.Err(); err != nil {

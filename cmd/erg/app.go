@@ -2,7 +2,6 @@ package main
 
 import (
 	"crypto/ed25519"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -118,28 +117,13 @@ host paths the manifest lists under "include" or DIR/erg-files.list names
 			if err != nil {
 				return err
 			}
-			if keyPath == "" {
-				dir, err := keysDir()
-				if err != nil {
-					return err
-				}
-				keyPath = filepath.Join(dir, m.ID+".key")
-			}
-			key, err := appstore.LoadKey(keyPath)
-			if errors.Is(err, os.ErrNotExist) {
-				return fmt.Errorf("no signing key for app %s at %s: run 'erg app keygen' and put its app id in the manifest, or pass --key", m.ID, keyPath)
-			}
+			key, err := loadAppKey(keyPath, m.ID, "run 'erg app keygen' and put its app id in the manifest, or pass --key")
 			if err != nil {
 				return err
 			}
 			if output == "" {
 				output = filepath.Base(filepath.Clean(args[0])) + ".erg"
 			}
-			tmp, err := os.CreateTemp(filepath.Dir(output), ".erg-pack-*")
-			if err != nil {
-				return err
-			}
-			defer os.Remove(tmp.Name())
 			// Native programs get their loader, libraries and the manifest's
 			// include paths copied in first.
 			tree, cleanup, err := appstore.PrepareTree(args[0], "")
@@ -147,19 +131,15 @@ host paths the manifest lists under "include" or DIR/erg-files.list names
 				return err
 			}
 			defer cleanup()
-			progress := newProgress(cmd.ErrOrStderr(), "packing")
-			pkg, err := appstore.Pack(cmd.Context(), tree, key, tmp, appstore.PackOptions{Progress: progress.update})
-			progress.done()
-			if err == nil {
-				err = tmp.Sync()
-			}
-			if cerr := tmp.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
+			var pkg *appstore.Package
+			err = writeFileAtomic(output, func(f *os.File) error {
+				progress := newProgress(cmd.ErrOrStderr(), "packing")
+				defer progress.done()
+				var err error
+				pkg, err = appstore.Pack(cmd.Context(), tree, key, f, appstore.PackOptions{Progress: progress.update})
 				return err
-			}
-			if err := os.Rename(tmp.Name(), output); err != nil {
+			})
+			if err != nil {
 				return err
 			}
 			out := cmd.OutOrStdout()

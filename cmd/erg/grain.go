@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -167,21 +166,10 @@ func newGrainBackupCmd(g *globals) *cobra.Command {
 			if output == "" {
 				output = args[0] + ".zip"
 			}
-			// Write beside the target and rename, so a failed backup never
-			// leaves a truncated zip under the real name.
-			tmp, err := os.CreateTemp(filepath.Dir(output), ".erg-backup-*")
+			err := writeFileAtomic(output, func(f *os.File) error {
+				return g.client().BackupGrain(cmd.Context(), args[0], f)
+			})
 			if err != nil {
-				return err
-			}
-			defer os.Remove(tmp.Name())
-			err = g.client().BackupGrain(cmd.Context(), args[0], tmp)
-			if cerr := tmp.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				return err
-			}
-			if err := os.Rename(tmp.Name(), output); err != nil {
 				return err
 			}
 			out := cmd.OutOrStdout()

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -141,17 +140,7 @@ searches find it, and announces again on a schedule while it runs.`,
 				return fmt.Errorf("%s is not a valid package: %w", args[0], err)
 			}
 			defer pkg.Close()
-			if keyPath == "" {
-				dir, err := keysDir()
-				if err != nil {
-					return err
-				}
-				keyPath = filepath.Join(dir, pkg.AppID+".key")
-			}
-			key, err := appstore.LoadKey(keyPath)
-			if errors.Is(err, os.ErrNotExist) {
-				return fmt.Errorf("no signing key for app %s at %s: only its publisher can publish it (pass --key)", pkg.AppID, keyPath)
-			}
+			key, err := loadAppKey(keyPath, pkg.AppID, "only its publisher can publish it (pass --key)")
 			if err != nil {
 				return err
 			}
