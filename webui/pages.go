@@ -194,6 +194,7 @@ func (h *Handler) shellRoutes() http.Handler {
 	} {
 		mux.HandleFunc(p.pattern, h.signedIn(p.h))
 	}
+	h.storeRoutes(mux)
 	return h.pageHeaders(mux)
 }
 
@@ -663,8 +664,11 @@ func (h *Handler) renderApps(w http.ResponseWriter, r *http.Request, code int, n
 		h.failPage(w, r, err)
 		return
 	}
-	h.render(w, r, code, "apps", pageData{Title: "Apps", Nav: "apps", Data: map[string]any{"Apps": apps, "MaxUpload": h.maxUpload},
-		Notice: notice, Error: errMsg})
+	if notice == "" {
+		notice = installedNotice(r, apps)
+	}
+	h.render(w, r, code, "apps", pageData{Title: "Apps", Nav: "apps", Data: map[string]any{"Apps": apps, "MaxUpload": h.maxUpload,
+		"Updates": h.appUpdates(r, apps)}, Notice: notice, Error: errMsg})
 }
 
 func (h *Handler) installApp(w http.ResponseWriter, r *http.Request, a actor) {

@@ -39,6 +39,7 @@ type Handler struct {
 	cop       *http.CrossOriginProtection
 	limiter   *limiter
 	pages     *pages
+	updates   *updateCache // nil without an app store
 }
 
 // NewHandler returns the handler for the node's web port.
