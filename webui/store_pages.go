@@ -138,8 +138,8 @@ func (h *Handler) storeInstall(w http.ResponseWriter, r *http.Request, a actor, 
 	http.Redirect(w, r, "/apps?installed="+url.QueryEscape(app.ID), http.StatusSeeOther)
 }
 
-// pageError is the status and the words a page shows for err: the
-// message without its sentinel's prefix. An unexpected error (often the
+// pageError is the status and the words a page shows for err, as
+// userMessage spells them. An unexpected error (often the
 // network: no peer serves a package) is spelled out to the owner, whose
 // node it is, and only pointed at the log for others.
 func (h *Handler) pageError(r *http.Request, err error) (int, string) {
@@ -151,13 +151,7 @@ func (h *Handler) pageError(r *http.Request, err error) (int, string) {
 		}
 		return code, "Something went wrong on this node. The node's log says more."
 	}
-	msg := err.Error()
-	for _, s := range []error{ErrNotFound, ErrInvalid, ErrForbidden, ErrUnauthorized} {
-		if m, ok := strings.CutPrefix(msg, s.Error()+": "); ok {
-			msg = m
-			break
-		}
-	}
+	msg := userMessage(err)
 	if msg != "" {
 		msg = strings.ToUpper(msg[:1]) + msg[1:]
 	}
