@@ -1,7 +1,7 @@
 // Installing from the store works as a plain form post that waits for the
 // install. With this script the form instead calls the JSON API, whose
 // answer is a stream of progress lines, and shows the download as it
-// goes: bytes, peers and rate.
+// goes (bytes, peers and rate) and then the node's checking of it.
 "use strict";
 
 (() => {
@@ -57,6 +57,11 @@
 						const rate = secs > 0 ? " · " + size(p.bytes / secs) + "/s" : "";
 						show("Fetched " + size(p.bytes) + " from " + p.peers + " peer" + (p.peers === 1 ? "" : "s") + rate);
 						form.dataset.bytes = p.bytes;
+					} else if (ev.step) {
+						// The node checks and unpacks what it fetched.
+						const s = ev.step;
+						const pct = s.total > 0 ? " " + Math.floor(s.done * 100 / s.total) + "%" : "";
+						show(s.phase.charAt(0).toUpperCase() + s.phase.slice(1) + pct + "…");
 					} else if (ev.app) {
 						show("Installed " + ev.app.name + ".");
 						location.assign("/apps?installed=" + encodeURIComponent(ev.app.id));
