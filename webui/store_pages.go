@@ -185,7 +185,8 @@ type appUpdates struct {
 }
 
 // appUpdates returns the updates to mark on the Apps page from the cached
-// check; ?check=1 checks the store now.
+// check; ?check=1 from the owner checks the store now. (Others get the
+// cached answer: a check is a DHT lookup per installed app.)
 func (h *Handler) appUpdates(r *http.Request, apps []App) appUpdates {
 	u := appUpdates{ByApp: map[string]*Listing{}}
 	if h.updates == nil {
@@ -193,7 +194,7 @@ func (h *Handler) appUpdates(r *http.Request, apps []App) appUpdates {
 	}
 	u.Store = true
 	var res updateResult
-	if r.URL.Query().Get("check") != "" {
+	if a, ok := actorOf(r); ok && a.user.Owner && r.URL.Query().Get("check") != "" {
 		ctx, cancel := context.WithTimeout(r.Context(), updatesTimeout)
 		res = h.updates.checkNow(ctx)
 		cancel()
