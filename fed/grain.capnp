@@ -21,6 +21,15 @@ interface Gateway {
   # "user@<friend's node name>", the name the owner's node knows the friend
   # by. Fails if the token is unknown, revoked, or held by another peer.
   restore @0 (token :Data, user :Text) -> (grain :Grain, info :GrainInfo);
+
+  # offer delivers a share the calling node made for this node: the token
+  # to restore it with later, what it is, the owner's name on the calling
+  # node, and the user of this node it is for (empty: this node's owner).
+  offer @1 (token :Data, info :GrainInfo, owner :Text, user :Text) -> ();
+
+  # withdraw tells this node that the calling node revoked a share it
+  # offered; restoring it fails from now on anyway.
+  withdraw @2 (token :Data) -> ();
 }
 
 struct GrainInfo {

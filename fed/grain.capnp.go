@@ -37,6 +37,46 @@ func (c Gateway) Restore(ctx context.Context, params func(Gateway_restore_Params
 
 }
 
+func (c Gateway) Offer(ctx context.Context, params func(Gateway_offer_Params) error) (Gateway_offer_Results_Future, capnp.ReleaseFunc) {
+
+	s := capnp.Send{
+		Method: capnp.Method{
+			InterfaceID:   0xe382fd4c0deeff19,
+			MethodID:      1,
+			InterfaceName: "grain.capnp:Gateway",
+			MethodName:    "offer",
+		},
+	}
+	if params != nil {
+		s.ArgsSize = capnp.ObjectSize{DataSize: 0, PointerCount: 4}
+		s.PlaceArgs = func(s capnp.Struct) error { return params(Gateway_offer_Params(s)) }
+	}
+
+	ans, release := capnp.Client(c).SendCall(ctx, s)
+	return Gateway_offer_Results_Future{Future: ans.Future()}, release
+
+}
+
+func (c Gateway) Withdraw(ctx context.Context, params func(Gateway_withdraw_Params) error) (Gateway_withdraw_Results_Future, capnp.ReleaseFunc) {
+
+	s := capnp.Send{
+		Method: capnp.Method{
+			InterfaceID:   0xe382fd4c0deeff19,
+			MethodID:      2,
+			InterfaceName: "grain.capnp:Gateway",
+			MethodName:    "withdraw",
+		},
+	}
+	if params != nil {
+		s.ArgsSize = capnp.ObjectSize{DataSize: 0, PointerCount: 1}
+		s.PlaceArgs = func(s capnp.Struct) error { return params(Gateway_withdraw_Params(s)) }
+	}
+
+	ans, release := capnp.Client(c).SendCall(ctx, s)
+	return Gateway_withdraw_Results_Future{Future: ans.Future()}, release
+
+}
+
 func (c Gateway) WaitStreaming() error {
 	return capnp.Client(c).WaitStreaming()
 }
@@ -111,6 +151,10 @@ func (c Gateway) GetFlowLimiter() fc.FlowLimiter {
 // A Gateway_Server is a Gateway with a local implementation.
 type Gateway_Server interface {
 	Restore(context.Context, Gateway_restore) error
+
+	Offer(context.Context, Gateway_offer) error
+
+	Withdraw(context.Context, Gateway_withdraw) error
 }
 
 // Gateway_NewServer creates a new Server from an implementation of Gateway_Server.
@@ -129,7 +173,7 @@ func Gateway_ServerToClient(s Gateway_Server) Gateway {
 // This can be used to create a more complicated Server.
 func Gateway_Methods(methods []server.Method, s Gateway_Server) []server.Method {
 	if cap(methods) == 0 {
-		methods = make([]server.Method, 0, 1)
+		methods = make([]server.Method, 0, 3)
 	}
 
 	methods = append(methods, server.Method{
@@ -141,6 +185,30 @@ func Gateway_Methods(methods []server.Method, s Gateway_Server) []server.Method 
 		},
 		Impl: func(ctx context.Context, call *server.Call) error {
 			return s.Restore(ctx, Gateway_restore{call})
+		},
+	})
+
+	methods = append(methods, server.Method{
+		Method: capnp.Method{
+			InterfaceID:   0xe382fd4c0deeff19,
+			MethodID:      1,
+			InterfaceName: "grain.capnp:Gateway",
+			MethodName:    "offer",
+		},
+		Impl: func(ctx context.Context, call *server.Call) error {
+			return s.Offer(ctx, Gateway_offer{call})
+		},
+	})
+
+	methods = append(methods, server.Method{
+		Method: capnp.Method{
+			InterfaceID:   0xe382fd4c0deeff19,
+			MethodID:      2,
+			InterfaceName: "grain.capnp:Gateway",
+			MethodName:    "withdraw",
+		},
+		Impl: func(ctx context.Context, call *server.Call) error {
+			return s.Withdraw(ctx, Gateway_withdraw{call})
 		},
 	})
 
@@ -162,6 +230,40 @@ func (c Gateway_restore) Args() Gateway_restore_Params {
 func (c Gateway_restore) AllocResults() (Gateway_restore_Results, error) {
 	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 0, PointerCount: 2})
 	return Gateway_restore_Results(r), err
+}
+
+// Gateway_offer holds the state for a server call to Gateway.offer.
+// See server.Call for documentation.
+type Gateway_offer struct {
+	*server.Call
+}
+
+// Args returns the call's arguments.
+func (c Gateway_offer) Args() Gateway_offer_Params {
+	return Gateway_offer_Params(c.Call.Args())
+}
+
+// AllocResults allocates the results struct.
+func (c Gateway_offer) AllocResults() (Gateway_offer_Results, error) {
+	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	return Gateway_offer_Results(r), err
+}
+
+// Gateway_withdraw holds the state for a server call to Gateway.withdraw.
+// See server.Call for documentation.
+type Gateway_withdraw struct {
+	*server.Call
+}
+
+// Args returns the call's arguments.
+func (c Gateway_withdraw) Args() Gateway_withdraw_Params {
+	return Gateway_withdraw_Params(c.Call.Args())
+}
+
+// AllocResults allocates the results struct.
+func (c Gateway_withdraw) AllocResults() (Gateway_withdraw_Results, error) {
+	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	return Gateway_withdraw_Results(r), err
 }
 
 // Gateway_List is a list of Gateway.
@@ -379,6 +481,353 @@ func (p Gateway_restore_Results_Future) Grain() Grain {
 
 func (p Gateway_restore_Results_Future) Info() GrainInfo_Future {
 	return GrainInfo_Future{Future: p.Future.Field(1, nil)}
+}
+
+type Gateway_offer_Params capnp.Struct
+
+// Gateway_offer_Params_TypeID is the unique identifier for the type Gateway_offer_Params.
+const Gateway_offer_Params_TypeID = 0x8b7c751be45fec67
+
+func NewGateway_offer_Params(s *capnp.Segment) (Gateway_offer_Params, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 4})
+	return Gateway_offer_Params(st), err
+}
+
+func NewRootGateway_offer_Params(s *capnp.Segment) (Gateway_offer_Params, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 4})
+	return Gateway_offer_Params(st), err
+}
+
+func ReadRootGateway_offer_Params(msg *capnp.Message) (Gateway_offer_Params, error) {
+	root, err := msg.Root()
+	return Gateway_offer_Params(root.Struct()), err
+}
+
+func (s Gateway_offer_Params) String() string {
+	str, _ := text.Marshal(0x8b7c751be45fec67, capnp.Struct(s))
+	return str
+}
+
+func (s Gateway_offer_Params) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Gateway_offer_Params) DecodeFromPtr(p capnp.Ptr) Gateway_offer_Params {
+	return Gateway_offer_Params(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Gateway_offer_Params) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Gateway_offer_Params) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Gateway_offer_Params) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Gateway_offer_Params) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s Gateway_offer_Params) Token() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return []byte(p.Data()), err
+}
+
+func (s Gateway_offer_Params) HasToken() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s Gateway_offer_Params) SetToken(v []byte) error {
+	return capnp.Struct(s).SetData(0, v)
+}
+
+func (s Gateway_offer_Params) Info() (GrainInfo, error) {
+	p, err := capnp.Struct(s).Ptr(1)
+	return GrainInfo(p.Struct()), err
+}
+
+func (s Gateway_offer_Params) HasInfo() bool {
+	return capnp.Struct(s).HasPtr(1)
+}
+
+func (s Gateway_offer_Params) SetInfo(v GrainInfo) error {
+	return capnp.Struct(s).SetPtr(1, capnp.Struct(v).ToPtr())
+}
+
+// NewInfo sets the info field to a newly
+// allocated GrainInfo struct, preferring placement in s's segment.
+func (s Gateway_offer_Params) NewInfo() (GrainInfo, error) {
+	ss, err := NewGrainInfo(capnp.Struct(s).Segment())
+	if err != nil {
+		return GrainInfo{}, err
+	}
+	err = capnp.Struct(s).SetPtr(1, capnp.Struct(ss).ToPtr())
+	return ss, err
+}
+
+func (s Gateway_offer_Params) Owner() (string, error) {
+	p, err := capnp.Struct(s).Ptr(2)
+	return p.Text(), err
+}
+
+func (s Gateway_offer_Params) HasOwner() bool {
+	return capnp.Struct(s).HasPtr(2)
+}
+
+func (s Gateway_offer_Params) OwnerBytes() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(2)
+	return p.TextBytes(), err
+}
+
+func (s Gateway_offer_Params) SetOwner(v string) error {
+	return capnp.Struct(s).SetText(2, v)
+}
+
+func (s Gateway_offer_Params) User() (string, error) {
+	p, err := capnp.Struct(s).Ptr(3)
+	return p.Text(), err
+}
+
+func (s Gateway_offer_Params) HasUser() bool {
+	return capnp.Struct(s).HasPtr(3)
+}
+
+func (s Gateway_offer_Params) UserBytes() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(3)
+	return p.TextBytes(), err
+}
+
+func (s Gateway_offer_Params) SetUser(v string) error {
+	return capnp.Struct(s).SetText(3, v)
+}
+
+// Gateway_offer_Params_List is a list of Gateway_offer_Params.
+type Gateway_offer_Params_List = capnp.StructList[Gateway_offer_Params]
+
+// NewGateway_offer_Params creates a new list of Gateway_offer_Params.
+func NewGateway_offer_Params_List(s *capnp.Segment, sz int32) (Gateway_offer_Params_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 4}, sz)
+	return capnp.StructList[Gateway_offer_Params](l), err
+}
+
+// Gateway_offer_Params_Future is a wrapper for a Gateway_offer_Params promised by a client call.
+type Gateway_offer_Params_Future struct{ *capnp.Future }
+
+func (f Gateway_offer_Params_Future) Struct() (Gateway_offer_Params, error) {
+	p, err := f.Future.Ptr()
+	return Gateway_offer_Params(p.Struct()), err
+}
+func (p Gateway_offer_Params_Future) Info() GrainInfo_Future {
+	return GrainInfo_Future{Future: p.Future.Field(1, nil)}
+}
+
+type Gateway_offer_Results capnp.Struct
+
+// Gateway_offer_Results_TypeID is the unique identifier for the type Gateway_offer_Results.
+const Gateway_offer_Results_TypeID = 0xf4d8faaf665c43ee
+
+func NewGateway_offer_Results(s *capnp.Segment) (Gateway_offer_Results, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	return Gateway_offer_Results(st), err
+}
+
+func NewRootGateway_offer_Results(s *capnp.Segment) (Gateway_offer_Results, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	return Gateway_offer_Results(st), err
+}
+
+func ReadRootGateway_offer_Results(msg *capnp.Message) (Gateway_offer_Results, error) {
+	root, err := msg.Root()
+	return Gateway_offer_Results(root.Struct()), err
+}
+
+func (s Gateway_offer_Results) String() string {
+	str, _ := text.Marshal(0xf4d8faaf665c43ee, capnp.Struct(s))
+	return str
+}
+
+func (s Gateway_offer_Results) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Gateway_offer_Results) DecodeFromPtr(p capnp.Ptr) Gateway_offer_Results {
+	return Gateway_offer_Results(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Gateway_offer_Results) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Gateway_offer_Results) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Gateway_offer_Results) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Gateway_offer_Results) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+
+// Gateway_offer_Results_List is a list of Gateway_offer_Results.
+type Gateway_offer_Results_List = capnp.StructList[Gateway_offer_Results]
+
+// NewGateway_offer_Results creates a new list of Gateway_offer_Results.
+func NewGateway_offer_Results_List(s *capnp.Segment, sz int32) (Gateway_offer_Results_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0}, sz)
+	return capnp.StructList[Gateway_offer_Results](l), err
+}
+
+// Gateway_offer_Results_Future is a wrapper for a Gateway_offer_Results promised by a client call.
+type Gateway_offer_Results_Future struct{ *capnp.Future }
+
+func (f Gateway_offer_Results_Future) Struct() (Gateway_offer_Results, error) {
+	p, err := f.Future.Ptr()
+	return Gateway_offer_Results(p.Struct()), err
+}
+
+type Gateway_withdraw_Params capnp.Struct
+
+// Gateway_withdraw_Params_TypeID is the unique identifier for the type Gateway_withdraw_Params.
+const Gateway_withdraw_Params_TypeID = 0xd457fc34bb296555
+
+func NewGateway_withdraw_Params(s *capnp.Segment) (Gateway_withdraw_Params, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1})
+	return Gateway_withdraw_Params(st), err
+}
+
+func NewRootGateway_withdraw_Params(s *capnp.Segment) (Gateway_withdraw_Params, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1})
+	return Gateway_withdraw_Params(st), err
+}
+
+func ReadRootGateway_withdraw_Params(msg *capnp.Message) (Gateway_withdraw_Params, error) {
+	root, err := msg.Root()
+	return Gateway_withdraw_Params(root.Struct()), err
+}
+
+func (s Gateway_withdraw_Params) String() string {
+	str, _ := text.Marshal(0xd457fc34bb296555, capnp.Struct(s))
+	return str
+}
+
+func (s Gateway_withdraw_Params) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Gateway_withdraw_Params) DecodeFromPtr(p capnp.Ptr) Gateway_withdraw_Params {
+	return Gateway_withdraw_Params(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Gateway_withdraw_Params) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Gateway_withdraw_Params) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Gateway_withdraw_Params) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Gateway_withdraw_Params) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s Gateway_withdraw_Params) Token() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return []byte(p.Data()), err
+}
+
+func (s Gateway_withdraw_Params) HasToken() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s Gateway_withdraw_Params) SetToken(v []byte) error {
+	return capnp.Struct(s).SetData(0, v)
+}
+
+// Gateway_withdraw_Params_List is a list of Gateway_withdraw_Params.
+type Gateway_withdraw_Params_List = capnp.StructList[Gateway_withdraw_Params]
+
+// NewGateway_withdraw_Params creates a new list of Gateway_withdraw_Params.
+func NewGateway_withdraw_Params_List(s *capnp.Segment, sz int32) (Gateway_withdraw_Params_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1}, sz)
+	return capnp.StructList[Gateway_withdraw_Params](l), err
+}
+
+// Gateway_withdraw_Params_Future is a wrapper for a Gateway_withdraw_Params promised by a client call.
+type Gateway_withdraw_Params_Future struct{ *capnp.Future }
+
+func (f Gateway_withdraw_Params_Future) Struct() (Gateway_withdraw_Params, error) {
+	p, err := f.Future.Ptr()
+	return Gateway_withdraw_Params(p.Struct()), err
+}
+
+type Gateway_withdraw_Results capnp.Struct
+
+// Gateway_withdraw_Results_TypeID is the unique identifier for the type Gateway_withdraw_Results.
+const Gateway_withdraw_Results_TypeID = 0xffa1a3c2f4dcbce8
+
+func NewGateway_withdraw_Results(s *capnp.Segment) (Gateway_withdraw_Results, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	return Gateway_withdraw_Results(st), err
+}
+
+func NewRootGateway_withdraw_Results(s *capnp.Segment) (Gateway_withdraw_Results, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	return Gateway_withdraw_Results(st), err
+}
+
+func ReadRootGateway_withdraw_Results(msg *capnp.Message) (Gateway_withdraw_Results, error) {
+	root, err := msg.Root()
+	return Gateway_withdraw_Results(root.Struct()), err
+}
+
+func (s Gateway_withdraw_Results) String() string {
+	str, _ := text.Marshal(0xffa1a3c2f4dcbce8, capnp.Struct(s))
+	return str
+}
+
+func (s Gateway_withdraw_Results) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Gateway_withdraw_Results) DecodeFromPtr(p capnp.Ptr) Gateway_withdraw_Results {
+	return Gateway_withdraw_Results(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Gateway_withdraw_Results) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Gateway_withdraw_Results) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Gateway_withdraw_Results) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Gateway_withdraw_Results) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+
+// Gateway_withdraw_Results_List is a list of Gateway_withdraw_Results.
+type Gateway_withdraw_Results_List = capnp.StructList[Gateway_withdraw_Results]
+
+// NewGateway_withdraw_Results creates a new list of Gateway_withdraw_Results.
+func NewGateway_withdraw_Results_List(s *capnp.Segment, sz int32) (Gateway_withdraw_Results_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0}, sz)
+	return capnp.StructList[Gateway_withdraw_Results](l), err
+}
+
+// Gateway_withdraw_Results_Future is a wrapper for a Gateway_withdraw_Results promised by a client call.
+type Gateway_withdraw_Results_Future struct{ *capnp.Future }
+
+func (f Gateway_withdraw_Results_Future) Struct() (Gateway_withdraw_Results, error) {
+	p, err := f.Future.Ptr()
+	return Gateway_withdraw_Results(p.Struct()), err
 }
 
 type GrainInfo capnp.Struct
@@ -1908,84 +2357,97 @@ func (f ByteStream_close_Results_Future) Struct() (ByteStream_close_Results, err
 	return ByteStream_close_Results(p.Struct()), err
 }
 
-const schema_b6a4bcab707b51ca = "x\xda\x9cV]h\x1cU\x14>g~:\xbb\xb2\xdb" +
-	"\xdd\xdb\xd9V*\x92\xd5\x90\x8a\x89\x1a\x93\xd4B\x13\x09" +
-	"\x89AY#\x8d\xe6\xb6\x0a\x8a-\xf66{\xdb]\xdd" +
-	"\x9dYgf\xbb\x86&\xa4H\xc5>\x88\x14A\xaaQ" +
-	"\xfbP\x15A\x91\x98\x8a>\xa8\x0fU|H\x0bE\x04" +
-	"\xa5T|)\x0a\xc5\x97*>\xd8\xa4(#\xf7\xce\xce" +
-	"\xcef\xb34\xe8\xdb\xec\xde3\xdf\xf9\xbe\xf3\x9d\xfb1" +
-	"}\xa6:\xaa\xf5's1P\xe8~}\x83\xdf\xdd\x9d" +
-	"Y\\x@?\x06d\x0b\x02\xe8h\x00l\x8fk\x9d" +
-	"\x08h\x12m\x04\xd0?\x87\xda\x0f\x17\xafw\xce\x03\xc9" +
-	"\x88\x02E\x14\xf4k\xb7\x88\x82A\xad\x06\xe8/\x0e\xbf" +
-	"\xfd\xe7\xa5\xbb\xc6O\x03\xb9\x19\x014q\xfe\xba\xd6\x83" +
-	"\xa0\xf9+\x85\xb1So\xcc\xe4\x17\x9a_\x9d\x0d\xb0_" +
-	"\x92\xaf\x16\x16~\xbaz\xcd;\xf5i\xf0j\xd0\xfcr" +
-	"P\xf0\x9bl\xfe\xc1\xe6\xcd}\x97\x12\xa3\x9f5\x17\xc4" +
-	"\xf5\x80\x9d.\x0a>\xecp~?\xb2\xef\xc2\xd7@\x12" +
-	"\xaa\x7f\x9e\x1e\xa9|\xf4\xd5{\x9f\x03\xa0\xd9\xaf\x9f1" +
-	"\x07u\x03\xc0\xdc\xa1\xe7\xcc}\xe2\xc9_\xfa\xf9\xd5\xc3" +
-	"O\xdd\x7fq\x09H\x02\xa3b\xc9\xcb|H\x9f7'" +
-	"d\xfd\xb8.\xa8\xe5\x1f\xef\x9a8Kf\xcf\x01\xd9\xd4" +
-	"\xe8\xfc\xbe\xbeIt\xfeXv\xde\xea_M\xee\xfa\xe7" +
-	"\xc5_\xd6t\xbe\xa0\x9f6\x7f\x94H\xdf\xeb9sE" +
-	"v\xd6\xd9[;o=\xf1\xf7\xafu49\x89\xcb\xfa" +
-	"MR\xa8lWX~\xe2\xe9\x99Wj\x7f\x00\xdd\x82" +
-	"\x8d\x8a\xf1\x0dr\xcct\xc3\x15@\xbf\xfa\xe0Rg\xc7" +
-	"\xbd\xd7\xaf\xad\xe9\xb7\xc3x\xcd\x1c6D\xbfA#g" +
-	"2\xf1\xe4w|r\xc7\x95\xdb\xce\x7f\xbb\xdc\xa2T\x93" +
-	"\xfa\x8c3&\x95\xf5\x13\x86\x00>\xfe\xee;{\xf6\x9e" +
-	"\xfcn\x19h\x02\x9b\x8bU9\xbc\xd87\xe6pL\x82" +
-	"\xc7D\xf1\x89g7\xfd\xf5\xe5c'W\xd6\xb0\xb8=" +
-	"\xfe\x85\xd9\x1d\x17\x85\xdb\xe2/\x9b\xd5\xb8\x01O\xfa\x87" +
-	"\x1cV\xb4z\xa7\x98Z\xb1*C\xbb\xb9[\xb1\xad<" +
-	"wz]\x8f9^\xd7n\xeeV\x8d\x92\xe7RM\xd5" +
-	"\x004\x04 \xc9\x1e\x00\x1aS\x91f\x14L\x1d\xb0\xf3" +
-	"\xd3H\xa2\x86\x80H\x00Wc\xe6\x98\xc7kl\xba\xd7" +
-	"\xe1\xaeg;\xbck\x929L-\xbb4\xd6\x80\xec\x1e" +
-	"\x00\xa0]*\xd2>\x05\x09bF\x0c\x97\xdc#\xfa\xdc" +
-	"\xa9\"\xbdO\xc1\xacg?\xc7-L\x82\x82I\xc0T" +
-	"\xd5\xe5\x0e&@\xc1Dk\xaf\xb1i\x8f\xef\xf1\x1c\xce" +
-	"\xca\xbdS%\xdb\xe5B@\xaaZ\xf2\xdc\x1bSj\xc8" +
-	"\xfc/\x9c$\"\x92\xc8\xf3@|\xaah\x1d\xb41\x1d" +
-	"\xb9\x0b\x88\xe9uyN2\xc7`\xe5Us\x1e\x88\xe6" +
-	"\x9c\xe5\x8ec\xaf/\xb9\xe6\x14\xbd\xb6P\xcd\x96\xe5\x99" +
-	"\xc7\xc2I6\x9004?+\xdd\x9fD\xa4\x9a\xaa\x03" +
-	"4V\x1e\xc3\x08\"d\x00\x14\xa2\x1bY\xb9 \xa38" +
-	"\x89-(\x0fs\x96W\x03\x88\xa6i\xf6\xb4\x9b\xe6@" +
-	"4\xcd\x94\xc5\xca<\x14\x98=\xccJU\xde^nN" +
-	"\xfep\xf8\xf3U\xee\x06\xfbY\xf2\xf0\xff\xee'\x86\xcb" +
-	"`\xd4\xd8t$:LS\x0c\xb3\x91\x901)z\xae" +
-	"\xbe0\xabe\xb7\xe1%v\xbc\xecJ\"7\x1e\xc1#" +
-	"\x00\xf4n\x15\xe9N\x05S\x05\xce\xf2\x98\x8e\xaez}" +
-	"q\x1cy']\x0e\x00H\xa2,mw\xd5Z\xafo" +
-	"x\xd5\xd2\x0d\x16l\x08\x80\xeeU\x91\x16\x14\x0cI\xf0" +
-	"1\x00\xba_E:\xa3 Q0\x83\x0a\x00\x99\x16t" +
-	"=\x15\xe9Q\x05\x89\x9a\xce\xa0\x0a@f;\x01\xe8\x0b" +
-	"*\xd2c\x0a\x8e\xb8\x1e\xf3\xaa.\x1a\xa0\xa0\x018'" +
-	"\xd8s\xc7\xc5\x8d\x80\x93*b:\x0ar@\xf1g\xe0" +
-	"E}\xf1\x0cn\xe5\x11AA\\\xe3\x86\xc3\x8ahE" +
-	"^\x84\xa1\x8ca\xd67y!g\xddf\x05\x05F\xd6" +
-	"\x1a\xb7\x0e\xda\x02\xa7I\xfc@$\x9e\xacQ_\x12\xea" +
-	"\x95@}Q\xa8\xcf\xabH+B\xbd\x1a\xa8/\x1f\x00" +
-	"\xa0%\x15\xe9q\x91HE\xaf\xd4X\xd19V\xa9<" +
-	"\xda\xb4\xc0)\xc7\x8e\x0e\xfd\x0aw\xcaE\xd7-\x82a" +
-	"[\x8d\xf9\x88\xc3\x8dM\xe2\x95\xc0?)I\\!h" +
-	"\xa1>\xd4\x8ezO;\xeacu\xeaG\x15\xc4:\xf3" +
-	"Y\x07\x80\xce\x04\xccG\xca\xdc+\xd8\xf9\x06\xd5\x0a\xf3" +
-	"\x0a\x0d\x1d\xeb\x99\xe8O\xd9\x96\xc7-o\x17d\xb9u" +
-	"\xc8+\xa0\x0e\x0a\xea\xad\x1e\x8aH\x1a\x092)\x88\x01" +
-	"ad\xf8\x95\x80\xd6\xe2\xd9\xda\xf6\xf9g\xde$\xfd\"" +
-	"I\xb6\x19\x18}b`\xf8\x99B\xb6\x8a\xb3\xa4\x91\x95" +
-	"\x916\x8aY\x99\x92\xd2\xea\x7f\x03\x00\x00\xff\xff\xf0\x01" +
-	"E\xda"
+const schema_b6a4bcab707b51ca = "x\xda\xacV\x7f\x88\x14\xe5\x1b\x7f\x9e\x99\xdd\x9d\xdb\xbb" +
+	"=\xf7\xde\x9b\xd3/\xf7-\xdc<\xce\xe8\xae\xee\xd2\xd3" +
+	"?\xd4\x90;\xb7\xc2\x14\xad{5\x09\xe9\xc2^\xdd\xf7" +
+	"\xdc\xad\xdd\x99mf\xd6\xed\xf0\xe4,\x8c\x8c\"$\x08" +
+	"\xcbRH\x03\xa1\xfe\xb84\x0cJ\x05\x95$\x15\"\x02" +
+	"\xc3\x0c\xff\x89\x04\x13\xc2~ \xf9\x03c\xe2}gg" +
+	"foo\xf5\x0a\xfaov\xe73\xcf\xf3y\x9f\xcf\xf3" +
+	"|\x9ew\xce!u 2\xb7y\x7f\x1c\x14Z\x8c\xc6" +
+	"\xdc\xae\xae\xb6\x03\xe3K\xa2\xdb\x80\xcc@\x80(j\x00" +
+	"\xf3>\x8ft \xa0~<\xd2\x0f\xe8n\xfce\xdd\xc5" +
+	"\xbbJ\xa3\xaf\x03i\x13\x80\x88\x00\xfc\x18i\x14\x80\xcb" +
+	"\x91K\x80\xeei\x8c\x9c=w\xb3cW\x05\xa0\x08\xc0" +
+	"\xd1\xe8\xff\x05\xe0d\xb4\x0c\xe8\x1eX\xfc\xfe\x1f\xe7\xef" +
+	"_\xb6\x17\xc8\xff\x10@\x06\x98\x15\xebF\x88\xb87\xb2" +
+	"\xe9=\xef\x8cf\xc6\xab?\x8d\xc7dr\x12\x13\x9ff" +
+	"\xc7\x7f\xb8r\xcd\xd9\xf3\xa9\xf7\xa9\xc7\xae\xe0\x01J1" +
+	"\xc1n\xff\xf4\xe9s\xce'\x06\x0eU\x03\xde\xf6\x00\xbb" +
+	"%\xe0\xa3\x99\xd6\xaf\x9b\x9f\xf9\xfa8\x90\x84\xea\x9e\xa1" +
+	"\x9b\x8b\x1f\x1f\xf9\xf03\x00\xd4\x8f\xc6\x0e\xea'c\x1a" +
+	"\x80~<\xb6T\xbf,\x9e\xdcS\x17\xde\xdc\xb4\xf6\xa1" +
+	"s\xa7\x80$0\x04K^\xfa\xb7\xb1]\xfay\x89\xff" +
+	"NR\xcb<\xd9\xb9\xf2\x18\xd9r\x1aHk\x90y\xae" +
+	"\xd6*2/\xd4D\xe65\xbc\xeb\xf0\xfc[O\x9d\xad" +
+	"\x1cN\x02\xd6j\x92\x1a\x93\x80v\xf7J\xf3\x8a\xbf^" +
+	"\xfei\x12\xb5\x97\xb4\xbd\xfak\x9aH\xf5\x8a\xf6\x95\x8e" +
+	"\x0d\x82Z\x94\xbd\xb7\xe0\xee\x1d\xb7.V\xd2\xc9R]" +
+	"\xd6\xa4\x0c\xbfk\xb2T\xd7\xd7<=\xfaF\xf97\xa0" +
+	"30@\xd0\x06\xa9\xc3\xda\x06!\xd4\x95\x87\x87\x86\xc7" +
+	"o~\x7f\xd5#$uX\x1co\x15:\x94\x1e9\xd5" +
+	"1\xf3\xc1\x9b\xd7&1\x99\x1d\x7fK\xef\x89\x0b&]" +
+	"\xf1\xa5:\x15O\xee\xccO\xee\xbdt\xcf\x99/\xaf\xd7" +
+	"\x14I\xc4\xd3\x17\xc6\x0f\xeaK$~q\\\xa4\xdc\xbe" +
+	"o\xf7\xea\xa1\x9d\xdf\\\x07\x9a\xc0j\xb0* \xb3\x1b" +
+	"O\xe8=\x8d2x\xa3\x00\xefx\xae\xf5\xcf\xc3O\xec" +
+	"\xbc1\x89\x05i\xfaBoo\x12\xc0\xe9M\xaf\xea\\" +
+	"<\xb9?\x1f\xb9p\xf5\xc4\xbe\x0f\xdc\xaa\xc3\xacl\xea" +
+	"F\x18r7Z,g\xf4n`j\xd1(.Z\xc5" +
+	"\xed\xa2id\xb8\xd5k;\xccr:Wq\xbb\xa4\xe5" +
+	"\x1d\x9bF\xd4\x08@\x04\x01Hs7\x00mP\x91\xb6" +
+	")\x98\\ofF\x90\x84T\x00\x91\x88!\xa8\x8e\xb9" +
+	"\x949\xbc\xccFz\xcd\xe1anu\x0e2\x8b\x15l" +
+	"\x00\xda\x12Dd}\x00tHE\x9aU\x90 \xb6\x09" +
+	"=\x08\x17i\x9eU\x91\xe6\x15$\x8a\xd2\x86\x0a\x00\xc9" +
+	"\x09dFEZT\x90\xa8j\x1b\xaa\x00\xa4 \x90Y" +
+	"\x15\xa9\xa3`\xca1\x9f\xe7\x066\x83\x82\xcd\x80\xc9\x9c" +
+	"1lbK(\x01 \xb6\x00\xa6\xcc\xb2\xc1-L\x80" +
+	"\x82\x09\xc0d\xc9\x0e\x7f\xd4gnq\xdb1-.\xb9" +
+	"\xab\x05\x9b6\x04\xd4\xbb\x04\xa1N\x15\xe9\x9c*\xea=" +
+	"\x82\xd0}*\xd2\xf9\x93\x08\xdd>Wz\xc4\xe1\xab\x1d" +
+	"\x8b\xb3B\xef\x86\xbcisQ\xfad)\xef\xd8w\xa6" +
+	"\x14\x08\xf4o8\xc9\x88H\xc2>\xf6d\xbbM\xb9\xa6" +
+	"\xe09\xc8,\x8d\x15&tH_\xd8!)nY\xe6" +
+	"\xd4G.[9\xa7n\xa8\xeaf\xcb0\x87\xf9\x95\x0c" +
+	"\"\xa1\xdf\xb6)\xd9\xb7\x83\x884\xa2F\x01\x82\x01G" +
+	"\xdf\xb2\x09\xe9\x03\x85D\xb5\x94l\xed\x01\x1c\xc4\x9a(" +
+	"\x8fq\x96Q\xbd\x10U\xd5\xec\xaeW\xcd\xbe\xb0\x9aI" +
+	"\x83\x15\xb8\x7f\xc0\xd4&\x96/\xf1\xdbt\x93\xfca\xf1" +
+	"\x17J\xdc\xf6&+\xef\xe0\x7f2Y\xe5\x9c\x93\xcdX" +
+	"\xac<\x95\x16\x13zq\xe2\xd9E(\xad\xccF\xc4\xe1" +
+	"\x13\xb2~\xfe\x9eB\x7f\xeb\x10\x9a\x06\x85<\xaaa\xb8" +
+	"\xe4\xd0\xf7H\xb2P\xd4\xb6GC%\xf0q\xf4-\x87" +
+	"\xccZ\x0e\x0ai\xd7\xc6*=;\x80)i\x05\x03\xe8" +
+	"\xfa\xc4\x01`\xa2\x1eu\x0a\x16\x18\xc7T\xda,\x07\xa0" +
+	"\x0f\xa8H\x17(\x98\xccr\x96\xc1\x96\xd0W+\x1dm" +
+	"I\x9b\xb39\x00 \x09w^\xbd\x1a\xd7:\xa2\xef\x01" +
+	"U\xf6\xb5(\xb4\xaf\xc0\xbd\xd2\x15\xf7\x1a\x15\xee\x85\x9e" +
+	"{\x8d\x08\xba\x8e\x8at\xabp\xaf\x16\xcf\xbd\xb6t\x00" +
+	"\xd0\x17U\xa4\xdb\x14\xec\xb7\x1d\xe6\x94l\xd4@A\x0d" +
+	"pL\xb0\xe7\x96\x8d\xd3\x00\x07U\xc4\x96p\xe1\x02\x8a" +
+	"?\xbd&\xa9\xe8\xa9q#\x83\x08\x0a\xe2\x9d\x0d\xd8o" +
+	"\xbc\x1a\xfd-\x96C#\x9c\x1e\x7f\x7f\xa2\xbf\xb7\x09I" +
+	"\xcb\xe9\x19\xab\xe8Qg~D\x8c\x94\xb1\xcc\x186E" +
+	"\x9c\xa9\xfc=]\xcf\xdf\xbb\xeb\xf9\xfbz\x00\x9aW\x91" +
+	"n\x17-\x9cs\xf2\xc1|\x8d\xb1b\xf1\xf1\xaa\xe9K" +
+	"Zf\xf8\xd2-r\xab\x90\xb3\xed\x1ch\xa6\x11\xd4P" +
+	"\xbc\x9cVU \xc5\xd3X\x1eI\xcc?\xd4P_\xf4" +
+	"\x8fWS\xbaB}\xab\x82Xa\xbe\xc5\x02\xa0\xa3\x1e" +
+	"\xf3\xfe\x02w\xb2f&\xa0ZdN68\xc7TB" +
+	"\xbb\x1bL\xc3\xe1\x86\xb3\x02R\xdc\xd8\xe8d1\x0a\x0a" +
+	"FkgX\xf8i\xbfg\xa8\x9e\x87\x09!\xfd\x1b\x1f" +
+	"\x1a\x07\x8e\x95\xe7\xedZ\xf7.\x99+Fu\xb6\x18c" +
+	"\xff\xba\x88\xfe\x95\x93\xb4\x8bw\xcdZJ\xfa\xf1\x00\xa6" +
+	"\xa4\xc5\xd7\x1b\xcdZ\xe7\xf1\xb7\xd5\xdf\x01\x00\x00\xff\xff" +
+	"H\\\xda\xd8"
 
 func RegisterSchema(reg *schemas.Registry) {
 	reg.Register(&schemas.Schema{
 		String: schema_b6a4bcab707b51ca,
 		Nodes: []uint64{
 			0x840541afb1142929,
+			0x8b7c751be45fec67,
 			0x9a22fad7d40401c9,
 			0xa2492bd9f29c3db1,
 			0xaf647c989e4268f9,
@@ -1994,13 +2456,16 @@ func RegisterSchema(reg *schemas.Registry) {
 			0xc1cd5d7bef721eaa,
 			0xc8d73b59768edcc8,
 			0xc97d11c04d245464,
+			0xd457fc34bb296555,
 			0xe382fd4c0deeff19,
 			0xe4fc901c389b6105,
 			0xf0778c7c5b55f868,
+			0xf4d8faaf665c43ee,
 			0xf7fa2f1e22c84475,
 			0xf8c4ca20e726b01e,
 			0xf8cf975c539da388,
 			0xf9974fbbf6126a90,
+			0xffa1a3c2f4dcbce8,
 		},
 		Compressed: true,
 	})

@@ -147,6 +147,17 @@ type GrainServer struct {
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
+
+	// OnRelease, if set, runs when the capability from Client is released
+	// by every holder, as when the connection to the friend's node drops.
+	OnRelease func()
+}
+
+// Shutdown implements server.Shutdowner.
+func (s *GrainServer) Shutdown() {
+	if s.OnRelease != nil {
+		s.OnRelease()
+	}
 }
 
 // NewGrainServer returns a server relaying into rt. prepare is called on
@@ -423,6 +434,11 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	h := req.Header.Clone()
 	upgrade := cleanHeaders(h)
+	// The grain checks a websocket's Origin against the host the browser
+	// asked for, which is this node's name for the grain.
+	if req.Host != "" {
+		h.Set("X-Forwarded-Host", req.Host)
+	}
 	length := req.ContentLength
 	if req.Body == nil || req.Body == http.NoBody {
 		length = 0
