@@ -632,11 +632,9 @@ func (n *Node) remoteViewer(ctx context.Context, g *remoteGrain, session string)
 	st := n.fed
 	st.mu.Lock()
 	s := st.rsessions[h]
-	revoked := g.revoked
 	st.mu.Unlock()
-	if revoked {
-		return webui.Viewer{}, fmt.Errorf("%w: %v", webui.ErrForbidden, errShareRevoked)
-	}
+	// A revoked share keeps its sessions: their requests are answered
+	// with why (acquireRemote), not a bare refusal.
 	if s == nil {
 		var expires int64
 		err := n.db.QueryRowContext(ctx, `SELECT expires_at FROM remote_sessions WHERE hash = ? AND grain_id = ?`, h, g.id).Scan(&expires)
@@ -731,7 +729,7 @@ func (g *remoteGrain) dropRT(t *fed.Transport) {
 // dropped) is restored again on the next request, which is retried once
 // if it had no body.
 func (n *Node) acquireRemote(ctx context.Context, g *remoteGrain) (http.RoundTripper, func(), error) {
-	if _, err := n.restoreRemote(ctx, g); err != nil {
+	if _, err := n.restoreRemote(ctx, g); err != nil && !errors.Is(err, errShareRevoked) {
 		return nil, nil, err
 	}
 	return roundTripFunc(func(req *http.Request) (*http.Response, error) {
