@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"html"
 	"io"
 	"net/http"
+	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -110,4 +113,85 @@ func TestFriendShareInProcess(t *testing.T) {
 		t.Errorf("after revoke: %d %s", code, body)
 	}
 	t.Log("revoked in", time.Since(start))
+}
+
+var friendCodeRe = regexp.MustCompile(`value="(erg-friend:[^"]+)"`)
+
+func TestFriendsPageAndShareDialog(t *testing.T) {
+	ctx := context.Background()
+	a := startNode(t, func(c *Config) { c.Name = "anode" })
+	b := startNode(t, func(c *Config) { c.Name = "bnode" })
+	wa, wb := a.setUp(t), b.setUp(t)
+
+	code, body := wa.post("/friends/invite", nil)
+	m := friendCodeRe.FindStringSubmatch(body)
+	if code != http.StatusCreated || m == nil {
+		t.Fatalf("invite: %d %s", code, body)
+	}
+	invite := html.UnescapeString(m[1])
+	if code, body := wb.post("/friends/add", url.Values{"code": {invite}}); code != 200 || !strings.Contains(body, "now friends with anode") {
+		t.Fatalf("add: %d %s", code, body)
+	}
+	if code, body := wb.post("/friends/add", url.Values{"code": {invite}}); code != http.StatusBadRequest || !strings.Contains(body, "already friends") {
+		t.Errorf("adding again: %d %s", code, body)
+	}
+	if code, body := wb.post("/friends/add", url.Values{"code": {"erg-friend:garbage"}}); code != http.StatusBadRequest || !strings.Contains(body, "damaged") {
+		t.Errorf("a damaged code: %d %s", code, body)
+	}
+	if _, body := wa.get("/friends"); !strings.Contains(body, `data-friend="bnode"`) || !strings.Contains(body, "online") {
+		t.Errorf("friends page on a:\n%s", body)
+	}
+	eve := b.join(t, "eve")
+	if _, body := eve.get("/friends"); strings.Contains(body, "friend-invite") || !strings.Contains(body, "anode") {
+		t.Errorf("a user who is not the owner sees the invite button, or no friends:\n%s", body)
+	}
+	if code, _ := eve.post("/friends/invite", nil); code != http.StatusForbidden {
+		t.Errorf("eve made a friend invite: %d", code)
+	}
+
+	g, err := a.NewGrain(ctx, a.owner(), "notes", "Plans")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, body := wa.get("/grains/" + g.ID); !strings.Contains(body, `data-testid="share-friend"`) {
+		t.Error("the share dialog offers no friend")
+	}
+	code, body = wa.post("/grains/"+g.ID+"/shares", url.Values{"friend": {"bnode"}, "friend_user": {"nobody"}, "role": {"editor"}, "expires": {"0"}})
+	if code != http.StatusBadRequest || !strings.Contains(body, "no user") {
+		t.Errorf("share to a missing user: %d", code)
+	}
+	code, body = wa.post("/grains/"+g.ID+"/shares", url.Values{"friend": {"bnode"}, "role": {"editor"}, "expires": {"0"}})
+	if code != 200 || !strings.Contains(body, "share-delivered") {
+		t.Fatalf("share with friend: %d %s", code, body)
+	}
+	_, body = wb.get("/grains")
+	if !strings.Contains(body, "from alice@anode (on anode)") {
+		t.Fatalf("b's grains page:\n%s", body)
+	}
+	rg := sharedWith(t, b, b.owner(), "Plans")
+	if code, body := wb.get("/grains/" + rg.ID); code != 200 || !strings.Contains(body, "grain-frame") {
+		t.Errorf("b opens the shared grain: %d %s", code, body)
+	}
+	if code, _ := eve.get("/grains/" + rg.ID); code != http.StatusNotFound {
+		t.Errorf("eve opened bob's shared grain: %d", code)
+	}
+	shares, _ := a.Shares(ctx, a.owner(), g.ID)
+	if len(shares) != 1 || shares[0].Friend != "bnode" {
+		t.Fatalf("shares: %+v", shares)
+	}
+	wa.post("/shares/"+shares[0].ID+"/revoke", url.Values{"grain": {g.ID}})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, body = wb.get("/grains")
+		if strings.Contains(body, "revoked") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(body, "revoked") {
+		t.Errorf("b's grains page after revocation:\n%s", body)
+	}
+	if code, body := wb.get("/grains/" + rg.ID); code != http.StatusForbidden || !strings.Contains(body, "the owner revoked this share") {
+		t.Errorf("b opens the revoked grain: %d %s", code, body)
+	}
 }

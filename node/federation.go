@@ -135,6 +135,9 @@ func (n *Node) shareWithFriend(ctx context.Context, who webui.User, g *grainInfo
 		return webui.Share{}, fmt.Errorf("%w: a share to a friend's node is for that node's users, not local ones or anonymous", webui.ErrInvalid)
 	}
 	f, err := n.friendByName(ctx, req.Friend)
+	if errors.Is(err, webui.ErrNotFound) {
+		return webui.Share{}, fmt.Errorf("%w: no friend named %q", webui.ErrInvalid, req.Friend)
+	}
 	if err != nil {
 		return webui.Share{}, err
 	}
@@ -183,7 +186,7 @@ func (n *Node) shareWithFriend(ctx context.Context, who webui.User, g *grainInfo
 	}
 	if err != nil {
 		n.db.ExecContext(context.WithoutCancel(ctx), `DELETE FROM shares WHERE id = ?`, sh.ID)
-		return webui.Share{}, fmt.Errorf("%s did not take the share: %w", f.Name, cleanRemoteErr(err))
+		return webui.Share{}, fmt.Errorf("%w: %s did not take the share: %v", webui.ErrInvalid, f.Name, cleanRemoteErr(err))
 	}
 	n.log.Info("grain shared with a friend", "grain", g.id, "share", sh.ID, "role", sh.Role, "friend", f.Name, "user", friendUser)
 	return sh, nil
