@@ -194,13 +194,17 @@ func (s *GrainServer) Request(_ context.Context, call Grain_request) error {
 	if err != nil {
 		return err
 	}
+	// The body stream carries the request body, or an upgrade's bytes
+	// after the 101 (never both). A request with neither gets none: one
+	// capability fewer to export and release.
+	upgrade := req.Header.Get("Upgrade") != ""
 	pr := newBufPipe(flowWindow)
-	if err := res.SetBody(ByteStream_ServerToClient(&pipeStream{w: pr})); err != nil {
-		return err
+	if req.ContentLength != 0 || upgrade {
+		if err := res.SetBody(ByteStream_ServerToClient(&pipeStream{w: pr})); err != nil {
+			return err
+		}
 	}
-	// An upgrade's bytes flow only after the 101, through the upgraded
-	// connection, never as a request body.
-	if req.ContentLength == 0 || req.Header.Get("Upgrade") != "" {
+	if req.ContentLength == 0 || upgrade {
 		req.Body = http.NoBody
 	} else {
 		req.Body = pr
@@ -490,15 +494,15 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	case <-ctx.Done():
 		return fail(ctx.Err())
 	}
-	if upgrade == "" {
+	// A request without a body sends nothing on the body stream: the
+	// owner's side never reads it, and every message saved is latency
+	// saved.
+	if upgrade == "" && length != 0 {
 		up := body.AddRef()
 		go func() {
 			defer up.Release()
-			var err error
-			if length != 0 {
-				err = copyToStream(ctx, up, req.Body)
-				req.Body.Close()
-			}
+			err := copyToStream(ctx, up, req.Body)
+			req.Body.Close()
 			closeStream(ctx, up, err)
 		}()
 	}

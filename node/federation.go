@@ -389,6 +389,8 @@ type remoteSession struct {
 	grainID   string
 	expires   time.Time
 	sessionID string
+	userID    string // what B's proxy is told; A's grain never sees it
+	username  string
 	done      chan struct{}
 }
 
@@ -644,7 +646,12 @@ func (n *Node) remoteViewer(ctx context.Context, g *remoteGrain, session string)
 		if err != nil {
 			return webui.Viewer{}, fmt.Errorf("%w: no such session", webui.ErrForbidden)
 		}
-		s = &remoteSession{grainID: g.id, expires: time.Unix(expires, 0), sessionID: n.derive("session-id", h), done: make(chan struct{})}
+		u, err := n.userByID(ctx, g.userID)
+		if err != nil {
+			return webui.Viewer{}, fmt.Errorf("%w: no such session", webui.ErrForbidden)
+		}
+		s = &remoteSession{grainID: g.id, expires: time.Unix(expires, 0), sessionID: n.derive("session-id", h), done: make(chan struct{}),
+			userID: n.derive("user-id", g.userID, g.id), username: u.Username}
 		st.mu.Lock()
 		if old := st.rsessions[h]; old != nil {
 			s = old
@@ -656,12 +663,7 @@ func (n *Node) remoteViewer(ctx context.Context, g *remoteGrain, session string)
 	if s.grainID != g.id || time.Now().After(s.expires) {
 		return webui.Viewer{}, fmt.Errorf("%w: no such session", webui.ErrForbidden)
 	}
-	u, err := n.userByID(ctx, g.userID)
-	if err != nil {
-		return webui.Viewer{}, fmt.Errorf("%w: no such session", webui.ErrForbidden)
-	}
-	return webui.Viewer{UserID: n.derive("user-id", g.userID, g.id), Username: u.Username, Permissions: g.perms,
-		SessionID: s.sessionID, Done: s.done}, nil
+	return webui.Viewer{UserID: s.userID, Username: s.username, Permissions: g.perms, SessionID: s.sessionID, Done: s.done}, nil
 }
 
 // restoreRemote returns a transport into a remote grain, restoring the
