@@ -113,6 +113,31 @@ func TestFriendShareInProcess(t *testing.T) {
 		t.Errorf("after revoke: %d %s", code, body)
 	}
 	t.Log("revoked in", time.Since(start))
+
+	// A share for one user of b: only they have it, and it goes with them.
+	carl := b.join(t, "carl")
+	if _, err := a.NewShare(ctx, a.owner(), g.ID, webui.ShareRequest{Role: "viewer", Friend: "bnode", FriendUser: "carl"}); err != nil {
+		t.Fatal(err)
+	}
+	rg = sharedWith(t, b, carl.user(), "Plans")
+	if _, err := b.OpenGrain(ctx, b.owner(), rg.ID); err == nil {
+		t.Error("b's owner opened a grain shared with carl")
+	}
+	og, err := b.OpenGrain(ctx, carl.user(), rg.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	carl.get(og.URL)
+	origin, _, _ = strings.Cut(og.URL, "/_erg/")
+	if code, body := carl.get(origin + "/api/note"); code != 200 || !strings.Contains(body, "hello") {
+		t.Fatalf("carl reads: %d %s", code, body)
+	}
+	if err := b.RemoveUser(ctx, b.owner(), "carl"); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := carl.get(origin + "/api/note"); code == 200 {
+		t.Error("a removed user still reads the friend's grain")
+	}
 }
 
 var friendCodeRe = regexp.MustCompile(`value="(erg-friend:[^"]+)"`)

@@ -546,6 +546,25 @@ func (n *Node) forgetRemoteFrom(peerID string) {
 	n.dropRemoteSessions(func(s *remoteSession) bool { return gone[s.grainID] })
 }
 
+// forgetRemoteOf forgets the grains friends shared with a removed user
+// (the database dropped them with the user).
+func (n *Node) forgetRemoteOf(userID string) {
+	st := n.fed
+	if st == nil {
+		return
+	}
+	st.mu.Lock()
+	gone := map[string]bool{}
+	for id, g := range st.remote {
+		if g.userID == userID {
+			gone[id] = true
+			delete(st.remote, id)
+		}
+	}
+	st.mu.Unlock()
+	n.dropRemoteSessions(func(s *remoteSession) bool { return gone[s.grainID] })
+}
+
 // friendNames maps friends' peer ids to their names.
 func (n *Node) friendNames(ctx context.Context) map[string]string {
 	out := map[string]string{}
