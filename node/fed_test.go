@@ -104,6 +104,13 @@ func TestFriendShareInProcess(t *testing.T) {
 	if n.UpdatedBy != "bob@bnode" {
 		t.Errorf("a's grain saw %q, want bob@bnode", n.UpdatedBy)
 	}
+	// The connection between the nodes drops: the next request reconnects
+	// and restores the share by itself.
+	b.p2p.host.Libp2p().Network().ClosePeer(a.p2p.host.ID())
+	if code, body := b.get(origin + "/api/note"); code != 200 || !strings.Contains(body, "hello") {
+		t.Errorf("the first request after the connection dropped: %d %s", code, body)
+	}
+
 	start := time.Now()
 	if err := a.RevokeShare(ctx, a.owner(), sh.ID); err != nil {
 		t.Fatal(err)

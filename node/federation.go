@@ -106,6 +106,34 @@ func (n *Node) gateway(ctx context.Context, id peer.ID) (*fedConn, error) {
 	return c, nil
 }
 
+// callFriend makes a call on a friend's Gateway, dialing anew once if the
+// connection turns out to be dead.
+func (n *Node) callFriend(ctx context.Context, id peer.ID, call func(fed.Gateway) error) error {
+	for attempt := 0; ; attempt++ {
+		c, err := n.gateway(ctx, id)
+		if err != nil {
+			return err
+		}
+		err = call(c.gw)
+		if err == nil || attempt > 0 || ctx.Err() != nil || strings.Contains(err.Error(), "remote exception") {
+			return err
+		}
+		n.dropConn(id, c)
+	}
+}
+
+// dropConn closes a connection to a friend that failed a call, so the
+// next call dials anew.
+func (n *Node) dropConn(id peer.ID, c *fedConn) {
+	st := n.fed
+	st.mu.Lock()
+	if st.out[id] == c {
+		delete(st.out, id)
+	}
+	st.mu.Unlock()
+	c.conn.Close()
+}
+
 // closeFedConns ends every connection with a peer.
 func (n *Node) closeFedConns(id peer.ID) {
 	st := n.fed
@@ -180,10 +208,7 @@ func (n *Node) shareWithFriend(ctx context.Context, who webui.User, g *grainInfo
 		Info: fed.ShareInfo{Title: title, AppName: m.Name, Role: sh.Role, Permissions: role.Permissions}}
 	dctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
-	c, err := n.gateway(dctx, id)
-	if err == nil {
-		err = fed.SendOffer(dctx, c.gw, offer)
-	}
+	err = n.callFriend(dctx, id, func(gw fed.Gateway) error { return fed.SendOffer(dctx, gw, offer) })
 	if err != nil {
 		n.db.ExecContext(context.WithoutCancel(ctx), `DELETE FROM shares WHERE id = ?`, sh.ID)
 		return webui.Share{}, fmt.Errorf("%w: %s did not take the share: %v", webui.ErrInvalid, f.Name, cleanRemoteErr(err))
@@ -219,10 +244,7 @@ func (n *Node) revokeFriendShare(shareID, friendPeer, hash string) {
 		defer n.bg.Done()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		c, err := n.gateway(ctx, id)
-		if err == nil {
-			err = fed.SendWithdraw(ctx, c.gw, sum)
-		}
+		err := n.callFriend(ctx, id, func(gw fed.Gateway) error { return fed.SendWithdraw(ctx, gw, sum) })
 		if err != nil {
 			n.log.Debug("tell friend of a revoked share", "share", shareID, "err", err)
 		}
@@ -497,8 +519,9 @@ func (n *Node) Withdraw(ctx context.Context, peerID string, hash []byte) error {
 	return nil
 }
 
-// markRevoked records that a remote grain's share was revoked and ends its
-// sessions here.
+// markRevoked records that a remote grain's share was revoked. Its
+// sessions stay: the owner's node already cut their exchanges, and every
+// later request is answered with why.
 func (n *Node) markRevoked(g *remoteGrain) {
 	n.fed.mu.Lock()
 	already := g.revoked
@@ -508,7 +531,6 @@ func (n *Node) markRevoked(g *remoteGrain) {
 		return
 	}
 	n.db.Exec(`UPDATE remote_grains SET revoked = 1 WHERE id = ?`, g.id)
-	n.dropRemoteSessions(func(s *remoteSession) bool { return s.grainID == g.id })
 	g.mu.Lock()
 	g.rt, g.conn = nil, nil
 	g.mu.Unlock()
@@ -713,11 +735,20 @@ func (n *Node) restoreRemote(ctx context.Context, g *remoteGrain) (*fed.Transpor
 	if err != nil {
 		return nil, err
 	}
-	c, err := n.gateway(ctx, id)
-	if err != nil {
-		return nil, err
+	var c *fedConn
+	var grain fed.Grain
+	var info fed.ShareInfo
+	for attempt := 0; ; attempt++ {
+		if c, err = n.gateway(ctx, id); err != nil {
+			return nil, err
+		}
+		grain, info, err = fed.Restore(ctx, c.gw, g.token, u.Username)
+		if err == nil || errors.Is(err, fed.ErrUnknownToken) || errors.Is(err, fed.ErrTooManyRestores) || attempt > 0 || ctx.Err() != nil {
+			break
+		}
+		// The connection may have died without saying so yet: dial anew.
+		n.dropConn(id, c)
 	}
-	grain, info, err := fed.Restore(ctx, c.gw, g.token, u.Username)
 	if errors.Is(err, fed.ErrUnknownToken) {
 		g.mu.Unlock()
 		n.markRevoked(g)
