@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"html"
 	"io"
@@ -225,5 +226,18 @@ func TestFriendsPageAndShareDialog(t *testing.T) {
 	}
 	if code, body := wb.get("/grains/" + rg.ID); code != http.StatusForbidden || !strings.Contains(body, "the owner revoked this share") {
 		t.Errorf("b opens the revoked grain: %d %s", code, body)
+	}
+}
+
+func TestRemoteErrorsReadPlainly(t *testing.T) {
+	err := cleanRemoteErr(errors.New(`grain.capnp:Gateway.offer: no user "nobody" on this node`))
+	if err.Error() != `no user "nobody" on this node` {
+		t.Errorf("cleaned: %q", err)
+	}
+	if connectionLost(errors.New(`no user "nobody" on this node`)) {
+		t.Error("a refusal taken for a lost connection")
+	}
+	if !connectionLost(errors.New("grain.capnp:Gateway.restore: rpc: send message: transport: stream transport: send: encode: connection closed")) {
+		t.Error("a lost connection not recognized")
 	}
 }

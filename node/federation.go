@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"capnproto.org/go/capnp/v3"
+	"capnproto.org/go/capnp/v3/exc"
 	"capnproto.org/go/capnp/v3/rpc"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -115,7 +116,7 @@ func (n *Node) callFriend(ctx context.Context, id peer.ID, call func(fed.Gateway
 			return err
 		}
 		err = call(c.gw)
-		if err == nil || attempt > 0 || ctx.Err() != nil || strings.Contains(err.Error(), "remote exception") {
+		if err == nil || attempt > 0 || ctx.Err() != nil || !connectionLost(err) {
 			return err
 		}
 		n.dropConn(id, c)
@@ -217,14 +218,26 @@ func (n *Node) shareWithFriend(ctx context.Context, who webui.User, g *grainInfo
 	return sh, nil
 }
 
-// cleanRemoteErr drops go-capnp's wrapping from an error a friend's node
-// returned.
+// cleanRemoteErr drops go-capnp's method prefix from an error a friend's
+// node returned.
 func cleanRemoteErr(err error) error {
 	msg := err.Error()
-	if i := strings.LastIndex(msg, "remote exception: "); i >= 0 {
-		return errors.New(msg[i+len("remote exception: "):])
+	for _, m := range []string{"restore", "offer", "withdraw"} {
+		if i := strings.Index(msg, "grain.capnp:Gateway."+m+": "); i >= 0 {
+			return errors.New(msg[i+len("grain.capnp:Gateway."+m+": "):])
+		}
 	}
 	return err
+}
+
+// connectionLost tells a call that failed because the connection died from
+// one the friend's node refused.
+func connectionLost(err error) bool {
+	if exc.TypeOf(err) == exc.Disconnected {
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, "rpc: ") || strings.Contains(msg, "transport") || strings.Contains(msg, "closed")
 }
 
 // revokeFriendShare ends a revoked share's live capabilities and tells the
@@ -743,7 +756,7 @@ func (n *Node) restoreRemote(ctx context.Context, g *remoteGrain) (*fed.Transpor
 			return nil, err
 		}
 		grain, info, err = fed.Restore(ctx, c.gw, g.token, u.Username)
-		if err == nil || errors.Is(err, fed.ErrUnknownToken) || errors.Is(err, fed.ErrTooManyRestores) || attempt > 0 || ctx.Err() != nil {
+		if err == nil || attempt > 0 || ctx.Err() != nil || !connectionLost(err) {
 			break
 		}
 		// The connection may have died without saying so yet: dial anew.
