@@ -47,8 +47,11 @@ type Shares interface {
 	Restore(ctx context.Context, peer, user string, token []byte) (*GrainServer, ShareInfo, error)
 	// Offer records a share peer made for this node.
 	Offer(ctx context.Context, peer string, o Offer) error
-	// Withdraw marks a share peer offered as revoked.
-	Withdraw(ctx context.Context, peer string, token []byte) error
+	// Withdraw marks a share peer offered as revoked; hash is the SHA-256
+	// of its token.
+	Withdraw(ctx context.Context, peer string, hash []byte) error
+	// Unfriend forgets peer, which ended the friendship.
+	Unfriend(ctx context.Context, peer string) error
 }
 
 // gatewayServer serves the Gateway interface to one connected peer.
@@ -147,14 +150,19 @@ func (g *gatewayServer) Withdraw(ctx context.Context, call Gateway_withdraw) err
 	if !g.limiter.Allow(g.peer) {
 		return ErrTooManyRestores
 	}
-	token, err := call.Args().Token()
+	hash, err := call.Args().TokenHash()
 	if err != nil {
 		return err
 	}
-	if len(token) == 0 || len(token) > MaxTokenSize {
-		return ErrUnknownToken
+	if len(hash) != 32 {
+		return errors.New("a token hash is 32 bytes")
 	}
-	return g.shares.Withdraw(ctx, g.peer, bytes.Clone(token))
+	return g.shares.Withdraw(ctx, g.peer, bytes.Clone(hash))
+}
+
+// Unfriend implements Gateway_Server.
+func (g *gatewayServer) Unfriend(ctx context.Context, call Gateway_unfriend) error {
+	return g.shares.Unfriend(ctx, g.peer)
 }
 
 // readInfo decodes GrainInfo, bounding the permission list.
@@ -217,9 +225,10 @@ func SendOffer(ctx context.Context, gw Gateway, o Offer) error {
 	return err
 }
 
-// SendWithdraw tells a friend's node a share it holds was revoked.
-func SendWithdraw(ctx context.Context, gw Gateway, token []byte) error {
-	fut, release := gw.Withdraw(ctx, func(p Gateway_withdraw_Params) error { return p.SetToken(token) })
+// SendWithdraw tells a friend's node a share it holds was revoked; hash is
+// the SHA-256 of the share's token.
+func SendWithdraw(ctx context.Context, gw Gateway, hash []byte) error {
+	fut, release := gw.Withdraw(ctx, func(p Gateway_withdraw_Params) error { return p.SetTokenHash(hash) })
 	defer release()
 	_, err := fut.Struct()
 	return err
@@ -304,4 +313,12 @@ func (l *RateLimiter) Allow(peer string) bool {
 	}
 	b.tokens--
 	return true
+}
+
+// SendUnfriend tells a friend's node this node ends the friendship.
+func SendUnfriend(ctx context.Context, gw Gateway) error {
+	fut, release := gw.Unfriend(ctx, nil)
+	defer release()
+	_, err := fut.Struct()
+	return err
 }

@@ -33,6 +33,8 @@ func (m *memShares) Offer(context.Context, string, Offer) error { return errors.
 
 func (m *memShares) Withdraw(context.Context, string, []byte) error { return nil }
 
+func (m *memShares) Unfriend(context.Context, string) error { return nil }
+
 // dialGateway connects to a gateway served as if to peer.
 func dialGateway(t *testing.T, peer string, shares Shares, lim *RateLimiter) Gateway {
 	t.Helper()

@@ -28,8 +28,13 @@ interface Gateway {
   offer @1 (token :Data, info :GrainInfo, owner :Text, user :Text) -> ();
 
   # withdraw tells this node that the calling node revoked a share it
-  # offered; restoring it fails from now on anyway.
-  withdraw @2 (token :Data) -> ();
+  # offered, named by the SHA-256 of its token; restoring it fails from now
+  # on anyway.
+  withdraw @2 (tokenHash :Data) -> ();
+
+  # unfriend tells this node that the calling node's owner ended the
+  # friendship: each forgets the other and what they shared.
+  unfriend @3 () -> ();
 }
 
 struct GrainInfo {

@@ -77,6 +77,26 @@ func (c Gateway) Withdraw(ctx context.Context, params func(Gateway_withdraw_Para
 
 }
 
+func (c Gateway) Unfriend(ctx context.Context, params func(Gateway_unfriend_Params) error) (Gateway_unfriend_Results_Future, capnp.ReleaseFunc) {
+
+	s := capnp.Send{
+		Method: capnp.Method{
+			InterfaceID:   0xe382fd4c0deeff19,
+			MethodID:      3,
+			InterfaceName: "grain.capnp:Gateway",
+			MethodName:    "unfriend",
+		},
+	}
+	if params != nil {
+		s.ArgsSize = capnp.ObjectSize{DataSize: 0, PointerCount: 0}
+		s.PlaceArgs = func(s capnp.Struct) error { return params(Gateway_unfriend_Params(s)) }
+	}
+
+	ans, release := capnp.Client(c).SendCall(ctx, s)
+	return Gateway_unfriend_Results_Future{Future: ans.Future()}, release
+
+}
+
 func (c Gateway) WaitStreaming() error {
 	return capnp.Client(c).WaitStreaming()
 }
@@ -155,6 +175,8 @@ type Gateway_Server interface {
 	Offer(context.Context, Gateway_offer) error
 
 	Withdraw(context.Context, Gateway_withdraw) error
+
+	Unfriend(context.Context, Gateway_unfriend) error
 }
 
 // Gateway_NewServer creates a new Server from an implementation of Gateway_Server.
@@ -173,7 +195,7 @@ func Gateway_ServerToClient(s Gateway_Server) Gateway {
 // This can be used to create a more complicated Server.
 func Gateway_Methods(methods []server.Method, s Gateway_Server) []server.Method {
 	if cap(methods) == 0 {
-		methods = make([]server.Method, 0, 3)
+		methods = make([]server.Method, 0, 4)
 	}
 
 	methods = append(methods, server.Method{
@@ -209,6 +231,18 @@ func Gateway_Methods(methods []server.Method, s Gateway_Server) []server.Method 
 		},
 		Impl: func(ctx context.Context, call *server.Call) error {
 			return s.Withdraw(ctx, Gateway_withdraw{call})
+		},
+	})
+
+	methods = append(methods, server.Method{
+		Method: capnp.Method{
+			InterfaceID:   0xe382fd4c0deeff19,
+			MethodID:      3,
+			InterfaceName: "grain.capnp:Gateway",
+			MethodName:    "unfriend",
+		},
+		Impl: func(ctx context.Context, call *server.Call) error {
+			return s.Unfriend(ctx, Gateway_unfriend{call})
 		},
 	})
 
@@ -264,6 +298,23 @@ func (c Gateway_withdraw) Args() Gateway_withdraw_Params {
 func (c Gateway_withdraw) AllocResults() (Gateway_withdraw_Results, error) {
 	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 0, PointerCount: 0})
 	return Gateway_withdraw_Results(r), err
+}
+
+// Gateway_unfriend holds the state for a server call to Gateway.unfriend.
+// See server.Call for documentation.
+type Gateway_unfriend struct {
+	*server.Call
+}
+
+// Args returns the call's arguments.
+func (c Gateway_unfriend) Args() Gateway_unfriend_Params {
+	return Gateway_unfriend_Params(c.Call.Args())
+}
+
+// AllocResults allocates the results struct.
+func (c Gateway_unfriend) AllocResults() (Gateway_unfriend_Results, error) {
+	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	return Gateway_unfriend_Results(r), err
 }
 
 // Gateway_List is a list of Gateway.
@@ -735,16 +786,16 @@ func (s Gateway_withdraw_Params) Message() *capnp.Message {
 func (s Gateway_withdraw_Params) Segment() *capnp.Segment {
 	return capnp.Struct(s).Segment()
 }
-func (s Gateway_withdraw_Params) Token() ([]byte, error) {
+func (s Gateway_withdraw_Params) TokenHash() ([]byte, error) {
 	p, err := capnp.Struct(s).Ptr(0)
 	return []byte(p.Data()), err
 }
 
-func (s Gateway_withdraw_Params) HasToken() bool {
+func (s Gateway_withdraw_Params) HasTokenHash() bool {
 	return capnp.Struct(s).HasPtr(0)
 }
 
-func (s Gateway_withdraw_Params) SetToken(v []byte) error {
+func (s Gateway_withdraw_Params) SetTokenHash(v []byte) error {
 	return capnp.Struct(s).SetData(0, v)
 }
 
@@ -828,6 +879,136 @@ type Gateway_withdraw_Results_Future struct{ *capnp.Future }
 func (f Gateway_withdraw_Results_Future) Struct() (Gateway_withdraw_Results, error) {
 	p, err := f.Future.Ptr()
 	return Gateway_withdraw_Results(p.Struct()), err
+}
+
+type Gateway_unfriend_Params capnp.Struct
+
+// Gateway_unfriend_Params_TypeID is the unique identifier for the type Gateway_unfriend_Params.
+const Gateway_unfriend_Params_TypeID = 0xe6d1e9297e23e62f
+
+func NewGateway_unfriend_Params(s *capnp.Segment) (Gateway_unfriend_Params, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	return Gateway_unfriend_Params(st), err
+}
+
+func NewRootGateway_unfriend_Params(s *capnp.Segment) (Gateway_unfriend_Params, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	return Gateway_unfriend_Params(st), err
+}
+
+func ReadRootGateway_unfriend_Params(msg *capnp.Message) (Gateway_unfriend_Params, error) {
+	root, err := msg.Root()
+	return Gateway_unfriend_Params(root.Struct()), err
+}
+
+func (s Gateway_unfriend_Params) String() string {
+	str, _ := text.Marshal(0xe6d1e9297e23e62f, capnp.Struct(s))
+	return str
+}
+
+func (s Gateway_unfriend_Params) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Gateway_unfriend_Params) DecodeFromPtr(p capnp.Ptr) Gateway_unfriend_Params {
+	return Gateway_unfriend_Params(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Gateway_unfriend_Params) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Gateway_unfriend_Params) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Gateway_unfriend_Params) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Gateway_unfriend_Params) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+
+// Gateway_unfriend_Params_List is a list of Gateway_unfriend_Params.
+type Gateway_unfriend_Params_List = capnp.StructList[Gateway_unfriend_Params]
+
+// NewGateway_unfriend_Params creates a new list of Gateway_unfriend_Params.
+func NewGateway_unfriend_Params_List(s *capnp.Segment, sz int32) (Gateway_unfriend_Params_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0}, sz)
+	return capnp.StructList[Gateway_unfriend_Params](l), err
+}
+
+// Gateway_unfriend_Params_Future is a wrapper for a Gateway_unfriend_Params promised by a client call.
+type Gateway_unfriend_Params_Future struct{ *capnp.Future }
+
+func (f Gateway_unfriend_Params_Future) Struct() (Gateway_unfriend_Params, error) {
+	p, err := f.Future.Ptr()
+	return Gateway_unfriend_Params(p.Struct()), err
+}
+
+type Gateway_unfriend_Results capnp.Struct
+
+// Gateway_unfriend_Results_TypeID is the unique identifier for the type Gateway_unfriend_Results.
+const Gateway_unfriend_Results_TypeID = 0xf707736714d4b69e
+
+func NewGateway_unfriend_Results(s *capnp.Segment) (Gateway_unfriend_Results, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	return Gateway_unfriend_Results(st), err
+}
+
+func NewRootGateway_unfriend_Results(s *capnp.Segment) (Gateway_unfriend_Results, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	return Gateway_unfriend_Results(st), err
+}
+
+func ReadRootGateway_unfriend_Results(msg *capnp.Message) (Gateway_unfriend_Results, error) {
+	root, err := msg.Root()
+	return Gateway_unfriend_Results(root.Struct()), err
+}
+
+func (s Gateway_unfriend_Results) String() string {
+	str, _ := text.Marshal(0xf707736714d4b69e, capnp.Struct(s))
+	return str
+}
+
+func (s Gateway_unfriend_Results) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Gateway_unfriend_Results) DecodeFromPtr(p capnp.Ptr) Gateway_unfriend_Results {
+	return Gateway_unfriend_Results(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Gateway_unfriend_Results) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Gateway_unfriend_Results) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Gateway_unfriend_Results) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Gateway_unfriend_Results) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+
+// Gateway_unfriend_Results_List is a list of Gateway_unfriend_Results.
+type Gateway_unfriend_Results_List = capnp.StructList[Gateway_unfriend_Results]
+
+// NewGateway_unfriend_Results creates a new list of Gateway_unfriend_Results.
+func NewGateway_unfriend_Results_List(s *capnp.Segment, sz int32) (Gateway_unfriend_Results_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0}, sz)
+	return capnp.StructList[Gateway_unfriend_Results](l), err
+}
+
+// Gateway_unfriend_Results_Future is a wrapper for a Gateway_unfriend_Results promised by a client call.
+type Gateway_unfriend_Results_Future struct{ *capnp.Future }
+
+func (f Gateway_unfriend_Results_Future) Struct() (Gateway_unfriend_Results, error) {
+	p, err := f.Future.Ptr()
+	return Gateway_unfriend_Results(p.Struct()), err
 }
 
 type GrainInfo capnp.Struct
@@ -2357,90 +2538,94 @@ func (f ByteStream_close_Results_Future) Struct() (ByteStream_close_Results, err
 	return ByteStream_close_Results(p.Struct()), err
 }
 
-const schema_b6a4bcab707b51ca = "x\xda\xacV\x7f\x88\x14\xe5\x1b\x7f\x9e\x99\xdd\x9d\xdb\xbb" +
-	"=\xf7\xde\x9b\xd3/\xf7-\xdc<\xce\xe8\xae\xee\xd2\xd3" +
-	"?\xd4\x90;\xb7\xc2\x14\xad{5\x09\xe9\xc2^\xdd\xf7" +
-	"\xdc\xad\xdd\x99mf\xd6\xed\xf0\xe4,\x8c\x8c\"$\x08" +
-	"\xcbRH\x03\xa1\xfe\xb84\x0cJ\x05\x95$\x15\"\x02" +
-	"\xc3\x0c\xff\x89\x04\x13\xc2~ \xf9\x03c\xe2}gg" +
-	"foo\xf5\x0a\xfaov\xe73\xcf\xf3y\x9f\xcf\xf3" +
-	"|\x9ew\xce!u 2\xb7y\x7f\x1c\x14Z\x8c\xc6" +
-	"\xdc\xae\xae\xb6\x03\xe3K\xa2\xdb\x80\xcc@\x80(j\x00" +
-	"\xf3>\x8ft \xa0~<\xd2\x0f\xe8n\xfce\xdd\xc5" +
-	"\xbbJ\xa3\xaf\x03i\x13\x80\x88\x00\xfc\x18i\x14\x80\xcb" +
-	"\x91K\x80\xeei\x8c\x9c=w\xb3cW\x05\xa0\x08\xc0" +
-	"\xd1\xe8\xff\x05\xe0d\xb4\x0c\xe8\x1eX\xfc\xfe\x1f\xe7\xef" +
-	"_\xb6\x17\xc8\xff\x10@\x06\x98\x15\xebF\x88\xb87\xb2" +
-	"\xe9=\xef\x8cf\xc6\xab?\x8d\xc7dr\x12\x13\x9ff" +
-	"\xc7\x7f\xb8r\xcd\xd9\xf3\xa9\xf7\xa9\xc7\xae\xe0\x01J1" +
-	"\xc1n\xff\xf4\xe9s\xce'\x06\x0eU\x03\xde\xf6\x00\xbb" +
-	"%\xe0\xa3\x99\xd6\xaf\x9b\x9f\xf9\xfa8\x90\x84\xea\x9e\xa1" +
-	"\x9b\x8b\x1f\x1f\xf9\xf03\x00\xd4\x8f\xc6\x0e\xea'c\x1a" +
-	"\x80~<\xb6T\xbf,\x9e\xdcS\x17\xde\xdc\xb4\xf6\xa1" +
-	"s\xa7\x80$0\x04K^\xfa\xb7\xb1]\xfay\x89\xff" +
-	"NR\xcb<\xd9\xb9\xf2\x18\xd9r\x1aHk\x90y\xae" +
-	"\xd6*2/\xd4D\xe65\xbc\xeb\xf0\xfc[O\x9d\xad" +
-	"\x1cN\x02\xd6j\x92\x1a\x93\x80v\xf7J\xf3\x8a\xbf^" +
-	"\xfei\x12\xb5\x97\xb4\xbd\xfak\x9aH\xf5\x8a\xf6\x95\x8e" +
-	"\x0d\x82Z\x94\xbd\xb7\xe0\xee\x1d\xb7.V\xd2\xc9R]" +
-	"\xd6\xa4\x0c\xbfk\xb2T\xd7\xd7<=\xfaF\xf97\xa0" +
-	"30@\xd0\x06\xa9\xc3\xda\x06!\xd4\x95\x87\x87\x86\xc7" +
-	"o~\x7f\xd5#$uX\x1co\x15:\x94\x1e9\xd5" +
-	"1\xf3\xc1\x9b\xd7&1\x99\x1d\x7fK\xef\x89\x0b&]" +
-	"\xf1\xa5:\x15O\xee\xccO\xee\xbdt\xcf\x99/\xaf\xd7" +
-	"\x14I\xc4\xd3\x17\xc6\x0f\xeaK$~q\\\xa4\xdc\xbe" +
-	"o\xf7\xea\xa1\x9d\xdf\\\x07\x9a\xc0j\xb0* \xb3\x1b" +
-	"O\xe8=\x8d2x\xa3\x00\xefx\xae\xf5\xcf\xc3O\xec" +
-	"\xbc1\x89\x05i\xfaBoo\x12\xc0\xe9M\xaf\xea\\" +
-	"<\xb9?\x1f\xb9p\xf5\xc4\xbe\x0f\xdc\xaa\xc3\xacl\xea" +
-	"F\x18r7Z,g\xf4n`j\xd1(.Z\xc5" +
-	"\xed\xa2id\xb8\xd5k;\xccr:Wq\xbb\xa4\xe5" +
-	"\x1d\x9bF\xd4\x08@\x04\x01Hs7\x00mP\x91\xb6" +
-	")\x98\\ofF\x90\x84T\x00\x91\x88!\xa8\x8e\xb9" +
-	"\x949\xbc\xccFz\xcd\xe1anu\x0e2\x8b\x15l" +
-	"\x00\xda\x12Dd}\x00tHE\x9aU\x90 \xb6\x09" +
-	"=\x08\x17i\x9eU\x91\xe6\x15$\x8a\xd2\x86\x0a\x00\xc9" +
-	"\x09dFEZT\x90\xa8j\x1b\xaa\x00\xa4 \x90Y" +
-	"\x15\xa9\xa3`\xca1\x9f\xe7\x066\x83\x82\xcd\x80\xc9\x9c" +
-	"1lbK(\x01 \xb6\x00\xa6\xcc\xb2\xc1-L\x80" +
-	"\x82\x09\xc0d\xc9\x0e\x7f\xd4gnq\xdb1-.\xb9" +
-	"\xab\x05\x9b6\x04\xd4\xbb\x04\xa1N\x15\xe9\x9c*\xea=" +
-	"\x82\xd0}*\xd2\xf9\x93\x08\xdd>Wz\xc4\xe1\xab\x1d" +
-	"\x8b\xb3B\xef\x86\xbcisQ\xfad)\xef\xd8w\xa6" +
-	"\x14\x08\xf4o8\xc9\x88H\xc2>\xf6d\xbbM\xb9\xa6" +
-	"\xe09\xc8,\x8d\x15&tH_\xd8!)nY\xe6" +
-	"\xd4G.[9\xa7n\xa8\xeaf\xcb0\x87\xf9\x95\x0c" +
-	"\"\xa1\xdf\xb6)\xd9\xb7\x83\x884\xa2F\x01\x82\x01G" +
-	"\xdf\xb2\x09\xe9\x03\x85D\xb5\x94l\xed\x01\x1c\xc4\x9a(" +
-	"\x8fq\x96Q\xbd\x10U\xd5\xec\xaeW\xcd\xbe\xb0\x9aI" +
-	"\x83\x15\xb8\x7f\xc0\xd4&\x96/\xf1\xdbt\x93\xfca\xf1" +
-	"\x17J\xdc\xf6&+\xef\xe0\x7f2Y\xe5\x9c\x93\xcdX" +
-	"\xac<\x95\x16\x13zq\xe2\xd9E(\xad\xccF\xc4\xe1" +
-	"\x13\xb2~\xfe\x9eB\x7f\xeb\x10\x9a\x06\x85<\xaaa\xb8" +
-	"\xe4\xd0\xf7H\xb2P\xd4\xb6GC%\xf0q\xf4-\x87" +
-	"\xccZ\x0e\x0ai\xd7\xc6*=;\x80)i\x05\x03\xe8" +
-	"\xfa\xc4\x01`\xa2\x1eu\x0a\x16\x18\xc7T\xda,\x07\xa0" +
-	"\x0f\xa8H\x17(\x98\xccr\x96\xc1\x96\xd0W+\x1dm" +
-	"I\x9b\xb39\x00 \x09w^\xbd\x1a\xd7:\xa2\xef\x01" +
-	"U\xf6\xb5(\xb4\xaf\xc0\xbd\xd2\x15\xf7\x1a\x15\xee\x85\x9e" +
-	"{\x8d\x08\xba\x8e\x8at\xabp\xaf\x16\xcf\xbd\xb6t\x00" +
-	"\xd0\x17U\xa4\xdb\x14\xec\xb7\x1d\xe6\x94l\xd4@A\x0d" +
-	"pL\xb0\xe7\x96\x8d\xd3\x00\x07U\xc4\x96p\xe1\x02\x8a" +
-	"?\xbd&\xa9\xe8\xa9q#\x83\x08\x0a\xe2\x9d\x0d\xd8o" +
-	"\xbc\x1a\xfd-\x96C#\x9c\x1e\x7f\x7f\xa2\xbf\xb7\x09I" +
-	"\xcb\xe9\x19\xab\xe8Qg~D\x8c\x94\xb1\xcc\x186E" +
-	"\x9c\xa9\xfc=]\xcf\xdf\xbb\xeb\xf9\xfbz\x00\x9aW\x91" +
-	"n\x17-\x9cs\xf2\xc1|\x8d\xb1b\xf1\xf1\xaa\xe9K" +
-	"Zf\xf8\xd2-r\xab\x90\xb3\xed\x1ch\xa6\x11\xd4P" +
-	"\xbc\x9cVU \xc5\xd3X\x1eI\xcc?\xd4P_\xf4" +
-	"\x8fWS\xbaB}\xab\x82Xa\xbe\xc5\x02\xa0\xa3\x1e" +
-	"\xf3\xfe\x02w\xb2f&\xa0ZdN68\xc7TB" +
-	"\xbb\x1bL\xc3\xe1\x86\xb3\x02R\xdc\xd8\xe8d1\x0a\x0a" +
-	"FkgX\xf8i\xbfg\xa8\x9e\x87\x09!\xfd\x1b\x1f" +
-	"\x1a\x07\x8e\x95\xe7\xedZ\xf7.\x99+Fu\xb6\x18c" +
-	"\xff\xba\x88\xfe\x95\x93\xb4\x8bw\xcdZJ\xfa\xf1\x00\xa6" +
-	"\xa4\xc5\xd7\x1b\xcdZ\xe7\xf1\xb7\xd5\xdf\x01\x00\x00\xff\xff" +
-	"H\\\xda\xd8"
+const schema_b6a4bcab707b51ca = "x\xda\xacV}\x88\x14e\x18\x7f\x9e\x99\xdd\x9b\xbd/" +
+	"o\xdf\x9b=\xeb*\xdd\xb8\xae\xe8\xae<\xf5\xf4\x0f5" +
+	"\xe2\xf6\xb6\xc0\x0f\xb4n4\x11\xe9\xc2F\xf7\xbd\xdb\xad" +
+	"\xdd\x99\xbd\x99Y\xd7\xc5\xbb\xceBI)B\x031\xad" +
+	"\x84\xb4\x88\x8a\xb8\xceH(\x0dT\x0aT\x90\x08\x043" +
+	"\xec\x0f\xc9\xb4\xa0,\xc2\xf2\x03c\xe2}g\xe7\xa3\xbb" +
+	"\xf5\xae\xa0\xffvv~\xef\xf3\xfe\x9e\xdf\xf3<\xbfg" +
+	"f\x9d\x17\x13\xa1\xd9\xf5\xabj@P6\x84\xab\xec\xb6" +
+	"\xb6\xd8\xe8Hwx3\x90\xa9\x08\x10F\x09`\x0e\x09" +
+	"\xb7 \xa0\xdc\x1c\xee\x02\xb4\xfb\x7f^s\xe1\xce\xc2\xe0" +
+	"K@b\x0c\x10b\x80\xf9\xe1\x1a\x06\xe8\x0e_\x02\xb4" +
+	"O`\xe8\xf4\x99\x1b-{\xca\x00\x81\x01\x9a\xaa\xee`" +
+	"\x80iUE@{\xf4\xe17~?\xfb\xc0\xe2}@" +
+	"nC\x00\x1e\xa0T\xd5\x8e\x10\xb2\xaf\xa7\x93{_\x1b" +
+	"L\x8d\x04\x8f\xaaU\xfc\xf2\x0c?\x9a\x1e\xf9\xf6\xf2U" +
+	"k\xef\xc7\xceQ\x87\xdd\x97\x0e\xe0T\x15c\xf7nS" +
+	"\xd3\xac\xb3u\x89O\x82\x80_\x1c\xc0\x1f\x1c\xf0\xfet" +
+	"\xe3\xd7\x8dO\x9d:\x0a\xa4N\xb4O*\x1b\xf3\x1f\x1c" +
+	"~\xfb \x00\xcaM\xd2\x01y\x9a$\x01\xc8\xcd\xd2B" +
+	"\xb9\x9b\xfd\xb2\x8f\x9f{e\xfd\xea\x87\xce\x1c\x07R\x87" +
+	">\x98\xf3\x92\xdb\xa4=\xf2l\x8e\x9f!1j\xa9'" +
+	"Z\x97\x1d!C'\x804z7o\x93\x1a\xd9\xcd;" +
+	"$v\xf3J\xdavh\xee\xcdU\xa7\xcb\xc9q\xc0\xa8" +
+	"\xc4\xa9}\xca\x01\xcd\xf6\xe5\xfa\xa5\x7f\xbd\xf0\xfd8j" +
+	"\xdfI\xfb\xe4\x1f\xd8Us\xceK\x12\xca\xdb\"\x8c[" +
+	"X}}\xde]\xdbo^(\xdf\xc7\xb5\x1a\x88\xf0:" +
+	"\x94\"\x8c\xd0\xcc\x8b\xf7<\xd7\xf6\xd3\xd7\x17\x9d\xfb\xb8" +
+	"\xccg#-L\xe6\xf4\xb5\x95O\x0e\xbe\\\xfc\x0d\x94" +
+	"\xa9\xe8\x9d=\x1a\xe1%:\x11a5\xbc\xfcHo\xdf" +
+	"\xc8\x8do\xae\x04\xce~X\xdd\xc8\xce\xee=x:\xd6" +
+	"oJW\x03ovV\xf3\xe2\x15\x1e=\xde2}\xe6" +
+	"\x8d\xab\xe3\xe8\x0fU\xbf*o\xa9fJ=_\xbdP" +
+	"~\x8f\xfd\xb2\xa7\x7ft\xdf\xa5\xbbO~qm\x8c\xb2" +
+	",\x9e\xbc\xa3\xfa\x80\xbc\x9b\xe3wV32[\xf7\xbf" +
+	"\xb9\xa2w\xd7W\xd7@\xa9\xc3 Xd\x90\xa1\x9ac" +
+	"\xf2\x96\x1a\x1e\xbc\x86\x81\xb7?\xd3\xf8\xe7\xa1\xc7w]" +
+	"\x1f\xc7\"S\xfb\x99<P\xcb\x80\xb9\xda\x17\xe5\xcf\xd9" +
+	"/\xfb\xc7\xc3\xe7\xae\x1c\xdb\xff\x96\x1dH\xe6\x9d\xdav" +
+	"\x84^\xbb\xdfP3Z\xc7:U\xcck\xf9\x05\xcb\xa9" +
+	"\x99\xd7\xb5\x145:LK5\xac\xd6\xe5\xd4,HY" +
+	"\xcbTBb\x08 \x84\x00\xa4\xbe\x1d@\x89\x88\xa8\xc4" +
+	"\x04lX\xab\xa7JH|*\x80H\xd8\xe4\x04c." +
+	"T-ZTK\x1dz_\x1f5Z{TC\xcd\x99" +
+	"\x00J\xd4\x8b\xa8v\x02(\xbd\"*i\x01\x09b\x8c" +
+	"U\x8aPv\xcd\xd3\"*Y\x01\x89 \xc4P\x00 " +
+	"\x19\x86L\x89\xa8\xe4\x05$\xa2\x18C\x11\x80\xe4\x182" +
+	"-\xa2b\x09\x18\xb7\xf4g\xa9\x86\xf5 `=`C" +
+	"F\xeb\xd31\xea\x97\x00\x10\xa3\x80q\xbd\xa8Q\x03\xeb" +
+	"@\xc0:\xc0\x86\x82\xe9?TfnP\xd3\xd2\x0d\xca" +
+	"\xb9\x8b9S\x89x\xd4\xdb\x18\xa1V\x11\x95Y\x01\xea" +
+	"3\x18\xa1\xfbET\xe6\x8e#t\xeb\xbb\x92%\x8b\xae" +
+	"\xb0\x0c\xaa\xe6:\xd6eu\x932\xe9\x1b\x0aY\xcb\x9c" +
+	"\x98\x92W\xa0\xff\xc2\x89GD\xe2\xf7\xb1S\xb6[\xc8" +
+	"5\x09\xcf\x1e\xd5\x90\xd4\xdc?:\xa4\xd3\xef\x9085" +
+	"\x0c}\xf2\x94\x8bF\xc6\xaa\x18*\xd8l)\xd5R]" +
+	"%\xbdH\xe8\xb6m\x9c\xf7m\x0f\xa2\x12\x12\xc3\x00\xde" +
+	"\xe8\xa3\xeb\xf3\x84t\x82@\xc2R\x9c\xb7v\x02{p" +
+	"L\x94ETM\x89N\x88\x80\x9a\xed\x95\xd4\xec\xf4\xd5" +
+	"l\xd0\xd4\x1cu\x13\x8c\xafW\xb3\x05z\x8bn\xe2\x0f" +
+	"\x06\x1d(P\xd3\x99\xac\xac\x85\xff\xcbd\x153V:" +
+	"e\xa8\xc5J\x02.\x07P\xeaDTn\x17\xd0\xe6\xbd" +
+	"\xb8H5\x01\xd3\x95ud\x01\xa5\xa2Zb\x12D\xb9" +
+	"\x8a\xee\x8aCwa\x91\x81$\x08\x84J\xe8\xefGt" +
+	"=\x94\xacf\x0a/\x93P\xf0V\x00\xba\xc6C\xba\x97" +
+	"\x80@\xe6K(zv\x8d\xae\xc3\x92\x19\xec\xdd\xbd\xd2" +
+	"p\xb9\xab\x13\x18\xe7f\x91@\xdbM\x0d\x00\x12h\x17" +
+	"\xb4>#C\xb5\x14\x7f\x0a\xd6\xaf\x82\xc0\x9e\xd1LV" +
+	"\xcb%\x00\xca\x83\"*\xf3\x04lHS5\x85Q\xdf" +
+	"\x87\xcb\x13`p[4)\x00 \xf1\x17\xebD5q" +
+	"\xa9\xba5\x99\xd8g]g\x09\x98\xe2\x02\xdf\x14=O" +
+	"L\x96=q\x90y\":\x9eXbIY\"*\x9b" +
+	"\x98'F\x1dO\x1cj\x01P6\x88\xa8l\x16\xb0\xcb" +
+	"\xb4T\xab`\xa2\x04\x02J\x80\xc3,Gj\x988\x05" +
+	"\xb0GD\x8c\xfa\xbb\x1f\x90\xfd\xe9\xb4^\xb9?$\xaa" +
+	"\xa5\x10A@\x9c\xd8\xd6\xddv\x9eD\x8cq\xa6\x86n" +
+	"\xe1P\xf3G\xd7]\xf8\xe8~i\x10\x92\xe4\xa3;\\" +
+	".n\x85\xe1e1\xe2\xdab\xadOw\x9aw\xe2\xe5" +
+	"\x92\xac\xb4\\\xda+-\x97\xb5\x00JVDe+\xf3" +
+	"\xf2\x8c\x95\xf5\x86{X\xcd\xe7\x1f\x0b\x8c~\x83\xa1\xfb" +
+	"/\xed<5r\x19\xd3\xcc\x80\xa4k\x9e\xd4\xec\xe5\x94" +
+	"\x80\x8e\x82\xd3\x0a<%f>0\x86\xfa\x82\x7f\xbd\x17" +
+	"\x93e\xea\x9b\x04\xc42\xf3!\x03@\x19t\x98w\xe5" +
+	"\xa8\x95\xd6S\x1e\xd5\xbcj\xa5\xbd<&\xeb\x07{\x9d" +
+	"\xaeYT\xb3\x96B\x9cj\xfdV\x1a\xc3 `x\xac" +
+	"u03\xefr\xdc\xdc1PVH\xf7\x1b\x15\xb5\xd1" +
+	"#\xc59{\xd6\xec&\xb3;\xf9\xa4\xa3\xff\x81\x8b\xee" +
+	"G2if\xef\xea\xa58_\x06\x09\x8c\xf3\xfdRi" +
+	"\xce\xc7\xda\x9e\xdbU\x7f\x07\x00\x00\xff\xff0U\x19\x9c"
 
 func RegisterSchema(reg *schemas.Registry) {
 	reg.Register(&schemas.Schema{
@@ -2459,8 +2644,10 @@ func RegisterSchema(reg *schemas.Registry) {
 			0xd457fc34bb296555,
 			0xe382fd4c0deeff19,
 			0xe4fc901c389b6105,
+			0xe6d1e9297e23e62f,
 			0xf0778c7c5b55f868,
 			0xf4d8faaf665c43ee,
+			0xf707736714d4b69e,
 			0xf7fa2f1e22c84475,
 			0xf8c4ca20e726b01e,
 			0xf8cf975c539da388,

@@ -254,8 +254,9 @@ func TestFederationRefusesWhatIsNotTheirs(t *testing.T) {
 		if gs := b.remoteGrains(ctx, b.owner()); len(gs) != 0 {
 			t.Errorf("b still lists %d grains from a", len(gs))
 		}
-		if err := a.RemoveFriend(ctx, a.owner(), "bnode"); err != nil {
-			t.Fatal(err)
+		// b told a: a forgot b too.
+		if fs, _ := a.Friends(ctx, a.owner()); len(fs) != 1 || fs[0].Name != "cnode" {
+			t.Errorf("a's friends after b removed it: %+v", fs)
 		}
 		req, _ := http.NewRequest(http.MethodGet, "http://grain/api/note", nil)
 		if _, err := (&fed.Transport{Grain: g}).RoundTrip(req); err == nil {

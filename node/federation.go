@@ -683,6 +683,7 @@ func (n *Node) redeemRemoteLogin(ctx context.Context, grainID, token string) (st
 		hashToken(session), grainID, time.Now().Add(sessionTTL).Unix()); err != nil {
 		return "", err
 	}
+	n.db.ExecContext(ctx, `DELETE FROM remote_sessions WHERE expires_at <= ?`, time.Now().Unix())
 	return session, nil
 }
 

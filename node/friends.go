@@ -412,7 +412,8 @@ func (n *Node) serveFriendRequest(s network.Stream) {
 	n.log.Info("friend added", "name", f.Name, "peer", remote)
 }
 
-// RemoveFriend implements webui.FriendsBackend. What this node shared
+// RemoveFriend implements webui.FriendsBackend. The friend's node is told,
+// if it can be reached, and forgets this one too. What this node shared
 // with the friend is revoked; what it shared with this node is forgotten.
 func (n *Node) RemoveFriend(ctx context.Context, who webui.User, name string) error {
 	if err := requireOwner(who); err != nil {
@@ -422,6 +423,31 @@ func (n *Node) RemoveFriend(ctx context.Context, who webui.User, name string) er
 	if err != nil {
 		return err
 	}
+	id, _ := peer.Decode(f.Peer)
+	tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	err = n.callFriend(tctx, id, func(gw fed.Gateway) error { return fed.SendUnfriend(tctx, gw) })
+	cancel()
+	if err != nil {
+		n.log.Info("friend not told it was removed", "name", f.Name, "err", err)
+	}
+	if err := n.forgetFriend(ctx, f); err != nil {
+		return err
+	}
+	n.closeFedConns(id)
+	return nil
+}
+
+// Unfriend implements fed.Shares: a friend's node ended the friendship.
+// The connection it came on is left to that node to close.
+func (n *Node) Unfriend(ctx context.Context, peerID string) error {
+	f, err := n.friendByPeer(ctx, peerID)
+	if err != nil {
+		return nil
+	}
+	return n.forgetFriend(ctx, f)
+}
+
+func (n *Node) forgetFriend(ctx context.Context, f friendRow) error {
 	id, _ := peer.Decode(f.Peer)
 	rows, err := n.db.QueryContext(ctx, `SELECT id FROM shares WHERE friend_peer = ?`, f.Peer)
 	if err != nil {
@@ -443,7 +469,6 @@ func (n *Node) RemoveFriend(ctx context.Context, who webui.User, name string) er
 	}
 	n.forgetRemoteFrom(f.Peer)
 	n.p2p.host.Libp2p().ConnManager().Unprotect(id, protectTag)
-	n.closeFedConns(id)
 	n.log.Info("friend removed", "name", f.Name, "peer", f.Peer)
 	return nil
 }
