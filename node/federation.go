@@ -718,7 +718,10 @@ func (n *Node) remoteViewer(ctx context.Context, g *remoteGrain, session string)
 	if s.grainID != g.id || time.Now().After(s.expires) {
 		return webui.Viewer{}, fmt.Errorf("%w: no such session", webui.ErrForbidden)
 	}
-	return webui.Viewer{UserID: s.userID, Username: s.username, Permissions: g.perms, SessionID: s.sessionID, Done: s.done}, nil
+	st.mu.Lock()
+	perms := g.perms
+	st.mu.Unlock()
+	return webui.Viewer{UserID: s.userID, Username: s.username, Permissions: perms, SessionID: s.sessionID, Done: s.done}, nil
 }
 
 // restoreRemote returns a transport into a remote grain, restoring the
