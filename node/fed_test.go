@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -239,5 +240,38 @@ func TestRemoteErrorsReadPlainly(t *testing.T) {
 	}
 	if !connectionLost(errors.New("grain.capnp:Gateway.restore: rpc: send message: transport: stream transport: send: encode: connection closed")) {
 		t.Error("a lost connection not recognized")
+	}
+}
+
+// TestFriendFoundThroughTheDHT: when the addresses b stored for a fail, b
+// finds a's current ones in the DHT.
+func TestFriendFoundThroughTheDHT(t *testing.T) {
+	ctx := context.Background()
+	boot := startNode(t, func(c *Config) { c.Name = "boot" })
+	a := startNode(t, func(c *Config) { c.Name = "anode"; c.Bootstrap = boot.P2PAddrs()[:1] })
+	b := startNode(t, func(c *Config) { c.Name = "bnode"; c.Bootstrap = boot.P2PAddrs()[:1] })
+	befriend(t, a, b)
+	for _, n := range []*testNode{a, b} {
+		deadline := time.Now().Add(10 * time.Second)
+		for n.p2p.host.RoutingTableSize() == 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("no DHT routing table")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	aID := a.p2p.host.ID()
+	if _, err := b.db.Exec(`UPDATE friends SET addrs = '["/ip4/127.0.0.1/tcp/1"]' WHERE peer = ?`, aID.String()); err != nil {
+		t.Fatal(err)
+	}
+	h := b.p2p.host.Libp2p()
+	h.Network().ClosePeer(aID)
+	h.Peerstore().ClearAddrs(aID)
+	if err := b.connectFriend(ctx, aID); err != nil {
+		t.Fatalf("connect through the DHT: %v", err)
+	}
+	f, _ := b.friendByPeer(ctx, aID.String())
+	if len(f.Addrs) == 0 || slices.Contains(f.Addrs, "/ip4/127.0.0.1/tcp/1") {
+		t.Errorf("b's stored addresses for a: %v", f.Addrs)
 	}
 }

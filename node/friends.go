@@ -489,20 +489,35 @@ func (n *Node) dialFriend(ctx context.Context, ai peer.AddrInfo) error {
 			return nil
 		}
 	}
+	// A lookup that first tries the friend's stale entry in the routing
+	// table gives up on it; the second, with that entry gone, finds the
+	// addresses other peers know.
 	found, ferr := n.p2p.host.DHT().FindPeer(ctx, ai.ID)
+	if ferr != nil && ctx.Err() == nil {
+		found, ferr = n.p2p.host.DHT().FindPeer(ctx, ai.ID)
+	}
 	if ferr != nil {
 		if err == nil {
-			err = ferr
+			return ferr
 		}
-		return err
+		return fmt.Errorf("%w; and the DHT: %v", err, ferr)
 	}
-	if err := h.Connect(ctx, found); err != nil {
+	// The failed dial above left a backoff on the peer; these are other
+	// addresses.
+	if err := h.Connect(network.WithForceDirectDial(ctx, "addresses from the DHT"), found); err != nil {
 		return err
 	}
 	if n.isFriend(ai.ID) {
+		// Remember what the DHT said, less what just failed.
+		failed := map[string]bool{}
+		for _, a := range ai.Addrs {
+			failed[a.String()] = true
+		}
 		var addrs []string
 		for _, a := range found.Addrs {
-			addrs = append(addrs, a.String())
+			if !failed[a.String()] {
+				addrs = append(addrs, a.String())
+			}
 		}
 		b, _ := json.Marshal(addrs)
 		n.db.ExecContext(ctx, `UPDATE friends SET addrs = ? WHERE peer = ?`, string(b), ai.ID.String())
