@@ -215,6 +215,7 @@ func (n *Node) Status(ctx context.Context) (webui.Status, error) {
 		GrainIdle: n.cfg.GrainIdle,
 	}
 	n.p2pStatus(&st)
+	st.Name = n.NodeName()
 	return st, nil
 }
 

@@ -143,6 +143,9 @@ func friendOnline(p *fedProcess, name string) bool {
 func TestFederationBetweenProcesses(t *testing.T) {
 	ctx := context.Background()
 	a := startFedProcess(t, "anode", "alice", nil)
+	if out := a.erg(false, "status"); !strings.Contains(out, "name      anode") {
+		t.Errorf("status:\n%s", out)
+	}
 	boot := a.status().P2PAddrs[:1]
 	b := startFedProcess(t, "bnode", "bob", boot)
 	c := startFedProcess(t, "cnode", "carol", boot)

@@ -29,6 +29,7 @@ type Status struct {
 	Sandbox   string        `json:"sandbox"` // "root" or "unprivileged"
 	Cgroups   string        `json:"cgroups"` // "v2", "v1" or "none"
 	NodeID    string        `json:"nodeId"`
+	Name      string        `json:"name,omitempty"` // what friends call the node
 	Apps      int           `json:"apps"`
 	Grains    int           `json:"grains"`
 	Running   int           `json:"running"`
