@@ -545,6 +545,9 @@ func (n *Node) markRevoked(g *remoteGrain) {
 	}
 	n.db.Exec(`UPDATE remote_grains SET revoked = 1 WHERE id = ?`, g.id)
 	g.mu.Lock()
+	if g.rt != nil {
+		g.rt.Grain.Release()
+	}
 	g.rt, g.conn = nil, nil
 	g.mu.Unlock()
 	n.log.Info("a friend revoked a share", "grain", g.id, "title", g.title)
