@@ -72,6 +72,9 @@ func (n *Node) gateway(ctx context.Context, id peer.ID) (*fedConn, error) {
 			return c, nil
 		}
 	}
+	// A friend that cannot be found makes a page wait this long at most.
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
 	if err := n.connectFriend(ctx, id); err != nil {
 		return nil, fmt.Errorf("cannot reach the friend's node: %w", err)
 	}
