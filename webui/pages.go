@@ -158,6 +158,9 @@ func (h *Handler) shellRoutes() http.Handler {
 	mux.HandleFunc("GET /invite/{token}", h.invitePage)
 	mux.HandleFunc("POST /invite/{token}", h.acceptInvite)
 	mux.HandleFunc("GET /s/{token}", h.openShare)
+	for _, p := range h.friendPages() {
+		mux.HandleFunc(p.pattern, h.signedIn(p.h))
+	}
 
 	for _, p := range []struct {
 		pattern string
@@ -184,9 +187,6 @@ func (h *Handler) shellRoutes() http.Handler {
 		{"POST /users/{name}/remove", h.removeUser},
 		{"POST /invites/{id}/cancel", h.cancelInvite},
 	} {
-		mux.HandleFunc(p.pattern, h.signedIn(p.h))
-	}
-	for _, p := range h.friendPages() {
 		mux.HandleFunc(p.pattern, h.signedIn(p.h))
 	}
 	return h.pageHeaders(mux)
