@@ -247,8 +247,15 @@ func (s *GrainServer) newRequest(head RequestHead) (*http.Request, error) {
 		return nil, errors.New("invalid content length")
 	}
 	u.Scheme, u.Host = "http", "grain"
+	// The grain is told the host the friend's browser asked for, as a
+	// local grain is, so links it makes and the Origin checks of its
+	// websockets work on the friend's node.
+	host := "grain"
+	if fh := h.Get("X-Forwarded-Host"); fh != "" && len(fh) <= 255 && httpguts.ValidHostHeader(fh) {
+		host = fh
+	}
 	req := &http.Request{
-		Method: method, URL: u, Host: "grain", Header: h, ContentLength: n,
+		Method: method, URL: u, Host: host, Header: h, ContentLength: n,
 		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 	}
 	if s.prepare != nil {

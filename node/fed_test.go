@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+
 	"erg/webui"
 )
 
@@ -146,6 +148,27 @@ func TestFriendShareInProcess(t *testing.T) {
 	}
 	if code, _ := carl.get(origin + "/api/note"); code == 200 {
 		t.Error("a removed user still reads the friend's grain")
+	}
+
+	// An app that checks a websocket's Origin against Host, as echo does
+	// (coder/websocket's default), works through b: it is told b's host.
+	e, err := a.NewGrain(ctx, a.owner(), "echo", "Echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.NewShare(ctx, a.owner(), e.ID, webui.ShareRequest{Role: "editor", Friend: "bnode"}); err != nil {
+		t.Fatal(err)
+	}
+	eo := openOn(t, b, b.owner(), sharedWith(t, b, b.owner(), "Echo").ID)
+	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(eo, "http")+"/ws",
+		&websocket.DialOptions{HTTPClient: b.http, HTTPHeader: http.Header{"Origin": {eo}}})
+	if err != nil {
+		t.Fatalf("websocket with b's origin: %v", err)
+	}
+	defer ws.CloseNow()
+	ws.Write(ctx, websocket.MessageText, []byte("ping"))
+	if _, msg, err := ws.Read(ctx); err != nil || string(msg) != "ping" {
+		t.Errorf("echo through b: %q %v", msg, err)
 	}
 }
 
