@@ -51,7 +51,18 @@ interface Grain {
   # the returned body stream (closing it at the end; at once if there is no
   # body); the callee answers through response. After a 101 response to an
   # upgrade request both streams carry the upgraded connection's bytes.
-  request @0 (head :RequestHead, response :Responder) -> (body :ByteStream);
+  #
+  # The answer to a request without a body may come in the return instead,
+  # when it is small and whole: one message where the responder takes
+  # three. Then the responder is never called.
+  request @0 (head :RequestHead, response :Responder) -> (body :ByteStream, answer :Answer);
+}
+
+# Answer is a whole response: status, headers and body (at most 256 KiB).
+struct Answer {
+  status @0 :UInt16;
+  headers @1 :List(Header);
+  body @2 :Data;
 }
 
 struct RequestHead {
