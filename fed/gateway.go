@@ -1,6 +1,7 @@
 package fed
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -26,12 +27,31 @@ type ShareInfo struct {
 	Permissions          []string
 }
 
-// Shares is what the owner's node knows about grains shared with friends.
+// Offer is a share another node made for this one, as it arrives.
+type Offer struct {
+	Token []byte
+	Info  ShareInfo
+	// Owner is the grain owner's username on the offering node.
+	Owner string
+	// User is the user of this node the share is for; empty means the
+	// node's owner.
+	User string
+}
+
+// Shares is what a node knows about grains shared between friends: those
+// it shares (Restore) and those shared with it (Offer, Withdraw).
 type Shares interface {
 	// Restore returns a live grain for token if peer (a libp2p peer id,
 	// authenticated by the connection) holds that share, for user on
 	// peer's node; otherwise an error wrapping ErrUnknownToken.
 	Restore(ctx context.Context, peer, user string, token []byte) (*GrainServer, ShareInfo, error)
+	// Offer records a share peer made for this node.
+	Offer(ctx context.Context, peer string, o Offer) error
+	// Withdraw marks a share peer offered as revoked; hash is the SHA-256
+	// of its token.
+	Withdraw(ctx context.Context, peer string, hash []byte) error
+	// Unfriend forgets peer, which ended the friendship.
+	Unfriend(ctx context.Context, peer string) error
 }
 
 // gatewayServer serves the Gateway interface to one connected peer.
@@ -83,6 +103,92 @@ func (g *gatewayServer) Restore(ctx context.Context, call Gateway_restore) error
 	if err != nil {
 		return err
 	}
+	return writeInfo(gi, info)
+}
+
+// Offer implements Gateway_Server.
+func (g *gatewayServer) Offer(ctx context.Context, call Gateway_offer) error {
+	if !g.limiter.Allow(g.peer) {
+		return ErrTooManyRestores
+	}
+	args := call.Args()
+	var o Offer
+	var err error
+	if o.Token, err = args.Token(); err != nil {
+		return err
+	}
+	if len(o.Token) == 0 || len(o.Token) > MaxTokenSize {
+		return errors.New("the token must be 1 to 64 bytes")
+	}
+	o.Token = bytes.Clone(o.Token)
+	if o.Owner, err = args.Owner(); err != nil {
+		return err
+	}
+	if o.User, err = args.User(); err != nil {
+		return err
+	}
+	gi, err := args.Info()
+	if err != nil {
+		return err
+	}
+	if o.Info, err = readInfo(gi); err != nil {
+		return err
+	}
+	for _, s := range []string{o.Owner, o.User, o.Info.Role, o.Info.AppName} {
+		if len(s) > 64 || strings.ContainsFunc(s, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+			return errors.New("a name in the offer is too long or holds control characters")
+		}
+	}
+	if len(o.Info.Title) > 200 || strings.ContainsFunc(o.Info.Title, func(r rune) bool { return r < ' ' }) {
+		return errors.New("the offered grain's title is too long or holds control characters")
+	}
+	return g.shares.Offer(ctx, g.peer, o)
+}
+
+// Withdraw implements Gateway_Server.
+func (g *gatewayServer) Withdraw(ctx context.Context, call Gateway_withdraw) error {
+	if !g.limiter.Allow(g.peer) {
+		return ErrTooManyRestores
+	}
+	hash, err := call.Args().TokenHash()
+	if err != nil {
+		return err
+	}
+	if len(hash) != 32 {
+		return errors.New("a token hash is 32 bytes")
+	}
+	return g.shares.Withdraw(ctx, g.peer, bytes.Clone(hash))
+}
+
+// Unfriend implements Gateway_Server.
+func (g *gatewayServer) Unfriend(ctx context.Context, call Gateway_unfriend) error {
+	return g.shares.Unfriend(ctx, g.peer)
+}
+
+// readInfo decodes GrainInfo, bounding the permission list.
+func readInfo(gi GrainInfo) (ShareInfo, error) {
+	var info ShareInfo
+	info.Title, _ = gi.Title()
+	info.AppName, _ = gi.AppName()
+	info.Role, _ = gi.Role()
+	ps, err := gi.Permissions()
+	if err != nil {
+		return info, err
+	}
+	if ps.Len() > 64 {
+		return info, errors.New("more than 64 permissions")
+	}
+	for i := 0; i < ps.Len(); i++ {
+		p, _ := ps.At(i)
+		if len(p) > 64 {
+			return info, errors.New("a permission name is over 64 bytes")
+		}
+		info.Permissions = append(info.Permissions, p)
+	}
+	return info, nil
+}
+
+func writeInfo(gi GrainInfo, info ShareInfo) error {
 	gi.SetTitle(info.Title)
 	gi.SetAppName(info.AppName)
 	gi.SetRole(info.Role)
@@ -94,6 +200,38 @@ func (g *gatewayServer) Restore(ctx context.Context, call Gateway_restore) error
 		perms.Set(i, p)
 	}
 	return nil
+}
+
+// SendOffer delivers a share to a friend's node through its Gateway.
+func SendOffer(ctx context.Context, gw Gateway, o Offer) error {
+	fut, release := gw.Offer(ctx, func(p Gateway_offer_Params) error {
+		if err := p.SetToken(o.Token); err != nil {
+			return err
+		}
+		if err := p.SetOwner(o.Owner); err != nil {
+			return err
+		}
+		if err := p.SetUser(o.User); err != nil {
+			return err
+		}
+		gi, err := p.NewInfo()
+		if err != nil {
+			return err
+		}
+		return writeInfo(gi, o.Info)
+	})
+	defer release()
+	_, err := fut.Struct()
+	return err
+}
+
+// SendWithdraw tells a friend's node a share it holds was revoked; hash is
+// the SHA-256 of the share's token.
+func SendWithdraw(ctx context.Context, gw Gateway, hash []byte) error {
+	fut, release := gw.Withdraw(ctx, func(p Gateway_withdraw_Params) error { return p.SetTokenHash(hash) })
+	defer release()
+	_, err := fut.Struct()
+	return err
 }
 
 // Restore asks a friend's node (through its Gateway) for the grain behind
@@ -112,15 +250,7 @@ func Restore(ctx context.Context, gw Gateway, token []byte, user string) (Grain,
 	}
 	var info ShareInfo
 	if gi, err := res.Info(); err == nil {
-		info.Title, _ = gi.Title()
-		info.AppName, _ = gi.AppName()
-		info.Role, _ = gi.Role()
-		if ps, err := gi.Permissions(); err == nil {
-			for i := 0; i < ps.Len(); i++ {
-				p, _ := ps.At(i)
-				info.Permissions = append(info.Permissions, p)
-			}
-		}
+		info, _ = readInfo(gi)
 	}
 	return res.Grain().AddRef(), info, nil
 }
@@ -183,4 +313,12 @@ func (l *RateLimiter) Allow(peer string) bool {
 	}
 	b.tokens--
 	return true
+}
+
+// SendUnfriend tells a friend's node this node ends the friendship.
+func SendUnfriend(ctx context.Context, gw Gateway) error {
+	fut, release := gw.Unfriend(ctx, nil)
+	defer release()
+	_, err := fut.Struct()
+	return err
 }

@@ -29,6 +29,12 @@ func (m *memShares) Restore(_ context.Context, peer, user string, token []byte) 
 	return m.server, ShareInfo{Title: "Plans", AppName: "Notes", Role: "viewer", Permissions: []string{"read"}}, nil
 }
 
+func (m *memShares) Offer(context.Context, string, Offer) error { return errors.New("no offers here") }
+
+func (m *memShares) Withdraw(context.Context, string, []byte) error { return nil }
+
+func (m *memShares) Unfriend(context.Context, string) error { return nil }
+
 // dialGateway connects to a gateway served as if to peer.
 func dialGateway(t *testing.T, peer string, shares Shares, lim *RateLimiter) Gateway {
 	t.Helper()

@@ -21,6 +21,20 @@ interface Gateway {
   # "user@<friend's node name>", the name the owner's node knows the friend
   # by. Fails if the token is unknown, revoked, or held by another peer.
   restore @0 (token :Data, user :Text) -> (grain :Grain, info :GrainInfo);
+
+  # offer delivers a share the calling node made for this node: the token
+  # to restore it with later, what it is, the owner's name on the calling
+  # node, and the user of this node it is for (empty: this node's owner).
+  offer @1 (token :Data, info :GrainInfo, owner :Text, user :Text) -> ();
+
+  # withdraw tells this node that the calling node revoked a share it
+  # offered, named by the SHA-256 of its token; restoring it fails from now
+  # on anyway.
+  withdraw @2 (tokenHash :Data) -> ();
+
+  # unfriend tells this node that the calling node's owner ended the
+  # friendship: each forgets the other and what they shared.
+  unfriend @3 () -> ();
 }
 
 struct GrainInfo {
@@ -37,7 +51,18 @@ interface Grain {
   # the returned body stream (closing it at the end; at once if there is no
   # body); the callee answers through response. After a 101 response to an
   # upgrade request both streams carry the upgraded connection's bytes.
-  request @0 (head :RequestHead, response :Responder) -> (body :ByteStream);
+  #
+  # The answer to a request without a body may come in the return instead,
+  # when it is small and whole: one message where the responder takes
+  # three. Then the responder is never called.
+  request @0 (head :RequestHead, response :Responder) -> (body :ByteStream, answer :Answer);
+}
+
+# Answer is a whole response: status, headers and body (at most 256 KiB).
+struct Answer {
+  status @0 :UInt16;
+  headers @1 :List(Header);
+  body @2 :Data;
 }
 
 struct RequestHead {

@@ -37,6 +37,66 @@ func (c Gateway) Restore(ctx context.Context, params func(Gateway_restore_Params
 
 }
 
+func (c Gateway) Offer(ctx context.Context, params func(Gateway_offer_Params) error) (Gateway_offer_Results_Future, capnp.ReleaseFunc) {
+
+	s := capnp.Send{
+		Method: capnp.Method{
+			InterfaceID:   0xe382fd4c0deeff19,
+			MethodID:      1,
+			InterfaceName: "grain.capnp:Gateway",
+			MethodName:    "offer",
+		},
+	}
+	if params != nil {
+		s.ArgsSize = capnp.ObjectSize{DataSize: 0, PointerCount: 4}
+		s.PlaceArgs = func(s capnp.Struct) error { return params(Gateway_offer_Params(s)) }
+	}
+
+	ans, release := capnp.Client(c).SendCall(ctx, s)
+	return Gateway_offer_Results_Future{Future: ans.Future()}, release
+
+}
+
+func (c Gateway) Withdraw(ctx context.Context, params func(Gateway_withdraw_Params) error) (Gateway_withdraw_Results_Future, capnp.ReleaseFunc) {
+
+	s := capnp.Send{
+		Method: capnp.Method{
+			InterfaceID:   0xe382fd4c0deeff19,
+			MethodID:      2,
+			InterfaceName: "grain.capnp:Gateway",
+			MethodName:    "withdraw",
+		},
+	}
+	if params != nil {
+		s.ArgsSize = capnp.ObjectSize{DataSize: 0, PointerCount: 1}
+		s.PlaceArgs = func(s capnp.Struct) error { return params(Gateway_withdraw_Params(s)) }
+	}
+
+	ans, release := capnp.Client(c).SendCall(ctx, s)
+	return Gateway_withdraw_Results_Future{Future: ans.Future()}, release
+
+}
+
+func (c Gateway) Unfriend(ctx context.Context, params func(Gateway_unfriend_Params) error) (Gateway_unfriend_Results_Future, capnp.ReleaseFunc) {
+
+	s := capnp.Send{
+		Method: capnp.Method{
+			InterfaceID:   0xe382fd4c0deeff19,
+			MethodID:      3,
+			InterfaceName: "grain.capnp:Gateway",
+			MethodName:    "unfriend",
+		},
+	}
+	if params != nil {
+		s.ArgsSize = capnp.ObjectSize{DataSize: 0, PointerCount: 0}
+		s.PlaceArgs = func(s capnp.Struct) error { return params(Gateway_unfriend_Params(s)) }
+	}
+
+	ans, release := capnp.Client(c).SendCall(ctx, s)
+	return Gateway_unfriend_Results_Future{Future: ans.Future()}, release
+
+}
+
 func (c Gateway) WaitStreaming() error {
 	return capnp.Client(c).WaitStreaming()
 }
@@ -111,6 +171,12 @@ func (c Gateway) GetFlowLimiter() fc.FlowLimiter {
 // A Gateway_Server is a Gateway with a local implementation.
 type Gateway_Server interface {
 	Restore(context.Context, Gateway_restore) error
+
+	Offer(context.Context, Gateway_offer) error
+
+	Withdraw(context.Context, Gateway_withdraw) error
+
+	Unfriend(context.Context, Gateway_unfriend) error
 }
 
 // Gateway_NewServer creates a new Server from an implementation of Gateway_Server.
@@ -129,7 +195,7 @@ func Gateway_ServerToClient(s Gateway_Server) Gateway {
 // This can be used to create a more complicated Server.
 func Gateway_Methods(methods []server.Method, s Gateway_Server) []server.Method {
 	if cap(methods) == 0 {
-		methods = make([]server.Method, 0, 1)
+		methods = make([]server.Method, 0, 4)
 	}
 
 	methods = append(methods, server.Method{
@@ -141,6 +207,42 @@ func Gateway_Methods(methods []server.Method, s Gateway_Server) []server.Method 
 		},
 		Impl: func(ctx context.Context, call *server.Call) error {
 			return s.Restore(ctx, Gateway_restore{call})
+		},
+	})
+
+	methods = append(methods, server.Method{
+		Method: capnp.Method{
+			InterfaceID:   0xe382fd4c0deeff19,
+			MethodID:      1,
+			InterfaceName: "grain.capnp:Gateway",
+			MethodName:    "offer",
+		},
+		Impl: func(ctx context.Context, call *server.Call) error {
+			return s.Offer(ctx, Gateway_offer{call})
+		},
+	})
+
+	methods = append(methods, server.Method{
+		Method: capnp.Method{
+			InterfaceID:   0xe382fd4c0deeff19,
+			MethodID:      2,
+			InterfaceName: "grain.capnp:Gateway",
+			MethodName:    "withdraw",
+		},
+		Impl: func(ctx context.Context, call *server.Call) error {
+			return s.Withdraw(ctx, Gateway_withdraw{call})
+		},
+	})
+
+	methods = append(methods, server.Method{
+		Method: capnp.Method{
+			InterfaceID:   0xe382fd4c0deeff19,
+			MethodID:      3,
+			InterfaceName: "grain.capnp:Gateway",
+			MethodName:    "unfriend",
+		},
+		Impl: func(ctx context.Context, call *server.Call) error {
+			return s.Unfriend(ctx, Gateway_unfriend{call})
 		},
 	})
 
@@ -162,6 +264,57 @@ func (c Gateway_restore) Args() Gateway_restore_Params {
 func (c Gateway_restore) AllocResults() (Gateway_restore_Results, error) {
 	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 0, PointerCount: 2})
 	return Gateway_restore_Results(r), err
+}
+
+// Gateway_offer holds the state for a server call to Gateway.offer.
+// See server.Call for documentation.
+type Gateway_offer struct {
+	*server.Call
+}
+
+// Args returns the call's arguments.
+func (c Gateway_offer) Args() Gateway_offer_Params {
+	return Gateway_offer_Params(c.Call.Args())
+}
+
+// AllocResults allocates the results struct.
+func (c Gateway_offer) AllocResults() (Gateway_offer_Results, error) {
+	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	return Gateway_offer_Results(r), err
+}
+
+// Gateway_withdraw holds the state for a server call to Gateway.withdraw.
+// See server.Call for documentation.
+type Gateway_withdraw struct {
+	*server.Call
+}
+
+// Args returns the call's arguments.
+func (c Gateway_withdraw) Args() Gateway_withdraw_Params {
+	return Gateway_withdraw_Params(c.Call.Args())
+}
+
+// AllocResults allocates the results struct.
+func (c Gateway_withdraw) AllocResults() (Gateway_withdraw_Results, error) {
+	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	return Gateway_withdraw_Results(r), err
+}
+
+// Gateway_unfriend holds the state for a server call to Gateway.unfriend.
+// See server.Call for documentation.
+type Gateway_unfriend struct {
+	*server.Call
+}
+
+// Args returns the call's arguments.
+func (c Gateway_unfriend) Args() Gateway_unfriend_Params {
+	return Gateway_unfriend_Params(c.Call.Args())
+}
+
+// AllocResults allocates the results struct.
+func (c Gateway_unfriend) AllocResults() (Gateway_unfriend_Results, error) {
+	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	return Gateway_unfriend_Results(r), err
 }
 
 // Gateway_List is a list of Gateway.
@@ -379,6 +532,483 @@ func (p Gateway_restore_Results_Future) Grain() Grain {
 
 func (p Gateway_restore_Results_Future) Info() GrainInfo_Future {
 	return GrainInfo_Future{Future: p.Future.Field(1, nil)}
+}
+
+type Gateway_offer_Params capnp.Struct
+
+// Gateway_offer_Params_TypeID is the unique identifier for the type Gateway_offer_Params.
+const Gateway_offer_Params_TypeID = 0x8b7c751be45fec67
+
+func NewGateway_offer_Params(s *capnp.Segment) (Gateway_offer_Params, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 4})
+	return Gateway_offer_Params(st), err
+}
+
+func NewRootGateway_offer_Params(s *capnp.Segment) (Gateway_offer_Params, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 4})
+	return Gateway_offer_Params(st), err
+}
+
+func ReadRootGateway_offer_Params(msg *capnp.Message) (Gateway_offer_Params, error) {
+	root, err := msg.Root()
+	return Gateway_offer_Params(root.Struct()), err
+}
+
+func (s Gateway_offer_Params) String() string {
+	str, _ := text.Marshal(0x8b7c751be45fec67, capnp.Struct(s))
+	return str
+}
+
+func (s Gateway_offer_Params) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Gateway_offer_Params) DecodeFromPtr(p capnp.Ptr) Gateway_offer_Params {
+	return Gateway_offer_Params(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Gateway_offer_Params) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Gateway_offer_Params) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Gateway_offer_Params) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Gateway_offer_Params) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s Gateway_offer_Params) Token() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return []byte(p.Data()), err
+}
+
+func (s Gateway_offer_Params) HasToken() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s Gateway_offer_Params) SetToken(v []byte) error {
+	return capnp.Struct(s).SetData(0, v)
+}
+
+func (s Gateway_offer_Params) Info() (GrainInfo, error) {
+	p, err := capnp.Struct(s).Ptr(1)
+	return GrainInfo(p.Struct()), err
+}
+
+func (s Gateway_offer_Params) HasInfo() bool {
+	return capnp.Struct(s).HasPtr(1)
+}
+
+func (s Gateway_offer_Params) SetInfo(v GrainInfo) error {
+	return capnp.Struct(s).SetPtr(1, capnp.Struct(v).ToPtr())
+}
+
+// NewInfo sets the info field to a newly
+// allocated GrainInfo struct, preferring placement in s's segment.
+func (s Gateway_offer_Params) NewInfo() (GrainInfo, error) {
+	ss, err := NewGrainInfo(capnp.Struct(s).Segment())
+	if err != nil {
+		return GrainInfo{}, err
+	}
+	err = capnp.Struct(s).SetPtr(1, capnp.Struct(ss).ToPtr())
+	return ss, err
+}
+
+func (s Gateway_offer_Params) Owner() (string, error) {
+	p, err := capnp.Struct(s).Ptr(2)
+	return p.Text(), err
+}
+
+func (s Gateway_offer_Params) HasOwner() bool {
+	return capnp.Struct(s).HasPtr(2)
+}
+
+func (s Gateway_offer_Params) OwnerBytes() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(2)
+	return p.TextBytes(), err
+}
+
+func (s Gateway_offer_Params) SetOwner(v string) error {
+	return capnp.Struct(s).SetText(2, v)
+}
+
+func (s Gateway_offer_Params) User() (string, error) {
+	p, err := capnp.Struct(s).Ptr(3)
+	return p.Text(), err
+}
+
+func (s Gateway_offer_Params) HasUser() bool {
+	return capnp.Struct(s).HasPtr(3)
+}
+
+func (s Gateway_offer_Params) UserBytes() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(3)
+	return p.TextBytes(), err
+}
+
+func (s Gateway_offer_Params) SetUser(v string) error {
+	return capnp.Struct(s).SetText(3, v)
+}
+
+// Gateway_offer_Params_List is a list of Gateway_offer_Params.
+type Gateway_offer_Params_List = capnp.StructList[Gateway_offer_Params]
+
+// NewGateway_offer_Params creates a new list of Gateway_offer_Params.
+func NewGateway_offer_Params_List(s *capnp.Segment, sz int32) (Gateway_offer_Params_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 4}, sz)
+	return capnp.StructList[Gateway_offer_Params](l), err
+}
+
+// Gateway_offer_Params_Future is a wrapper for a Gateway_offer_Params promised by a client call.
+type Gateway_offer_Params_Future struct{ *capnp.Future }
+
+func (f Gateway_offer_Params_Future) Struct() (Gateway_offer_Params, error) {
+	p, err := f.Future.Ptr()
+	return Gateway_offer_Params(p.Struct()), err
+}
+func (p Gateway_offer_Params_Future) Info() GrainInfo_Future {
+	return GrainInfo_Future{Future: p.Future.Field(1, nil)}
+}
+
+type Gateway_offer_Results capnp.Struct
+
+// Gateway_offer_Results_TypeID is the unique identifier for the type Gateway_offer_Results.
+const Gateway_offer_Results_TypeID = 0xf4d8faaf665c43ee
+
+func NewGateway_offer_Results(s *capnp.Segment) (Gateway_offer_Results, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	return Gateway_offer_Results(st), err
+}
+
+func NewRootGateway_offer_Results(s *capnp.Segment) (Gateway_offer_Results, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	return Gateway_offer_Results(st), err
+}
+
+func ReadRootGateway_offer_Results(msg *capnp.Message) (Gateway_offer_Results, error) {
+	root, err := msg.Root()
+	return Gateway_offer_Results(root.Struct()), err
+}
+
+func (s Gateway_offer_Results) String() string {
+	str, _ := text.Marshal(0xf4d8faaf665c43ee, capnp.Struct(s))
+	return str
+}
+
+func (s Gateway_offer_Results) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Gateway_offer_Results) DecodeFromPtr(p capnp.Ptr) Gateway_offer_Results {
+	return Gateway_offer_Results(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Gateway_offer_Results) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Gateway_offer_Results) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Gateway_offer_Results) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Gateway_offer_Results) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+
+// Gateway_offer_Results_List is a list of Gateway_offer_Results.
+type Gateway_offer_Results_List = capnp.StructList[Gateway_offer_Results]
+
+// NewGateway_offer_Results creates a new list of Gateway_offer_Results.
+func NewGateway_offer_Results_List(s *capnp.Segment, sz int32) (Gateway_offer_Results_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0}, sz)
+	return capnp.StructList[Gateway_offer_Results](l), err
+}
+
+// Gateway_offer_Results_Future is a wrapper for a Gateway_offer_Results promised by a client call.
+type Gateway_offer_Results_Future struct{ *capnp.Future }
+
+func (f Gateway_offer_Results_Future) Struct() (Gateway_offer_Results, error) {
+	p, err := f.Future.Ptr()
+	return Gateway_offer_Results(p.Struct()), err
+}
+
+type Gateway_withdraw_Params capnp.Struct
+
+// Gateway_withdraw_Params_TypeID is the unique identifier for the type Gateway_withdraw_Params.
+const Gateway_withdraw_Params_TypeID = 0xd457fc34bb296555
+
+func NewGateway_withdraw_Params(s *capnp.Segment) (Gateway_withdraw_Params, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1})
+	return Gateway_withdraw_Params(st), err
+}
+
+func NewRootGateway_withdraw_Params(s *capnp.Segment) (Gateway_withdraw_Params, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1})
+	return Gateway_withdraw_Params(st), err
+}
+
+func ReadRootGateway_withdraw_Params(msg *capnp.Message) (Gateway_withdraw_Params, error) {
+	root, err := msg.Root()
+	return Gateway_withdraw_Params(root.Struct()), err
+}
+
+func (s Gateway_withdraw_Params) String() string {
+	str, _ := text.Marshal(0xd457fc34bb296555, capnp.Struct(s))
+	return str
+}
+
+func (s Gateway_withdraw_Params) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Gateway_withdraw_Params) DecodeFromPtr(p capnp.Ptr) Gateway_withdraw_Params {
+	return Gateway_withdraw_Params(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Gateway_withdraw_Params) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Gateway_withdraw_Params) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Gateway_withdraw_Params) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Gateway_withdraw_Params) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s Gateway_withdraw_Params) TokenHash() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return []byte(p.Data()), err
+}
+
+func (s Gateway_withdraw_Params) HasTokenHash() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s Gateway_withdraw_Params) SetTokenHash(v []byte) error {
+	return capnp.Struct(s).SetData(0, v)
+}
+
+// Gateway_withdraw_Params_List is a list of Gateway_withdraw_Params.
+type Gateway_withdraw_Params_List = capnp.StructList[Gateway_withdraw_Params]
+
+// NewGateway_withdraw_Params creates a new list of Gateway_withdraw_Params.
+func NewGateway_withdraw_Params_List(s *capnp.Segment, sz int32) (Gateway_withdraw_Params_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1}, sz)
+	return capnp.StructList[Gateway_withdraw_Params](l), err
+}
+
+// Gateway_withdraw_Params_Future is a wrapper for a Gateway_withdraw_Params promised by a client call.
+type Gateway_withdraw_Params_Future struct{ *capnp.Future }
+
+func (f Gateway_withdraw_Params_Future) Struct() (Gateway_withdraw_Params, error) {
+	p, err := f.Future.Ptr()
+	return Gateway_withdraw_Params(p.Struct()), err
+}
+
+type Gateway_withdraw_Results capnp.Struct
+
+// Gateway_withdraw_Results_TypeID is the unique identifier for the type Gateway_withdraw_Results.
+const Gateway_withdraw_Results_TypeID = 0xffa1a3c2f4dcbce8
+
+func NewGateway_withdraw_Results(s *capnp.Segment) (Gateway_withdraw_Results, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	return Gateway_withdraw_Results(st), err
+}
+
+func NewRootGateway_withdraw_Results(s *capnp.Segment) (Gateway_withdraw_Results, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	return Gateway_withdraw_Results(st), err
+}
+
+func ReadRootGateway_withdraw_Results(msg *capnp.Message) (Gateway_withdraw_Results, error) {
+	root, err := msg.Root()
+	return Gateway_withdraw_Results(root.Struct()), err
+}
+
+func (s Gateway_withdraw_Results) String() string {
+	str, _ := text.Marshal(0xffa1a3c2f4dcbce8, capnp.Struct(s))
+	return str
+}
+
+func (s Gateway_withdraw_Results) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Gateway_withdraw_Results) DecodeFromPtr(p capnp.Ptr) Gateway_withdraw_Results {
+	return Gateway_withdraw_Results(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Gateway_withdraw_Results) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Gateway_withdraw_Results) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Gateway_withdraw_Results) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Gateway_withdraw_Results) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+
+// Gateway_withdraw_Results_List is a list of Gateway_withdraw_Results.
+type Gateway_withdraw_Results_List = capnp.StructList[Gateway_withdraw_Results]
+
+// NewGateway_withdraw_Results creates a new list of Gateway_withdraw_Results.
+func NewGateway_withdraw_Results_List(s *capnp.Segment, sz int32) (Gateway_withdraw_Results_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0}, sz)
+	return capnp.StructList[Gateway_withdraw_Results](l), err
+}
+
+// Gateway_withdraw_Results_Future is a wrapper for a Gateway_withdraw_Results promised by a client call.
+type Gateway_withdraw_Results_Future struct{ *capnp.Future }
+
+func (f Gateway_withdraw_Results_Future) Struct() (Gateway_withdraw_Results, error) {
+	p, err := f.Future.Ptr()
+	return Gateway_withdraw_Results(p.Struct()), err
+}
+
+type Gateway_unfriend_Params capnp.Struct
+
+// Gateway_unfriend_Params_TypeID is the unique identifier for the type Gateway_unfriend_Params.
+const Gateway_unfriend_Params_TypeID = 0xe6d1e9297e23e62f
+
+func NewGateway_unfriend_Params(s *capnp.Segment) (Gateway_unfriend_Params, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	return Gateway_unfriend_Params(st), err
+}
+
+func NewRootGateway_unfriend_Params(s *capnp.Segment) (Gateway_unfriend_Params, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	return Gateway_unfriend_Params(st), err
+}
+
+func ReadRootGateway_unfriend_Params(msg *capnp.Message) (Gateway_unfriend_Params, error) {
+	root, err := msg.Root()
+	return Gateway_unfriend_Params(root.Struct()), err
+}
+
+func (s Gateway_unfriend_Params) String() string {
+	str, _ := text.Marshal(0xe6d1e9297e23e62f, capnp.Struct(s))
+	return str
+}
+
+func (s Gateway_unfriend_Params) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Gateway_unfriend_Params) DecodeFromPtr(p capnp.Ptr) Gateway_unfriend_Params {
+	return Gateway_unfriend_Params(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Gateway_unfriend_Params) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Gateway_unfriend_Params) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Gateway_unfriend_Params) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Gateway_unfriend_Params) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+
+// Gateway_unfriend_Params_List is a list of Gateway_unfriend_Params.
+type Gateway_unfriend_Params_List = capnp.StructList[Gateway_unfriend_Params]
+
+// NewGateway_unfriend_Params creates a new list of Gateway_unfriend_Params.
+func NewGateway_unfriend_Params_List(s *capnp.Segment, sz int32) (Gateway_unfriend_Params_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0}, sz)
+	return capnp.StructList[Gateway_unfriend_Params](l), err
+}
+
+// Gateway_unfriend_Params_Future is a wrapper for a Gateway_unfriend_Params promised by a client call.
+type Gateway_unfriend_Params_Future struct{ *capnp.Future }
+
+func (f Gateway_unfriend_Params_Future) Struct() (Gateway_unfriend_Params, error) {
+	p, err := f.Future.Ptr()
+	return Gateway_unfriend_Params(p.Struct()), err
+}
+
+type Gateway_unfriend_Results capnp.Struct
+
+// Gateway_unfriend_Results_TypeID is the unique identifier for the type Gateway_unfriend_Results.
+const Gateway_unfriend_Results_TypeID = 0xf707736714d4b69e
+
+func NewGateway_unfriend_Results(s *capnp.Segment) (Gateway_unfriend_Results, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	return Gateway_unfriend_Results(st), err
+}
+
+func NewRootGateway_unfriend_Results(s *capnp.Segment) (Gateway_unfriend_Results, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	return Gateway_unfriend_Results(st), err
+}
+
+func ReadRootGateway_unfriend_Results(msg *capnp.Message) (Gateway_unfriend_Results, error) {
+	root, err := msg.Root()
+	return Gateway_unfriend_Results(root.Struct()), err
+}
+
+func (s Gateway_unfriend_Results) String() string {
+	str, _ := text.Marshal(0xf707736714d4b69e, capnp.Struct(s))
+	return str
+}
+
+func (s Gateway_unfriend_Results) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Gateway_unfriend_Results) DecodeFromPtr(p capnp.Ptr) Gateway_unfriend_Results {
+	return Gateway_unfriend_Results(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Gateway_unfriend_Results) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Gateway_unfriend_Results) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Gateway_unfriend_Results) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Gateway_unfriend_Results) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+
+// Gateway_unfriend_Results_List is a list of Gateway_unfriend_Results.
+type Gateway_unfriend_Results_List = capnp.StructList[Gateway_unfriend_Results]
+
+// NewGateway_unfriend_Results creates a new list of Gateway_unfriend_Results.
+func NewGateway_unfriend_Results_List(s *capnp.Segment, sz int32) (Gateway_unfriend_Results_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0}, sz)
+	return capnp.StructList[Gateway_unfriend_Results](l), err
+}
+
+// Gateway_unfriend_Results_Future is a wrapper for a Gateway_unfriend_Results promised by a client call.
+type Gateway_unfriend_Results_Future struct{ *capnp.Future }
+
+func (f Gateway_unfriend_Results_Future) Struct() (Gateway_unfriend_Results, error) {
+	p, err := f.Future.Ptr()
+	return Gateway_unfriend_Results(p.Struct()), err
 }
 
 type GrainInfo capnp.Struct
@@ -671,7 +1301,7 @@ func (c Grain_request) Args() Grain_request_Params {
 
 // AllocResults allocates the results struct.
 func (c Grain_request) AllocResults() (Grain_request_Results, error) {
-	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 0, PointerCount: 1})
+	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 0, PointerCount: 2})
 	return Grain_request_Results(r), err
 }
 
@@ -802,12 +1432,12 @@ type Grain_request_Results capnp.Struct
 const Grain_request_Results_TypeID = 0xc97d11c04d245464
 
 func NewGrain_request_Results(s *capnp.Segment) (Grain_request_Results, error) {
-	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1})
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 2})
 	return Grain_request_Results(st), err
 }
 
 func NewRootGrain_request_Results(s *capnp.Segment) (Grain_request_Results, error) {
-	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1})
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 2})
 	return Grain_request_Results(st), err
 }
 
@@ -861,12 +1491,36 @@ func (s Grain_request_Results) SetBody(v ByteStream) error {
 	return capnp.Struct(s).SetPtr(0, in.ToPtr())
 }
 
+func (s Grain_request_Results) Answer() (Answer, error) {
+	p, err := capnp.Struct(s).Ptr(1)
+	return Answer(p.Struct()), err
+}
+
+func (s Grain_request_Results) HasAnswer() bool {
+	return capnp.Struct(s).HasPtr(1)
+}
+
+func (s Grain_request_Results) SetAnswer(v Answer) error {
+	return capnp.Struct(s).SetPtr(1, capnp.Struct(v).ToPtr())
+}
+
+// NewAnswer sets the answer field to a newly
+// allocated Answer struct, preferring placement in s's segment.
+func (s Grain_request_Results) NewAnswer() (Answer, error) {
+	ss, err := NewAnswer(capnp.Struct(s).Segment())
+	if err != nil {
+		return Answer{}, err
+	}
+	err = capnp.Struct(s).SetPtr(1, capnp.Struct(ss).ToPtr())
+	return ss, err
+}
+
 // Grain_request_Results_List is a list of Grain_request_Results.
 type Grain_request_Results_List = capnp.StructList[Grain_request_Results]
 
 // NewGrain_request_Results creates a new list of Grain_request_Results.
 func NewGrain_request_Results_List(s *capnp.Segment, sz int32) (Grain_request_Results_List, error) {
-	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1}, sz)
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 2}, sz)
 	return capnp.StructList[Grain_request_Results](l), err
 }
 
@@ -879,6 +1533,118 @@ func (f Grain_request_Results_Future) Struct() (Grain_request_Results, error) {
 }
 func (p Grain_request_Results_Future) Body() ByteStream {
 	return ByteStream(p.Future.Field(0, nil).Client())
+}
+
+func (p Grain_request_Results_Future) Answer() Answer_Future {
+	return Answer_Future{Future: p.Future.Field(1, nil)}
+}
+
+type Answer capnp.Struct
+
+// Answer_TypeID is the unique identifier for the type Answer.
+const Answer_TypeID = 0xb2f776b112330d18
+
+func NewAnswer(s *capnp.Segment) (Answer, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 8, PointerCount: 2})
+	return Answer(st), err
+}
+
+func NewRootAnswer(s *capnp.Segment) (Answer, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 8, PointerCount: 2})
+	return Answer(st), err
+}
+
+func ReadRootAnswer(msg *capnp.Message) (Answer, error) {
+	root, err := msg.Root()
+	return Answer(root.Struct()), err
+}
+
+func (s Answer) String() string {
+	str, _ := text.Marshal(0xb2f776b112330d18, capnp.Struct(s))
+	return str
+}
+
+func (s Answer) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Answer) DecodeFromPtr(p capnp.Ptr) Answer {
+	return Answer(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Answer) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Answer) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Answer) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Answer) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s Answer) Status() uint16 {
+	return capnp.Struct(s).Uint16(0)
+}
+
+func (s Answer) SetStatus(v uint16) {
+	capnp.Struct(s).SetUint16(0, v)
+}
+
+func (s Answer) Headers() (Header_List, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return Header_List(p.List()), err
+}
+
+func (s Answer) HasHeaders() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s Answer) SetHeaders(v Header_List) error {
+	return capnp.Struct(s).SetPtr(0, v.ToPtr())
+}
+
+// NewHeaders sets the headers field to a newly
+// allocated Header_List, preferring placement in s's segment.
+func (s Answer) NewHeaders(n int32) (Header_List, error) {
+	l, err := NewHeader_List(capnp.Struct(s).Segment(), n)
+	if err != nil {
+		return Header_List{}, err
+	}
+	err = capnp.Struct(s).SetPtr(0, l.ToPtr())
+	return l, err
+}
+func (s Answer) Body() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(1)
+	return []byte(p.Data()), err
+}
+
+func (s Answer) HasBody() bool {
+	return capnp.Struct(s).HasPtr(1)
+}
+
+func (s Answer) SetBody(v []byte) error {
+	return capnp.Struct(s).SetData(1, v)
+}
+
+// Answer_List is a list of Answer.
+type Answer_List = capnp.StructList[Answer]
+
+// NewAnswer creates a new list of Answer.
+func NewAnswer_List(s *capnp.Segment, sz int32) (Answer_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 8, PointerCount: 2}, sz)
+	return capnp.StructList[Answer](l), err
+}
+
+// Answer_Future is a wrapper for a Answer promised by a client call.
+type Answer_Future struct{ *capnp.Future }
+
+func (f Answer_Future) Struct() (Answer, error) {
+	p, err := f.Future.Ptr()
+	return Answer(p.Struct()), err
 }
 
 type RequestHead capnp.Struct
@@ -1908,99 +2674,128 @@ func (f ByteStream_close_Results_Future) Struct() (ByteStream_close_Results, err
 	return ByteStream_close_Results(p.Struct()), err
 }
 
-const schema_b6a4bcab707b51ca = "x\xda\x9cV]h\x1cU\x14>g~:\xbb\xb2\xdb" +
-	"\xdd\xdb\xd9V*\x92\xd5\x90\x8a\x89\x1a\x93\xd4B\x13\x09" +
-	"\x89AY#\x8d\xe6\xb6\x0a\x8a-\xf66{\xdb]\xdd" +
-	"\x9dYgf\xbb\x86&\xa4H\xc5>\x88\x14A\xaaQ" +
-	"\xfbP\x15A\x91\x98\x8a>\xa8\x0fU|H\x0bE\x04" +
-	"\xa5T|)\x0a\xc5\x97*>\xd8\xa4(#\xf7\xce\xce" +
-	"\xcef\xb34\xe8\xdb\xec\xde3\xdf\xf9\xbe\xf3\x9d\xfb1" +
-	"}\xa6:\xaa\xf5's1P\xe8~}\x83\xdf\xdd\x9d" +
-	"Y\\x@?\x06d\x0b\x02\xe8h\x00l\x8fk\x9d" +
-	"\x08h\x12m\x04\xd0?\x87\xda\x0f\x17\xafw\xce\x03\xc9" +
-	"\x88\x02E\x14\xf4k\xb7\x88\x82A\xad\x06\xe8/\x0e\xbf" +
-	"\xfd\xe7\xa5\xbb\xc6O\x03\xb9\x19\x014q\xfe\xba\xd6\x83" +
-	"\xa0\xf9+\x85\xb1So\xcc\xe4\x17\x9a_\x9d\x0d\xb0_" +
-	"\x92\xaf\x16\x16~\xbaz\xcd;\xf5i\xf0j\xd0\xfcr" +
-	"P\xf0\x9bl\xfe\xc1\xe6\xcd}\x97\x12\xa3\x9f5\x17\xc4" +
-	"\xf5\x80\x9d.\x0a>\xecp~?\xb2\xef\xc2\xd7@\x12" +
-	"\xaa\x7f\x9e\x1e\xa9|\xf4\xd5{\x9f\x03\xa0\xd9\xaf\x9f1" +
-	"\x07u\x03\xc0\xdc\xa1\xe7\xcc}\xe2\xc9_\xfa\xf9\xd5\xc3" +
-	"O\xdd\x7fq\x09H\x02\xa3b\xc9\xcb|H\x9f7'" +
-	"d\xfd\xb8.\xa8\xe5\x1f\xef\x9a8Kf\xcf\x01\xd9\xd4" +
-	"\xe8\xfc\xbe\xbeIt\xfeXv\xde\xea_M\xee\xfa\xe7" +
-	"\xc5_\xd6t\xbe\xa0\x9f6\x7f\x94H\xdf\xeb9sE" +
-	"v\xd6\xd9[;o=\xf1\xf7\xafu49\x89\xcb\xfa" +
-	"MR\xa8lWX~\xe2\xe9\x99Wj\x7f\x00\xdd\x82" +
-	"\x8d\x8a\xf1\x0dr\xcct\xc3\x15@\xbf\xfa\xe0Rg\xc7" +
-	"\xbd\xd7\xaf\xad\xe9\xb7\xc3x\xcd\x1c6D\xbfA#g" +
-	"2\xf1\xe4w|r\xc7\x95\xdb\xce\x7f\xbb\xdc\xa2T\x93" +
-	"\xfa\x8c3&\x95\xf5\x13\x86\x00>\xfe\xee;{\xf6\x9e" +
-	"\xfcn\x19h\x02\x9b\x8bU9\xbc\xd87\xe6pL\x82" +
-	"\xc7D\xf1\x89g7\xfd\xf5\xe5c'W\xd6\xb0\xb8=" +
-	"\xfe\x85\xd9\x1d\x17\x85\xdb\xe2/\x9b\xd5\xb8\x01O\xfa\x87" +
-	"\x1cV\xb4z\xa7\x98Z\xb1*C\xbb\xb9[\xb1\xad<" +
-	"wz]\x8f9^\xd7n\xeeV\x8d\x92\xe7RM\xd5" +
-	"\x004\x04 \xc9\x1e\x00\x1aS\x91f\x14L\x1d\xb0\xf3" +
-	"\xd3H\xa2\x86\x80H\x00Wc\xe6\x98\xc7kl\xba\xd7" +
-	"\xe1\xaeg;\xbck\x929L-\xbb4\xd6\x80\xec\x1e" +
-	"\x00\xa0]*\xd2>\x05\x09bF\x0c\x97\xdc#\xfa\xdc" +
-	"\xa9\"\xbdO\xc1\xacg?\xc7-L\x82\x82I\xc0T" +
-	"\xd5\xe5\x0e&@\xc1Dk\xaf\xb1i\x8f\xef\xf1\x1c\xce" +
-	"\xca\xbdS%\xdb\xe5B@\xaaZ\xf2\xdc\x1bSj\xc8" +
-	"\xfc/\x9c$\"\x92\xc8\xf3@|\xaah\x1d\xb41\x1d" +
-	"\xb9\x0b\x88\xe9uyN2\xc7`\xe5Us\x1e\x88\xe6" +
-	"\x9c\xe5\x8ec\xaf/\xb9\xe6\x14\xbd\xb6P\xcd\x96\xe5\x99" +
-	"\xc7\xc2I6\x9004?+\xdd\x9fD\xa4\x9a\xaa\x03" +
-	"4V\x1e\xc3\x08\"d\x00\x14\xa2\x1bY\xb9 \xa38" +
-	"\x89-(\x0fs\x96W\x03\x88\xa6i\xf6\xb4\x9b\xe6@" +
-	"4\xcd\x94\xc5\xca<\x14\x98=\xccJU\xde^nN" +
-	"\xfep\xf8\xf3U\xee\x06\xfbY\xf2\xf0\xff\xee'\x86\xcb" +
-	"`\xd4\xd8t$:LS\x0c\xb3\x91\x901)z\xae" +
-	"\xbe0\xabe\xb7\xe1%v\xbc\xecJ\"7\x1e\xc1#" +
-	"\x00\xf4n\x15\xe9N\x05S\x05\xce\xf2\x98\x8e\xaez}" +
-	"q\x1cy']\x0e\x00H\xa2,mw\xd5Z\xafo" +
-	"x\xd5\xd2\x0d\x16l\x08\x80\xeeU\x91\x16\x14\x0cI\xf0" +
-	"1\x00\xba_E:\xa3 Q0\x83\x0a\x00\x99\x16t" +
-	"=\x15\xe9Q\x05\x89\x9a\xce\xa0\x0a@f;\x01\xe8\x0b" +
-	"*\xd2c\x0a\x8e\xb8\x1e\xf3\xaa.\x1a\xa0\xa0\x018'" +
-	"\xd8s\xc7\xc5\x8d\x80\x93*b:\x0ar@\xf1g\xe0" +
-	"E}\xf1\x0cn\xe5\x11AA\\\xe3\x86\xc3\x8ahE" +
-	"^\x84\xa1\x8ca\xd67y!g\xddf\x05\x05F\xd6" +
-	"\x1a\xb7\x0e\xda\x02\xa7I\xfc@$\x9e\xacQ_\x12\xea" +
-	"\x95@}Q\xa8\xcf\xabH+B\xbd\x1a\xa8/\x1f\x00" +
-	"\xa0%\x15\xe9q\x91HE\xaf\xd4X\xd19V\xa9<" +
-	"\xda\xb4\xc0)\xc7\x8e\x0e\xfd\x0aw\xcaE\xd7-\x82a" +
-	"[\x8d\xf9\x88\xc3\x8dM\xe2\x95\xc0?)I\\!h" +
-	"\xa1>\xd4\x8ezO;\xeacu\xeaG\x15\xc4:\xf3" +
-	"Y\x07\x80\xce\x04\xccG\xca\xdc+\xd8\xf9\x06\xd5\x0a\xf3" +
-	"\x0a\x0d\x1d\xeb\x99\xe8O\xd9\x96\xc7-o\x17d\xb9u" +
-	"\xc8+\xa0\x0e\x0a\xea\xad\x1e\x8aH\x1a\x092)\x88\x01" +
-	"ad\xf8\x95\x80\xd6\xe2\xd9\xda\xf6\xf9g\xde$\xfd\"" +
-	"I\xb6\x19\x18}b`\xf8\x99B\xb6\x8a\xb3\xa4\x91\x95" +
-	"\x916\x8aY\x99\x92\xd2\xea\x7f\x03\x00\x00\xff\xff\xf0\x01" +
-	"E\xda"
+const schema_b6a4bcab707b51ca = "x\xda\xa4WohTW\x16?\xe7\xbd\x99y\x93q" +
+	"b\xe6\xe6EWw\x17g\xc9f\x97Mv\x8d\x9a\xf8" +
+	"\xc1\xcd\"\x99\xcc*\x1a\xd1\xdd\\]\xd9\x95\x8d\xe8\xd3" +
+	"\xb9\xc9L;\xf3f|\xef\x8d\xd3`\xd2\xd8\xa2Th" +
+	"-Z\x10kZ\x85j\xa5\xd8R\xd2X*\xb4ZP" +
+	"iA\x05)\x82\xc5Z\xec\xa7\x8a\xb6Pm-\xda\x18" +
+	"\xb1\xbcr\xdf\x9b\xf7\xc7dLZ\xfam^\xee\xb9\xe7" +
+	"\xfc\xce\xf9\x9d\xf3;7\xf3\x17\x04\x12\x81\x05\xd5\xc3\x11" +
+	"\x10h\x7f0d66\xd6\x8d\x0cw\x04w\x00\x99\x89" +
+	"\x00A\x94\x00Z\x17\x07\xeb\x11P^\x1al\x074{" +
+	"\xbf\xd9p\xfdw\xc5\xfe\xe7\x81\xd4q\x83\x007`\xc1" +
+	"\x087\xc8\x05o\x02\x9a\xe71p\xf9\xca\x83\xfa\xa1\xb2" +
+	"\x81\xc0\x0d:B\xbf\xe5\x06\x9d\xa1\x12\xa09\xb2\xf8\xd5" +
+	"\xef\xaf\xfe\xb5\xf30\x90\xdf \x80\xe5\xe0h\xa8\x09!" +
+	"`\x8e\xa5\x93\x87^\xeeO\x0d\xfb\xaf\xee\x0eY\xc1\xf7" +
+	"YWgU\xb7\xd6\x8el\x1d=\x0e4\x8ah^\xa0" +
+	"\xdb\x0ao\x9dz\xfd\x84m)\xdf\x09\x0d\xc9c!\xfe" +
+	"\xeb^h\x18\xd0L\x0f\x7f~{\xd48\xf4\xae\x1d\xc7" +
+	"N\xe5\xa0dy;*\xf1T\xde\x981c\xfe\xd5h" +
+	"\xe2=\xbf\xc1\xc7\xb6\xc1E\xcb\xe0\xcd9\xda\xb7\xdb\xd6" +
+	"_<\x03$*z\xd1\x00\xe5[\xd2q\xf9\x9ed\x05" +
+	"\x95\x96\xc9\xb3\xc3\x12\x80y\xee\xda\x8b[\xd7\xfd\xe3\xca" +
+	"9 \xd1\x09\xd00<$Wq+9\x18\xe6y\xa4" +
+	"\xfe\xd3\xb0\xea4\x198\x0f\xa4\xd6MT\x09\xd7\xf2\xc8" +
+	"\x19\xcb`-k<\xb9\xf0\xe1\x7f/\x97+aC\x0b" +
+	"\xdb\xd0\xc2\x1c\xdal\xf3v\xf5\xca\x1f\x9f\xfdr\x02\xb4" +
+	";\xe1\xc3\xf2\x18\x0f\xd5z/,\xa1|\xb0\x8ac\x0b" +
+	"*\xaf,\xfa\xfd\x9e\x87\xd7\xfd\xf1vVY\xa4\xed\xae" +
+	"\xe2\xf1\xe6\xdd\xf8\xe3\xd3\x8d__\xbaa\xc7\xb38\xb9" +
+	"UU\xcf9I\xdf_\xfb\xff\xfe\x17J\xdf\x01\x9d\x89" +
+	"\xee\xddO\xab,>\xbf\xa8\xe2\x84\xdf\xfegw\xcf\xf0" +
+	"\x83\xcf\xee\xfa\xee\x9e\x89\xd4\xf2\xbb\x87N\\\xae\xeb\xd5" +
+	"\xa5Q\xdf\xc9\xb1\x88\xc5tq\xc9\xb9\xfa9\xf3\x1e\x8c" +
+	"N\x80\xbf7\xf2\x92| \xc2+\xb5/\xb2L\xfe\x90" +
+	"\xff2\xe7\xbc\xf3\xe7\x9b\x7f\xb8\xf0\xd1\xfdq\x95\xe5\xfe" +
+	"\xe4\xa3\x91\xe3\xf2\xdb\x96\xfd\xb1\x08\x07\xb3\xeb\xc8\xc15" +
+	"\xdd\xfb?\xb9?\xbeCDn\xb2w\xdaY\xf9\xc04" +
+	"\xcb\xf94n\xbc\xe7\x89\xda\x1fN\xfe{\xff\xd8\x04\x14" +
+	"\x03\xd1\x0f\xe4\x9dQn\xf8L\xf49\xf9\x12\xffe~" +
+	"u\xea\xda\xdd\xb3G^3}\xc9\xbc\x1fmB\xe86" +
+	"{5%\xa36oV\xc4\x82Zh[\xcd\xf4B^" +
+	"M1\xadY7\x14\xcdhX\xcd\xf4\xa2\x945t\x1a" +
+	"\x10\x03\x00\x01\x04 \xd5M\x004,\"\xad\x13\xb0f" +
+	"S>\xd5\x87\xc4\x83\x02\x88\x84\x8f\x99\xdf\xe72\xc5`" +
+	"%\xa5\xaf9\xdf\xd3\xc3\xb4\x86.ESr:\x00\x8d" +
+	"\xb9\x1e\x95\x16\x00\xda-\"M\x0bH\x10\xeb8S\x84" +
+	"\xf10\x1bE\xa4Y\x01\x89 \xd4\xa1\x00@2\xdc2" +
+	"%\"-\x08HD\xb1\x0eE\x00\x92\xe3\x96i\x11\xa9" +
+	"!`\xdc\xc8?\xc9T\xac\x06\x01\xab\x01k2jO" +
+	"\x1ec\x1e\x05\x80\x18\x03\x8c\xe7K*\xd30\x0a\x02F" +
+	"\x01k\x8a\xba\xf7Q\x19\xb9\xc6t#\xaf1\x0b\xbb\x98" +
+	"\xd3i\xd8\x85\xde\xc8\x015\x88H\xe7\xfb\xa0\xcf\xe5\x80" +
+	"\xfe\"\"]8\x01\xd0\xe3c%\xfb\x0c\xb6\xc6\xd0\x98" +
+	"\x92k\xde\x9c\xcd\xeb\x8c\x97\xbe\xa6\x985\xf4\xc9!\xb9" +
+	"\x04\xfd\x12L\x96G$^\x1f\xdb\xb4=\xa6\\.\x00" +
+	"\xe4\x00:T\xbd$2\xad\x0b\x91F\xdd\x90K\xdb\x00" +
+	"hBD\xbaR@'bg\x12\x80.\x11\x91n\xe4" +
+	"\x04\xa2M\xe0z\x0e\xe3\x7f\"\xd2\x94\x80\xed\xba\xa1\x18" +
+	"E\x1d%\x10P\x02\x1cL3%\xc54\x1d\xa7\x03v" +
+	"\x89\x881O\x93\x00\xf9\x1f\xedf+Wr\x8a\xe2u" +
+	")\x9a\xa4\xe4\x1ei\xdb\x16\xafm\xe3L\xd3\xf2S\xf3" +
+	"P\xd22FEW\xfe\x09H)\x862\x01\x14:\xb3" +
+	"\x14\xb7\x86\x89\x17+ \x06\x01\\=BgS\x11\xd2" +
+	"\x02\x02\x09Jqk\xde\x12\xd8\x85\xe3\xbc,gJ\xaa" +
+	"\\o\x1f\xc5M\x95(n\xf1(\xaeQ\x95\x1cs\x12" +
+	"\x8coU\xb2E\xf6\x98\x16\xb7>4\xb6\xa5\xc8t{" +
+	"\xdc\xb3\x06\xeaS\x86j\xf3\x85\xaa\xac\x01\xed\x8a\xaa\x97" +
+	"\x98\x861o\xed\x8dk\xa7G\xfa\xb9\x941\xd2)M" +
+	")U*\xf7j\x00\x1a\x15\x91\xce\x12\xd0\xb4\xc6i\xb9" +
+	"\xa2\x03\xa6+W\x9d;\x94JJ\x1f/X\xcc\xaa\xb9" +
+	"\xb3\xd2\xd1Y\xd0dK\x12\x04\xc2$\xf4\xde\x03\xe8\xac" +
+	"\x01\xb2\x8e\xf3\xb1JB\xc1\xddb\xe8h'\xe9X\x01" +
+	"\x02\xf9\xbb\x84\xa2\xbbq\xd0Y\x12d.?\xfb\x934" +
+	"X\x1e\xcc\x04\xc6-\xbdK\xa0\xe9\xa4\x06\x00\x094\x8b" +
+	"j\x8f\x96aj\xca\xfa\xf2\xb3]\x81\x0eW+\xa7\xa2" +
+	"c\x05\x00\xfd\x9b\x88t\x91\x805|\x8c0\xe6\xad\x92" +
+	"r\xd55K\xd9u\x06\x00H\xbc\xb7\xc1d\x82\xed@" +
+	"u8\x99|U8\xe2\xe8\xd3\xf56O\xd7]YO" +
+	"\x96e\xbd\xdf\xa7\x0a}<)CD\xba\x9d\xcbz\xcc" +
+	"\x96\xf5\x81z\x00\xfa\x94\x88t\xc7\xaf\x94\x0a\x89\xa9)" +
+	"D\x10\x10'\xdfLN\xf3OQ\x8c\x09\xba\x8c\x0eq" +
+	"\xa8z\x83\xee\xbcY\xd0y,\x11\x92\xb4\x06}\xb0L" +
+	"n\x85Q\xe7>\xe2j\xa7\xda\x93\xb7\x9bw\xf2\xfd\x98" +
+	"\xac\xb4\x1f\x9b*\xed\xc7M\x004+\"\xdd\xc5\xd7Q" +
+	"\xc6\xc8\xbaR0\xa8\x14\x0a\xff\xf2\x09E\x8d\x96\xf7\x0e" +
+	"\xcd\x02\xd3r\x19]\xcf\x80\x94W\xddR\xf3\xc3\xe9\xbe" +
+	":\x0av+X)q\xa9\x82q\xd0\xdb~\xf6jO" +
+	"\x96\xa1o\x17\x10\xcb\xc8\x074\x00\xdao#o\xcf1" +
+	"#\x9dO\xb9P\x0b\x8a\x91v\xf3\x98\xaa\x1f\xcc\xcdy" +
+	"\xd5`\xaa\xb1\x12\xe2L\xed5\xd2\x18\x04\x01\x83\xe3\xa5" +
+	"\x83K\x7f\xbb\xad\xfd\xb6\xdcr\"\x9dg6\xaa#\xa7" +
+	"K\xadC\x1b\x0e\x90\x05-\xd6\xa4\xa3\xf7FG\xe7\x9f" +
+	"\x022\x9b\x9fUKqku$0nm\xa3Js" +
+	">^\xf6\x9c\xae\xfa)\x00\x00\xff\xff{tS\xa1"
 
 func RegisterSchema(reg *schemas.Registry) {
 	reg.Register(&schemas.Schema{
 		String: schema_b6a4bcab707b51ca,
 		Nodes: []uint64{
 			0x840541afb1142929,
+			0x8b7c751be45fec67,
 			0x9a22fad7d40401c9,
 			0xa2492bd9f29c3db1,
 			0xaf647c989e4268f9,
+			0xb2f776b112330d18,
 			0xb39e74f7eedaaf68,
 			0xb5400cd9301515a7,
 			0xc1cd5d7bef721eaa,
 			0xc8d73b59768edcc8,
 			0xc97d11c04d245464,
+			0xd457fc34bb296555,
 			0xe382fd4c0deeff19,
 			0xe4fc901c389b6105,
+			0xe6d1e9297e23e62f,
 			0xf0778c7c5b55f868,
+			0xf4d8faaf665c43ee,
+			0xf707736714d4b69e,
 			0xf7fa2f1e22c84475,
 			0xf8c4ca20e726b01e,
 			0xf8cf975c539da388,
 			0xf9974fbbf6126a90,
+			0xffa1a3c2f4dcbce8,
 		},
 		Compressed: true,
 	})

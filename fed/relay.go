@@ -147,6 +147,17 @@ type GrainServer struct {
 
 	ctx    context.Context
 	cancel context.CancelCauseFunc
+
+	// OnRelease, if set, runs when the capability from Client is released
+	// by every holder, as when the connection to the friend's node drops.
+	OnRelease func()
+}
+
+// Shutdown implements server.Shutdowner.
+func (s *GrainServer) Shutdown() {
+	if s.OnRelease != nil {
+		s.OnRelease()
+	}
 }
 
 // NewGrainServer returns a server relaying into rt. prepare is called on
@@ -183,19 +194,31 @@ func (s *GrainServer) Request(_ context.Context, call Grain_request) error {
 	if err != nil {
 		return err
 	}
+	// The body stream carries the request body, or an upgrade's bytes
+	// after the 101 (never both). A request with neither gets none: one
+	// capability fewer to export and release.
+	upgrade := req.Header.Get("Upgrade") != ""
 	pr := newBufPipe(flowWindow)
-	if err := res.SetBody(ByteStream_ServerToClient(&pipeStream{w: pr})); err != nil {
-		return err
+	if req.ContentLength != 0 || upgrade {
+		if err := res.SetBody(ByteStream_ServerToClient(&pipeStream{w: pr})); err != nil {
+			return err
+		}
 	}
-	// An upgrade's bytes flow only after the 101, through the upgraded
-	// connection, never as a request body.
-	if req.ContentLength == 0 || req.Header.Get("Upgrade") != "" {
+	if req.ContentLength == 0 || upgrade {
 		req.Body = http.NoBody
 	} else {
 		req.Body = pr
 	}
 	responder := call.Args().Response().AddRef()
-	go s.exchange(req, pr, responder)
+	if req.Body == http.NoBody && !upgrade {
+		// Nothing more comes from the friend for this exchange, so its
+		// answer may go in this call's return. Other calls on the grain
+		// proceed meanwhile.
+		call.Go()
+		s.exchange(req, pr, responder, &res)
+		return nil
+	}
+	go s.exchange(req, pr, responder, nil)
 	return nil
 }
 
@@ -232,8 +255,15 @@ func (s *GrainServer) newRequest(head RequestHead) (*http.Request, error) {
 		return nil, errors.New("invalid content length")
 	}
 	u.Scheme, u.Host = "http", "grain"
+	// The grain is told the host the friend's browser asked for, as a
+	// local grain is, so links it makes and the Origin checks of its
+	// websockets work on the friend's node.
+	host := "grain"
+	if fh := h.Get("X-Forwarded-Host"); fh != "" && len(fh) <= 255 && httpguts.ValidHostHeader(fh) {
+		host = fh
+	}
 	req := &http.Request{
-		Method: method, URL: u, Host: "grain", Header: h, ContentLength: n,
+		Method: method, URL: u, Host: host, Header: h, ContentLength: n,
 		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
 	}
 	if s.prepare != nil {
@@ -242,15 +272,20 @@ func (s *GrainServer) newRequest(head RequestHead) (*http.Request, error) {
 	return req, nil
 }
 
-// exchange runs one request through the grain and streams the answer back.
-func (s *GrainServer) exchange(req *http.Request, reqBody *bufPipe, responder Responder) {
-	defer responder.Release()
+// exchange runs one request through the grain and sends the answer back:
+// in res, if it is not nil and the answer is small and whole, else through
+// the responder (streaming in a goroutine of its own when res is set, so
+// the call can return).
+func (s *GrainServer) exchange(req *http.Request, reqBody *bufPipe, responder Responder, res *Grain_request_Results) {
 	ctx, cancel := context.WithCancel(s.ctx)
-	defer cancel()
 	// A request body cut off by revocation must not leave RoundTrip
 	// waiting for bytes that will never come.
 	stop := context.AfterFunc(ctx, func() { reqBody.CloseWithError(context.Cause(s.ctx)) })
-	defer stop()
+	done := func() {
+		stop()
+		cancel()
+		responder.Release()
+	}
 	resp, err := s.rt.RoundTrip(req.WithContext(ctx))
 	if err != nil {
 		reqBody.CloseWithError(err)
@@ -258,10 +293,14 @@ func (s *GrainServer) exchange(req *http.Request, reqBody *bufPipe, responder Re
 		if s.ctx.Err() != nil {
 			msg = ErrRevoked.Error()
 		}
+		if res != nil && answer(*res, http.StatusBadGateway, http.Header{"Content-Type": {"text/plain; charset=utf-8"}}, []byte(msg+"\n")) == nil {
+			done()
+			return
+		}
 		s.respondError(ctx, responder, http.StatusBadGateway, msg)
+		done()
 		return
 	}
-	defer resp.Body.Close()
 	cleanHeaders(resp.Header)
 	if resp.ContentLength >= 0 && resp.StatusCode != http.StatusSwitchingProtocols {
 		resp.Header.Set("Content-Length", fmt.Sprint(resp.ContentLength))
@@ -270,11 +309,42 @@ func (s *GrainServer) exchange(req *http.Request, reqBody *bufPipe, responder Re
 	var whole []byte
 	if n := resp.ContentLength; n >= 0 && n <= chunkSize && resp.StatusCode != http.StatusSwitchingProtocols {
 		whole = make([]byte, n)
-		if _, err := io.ReadFull(resp.Body, whole); err != nil {
+		_, err := io.ReadFull(resp.Body, whole)
+		resp.Body.Close()
+		if err != nil {
 			s.respondError(ctx, responder, http.StatusBadGateway, "the grain's response was cut short")
+			done()
+			return
+		}
+		if res != nil && answer(*res, resp.StatusCode, resp.Header, whole) == nil {
+			done()
 			return
 		}
 	}
+	if res != nil {
+		go s.respond(ctx, resp, whole, reqBody, responder, done)
+		return
+	}
+	s.respond(ctx, resp, whole, reqBody, responder, done)
+}
+
+// answer puts a whole response in a request call's results.
+func answer(res Grain_request_Results, status int, h http.Header, body []byte) error {
+	a, err := res.NewAnswer()
+	if err != nil {
+		return err
+	}
+	a.SetStatus(uint16(status))
+	if err := a.SetBody(body); err != nil {
+		return err
+	}
+	return writeHeaders(h, a.NewHeaders)
+}
+
+// respond sends a response through the responder: whole, or streamed.
+func (s *GrainServer) respond(ctx context.Context, resp *http.Response, whole []byte, reqBody *bufPipe, responder Responder, done func()) {
+	defer done()
+	defer resp.Body.Close()
 	fut, release := responder.Start(ctx, func(p Responder_start_Params) error {
 		p.SetStatus(uint16(resp.StatusCode))
 		if whole != nil {
@@ -309,7 +379,7 @@ func (s *GrainServer) exchange(req *http.Request, reqBody *bufPipe, responder Re
 		stop := context.AfterFunc(ctx, func() { rwc.Close() })
 		defer stop()
 	}
-	err = copyToStream(ctx, out, resp.Body)
+	err := copyToStream(ctx, out, resp.Body)
 	if ctx.Err() != nil {
 		err = context.Cause(s.ctx)
 		if err == nil {
@@ -423,6 +493,11 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	h := req.Header.Clone()
 	upgrade := cleanHeaders(h)
+	// The grain checks a websocket's Origin against the host the browser
+	// asked for, which is this node's name for the grain.
+	if req.Host != "" {
+		h.Set("X-Forwarded-Host", req.Host)
+	}
 	length := req.ContentLength
 	if req.Body == nil || req.Body == http.NoBody {
 		length = 0
@@ -460,40 +535,54 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	// The call returns as soon as the owner's node has accepted the
 	// exchange, or fails when it refuses (revoked, malformed); the answer
 	// itself comes through the responder.
-	callDone := make(chan error, 1)
+	type callResult struct {
+		answer *startResult
+		err    error
+	}
+	callDone := make(chan callResult, 1)
 	go func() {
-		_, err := fut.Struct()
-		release()
-		callDone <- err
-	}()
-	select {
-	case err := <-callDone:
-		if err != nil {
-			return fail(remoteError(err))
+		res, err := fut.Struct()
+		var ans *startResult
+		if err == nil && res.HasAnswer() {
+			ans, err = readAnswer(res)
 		}
+		release()
+		callDone <- callResult{ans, err}
+	}()
+	var answered *startResult
+	select {
+	case r := <-callDone:
+		if r.err != nil {
+			return fail(remoteError(r.err))
+		}
+		answered = r.answer
 	case <-ctx.Done():
 		return fail(ctx.Err())
 	}
-	if upgrade == "" {
+	// A request without a body sends nothing on the body stream: the
+	// owner's side never reads it, and every message saved is latency
+	// saved.
+	if upgrade == "" && length != 0 {
 		up := body.AddRef()
 		go func() {
 			defer up.Release()
-			var err error
-			if length != 0 {
-				err = copyToStream(ctx, up, req.Body)
-				req.Body.Close()
-			}
+			err := copyToStream(ctx, up, req.Body)
+			req.Body.Close()
 			closeStream(ctx, up, err)
 		}()
 	}
 	var started startResult
-	select {
-	case started = <-rs.started:
-		if started.err != nil {
-			return fail(started.err)
+	if answered != nil {
+		started = *answered
+	} else {
+		select {
+		case started = <-rs.started:
+			if started.err != nil {
+				return fail(started.err)
+			}
+		case <-ctx.Done():
+			return fail(ctx.Err())
 		}
-	case <-ctx.Done():
-		return fail(ctx.Err())
 	}
 	resp := &http.Response{
 		StatusCode: started.status, Status: fmt.Sprintf("%d %s", started.status, http.StatusText(started.status)),
@@ -541,18 +630,14 @@ type responder struct {
 	started chan startResult
 }
 
-func (r *responder) Start(ctx context.Context, call Responder_start) error {
-	status := int(call.Args().Status())
+// readHead checks a response's status and headers from the wire.
+func readHead(status int, list Header_List) (http.Header, error) {
 	if status < 100 || status > 999 {
-		return fmt.Errorf("invalid status %d", status)
-	}
-	list, err := call.Args().Headers()
-	if err != nil {
-		return err
+		return nil, fmt.Errorf("invalid status %d", status)
 	}
 	h, err := readHeaders(list)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if status == http.StatusSwitchingProtocols {
 		h.Set("Connection", "Upgrade")
@@ -562,6 +647,47 @@ func (r *responder) Start(ctx context.Context, call Responder_start) error {
 		if cl != "" {
 			h.Set("Content-Length", cl)
 		}
+	}
+	return h, nil
+}
+
+// readAnswer reads a whole response from a request's results.
+func readAnswer(res Grain_request_Results) (*startResult, error) {
+	a, err := res.Answer()
+	if err != nil {
+		return nil, err
+	}
+	list, err := a.Headers()
+	if err != nil {
+		return nil, err
+	}
+	status := int(a.Status())
+	if status == http.StatusSwitchingProtocols {
+		return nil, errors.New("an upgrade cannot be answered whole")
+	}
+	h, err := readHead(status, list)
+	if err != nil {
+		return nil, err
+	}
+	body, err := a.Body()
+	if err != nil {
+		return nil, err
+	}
+	if len(body) > chunkSize {
+		return nil, errors.New("a whole answer is at most 256 KiB")
+	}
+	return &startResult{status: status, header: h, whole: bytes.Clone(body), end: true}, nil
+}
+
+func (r *responder) Start(ctx context.Context, call Responder_start) error {
+	status := int(call.Args().Status())
+	list, err := call.Args().Headers()
+	if err != nil {
+		return err
+	}
+	h, err := readHead(status, list)
+	if err != nil {
+		return err
 	}
 	whole, err := call.Args().Body()
 	if err != nil {

@@ -215,6 +215,7 @@ func (n *Node) Status(ctx context.Context) (webui.Status, error) {
 		GrainIdle: n.cfg.GrainIdle,
 	}
 	n.p2pStatus(&st)
+	st.Name = n.NodeName()
 	return st, nil
 }
 
@@ -412,6 +413,7 @@ func (n *Node) Grains(ctx context.Context, who webui.User) ([]webui.Grain, error
 			out = append(out, n.toAPI(g, who, role, names))
 		}
 	}
+	out = append(out, n.remoteGrains(ctx, who)...)
 	sort.Slice(out, func(i, j int) bool {
 		if !out[i].Created.Equal(out[j].Created) {
 			return out[i].Created.Before(out[j].Created)
@@ -423,6 +425,13 @@ func (n *Node) Grains(ctx context.Context, who webui.User) ([]webui.Grain, error
 
 // Grain implements webui.Backend.
 func (n *Node) Grain(ctx context.Context, who webui.User, id string) (webui.Grain, error) {
+	if rg := n.remoteGrain(id); rg != nil {
+		rg, err := n.remoteFor(who, id)
+		if err != nil {
+			return webui.Grain{}, err
+		}
+		return n.remoteToAPI(rg, n.friendNames(ctx)), nil
+	}
 	g, role, _, err := n.access(ctx, who, id)
 	if err != nil {
 		return webui.Grain{}, err
@@ -543,6 +552,13 @@ func (n *Node) createGrain(ctx context.Context, who webui.User, appRef, title st
 
 // OpenGrain implements webui.Backend.
 func (n *Node) OpenGrain(ctx context.Context, who webui.User, id string) (webui.Grain, error) {
+	if rg := n.remoteGrain(id); rg != nil {
+		rg, err := n.remoteFor(who, id)
+		if err != nil {
+			return webui.Grain{}, err
+		}
+		return n.openRemote(ctx, who, rg)
+	}
 	g, role, shareID, err := n.access(ctx, who, id)
 	if err != nil {
 		return webui.Grain{}, err
@@ -640,6 +656,9 @@ func (n *Node) GrainLog(ctx context.Context, who webui.User, id string) ([]byte,
 
 // GrainExists implements webui.Backend.
 func (n *Node) GrainExists(ctx context.Context, id string) (bool, error) {
+	if n.remoteGrain(id) != nil {
+		return true, nil
+	}
 	_, err := n.grain(id)
 	return err == nil, nil
 }
@@ -648,6 +667,9 @@ func (n *Node) GrainExists(ctx context.Context, id string) (bool, error) {
 func (n *Node) RedeemLoginToken(ctx context.Context, grainID, token string) (string, error) {
 	if token == "" {
 		return "", fmt.Errorf("%w: no token", webui.ErrInvalid)
+	}
+	if n.remoteGrain(grainID) != nil {
+		return n.redeemRemoteLogin(ctx, grainID, token)
 	}
 	now := time.Now()
 	// Deleting is the redeeming: of two requests racing with one token,
@@ -692,6 +714,9 @@ func (n *Node) forgetExpired(ctx context.Context, now time.Time) {
 
 // GrainViewer implements webui.Backend.
 func (n *Node) GrainViewer(ctx context.Context, grainID, session string) (webui.Viewer, error) {
+	if rg := n.remoteGrain(grainID); rg != nil {
+		return n.remoteViewer(ctx, rg, session)
+	}
 	g, err := n.grain(grainID)
 	if err != nil {
 		return webui.Viewer{}, err
@@ -809,6 +834,9 @@ func (n *Node) dropSessions(match func(sessionEntry) bool) {
 
 // AcquireGrain implements webui.Backend.
 func (n *Node) AcquireGrain(ctx context.Context, grainID string) (http.RoundTripper, func(), error) {
+	if rg := n.remoteGrain(grainID); rg != nil {
+		return n.acquireRemote(ctx, rg)
+	}
 	if _, err := n.grain(grainID); err != nil {
 		return nil, nil, err
 	}

@@ -103,6 +103,42 @@ var migrations = []string{
 	ALTER TABLE grain_sessions ADD COLUMN share_id TEXT REFERENCES shares(id) ON DELETE CASCADE;
 	ALTER TABLE login_tokens ADD COLUMN user_id TEXT REFERENCES users(id) ON DELETE CASCADE;
 	ALTER TABLE login_tokens ADD COLUMN share_id TEXT REFERENCES shares(id) ON DELETE CASCADE;`,
+	// Friends (other nodes) and grains shared between them. A share to a
+	// friend is a row in shares with friend_peer set: it has no link, only
+	// a token the friend's node holds. remote_grains are grains friends
+	// shared with this node, each for one local user.
+	`CREATE TABLE friends (
+		peer TEXT PRIMARY KEY,
+		name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+		addrs TEXT NOT NULL DEFAULT '[]',
+		added_at INTEGER NOT NULL
+	);
+	CREATE TABLE friend_invites (
+		hash TEXT PRIMARY KEY,
+		created_at INTEGER NOT NULL,
+		expires_at INTEGER NOT NULL
+	);
+	ALTER TABLE shares ADD COLUMN friend_peer TEXT REFERENCES friends(peer) ON DELETE CASCADE;
+	ALTER TABLE shares ADD COLUMN friend_user TEXT NOT NULL DEFAULT '';
+	CREATE TABLE remote_grains (
+		id TEXT PRIMARY KEY,
+		peer TEXT NOT NULL REFERENCES friends(peer) ON DELETE CASCADE,
+		token BLOB NOT NULL,
+		user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+		title TEXT NOT NULL,
+		app_name TEXT NOT NULL,
+		role TEXT NOT NULL,
+		permissions TEXT NOT NULL DEFAULT '',
+		owner TEXT NOT NULL,
+		revoked INTEGER NOT NULL DEFAULT 0,
+		created_at INTEGER NOT NULL,
+		UNIQUE (peer, token)
+	);
+	CREATE TABLE remote_sessions (
+		hash TEXT PRIMARY KEY,
+		grain_id TEXT NOT NULL REFERENCES remote_grains(id) ON DELETE CASCADE,
+		expires_at INTEGER NOT NULL
+	);`,
 }
 
 // openDB opens (creating if needed) the node's metadata database. WAL with

@@ -36,6 +36,7 @@ type Config struct {
 	MaxUpload int64         // largest package or backup upload; default 1 GiB
 	P2PListen []string      // libp2p listen multiaddrs; default loopback TCP and QUIC, any port
 	Bootstrap []string      // multiaddrs (with /p2p/<id>) of peers to join the DHT through
+	Name      string        // what the node calls itself to friends; default the owner's username, else the host name
 	Version   string
 	Log       *slog.Logger
 }
@@ -74,6 +75,7 @@ type Node struct {
 	web      webState                // accounts and sharing (users.go)
 
 	p2p *p2pState // libp2p host, DHT and app store
+	fed *fedState // friends and grains shared between nodes (friends.go)
 
 	webLn   net.Listener
 	sockLn  net.Listener
@@ -152,6 +154,9 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 		n.log.Warn("remove unused packages", "err", err)
 	}
 	if err := n.startP2P(ctx); err != nil {
+		return nil, err
+	}
+	if err := n.startFed(ctx); err != nil {
 		return nil, err
 	}
 	n.grains = newGrainManager(n.runner, cfg.GrainIdle, n.log.With("subsystem", "grains"), n.startSpec, n.touchGrain)
@@ -246,6 +251,7 @@ func (n *Node) Close() error {
 		s.Close() // hijacked websockets are not closed by Shutdown
 	}
 	n.serveWG.Wait()
+	n.stopFed()
 	n.stopP2P()
 	if n.grains != nil {
 		n.grains.close()

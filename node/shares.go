@@ -30,6 +30,9 @@ func (n *Node) NewShare(ctx context.Context, who webui.User, grainID string, req
 		}
 		return webui.Share{}, fmt.Errorf("%w: %s has no role %q (it has: %s)", webui.ErrInvalid, m.Name, req.Role, strings.Join(names, ", "))
 	}
+	if strings.TrimSpace(req.Friend) != "" {
+		return n.shareWithFriend(ctx, who, g, req)
+	}
 	label := strings.TrimSpace(req.Label)
 	if len(label) > 100 {
 		return webui.Share{}, fmt.Errorf("%w: the label is longer than 100 characters", webui.ErrInvalid)
@@ -97,8 +100,10 @@ func (n *Node) Shares(ctx context.Context, who webui.User, grainID string) ([]we
 		return nil, err
 	}
 	rows, err := n.db.QueryContext(ctx, `SELECT s.id, s.role, coalesce(u.username, ''), s.anonymous, s.label, s.created_at, s.expires_at,
-			(SELECT group_concat(hu.username, ',') FROM share_holders h JOIN users hu ON hu.id = h.user_id WHERE h.share_id = s.id)
-		FROM shares s LEFT JOIN users u ON u.id = s.for_user WHERE s.grain_id = ? ORDER BY s.created_at, s.id`, grainID)
+			(SELECT group_concat(hu.username, ',') FROM share_holders h JOIN users hu ON hu.id = h.user_id WHERE h.share_id = s.id),
+			coalesce(f.name, ''), s.friend_user
+		FROM shares s LEFT JOIN users u ON u.id = s.for_user LEFT JOIN friends f ON f.peer = s.friend_peer
+		WHERE s.grain_id = ? ORDER BY s.created_at, s.id`, grainID)
 	if err != nil {
 		return nil, err
 	}
@@ -108,7 +113,7 @@ func (n *Node) Shares(ctx context.Context, who webui.User, grainID string) ([]we
 		sh := webui.Share{GrainID: grainID}
 		var created, expires int64
 		var holders sql.NullString
-		if err := rows.Scan(&sh.ID, &sh.Role, &sh.ForUser, &sh.Anonymous, &sh.Label, &created, &expires, &holders); err != nil {
+		if err := rows.Scan(&sh.ID, &sh.Role, &sh.ForUser, &sh.Anonymous, &sh.Label, &created, &expires, &holders, &sh.Friend, &sh.FriendUser); err != nil {
 			return nil, err
 		}
 		sh.Created = time.Unix(created, 0)
@@ -126,8 +131,8 @@ func (n *Node) Shares(ctx context.Context, who webui.User, grainID string) ([]we
 // RevokeShare implements webui.Backend. The share's sessions end at once:
 // their next request is refused and their open websockets are closed.
 func (n *Node) RevokeShare(ctx context.Context, who webui.User, shareID string) error {
-	var grainID string
-	err := n.db.QueryRowContext(ctx, `SELECT grain_id FROM shares WHERE id = ?`, shareID).Scan(&grainID)
+	var grainID, friendPeer, hash string
+	err := n.db.QueryRowContext(ctx, `SELECT grain_id, coalesce(friend_peer, ''), hash FROM shares WHERE id = ?`, shareID).Scan(&grainID, &friendPeer, &hash)
 	if errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("%w: no share %q", webui.ErrNotFound, shareID)
 	}
@@ -143,6 +148,9 @@ func (n *Node) RevokeShare(ctx context.Context, who webui.User, shareID string) 
 		return fmt.Errorf("revoke share: %w", err)
 	}
 	n.dropSessions(func(s sessionEntry) bool { return s.shareID == shareID })
+	if friendPeer != "" {
+		n.revokeFriendShare(shareID, friendPeer, hash)
+	}
 	n.log.Info("share revoked", "grain", grainID, "share", shareID)
 	return nil
 }
@@ -153,7 +161,7 @@ func (n *Node) OpenShare(ctx context.Context, who *webui.User, token string) (we
 	var forUser sql.NullString
 	var anonymous bool
 	err := n.db.QueryRowContext(ctx, `SELECT id, grain_id, role, for_user, anonymous FROM shares
-		WHERE hash = ? AND (expires_at = 0 OR expires_at > ?)`, hashToken(token), time.Now().Unix()).
+		WHERE hash = ? AND friend_peer IS NULL AND (expires_at = 0 OR expires_at > ?)`, hashToken(token), time.Now().Unix()).
 		Scan(&shareID, &grainID, &role, &forUser, &anonymous)
 	if errors.Is(err, sql.ErrNoRows) {
 		return webui.Grain{}, fmt.Errorf("%w: this sharing link does not work: it was revoked, has expired, or is mistyped", webui.ErrNotFound)

@@ -555,6 +555,7 @@ func (n *Node) RemoveUser(ctx context.Context, who webui.User, username string) 
 		return fmt.Errorf("remove user: %w", err)
 	}
 	n.dropSessions(func(s sessionEntry) bool { return s.accountID == u.ID })
+	n.forgetRemoteOf(u.ID)
 	n.log.Info("user removed", "username", u.Username, "grains", len(theirs))
 	return nil
 }

@@ -74,6 +74,9 @@ func (a *api) routes() *http.ServeMux {
 	if sb, ok := a.b.(StoreBackend); ok {
 		a.registerStore(mux, sb)
 	}
+	if fb, ok := a.b.(FriendsBackend); ok {
+		a.registerFriends(mux, fb)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: no API route %s %s", ErrNotFound, r.Method, r.URL.Path))
 	})

@@ -162,6 +162,9 @@ func (h *Handler) shellRoutes() http.Handler {
 	mux.HandleFunc("GET /invite/{token}", h.invitePage)
 	mux.HandleFunc("POST /invite/{token}", h.acceptInvite)
 	mux.HandleFunc("GET /s/{token}", h.openShare)
+	for _, p := range h.friendPages() {
+		mux.HandleFunc(p.pattern, h.signedIn(p.h))
+	}
 
 	for _, p := range []struct {
 		pattern string
@@ -407,6 +410,7 @@ type shellData struct {
 	Shares    []Share
 	NewShare  *Share
 	Users     []User
+	Friends   []Friend
 	ShareOpen bool
 	ShareErr  string
 }
@@ -467,6 +471,9 @@ func (h *Handler) renderShell(w http.ResponseWriter, r *http.Request, a actor, i
 		if d.Shares, err = h.b.Shares(ctx, a.user, id); err != nil {
 			h.failPage(w, r, err)
 			return
+		}
+		if fb, ok := h.b.(FriendsBackend); ok {
+			d.Friends, _ = fb.Friends(ctx, a.user)
 		}
 		if a.user.Owner {
 			users, _ := h.b.Users(ctx, a.user)
@@ -628,6 +635,7 @@ func (h *Handler) newShare(w http.ResponseWriter, r *http.Request, a actor) {
 	req := ShareRequest{
 		Role: r.PostFormValue("role"), ForUser: r.PostFormValue("user"), Label: r.PostFormValue("label"),
 		Anonymous: r.PostFormValue("anonymous") == "on", ExpiresIn: expires,
+		Friend: r.PostFormValue("friend"), FriendUser: r.PostFormValue("friend_user"),
 	}
 	s, err := h.b.NewShare(r.Context(), a.user, id, req)
 	if errors.Is(err, ErrInvalid) {

@@ -29,6 +29,7 @@ type Status struct {
 	Sandbox   string        `json:"sandbox"` // "root" or "unprivileged"
 	Cgroups   string        `json:"cgroups"` // "v2", "v1" or "none"
 	NodeID    string        `json:"nodeId"`
+	Name      string        `json:"name,omitempty"` // what friends call the node
 	Apps      int           `json:"apps"`
 	Grains    int           `json:"grains"`
 	Running   int           `json:"running"`
@@ -103,6 +104,10 @@ type Grain struct {
 	Created  time.Time `json:"created"`
 	LastUsed time.Time `json:"lastUsed"`
 	Running  bool      `json:"running"`
+	// From names the friend's node a grain shared from another node lives
+	// on; Revoked says its owner revoked the share.
+	From    string `json:"from,omitempty"`
+	Revoked bool   `json:"revoked,omitempty"`
 	// URL is set only by NewGrain, OpenGrain and OpenShare: it carries a
 	// one-time login token for the grain's origin.
 	URL string `json:"url,omitempty"`
@@ -120,7 +125,11 @@ type Share struct {
 	Created   time.Time `json:"created"`
 	Expires   time.Time `json:"expires,omitzero"`
 	Holders   []string  `json:"holders,omitempty"` // usernames who opened it
-	URL       string    `json:"url,omitempty"`
+	// Friend is the friend's node a share was delivered to, and FriendUser
+	// the user there it is for (empty: that node's owner).
+	Friend     string `json:"friend,omitempty"`
+	FriendUser string `json:"friendUser,omitempty"`
+	URL        string `json:"url,omitempty"`
 }
 
 // ShareRequest is what a new share should be.
@@ -131,6 +140,10 @@ type ShareRequest struct {
 	Label     string `json:"label,omitempty"`
 	// ExpiresIn is in seconds; 0 means never.
 	ExpiresIn int64 `json:"expiresIn,omitempty"`
+	// Friend, if set, delivers the share to that friend's node instead of
+	// making a link; FriendUser names one user there.
+	Friend     string `json:"friend,omitempty"`
+	FriendUser string `json:"friendUser,omitempty"`
 }
 
 // Viewer is who is asking, as the grain will be told.

@@ -59,6 +59,7 @@ default; 'erg grain new APP' prints a link that signs you in.`,
 	f.StringVar(&cfg.AppsDir, "apps", "", "install every app directory (with erg.json) below this dir at start")
 	f.StringVar(&cfg.Owner, "owner", "", "the owner's username until the setup page sets one (default $USER)")
 	f.StringArrayVar(&cfg.P2PListen, "p2p-listen", nil, "libp2p listen multiaddr (repeatable; default /ip4/127.0.0.1/tcp/0 and /ip4/127.0.0.1/udp/0/quic-v1)")
+	f.StringVar(&cfg.Name, "name", "", "what this node calls itself to friends (default the owner's username, else the host name)")
 	f.StringArrayVar(&cfg.Bootstrap, "bootstrap", nil, "multiaddr with /p2p/<peer id> of a peer to join the DHT through (repeatable)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log debug detail")
 	return cmd

@@ -29,25 +29,36 @@ func newShareNewCmd(g *globals) *cobra.Command {
 		Long: `Make a sharing link to a grain. Whoever opens it while signed in to this
 node gets the grain in "Shared with me" with the role (the app's manifest
 names the roles, such as viewer or editor). --user keeps the link for one
-user; --anonymous lets people use it without signing in.`,
+user; --anonymous lets people use it without signing in. --friend delivers
+the share to a friend's node instead (see 'erg friend'), for its owner or
+for one of its users (--user).`,
 		Example: `  erg share new abcd1234 --role viewer
-  erg share new abcd1234 --role editor --user bob --expires 168h`,
+  erg share new abcd1234 --role editor --user bob --expires 168h
+  erg share new abcd1234 --role editor --friend carol-node --user dave`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req.ExpiresIn = int64(expires / time.Second)
+			if req.Friend != "" {
+				req.FriendUser, req.ForUser = req.ForUser, ""
+			}
 			s, err := g.client().NewShare(cmd.Context(), args[0], req)
 			if err != nil {
 				return err
 			}
 			out := cmd.OutOrStdout()
 			return g.print(out, s, func() {
+				if s.Friend != "" {
+					fmt.Fprintf(out, "share %s (%s) delivered to %s\n", s.ID, s.Role, friendTarget(s))
+					return
+				}
 				fmt.Fprintf(out, "share %s (%s):\n  %s\n", s.ID, s.Role, s.URL)
 			})
 		},
 	}
 	f := cmd.Flags()
 	f.StringVar(&req.Role, "role", "viewer", "the role people with the link get")
-	f.StringVar(&req.ForUser, "user", "", "only this local user may use the link")
+	f.StringVar(&req.ForUser, "user", "", "only this user may use the share (with --friend: a user on the friend's node)")
+	f.StringVar(&req.Friend, "friend", "", "deliver the share to this friend's node")
 	f.BoolVar(&req.Anonymous, "anonymous", false, "the link works without signing in (the grain sees no name)")
 	f.StringVar(&req.Label, "label", "", "a note for yourself")
 	f.DurationVar(&expires, "expires", 0, "the link stops working after this long (default never)")
@@ -80,6 +91,9 @@ func newShareLsCmd(g *globals) *cobra.Command {
 						who = s.ForUser
 					case s.Anonymous:
 						who = "anyone"
+					}
+					if s.Friend != "" {
+						who = friendTarget(s)
 					}
 					exp := "never"
 					if !s.Expires.IsZero() {
@@ -114,4 +128,12 @@ func newShareRmCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// friendTarget names who a share to a friend's node is for.
+func friendTarget(s webui.Share) string {
+	if s.FriendUser != "" {
+		return s.FriendUser + "@" + s.Friend
+	}
+	return "node " + s.Friend
 }

@@ -27,6 +27,9 @@ func newStatusCmd(g *globals) *cobra.Command {
 				Apps   any `json:"apps"`
 			}{s, apps}, func() {
 				fmt.Fprintf(out, "node      %s\n", s.NodeID)
+				if s.Name != "" {
+					fmt.Fprintf(out, "name      %s (to friends)\n", s.Name)
+				}
 				fmt.Fprintf(out, "web       %s\n", s.URL)
 				fmt.Fprintf(out, "data      %s\n", s.DataDir)
 				fmt.Fprintf(out, "sandbox   %s, cgroups %s\n", s.Sandbox, s.Cgroups)

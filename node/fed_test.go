@@ -1,0 +1,300 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"erg/webui"
+)
+
+// befriend makes a and b friends through an invite a made.
+func befriend(t testing.TB, a, b *testNode) {
+	t.Helper()
+	ctx := context.Background()
+	inv, err := a.NewFriendInvite(ctx, a.owner())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.AddFriend(ctx, b.owner(), inv.Code); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sharedWith finds the grain a friend shared with b's user who.
+func sharedWith(t testing.TB, b *testNode, who webui.User, title string) webui.Grain {
+	t.Helper()
+	gs, err := b.Grains(context.Background(), who)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range gs {
+		if g.From != "" && g.Title == title {
+			return g
+		}
+	}
+	t.Fatalf("no grain %q shared with %s on %s: %+v", title, who.Username, b.NodeName(), gs)
+	return webui.Grain{}
+}
+
+// openOn signs b's test client in to a grain's origin on b and returns
+// the origin.
+func openOn(t testing.TB, b *testNode, who webui.User, id string) string {
+	t.Helper()
+	g, err := b.OpenGrain(context.Background(), who, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, body := b.get(g.URL)
+	if code != 200 {
+		t.Fatalf("login to %s: %d %s", id, code, body)
+	}
+	origin, _, _ := strings.Cut(g.URL, "/_erg/")
+	return origin
+}
+
+func putNote(t testing.TB, c *http.Client, origin, text string, base int) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPut, origin+"/api/note", strings.NewReader(fmt.Sprintf(`{"title":"t","text":%q,"baseVersion":%d}`, text, base)))
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestFriendShareInProcess(t *testing.T) {
+	ctx := context.Background()
+	a := startNode(t, func(c *Config) { c.Name = "anode" })
+	b := startNode(t, func(c *Config) { c.Name = "bnode"; c.Owner = "bob" })
+	befriend(t, a, b)
+	fs, err := a.Friends(ctx, a.owner())
+	if err != nil || len(fs) != 1 || fs[0].Name != "bnode" || !fs[0].Online {
+		t.Fatalf("a's friends: %+v %v", fs, err)
+	}
+	g, err := a.NewGrain(ctx, a.owner(), "notes", "Plans")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh, err := a.NewShare(ctx, a.owner(), g.ID, webui.ShareRequest{Role: "editor", Friend: "bnode"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rg := sharedWith(t, b, b.owner(), "Plans")
+	if rg.Owner != "alice@anode" || rg.Role != "editor" {
+		t.Errorf("shared grain on b: %+v", rg)
+	}
+	origin := openOn(t, b, b.owner(), rg.ID)
+	code, body := putNote(t, b.http, origin, "hello", 0)
+	if code != 200 {
+		t.Fatalf("put through b: %d %s", code, body)
+	}
+	var n struct{ UpdatedBy, Text string }
+	json.Unmarshal([]byte(body), &n)
+	if n.UpdatedBy != "bob@bnode" {
+		t.Errorf("a's grain saw %q, want bob@bnode", n.UpdatedBy)
+	}
+	// The connection between the nodes drops: the next request reconnects
+	// and restores the share by itself.
+	b.p2p.host.Libp2p().Network().ClosePeer(a.p2p.host.ID())
+	if code, body := b.get(origin + "/api/note"); code != 200 || !strings.Contains(body, "hello") {
+		t.Errorf("the first request after the connection dropped: %d %s", code, body)
+	}
+
+	start := time.Now()
+	if err := a.RevokeShare(ctx, a.owner(), sh.ID); err != nil {
+		t.Fatal(err)
+	}
+	code, body = b.get(origin + "/api/note")
+	if code != http.StatusForbidden || !strings.Contains(body, "revoked") {
+		t.Errorf("after revoke: %d %s", code, body)
+	}
+	t.Log("revoked in", time.Since(start))
+
+	// A share for one user of b: only they have it, and it goes with them.
+	carl := b.join(t, "carl")
+	if _, err := a.NewShare(ctx, a.owner(), g.ID, webui.ShareRequest{Role: "viewer", Friend: "bnode", FriendUser: "carl"}); err != nil {
+		t.Fatal(err)
+	}
+	rg = sharedWith(t, b, carl.user(), "Plans")
+	if _, err := b.OpenGrain(ctx, b.owner(), rg.ID); err == nil {
+		t.Error("b's owner opened a grain shared with carl")
+	}
+	og, err := b.OpenGrain(ctx, carl.user(), rg.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	carl.get(og.URL)
+	origin, _, _ = strings.Cut(og.URL, "/_erg/")
+	if code, body := carl.get(origin + "/api/note"); code != 200 || !strings.Contains(body, "hello") {
+		t.Fatalf("carl reads: %d %s", code, body)
+	}
+	if err := b.RemoveUser(ctx, b.owner(), "carl"); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := carl.get(origin + "/api/note"); code == 200 {
+		t.Error("a removed user still reads the friend's grain")
+	}
+
+	// An app that checks a websocket's Origin against Host, as echo does
+	// (coder/websocket's default), works through b: it is told b's host.
+	e, err := a.NewGrain(ctx, a.owner(), "echo", "Echo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.NewShare(ctx, a.owner(), e.ID, webui.ShareRequest{Role: "editor", Friend: "bnode"}); err != nil {
+		t.Fatal(err)
+	}
+	eo := openOn(t, b, b.owner(), sharedWith(t, b, b.owner(), "Echo").ID)
+	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(eo, "http")+"/ws",
+		&websocket.DialOptions{HTTPClient: b.http, HTTPHeader: http.Header{"Origin": {eo}}})
+	if err != nil {
+		t.Fatalf("websocket with b's origin: %v", err)
+	}
+	defer ws.CloseNow()
+	ws.Write(ctx, websocket.MessageText, []byte("ping"))
+	if _, msg, err := ws.Read(ctx); err != nil || string(msg) != "ping" {
+		t.Errorf("echo through b: %q %v", msg, err)
+	}
+}
+
+var friendCodeRe = regexp.MustCompile(`value="(erg-friend:[^"]+)"`)
+
+func TestFriendsPageAndShareDialog(t *testing.T) {
+	ctx := context.Background()
+	a := startNode(t, func(c *Config) { c.Name = "anode" })
+	b := startNode(t, func(c *Config) { c.Name = "bnode" })
+	wa, wb := a.setUp(t), b.setUp(t)
+
+	code, body := wa.post("/friends/invite", nil)
+	m := friendCodeRe.FindStringSubmatch(body)
+	if code != http.StatusCreated || m == nil {
+		t.Fatalf("invite: %d %s", code, body)
+	}
+	invite := html.UnescapeString(m[1])
+	if code, body := wb.post("/friends/add", url.Values{"code": {invite}}); code != 200 || !strings.Contains(body, "now friends with anode") {
+		t.Fatalf("add: %d %s", code, body)
+	}
+	if code, body := wb.post("/friends/add", url.Values{"code": {invite}}); code != http.StatusBadRequest || !strings.Contains(body, "already friends") {
+		t.Errorf("adding again: %d %s", code, body)
+	}
+	if code, body := wb.post("/friends/add", url.Values{"code": {"erg-friend:garbage"}}); code != http.StatusBadRequest || !strings.Contains(body, "damaged") {
+		t.Errorf("a damaged code: %d %s", code, body)
+	}
+	if _, body := wa.get("/friends"); !strings.Contains(body, `data-friend="bnode"`) || !strings.Contains(body, "online") {
+		t.Errorf("friends page on a:\n%s", body)
+	}
+	eve := b.join(t, "eve")
+	if _, body := eve.get("/friends"); strings.Contains(body, "friend-invite") || !strings.Contains(body, "anode") {
+		t.Errorf("a user who is not the owner sees the invite button, or no friends:\n%s", body)
+	}
+	if code, _ := eve.post("/friends/invite", nil); code != http.StatusForbidden {
+		t.Errorf("eve made a friend invite: %d", code)
+	}
+
+	g, err := a.NewGrain(ctx, a.owner(), "notes", "Plans")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, body := wa.get("/grains/" + g.ID); !strings.Contains(body, `data-testid="share-friend"`) {
+		t.Error("the share dialog offers no friend")
+	}
+	code, body = wa.post("/grains/"+g.ID+"/shares", url.Values{"friend": {"bnode"}, "friend_user": {"nobody"}, "role": {"editor"}, "expires": {"0"}})
+	if code != http.StatusBadRequest || !strings.Contains(body, "no user") {
+		t.Errorf("share to a missing user: %d", code)
+	}
+	code, body = wa.post("/grains/"+g.ID+"/shares", url.Values{"friend": {"bnode"}, "role": {"editor"}, "expires": {"0"}})
+	if code != 200 || !strings.Contains(body, "share-delivered") {
+		t.Fatalf("share with friend: %d %s", code, body)
+	}
+	_, body = wb.get("/grains")
+	if !strings.Contains(body, "from alice@anode (on anode)") {
+		t.Fatalf("b's grains page:\n%s", body)
+	}
+	rg := sharedWith(t, b, b.owner(), "Plans")
+	if code, body := wb.get("/grains/" + rg.ID); code != 200 || !strings.Contains(body, "grain-frame") {
+		t.Errorf("b opens the shared grain: %d %s", code, body)
+	}
+	if code, _ := eve.get("/grains/" + rg.ID); code != http.StatusNotFound {
+		t.Errorf("eve opened bob's shared grain: %d", code)
+	}
+	shares, _ := a.Shares(ctx, a.owner(), g.ID)
+	if len(shares) != 1 || shares[0].Friend != "bnode" {
+		t.Fatalf("shares: %+v", shares)
+	}
+	wa.post("/shares/"+shares[0].ID+"/revoke", url.Values{"grain": {g.ID}})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, body = wb.get("/grains")
+		if strings.Contains(body, "revoked") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !strings.Contains(body, "revoked") {
+		t.Errorf("b's grains page after revocation:\n%s", body)
+	}
+	if code, body := wb.get("/grains/" + rg.ID); code != http.StatusForbidden || !strings.Contains(body, "the owner revoked this share") {
+		t.Errorf("b opens the revoked grain: %d %s", code, body)
+	}
+}
+
+func TestRemoteErrorsReadPlainly(t *testing.T) {
+	err := cleanRemoteErr(errors.New(`grain.capnp:Gateway.offer: no user "nobody" on this node`))
+	if err.Error() != `no user "nobody" on this node` {
+		t.Errorf("cleaned: %q", err)
+	}
+	if connectionLost(errors.New(`no user "nobody" on this node`)) {
+		t.Error("a refusal taken for a lost connection")
+	}
+	if !connectionLost(errors.New("grain.capnp:Gateway.restore: rpc: send message: transport: stream transport: send: encode: connection closed")) {
+		t.Error("a lost connection not recognized")
+	}
+}
+
+// TestFriendFoundThroughTheDHT: when the addresses b stored for a fail, b
+// finds a's current ones in the DHT.
+func TestFriendFoundThroughTheDHT(t *testing.T) {
+	ctx := context.Background()
+	boot := startNode(t, func(c *Config) { c.Name = "boot" })
+	a := startNode(t, func(c *Config) { c.Name = "anode"; c.Bootstrap = boot.P2PAddrs()[:1] })
+	b := startNode(t, func(c *Config) { c.Name = "bnode"; c.Bootstrap = boot.P2PAddrs()[:1] })
+	befriend(t, a, b)
+	for _, n := range []*testNode{a, b} {
+		deadline := time.Now().Add(10 * time.Second)
+		for n.p2p.host.RoutingTableSize() == 0 {
+			if time.Now().After(deadline) {
+				t.Fatal("no DHT routing table")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	aID := a.p2p.host.ID()
+	if _, err := b.db.Exec(`UPDATE friends SET addrs = '["/ip4/127.0.0.1/tcp/1"]' WHERE peer = ?`, aID.String()); err != nil {
+		t.Fatal(err)
+	}
+	h := b.p2p.host.Libp2p()
+	h.Network().ClosePeer(aID)
+	h.Peerstore().ClearAddrs(aID)
+	if err := b.connectFriend(ctx, aID); err != nil {
+		t.Fatalf("connect through the DHT: %v", err)
+	}
+	f, _ := b.friendByPeer(ctx, aID.String())
+	if len(f.Addrs) == 0 || slices.Contains(f.Addrs, "/ip4/127.0.0.1/tcp/1") {
+		t.Errorf("b's stored addresses for a: %v", f.Addrs)
+	}
+}

@@ -1,0 +1,76 @@
+package webui
+
+import (
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// friendsData is what the Friends page shows.
+type friendsData struct {
+	Name    string
+	Friends []Friend
+	New     *FriendInvite
+}
+
+// friendPages adds the Friends page's routes, if the backend has friends.
+func (h *Handler) friendPages() []pageRoute {
+	fb, ok := h.b.(FriendsBackend)
+	if !ok {
+		return nil
+	}
+	render := func(w http.ResponseWriter, r *http.Request, a actor, code int, inv *FriendInvite, notice, errMsg string) {
+		fs, err := fb.Friends(r.Context(), a.user)
+		if err != nil {
+			h.failPage(w, r, err)
+			return
+		}
+		h.render(w, r, code, "friends", pageData{Title: "Friends", Nav: "friends", Notice: notice, Error: errMsg,
+			Data: friendsData{Name: fb.NodeName(), Friends: fs, New: inv}})
+	}
+	userErr := func(err error) string {
+		msg := err.Error()
+		for _, e := range []error{ErrInvalid, ErrForbidden, ErrNotFound} {
+			msg = strings.TrimPrefix(msg, e.Error()+": ")
+		}
+		return msg
+	}
+	return []pageRoute{
+		{"GET /friends", func(w http.ResponseWriter, r *http.Request, a actor) {
+			render(w, r, a, http.StatusOK, nil, "", "")
+		}},
+		{"POST /friends/invite", func(w http.ResponseWriter, r *http.Request, a actor) {
+			inv, err := fb.NewFriendInvite(r.Context(), a.user)
+			if err != nil {
+				h.failPage(w, r, err)
+				return
+			}
+			render(w, r, a, http.StatusCreated, &inv, "", "")
+		}},
+		{"POST /friends/add", func(w http.ResponseWriter, r *http.Request, a actor) {
+			f, err := fb.AddFriend(r.Context(), a.user, r.PostFormValue("code"))
+			if err != nil {
+				if errors.Is(err, ErrUnauthorized) {
+					h.failPage(w, r, err)
+					return
+				}
+				render(w, r, a, http.StatusBadRequest, nil, "", "The invite did not work: "+userErr(err))
+				return
+			}
+			render(w, r, a, http.StatusOK, nil, "You are now friends with "+f.Name+".", "")
+		}},
+		{"POST /friends/{name}/remove", func(w http.ResponseWriter, r *http.Request, a actor) {
+			if err := fb.RemoveFriend(r.Context(), a.user, r.PathValue("name")); err != nil {
+				h.failPage(w, r, err)
+				return
+			}
+			http.Redirect(w, r, "/friends?removed="+url.QueryEscape(r.PathValue("name")), http.StatusSeeOther)
+		}},
+	}
+}
+
+type pageRoute struct {
+	pattern string
+	h       func(http.ResponseWriter, *http.Request, actor)
+}
