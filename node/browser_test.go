@@ -28,35 +28,8 @@ const noteIcon = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 40 40"><r
 // not empty, is added as the app's SVG icon.
 func packApp(t *testing.T, name string, key ed25519.PrivateKey, version int64, icon string) string {
 	t.Helper()
-	tree := filepath.Join(t.TempDir(), name)
-	if err := os.CopyFS(tree, os.DirFS(filepath.Join(testApps(t), name))); err != nil {
-		t.Fatal(err)
-	}
-	m, err := appstore.ReadManifest(tree)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.ID = appstore.AppID(key.Public().(ed25519.PublicKey))
-	m.Version = version
-	if icon != "" {
-		os.Chmod(tree, 0o755)
-		if err := os.WriteFile(filepath.Join(tree, "icon.svg"), []byte(icon), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		m.Icon = "icon.svg"
-	}
-	data, _ := jsonString(m)
-	os.Chmod(filepath.Join(tree, "erg.json"), 0o644)
-	if err := os.WriteFile(filepath.Join(tree, "erg.json"), []byte(data), 0o644); err != nil {
-		t.Fatal(err)
-	}
 	out := filepath.Join(t.TempDir(), name+".erg")
-	f, err := os.Create(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := appstore.Pack(context.Background(), tree, key, f, appstore.PackOptions{}); err != nil {
+	if err := os.WriteFile(out, packTestApp(t, name, key, version, "", icon), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return out

@@ -20,9 +20,16 @@ import (
 // packEcho packs the echo test app as a signed package of version v.
 func packEcho(t *testing.T, key ed25519.PrivateKey, v int64) []byte {
 	t.Helper()
-	src := filepath.Join(testApps(t), "echo")
-	tree := filepath.Join(t.TempDir(), "echo")
-	if err := os.CopyFS(tree, os.DirFS(src)); err != nil {
+	return packTestApp(t, "echo", key, v, "", "")
+}
+
+// packTestApp packs one of the test apps as a signed package of version
+// v, signed by key; display, if set, is its display version, and icon,
+// if set, an SVG icon added to the tree.
+func packTestApp(t *testing.T, name string, key ed25519.PrivateKey, v int64, display, icon string) []byte {
+	t.Helper()
+	tree := filepath.Join(t.TempDir(), name)
+	if err := os.CopyFS(tree, os.DirFS(filepath.Join(testApps(t), name))); err != nil {
 		t.Fatal(err)
 	}
 	m, err := appstore.ReadManifest(tree)
@@ -31,6 +38,16 @@ func packEcho(t *testing.T, key ed25519.PrivateKey, v int64) []byte {
 	}
 	m.ID = appstore.AppID(key.Public().(ed25519.PublicKey))
 	m.Version = v
+	if display != "" {
+		m.DisplayVersion = display
+	}
+	if icon != "" {
+		os.Chmod(tree, 0o755)
+		if err := os.WriteFile(filepath.Join(tree, "icon.svg"), []byte(icon), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		m.Icon = "icon.svg"
+	}
 	data, _ := jsonString(m)
 	os.Chmod(filepath.Join(tree, "erg.json"), 0o644)
 	if err := os.WriteFile(filepath.Join(tree, "erg.json"), []byte(data), 0o644); err != nil {

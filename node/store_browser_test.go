@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,39 +12,6 @@ import (
 
 	"erg/appstore"
 )
-
-// packStoreApp packs one of the sample apps as version v, shown as
-// display, signed by key.
-func packStoreApp(t *testing.T, name string, key ed25519.PrivateKey, v int64, display, icon string) []byte {
-	t.Helper()
-	tree := filepath.Join(t.TempDir(), name)
-	if err := os.CopyFS(tree, os.DirFS(filepath.Join(testApps(t), name))); err != nil {
-		t.Fatal(err)
-	}
-	m, err := appstore.ReadManifest(tree)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.ID = appstore.AppID(key.Public().(ed25519.PublicKey))
-	m.Version, m.DisplayVersion = v, display
-	if icon != "" {
-		os.Chmod(tree, 0o755)
-		if err := os.WriteFile(filepath.Join(tree, "icon.svg"), []byte(icon), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		m.Icon = "icon.svg"
-	}
-	data, _ := jsonString(m)
-	os.Chmod(filepath.Join(tree, "erg.json"), 0o644)
-	if err := os.WriteFile(filepath.Join(tree, "erg.json"), []byte(data), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	if _, err := appstore.Pack(context.Background(), tree, key, &buf, appstore.PackOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
 
 // publishApp publishes a package from n with a summary and tags.
 func publishApp(t *testing.T, n *testNode, key ed25519.PrivateKey, pkgFile []byte, summary string, tags ...string) {
@@ -86,8 +51,8 @@ func TestBrowserStore(t *testing.T) {
 	notesKey, _ := appstore.GenerateKey()
 	todoKey, _ := appstore.GenerateKey()
 	notesID := appstore.AppID(notesKey.Public().(ed25519.PublicKey))
-	publishApp(t, pub, notesKey, packStoreApp(t, "notes", notesKey, 1, "0.1.0", noteIcon), "A note you can edit with others, live.", "notes", "productivity")
-	publishApp(t, pub, todoKey, packStoreApp(t, "todo", todoKey, 1, "0.1.0", ""), "A shared to-do list: add items, tick them off.", "todo", "productivity")
+	publishApp(t, pub, notesKey, packTestApp(t, "notes", notesKey, 1, "0.1.0", noteIcon), "A note you can edit with others, live.", "notes", "productivity")
+	publishApp(t, pub, todoKey, packTestApp(t, "todo", todoKey, 1, "0.1.0", ""), "A shared to-do list: add items, tick them off.", "todo", "productivity")
 
 	b := newBrowser(t, n)
 	base := n.URL()
@@ -141,7 +106,7 @@ func TestBrowserStore(t *testing.T) {
 	}
 
 	// A newer version: the Apps page marks it and Update installs it.
-	publishApp(t, pub, notesKey, packStoreApp(t, "notes", notesKey, 2, "0.2.0", noteIcon), "A note you can edit with others, live.", "notes", "productivity")
+	publishApp(t, pub, notesKey, packTestApp(t, "notes", notesKey, 2, "0.2.0", noteIcon), "A note you can edit with others, live.", "notes", "productivity")
 	alice.do("check for updates", chromedp.Navigate(base+"/apps"), chromedp.Click(chromedp.CSS(`[data-testid=check-updates]`)),
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid=update-`+notesID+`]`)))
 	if got := alice.text(`[data-testid=update-` + notesID + `]`); got != "Update available: 0.2.0" {
