@@ -18,7 +18,7 @@ import (
 func newAppCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "app",
-		Short: "Make and check signed app packages",
+		Short: "Make, check, install, publish and update signed app packages",
 		Long: `Make and check signed app packages.
 
 An app is identified by its publisher's ed25519 key: 'erg app keygen' makes

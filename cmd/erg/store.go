@@ -19,7 +19,7 @@ import (
 func newStoreCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "store",
-		Short: "Search the decentralized app store",
+		Short: "Search the decentralized app store, show listings and updates",
 		Long: `Search the decentralized app store. There is no central index: the node
 finds publishers through the DHT, asks them for their signed listings and
 checks every signature. Install what you find with 'erg app install APPID'.`,
