@@ -1,11 +1,12 @@
 package main
 
 import (
-	"erg/apps/internal/appkit/appkittest"
 	"net/http"
 	"slices"
 	"strings"
 	"testing"
+
+	"erg/apps/internal/appkit/appkittest"
 )
 
 // TestBinaryStopsOnSIGTERM builds the app as the node runs it, uploads a

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"erg/apps/internal/appkit/appkittest"
 	"net/http"
 	"strconv"
 	"strings"
@@ -10,6 +9,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"erg/apps/internal/appkit/appkittest"
 )
 
 // TestBinaryStopsOnSIGTERM builds the app as the node runs it, serves a

@@ -1,9 +1,10 @@
 package main
 
 import (
-	"erg/apps/internal/appkit/appkittest"
 	"net/http"
 	"testing"
+
+	"erg/apps/internal/appkit/appkittest"
 )
 
 // TestBinaryStopsOnSIGTERM builds the app as the node runs it, saves an
