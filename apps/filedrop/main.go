@@ -14,23 +14,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
-	"os/signal"
 	"strconv"
-	"syscall"
 
 	"erg/apps/internal/appkit"
 )
 
-func main() {
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	if err := run(ctx, log, os.Getenv); err != nil {
-		log.Error("filedrop", "err", err)
-		os.Exit(1)
-	}
-}
+func main() { appkit.Main("filedrop", run) }
 
 // run serves the drop box until ctx is done, then shuts down gracefully.
 func run(ctx context.Context, log *slog.Logger, getenv func(string) string) error {

@@ -19,28 +19,18 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"erg/apps/internal/appkit/appkittest"
 )
 
 // A user is the identity the node's proxy would assert for a request.
-type user struct {
-	name        string
-	permissions string
-}
+type user = appkittest.User
 
 var (
-	alice  = user{"alice", "read,write"}
-	viewer = user{"vera", "read"}
-	nobody = user{"mallory", ""}
+	alice  = user{Name: "alice", Permissions: "read,write"}
+	viewer = user{Name: "vera", Permissions: "read"}
+	nobody = user{Name: "mallory", Permissions: ""}
 )
-
-func (u user) header() http.Header {
-	h := http.Header{}
-	h.Set("X-Erg-Username", u.name)
-	h.Set("X-Erg-User-Id", "id-"+u.name)
-	h.Set("X-Erg-Session-Id", "session-"+u.name)
-	h.Set("X-Erg-Permissions", u.permissions)
-	return h
-}
 
 // client does not follow redirects, so tests see the 303 after an upload.
 var client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
@@ -65,7 +55,7 @@ func do(t *testing.T, u user, method, url, contentType string, body io.Reader) (
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header = u.header()
+	req.Header = u.Header()
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
@@ -122,7 +112,7 @@ func send(t *testing.T, ts *httptest.Server, u user, want int, parts ...part) []
 	ct, body := form(parts...)
 	resp, b := do(t, u, "POST", ts.URL+"/upload", ct, body)
 	if resp.StatusCode != want {
-		t.Fatalf("upload as %s: status %d, want %d: %s", u.name, resp.StatusCode, want, b)
+		t.Fatalf("upload as %s: status %d, want %d: %s", u.Name, resp.StatusCode, want, b)
 	}
 	return b
 }
@@ -256,7 +246,7 @@ func TestLargeUpload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header = viewer.header()
+	req.Header = viewer.Header()
 	resp, err := client.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -286,7 +276,7 @@ func TestOverLimitLeavesNothing(t *testing.T) {
 	// so a failed request is refusal too.
 	ct, body := form(part{name: "big.bin", body: zeros(3 * limit)})
 	req, _ := http.NewRequest("POST", ts.URL+"/upload", body)
-	req.Header = alice.header()
+	req.Header = alice.Header()
 	req.Header.Set("Content-Type", ct)
 	if resp, err := client.Do(req); err != nil {
 		t.Logf("streamed over-limit upload: %v", err)
@@ -403,11 +393,11 @@ func TestPermissions(t *testing.T) {
 	ts := startServer(t, dir, 1<<20)
 	send(t, ts, alice, http.StatusSeeOther, text("a.txt", "x"))
 
-	for _, u := range []user{nobody, {"", ""}} {
+	for _, u := range []user{nobody, {}} {
 		for _, path := range []string{"/", "/files/a.txt"} {
 			resp, b := do(t, u, "GET", ts.URL+path, "", nil)
 			if resp.StatusCode != http.StatusForbidden || strings.Contains(string(b), "a.txt") {
-				t.Errorf("GET %s as %q: %d", path, u.name, resp.StatusCode)
+				t.Errorf("GET %s as %q: %d", path, u.Name, resp.StatusCode)
 			}
 		}
 		send(t, ts, u, http.StatusForbidden, text("b.txt", "x"))
@@ -420,7 +410,7 @@ func TestPermissions(t *testing.T) {
 		t.Errorf("viewer download: %d %q", resp.StatusCode, got)
 	}
 	// Anonymous visitors with read permission may download.
-	if resp, _ := download(t, ts, user{"", "read"}, "a.txt"); resp.StatusCode != http.StatusOK {
+	if resp, _ := download(t, ts, user{Name: "", Permissions: "read"}, "a.txt"); resp.StatusCode != http.StatusOK {
 		t.Errorf("anonymous download: %d", resp.StatusCode)
 	}
 	if got := dataFiles(t, dir); !slices.Equal(got, []string{"files", "files/a.txt"}) {
@@ -484,7 +474,7 @@ func TestCrossSiteFormPostsAreRefused(t *testing.T) {
 		{"Origin": "http://evil.example"},
 	} {
 		req, _ := http.NewRequest("POST", ts.URL+"/files/keep.txt/delete", nil)
-		req.Header = alice.header()
+		req.Header = alice.Header()
 		for k, v := range h {
 			req.Header.Set(k, v)
 		}
@@ -501,7 +491,7 @@ func TestCrossSiteFormPostsAreRefused(t *testing.T) {
 		t.Errorf("a cross-site delete removed the file: %v", err)
 	}
 	req, _ := http.NewRequest("POST", ts.URL+"/files/keep.txt/delete", nil)
-	req.Header = alice.header()
+	req.Header = alice.Header()
 	req.Header.Set("Sec-Fetch-Site", "same-origin")
 	resp, err := client.Do(req)
 	if err != nil {

@@ -15,28 +15,18 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"erg/apps/internal/appkit/appkittest"
 )
 
 // A user is the identity the node's proxy would assert for a request.
-type user struct {
-	name        string
-	permissions string
-}
+type user = appkittest.User
 
 var (
-	alice  = user{"alice", "read,write"}
-	bob    = user{"bob", "read,write"}
-	viewer = user{"vera", "read"}
+	alice  = user{Name: "alice", Permissions: "read,write"}
+	bob    = user{Name: "bob", Permissions: "read,write"}
+	viewer = user{Name: "vera", Permissions: "read"}
 )
-
-func (u user) header() http.Header {
-	h := http.Header{}
-	h.Set("X-Erg-Username", u.name)
-	h.Set("X-Erg-User-Id", "id-"+u.name)
-	h.Set("X-Erg-Session-Id", "session-"+u.name)
-	h.Set("X-Erg-Permissions", u.permissions)
-	return h
-}
 
 // startServer serves the note stored in dir, as the node would reach it.
 func startServer(t *testing.T, dir string) (*httptest.Server, *app) {
@@ -65,7 +55,7 @@ func do(t *testing.T, u user, method, url string, body io.Reader) (int, []byte) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header = u.header()
+	req.Header = u.Header()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -173,26 +163,26 @@ func TestPermissions(t *testing.T) {
 	ts, _ := startServer(t, t.TempDir())
 	_, saved := putNote(t, ts, alice, edit{Title: "Kept", BaseVersion: 0})
 
-	noRead := []user{{"nobody", ""}, {"", ""}, {"wanda", "write"}, {"rita", "reader"}}
+	noRead := []user{{Name: "nobody"}, {}, {Name: "wanda", Permissions: "write"}, {Name: "rita", Permissions: "reader"}}
 	for _, u := range noRead {
 		for _, r := range []struct{ method, path string }{
 			{"GET", "/"}, {"GET", "/api/note"}, {"PUT", "/api/note"}, {"GET", "/ws"},
 		} {
 			body := strings.NewReader(`{"title":"x","text":"y","baseVersion":1}`)
 			if status, _ := do(t, u, r.method, ts.URL+r.path, body); status != http.StatusForbidden {
-				t.Errorf("%s %s with permissions %q: status %d, want 403", r.method, r.path, u.permissions, status)
+				t.Errorf("%s %s with permissions %q: status %d, want 403", r.method, r.path, u.Permissions, status)
 			}
 		}
-		_, resp, err := websocket.Dial(t.Context(), wsURL(ts), &websocket.DialOptions{HTTPHeader: u.header()})
+		_, resp, err := websocket.Dial(t.Context(), wsURL(ts), &websocket.DialOptions{HTTPHeader: u.Header()})
 		if err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
-			t.Errorf("websocket with permissions %q: err %v, want a 403", u.permissions, err)
+			t.Errorf("websocket with permissions %q: err %v, want a 403", u.Permissions, err)
 		}
 	}
 
 	if status, _ := putNote(t, ts, viewer, edit{Title: "Changed", BaseVersion: 1}); status != http.StatusForbidden {
 		t.Errorf("PUT without write: status %d, want 403", status)
 	}
-	anonymousViewer := user{"", " read "}
+	anonymousViewer := user{Name: "", Permissions: " read "}
 	if got := getNote(t, ts, anonymousViewer); got != saved {
 		t.Errorf("note = %+v, want unchanged %+v", got, saved)
 	}
@@ -209,12 +199,12 @@ func TestPageShowsWhetherWritable(t *testing.T) {
 	} {
 		status, b := do(t, tt.u, "GET", ts.URL+"/", nil)
 		if status != http.StatusOK {
-			t.Fatalf("GET / as %s: status %d", tt.u.name, status)
+			t.Fatalf("GET / as %s: status %d", tt.u.Name, status)
 		}
 		page := string(b)
 		for _, want := range []string{tt.want, `data-testid="note-title"`, `data-testid="note-text"`, `data-testid="status"`, `data-testid="updated-by"`} {
 			if !strings.Contains(page, want) {
-				t.Errorf("page for %s lacks %s", tt.u.name, want)
+				t.Errorf("page for %s lacks %s", tt.u.Name, want)
 			}
 		}
 	}
@@ -330,9 +320,9 @@ func wsURL(ts *httptest.Server) string { return "ws" + strings.TrimPrefix(ts.URL
 // dial opens a websocket as u and returns it once the first note arrived.
 func dial(t *testing.T, ts *httptest.Server, u user) (*websocket.Conn, note) {
 	t.Helper()
-	c, _, err := websocket.Dial(t.Context(), wsURL(ts), &websocket.DialOptions{HTTPHeader: u.header()})
+	c, _, err := websocket.Dial(t.Context(), wsURL(ts), &websocket.DialOptions{HTTPHeader: u.Header()})
 	if err != nil {
-		t.Fatalf("dial as %s: %v", u.name, err)
+		t.Fatalf("dial as %s: %v", u.Name, err)
 	}
 	t.Cleanup(func() { c.CloseNow() })
 	m := next(t, c)
@@ -397,7 +387,7 @@ func TestLiveUpdates(t *testing.T) {
 		t.Errorf("bob saw %+v, want alice's edit", n)
 	}
 
-	status, _ := putNote(t, ts, user{"carol", "read,write"}, edit{Title: "Live", Text: "from carol", BaseVersion: 1})
+	status, _ := putNote(t, ts, user{Name: "carol", Permissions: "read,write"}, edit{Title: "Live", Text: "from carol", BaseVersion: 1})
 	if status != http.StatusOK {
 		t.Fatalf("PUT: status %d", status)
 	}
@@ -464,7 +454,7 @@ func TestCloseEndsSockets(t *testing.T) {
 		t.Errorf("read after close: %v, want status going away", err)
 	}
 
-	c, _, err := websocket.Dial(ctx, wsURL(ts), &websocket.DialOptions{HTTPHeader: alice.header()})
+	c, _, err := websocket.Dial(ctx, wsURL(ts), &websocket.DialOptions{HTTPHeader: alice.Header()})
 	if err != nil {
 		t.Fatal(err)
 	}

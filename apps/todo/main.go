@@ -11,22 +11,11 @@ package main
 import (
 	"context"
 	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
 
 	"erg/apps/internal/appkit"
 )
 
-func main() {
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	if err := run(ctx, log, os.Getenv); err != nil {
-		log.Error("todo", "err", err)
-		os.Exit(1)
-	}
-}
+func main() { appkit.Main("todo", run) }
 
 // run serves the list until ctx is done, then shuts down gracefully.
 func run(ctx context.Context, log *slog.Logger, getenv func(string) string) error {

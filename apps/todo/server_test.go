@@ -11,30 +11,20 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"erg/apps/internal/appkit/appkittest"
 )
 
 // A user is the identity the node's proxy would assert for a request.
-type user struct {
-	name        string
-	permissions string
-}
+type user = appkittest.User
 
 var (
-	alice  = user{"alice", "read,write"}
-	bob    = user{"bob", "read,write"}
-	viewer = user{"vera", "read"}
-	anon   = user{"", "read,write"}
-	nobody = user{"mallory", ""}
+	alice  = user{Name: "alice", Permissions: "read,write"}
+	bob    = user{Name: "bob", Permissions: "read,write"}
+	viewer = user{Name: "vera", Permissions: "read"}
+	anon   = user{Name: "", Permissions: "read,write"}
+	nobody = user{Name: "mallory", Permissions: ""}
 )
-
-func (u user) header() http.Header {
-	h := http.Header{}
-	h.Set("X-Erg-Username", u.name)
-	h.Set("X-Erg-User-Id", "id-"+u.name)
-	h.Set("X-Erg-Session-Id", "session-"+u.name)
-	h.Set("X-Erg-Permissions", u.permissions)
-	return h
-}
 
 // startServer serves the list stored in dir, as the node would reach it.
 func startServer(t *testing.T, dir string) *httptest.Server {
@@ -59,7 +49,7 @@ func do(t *testing.T, u user, method, url, body string) (int, []byte) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header = u.header()
+	req.Header = u.Header()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -85,7 +75,7 @@ func mustDo(t *testing.T, u user, want int, method, url, body string) []byte {
 	t.Helper()
 	status, b := do(t, u, method, url, body)
 	if status != want {
-		t.Fatalf("%s %s as %q: status %d, want %d: %s", method, url, u.name, status, want, b)
+		t.Fatalf("%s %s as %q: status %d, want %d: %s", method, url, u.Name, status, want, b)
 	}
 	return b
 }
@@ -202,7 +192,7 @@ func TestAssignmentAndMine(t *testing.T) {
 		t.Helper()
 		for _, q := range []string{"?mine=1", "?mine=true"} {
 			if got := strings.Join(texts(items(t, ts, u, q)), "|"); got != want {
-				t.Errorf("%s mine%s: %q, want %q", u.name, q, got, want)
+				t.Errorf("%s mine%s: %q, want %q", u.Name, q, got, want)
 			}
 		}
 	}

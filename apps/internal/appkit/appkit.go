@@ -14,9 +14,11 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -44,6 +46,19 @@ func ReadEnv(getenv func(string) string) (Env, error) {
 		e.Dir = "/var"
 	}
 	return e, nil
+}
+
+// Main is an app's main: it runs run with the process's logger and
+// environment until SIGTERM or an interrupt, and exits 1 if run fails.
+func Main(name string, run func(ctx context.Context, log *slog.Logger, getenv func(string) string) error) {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := run(ctx, log, os.Getenv); err != nil {
+		log.Error(name, "err", err)
+		stop()
+		os.Exit(1)
+	}
 }
 
 // Serve serves h on 127.0.0.1:port until ctx is done, then stops taking

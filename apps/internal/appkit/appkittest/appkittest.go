@@ -5,6 +5,7 @@ package appkittest
 
 import (
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -108,4 +109,20 @@ func freePort(t *testing.T) int {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// User is an identity the node's proxy would assert for a request.
+type User struct {
+	Name        string
+	Permissions string // comma-separated, as in X-Erg-Permissions
+}
+
+// Header returns the identity headers the proxy would set for u.
+func (u User) Header() http.Header {
+	h := http.Header{}
+	h.Set("X-Erg-Username", u.Name)
+	h.Set("X-Erg-User-Id", "id-"+u.Name)
+	h.Set("X-Erg-Session-Id", "session-"+u.Name)
+	h.Set("X-Erg-Permissions", u.Permissions)
+	return h
 }
