@@ -2,7 +2,6 @@ package fed
 
 import (
 	"bufio"
-	"crypto/subtle"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
@@ -95,11 +94,6 @@ func CheckNodeName(name string) error {
 		}
 	}
 	return nil
-}
-
-// SameSecret compares two secrets in constant time.
-func SameSecret(a, b []byte) bool {
-	return len(a) == secretSize && subtle.ConstantTimeCompare(a, b) == 1
 }
 
 // FriendRequest is what the invited node sends on FriendProtocol.

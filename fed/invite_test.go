@@ -16,7 +16,7 @@ func TestInviteRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Peer != inv.Peer || got.Name != inv.Name || !SameSecret(got.Secret, secret) || len(got.Addrs) != 1 {
+	if got.Peer != inv.Peer || got.Name != inv.Name || !bytes.Equal(got.Secret, secret) || len(got.Addrs) != 1 {
 		t.Fatalf("round trip: %+v", got)
 	}
 }

@@ -226,7 +226,7 @@ func (a *api) installPackage(w http.ResponseWriter, r *http.Request, who User) {
 		return
 	}
 	if wantsEvents(r) {
-		installWithEvents(w, r, func(ctx context.Context) (App, error) { return a.b.InstallPackage(ctx, body) },
+		installWithEvents(w, r, func(ctx context.Context, _ func(installEvent)) (App, error) { return a.b.InstallPackage(ctx, body) },
 			func(err error) error { return uploadError(err, a.maxUpload) })
 		return
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"sync"
 )
 
 // InstallProgress hears how an install goes: phase is "verifying" or
@@ -43,32 +44,41 @@ func wantsEvents(r *http.Request) bool {
 }
 
 // installWithEvents runs install, streaming its progress and then its
-// result as JSON lines.
-func installWithEvents(w http.ResponseWriter, r *http.Request, install func(context.Context) (App, error), fail func(error) error) {
+// result as JSON lines: the phases of the package install itself (through
+// the context) and whatever install emits on its own, such as a store
+// fetch's progress. fail maps an install's error to what the client sees.
+func installWithEvents(w http.ResponseWriter, r *http.Request, install func(ctx context.Context, emit func(installEvent)) (App, error), fail func(error) error) {
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	enc := json.NewEncoder(w)
 	rc := http.NewResponseController(w)
+	var mu sync.Mutex
+	emit := func(ev installEvent) {
+		mu.Lock()
+		defer mu.Unlock()
+		enc.Encode(ev)
+		rc.Flush()
+	}
 	lastPct := map[string]int64{}
 	ctx := WithInstallProgress(r.Context(), func(phase string, done, total int64) {
 		pct := int64(100)
 		if total > 0 {
 			pct = done * 100 / total
 		}
-		if last, ok := lastPct[phase]; ok && last == pct {
-			return
-		}
+		mu.Lock()
+		last, ok := lastPct[phase]
 		lastPct[phase] = pct
-		enc.Encode(installEvent{Step: &InstallStep{Phase: phase, Done: done, Total: total}})
-		rc.Flush()
+		mu.Unlock()
+		if !ok || last != pct {
+			emit(installEvent{Step: &InstallStep{Phase: phase, Done: done, Total: total}})
+		}
 	})
-	app, err := install(ctx)
+	app, err := install(ctx, emit)
 	if err != nil {
 		err = fail(err)
-		enc.Encode(installEvent{Error: err.Error(), Kind: errorKind(err)})
-	} else {
-		enc.Encode(installEvent{App: &app})
+		emit(installEvent{Error: err.Error(), Kind: errorKind(err)})
+		return
 	}
-	rc.Flush()
+	emit(installEvent{App: &app})
 }
 
 // InstallPackageProgress is InstallPackage that reports the node's

@@ -93,23 +93,9 @@ func (a *api) registerStore(mux *http.ServeMux, b StoreBackend) {
 	// Install streams one JSON object per line: progress now and then,
 	// and at the end the app or an error.
 	mux.HandleFunc("POST /api/store/apps/{id}/install", guard(true, func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/x-ndjson")
-		enc := json.NewEncoder(w)
-		flush := func() {
-			if f, ok := w.(http.Flusher); ok {
-				f.Flush()
-			}
-		}
-		app, err := b.InstallFromStore(r.Context(), r.PathValue("id"), func(p FetchProgress) {
-			enc.Encode(installEvent{Progress: &p})
-			flush()
-		})
-		if err != nil {
-			enc.Encode(installEvent{Error: err.Error(), Kind: errorKind(err)})
-		} else {
-			enc.Encode(installEvent{App: &app})
-		}
-		flush()
+		installWithEvents(w, r, func(ctx context.Context, emit func(installEvent)) (App, error) {
+			return b.InstallFromStore(ctx, r.PathValue("id"), func(p FetchProgress) { emit(installEvent{Progress: &p}) })
+		}, func(err error) error { return err })
 	}))
 }
 
