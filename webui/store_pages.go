@@ -35,6 +35,19 @@ const (
 
 func init() {
 	pageFuncs["shortPeer"] = shortPeer
+	pageFuncs["storeAction"] = newStoreAction
+}
+
+// storeAction is what the "storeAction" template shows for one listing.
+type storeAction struct {
+	L      Listing
+	Owner  bool
+	CSRF   string
+	Detail bool // the app's own page rather than a search result
+}
+
+func newStoreAction(p pageData, l Listing, detail bool) storeAction {
+	return storeAction{L: l, Owner: p.Me != nil && p.Me.Owner, CSRF: p.CSRF, Detail: detail}
 }
 
 // shortPeer shortens a libp2p peer id for display: its start and its end
