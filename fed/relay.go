@@ -53,7 +53,8 @@ var hopHeaders = []string{
 }
 
 // cleanHeaders removes hop-by-hop headers (and those Connection names) and
-// erg's identity headers, keeping an upgrade's Upgrade header.
+// erg's identity headers under any spelling (IsIdentityHeader), keeping an
+// upgrade's Upgrade header. Requests also go through StripClientHeaders.
 func cleanHeaders(h http.Header) (upgrade string) {
 	if isUpgrade(h) {
 		upgrade = h.Get("Upgrade")
@@ -67,7 +68,7 @@ func cleanHeaders(h http.Header) (upgrade string) {
 		h.Del(k)
 	}
 	for k := range h {
-		if lk := strings.ToLower(k); strings.HasPrefix(lk, "x-erg-") || strings.HasPrefix(lk, "x-sandstorm-") {
+		if IsIdentityHeader(k) {
 			delete(h, k)
 		}
 	}
@@ -76,6 +77,41 @@ func cleanHeaders(h http.Header) (upgrade string) {
 		h.Set("Upgrade", upgrade)
 	}
 	return upgrade
+}
+
+// IsIdentityHeader reports whether name is, or would be read by some
+// server as, one of the identity headers only the grain's node may set:
+// with "_" and "." read as "-" (as CGI, WSGI and Rack servers fold them)
+// and any case, it starts with X-Erg- or X-Sandstorm-.
+func IsIdentityHeader(name string) bool {
+	n := strings.Map(func(r rune) rune {
+		switch r {
+		case '_', '.':
+			return '-'
+		}
+		return r
+	}, strings.ToLower(name))
+	return strings.HasPrefix(n, "x-erg-") || strings.HasPrefix(n, "x-sandstorm-")
+}
+
+// IsClientHeaderDropped reports whether a request header from a client
+// (a browser, or a friend's node) must not reach a grain: an identity
+// header under any spelling, or any name with "_", which servers that
+// fold "_" into "-" could take for another header (nginx and Apache drop
+// these by default too).
+func IsClientHeaderDropped(name string) bool {
+	return strings.Contains(name, "_") || IsIdentityHeader(name)
+}
+
+// StripClientHeaders deletes every header IsClientHeaderDropped names,
+// all of its values, whatever the case of its key. A proxy into a grain
+// calls it before it sets the identity headers itself.
+func StripClientHeaders(h http.Header) {
+	for k := range h {
+		if IsClientHeaderDropped(k) {
+			delete(h, k)
+		}
+	}
 }
 
 func isUpgrade(h http.Header) bool {
@@ -250,6 +286,7 @@ func (s *GrainServer) newRequest(head RequestHead) (*http.Request, error) {
 		return nil, err
 	}
 	cleanHeaders(h)
+	StripClientHeaders(h)
 	n := head.ContentLength()
 	if n < -1 {
 		return nil, errors.New("invalid content length")
@@ -493,6 +530,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	h := req.Header.Clone()
 	upgrade := cleanHeaders(h)
+	StripClientHeaders(h)
 	// The grain checks a websocket's Origin against the host the browser
 	// asked for, which is this node's name for the grain.
 	if req.Host != "" {

@@ -10,6 +10,10 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
+
+	"erg/fed"
 )
 
 // grainCookie holds a grain-origin session. It is set host-only on the
@@ -157,6 +161,13 @@ func (h *Handler) serveGrain(w http.ResponseWriter, r *http.Request, id string) 
 		h.login(w, r, id)
 		return
 	}
+	if crossOrigin(r) {
+		// Every grain's frame sits under the shell's site and so shares
+		// its partitioned cookie: without this check one grain's script
+		// could post, signed in, to the user's other grains.
+		http.Error(w, "Only this grain's own pages may change it.", http.StatusForbidden)
+		return
+	}
 	c, err := r.Cookie(grainCookie)
 	if err != nil {
 		http.Error(w, "Not signed in to this grain. Open it from your node's page.", http.StatusUnauthorized)
@@ -227,6 +238,34 @@ func (h *Handler) serveGrain(w http.ResponseWriter, r *http.Request, id string) 
 	proxy.ServeHTTP(w, r)
 }
 
+// crossOrigin reports whether r is a state-changing request (any method
+// but GET, HEAD and OPTIONS) or a websocket upgrade that a browser says
+// comes from a page other than the grain's own origin: an Origin that is
+// not the grain's scheme, host and port, or a Sec-Fetch-Site of
+// cross-site or same-site. A request with neither header (curl, an old
+// browser) passes, as nothing shows it comes from another page.
+func crossOrigin(r *http.Request) bool {
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		if !httpguts.HeaderValuesContainsToken(r.Header["Connection"], "upgrade") && r.Header.Get("Upgrade") == "" {
+			return false
+		}
+	}
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "cross-site", "same-site":
+		return true
+	}
+	origin := r.Header.Values("Origin")
+	if len(origin) == 0 {
+		return false
+	}
+	scheme := "http://"
+	if r.TLS != nil {
+		scheme = "https://"
+	}
+	return len(origin) != 1 || !strings.EqualFold(origin[0], scheme+r.Host)
+}
+
 // copyBuffers saves the proxy a 32 KiB allocation per request.
 var copyBuffers = &bufferPool{pool: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
 
@@ -278,12 +317,11 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 
 // setGrainHeaders replaces every identity header the client sent with the
 // node's word on who is asking, under erg's and Sandstorm's names.
+// Headers with "_" go too, as nginx and Apache drop them: a CGI, WSGI or
+// Rack server would read X-Erg_Permissions as X-Erg-Permissions. The rule
+// is fed's, so a friend's request meets the same one on the owner's node.
 func setGrainHeaders(hdr http.Header, v Viewer) {
-	for name := range hdr {
-		if isIdentityHeader(name) {
-			delete(hdr, name)
-		}
-	}
+	fed.StripClientHeaders(hdr)
 	perms := strings.Join(v.Permissions, ",")
 	for _, prefix := range []string{"X-Erg-", "X-Sandstorm-"} {
 		hdr.Set(prefix+"User-Id", v.UserID)
@@ -291,11 +329,6 @@ func setGrainHeaders(hdr http.Header, v Viewer) {
 		hdr.Set(prefix+"Permissions", perms)
 		hdr.Set(prefix+"Session-Id", v.SessionID)
 	}
-}
-
-func isIdentityHeader(name string) bool {
-	n := strings.ToLower(name)
-	return strings.HasPrefix(n, "x-erg-") || strings.HasPrefix(n, "x-sandstorm-")
 }
 
 // dropCookie removes one cookie from a request, keeping the others.

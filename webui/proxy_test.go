@@ -2,6 +2,7 @@ package webui
 
 import (
 	"net/http"
+	"reflect"
 	"testing"
 )
 
@@ -49,6 +50,65 @@ func TestSetGrainHeadersReplacesClientIdentity(t *testing.T) {
 	}
 	if hdr.Get("X-Erg-Extra") != "" {
 		t.Error("a client-sent X-Erg-* header survived")
+	}
+}
+
+func TestSetGrainHeadersDropsSmuggledSpellings(t *testing.T) {
+	hdr := http.Header{}
+	for _, name := range []string{"X-Erg_Permissions", "x_erg_permissions", "X.Erg.Username", "X-Sandstorm_Username", "X_sandstorm_username", "Other_Header"} {
+		hdr.Add(name, "write")
+	}
+	hdr["X-Erg-Permissions"] = []string{"write", "admin"}
+	hdr.Set("Accept", "text/html")
+	setGrainHeaders(hdr, Viewer{UserID: "u", Username: "alice", Permissions: []string{"read"}, SessionID: "s"})
+	want := http.Header{"Accept": {"text/html"}}
+	for _, p := range []string{"X-Erg-", "X-Sandstorm-"} {
+		want[p+"User-Id"] = []string{"u"}
+		want[p+"Username"] = []string{"alice"}
+		want[p+"Permissions"] = []string{"read"}
+		want[p+"Session-Id"] = []string{"s"}
+	}
+	if !reflect.DeepEqual(hdr, want) {
+		t.Errorf("got %v\nwant %v", hdr, want)
+	}
+}
+
+func TestCrossOrigin(t *testing.T) {
+	const own = "http://g-abc.localhost:6080"
+	tests := []struct {
+		method string
+		h      map[string]string
+		cross  bool
+	}{
+		{"POST", nil, false}, // curl, an old browser
+		{"POST", map[string]string{"Origin": own}, false},
+		{"POST", map[string]string{"Origin": "HTTP://G-ABC.localhost:6080"}, false},
+		{"POST", map[string]string{"Origin": own, "Sec-Fetch-Site": "same-origin"}, false},
+		{"PUT", map[string]string{"Sec-Fetch-Site": "none"}, false},
+		{"POST", map[string]string{"Origin": "http://g-def.localhost:6080"}, true},
+		{"POST", map[string]string{"Origin": "http://localhost:6080"}, true},
+		{"POST", map[string]string{"Origin": "https://g-abc.localhost:6080"}, true},
+		{"POST", map[string]string{"Origin": "http://g-abc.localhost:6081"}, true},
+		{"POST", map[string]string{"Origin": "null"}, true},
+		{"DELETE", map[string]string{"Sec-Fetch-Site": "same-site"}, true},
+		{"PATCH", map[string]string{"Sec-Fetch-Site": "cross-site"}, true},
+		{"POST", map[string]string{"Origin": own, "Sec-Fetch-Site": "same-site"}, true},
+		{"GET", map[string]string{"Origin": "http://g-def.localhost:6080", "Sec-Fetch-Site": "same-site"}, false},
+		{"HEAD", map[string]string{"Sec-Fetch-Site": "cross-site"}, false},
+		{"OPTIONS", map[string]string{"Origin": "http://evil.example"}, false},
+		{"GET", map[string]string{"Connection": "Upgrade", "Upgrade": "websocket", "Origin": own}, false},
+		{"GET", map[string]string{"Connection": "keep-alive, Upgrade", "Upgrade": "websocket", "Origin": "http://g-def.localhost:6080"}, true},
+		{"GET", map[string]string{"Connection": "Upgrade", "Upgrade": "websocket", "Sec-Fetch-Site": "same-site"}, true},
+		{"GET", map[string]string{"Connection": "Upgrade", "Upgrade": "websocket"}, false},
+	}
+	for _, tt := range tests {
+		r, _ := http.NewRequest(tt.method, own+"/x", nil)
+		for k, v := range tt.h {
+			r.Header.Set(k, v)
+		}
+		if got := crossOrigin(r); got != tt.cross {
+			t.Errorf("%s %v: crossOrigin = %v, want %v", tt.method, tt.h, got, tt.cross)
+		}
 	}
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"erg/appstore"
+	"erg/fed"
 	"erg/sandbox"
 )
 
@@ -329,12 +330,7 @@ func devProxy(sb *sandbox.Sandbox, port int, user string, perms []string) http.H
 			pr.Out.URL.Scheme = "http"
 			pr.Out.URL.Host = "127.0.0.1:" + strconv.Itoa(port)
 			pr.Out.Host = pr.In.Host
-			for name := range pr.Out.Header {
-				n := strings.ToLower(name)
-				if strings.HasPrefix(n, "x-erg-") || strings.HasPrefix(n, "x-sandstorm-") {
-					pr.Out.Header.Del(name)
-				}
-			}
+			fed.StripClientHeaders(pr.Out.Header)
 			for _, prefix := range []string{"X-Erg-", "X-Sandstorm-"} {
 				pr.Out.Header.Set(prefix+"User-Id", userID)
 				pr.Out.Header.Set(prefix+"Username", user)
