@@ -497,6 +497,8 @@ func statusOf(err error) int {
 		return http.StatusUnauthorized
 	case errors.Is(err, errTooLarge):
 		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, errBodyTooSlow):
+		return http.StatusRequestTimeout
 	}
 	return http.StatusInternalServerError
 }
