@@ -735,6 +735,7 @@ func (n *Node) GrainViewer(ctx context.Context, grainID, session string) (webui.
 		SessionID:   se.sessionID,
 		Done:        se.done,
 		Expires:     se.expires,
+		Account:     se.accountID,
 	}, nil
 }
 

@@ -727,7 +727,7 @@ func (n *Node) remoteViewer(ctx context.Context, g *remoteGrain, session string)
 	st.mu.Lock()
 	perms := g.perms
 	st.mu.Unlock()
-	return webui.Viewer{UserID: s.userID, Username: s.username, Permissions: perms, SessionID: s.sessionID, Done: s.done}, nil
+	return webui.Viewer{UserID: s.userID, Username: s.username, Permissions: perms, SessionID: s.sessionID, Done: s.done, Account: g.userID}, nil
 }
 
 // restoreRemote returns a transport into a remote grain, restoring the

@@ -39,7 +39,32 @@ type Config struct {
 	Name      string        // what the node calls itself to friends; default the owner's username, else the host name
 	Version   string
 	Log       *slog.Logger
+
+	// Limits on what anyone who can reach the web port, signed in or not,
+	// can hold open. Zero means the default; negative means no limit.
+	MaxConns      int           // connections open on the web port; default 1024
+	MaxConnsPerIP int           // of those, from one client address (IPv6: one /64); default 64
+	MaxWebsockets int           // websockets open per user (anonymous visitors: per address); default 64
+	IdleTimeout   time.Duration // close a keep-alive connection idle this long; default 2m
+	ReadTimeout   time.Duration // a request must arrive in this long, and a body may stall no longer; default 1m
+	MinUploadRate int64         // bytes/s a request body must keep up on average; default 1 KiB/s
 }
+
+// Defaults of the limits in Config.
+const (
+	DefaultMaxConns      = 1024
+	DefaultMaxConnsPerIP = 64
+	DefaultMaxWebsockets = 64
+	DefaultIdleTimeout   = 2 * time.Minute
+	DefaultReadTimeout   = time.Minute
+	DefaultMinUploadRate = 1 << 10
+
+	// maxHeaderBytes bounds a request's line and headers. net/http allows
+	// 4 KiB over it, so a request with more than 36 KiB of headers is
+	// refused with 431 before it is read further: connections sending
+	// huge headers cost the node that much each at most.
+	maxHeaderBytes = 32 << 10
+)
 
 // Paths inside the data dir.
 const (
@@ -78,6 +103,7 @@ type Node struct {
 	fed *fedState // friends and grains shared between nodes (friends.go)
 
 	webLn   net.Listener
+	limits  *limitListener // webLn, counting connections
 	sockLn  net.Listener
 	servers []*http.Server
 	serveWG sync.WaitGroup
@@ -111,6 +137,12 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	cfg.MaxConns = orDefault(cfg.MaxConns, DefaultMaxConns)
+	cfg.MaxConnsPerIP = orDefault(cfg.MaxConnsPerIP, DefaultMaxConnsPerIP)
+	cfg.MaxWebsockets = orDefault(cfg.MaxWebsockets, DefaultMaxWebsockets)
+	cfg.IdleTimeout = orDefault(cfg.IdleTimeout, DefaultIdleTimeout)
+	cfg.ReadTimeout = orDefault(cfg.ReadTimeout, DefaultReadTimeout)
+	cfg.MinUploadRate = orDefault(cfg.MinUploadRate, DefaultMinUploadRate)
 	// The returns below name nil for n, so the cleanup keeps its own copy.
 	node := &Node{cfg: cfg, log: cfg.Log, started: time.Now(), cache: map[string]*grainInfo{}, sessions: map[string]sessionEntry{}}
 	n = node
@@ -188,7 +220,8 @@ func (n *Node) listen() error {
 	if err != nil {
 		return fmt.Errorf("web UI: %w (is another node running? choose another address with --listen)", err)
 	}
-	n.webLn = ln
+	n.limits = newLimitListener(ln, max(n.cfg.MaxConns, 0), max(n.cfg.MaxConnsPerIP, 0))
+	n.webLn = n.limits
 	sock := SocketPath(n.cfg.DataDir)
 	// We hold the data dir lock, so a socket file left here is stale.
 	os.Remove(sock)
@@ -201,16 +234,30 @@ func (n *Node) listen() error {
 	n.sockLn = sl
 
 	webLog := n.log.With("subsystem", "webui")
-	opts := webui.Options{Domain: n.cfg.Domain, MaxUpload: n.cfg.MaxUpload}
-	n.serve(ln, webui.NewHandler(n, opts, webLog))
+	opts := webui.Options{Domain: n.cfg.Domain, MaxUpload: n.cfg.MaxUpload,
+		MaxWebsockets: max(n.cfg.MaxWebsockets, 0), BodyStall: max(n.cfg.ReadTimeout, 0), MinBodyRate: max(n.cfg.MinUploadRate, 0)}
+	n.serve(n.webLn, webui.NewHandler(n, opts, webLog))
 	n.serve(sl, webui.APIHandler(n, opts, webLog))
 	return nil
 }
 
 func (n *Node) serve(ln net.Listener, h http.Handler) {
+	// The read timeout covers a whole request, body included; handlers
+	// reading long bodies extend it as the bytes arrive (webui's body
+	// guard), and websockets are free of it once upgraded. There is no
+	// write timeout: downloads and event streams may run long, and a
+	// client that stops reading holds only its own connections, which
+	// the caps bound.
+	headerTimeout := 10 * time.Second
+	if n.cfg.ReadTimeout > 0 {
+		headerTimeout = min(headerTimeout, n.cfg.ReadTimeout)
+	}
 	srv := &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: headerTimeout,
+		ReadTimeout:       max(n.cfg.ReadTimeout, 0),
+		IdleTimeout:       max(n.cfg.IdleTimeout, 0),
+		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
 	}
 	n.servers = append(n.servers, srv)
@@ -221,6 +268,14 @@ func (n *Node) serve(ln net.Listener, h http.Handler) {
 			n.log.Error("serve", "addr", ln.Addr(), "err", err)
 		}
 	}()
+}
+
+// orDefault is v, or def when v is zero.
+func orDefault[T int | int64 | time.Duration](v, def T) T {
+	if v == 0 {
+		return def
+	}
+	return v
 }
 
 // URL is the node's web address.

@@ -25,6 +25,7 @@ type api struct {
 	b         Backend
 	log       *slog.Logger
 	maxUpload int64
+	body      bodyGuard
 }
 
 // routes lists the API; add new routes here.
@@ -105,7 +106,7 @@ func (a *api) guard(forOwner bool, h http.HandlerFunc) http.HandlerFunc {
 // APIHandler serves the JSON API on the control socket. Whoever can reach
 // the socket (the data dir's owner-only unix socket) is the node's owner.
 func APIHandler(b Backend, opts Options, log *slog.Logger) http.Handler {
-	a := &api{b: b, log: log, maxUpload: opts.MaxUpload}
+	a := &api{b: b, log: log, maxUpload: opts.MaxUpload, body: bodyGuard{stall: opts.BodyStall, rate: opts.MinBodyRate}}
 	if a.maxUpload <= 0 {
 		a.maxUpload = 1 << 30
 	}
@@ -124,7 +125,7 @@ func APIHandler(b Backend, opts Options, log *slog.Logger) http.Handler {
 // `erg token new`) or a web session with its CSRF token in the
 // X-CSRF-Token header for anything that changes state.
 func (h *Handler) httpAPI() http.Handler {
-	a := &api{b: h.b, log: h.log, maxUpload: h.maxUpload}
+	a := &api{b: h.b, log: h.log, maxUpload: h.maxUpload, body: h.body}
 	mux := a.routes()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
@@ -197,14 +198,15 @@ func ownerOnly(who User) error {
 	return nil
 }
 
-// upload returns the request body bounded by the node's upload limit. A
-// declared length over the limit is refused before a byte is read, so an
-// oversized upload never reaches the disk.
-func upload(w http.ResponseWriter, r *http.Request, max int64) (io.Reader, error) {
-	if r.ContentLength > max {
-		return nil, fmt.Errorf("%w: the upload is %d MiB; the limit is %d MiB", errTooLarge, r.ContentLength>>20, max>>20)
+// upload returns the request body bounded by the node's upload limit and
+// guarded against trickling. A declared length over the limit is refused
+// before a byte is read, so an oversized upload never reaches the disk.
+func (a *api) upload(w http.ResponseWriter, r *http.Request) (io.Reader, error) {
+	if r.ContentLength > a.maxUpload {
+		return nil, fmt.Errorf("%w: the upload is %d MiB; the limit is %d MiB", errTooLarge, r.ContentLength>>20, a.maxUpload>>20)
 	}
-	return http.MaxBytesReader(w, r.Body, max), nil
+	a.body.guard(w, r)
+	return http.MaxBytesReader(w, r.Body, a.maxUpload), nil
 }
 
 // uploadError turns a body cut off by MaxBytesReader into a clear error.
@@ -220,7 +222,7 @@ func (a *api) installPackage(w http.ResponseWriter, r *http.Request, who User) {
 		writeError(w, err)
 		return
 	}
-	body, err := upload(w, r, a.maxUpload)
+	body, err := a.upload(w, r)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -357,7 +359,7 @@ func backupName(g Grain) string {
 }
 
 func (a *api) restoreGrain(w http.ResponseWriter, r *http.Request, who User) {
-	body, err := upload(w, r, a.maxUpload)
+	body, err := a.upload(w, r)
 	if err != nil {
 		writeError(w, err)
 		return
@@ -495,6 +497,8 @@ func statusOf(err error) int {
 		return http.StatusUnauthorized
 	case errors.Is(err, errTooLarge):
 		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, errBodyTooSlow):
+		return http.StatusRequestTimeout
 	}
 	return http.StatusInternalServerError
 }

@@ -543,6 +543,7 @@ func (h *Handler) multipartUpload(w http.ResponseWriter, r *http.Request, a acto
 	if r.ContentLength > h.maxUpload {
 		return nil, fmt.Errorf("%w: the file is %d MiB; the limit is %d MiB", errTooLarge, r.ContentLength>>20, h.maxUpload>>20)
 	}
+	h.body.guard(w, r)
 	r.Body = http.MaxBytesReader(w, r.Body, h.maxUpload)
 	mr, err := r.MultipartReader()
 	if err != nil {

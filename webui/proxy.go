@@ -30,6 +30,16 @@ type Options struct {
 	Domain string
 	// MaxUpload bounds an uploaded package or backup; default 1 GiB.
 	MaxUpload int64
+	// MaxWebsockets caps the websockets one user (an anonymous visitor:
+	// one client address) may have open through the grain proxy; more
+	// are refused with 429. 0 means no cap.
+	MaxWebsockets int
+	// BodyStall and MinBodyRate guard long request bodies (uploads, and
+	// every body sent to a grain): a body may stall no longer than
+	// BodyStall and must average MinBodyRate bytes per second, else it
+	// is cut. Either 0 means no guard beyond the server's read timeout.
+	BodyStall   time.Duration
+	MinBodyRate int64
 }
 
 // Handler serves the node's web port: each grain on its own origin
@@ -39,6 +49,8 @@ type Handler struct {
 	log       *slog.Logger
 	domain    string
 	maxUpload int64
+	body      bodyGuard
+	ws        *wsLimiter
 	shell     http.Handler
 	cop       *http.CrossOriginProtection
 	limiter   *limiter
@@ -57,6 +69,7 @@ func NewHandler(b Backend, opts Options, log *slog.Logger) *Handler {
 	h := &Handler{
 		b: b, log: log, domain: strings.ToLower(opts.Domain), maxUpload: opts.MaxUpload,
 		cop: http.NewCrossOriginProtection(), limiter: newLimiter(),
+		body: bodyGuard{stall: opts.BodyStall, rate: opts.MinBodyRate}, ws: newWSLimiter(opts.MaxWebsockets),
 	}
 	h.pages = newPages()
 	h.shell = h.shellRoutes()
@@ -202,6 +215,28 @@ func (h *Handler) serveGrain(w http.ResponseWriter, r *http.Request, id string) 
 		}()
 	}
 	r = r.WithContext(ctx)
+	if isUpgrade(r) {
+		// A websocket holds a connection here and one to the grain (for a
+		// friend's grain, a stream to its node) for as long as it is
+		// open: count them by who opened them.
+		key := "ip:" + clientIP(r)
+		if viewer.Account != "" {
+			key = "user:" + viewer.Account
+		}
+		if !h.ws.acquire(key) {
+			http.Error(w, "Too many websockets open; close some tabs and try again.", http.StatusTooManyRequests)
+			return
+		}
+		defer h.ws.release(key)
+		// Once upgraded it is a websocket's own business how long it
+		// stays quiet: free it from the read timeout (the server's
+		// hijack does too; this covers the wait for the grain's answer).
+		rc := http.NewResponseController(w)
+		rc.SetReadDeadline(time.Time{})
+		rc.SetWriteDeadline(time.Time{})
+	} else {
+		h.body.guard(w, r)
+	}
 	rt, release, err := h.b.AcquireGrain(ctx, id)
 	if err != nil {
 		h.log.Warn("grain did not start", "grain", id, "err", err)

@@ -75,7 +75,12 @@ func (a *api) registerStore(mux *http.ServeMux, b StoreBackend) {
 			writeError(w, err)
 			return
 		}
-		l, err := b.PublishPackage(r.Context(), rec, http.MaxBytesReader(w, r.Body, a.maxUpload))
+		body, err := a.upload(w, r)
+		if err != nil {
+			writeError(w, err)
+			return
+		}
+		l, err := b.PublishPackage(r.Context(), rec, body)
 		reply(w, l, err)
 	}))
 	mux.HandleFunc("GET /api/store/search", guard(false, func(w http.ResponseWriter, r *http.Request) {

@@ -159,6 +159,10 @@ type Viewer struct {
 	// Expires is when the session (or the share it came through) ends;
 	// open requests and websockets are cut then too.
 	Expires time.Time
+	// Account is the node's own id for the user (not told to the grain;
+	// the same across grains), "" for an anonymous visitor. Limits per
+	// user count by it.
+	Account string
 }
 
 // Backend is what the node provides to the HTTP layer. Methods that take a

@@ -61,6 +61,12 @@ default; 'erg grain new APP' prints a link that signs you in.`,
 	f.StringArrayVar(&cfg.P2PListen, "p2p-listen", nil, "libp2p listen multiaddr (repeatable; default /ip4/127.0.0.1/tcp/0 and /ip4/127.0.0.1/udp/0/quic-v1)")
 	f.StringVar(&cfg.Name, "name", "", "what this node calls itself to friends (default the owner's username, else the host name)")
 	f.StringArrayVar(&cfg.Bootstrap, "bootstrap", nil, "multiaddr with /p2p/<peer id> of a peer to join the DHT through (repeatable)")
+	f.IntVar(&cfg.MaxConns, "max-conns", node.DefaultMaxConns, "most connections open on the web port at once; more are closed at once (-1: no cap)")
+	f.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", node.DefaultMaxConnsPerIP, "most connections open from one client address (IPv6: one /64) (-1: no cap)")
+	f.IntVar(&cfg.MaxWebsockets, "max-websockets-per-user", node.DefaultMaxWebsockets, "most websockets one user (anonymous visitors: one address) may have open to grains; more get 429 (-1: no cap)")
+	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", node.DefaultIdleTimeout, "close a keep-alive connection idle this long (-1s: use --read-timeout)")
+	f.DurationVar(&cfg.ReadTimeout, "read-timeout", node.DefaultReadTimeout, "a request must arrive within this, and an upload may stall no longer (-1s: no limit)")
+	f.Int64Var(&cfg.MinUploadRate, "min-upload-rate", node.DefaultMinUploadRate, "bytes per second an upload must average; slower ones are cut (-1: no minimum)")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log debug detail")
 	return cmd
 }
