@@ -107,14 +107,29 @@ func (h *Handler) checkOrigin(r *http.Request) error {
 }
 
 // checkCSRF also requires the session's token, which no other origin can
-// read: it protects browsers too old to send Sec-Fetch-Site or Origin.
+// read: it protects browsers too old to send Sec-Fetch-Site or Origin. The
+// token comes in the X-CSRF-Token header or a urlencoded form's field;
+// callers refuse multipart bodies before this (signedIn), so the form
+// parsed here is never a multipart one.
 func (h *Handler) checkCSRF(r *http.Request, a actor) error {
+	got := r.Header.Get(csrfHeader)
+	if got == "" && !isMultipart(r) {
+		got = r.PostFormValue(csrfField)
+	}
+	return h.checkToken(r, a, got)
+}
+
+// checkCSRFHeader is checkCSRF for the JSON API: the token only in the
+// X-CSRF-Token header, which no other origin can set without a CORS
+// preflight the node never answers, and never from the body, whatever
+// its content type.
+func (h *Handler) checkCSRFHeader(r *http.Request, a actor) error {
+	return h.checkToken(r, a, r.Header.Get(csrfHeader))
+}
+
+func (h *Handler) checkToken(r *http.Request, a actor, got string) error {
 	if err := h.checkOrigin(r); err != nil {
 		return err
-	}
-	got := r.Header.Get(csrfHeader)
-	if got == "" {
-		got = r.PostFormValue(csrfField)
 	}
 	if a.csrf == "" || subtle.ConstantTimeCompare([]byte(got), []byte(a.csrf)) != 1 {
 		return fmt.Errorf("%w: the form is out of date or was sent from elsewhere; reload the page and try again", ErrForbidden)

@@ -31,15 +31,16 @@ type Options struct {
 // Handler serves the node's web port: each grain on its own origin
 // (g-<id>.<domain>), everything else as the node's own pages and API.
 type Handler struct {
-	b         Backend
-	log       *slog.Logger
-	domain    string
-	maxUpload int64
-	shell     http.Handler
-	cop       *http.CrossOriginProtection
-	limiter   *limiter
-	pages     *pages
-	updates   *updateCache // nil without an app store
+	b          Backend
+	log        *slog.Logger
+	domain     string
+	maxUpload  int64
+	shell      http.Handler
+	pageRoutes []pageRoute
+	cop        *http.CrossOriginProtection
+	limiter    *limiter
+	pages      *pages
+	updates    *updateCache // nil without an app store
 }
 
 // NewHandler returns the handler for the node's web port.
@@ -55,6 +56,7 @@ func NewHandler(b Backend, opts Options, log *slog.Logger) *Handler {
 		cop: http.NewCrossOriginProtection(), limiter: newLimiter(),
 	}
 	h.pages = newPages()
+	h.pageRoutes = h.allPageRoutes()
 	h.shell = h.shellRoutes()
 	return h
 }
