@@ -341,10 +341,34 @@ func isMultipart(r *http.Request) bool {
 	return strings.HasPrefix(strings.ToLower(mt), "multipart/")
 }
 
-// localPath keeps a redirect target on this site.
+// localPath keeps a redirect target on this site: it returns p only if p
+// is a local path (a single "/" first, no control character or backslash
+// anywhere, and no scheme or host when parsed, nor once its escapes are
+// decoded), and "/grains" otherwise. Browsers drop tabs and newlines from
+// URLs and read a backslash as "/", so "/<tab>/evil.example" would
+// otherwise leave the node.
 func localPath(p string) string {
-	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.HasPrefix(p, "/\\") {
-		return "/grains"
+	const home = "/grains"
+	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") {
+		return home
+	}
+	for _, c := range p {
+		if c < 0x20 || c == 0x7f || c == '\\' || (c >= 0x80 && c < 0xa0) {
+			return home
+		}
+	}
+	u, err := url.Parse(p)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" || !strings.HasPrefix(u.Path, "/") {
+		return home
+	}
+	// The decoded path too: "/%2F/evil" and "/%09/evil" are not sent on.
+	if strings.HasPrefix(u.Path, "//") || strings.HasPrefix(u.Path, "/\\") {
+		return home
+	}
+	for _, c := range u.Path {
+		if c < 0x20 || c == 0x7f {
+			return home
+		}
 	}
 	return p
 }
@@ -426,7 +450,7 @@ func (h *Handler) loginPost(w http.ResponseWriter, r *http.Request) {
 	_, session, err := h.b.Login(r.Context(), username, password)
 	if err != nil {
 		if errors.Is(err, ErrUnauthorized) {
-			h.limiter.failed(ip, username)
+			// allow has counted the attempt already.
 			h.render(w, r, http.StatusUnauthorized, "login", pageData{Title: "Sign in", Data: data, Error: "Wrong username or password."})
 			return
 		}
