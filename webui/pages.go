@@ -651,6 +651,9 @@ func (h *Handler) multipartUpload(w http.ResponseWriter, r *http.Request, a acto
 	if r.ContentLength > h.maxUpload {
 		return nil, fmt.Errorf("%w: the file is %d MiB; the limit is %d MiB", errTooLarge, r.ContentLength>>20, h.maxUpload>>20)
 	}
+	if !isMultipart(r) {
+		return nil, fmt.Errorf("%w: send the file as a multipart form", errUnsupportedMedia)
+	}
 	r.Body = http.MaxBytesReader(w, r.Body, h.maxUpload)
 	mr, err := r.MultipartReader()
 	if err != nil {
