@@ -18,6 +18,9 @@ const maxAPIBody = 1 << 20
 // errTooLarge marks an upload over the node's limit.
 var errTooLarge = errors.New("too large")
 
+// errUnsupportedMedia marks a body of a type the route does not take.
+var errUnsupportedMedia = errors.New("unsupported content type")
+
 // api serves the JSON API. Every handler acts for the actor its caller
 // put in the request: the owner on the control socket, the token's or the
 // session's user over HTTP.
@@ -148,8 +151,10 @@ func (h *Handler) httpAPI() http.Handler {
 			writeError(w, fmt.Errorf("%w: sign in or send an API token (erg token new)", ErrUnauthorized))
 			return
 		}
+		// A session is a browser's, sent by any page it visits: anything
+		// that changes state needs the shell's origin and the CSRF header.
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			if err := h.checkCSRF(r, act); err != nil {
+			if err := h.checkCSRFHeader(r, act); err != nil {
 				writeError(w, err)
 				return
 			}
@@ -499,6 +504,8 @@ func statusOf(err error) int {
 		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, errBodyTooSlow):
 		return http.StatusRequestTimeout
+	case errors.Is(err, errUnsupportedMedia):
+		return http.StatusUnsupportedMediaType
 	}
 	return http.StatusInternalServerError
 }

@@ -107,14 +107,29 @@ func (h *Handler) checkOrigin(r *http.Request) error {
 }
 
 // checkCSRF also requires the session's token, which no other origin can
-// read: it protects browsers too old to send Sec-Fetch-Site or Origin.
+// read: it protects browsers too old to send Sec-Fetch-Site or Origin. The
+// token comes in the X-CSRF-Token header or a urlencoded form's field;
+// callers refuse multipart bodies before this (signedIn), so the form
+// parsed here is never a multipart one.
 func (h *Handler) checkCSRF(r *http.Request, a actor) error {
+	got := r.Header.Get(csrfHeader)
+	if got == "" && !isMultipart(r) {
+		got = r.PostFormValue(csrfField)
+	}
+	return h.checkToken(r, a, got)
+}
+
+// checkCSRFHeader is checkCSRF for the JSON API: the token only in the
+// X-CSRF-Token header, which no other origin can set without a CORS
+// preflight the node never answers, and never from the body, whatever
+// its content type.
+func (h *Handler) checkCSRFHeader(r *http.Request, a actor) error {
+	return h.checkToken(r, a, r.Header.Get(csrfHeader))
+}
+
+func (h *Handler) checkToken(r *http.Request, a actor, got string) error {
 	if err := h.checkOrigin(r); err != nil {
 		return err
-	}
-	got := r.Header.Get(csrfHeader)
-	if got == "" {
-		got = r.PostFormValue(csrfField)
 	}
 	if a.csrf == "" || subtle.ConstantTimeCompare([]byte(got), []byte(a.csrf)) != 1 {
 		return fmt.Errorf("%w: the form is out of date or was sent from elsewhere; reload the page and try again", ErrForbidden)
@@ -157,32 +172,33 @@ func limitKeys(ip, username string) (account, address string) {
 }
 
 // allow reports whether a login attempt may go ahead, and if not, when
-// the caller may try again.
+// the caller may try again. An attempt it allows is counted at once, under
+// the lock, before the password is checked: concurrent guesses cannot all
+// pass the check before any of them is recorded. A success clears it
+// (succeeded). An attempt that fails for another reason (the backend
+// erred) is not given back: the caller may have made it fail, say by
+// hanging up, after its password was checked.
 func (l *limiter) allow(ip, username string) (bool, time.Duration) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
 	acc, addr := limitKeys(ip, username)
-	for key, max := range map[string]int{acc: limitPerAccount, addr: limitPerAddress} {
-		e := l.entries[key]
+	for _, k := range []struct {
+		key string
+		max int
+	}{{acc, limitPerAccount}, {addr, limitPerAddress}} {
+		e := l.entries[k.key]
 		if e == nil {
 			continue
 		}
 		if now.Sub(e.since) >= limitWindow {
-			delete(l.entries, key)
+			delete(l.entries, k.key)
 			continue
 		}
-		if e.fails >= max {
+		if e.fails >= k.max {
 			return false, limitWindow - now.Sub(e.since)
 		}
 	}
-	return true, 0
-}
-
-func (l *limiter) failed(ip, username string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.now()
 	if len(l.entries) >= limitMaxEntries {
 		for k, e := range l.entries {
 			if now.Sub(e.since) >= limitWindow {
@@ -190,20 +206,25 @@ func (l *limiter) failed(ip, username string) {
 			}
 		}
 	}
-	acc, addr := limitKeys(ip, username)
 	for _, key := range []string{acc, addr} {
 		e := l.entries[key]
-		if e == nil || now.Sub(e.since) >= limitWindow {
+		if e == nil {
 			e = &limitEntry{since: now}
 			l.entries[key] = e
 		}
 		e.fails++
 	}
+	return true, 0
 }
 
+// succeeded clears the account's failures and gives back the address the
+// attempt that succeeded.
 func (l *limiter) succeeded(ip, username string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	acc, _ := limitKeys(ip, username)
+	acc, addr := limitKeys(ip, username)
 	delete(l.entries, acc)
+	if e := l.entries[addr]; e != nil && e.fails > 0 {
+		e.fails--
+	}
 }

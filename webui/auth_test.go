@@ -1,6 +1,8 @@
 package webui
 
 import (
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -13,7 +15,6 @@ func TestLimiter(t *testing.T) {
 		if ok, _ := l.allow("1.2.3.4", "alice"); !ok {
 			t.Fatal("refused before the limit")
 		}
-		l.failed("1.2.3.4", "alice")
 	}
 	if ok, wait := l.allow("1.2.3.4", "ALICE "); ok || wait <= 0 || wait > limitWindow {
 		t.Errorf("after %d failures: ok=%v wait=%v", limitPerAccount, ok, wait)
@@ -26,7 +27,7 @@ func TestLimiter(t *testing.T) {
 	}
 	// Spraying names from one address hits the address limit.
 	for i := range limitPerAddress {
-		l.failed("9.9.9.9", string(rune('a'+i%26))+"x")
+		l.allow("9.9.9.9", string(rune('a'+i%26))+"x")
 	}
 	if ok, _ := l.allow("9.9.9.9", "fresh"); ok {
 		t.Error("an address that failed on many names is not limited")
@@ -35,24 +36,69 @@ func TestLimiter(t *testing.T) {
 	if ok, _ := l.allow("1.2.3.4", "alice"); !ok {
 		t.Error("still locked after the window")
 	}
-	l.failed("2.2.2.2", "carol")
+	l.allow("2.2.2.2", "carol")
+	l.allow("2.2.2.2", "carol")
 	l.succeeded("2.2.2.2", "carol")
 	if e := l.entries["2.2.2.2\x00carol"]; e != nil {
 		t.Error("a success does not clear the account's failures")
 	}
+	if e := l.entries["2.2.2.2"]; e == nil || e.fails != 1 {
+		t.Errorf("the address after a failure and a success: %+v, want 1 failure", e)
+	}
+}
+
+// TestLimiterReservesConcurrentAttempts: many attempts at once get no more
+// than the limit between them, since allow counts each as it lets it by.
+func TestLimiterReservesConcurrentAttempts(t *testing.T) {
+	l := newLimiter()
+	var allowed atomic.Int32
+	var wg sync.WaitGroup
+	for range 200 {
+		wg.Go(func() {
+			if ok, _ := l.allow("1.2.3.4", "alice"); ok {
+				allowed.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if n := allowed.Load(); n != limitPerAccount {
+		t.Errorf("%d of 200 concurrent attempts allowed, want %d", n, limitPerAccount)
+	}
 }
 
 func TestLocalPath(t *testing.T) {
-	for in, want := range map[string]string{
-		"/grains/abc":      "/grains/abc",
-		"/s/tok?x=1":       "/s/tok?x=1",
-		"//evil.example/":  "/grains",
-		"/\\evil.example":  "/grains",
-		"https://evil.com": "/grains",
-		"":                 "/grains",
+	for _, c := range []struct{ in, want string }{
+		{"/grains/abc", "/grains/abc"},
+		{"/s/tok?x=1", "/s/tok?x=1"},
+		{"/ok/path?x=1", "/ok/path?x=1"},
+		{"/grains/abc#top", "/grains/abc#top"},
+		{"/", "/"},
+		{"//evil.example/", "/grains"},
+		{"///evil.example/", "/grains"},
+		{"/\\evil.example", "/grains"},
+		{"\\\\evil.example", "/grains"},
+		{"/ok\\path", "/grains"},
+		{"/\t/evil.example/x", "/grains"},
+		{"/\n/evil.example", "/grains"},
+		{"/\r/evil.example", "/grains"},
+		{"/\x00/evil", "/grains"},
+		{"/\x7f/evil", "/grains"},
+		{"/%09/evil.example/x", "/grains"},
+		{"/%0a/", "/grains"},
+		{"/%0d%0a/evil", "/grains"},
+		{"/%2F/evil.example", "/grains"},
+		{"/%5Cevil.example", "/grains"},
+		{"https://evil.com", "/grains"},
+		{"http:/evil.com", "/grains"},
+		{"javascript:alert(1)", "/grains"},
+		{"JavaScript:alert(1)", "/grains"},
+		{"evil.example", "/grains"},
+		{" /grains", "/grains"},
+		{"/%zz", "/grains"},
+		{"", "/grains"},
 	} {
-		if got := localPath(in); got != want {
-			t.Errorf("localPath(%q) = %q, want %q", in, got, want)
+		if got := localPath(c.in); got != c.want {
+			t.Errorf("localPath(%q) = %q, want %q", c.in, got, c.want)
 		}
 	}
 }

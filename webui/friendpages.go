@@ -39,7 +39,7 @@ func (h *Handler) friendPages() []pageRoute {
 	return []pageRoute{
 		{"GET /friends", func(w http.ResponseWriter, r *http.Request, a actor) {
 			render(w, r, a, http.StatusOK, nil, "", "")
-		}},
+		}, false},
 		{"POST /friends/invite", func(w http.ResponseWriter, r *http.Request, a actor) {
 			inv, err := fb.NewFriendInvite(r.Context(), a.user)
 			if err != nil {
@@ -47,7 +47,7 @@ func (h *Handler) friendPages() []pageRoute {
 				return
 			}
 			render(w, r, a, http.StatusCreated, &inv, "", "")
-		}},
+		}, false},
 		{"POST /friends/add", func(w http.ResponseWriter, r *http.Request, a actor) {
 			f, err := fb.AddFriend(r.Context(), a.user, r.PostFormValue("code"))
 			if err != nil {
@@ -59,18 +59,13 @@ func (h *Handler) friendPages() []pageRoute {
 				return
 			}
 			render(w, r, a, http.StatusOK, nil, "You are now friends with "+f.Name+".", "")
-		}},
+		}, false},
 		{"POST /friends/{name}/remove", func(w http.ResponseWriter, r *http.Request, a actor) {
 			if err := fb.RemoveFriend(r.Context(), a.user, r.PathValue("name")); err != nil {
 				h.failPage(w, r, err)
 				return
 			}
 			http.Redirect(w, r, "/friends?removed="+url.QueryEscape(r.PathValue("name")), http.StatusSeeOther)
-		}},
+		}, false},
 	}
-}
-
-type pageRoute struct {
-	pattern string
-	h       func(http.ResponseWriter, *http.Request, actor)
 }

@@ -9,6 +9,7 @@ import (
 	"html/template"
 	"io"
 	"io/fs"
+	"mime"
 	"mime/multipart"
 	"net"
 	"net/http"
@@ -136,7 +137,7 @@ func (h *Handler) failPage(w http.ResponseWriter, r *http.Request, err error) {
 // ("invalid request: ...") in front.
 func userMessage(err error) string {
 	msg := err.Error()
-	for _, s := range []error{ErrNotFound, ErrInvalid, ErrForbidden, ErrUnauthorized, errTooLarge} {
+	for _, s := range []error{ErrNotFound, ErrInvalid, ErrForbidden, ErrUnauthorized, errTooLarge, errUnsupportedMedia} {
 		if rest, ok := strings.CutPrefix(msg, s.Error()+": "); ok {
 			return rest
 		}
@@ -154,51 +155,99 @@ func (h *Handler) shellRoutes() http.Handler {
 	}))
 	mux.Handle("/api/", h.httpAPI())
 
-	mux.HandleFunc("GET /{$}", h.root)
-	mux.HandleFunc("GET /setup", h.setupPage)
-	mux.HandleFunc("POST /setup", h.setup)
-	mux.HandleFunc("GET /login", h.loginPage)
-	mux.HandleFunc("POST /login", h.loginPost)
-	mux.HandleFunc("GET /invite/{token}", h.invitePage)
-	mux.HandleFunc("POST /invite/{token}", h.acceptInvite)
-	mux.HandleFunc("GET /s/{token}", h.openShare)
-	for _, p := range h.friendPages() {
-		mux.HandleFunc(p.pattern, h.signedIn(p.h))
+	for _, p := range h.publicRoutes() {
+		if strings.HasPrefix(p.pattern, "GET ") {
+			mux.HandleFunc(p.pattern, p.h)
+		} else {
+			mux.HandleFunc(p.pattern, h.public(p.h))
+		}
 	}
-
-	for _, p := range []struct {
-		pattern string
-		h       func(http.ResponseWriter, *http.Request, actor)
-	}{
-		{"POST /logout", h.logout},
-		{"GET /grains", h.grainsPage},
-		{"POST /grains", h.newGrain},
-		{"POST /grains/restore", h.restoreGrain},
-		{"GET /grains/{id}", h.shellPage},
-		{"POST /grains/{id}/rename", h.renameGrain},
-		{"GET /grains/{id}/delete", h.confirmDeleteGrain},
-		{"POST /grains/{id}/delete", h.deleteGrain},
-		{"GET /grains/{id}/backup", h.backupGrain},
-		{"POST /grains/{id}/shares", h.newShare},
-		{"POST /shares/{id}/revoke", h.revokeShare},
-		{"GET /apps", h.appsPage},
-		{"POST /apps", h.installApp},
-		{"POST /apps/{id}/remove", h.removeApp},
-		{"GET /apps/{id}/icon", h.appIcon},
-		{"GET /users", h.usersPage},
-		{"POST /users/invite", h.inviteUser},
-		{"GET /users/{name}/remove", h.confirmRemoveUser},
-		{"POST /users/{name}/remove", h.removeUser},
-		{"POST /invites/{id}/cancel", h.cancelInvite},
-		{"GET /settings", h.settingsPage},
-		{"POST /settings/password", h.changePassword},
-		{"POST /settings/tokens", h.newToken},
-		{"POST /settings/tokens/{id}/revoke", h.revokeToken},
-	} {
-		mux.HandleFunc(p.pattern, h.signedIn(p.h))
+	for _, p := range h.pageRoutes {
+		mux.HandleFunc(p.pattern, h.signedIn(p))
 	}
-	h.storeRoutes(mux)
 	return h.pageHeaders(mux)
+}
+
+// publicRoute is a shell route open to anyone: the sign-in forms and
+// sharing links.
+type publicRoute struct {
+	pattern string
+	h       http.HandlerFunc
+}
+
+func (h *Handler) publicRoutes() []publicRoute {
+	return []publicRoute{
+		{"GET /{$}", h.root},
+		{"GET /setup", h.setupPage},
+		{"POST /setup", h.setup},
+		{"GET /login", h.loginPage},
+		{"POST /login", h.loginPost},
+		{"GET /invite/{token}", h.invitePage},
+		{"POST /invite/{token}", h.acceptInvite},
+		{"GET /s/{token}", h.openShare},
+	}
+}
+
+// pageRoute is a page for signed-in users. upload marks the few that take
+// a multipart upload (whose first part is the CSRF token); every other
+// page refuses a multipart body.
+type pageRoute struct {
+	pattern string
+	h       func(http.ResponseWriter, *http.Request, actor)
+	upload  bool
+}
+
+// allPageRoutes lists every signed-in page, the Friends and Store pages
+// included; the mux and Routes both read it, so add new pages here.
+func (h *Handler) allPageRoutes() []pageRoute {
+	routes := []pageRoute{
+		{"POST /logout", h.logout, false},
+		{"GET /grains", h.grainsPage, false},
+		{"POST /grains", h.newGrain, false},
+		{"POST /grains/restore", h.restoreGrain, true},
+		{"GET /grains/{id}", h.shellPage, false},
+		{"POST /grains/{id}/rename", h.renameGrain, false},
+		{"GET /grains/{id}/delete", h.confirmDeleteGrain, false},
+		{"POST /grains/{id}/delete", h.deleteGrain, false},
+		{"GET /grains/{id}/backup", h.backupGrain, false},
+		{"POST /grains/{id}/shares", h.newShare, false},
+		{"POST /shares/{id}/revoke", h.revokeShare, false},
+		{"GET /apps", h.appsPage, false},
+		{"POST /apps", h.installApp, true},
+		{"POST /apps/{id}/remove", h.removeApp, false},
+		{"GET /apps/{id}/icon", h.appIcon, false},
+		{"GET /users", h.usersPage, false},
+		{"POST /users/invite", h.inviteUser, false},
+		{"GET /users/{name}/remove", h.confirmRemoveUser, false},
+		{"POST /users/{name}/remove", h.removeUser, false},
+		{"POST /invites/{id}/cancel", h.cancelInvite, false},
+		{"GET /settings", h.settingsPage, false},
+		{"POST /settings/password", h.changePassword, false},
+		{"POST /settings/tokens", h.newToken, false},
+		{"POST /settings/tokens/{id}/revoke", h.revokeToken, false},
+	}
+	routes = append(routes, h.friendPages()...)
+	return append(routes, h.storePages()...)
+}
+
+// Route describes one of the shell's routes, for tests that must cover
+// every route, including ones added later.
+type Route struct {
+	Pattern  string // as the mux has it: "POST /grains/{id}/rename"
+	SignedIn bool   // needs a session
+	Upload   bool   // takes a multipart upload
+}
+
+// Routes lists the shell's page routes (the JSON API under /api/ aside).
+func (h *Handler) Routes() []Route {
+	var rs []Route
+	for _, p := range h.publicRoutes() {
+		rs = append(rs, Route{Pattern: p.pattern})
+	}
+	for _, p := range h.pageRoutes {
+		rs = append(rs, Route{Pattern: p.pattern, SignedIn: true, Upload: p.upload})
+	}
+	return rs
 }
 
 // pageHeaders sets what every shell response carries: a strict content
@@ -230,8 +279,13 @@ func (h *Handler) pageHeaders(next http.Handler) http.Handler {
 }
 
 // signedIn runs a page for a signed-in user: others are sent to the login
-// page, and every state-changing request must pass the CSRF check.
-func (h *Handler) signedIn(page func(http.ResponseWriter, *http.Request, actor)) http.HandlerFunc {
+// page. Every state-changing request must come from the shell's own
+// origin and carry the session's CSRF token, whatever its content type: a
+// multipart body is refused unless the route takes an upload, and an
+// upload route checks the token in the stream's first part
+// (multipartUpload) before it reads the file.
+func (h *Handler) signedIn(p pageRoute) http.HandlerFunc {
+	page := p.h
 	return func(w http.ResponseWriter, r *http.Request) {
 		a, ok := h.webActor(r)
 		if !ok {
@@ -243,24 +297,78 @@ func (h *Handler) signedIn(page func(http.ResponseWriter, *http.Request, actor))
 			return
 		}
 		r = withActor(r, a)
-		if r.Method != http.MethodGet && r.Method != http.MethodHead && !isMultipart(r) {
-			if err := h.checkCSRF(r, a); err != nil {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			if err := h.checkOrigin(r); err != nil {
 				h.failPage(w, r, err)
 				return
+			}
+			if !p.upload {
+				if isMultipart(r) {
+					h.failPage(w, r, errMultipart)
+					return
+				}
+				if err := h.checkCSRF(r, a); err != nil {
+					h.failPage(w, r, err)
+					return
+				}
 			}
 		}
 		page(w, r, a)
 	}
 }
 
-func isMultipart(r *http.Request) bool {
-	return strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/form-data")
+// public runs a state-changing route open to anyone (the sign-in forms):
+// only from the shell's own origin, and never with a multipart body.
+func (h *Handler) public(page http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := h.checkOrigin(r); err != nil {
+			h.failPage(w, r, err)
+			return
+		}
+		if isMultipart(r) {
+			h.failPage(w, r, errMultipart)
+			return
+		}
+		page(w, r)
+	}
 }
 
-// localPath keeps a redirect target on this site.
+// errMultipart refuses a multipart body where no upload is expected.
+var errMultipart = fmt.Errorf("%w: this form takes no upload", errUnsupportedMedia)
+
+func isMultipart(r *http.Request) bool {
+	mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return strings.HasPrefix(strings.ToLower(mt), "multipart/")
+}
+
+// localPath keeps a redirect target on this site: it returns p only if p
+// is a local path (a single "/" first, no control character or backslash
+// anywhere, and no scheme or host when parsed, nor once its escapes are
+// decoded), and "/grains" otherwise. Browsers drop tabs and newlines from
+// URLs and read a backslash as "/", so "/<tab>/evil.example" would
+// otherwise leave the node.
 func localPath(p string) string {
-	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") || strings.HasPrefix(p, "/\\") {
-		return "/grains"
+	const home = "/grains"
+	if !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") {
+		return home
+	}
+	for _, c := range p {
+		if c < 0x20 || c == 0x7f || c == '\\' || (c >= 0x80 && c < 0xa0) {
+			return home
+		}
+	}
+	u, err := url.Parse(p)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" || !strings.HasPrefix(u.Path, "/") {
+		return home
+	}
+	// The decoded path too: "/%2F/evil" and "/%09/evil" are not sent on.
+	if strings.HasPrefix(u.Path, "//") || strings.HasPrefix(u.Path, "/\\") {
+		return home
+	}
+	for _, c := range u.Path {
+		if c < 0x20 || c == 0x7f {
+			return home
+		}
 	}
 	return p
 }
@@ -342,7 +450,7 @@ func (h *Handler) loginPost(w http.ResponseWriter, r *http.Request) {
 	_, session, err := h.b.Login(r.Context(), username, password)
 	if err != nil {
 		if errors.Is(err, ErrUnauthorized) {
-			h.limiter.failed(ip, username)
+			// allow has counted the attempt already.
 			h.render(w, r, http.StatusUnauthorized, "login", pageData{Title: "Sign in", Data: data, Error: "Wrong username or password."})
 			return
 		}
@@ -542,6 +650,9 @@ func (h *Handler) multipartUpload(w http.ResponseWriter, r *http.Request, a acto
 	}
 	if r.ContentLength > h.maxUpload {
 		return nil, fmt.Errorf("%w: the file is %d MiB; the limit is %d MiB", errTooLarge, r.ContentLength>>20, h.maxUpload>>20)
+	}
+	if !isMultipart(r) {
+		return nil, fmt.Errorf("%w: send the file as a multipart form", errUnsupportedMedia)
 	}
 	h.body.guard(w, r)
 	r.Body = http.MaxBytesReader(w, r.Body, h.maxUpload)

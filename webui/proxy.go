@@ -45,17 +45,18 @@ type Options struct {
 // Handler serves the node's web port: each grain on its own origin
 // (g-<id>.<domain>), everything else as the node's own pages and API.
 type Handler struct {
-	b         Backend
-	log       *slog.Logger
-	domain    string
-	maxUpload int64
-	body      bodyGuard
-	ws        *wsLimiter
-	shell     http.Handler
-	cop       *http.CrossOriginProtection
-	limiter   *limiter
-	pages     *pages
-	updates   *updateCache // nil without an app store
+	b          Backend
+	log        *slog.Logger
+	domain     string
+	maxUpload  int64
+	body       bodyGuard
+	ws         *wsLimiter
+	shell      http.Handler
+	pageRoutes []pageRoute
+	cop        *http.CrossOriginProtection
+	limiter    *limiter
+	pages      *pages
+	updates    *updateCache // nil without an app store
 }
 
 // NewHandler returns the handler for the node's web port.
@@ -72,6 +73,7 @@ func NewHandler(b Backend, opts Options, log *slog.Logger) *Handler {
 		body: bodyGuard{stall: opts.BodyStall, rate: opts.MinBodyRate}, ws: newWSLimiter(opts.MaxWebsockets),
 	}
 	h.pages = newPages()
+	h.pageRoutes = h.allPageRoutes()
 	h.shell = h.shellRoutes()
 	return h
 }

@@ -59,16 +59,18 @@ func shortPeer(id string) string {
 	return id[:8] + "…" + id[len(id)-6:]
 }
 
-// storeRoutes adds the Store pages when the backend has an app store.
-func (h *Handler) storeRoutes(mux *http.ServeMux) {
+// storePages lists the Store pages when the backend has an app store.
+func (h *Handler) storePages() []pageRoute {
 	sb, ok := h.b.(StoreBackend)
 	if !ok {
-		return
+		return nil
 	}
 	h.updates = &updateCache{check: sb.StoreUpdates, now: time.Now}
-	mux.HandleFunc("GET /store", h.signedIn(func(w http.ResponseWriter, r *http.Request, a actor) { h.storePage(w, r, sb) }))
-	mux.HandleFunc("GET /store/apps/{id}", h.signedIn(func(w http.ResponseWriter, r *http.Request, a actor) { h.storeAppPage(w, r, sb) }))
-	mux.HandleFunc("POST /store/apps/{id}/install", h.signedIn(func(w http.ResponseWriter, r *http.Request, a actor) { h.storeInstall(w, r, a, sb) }))
+	return []pageRoute{
+		{"GET /store", func(w http.ResponseWriter, r *http.Request, a actor) { h.storePage(w, r, sb) }, false},
+		{"GET /store/apps/{id}", func(w http.ResponseWriter, r *http.Request, a actor) { h.storeAppPage(w, r, sb) }, false},
+		{"POST /store/apps/{id}/install", func(w http.ResponseWriter, r *http.Request, a actor) { h.storeInstall(w, r, a, sb) }, false},
+	}
 }
 
 // storeData is what the Store page shows.
