@@ -61,6 +61,15 @@ type web struct {
 	n    *testNode
 	c    *http.Client
 	csrf string
+	base string // the node's URL when it is not n's (an `erg run` process)
+}
+
+// url makes a path absolute on the node the client talks to.
+func (w *web) url(path string) string {
+	if w.base != "" {
+		return w.base + path
+	}
+	return w.n.URL() + path
 }
 
 func (n *testNode) webClient(t *testing.T) *web {
@@ -88,7 +97,7 @@ func (w *web) do(req *http.Request) (int, string, http.Header) {
 func (w *web) get(path string) (int, string) {
 	w.t.Helper()
 	if strings.HasPrefix(path, "/") {
-		path = w.n.URL() + path
+		path = w.url(path)
 	}
 	req, _ := http.NewRequest("GET", path, nil)
 	code, body, _ := w.do(req)
@@ -105,7 +114,7 @@ func (w *web) post(path string, form url.Values, hdr ...string) (int, string) {
 	if _, ok := form["csrf"]; !ok && w.csrf != "" {
 		form.Set("csrf", w.csrf)
 	}
-	req, _ := http.NewRequest("POST", w.n.URL()+path, strings.NewReader(form.Encode()))
+	req, _ := http.NewRequest("POST", w.url(path), strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
@@ -122,7 +131,7 @@ func (w *web) api(method, path string, body any) (int, string) {
 		data, _ := json.Marshal(body)
 		r = bytes.NewReader(data)
 	}
-	req, _ := http.NewRequest(method, w.n.URL()+path, r)
+	req, _ := http.NewRequest(method, w.url(path), r)
 	if w.csrf != "" {
 		req.Header.Set("X-CSRF-Token", w.csrf)
 	}
