@@ -204,7 +204,7 @@ func TestEveryRouteNeedsASession(t *testing.T) {
 	stranger := n.webClient(t)
 	stranger.csrf = alice.csrf // knowing a token is not enough without the session
 	pages := []string{"/grains", "/grains/" + g.ID, "/grains/" + g.ID + "/delete", "/grains/" + g.ID + "/backup",
-		"/apps", "/apps/echo/icon", "/users", "/users/bob/remove", "/settings"}
+		"/apps", "/apps/echo/icon", "/users", "/users/bob/remove", "/users/grains/" + g.ID + "/delete", "/settings"}
 	for _, p := range pages {
 		code, _ := stranger.get(p)
 		if code != http.StatusSeeOther {
@@ -213,7 +213,7 @@ func TestEveryRouteNeedsASession(t *testing.T) {
 	}
 	posts := []string{"/logout", "/grains", "/grains/restore", "/grains/" + g.ID + "/rename", "/grains/" + g.ID + "/delete",
 		"/grains/" + g.ID + "/shares", "/shares/" + sh.ID + "/revoke", "/apps", "/apps/echo/remove",
-		"/users/invite", "/users/bob/remove", "/invites/" + inv.ID + "/cancel",
+		"/users/invite", "/users/bob/remove", "/users/grains/" + g.ID + "/delete", "/invites/" + inv.ID + "/cancel",
 		"/settings/password", "/settings/tokens", "/settings/tokens/x/revoke"}
 	for _, p := range posts {
 		if code, _ := stranger.post(p, url.Values{"title": {"x"}, "app": {"echo"}, "role": {"viewer"}, "username": {"eve"}}); code != http.StatusUnauthorized {
@@ -221,7 +221,7 @@ func TestEveryRouteNeedsASession(t *testing.T) {
 		}
 	}
 	api := []string{"GET /api/status", "GET /api/me", "POST /api/me/password", "GET /api/apps", "POST /api/apps", "DELETE /api/apps/echo",
-		"GET /api/grains", "POST /api/grains", "POST /api/grains/restore", "GET /api/grains/" + g.ID, "PATCH /api/grains/" + g.ID,
+		"GET /api/grains", "GET /api/grains?all=1", "POST /api/grains", "POST /api/grains/restore", "GET /api/grains/" + g.ID, "PATCH /api/grains/" + g.ID,
 		"POST /api/grains/" + g.ID + "/open", "DELETE /api/grains/" + g.ID, "GET /api/grains/" + g.ID + "/log",
 		"GET /api/grains/" + g.ID + "/backup", "GET /api/grains/" + g.ID + "/shares", "POST /api/grains/" + g.ID + "/shares",
 		"DELETE /api/shares/" + sh.ID, "GET /api/users", "DELETE /api/users/bob", "GET /api/invites", "POST /api/invites",
