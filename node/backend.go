@@ -627,8 +627,15 @@ func (n *Node) RemoveGrain(ctx context.Context, who webui.User, id string) error
 	if who.Owner {
 		find = func(_ webui.User, id string) (*grainInfo, error) { return n.grain(id) }
 	}
-	if _, err := find(who, id); err != nil {
+	g, err := find(who, id)
+	if err != nil {
 		return err
+	}
+	n.mu.RLock()
+	theirs := g.ownerID != who.ID
+	n.mu.RUnlock()
+	if theirs {
+		n.log.Info("the owner removes a user's grain", "grain", id, "by", who.Username)
 	}
 	return n.removeGrain(ctx, id)
 }
