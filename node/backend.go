@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"net/url"
@@ -618,12 +619,81 @@ func (n *Node) RenameGrain(ctx context.Context, who webui.User, id, title string
 	return n.Grain(ctx, who, id)
 }
 
-// RemoveGrain implements webui.Backend.
+// RemoveGrain implements webui.Backend. The node's owner may remove
+// anyone's grain (to clean up after a user); anyone else only their own,
+// and is told others' do not exist.
 func (n *Node) RemoveGrain(ctx context.Context, who webui.User, id string) error {
-	if _, err := n.ownGrain(who, id); err != nil {
+	find := n.ownGrain
+	if who.Owner {
+		find = func(_ webui.User, id string) (*grainInfo, error) { return n.grain(id) }
+	}
+	g, err := find(who, id)
+	if err != nil {
 		return err
 	}
+	n.mu.RLock()
+	theirs := g.ownerID != who.ID
+	n.mu.RUnlock()
+	if theirs {
+		n.log.Info("the owner removes a user's grain", "grain", id, "by", who.Username)
+	}
 	return n.removeGrain(ctx, id)
+}
+
+// AllGrains implements webui.Backend.
+func (n *Node) AllGrains(ctx context.Context, who webui.User) ([]webui.NodeGrain, error) {
+	if err := requireOwner(who); err != nil {
+		return nil, err
+	}
+	names, err := n.usernames(ctx)
+	if err != nil {
+		return nil, err
+	}
+	n.mu.RLock()
+	all := make([]*grainInfo, 0, len(n.cache))
+	for _, g := range n.cache {
+		all = append(all, g)
+	}
+	n.mu.RUnlock()
+	out := make([]webui.NodeGrain, 0, len(all))
+	for _, g := range all {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		out = append(out, webui.NodeGrain{
+			Grain: n.toAPI(g, who, "", names),
+			Size:  dirSize(filepath.Join(n.grainDir(g.id), "var")),
+		})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Owner != out[j].Owner {
+			return out[i].Owner < out[j].Owner
+		}
+		if !out[i].Created.Equal(out[j].Created) {
+			return out[i].Created.Before(out[j].Created)
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out, nil
+}
+
+// dirSize sums the sizes of the files under dir, not following symlinks
+// (a grain's link counts as the link, not what it points at). What cannot
+// be read is skipped: the figure is for the owner to spot big grains.
+func dirSize(dir string) int64 {
+	var total int64
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		if d.Type().IsRegular() || d.Type()&fs.ModeSymlink != 0 {
+			if info, err := d.Info(); err == nil { // Lstat: WalkDir does not follow links
+				total += info.Size()
+			}
+		}
+		return nil
+	})
+	return total
 }
 
 func (n *Node) removeGrain(ctx context.Context, id string) error {

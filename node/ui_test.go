@@ -61,6 +61,15 @@ type web struct {
 	n    *testNode
 	c    *http.Client
 	csrf string
+	base string // the node's URL when it is not n's (an `erg run` process)
+}
+
+// url makes a path absolute on the node the client talks to.
+func (w *web) url(path string) string {
+	if w.base != "" {
+		return w.base + path
+	}
+	return w.n.URL() + path
 }
 
 func (n *testNode) webClient(t *testing.T) *web {
@@ -88,7 +97,7 @@ func (w *web) do(req *http.Request) (int, string, http.Header) {
 func (w *web) get(path string) (int, string) {
 	w.t.Helper()
 	if strings.HasPrefix(path, "/") {
-		path = w.n.URL() + path
+		path = w.url(path)
 	}
 	req, _ := http.NewRequest("GET", path, nil)
 	code, body, _ := w.do(req)
@@ -105,7 +114,7 @@ func (w *web) post(path string, form url.Values, hdr ...string) (int, string) {
 	if _, ok := form["csrf"]; !ok && w.csrf != "" {
 		form.Set("csrf", w.csrf)
 	}
-	req, _ := http.NewRequest("POST", w.n.URL()+path, strings.NewReader(form.Encode()))
+	req, _ := http.NewRequest("POST", w.url(path), strings.NewReader(form.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
@@ -122,7 +131,7 @@ func (w *web) api(method, path string, body any) (int, string) {
 		data, _ := json.Marshal(body)
 		r = bytes.NewReader(data)
 	}
-	req, _ := http.NewRequest(method, w.n.URL()+path, r)
+	req, _ := http.NewRequest(method, w.url(path), r)
 	if w.csrf != "" {
 		req.Header.Set("X-CSRF-Token", w.csrf)
 	}
@@ -195,7 +204,7 @@ func TestEveryRouteNeedsASession(t *testing.T) {
 	stranger := n.webClient(t)
 	stranger.csrf = alice.csrf // knowing a token is not enough without the session
 	pages := []string{"/grains", "/grains/" + g.ID, "/grains/" + g.ID + "/delete", "/grains/" + g.ID + "/backup",
-		"/apps", "/apps/echo/icon", "/users", "/users/bob/remove", "/settings"}
+		"/apps", "/apps/echo/icon", "/users", "/users/bob/remove", "/users/grains/" + g.ID + "/delete", "/settings"}
 	for _, p := range pages {
 		code, _ := stranger.get(p)
 		if code != http.StatusSeeOther {
@@ -204,7 +213,7 @@ func TestEveryRouteNeedsASession(t *testing.T) {
 	}
 	posts := []string{"/logout", "/grains", "/grains/restore", "/grains/" + g.ID + "/rename", "/grains/" + g.ID + "/delete",
 		"/grains/" + g.ID + "/shares", "/shares/" + sh.ID + "/revoke", "/apps", "/apps/echo/remove",
-		"/users/invite", "/users/bob/remove", "/invites/" + inv.ID + "/cancel",
+		"/users/invite", "/users/bob/remove", "/users/grains/" + g.ID + "/delete", "/invites/" + inv.ID + "/cancel",
 		"/settings/password", "/settings/tokens", "/settings/tokens/x/revoke"}
 	for _, p := range posts {
 		if code, _ := stranger.post(p, url.Values{"title": {"x"}, "app": {"echo"}, "role": {"viewer"}, "username": {"eve"}}); code != http.StatusUnauthorized {
@@ -212,7 +221,7 @@ func TestEveryRouteNeedsASession(t *testing.T) {
 		}
 	}
 	api := []string{"GET /api/status", "GET /api/me", "POST /api/me/password", "GET /api/apps", "POST /api/apps", "DELETE /api/apps/echo",
-		"GET /api/grains", "POST /api/grains", "POST /api/grains/restore", "GET /api/grains/" + g.ID, "PATCH /api/grains/" + g.ID,
+		"GET /api/grains", "GET /api/grains?all=1", "POST /api/grains", "POST /api/grains/restore", "GET /api/grains/" + g.ID, "PATCH /api/grains/" + g.ID,
 		"POST /api/grains/" + g.ID + "/open", "DELETE /api/grains/" + g.ID, "GET /api/grains/" + g.ID + "/log",
 		"GET /api/grains/" + g.ID + "/backup", "GET /api/grains/" + g.ID + "/shares", "POST /api/grains/" + g.ID + "/shares",
 		"DELETE /api/shares/" + sh.ID, "GET /api/users", "DELETE /api/users/bob", "GET /api/invites", "POST /api/invites",

@@ -250,7 +250,14 @@ func (a *api) removeApp(w http.ResponseWriter, r *http.Request, who User) {
 	reply(w, struct{}{}, a.b.RemoveApp(r.Context(), who, r.PathValue("id")))
 }
 
+// grains lists the caller's grains, or with ?all=1 every grain on the
+// node with its size, for the owner only.
 func (a *api) grains(w http.ResponseWriter, r *http.Request, who User) {
+	if all := r.URL.Query().Get("all"); all != "" && all != "0" {
+		gs, err := a.b.AllGrains(r.Context(), who)
+		reply(w, gs, err)
+		return
+	}
 	gs, err := a.b.Grains(r.Context(), who)
 	reply(w, gs, err)
 }

@@ -85,6 +85,13 @@ func (c *Client) Grains(ctx context.Context) ([]Grain, error) {
 	return gs, c.do(ctx, "GET", "/api/grains", nil, &gs)
 }
 
+// AllGrains lists every grain on the node with its size on disk; only the
+// node's owner may.
+func (c *Client) AllGrains(ctx context.Context) ([]NodeGrain, error) {
+	var gs []NodeGrain
+	return gs, c.do(ctx, "GET", "/api/grains?all=1", nil, &gs)
+}
+
 // NewGrain creates a grain of app (an app id or name).
 func (c *Client) NewGrain(ctx context.Context, app, title string) (Grain, error) {
 	var g Grain
@@ -97,7 +104,8 @@ func (c *Client) OpenGrain(ctx context.Context, id string) (Grain, error) {
 	return g, c.do(ctx, "POST", "/api/grains/"+url.PathEscape(id)+"/open", nil, &g)
 }
 
-// RemoveGrain stops and deletes a grain and its data.
+// RemoveGrain stops and deletes a grain and its data: one of the caller's,
+// or any grain on the node when the caller is the owner.
 func (c *Client) RemoveGrain(ctx context.Context, id string) error {
 	return c.do(ctx, "DELETE", "/api/grains/"+url.PathEscape(id), nil, nil)
 }

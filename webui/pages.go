@@ -63,6 +63,7 @@ var pageFuncs = template.FuncMap{
 		}
 		return fmt.Sprintf("%d MiB", n>>20)
 	},
+	"size": FormatSize,
 	"initial": func(s string) string {
 		for _, r := range strings.TrimSpace(s) {
 			return strings.ToUpper(string(r))
@@ -220,6 +221,8 @@ func (h *Handler) allPageRoutes() []pageRoute {
 		{"POST /users/invite", h.inviteUser, false},
 		{"GET /users/{name}/remove", h.confirmRemoveUser, false},
 		{"POST /users/{name}/remove", h.removeUser, false},
+		{"GET /users/grains/{id}/delete", h.confirmDeleteNodeGrain, false},
+		{"POST /users/grains/{id}/delete", h.deleteNodeGrain, false},
 		{"POST /invites/{id}/cancel", h.cancelInvite, false},
 		{"GET /settings", h.settingsPage, false},
 		{"POST /settings/password", h.changePassword, false},
@@ -844,6 +847,25 @@ type usersData struct {
 	Users   []User
 	Invites []Invite
 	New     *Invite
+	Grains  []NodeGrain // every grain on the node
+}
+
+// FormatSize is n bytes for a person: 512 B, 3.4 KiB, 12 MiB.
+func FormatSize(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	v, i := float64(n), -1
+	for v >= unit && i < 4 {
+		v /= unit
+		i++
+	}
+	format := "%.1f %ciB"
+	if v >= 10 {
+		format = "%.0f %ciB"
+	}
+	return fmt.Sprintf(format, v, "KMGTP"[i])
 }
 
 func (h *Handler) usersPage(w http.ResponseWriter, r *http.Request, a actor) {
@@ -861,7 +883,56 @@ func (h *Handler) renderUsers(w http.ResponseWriter, r *http.Request, a actor, c
 		h.failPage(w, r, err)
 		return
 	}
-	h.render(w, r, code, "users", pageData{Title: "Users", Nav: "users", Data: usersData{Users: users, Invites: invites, New: inv}, Error: errMsg})
+	grains, err := h.b.AllGrains(r.Context(), a.user)
+	if err != nil {
+		h.failPage(w, r, err)
+		return
+	}
+	h.render(w, r, code, "users", pageData{Title: "Users", Nav: "users", Error: errMsg,
+		Data: usersData{Users: users, Invites: invites, New: inv, Grains: grains}})
+}
+
+// nodeGrain finds any grain on the node for the owner's pages; anyone
+// else is refused.
+func (h *Handler) nodeGrain(r *http.Request, a actor, id string) (NodeGrain, error) {
+	all, err := h.b.AllGrains(r.Context(), a.user)
+	if err != nil {
+		return NodeGrain{}, err
+	}
+	for _, g := range all {
+		if g.ID == id {
+			return g, nil
+		}
+	}
+	return NodeGrain{}, fmt.Errorf("%w: no grain %q", ErrNotFound, id)
+}
+
+// confirmDeleteNodeGrain asks the owner before deleting anyone's grain
+// from the users page.
+func (h *Handler) confirmDeleteNodeGrain(w http.ResponseWriter, r *http.Request, a actor) {
+	g, err := h.nodeGrain(r, a, r.PathValue("id"))
+	if err != nil {
+		h.failPage(w, r, err)
+		return
+	}
+	h.render(w, r, http.StatusOK, "confirm", pageData{Title: "Delete " + g.Title + "?", Nav: "users", Data: map[string]string{
+		"Question": fmt.Sprintf("Delete %s’s grain “%s” and everything in it?", g.Owner, g.Title),
+		"Detail": fmt.Sprintf("It is a %s grain holding %s. It is stopped if running, and everything shared from it stops working. This cannot be undone.",
+			g.AppName, FormatSize(g.Size)),
+		"Action": "/users/grains/" + url.PathEscape(g.ID) + "/delete", "Button": "Delete grain", "Cancel": "/users",
+	}})
+}
+
+func (h *Handler) deleteNodeGrain(w http.ResponseWriter, r *http.Request, a actor) {
+	if err := ownerOnly(a.user); err != nil {
+		h.failPage(w, r, err)
+		return
+	}
+	if err := h.b.RemoveGrain(r.Context(), a.user, r.PathValue("id")); err != nil {
+		h.failPage(w, r, err)
+		return
+	}
+	http.Redirect(w, r, "/users", http.StatusSeeOther)
 }
 
 func (h *Handler) inviteUser(w http.ResponseWriter, r *http.Request, a actor) {

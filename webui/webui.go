@@ -113,6 +113,12 @@ type Grain struct {
 	URL string `json:"url,omitempty"`
 }
 
+// NodeGrain is a grain in the owner's list of every grain on the node.
+type NodeGrain struct {
+	Grain
+	Size int64 `json:"size"` // bytes of files in its /var
+}
+
 // Share is a capability to a grain with a role. URL is set only when the
 // share is made: it carries the secret.
 type Share struct {
@@ -214,6 +220,11 @@ type Backend interface {
 	// OpenGrain returns the grain with a one-time login URL for its origin.
 	OpenGrain(ctx context.Context, who User, id string) (Grain, error)
 	RenameGrain(ctx context.Context, who User, id, title string) (Grain, error)
+	// AllGrains lists every grain on the node, anyone's, with its size on
+	// disk. Only the owner may.
+	AllGrains(ctx context.Context, who User) ([]NodeGrain, error)
+	// RemoveGrain deletes one of the user's grains, or any grain when the
+	// user is the node's owner.
 	RemoveGrain(ctx context.Context, who User, id string) error
 	GrainLog(ctx context.Context, who User, id string) ([]byte, error)
 	// BackupGrain writes a zip of the grain's /var and its metadata.

@@ -66,12 +66,17 @@ func newGrainOpenCmd(g *globals) *cobra.Command {
 }
 
 func newGrainLsCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var all bool
+	cmd := &cobra.Command{
 		Use:     "ls",
 		Aliases: []string{"list"},
 		Short:   "List grains",
+		Long:    "List your grains and those shared with you; with --all (the node's owner only), every grain on the node with its owner and size.",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if all {
+				return listAllGrains(cmd, g)
+			}
 			gs, err := g.client().Grains(cmd.Context())
 			if err != nil {
 				return err
@@ -85,22 +90,48 @@ func newGrainLsCmd(g *globals) *cobra.Command {
 				tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
 				fmt.Fprintln(tw, "ID\tAPP\tTITLE\tSTATE\tLAST USED")
 				for _, gr := range gs {
-					state := "stopped"
-					if gr.Running {
-						state = "running"
-					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", gr.ID, gr.AppName, gr.Title, state, ago(gr.LastUsed))
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", gr.ID, gr.AppName, gr.Title, runState(gr), ago(gr.LastUsed))
 				}
 				tw.Flush()
 			})
 		},
 	}
+	cmd.Flags().BoolVar(&all, "all", false, "list every grain on the node, anyone's (owner only)")
+	return cmd
+}
+
+func listAllGrains(cmd *cobra.Command, g *globals) error {
+	gs, err := g.client().AllGrains(cmd.Context())
+	if err != nil {
+		return err
+	}
+	out := cmd.OutOrStdout()
+	return g.print(out, gs, func() {
+		if len(gs) == 0 {
+			fmt.Fprintln(out, "no grains on this node")
+			return
+		}
+		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tOWNER\tAPP\tTITLE\tSIZE\tSTATE\tLAST USED")
+		for _, gr := range gs {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", gr.ID, gr.Owner, gr.AppName, gr.Title, webui.FormatSize(gr.Size), runState(gr.Grain), ago(gr.LastUsed))
+		}
+		tw.Flush()
+	})
+}
+
+func runState(gr webui.Grain) string {
+	if gr.Running {
+		return "running"
+	}
+	return "stopped"
 }
 
 func newGrainRmCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "rm ID...",
 		Short: "Stop and delete grains with all their data",
+		Long:  "Stop and delete grains with all their data. The node's owner (on the control socket) may delete anyone's grain; see 'erg grain ls --all'.",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			out := cmd.OutOrStdout()
