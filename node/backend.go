@@ -23,6 +23,7 @@ import (
 	"strings"
 	"time"
 
+	"erg"
 	"erg/appstore"
 	"erg/webui"
 )
@@ -89,14 +90,14 @@ func (n *Node) grain(id string) (*grainInfo, error) {
 	g := n.cache[id]
 	n.mu.RUnlock()
 	if g == nil {
-		return nil, fmt.Errorf("%w: no grain %q", webui.ErrNotFound, id)
+		return nil, fmt.Errorf("%w: no grain %q", erg.ErrNotFound, id)
 	}
 	return g, nil
 }
 
 // ownGrain returns a grain only to its owner. Anyone else is told it does
 // not exist, so ids cannot be probed.
-func (n *Node) ownGrain(who webui.User, id string) (*grainInfo, error) {
+func (n *Node) ownGrain(who erg.User, id string) (*grainInfo, error) {
 	g, err := n.grain(id)
 	if err != nil {
 		return nil, err
@@ -105,14 +106,14 @@ func (n *Node) ownGrain(who webui.User, id string) (*grainInfo, error) {
 	owner := g.ownerID
 	n.mu.RUnlock()
 	if owner != who.ID {
-		return nil, fmt.Errorf("%w: no grain %q", webui.ErrNotFound, id)
+		return nil, fmt.Errorf("%w: no grain %q", erg.ErrNotFound, id)
 	}
 	return g, nil
 }
 
 // access finds how a user may use a grain: as its owner, or through the
 // share they hold that grants the most.
-func (n *Node) access(ctx context.Context, who webui.User, id string) (g *grainInfo, role, shareID string, err error) {
+func (n *Node) access(ctx context.Context, who erg.User, id string) (g *grainInfo, role, shareID string, err error) {
 	g, err = n.grain(id)
 	if err != nil {
 		return nil, "", "", err
@@ -144,7 +145,7 @@ func (n *Node) access(ctx context.Context, who webui.User, id string) (g *grainI
 		return nil, "", "", err
 	}
 	if best < 0 {
-		return nil, "", "", fmt.Errorf("%w: no grain %q", webui.ErrNotFound, id)
+		return nil, "", "", fmt.Errorf("%w: no grain %q", erg.ErrNotFound, id)
 	}
 	return g, role, shareID, nil
 }
@@ -157,7 +158,7 @@ func (n *Node) runSpec(id string) (runSpec, error) {
 	defer n.mu.RUnlock()
 	g := n.cache[id]
 	if g == nil {
-		return runSpec{}, fmt.Errorf("%w: no grain %q", webui.ErrNotFound, id)
+		return runSpec{}, fmt.Errorf("%w: no grain %q", erg.ErrNotFound, id)
 	}
 	m := g.app
 	env := []string{
@@ -194,15 +195,15 @@ func (n *Node) touchGrain(id string, t time.Time) {
 }
 
 // Status implements webui.Backend.
-func (n *Node) Status(ctx context.Context) (webui.Status, error) {
+func (n *Node) Status(ctx context.Context) (erg.Status, error) {
 	var apps int
 	if err := n.db.QueryRowContext(ctx, `SELECT count(*) FROM apps`).Scan(&apps); err != nil {
-		return webui.Status{}, err
+		return erg.Status{}, err
 	}
 	n.mu.RLock()
 	grains := len(n.cache)
 	n.mu.RUnlock()
-	st := webui.Status{
+	st := erg.Status{
 		Version:   n.cfg.Version,
 		DataDir:   n.cfg.DataDir,
 		URL:       n.URL(),
@@ -212,8 +213,8 @@ func (n *Node) Status(ctx context.Context) (webui.Status, error) {
 		Apps:      apps,
 		Grains:    grains,
 		Running:   n.grains.runningCount(),
-		Uptime:    time.Since(n.started).Round(time.Second),
-		GrainIdle: n.cfg.GrainIdle,
+		Uptime:    erg.Duration(time.Since(n.started).Round(time.Second)),
+		GrainIdle: erg.Duration(n.cfg.GrainIdle),
 	}
 	n.p2pStatus(&st)
 	st.Name = n.NodeName()
@@ -221,13 +222,13 @@ func (n *Node) Status(ctx context.Context) (webui.Status, error) {
 }
 
 // Apps implements webui.Backend.
-func (n *Node) Apps(ctx context.Context) ([]webui.App, error) {
+func (n *Node) Apps(ctx context.Context) ([]erg.App, error) {
 	rows, err := n.db.QueryContext(ctx, `SELECT manifest, (SELECT count(*) FROM grains g WHERE g.app_id = apps.id) FROM apps ORDER BY name`)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	apps := []webui.App{}
+	apps := []erg.App{}
 	for rows.Next() {
 		var data string
 		var grains int
@@ -245,14 +246,14 @@ func (n *Node) Apps(ctx context.Context) ([]webui.App, error) {
 	return apps, rows.Err()
 }
 
-func appInfo(m *appstore.Manifest) webui.App {
-	a := webui.App{ID: m.ID, Name: m.Name, Version: m.Version, DisplayVersion: m.DisplayVersion, Description: m.Description,
+func appInfo(m *appstore.Manifest) erg.App {
+	a := erg.App{ID: m.ID, Name: m.Name, Version: m.Version, DisplayVersion: m.DisplayVersion, Description: m.Description,
 		OwnerRole: m.OwnerRole, HasIcon: m.Icon != ""}
 	for _, act := range m.Actions {
 		a.Actions = append(a.Actions, act.Title)
 	}
 	for _, r := range m.Roles {
-		a.Roles = append(a.Roles, webui.Role{Name: r.Name, Title: r.Title, Permissions: r.Permissions})
+		a.Roles = append(a.Roles, erg.Role{Name: r.Name, Title: r.Title, Permissions: r.Permissions})
 	}
 	return a
 }
@@ -273,7 +274,7 @@ func (n *Node) AppIcon(ctx context.Context, id string) ([]byte, string, error) {
 	}
 	ctype := iconTypes[strings.ToLower(filepath.Ext(m.Icon))]
 	if m.Icon == "" || ctype == "" {
-		return nil, "", fmt.Errorf("%w: app %s has no icon", webui.ErrNotFound, id)
+		return nil, "", fmt.Errorf("%w: app %s has no icon", erg.ErrNotFound, id)
 	}
 	// The tree is the app's: read inside it only.
 	root, err := os.OpenRoot(tree)
@@ -283,12 +284,12 @@ func (n *Node) AppIcon(ctx context.Context, id string) ([]byte, string, error) {
 	defer root.Close()
 	f, err := root.Open(m.Icon)
 	if err != nil {
-		return nil, "", fmt.Errorf("%w: icon: %v", webui.ErrNotFound, err)
+		return nil, "", fmt.Errorf("%w: icon: %v", erg.ErrNotFound, err)
 	}
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, maxIconSize+1))
 	if err != nil || len(data) > maxIconSize {
-		return nil, "", fmt.Errorf("%w: icon unreadable or larger than %d KiB", webui.ErrNotFound, maxIconSize>>10)
+		return nil, "", fmt.Errorf("%w: icon unreadable or larger than %d KiB", erg.ErrNotFound, maxIconSize>>10)
 	}
 	return data, ctype, nil
 }
@@ -297,7 +298,7 @@ func (n *Node) appByID(ctx context.Context, id string) (*appstore.Manifest, stri
 	var data, tree string
 	err := n.db.QueryRowContext(ctx, `SELECT manifest, tree FROM apps WHERE id = ?`, id).Scan(&data, &tree)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, "", fmt.Errorf("%w: no app %q is installed", webui.ErrNotFound, id)
+		return nil, "", fmt.Errorf("%w: no app %q is installed", erg.ErrNotFound, id)
 	}
 	if err != nil {
 		return nil, "", err
@@ -310,7 +311,7 @@ func (n *Node) appByID(ctx context.Context, id string) (*appstore.Manifest, stri
 }
 
 // RemoveApp implements webui.Backend.
-func (n *Node) RemoveApp(ctx context.Context, who webui.User, id string) error {
+func (n *Node) RemoveApp(ctx context.Context, who erg.User, id string) error {
 	if err := requireOwner(who); err != nil {
 		return err
 	}
@@ -323,7 +324,7 @@ func (n *Node) RemoveApp(ctx context.Context, who webui.User, id string) error {
 	var grains int
 	n.db.QueryRowContext(ctx, `SELECT count(*) FROM grains WHERE app_id = ?`, id).Scan(&grains)
 	if grains > 0 {
-		return fmt.Errorf("%w: %d grains of %s exist: delete them first", webui.ErrInvalid, grains, m.Name)
+		return fmt.Errorf("%w: %d grains of %s exist: delete them first", erg.ErrInvalid, grains, m.Name)
 	}
 	if _, err := n.db.ExecContext(ctx, `DELETE FROM apps WHERE id = ? AND NOT EXISTS (SELECT 1 FROM grains WHERE app_id = ?)`, id, id); err != nil {
 		return fmt.Errorf("remove app: %w", err)
@@ -357,13 +358,13 @@ func (n *Node) usernames(ctx context.Context) (map[string]string, error) {
 	return out, rows.Err()
 }
 
-func (n *Node) toAPI(g *grainInfo, who webui.User, role string, names map[string]string) webui.Grain {
+func (n *Node) toAPI(g *grainInfo, who erg.User, role string, names map[string]string) erg.Grain {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
 	if role == "" && g.ownerID == who.ID {
 		role = g.app.OwnerRole
 	}
-	return webui.Grain{
+	return erg.Grain{
 		ID: g.id, AppID: g.appID, AppName: g.app.Name, Title: g.title, Owner: names[g.ownerID],
 		Mine: g.ownerID == who.ID, Role: role,
 		Created: g.created, LastUsed: g.lastUsed, Running: n.grains.running(g.id),
@@ -371,7 +372,7 @@ func (n *Node) toAPI(g *grainInfo, who webui.User, role string, names map[string
 }
 
 // Grains implements webui.Backend.
-func (n *Node) Grains(ctx context.Context, who webui.User) ([]webui.Grain, error) {
+func (n *Node) Grains(ctx context.Context, who erg.User) ([]erg.Grain, error) {
 	names, err := n.usernames(ctx)
 	if err != nil {
 		return nil, err
@@ -384,7 +385,7 @@ func (n *Node) Grains(ctx context.Context, who webui.User) ([]webui.Grain, error
 		}
 	}
 	n.mu.RUnlock()
-	out := make([]webui.Grain, 0, len(mine))
+	out := make([]erg.Grain, 0, len(mine))
 	for _, g := range mine {
 		out = append(out, n.toAPI(g, who, "", names))
 	}
@@ -404,7 +405,7 @@ func (n *Node) Grains(ctx context.Context, who webui.User) ([]webui.Grain, error
 	rows.Close()
 	for _, id := range shared {
 		g, role, _, err := n.access(ctx, who, id)
-		if errors.Is(err, webui.ErrNotFound) {
+		if errors.Is(err, erg.ErrNotFound) {
 			continue // every share they held has expired
 		}
 		if err != nil {
@@ -425,21 +426,21 @@ func (n *Node) Grains(ctx context.Context, who webui.User) ([]webui.Grain, error
 }
 
 // Grain implements webui.Backend.
-func (n *Node) Grain(ctx context.Context, who webui.User, id string) (webui.Grain, error) {
+func (n *Node) Grain(ctx context.Context, who erg.User, id string) (erg.Grain, error) {
 	if rg := n.remoteGrain(id); rg != nil {
 		rg, err := n.remoteFor(who, id)
 		if err != nil {
-			return webui.Grain{}, err
+			return erg.Grain{}, err
 		}
 		return n.remoteToAPI(rg, n.friendNames(ctx)), nil
 	}
 	g, role, _, err := n.access(ctx, who, id)
 	if err != nil {
-		return webui.Grain{}, err
+		return erg.Grain{}, err
 	}
 	names, err := n.usernames(ctx)
 	if err != nil {
-		return webui.Grain{}, err
+		return erg.Grain{}, err
 	}
 	return n.toAPI(g, who, role, names), nil
 }
@@ -447,7 +448,7 @@ func (n *Node) Grain(ctx context.Context, who webui.User, id string) (webui.Grai
 // findApp resolves an app by id, or by name when that is unambiguous.
 func (n *Node) findApp(ctx context.Context, ref string) (*appstore.Manifest, string, error) {
 	if strings.TrimSpace(ref) == "" {
-		return nil, "", fmt.Errorf("%w: name an app (see the installed apps in `erg status`)", webui.ErrInvalid)
+		return nil, "", fmt.Errorf("%w: name an app (see the installed apps in `erg status`)", erg.ErrInvalid)
 	}
 	rows, err := n.db.QueryContext(ctx, `SELECT manifest, tree FROM apps WHERE id = ? OR lower(name) = lower(?)`, ref, ref)
 	if err != nil {
@@ -476,11 +477,11 @@ func (n *Node) findApp(ctx context.Context, ref string) (*appstore.Manifest, str
 	}
 	switch len(found) {
 	case 0:
-		return nil, "", fmt.Errorf("%w: no app %q is installed", webui.ErrNotFound, ref)
+		return nil, "", fmt.Errorf("%w: no app %q is installed", erg.ErrNotFound, ref)
 	case 1:
 		return found[0], trees[0], nil
 	}
-	return nil, "", fmt.Errorf("%w: %d apps are named %q: use the app id", webui.ErrInvalid, len(found), ref)
+	return nil, "", fmt.Errorf("%w: %d apps are named %q: use the app id", erg.ErrInvalid, len(found), ref)
 }
 
 var grainIDEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
@@ -497,26 +498,26 @@ func checkTitle(title, fallback string) (string, error) {
 		title = fallback
 	}
 	if len(title) > 200 {
-		return "", fmt.Errorf("%w: title is longer than 200 characters", webui.ErrInvalid)
+		return "", fmt.Errorf("%w: title is longer than 200 characters", erg.ErrInvalid)
 	}
 	if strings.ContainsFunc(title, func(r rune) bool { return r < ' ' }) {
-		return "", fmt.Errorf("%w: title has control characters", webui.ErrInvalid)
+		return "", fmt.Errorf("%w: title has control characters", erg.ErrInvalid)
 	}
 	return title, nil
 }
 
 // NewGrain implements webui.Backend.
-func (n *Node) NewGrain(ctx context.Context, who webui.User, appRef, title string) (webui.Grain, error) {
+func (n *Node) NewGrain(ctx context.Context, who erg.User, appRef, title string) (erg.Grain, error) {
 	g, err := n.createGrain(ctx, who, appRef, title, nil)
 	if err != nil {
-		return webui.Grain{}, err
+		return erg.Grain{}, err
 	}
 	return n.withLoginURL(ctx, g, who.ID, "", g.app.OwnerRole)
 }
 
 // createGrain makes a grain's row and storage; fill, if set, puts the
 // initial contents into its empty var dir. A failure leaves nothing.
-func (n *Node) createGrain(ctx context.Context, who webui.User, appRef, title string, fill func(varDir string, m *appstore.Manifest) error) (*grainInfo, error) {
+func (n *Node) createGrain(ctx context.Context, who erg.User, appRef, title string, fill func(varDir string, m *appstore.Manifest) error) (*grainInfo, error) {
 	m, tree, err := n.findApp(ctx, appRef)
 	if err != nil {
 		return nil, err
@@ -552,17 +553,17 @@ func (n *Node) createGrain(ctx context.Context, who webui.User, appRef, title st
 }
 
 // OpenGrain implements webui.Backend.
-func (n *Node) OpenGrain(ctx context.Context, who webui.User, id string) (webui.Grain, error) {
+func (n *Node) OpenGrain(ctx context.Context, who erg.User, id string) (erg.Grain, error) {
 	if rg := n.remoteGrain(id); rg != nil {
 		rg, err := n.remoteFor(who, id)
 		if err != nil {
-			return webui.Grain{}, err
+			return erg.Grain{}, err
 		}
 		return n.openRemote(ctx, who, rg)
 	}
 	g, role, shareID, err := n.access(ctx, who, id)
 	if err != nil {
-		return webui.Grain{}, err
+		return erg.Grain{}, err
 	}
 	return n.withLoginURL(ctx, g, who.ID, shareID, role)
 }
@@ -570,18 +571,18 @@ func (n *Node) OpenGrain(ctx context.Context, who webui.User, id string) (webui.
 // withLoginURL adds a one-time login link for the grain's origin, for an
 // account (or "" for an anonymous visitor) through a share (or "" for the
 // owner).
-func (n *Node) withLoginURL(ctx context.Context, g *grainInfo, accountID, shareID, role string) (webui.Grain, error) {
+func (n *Node) withLoginURL(ctx context.Context, g *grainInfo, accountID, shareID, role string) (erg.Grain, error) {
 	token := randomToken()
 	_, err := n.db.ExecContext(ctx, `INSERT INTO login_tokens (hash, grain_id, expires_at, user_id, share_id) VALUES (?, ?, ?, ?, ?)`,
 		hashToken(token), g.id, time.Now().Add(loginTokenTTL).Unix(), nullable(accountID), nullable(shareID))
 	if err != nil {
-		return webui.Grain{}, fmt.Errorf("create login token: %w", err)
+		return erg.Grain{}, fmt.Errorf("create login token: %w", err)
 	}
 	names, err := n.usernames(ctx)
 	if err != nil {
-		return webui.Grain{}, err
+		return erg.Grain{}, err
 	}
-	out := n.toAPI(g, webui.User{ID: accountID}, role, names)
+	out := n.toAPI(g, erg.User{ID: accountID}, role, names)
 	out.URL = n.grainOrigin(g.id) + "/_erg/login?token=" + url.QueryEscape(token)
 	return out, nil
 }
@@ -599,19 +600,19 @@ func nullable(s string) any {
 }
 
 // RenameGrain implements webui.Backend.
-func (n *Node) RenameGrain(ctx context.Context, who webui.User, id, title string) (webui.Grain, error) {
+func (n *Node) RenameGrain(ctx context.Context, who erg.User, id, title string) (erg.Grain, error) {
 	g, err := n.ownGrain(who, id)
 	if err != nil {
-		return webui.Grain{}, err
+		return erg.Grain{}, err
 	}
 	if title, err = checkTitle(title, ""); err != nil {
-		return webui.Grain{}, err
+		return erg.Grain{}, err
 	}
 	if title == "" {
-		return webui.Grain{}, fmt.Errorf("%w: the title is empty", webui.ErrInvalid)
+		return erg.Grain{}, fmt.Errorf("%w: the title is empty", erg.ErrInvalid)
 	}
 	if _, err := n.db.ExecContext(ctx, `UPDATE grains SET title = ? WHERE id = ?`, title, id); err != nil {
-		return webui.Grain{}, fmt.Errorf("rename grain: %w", err)
+		return erg.Grain{}, fmt.Errorf("rename grain: %w", err)
 	}
 	n.mu.Lock()
 	g.title = title
@@ -622,10 +623,10 @@ func (n *Node) RenameGrain(ctx context.Context, who webui.User, id, title string
 // RemoveGrain implements webui.Backend. The node's owner may remove
 // anyone's grain (to clean up after a user); anyone else only their own,
 // and is told others' do not exist.
-func (n *Node) RemoveGrain(ctx context.Context, who webui.User, id string) error {
+func (n *Node) RemoveGrain(ctx context.Context, who erg.User, id string) error {
 	find := n.ownGrain
 	if who.Owner {
-		find = func(_ webui.User, id string) (*grainInfo, error) { return n.grain(id) }
+		find = func(_ erg.User, id string) (*grainInfo, error) { return n.grain(id) }
 	}
 	g, err := find(who, id)
 	if err != nil {
@@ -641,7 +642,7 @@ func (n *Node) RemoveGrain(ctx context.Context, who webui.User, id string) error
 }
 
 // AllGrains implements webui.Backend.
-func (n *Node) AllGrains(ctx context.Context, who webui.User) ([]webui.NodeGrain, error) {
+func (n *Node) AllGrains(ctx context.Context, who erg.User) ([]erg.NodeGrain, error) {
 	if err := requireOwner(who); err != nil {
 		return nil, err
 	}
@@ -655,12 +656,12 @@ func (n *Node) AllGrains(ctx context.Context, who webui.User) ([]webui.NodeGrain
 		all = append(all, g)
 	}
 	n.mu.RUnlock()
-	out := make([]webui.NodeGrain, 0, len(all))
+	out := make([]erg.NodeGrain, 0, len(all))
 	for _, g := range all {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		out = append(out, webui.NodeGrain{
+		out = append(out, erg.NodeGrain{
 			Grain: n.toAPI(g, who, "", names),
 			Size:  dirSize(filepath.Join(n.grainDir(g.id), "var")),
 		})
@@ -717,7 +718,7 @@ func (n *Node) removeGrain(ctx context.Context, id string) error {
 }
 
 // GrainLog implements webui.Backend.
-func (n *Node) GrainLog(ctx context.Context, who webui.User, id string) ([]byte, error) {
+func (n *Node) GrainLog(ctx context.Context, who erg.User, id string) ([]byte, error) {
 	if _, err := n.ownGrain(who, id); err != nil {
 		return nil, err
 	}
@@ -736,7 +737,7 @@ func (n *Node) GrainExists(ctx context.Context, id string) (bool, error) {
 // RedeemLoginToken implements webui.Backend.
 func (n *Node) RedeemLoginToken(ctx context.Context, grainID, token string) (string, error) {
 	if token == "" {
-		return "", fmt.Errorf("%w: no token", webui.ErrInvalid)
+		return "", fmt.Errorf("%w: no token", erg.ErrInvalid)
 	}
 	if n.remoteGrain(grainID) != nil {
 		return n.redeemRemoteLogin(ctx, grainID, token)
@@ -748,7 +749,7 @@ func (n *Node) RedeemLoginToken(ctx context.Context, grainID, token string) (str
 	err := n.db.QueryRowContext(ctx, `DELETE FROM login_tokens WHERE hash = ? AND grain_id = ? AND expires_at > ? RETURNING user_id, share_id`,
 		hashToken(token), grainID, now.Unix()).Scan(&accountID, &shareID)
 	if errors.Is(err, sql.ErrNoRows) {
-		return "", fmt.Errorf("%w: login token is unknown, used or expired", webui.ErrForbidden)
+		return "", fmt.Errorf("%w: login token is unknown, used or expired", erg.ErrForbidden)
 	}
 	if err != nil {
 		return "", err
@@ -783,22 +784,22 @@ func (n *Node) forgetExpired(ctx context.Context, now time.Time) {
 }
 
 // GrainViewer implements webui.Backend.
-func (n *Node) GrainViewer(ctx context.Context, grainID, session string) (webui.Viewer, error) {
+func (n *Node) GrainViewer(ctx context.Context, grainID, session string) (erg.Viewer, error) {
 	if rg := n.remoteGrain(grainID); rg != nil {
 		return n.remoteViewer(ctx, rg, session)
 	}
 	g, err := n.grain(grainID)
 	if err != nil {
-		return webui.Viewer{}, err
+		return erg.Viewer{}, err
 	}
 	se, err := n.checkSession(ctx, hashToken(session), g)
 	if err != nil {
-		return webui.Viewer{}, err
+		return erg.Viewer{}, err
 	}
 	n.mu.RLock()
 	role, _ := g.app.Role(se.role)
 	n.mu.RUnlock()
-	return webui.Viewer{
+	return erg.Viewer{
 		UserID:      se.userID,
 		Username:    se.username,
 		Permissions: role.Permissions,
@@ -821,7 +822,7 @@ func (n *Node) checkSession(ctx context.Context, hash string, g *grainInfo) (ses
 		n.mu.RUnlock()
 		if ok {
 			if s.grainID != g.id || !now.Before(s.expires) {
-				return sessionEntry{}, fmt.Errorf("%w: no such session", webui.ErrForbidden)
+				return sessionEntry{}, fmt.Errorf("%w: no such session", erg.ErrForbidden)
 			}
 			return s, nil
 		}
@@ -850,7 +851,7 @@ func (n *Node) loadSession(ctx context.Context, hash string, g *grainInfo) (sess
 		FROM grain_sessions gs LEFT JOIN shares s ON s.id = gs.share_id LEFT JOIN users u ON u.id = gs.user_id
 		WHERE gs.hash = ? AND gs.grain_id = ?`, hash, g.id).Scan(&expires, &accountID, &shareID, &role, &shareExpires, &username)
 	if errors.Is(err, sql.ErrNoRows) {
-		return sessionEntry{}, fmt.Errorf("%w: no such session", webui.ErrForbidden)
+		return sessionEntry{}, fmt.Errorf("%w: no such session", erg.ErrForbidden)
 	}
 	if err != nil {
 		return sessionEntry{}, err
@@ -874,7 +875,7 @@ func (n *Node) loadSession(ctx context.Context, hash string, g *grainInfo) (sess
 	if s.shareID == "" {
 		// Without a share only the grain's owner has a session.
 		if s.accountID != owner {
-			return sessionEntry{}, fmt.Errorf("%w: no such session", webui.ErrForbidden)
+			return sessionEntry{}, fmt.Errorf("%w: no such session", erg.ErrForbidden)
 		}
 		s.role = ownerRole
 	}

@@ -15,8 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"erg"
 	"erg/appstore"
-	"erg/webui"
 )
 
 // A backup is a zip holding backupMeta as backupMetaName and the grain's
@@ -47,7 +47,7 @@ type backupMeta struct {
 // BackupGrain implements webui.Backend. A running grain is copied as it
 // is, file by file; apps that write files atomically (as appkit does) get
 // a consistent copy of each file.
-func (n *Node) BackupGrain(ctx context.Context, who webui.User, id string, w io.Writer) error {
+func (n *Node) BackupGrain(ctx context.Context, who erg.User, id string, w io.Writer) error {
 	g, err := n.ownGrain(who, id)
 	if err != nil {
 		return err
@@ -126,48 +126,48 @@ func addBackupFile(zw *zip.Writer, root *os.Root, p string) error {
 // anything is made: names must stay inside data/, entries must be plain
 // files and dirs, and the bytes unpacked are counted, not taken from the
 // headers. A failed restore leaves nothing behind.
-func (n *Node) RestoreGrain(ctx context.Context, who webui.User, r io.Reader) (webui.Grain, error) {
+func (n *Node) RestoreGrain(ctx context.Context, who erg.User, r io.Reader) (erg.Grain, error) {
 	tmpDir := filepath.Join(n.cfg.DataDir, "tmp")
 	if err := os.MkdirAll(tmpDir, 0o700); err != nil {
-		return webui.Grain{}, err
+		return erg.Grain{}, err
 	}
 	f, err := os.CreateTemp(tmpDir, "restore-*.zip")
 	if err != nil {
-		return webui.Grain{}, err
+		return erg.Grain{}, err
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
 	size, err := io.Copy(f, r)
 	if err != nil {
-		return webui.Grain{}, fmt.Errorf("receive backup: %w", err)
+		return erg.Grain{}, fmt.Errorf("receive backup: %w", err)
 	}
 	zr, err := zip.NewReader(f, size)
 	if err != nil {
-		return webui.Grain{}, fmt.Errorf("%w: not a backup zip: %v", webui.ErrInvalid, err)
+		return erg.Grain{}, fmt.Errorf("%w: not a backup zip: %v", erg.ErrInvalid, err)
 	}
 	meta, err := checkBackup(zr)
 	if err != nil {
-		return webui.Grain{}, err
+		return erg.Grain{}, err
 	}
 	m, _, err := n.findApp(ctx, meta.AppID)
-	if errors.Is(err, webui.ErrNotFound) {
-		return webui.Grain{}, fmt.Errorf("%w: the backup is of app %s (%s), which is not installed: install it first", webui.ErrInvalid, meta.AppName, meta.AppID)
+	if errors.Is(err, erg.ErrNotFound) {
+		return erg.Grain{}, fmt.Errorf("%w: the backup is of app %s (%s), which is not installed: install it first", erg.ErrInvalid, meta.AppName, meta.AppID)
 	}
 	if err != nil {
-		return webui.Grain{}, err
+		return erg.Grain{}, err
 	}
 	if m.Version < meta.AppVersion {
-		return webui.Grain{}, fmt.Errorf("%w: the backup needs %s version %d or newer; version %d is installed", webui.ErrInvalid, m.Name, meta.AppVersion, m.Version)
+		return erg.Grain{}, fmt.Errorf("%w: the backup needs %s version %d or newer; version %d is installed", erg.ErrInvalid, m.Name, meta.AppVersion, m.Version)
 	}
 	g, err := n.createGrain(ctx, who, meta.AppID, meta.Title, func(varDir string, _ *appstore.Manifest) error {
 		return n.unpackBackup(ctx, zr, varDir)
 	})
 	if err != nil {
-		return webui.Grain{}, err
+		return erg.Grain{}, err
 	}
 	names, err := n.usernames(ctx)
 	if err != nil {
-		return webui.Grain{}, err
+		return erg.Grain{}, err
 	}
 	n.log.Info("grain restored", "grain", g.id, "app", meta.AppID, "from", meta.Title)
 	return n.toAPI(g, who, "", names), nil
@@ -178,7 +178,7 @@ func (n *Node) RestoreGrain(ctx context.Context, who webui.User, r io.Reader) (w
 func backupPath(name string) (string, bool, error) {
 	rel, ok := strings.CutPrefix(name, backupDataDir)
 	if !ok {
-		return "", false, fmt.Errorf("%w: backup entry %q is outside %s", webui.ErrInvalid, name, backupDataDir)
+		return "", false, fmt.Errorf("%w: backup entry %q is outside %s", erg.ErrInvalid, name, backupDataDir)
 	}
 	dir := strings.HasSuffix(rel, "/")
 	rel = strings.TrimSuffix(rel, "/")
@@ -186,7 +186,7 @@ func backupPath(name string) (string, bool, error) {
 		return "", true, nil
 	}
 	if strings.Contains(rel, "\\") || !filepath.IsLocal(rel) || path.Clean(rel) != rel {
-		return "", false, fmt.Errorf("%w: backup entry %q has an unsafe path", webui.ErrInvalid, name)
+		return "", false, fmt.Errorf("%w: backup entry %q has an unsafe path", erg.ErrInvalid, name)
 	}
 	return rel, dir, nil
 }
@@ -194,24 +194,24 @@ func backupPath(name string) (string, bool, error) {
 func checkBackup(zr *zip.Reader) (backupMeta, error) {
 	var meta backupMeta
 	if len(zr.File) > maxRestoreEntries {
-		return meta, fmt.Errorf("%w: the backup has more than %d entries", webui.ErrInvalid, maxRestoreEntries)
+		return meta, fmt.Errorf("%w: the backup has more than %d entries", erg.ErrInvalid, maxRestoreEntries)
 	}
 	found := false
 	for _, zf := range zr.File {
 		if zf.Name == backupMetaName {
 			if found {
-				return meta, fmt.Errorf("%w: the backup has two %s", webui.ErrInvalid, backupMetaName)
+				return meta, fmt.Errorf("%w: the backup has two %s", erg.ErrInvalid, backupMetaName)
 			}
 			found = true
 			rc, err := zf.Open()
 			if err != nil {
-				return meta, fmt.Errorf("%w: %s: %v", webui.ErrInvalid, backupMetaName, err)
+				return meta, fmt.Errorf("%w: %s: %v", erg.ErrInvalid, backupMetaName, err)
 			}
 			dec := json.NewDecoder(io.LimitReader(rc, maxBackupMeta))
 			err = dec.Decode(&meta)
 			rc.Close()
 			if err != nil {
-				return meta, fmt.Errorf("%w: %s: %v", webui.ErrInvalid, backupMetaName, err)
+				return meta, fmt.Errorf("%w: %s: %v", erg.ErrInvalid, backupMetaName, err)
 			}
 			continue
 		}
@@ -221,14 +221,14 @@ func checkBackup(zr *zip.Reader) (backupMeta, error) {
 		}
 		mode := zf.Mode()
 		if dir != mode.IsDir() || !(mode.IsDir() || mode.IsRegular()) {
-			return meta, fmt.Errorf("%w: backup entry %q is not a plain file or directory", webui.ErrInvalid, zf.Name)
+			return meta, fmt.Errorf("%w: backup entry %q is not a plain file or directory", erg.ErrInvalid, zf.Name)
 		}
 	}
 	if !found {
-		return meta, fmt.Errorf("%w: not an erg backup (no %s)", webui.ErrInvalid, backupMetaName)
+		return meta, fmt.Errorf("%w: not an erg backup (no %s)", erg.ErrInvalid, backupMetaName)
 	}
 	if meta.Format != backupFormat || meta.AppID == "" {
-		return meta, fmt.Errorf("%w: unknown backup format %d", webui.ErrInvalid, meta.Format)
+		return meta, fmt.Errorf("%w: unknown backup format %d", erg.ErrInvalid, meta.Format)
 	}
 	return meta, nil
 }
@@ -281,12 +281,12 @@ func (n *Node) unpackBackup(ctx context.Context, zr *zip.Reader, varDir string) 
 		perm := zf.Mode().Perm()&0o700 | 0o600
 		out, err := root.OpenFile(rel, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
 		if err != nil {
-			return fmt.Errorf("%w: restore %s: %v", webui.ErrInvalid, zf.Name, err)
+			return fmt.Errorf("%w: restore %s: %v", erg.ErrInvalid, zf.Name, err)
 		}
 		in, err := zf.Open()
 		if err != nil {
 			out.Close()
-			return fmt.Errorf("%w: %s: %v", webui.ErrInvalid, zf.Name, err)
+			return fmt.Errorf("%w: %s: %v", erg.ErrInvalid, zf.Name, err)
 		}
 		k, err := io.Copy(out, io.LimitReader(in, budget+1))
 		in.Close()
@@ -294,10 +294,10 @@ func (n *Node) unpackBackup(ctx context.Context, zr *zip.Reader, varDir string) 
 			err = cerr
 		}
 		if err != nil {
-			return fmt.Errorf("%w: %s: %v", webui.ErrInvalid, zf.Name, err)
+			return fmt.Errorf("%w: %s: %v", erg.ErrInvalid, zf.Name, err)
 		}
 		if budget -= k; budget < 0 {
-			return fmt.Errorf("%w: the backup unpacks to more than %d MiB", webui.ErrInvalid, n.web.restoreLimit>>20)
+			return fmt.Errorf("%w: the backup unpacks to more than %d MiB", erg.ErrInvalid, n.web.restoreLimit>>20)
 		}
 		if err := owned(rel); err != nil {
 			return err

@@ -9,7 +9,7 @@ import (
 
 	"github.com/coder/websocket"
 
-	"erg/webui"
+	"erg"
 )
 
 // post sends a POST to url with the given headers and returns its status.
@@ -105,7 +105,7 @@ func TestFriendGrainRefusesCrossGrainWrites(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.NewShare(ctx, a.owner(), e.ID, webui.ShareRequest{Role: "editor", Friend: "bnode"}); err != nil {
+	if _, err := a.NewShare(ctx, a.owner(), e.ID, erg.ShareRequest{Role: "editor", Friend: "bnode"}); err != nil {
 		t.Fatal(err)
 	}
 	_, local := b.newGrain("echo")

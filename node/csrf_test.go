@@ -13,6 +13,7 @@ import (
 	"sync"
 	"testing"
 
+	"erg"
 	"erg/webui"
 )
 
@@ -116,7 +117,7 @@ func TestEveryStateChangeNeedsCSRFAndSameOrigin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sh, _ := n.NewShare(ctx, n.owner(), g.ID, webui.ShareRequest{Role: "editor"})
+	sh, _ := n.NewShare(ctx, n.owner(), g.ID, erg.ShareRequest{Role: "editor"})
 	inv, _ := n.InviteUser(ctx, n.owner(), "bob")
 	tok, _ := n.NewAPIToken(ctx, n.owner(), "laptop")
 	n.join(t, "carol")

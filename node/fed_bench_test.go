@@ -13,7 +13,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/network"
 
-	"erg/webui"
+	"erg"
 )
 
 // fedBench is a file drop grain on node A, shared with node B's owner and
@@ -43,7 +43,7 @@ func newFedBench(b *testing.B) *fedBench {
 	if err := os.WriteFile(filepath.Join(files, "small"), []byte("hello\n"), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	if _, err := a.NewShare(ctx, a.owner(), id, webui.ShareRequest{Role: "viewer", Friend: "bnode"}); err != nil {
+	if _, err := a.NewShare(ctx, a.owner(), id, erg.ShareRequest{Role: "viewer", Friend: "bnode"}); err != nil {
 		b.Fatal(err)
 	}
 	rg := sharedWith(b, bn, bn.owner(), "Untitled File drop")

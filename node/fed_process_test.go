@@ -17,7 +17,7 @@ import (
 
 	"github.com/coder/websocket"
 
-	"erg/webui"
+	"erg"
 )
 
 // fedProcess is an `erg run` with a node name, the test apps, and p2p on
@@ -54,7 +54,7 @@ func (p *fedProcess) run() {
 			p.t.Log(p.name+":", sc.Text())
 		}
 	}()
-	c := webui.NewClient(SocketPath(p.data))
+	c := erg.NewClient(SocketPath(p.data))
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if _, err := c.Status(context.Background()); err == nil {
@@ -67,7 +67,7 @@ func (p *fedProcess) run() {
 	}
 }
 
-func (p *fedProcess) client() *webui.Client { return webui.NewClient(SocketPath(p.data)) }
+func (p *fedProcess) client() *erg.Client { return erg.NewClient(SocketPath(p.data)) }
 
 // browser returns a client that reaches every host at the node's web
 // port, with a cookie jar as a browser has.
@@ -89,7 +89,7 @@ func (p *fedProcess) browser() *http.Client {
 // signs c in to it and returns its origin on this node.
 func (p *fedProcess) openShared(c *http.Client, title string) (id, origin string) {
 	p.t.Helper()
-	var gs []webui.Grain
+	var gs []erg.Grain
 	if err := json.Unmarshal([]byte(p.erg(false, "grain", "ls", "--json")), &gs); err != nil {
 		p.t.Fatal(err)
 	}
@@ -170,9 +170,9 @@ func TestFederationBetweenProcesses(t *testing.T) {
 		t.Errorf("friend ls on bnode:\n%s", out)
 	}
 
-	var g webui.Grain
+	var g erg.Grain
 	json.Unmarshal([]byte(a.erg(false, "grain", "new", "notes", "--title", "Plans", "--json")), &g)
-	var shB webui.Share
+	var shB erg.Share
 	json.Unmarshal([]byte(a.erg(false, "share", "new", g.ID, "--friend", "bnode", "--role", "editor", "--json")), &shB)
 	if out := a.erg(true, "share", "new", g.ID, "--friend", "cnode", "--user", "nobody", "--role", "viewer"); !strings.Contains(out, `no user "nobody"`) {
 		t.Errorf("a share for a missing user on cnode says: %s", out)

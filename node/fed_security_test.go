@@ -15,8 +15,8 @@ import (
 	"capnproto.org/go/capnp/v3"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"erg"
 	"erg/fed"
-	"erg/webui"
 )
 
 // heldToken is the token b holds for the grain titled title.
@@ -61,16 +61,16 @@ func TestFederationRefusesWhatIsNotTheirs(t *testing.T) {
 
 	notes, _ := a.NewGrain(ctx, a.owner(), "notes", "Notes")
 	echo, _ := a.NewGrain(ctx, a.owner(), "echo", "Echo")
-	if _, err := a.NewShare(ctx, a.owner(), notes.ID, webui.ShareRequest{Role: "viewer", Friend: "bnode", FriendUser: "bob"}); err != nil {
+	if _, err := a.NewShare(ctx, a.owner(), notes.ID, erg.ShareRequest{Role: "viewer", Friend: "bnode", FriendUser: "bob"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.NewShare(ctx, a.owner(), echo.ID, webui.ShareRequest{Role: "editor", Friend: "bnode"}); err != nil {
+	if _, err := a.NewShare(ctx, a.owner(), echo.ID, erg.ShareRequest{Role: "editor", Friend: "bnode"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.NewShare(ctx, a.owner(), notes.ID, webui.ShareRequest{Role: "viewer", Friend: "dnode"}); err == nil {
+	if _, err := a.NewShare(ctx, a.owner(), notes.ID, erg.ShareRequest{Role: "viewer", Friend: "dnode"}); err == nil {
 		t.Error("a shared with a node that is not its friend")
 	}
-	if _, err := a.NewShare(ctx, a.owner(), notes.ID, webui.ShareRequest{Role: "owner", Friend: "bnode"}); err == nil {
+	if _, err := a.NewShare(ctx, a.owner(), notes.ID, erg.ShareRequest{Role: "owner", Friend: "bnode"}); err == nil {
 		t.Error("a shared with a role the app does not have")
 	}
 	token := heldToken(t, b, "Notes")

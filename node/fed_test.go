@@ -17,7 +17,7 @@ import (
 
 	"github.com/coder/websocket"
 
-	"erg/webui"
+	"erg"
 )
 
 // befriend makes a and b friends through an invite a made.
@@ -34,7 +34,7 @@ func befriend(t testing.TB, a, b *testNode) {
 }
 
 // sharedWith finds the grain a friend shared with b's user who.
-func sharedWith(t testing.TB, b *testNode, who webui.User, title string) webui.Grain {
+func sharedWith(t testing.TB, b *testNode, who erg.User, title string) erg.Grain {
 	t.Helper()
 	gs, err := b.Grains(context.Background(), who)
 	if err != nil {
@@ -46,12 +46,12 @@ func sharedWith(t testing.TB, b *testNode, who webui.User, title string) webui.G
 		}
 	}
 	t.Fatalf("no grain %q shared with %s on %s: %+v", title, who.Username, b.NodeName(), gs)
-	return webui.Grain{}
+	return erg.Grain{}
 }
 
 // openOn signs b's test client in to a grain's origin on b and returns
 // the origin.
-func openOn(t testing.TB, b *testNode, who webui.User, id string) string {
+func openOn(t testing.TB, b *testNode, who erg.User, id string) string {
 	t.Helper()
 	g, err := b.OpenGrain(context.Background(), who, id)
 	if err != nil {
@@ -90,7 +90,7 @@ func TestFriendShareInProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sh, err := a.NewShare(ctx, a.owner(), g.ID, webui.ShareRequest{Role: "editor", Friend: "bnode"})
+	sh, err := a.NewShare(ctx, a.owner(), g.ID, erg.ShareRequest{Role: "editor", Friend: "bnode"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,7 +127,7 @@ func TestFriendShareInProcess(t *testing.T) {
 
 	// A share for one user of b: only they have it, and it goes with them.
 	carl := b.join(t, "carl")
-	if _, err := a.NewShare(ctx, a.owner(), g.ID, webui.ShareRequest{Role: "viewer", Friend: "bnode", FriendUser: "carl"}); err != nil {
+	if _, err := a.NewShare(ctx, a.owner(), g.ID, erg.ShareRequest{Role: "viewer", Friend: "bnode", FriendUser: "carl"}); err != nil {
 		t.Fatal(err)
 	}
 	rg = sharedWith(t, b, carl.user(), "Plans")
@@ -156,7 +156,7 @@ func TestFriendShareInProcess(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.NewShare(ctx, a.owner(), e.ID, webui.ShareRequest{Role: "editor", Friend: "bnode"}); err != nil {
+	if _, err := a.NewShare(ctx, a.owner(), e.ID, erg.ShareRequest{Role: "editor", Friend: "bnode"}); err != nil {
 		t.Fatal(err)
 	}
 	eo := openOn(t, b, b.owner(), sharedWith(t, b, b.owner(), "Echo").ID)

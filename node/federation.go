@@ -22,8 +22,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"erg"
 	"erg/fed"
-	"erg/webui"
 )
 
 // maxRemoteGrainsPerFriend bounds the shares one friend may deliver, so a
@@ -162,40 +162,40 @@ func (n *Node) closeFedConns(id peer.ID) {
 
 // shareWithFriend makes a share for a friend's node and delivers it there
 // over Cap'n Proto. If the friend's node cannot take it, nothing is kept.
-func (n *Node) shareWithFriend(ctx context.Context, who webui.User, g *grainInfo, req webui.ShareRequest) (webui.Share, error) {
+func (n *Node) shareWithFriend(ctx context.Context, who erg.User, g *grainInfo, req erg.ShareRequest) (erg.Share, error) {
 	if req.Anonymous || strings.TrimSpace(req.ForUser) != "" {
-		return webui.Share{}, fmt.Errorf("%w: a share to a friend's node is for that node's users, not local ones or anonymous", webui.ErrInvalid)
+		return erg.Share{}, fmt.Errorf("%w: a share to a friend's node is for that node's users, not local ones or anonymous", erg.ErrInvalid)
 	}
 	f, err := n.friendByName(ctx, req.Friend)
-	if errors.Is(err, webui.ErrNotFound) {
-		return webui.Share{}, fmt.Errorf("%w: no friend named %q", webui.ErrInvalid, req.Friend)
+	if errors.Is(err, erg.ErrNotFound) {
+		return erg.Share{}, fmt.Errorf("%w: no friend named %q", erg.ErrInvalid, req.Friend)
 	}
 	if err != nil {
-		return webui.Share{}, err
+		return erg.Share{}, err
 	}
 	id, err := peer.Decode(f.Peer)
 	if err != nil {
-		return webui.Share{}, err
+		return erg.Share{}, err
 	}
 	friendUser := ""
 	if strings.TrimSpace(req.FriendUser) != "" {
 		if friendUser, err = checkUsername(req.FriendUser); err != nil {
-			return webui.Share{}, err
+			return erg.Share{}, err
 		}
 	}
 	label := strings.TrimSpace(req.Label)
 	if len(label) > 100 {
-		return webui.Share{}, fmt.Errorf("%w: the label is longer than 100 characters", webui.ErrInvalid)
+		return erg.Share{}, fmt.Errorf("%w: the label is longer than 100 characters", erg.ErrInvalid)
 	}
 	if req.ExpiresIn < 0 || time.Duration(req.ExpiresIn)*time.Second > maxShareLifetime {
-		return webui.Share{}, fmt.Errorf("%w: a share expires within a year, or never (0)", webui.ErrInvalid)
+		return erg.Share{}, fmt.Errorf("%w: a share expires within a year, or never (0)", erg.ErrInvalid)
 	}
 	n.mu.RLock()
 	m, title := g.app, g.title
 	n.mu.RUnlock()
 	role, _ := m.Role(req.Role)
 	now := time.Now()
-	sh := webui.Share{ID: newShortID(), GrainID: g.id, Role: req.Role, Label: label, Created: time.Unix(now.Unix(), 0),
+	sh := erg.Share{ID: newShortID(), GrainID: g.id, Role: req.Role, Label: label, Created: time.Unix(now.Unix(), 0),
 		Friend: f.Name, FriendUser: friendUser}
 	var expires int64
 	if req.ExpiresIn > 0 {
@@ -206,7 +206,7 @@ func (n *Node) shareWithFriend(ctx context.Context, who webui.User, g *grainInfo
 	rand.Read(token)
 	if _, err := n.db.ExecContext(ctx, `INSERT INTO shares (id, hash, grain_id, role, label, created_at, expires_at, friend_peer, friend_user)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, sh.ID, hashToken(string(token)), g.id, sh.Role, label, now.Unix(), expires, f.Peer, friendUser); err != nil {
-		return webui.Share{}, fmt.Errorf("new share: %w", err)
+		return erg.Share{}, fmt.Errorf("new share: %w", err)
 	}
 	offer := fed.Offer{Token: token, Owner: who.Username, User: friendUser,
 		Info: fed.ShareInfo{Title: title, AppName: m.Name, Role: sh.Role, Permissions: role.Permissions}}
@@ -215,7 +215,7 @@ func (n *Node) shareWithFriend(ctx context.Context, who webui.User, g *grainInfo
 	err = n.callFriend(dctx, id, func(gw fed.Gateway) error { return fed.SendOffer(dctx, gw, offer) })
 	if err != nil {
 		n.db.ExecContext(context.WithoutCancel(ctx), `DELETE FROM shares WHERE id = ?`, sh.ID)
-		return webui.Share{}, fmt.Errorf("%w: %s did not take the share: %v", webui.ErrInvalid, f.Name, cleanRemoteErr(err))
+		return erg.Share{}, fmt.Errorf("%w: %s did not take the share: %v", erg.ErrInvalid, f.Name, cleanRemoteErr(err))
 	}
 	n.log.Info("grain shared with a friend", "grain", g.id, "share", sh.ID, "role", sh.Role, "friend", f.Name, "user", friendUser)
 	return sh, nil
@@ -311,7 +311,7 @@ func (n *Node) Restore(ctx context.Context, peerID, user string, token []byte) (
 	m, title := g.app, g.title
 	n.mu.RUnlock()
 	rl, _ := m.Role(role)
-	v := webui.Viewer{
+	v := erg.Viewer{
 		UserID:      n.derive("friend-user-id", peerID, uname, grainID),
 		Username:    uname + "@" + f.Name,
 		Permissions: rl.Permissions,
@@ -347,7 +347,7 @@ func (n *Node) Restore(ctx context.Context, peerID, user string, token []byte) (
 
 // setIdentity sets who is asking, under erg's and Sandstorm's names; the
 // relay already removed every identity header the friend's node sent.
-func setIdentity(h http.Header, v webui.Viewer) {
+func setIdentity(h http.Header, v erg.Viewer) {
 	perms := strings.Join(v.Permissions, ",")
 	for _, prefix := range []string{"X-Erg-", "X-Sandstorm-"} {
 		h.Set(prefix+"User-Id", v.UserID)
@@ -616,16 +616,16 @@ func (n *Node) friendNames(ctx context.Context) map[string]string {
 	return out
 }
 
-func (n *Node) remoteToAPI(g *remoteGrain, names map[string]string) webui.Grain {
+func (n *Node) remoteToAPI(g *remoteGrain, names map[string]string) erg.Grain {
 	n.fed.mu.Lock()
 	defer n.fed.mu.Unlock()
 	from := names[g.peer]
-	return webui.Grain{ID: g.id, AppName: g.appName, Title: g.title, Owner: g.owner + "@" + from, Role: g.role,
+	return erg.Grain{ID: g.id, AppName: g.appName, Title: g.title, Owner: g.owner + "@" + from, Role: g.role,
 		Created: g.created, LastUsed: g.created, From: from, Revoked: g.revoked}
 }
 
 // remoteGrains lists the grains friends shared with who.
-func (n *Node) remoteGrains(ctx context.Context, who webui.User) []webui.Grain {
+func (n *Node) remoteGrains(ctx context.Context, who erg.User) []erg.Grain {
 	if n.fed == nil {
 		return nil
 	}
@@ -638,7 +638,7 @@ func (n *Node) remoteGrains(ctx context.Context, who webui.User) []webui.Grain {
 		}
 	}
 	n.fed.mu.Unlock()
-	out := make([]webui.Grain, 0, len(gs))
+	out := make([]erg.Grain, 0, len(gs))
 	for _, g := range gs {
 		out = append(out, n.remoteToAPI(g, names))
 	}
@@ -646,20 +646,20 @@ func (n *Node) remoteGrains(ctx context.Context, who webui.User) []webui.Grain {
 }
 
 // remoteFor returns a remote grain if who holds it.
-func (n *Node) remoteFor(who webui.User, id string) (*remoteGrain, error) {
+func (n *Node) remoteFor(who erg.User, id string) (*remoteGrain, error) {
 	g := n.remoteGrain(id)
 	if g == nil || g.userID != who.ID {
-		return nil, fmt.Errorf("%w: no grain %q", webui.ErrNotFound, id)
+		return nil, fmt.Errorf("%w: no grain %q", erg.ErrNotFound, id)
 	}
 	return g, nil
 }
 
 // openRemote gives who a one-time login URL for a remote grain's origin
 // on this node.
-func (n *Node) openRemote(ctx context.Context, who webui.User, g *remoteGrain) (webui.Grain, error) {
+func (n *Node) openRemote(ctx context.Context, who erg.User, g *remoteGrain) (erg.Grain, error) {
 	out := n.remoteToAPI(g, n.friendNames(ctx))
 	if out.Revoked {
-		return webui.Grain{}, fmt.Errorf("%w: %q: %v", webui.ErrForbidden, g.title, errShareRevoked)
+		return erg.Grain{}, fmt.Errorf("%w: %q: %v", erg.ErrForbidden, g.title, errShareRevoked)
 	}
 	token := randomToken()
 	n.fed.mu.Lock()
@@ -682,7 +682,7 @@ func (n *Node) redeemRemoteLogin(ctx context.Context, grainID, token string) (st
 	delete(n.fed.logins, h)
 	n.fed.mu.Unlock()
 	if !ok || l.grainID != grainID || time.Now().After(l.expires) {
-		return "", fmt.Errorf("%w: login token is unknown, used or expired", webui.ErrForbidden)
+		return "", fmt.Errorf("%w: login token is unknown, used or expired", erg.ErrForbidden)
 	}
 	session := randomToken()
 	if _, err := n.db.ExecContext(ctx, `INSERT INTO remote_sessions (hash, grain_id, expires_at) VALUES (?, ?, ?)`,
@@ -693,7 +693,7 @@ func (n *Node) redeemRemoteLogin(ctx context.Context, grainID, token string) (st
 	return session, nil
 }
 
-func (n *Node) remoteViewer(ctx context.Context, g *remoteGrain, session string) (webui.Viewer, error) {
+func (n *Node) remoteViewer(ctx context.Context, g *remoteGrain, session string) (erg.Viewer, error) {
 	h := hashToken(session)
 	st := n.fed
 	st.mu.Lock()
@@ -705,11 +705,11 @@ func (n *Node) remoteViewer(ctx context.Context, g *remoteGrain, session string)
 		var expires int64
 		err := n.db.QueryRowContext(ctx, `SELECT expires_at FROM remote_sessions WHERE hash = ? AND grain_id = ?`, h, g.id).Scan(&expires)
 		if err != nil {
-			return webui.Viewer{}, fmt.Errorf("%w: no such session", webui.ErrForbidden)
+			return erg.Viewer{}, fmt.Errorf("%w: no such session", erg.ErrForbidden)
 		}
 		u, err := n.userByID(ctx, g.userID)
 		if err != nil {
-			return webui.Viewer{}, fmt.Errorf("%w: no such session", webui.ErrForbidden)
+			return erg.Viewer{}, fmt.Errorf("%w: no such session", erg.ErrForbidden)
 		}
 		s = &remoteSession{grainID: g.id, expires: time.Unix(expires, 0), sessionID: n.derive("session-id", h), done: make(chan struct{}),
 			userID: n.derive("user-id", g.userID, g.id), username: u.Username}
@@ -722,12 +722,12 @@ func (n *Node) remoteViewer(ctx context.Context, g *remoteGrain, session string)
 		st.mu.Unlock()
 	}
 	if s.grainID != g.id || time.Now().After(s.expires) {
-		return webui.Viewer{}, fmt.Errorf("%w: no such session", webui.ErrForbidden)
+		return erg.Viewer{}, fmt.Errorf("%w: no such session", erg.ErrForbidden)
 	}
 	st.mu.Lock()
 	perms := g.perms
 	st.mu.Unlock()
-	return webui.Viewer{UserID: s.userID, Username: s.username, Permissions: perms, SessionID: s.sessionID, Done: s.done, Account: g.userID}, nil
+	return erg.Viewer{UserID: s.userID, Username: s.username, Permissions: perms, SessionID: s.sessionID, Done: s.done, Account: g.userID}, nil
 }
 
 // restoreRemote returns a transport into a remote grain, restoring the

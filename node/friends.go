@@ -18,6 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
 
+	"erg"
 	"erg/fed"
 	"erg/webui"
 )
@@ -216,7 +217,7 @@ func (n *Node) friendByName(ctx context.Context, name string) (friendRow, error)
 	var p string
 	err := n.db.QueryRowContext(ctx, `SELECT peer FROM friends WHERE name = ?`, strings.TrimSpace(name)).Scan(&p)
 	if errors.Is(err, sql.ErrNoRows) {
-		return friendRow{}, fmt.Errorf("%w: no friend named %q (see erg friend ls)", webui.ErrNotFound, name)
+		return friendRow{}, fmt.Errorf("%w: no friend named %q (see erg friend ls)", erg.ErrNotFound, name)
 	}
 	if err != nil {
 		return friendRow{}, err
@@ -230,8 +231,8 @@ func (n *Node) isFriend(p peer.ID) bool {
 	return err == nil
 }
 
-func (n *Node) toFriend(f friendRow) webui.Friend {
-	out := webui.Friend{Name: f.Name, Peer: f.Peer, Addrs: f.Addrs, Added: f.Added}
+func (n *Node) toFriend(f friendRow) erg.Friend {
+	out := erg.Friend{Name: f.Name, Peer: f.Peer, Addrs: f.Addrs, Added: f.Added}
 	if id, err := peer.Decode(f.Peer); err == nil {
 		out.Online = n.p2p.host.Libp2p().Network().Connectedness(id) == network.Connected
 	}
@@ -240,12 +241,12 @@ func (n *Node) toFriend(f friendRow) webui.Friend {
 
 // Friends implements webui.FriendsBackend: every signed-in user sees the
 // node's friends, to share grains with them.
-func (n *Node) Friends(ctx context.Context, who webui.User) ([]webui.Friend, error) {
+func (n *Node) Friends(ctx context.Context, who erg.User) ([]erg.Friend, error) {
 	fs, err := n.listFriends(ctx)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]webui.Friend, 0, len(fs))
+	out := make([]erg.Friend, 0, len(fs))
 	for _, f := range fs {
 		out = append(out, n.toFriend(f))
 	}
@@ -253,9 +254,9 @@ func (n *Node) Friends(ctx context.Context, who webui.User) ([]webui.Friend, err
 }
 
 // NewFriendInvite implements webui.FriendsBackend.
-func (n *Node) NewFriendInvite(ctx context.Context, who webui.User) (webui.FriendInvite, error) {
+func (n *Node) NewFriendInvite(ctx context.Context, who erg.User) (erg.FriendInvite, error) {
 	if err := requireOwner(who); err != nil {
-		return webui.FriendInvite{}, err
+		return erg.FriendInvite{}, err
 	}
 	secret := make([]byte, 32)
 	rand.Read(secret)
@@ -263,36 +264,36 @@ func (n *Node) NewFriendInvite(ctx context.Context, who webui.User) (webui.Frien
 	expires := now.Add(friendInviteTTL)
 	if _, err := n.db.ExecContext(ctx, `INSERT INTO friend_invites (hash, created_at, expires_at) VALUES (?, ?, ?)`,
 		hashToken(string(secret)), now.Unix(), expires.Unix()); err != nil {
-		return webui.FriendInvite{}, err
+		return erg.FriendInvite{}, err
 	}
 	n.db.ExecContext(ctx, `DELETE FROM friend_invites WHERE expires_at <= ?`, now.Unix())
 	inv := fed.Invite{Peer: n.p2p.host.ID().String(), Addrs: n.p2p.host.Addrs(), Name: n.fed.name, Secret: secret}
 	if len(inv.Addrs) > 16 {
 		inv.Addrs = inv.Addrs[:16]
 	}
-	return webui.FriendInvite{Code: inv.String(), Expires: time.Unix(expires.Unix(), 0)}, nil
+	return erg.FriendInvite{Code: inv.String(), Expires: time.Unix(expires.Unix(), 0)}, nil
 }
 
 // AddFriend implements webui.FriendsBackend: it redeems the invite with
 // the inviting node, and both record each other.
-func (n *Node) AddFriend(ctx context.Context, who webui.User, code string) (webui.Friend, error) {
+func (n *Node) AddFriend(ctx context.Context, who erg.User, code string) (erg.Friend, error) {
 	if err := requireOwner(who); err != nil {
-		return webui.Friend{}, err
+		return erg.Friend{}, err
 	}
 	inv, err := fed.ParseInvite(code)
 	if err != nil {
-		return webui.Friend{}, fmt.Errorf("%w: %v", webui.ErrInvalid, err)
+		return erg.Friend{}, fmt.Errorf("%w: %v", erg.ErrInvalid, err)
 	}
 	id, err := peer.Decode(inv.Peer)
 	if err != nil {
-		return webui.Friend{}, fmt.Errorf("%w: the invite's node id is damaged", webui.ErrInvalid)
+		return erg.Friend{}, fmt.Errorf("%w: the invite's node id is damaged", erg.ErrInvalid)
 	}
 	if id == n.p2p.host.ID() {
-		return webui.Friend{}, fmt.Errorf("%w: that invite is this node's own", webui.ErrInvalid)
+		return erg.Friend{}, fmt.Errorf("%w: that invite is this node's own", erg.ErrInvalid)
 	}
 	if n.isFriend(id) {
 		f, _ := n.friendByPeer(ctx, id.String())
-		return webui.Friend{}, fmt.Errorf("%w: already friends with that node (as %q)", webui.ErrInvalid, f.Name)
+		return erg.Friend{}, fmt.Errorf("%w: already friends with that node (as %q)", erg.ErrInvalid, f.Name)
 	}
 	ai := peer.AddrInfo{ID: id}
 	for _, a := range inv.Addrs {
@@ -303,11 +304,11 @@ func (n *Node) AddFriend(ctx context.Context, who webui.User, code string) (webu
 	ctx, cancel := context.WithTimeout(ctx, friendStreamTimeout)
 	defer cancel()
 	if err := n.dialFriend(ctx, ai); err != nil {
-		return webui.Friend{}, fmt.Errorf("cannot reach %s: %w", inv.Name, err)
+		return erg.Friend{}, fmt.Errorf("cannot reach %s: %w", inv.Name, err)
 	}
 	s, err := n.p2p.host.NewStream(ctx, id, fed.FriendProtocol, friendStreamTimeout)
 	if err != nil {
-		return webui.Friend{}, fmt.Errorf("cannot reach %s: %w", inv.Name, err)
+		return erg.Friend{}, fmt.Errorf("cannot reach %s: %w", inv.Name, err)
 	}
 	defer s.Close()
 	addrs := n.p2p.host.Addrs()
@@ -315,21 +316,21 @@ func (n *Node) AddFriend(ctx context.Context, who webui.User, code string) (webu
 		addrs = addrs[:16]
 	}
 	if err := fed.WriteFrame(s, fed.FriendRequest{Secret: inv.Secret, Name: n.fed.name, Addrs: addrs}); err != nil {
-		return webui.Friend{}, fmt.Errorf("friend request to %s: %w", inv.Name, err)
+		return erg.Friend{}, fmt.Errorf("friend request to %s: %w", inv.Name, err)
 	}
 	var rep fed.FriendReply
 	if err := fed.ReadFrame(s.R, &rep); err != nil {
-		return webui.Friend{}, fmt.Errorf("friend request to %s: %w", inv.Name, err)
+		return erg.Friend{}, fmt.Errorf("friend request to %s: %w", inv.Name, err)
 	}
 	if rep.Error != "" {
-		return webui.Friend{}, fmt.Errorf("%w: %s refused: %s", webui.ErrForbidden, inv.Name, rep.Error)
+		return erg.Friend{}, fmt.Errorf("%w: %s refused: %s", erg.ErrForbidden, inv.Name, rep.Error)
 	}
 	if err := fed.CheckNodeName(rep.Name); err != nil {
-		return webui.Friend{}, fmt.Errorf("%s answered with a bad name: %w", inv.Name, err)
+		return erg.Friend{}, fmt.Errorf("%s answered with a bad name: %w", inv.Name, err)
 	}
 	f, err := n.recordFriend(ctx, id, rep.Name, inv.Addrs)
 	if err != nil {
-		return webui.Friend{}, err
+		return erg.Friend{}, err
 	}
 	n.log.Info("friend added", "name", f.Name, "peer", id)
 	return n.toFriend(f), nil
@@ -415,7 +416,7 @@ func (n *Node) serveFriendRequest(s network.Stream) {
 // RemoveFriend implements webui.FriendsBackend. The friend's node is told,
 // if it can be reached, and forgets this one too. What this node shared
 // with the friend is revoked; what it shared with this node is forgotten.
-func (n *Node) RemoveFriend(ctx context.Context, who webui.User, name string) error {
+func (n *Node) RemoveFriend(ctx context.Context, who erg.User, name string) error {
 	if err := requireOwner(who); err != nil {
 		return err
 	}
@@ -529,7 +530,7 @@ func (n *Node) dialFriend(ctx context.Context, ai peer.AddrInfo) error {
 func (n *Node) connectFriend(ctx context.Context, id peer.ID) error {
 	f, err := n.friendByPeer(ctx, id.String())
 	if err != nil {
-		return fmt.Errorf("%w: not a friend", webui.ErrNotFound)
+		return fmt.Errorf("%w: not a friend", erg.ErrNotFound)
 	}
 	ai := peer.AddrInfo{ID: id}
 	for _, a := range f.Addrs {

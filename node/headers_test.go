@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"erg"
 	"erg/fed"
-	"erg/webui"
 )
 
 // smuggledHeaders are client headers some app server (CGI, WSGI, Rack)
@@ -112,7 +112,7 @@ func TestRelayDropsSmuggledIdentityHeaders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.NewShare(ctx, a.owner(), e.ID, webui.ShareRequest{Role: "editor", Friend: "bnode"}); err != nil {
+	if _, err := a.NewShare(ctx, a.owner(), e.ID, erg.ShareRequest{Role: "editor", Friend: "bnode"}); err != nil {
 		t.Fatal(err)
 	}
 

@@ -13,7 +13,7 @@ import (
 
 	"github.com/coder/websocket"
 
-	"erg/webui"
+	"erg"
 )
 
 func TestGrainStartsOnFirstRequestAndKeepsData(t *testing.T) {
@@ -198,7 +198,7 @@ func TestRemoveGrainDeletesEverything(t *testing.T) {
 	if code, _ := n.get(origin + "/"); code != http.StatusNotFound {
 		t.Errorf("removed grain answers %d, want 404", code)
 	}
-	if err := n.RemoveGrain(context.Background(), n.owner(), id); !errors.Is(err, webui.ErrNotFound) {
+	if err := n.RemoveGrain(context.Background(), n.owner(), id); !errors.Is(err, erg.ErrNotFound) {
 		t.Errorf("second remove = %v, want not found", err)
 	}
 }

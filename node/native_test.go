@@ -11,8 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"erg"
 	"erg/appstore"
-	"erg/webui"
 )
 
 // TestNativeCProgramRunsInAGrain packs a dynamically linked C web server
@@ -46,7 +46,7 @@ func TestNativeCProgramRunsInAGrain(t *testing.T) {
 	}
 
 	n := startNode(t, nil)
-	app, err := webui.NewClient(SocketPath(n.cfg.DataDir)).InstallPackage(context.Background(), &pkg)
+	app, err := erg.NewClient(SocketPath(n.cfg.DataDir)).InstallPackage(context.Background(), &pkg)
 	if err != nil {
 		t.Fatal(err)
 	}

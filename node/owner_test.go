@@ -14,15 +14,15 @@ import (
 	"testing"
 	"time"
 
-	"erg/webui"
+	"erg"
 )
 
 // bobsGrain has bob make an echo grain over the API, sign in to it and
 // write to its /var, so it is running and holds data.
-func bobsGrain(t *testing.T, bob *web, title string) (webui.Grain, string) {
+func bobsGrain(t *testing.T, bob *web, title string) (erg.Grain, string) {
 	t.Helper()
-	code, body := bob.api("POST", "/api/grains", webui.NewGrainRequest{App: "echo", Title: title})
-	var g webui.Grain
+	code, body := bob.api("POST", "/api/grains", erg.NewGrainRequest{App: "echo", Title: title})
+	var g erg.Grain
 	if code != http.StatusCreated || json.Unmarshal([]byte(body), &g) != nil {
 		t.Fatalf("bob's new grain: %d %s", code, body)
 	}
@@ -36,7 +36,7 @@ func bobsGrain(t *testing.T, bob *web, title string) (webui.Grain, string) {
 	return g, origin
 }
 
-func findNodeGrain(gs []webui.NodeGrain, id string) *webui.NodeGrain {
+func findNodeGrain(gs []erg.NodeGrain, id string) *erg.NodeGrain {
 	for i := range gs {
 		if gs[i].ID == id {
 			return &gs[i]
@@ -55,7 +55,7 @@ func TestOwnerSeesAndRemovesEveryGrain(t *testing.T) {
 		t.Fatal(err)
 	}
 	bg, origin := bobsGrain(t, bob, "bob's big one")
-	if _, err := n.NewShare(ctx, bob.user(), bg.ID, webui.ShareRequest{Role: "editor"}); err != nil {
+	if _, err := n.NewShare(ctx, bob.user(), bg.ID, erg.ShareRequest{Role: "editor"}); err != nil {
 		t.Fatal(err)
 	}
 	// A symlink out of the grain counts as a link, not what it points at.
@@ -65,7 +65,7 @@ func TestOwnerSeesAndRemovesEveryGrain(t *testing.T) {
 
 	// The owner sees every grain, with its owner, app, size and state.
 	code, body := alice.api("GET", "/api/grains?all=1", nil)
-	var all []webui.NodeGrain
+	var all []erg.NodeGrain
 	if code != 200 || json.Unmarshal([]byte(body), &all) != nil {
 		t.Fatalf("all grains: %d %s", code, body)
 	}
@@ -145,7 +145,7 @@ func TestOwnerSeesAndRemovesEveryGrain(t *testing.T) {
 // ergWeb is a browser-like client of an `erg run` process's web port.
 func ergWeb(t *testing.T, p *ergProcess) (*web, string) {
 	t.Helper()
-	var st struct{ Status webui.Status }
+	var st struct{ Status erg.Status }
 	json.Unmarshal([]byte(p.erg(false, "status", "--json")), &st)
 	u, err := url.Parse(st.Status.URL)
 	if err != nil || u.Port() == "" {
@@ -168,9 +168,9 @@ func ergWeb(t *testing.T, p *ergProcess) (*web, string) {
 func TestCLIOwnerListsAndRemovesEveryGrain(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
 	p := startErg(t, data)
-	var mine webui.Grain
+	var mine erg.Grain
 	json.Unmarshal([]byte(p.erg(false, "grain", "new", "echo", "--title", "alice's", "--json")), &mine)
-	var inv webui.Invite
+	var inv erg.Invite
 	json.Unmarshal([]byte(p.erg(false, "user", "invite", "bob", "--json")), &inv)
 
 	bob, base := ergWeb(t, p)
@@ -180,7 +180,7 @@ func TestCLIOwnerListsAndRemovesEveryGrain(t *testing.T) {
 	bob.get("/grains")
 	bg, _ := bobsGrain(t, bob, "bob's")
 
-	var all []webui.NodeGrain
+	var all []erg.NodeGrain
 	if err := json.Unmarshal([]byte(p.erg(false, "grain", "ls", "--all", "--json")), &all); err != nil {
 		t.Fatal(err)
 	}
@@ -203,8 +203,8 @@ func TestCLIOwnerListsAndRemovesEveryGrain(t *testing.T) {
 	}
 
 	// Bob, with an API token, is refused the list and alice's grain.
-	code, body := bob.api("POST", "/api/tokens", webui.TokenRequest{Label: "cli"})
-	var tok webui.APIToken
+	code, body := bob.api("POST", "/api/tokens", erg.TokenRequest{Label: "cli"})
+	var tok erg.APIToken
 	if code != http.StatusCreated || json.Unmarshal([]byte(body), &tok) != nil {
 		t.Fatalf("bob's token: %d %s", code, body)
 	}

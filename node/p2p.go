@@ -10,9 +10,9 @@ import (
 	"github.com/ipfs/go-cid"
 	record "github.com/libp2p/go-libp2p-record"
 
+	"erg"
 	"erg/appstore"
 	"erg/p2p"
-	"erg/webui"
 )
 
 // blocksDir holds the node's IPFS blockstore (flatfs: one file per block,
@@ -166,7 +166,7 @@ func (n *Node) stopP2P() {
 }
 
 // p2pStatus adds the libp2p side to a status.
-func (n *Node) p2pStatus(s *webui.Status) {
+func (n *Node) p2pStatus(s *erg.Status) {
 	if n.p2p == nil {
 		return
 	}

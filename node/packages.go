@@ -9,8 +9,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"erg"
 	"erg/appstore"
-	"erg/webui"
 )
 
 // maxPackageSize bounds an uploaded package; appstore applies the same
@@ -20,14 +20,14 @@ const maxPackageSize = 1 << 30
 // InstallPackage verifies a signed package read from r and installs it,
 // or upgrades its app when it carries a higher version signed by the same
 // key. Running grains keep their package until their next start.
-func (n *Node) InstallPackage(ctx context.Context, r io.Reader) (webui.App, error) {
+func (n *Node) InstallPackage(ctx context.Context, r io.Reader) (erg.App, error) {
 	tmpDir := filepath.Join(n.cfg.DataDir, "tmp")
 	if err := os.MkdirAll(tmpDir, 0o700); err != nil {
-		return webui.App{}, err
+		return erg.App{}, err
 	}
 	f, err := os.CreateTemp(tmpDir, "upload-*.erg")
 	if err != nil {
-		return webui.App{}, err
+		return erg.App{}, err
 	}
 	defer os.Remove(f.Name())
 	_, err = io.Copy(f, io.LimitReader(r, maxPackageSize+1))
@@ -35,10 +35,10 @@ func (n *Node) InstallPackage(ctx context.Context, r io.Reader) (webui.App, erro
 		err = cerr
 	}
 	if err != nil {
-		return webui.App{}, fmt.Errorf("receive package: %w", err)
+		return erg.App{}, fmt.Errorf("receive package: %w", err)
 	}
 	if fi, err := os.Stat(f.Name()); err == nil && fi.Size() > maxPackageSize {
-		return webui.App{}, fmt.Errorf("%w: package is larger than %d MiB", webui.ErrInvalid, maxPackageSize>>20)
+		return erg.App{}, fmt.Errorf("%w: package is larger than %d MiB", erg.ErrInvalid, maxPackageSize>>20)
 	}
 	app, _, err := n.installPackageFile(ctx, f.Name(), false)
 	return app, err
@@ -47,12 +47,12 @@ func (n *Node) InstallPackage(ctx context.Context, r io.Reader) (webui.App, erro
 // installPackageFile installs the package file at path. With skipOld, a
 // package no newer than the installed version is skipped (installed is
 // false) rather than refused, as starting with --apps needs.
-func (n *Node) installPackageFile(ctx context.Context, path string, skipOld bool) (app webui.App, installed bool, err error) {
-	progress := webui.InstallProgressFrom(ctx)
+func (n *Node) installPackageFile(ctx context.Context, path string, skipOld bool) (app erg.App, installed bool, err error) {
+	progress := erg.InstallProgressFrom(ctx)
 	pkg, err := appstore.OpenFileProgress(ctx, path, appstore.SizeLimits{MaxPackage: maxPackageSize},
 		func(done, total int64) { progress("verifying", done, total) })
 	if err != nil {
-		return webui.App{}, false, fmt.Errorf("%w: %v", webui.ErrInvalid, err)
+		return erg.App{}, false, fmt.Errorf("%w: %v", erg.ErrInvalid, err)
 	}
 	defer pkg.Close()
 
@@ -70,14 +70,14 @@ func (n *Node) installPackageFile(ctx context.Context, path string, skipOld bool
 			}
 			return appInfo(pkg.Manifest), false, nil
 		}
-		return webui.App{}, false, fmt.Errorf("%w: %s version %d is not newer than the installed version %d",
-			webui.ErrInvalid, pkg.Manifest.Name, pkg.Version, version)
+		return erg.App{}, false, fmt.Errorf("%w: %s version %d is not newer than the installed version %d",
+			erg.ErrInvalid, pkg.Manifest.Name, pkg.Version, version)
 	}
 	created := false
 	if _, err := os.Stat(dest); errors.Is(err, os.ErrNotExist) {
 		opts := appstore.UnpackOptions{Progress: func(done, total int64) { progress("unpacking", done, total) }}
 		if err := appstore.Unpack(ctx, pkg, dest, opts); err != nil {
-			return webui.App{}, false, fmt.Errorf("unpack %s: %w", pkg.CID, err)
+			return erg.App{}, false, fmt.Errorf("unpack %s: %w", pkg.CID, err)
 		}
 		created = true
 	}
@@ -85,7 +85,7 @@ func (n *Node) installPackageFile(ctx context.Context, path string, skipOld bool
 		if created {
 			appstore.RemoveTree(dest)
 		}
-		return webui.App{}, false, err
+		return erg.App{}, false, err
 	}
 	n.log.Info("package installed", "app", pkg.AppID, "name", pkg.Manifest.Name, "version", pkg.Version, "package", pkg.CID)
 	if err := n.collectPackagesLocked(ctx); err != nil {

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"erg"
 	"erg/appstore"
-	"erg/webui"
 )
 
 // packEcho packs the echo test app as a signed package of version v.
@@ -73,7 +73,7 @@ func TestInstallAndUpgradeSignedPackage(t *testing.T) {
 	n := startNode(t, nil)
 	ctx := context.Background()
 	key, _ := appstore.GenerateKey()
-	c := webui.NewClient(SocketPath(n.cfg.DataDir))
+	c := erg.NewClient(SocketPath(n.cfg.DataDir))
 
 	app, err := c.InstallPackage(ctx, bytes.NewReader(packEcho(t, key, 1)))
 	if err != nil {
@@ -87,7 +87,7 @@ func TestInstallAndUpgradeSignedPackage(t *testing.T) {
 
 	// The same version again, and an older one, are refused and change nothing.
 	before := packageDirs(t, n)
-	if _, err := c.InstallPackage(ctx, bytes.NewReader(packEcho(t, key, 1))); !errors.Is(err, webui.ErrInvalid) || !strings.Contains(err.Error(), "not newer") {
+	if _, err := c.InstallPackage(ctx, bytes.NewReader(packEcho(t, key, 1))); !errors.Is(err, erg.ErrInvalid) || !strings.Contains(err.Error(), "not newer") {
 		t.Errorf("reinstalling version 1: %v", err)
 	}
 
@@ -151,7 +151,7 @@ func TestAppsDirInstallsPackages(t *testing.T) {
 	// Not packages, so ignored: a stray file and a directory without erg.json.
 	os.WriteFile(filepath.Join(apps, "README"), []byte("hi"), 0o644)
 	os.Mkdir(filepath.Join(apps, "empty"), 0o755)
-	start := func() (*testNode, webui.App) {
+	start := func() (*testNode, erg.App) {
 		n := startNode(t, func(c *Config) { c.DataDir, c.AppsDir = data, apps })
 		list, err := n.Apps(context.Background())
 		if err != nil || len(list) != 1 {
@@ -201,19 +201,19 @@ func TestAppsDirInstallsPackages(t *testing.T) {
 func TestInstallReportsProgress(t *testing.T) {
 	n := startNode(t, nil)
 	ctx := context.Background()
-	c := webui.NewClient(SocketPath(n.cfg.DataDir))
+	c := erg.NewClient(SocketPath(n.cfg.DataDir))
 	key, _ := appstore.GenerateKey()
 	pkg := packEcho(t, key, 1)
 
-	var steps []webui.InstallStep
-	app, err := c.InstallPackageProgress(ctx, bytes.NewReader(pkg), func(s webui.InstallStep) { steps = append(steps, s) })
+	var steps []erg.InstallStep
+	app, err := c.InstallPackageProgress(ctx, bytes.NewReader(pkg), func(s erg.InstallStep) { steps = append(steps, s) })
 	if err != nil {
 		t.Fatal(err)
 	}
 	if app.ID != appstore.AppID(key.Public().(ed25519.PublicKey)) {
 		t.Errorf("installed %+v", app)
 	}
-	last := map[string]webui.InstallStep{}
+	last := map[string]erg.InstallStep{}
 	var order []string
 	for _, s := range steps {
 		prev, seen := last[s.Phase]
@@ -238,7 +238,7 @@ func TestInstallReportsProgress(t *testing.T) {
 	bad := packEcho(t, key, 2)
 	bad[len(bad)/2] ^= 0x55
 	before := packageDirs(t, n)
-	if _, err := c.InstallPackageProgress(ctx, bytes.NewReader(bad), nil); !errors.Is(err, webui.ErrInvalid) {
+	if _, err := c.InstallPackageProgress(ctx, bytes.NewReader(bad), nil); !errors.Is(err, erg.ErrInvalid) {
 		t.Errorf("tampered package through the event stream: %v", err)
 	}
 	if after := packageDirs(t, n); !slices.Equal(after, before) {

@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"erg"
 	"erg/appstore"
-	"erg/webui"
 )
 
 // ergProcess is an `erg run` started as its own process.
@@ -53,7 +53,7 @@ func (p *ergProcess) start() {
 			p.t.Log("erg:", sc.Text())
 		}
 	}()
-	c := webui.NewClient(SocketPath(p.data))
+	c := erg.NewClient(SocketPath(p.data))
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		if _, err := c.Status(context.Background()); err == nil {
@@ -107,7 +107,7 @@ func TestCLIAgainstARunningNode(t *testing.T) {
 	if out := p.erg(false, "status"); !strings.Contains(out, "sandbox") || !strings.Contains(out, "notes") {
 		t.Errorf("status:\n%s", out)
 	}
-	var g webui.Grain
+	var g erg.Grain
 	if err := json.Unmarshal([]byte(p.erg(false, "grain", "new", "notes", "--title", "Groceries", "--json")), &g); err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +155,7 @@ func TestCLIAgainstARunningNode(t *testing.T) {
 func TestKillingTheNodeLosesNoCommittedMetadata(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data")
 	p := startErg(t, data)
-	c := webui.NewClient(SocketPath(data))
+	c := erg.NewClient(SocketPath(data))
 
 	var mu sync.Mutex
 	var acked []string

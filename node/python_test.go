@@ -19,8 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"erg"
 	"erg/appstore"
-	"erg/webui"
 )
 
 // updatePynotesEnv, set to 1, makes TestPythonAppPortedFromTrace write the
@@ -100,7 +100,7 @@ func TestPythonAppPortedFromTrace(t *testing.T) {
 
 	// 3. Run it in grains.
 	n := startNode(t, nil)
-	c := webui.NewClient(SocketPath(n.cfg.DataDir))
+	c := erg.NewClient(SocketPath(n.cfg.DataDir))
 	app, err := c.InstallPackage(context.Background(), editorPkg)
 	if err != nil {
 		t.Fatal(err)

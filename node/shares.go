@@ -8,17 +8,17 @@ import (
 	"strings"
 	"time"
 
-	"erg/webui"
+	"erg"
 )
 
 // maxShareLifetime bounds a share's expiry; longer means "never".
 const maxShareLifetime = 366 * 24 * time.Hour
 
 // NewShare implements webui.Backend. Only a grain's owner shares it.
-func (n *Node) NewShare(ctx context.Context, who webui.User, grainID string, req webui.ShareRequest) (webui.Share, error) {
+func (n *Node) NewShare(ctx context.Context, who erg.User, grainID string, req erg.ShareRequest) (erg.Share, error) {
 	g, err := n.ownGrain(who, grainID)
 	if err != nil {
-		return webui.Share{}, err
+		return erg.Share{}, err
 	}
 	n.mu.RLock()
 	m := g.app
@@ -28,34 +28,34 @@ func (n *Node) NewShare(ctx context.Context, who webui.User, grainID string, req
 		for _, r := range m.Roles {
 			names = append(names, r.Name)
 		}
-		return webui.Share{}, fmt.Errorf("%w: %s has no role %q (it has: %s)", webui.ErrInvalid, m.Name, req.Role, strings.Join(names, ", "))
+		return erg.Share{}, fmt.Errorf("%w: %s has no role %q (it has: %s)", erg.ErrInvalid, m.Name, req.Role, strings.Join(names, ", "))
 	}
 	if strings.TrimSpace(req.Friend) != "" {
 		return n.shareWithFriend(ctx, who, g, req)
 	}
 	label := strings.TrimSpace(req.Label)
 	if len(label) > 100 {
-		return webui.Share{}, fmt.Errorf("%w: the label is longer than 100 characters", webui.ErrInvalid)
+		return erg.Share{}, fmt.Errorf("%w: the label is longer than 100 characters", erg.ErrInvalid)
 	}
 	if req.ExpiresIn < 0 || time.Duration(req.ExpiresIn)*time.Second > maxShareLifetime {
-		return webui.Share{}, fmt.Errorf("%w: a share expires within a year, or never (0)", webui.ErrInvalid)
+		return erg.Share{}, fmt.Errorf("%w: a share expires within a year, or never (0)", erg.ErrInvalid)
 	}
-	var forUser *webui.User
+	var forUser *erg.User
 	if strings.TrimSpace(req.ForUser) != "" {
 		if req.Anonymous {
-			return webui.Share{}, fmt.Errorf("%w: a share for one user cannot also allow anonymous use", webui.ErrInvalid)
+			return erg.Share{}, fmt.Errorf("%w: a share for one user cannot also allow anonymous use", erg.ErrInvalid)
 		}
 		u, err := n.userByName(ctx, req.ForUser)
 		if err != nil {
-			return webui.Share{}, fmt.Errorf("%w: no user %q on this node", webui.ErrInvalid, req.ForUser)
+			return erg.Share{}, fmt.Errorf("%w: no user %q on this node", erg.ErrInvalid, req.ForUser)
 		}
 		if u.ID == who.ID {
-			return webui.Share{}, fmt.Errorf("%w: you already own this grain", webui.ErrInvalid)
+			return erg.Share{}, fmt.Errorf("%w: you already own this grain", erg.ErrInvalid)
 		}
 		forUser = &u
 	}
 	now := time.Now()
-	sh := webui.Share{
+	sh := erg.Share{
 		ID: newShortID(), GrainID: grainID, Role: req.Role, Anonymous: req.Anonymous, Label: label,
 		Created: time.Unix(now.Unix(), 0),
 	}
@@ -67,7 +67,7 @@ func (n *Node) NewShare(ctx context.Context, who webui.User, grainID string, req
 	token := randomToken()
 	tx, err := n.db.BeginTx(ctx, nil)
 	if err != nil {
-		return webui.Share{}, err
+		return erg.Share{}, err
 	}
 	defer tx.Rollback()
 	var forID any
@@ -76,18 +76,18 @@ func (n *Node) NewShare(ctx context.Context, who webui.User, grainID string, req
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO shares (id, hash, grain_id, role, for_user, anonymous, label, created_at, expires_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, sh.ID, hashToken(token), grainID, sh.Role, forID, sh.Anonymous, sh.Label, now.Unix(), expires); err != nil {
-		return webui.Share{}, fmt.Errorf("new share: %w", err)
+		return erg.Share{}, fmt.Errorf("new share: %w", err)
 	}
 	if forUser != nil {
 		// A share for a local user is theirs at once, link or not.
 		if _, err := tx.ExecContext(ctx, `INSERT INTO share_holders (user_id, share_id, grain_id, added_at) VALUES (?, ?, ?, ?)`,
 			forUser.ID, sh.ID, grainID, now.Unix()); err != nil {
-			return webui.Share{}, err
+			return erg.Share{}, err
 		}
 		sh.Holders = []string{forUser.Username}
 	}
 	if err := tx.Commit(); err != nil {
-		return webui.Share{}, err
+		return erg.Share{}, err
 	}
 	sh.URL = n.URL() + "/s/" + token
 	n.log.Info("grain shared", "grain", grainID, "share", sh.ID, "role", sh.Role, "for", sh.ForUser, "anonymous", sh.Anonymous)
@@ -95,7 +95,7 @@ func (n *Node) NewShare(ctx context.Context, who webui.User, grainID string, req
 }
 
 // Shares implements webui.Backend.
-func (n *Node) Shares(ctx context.Context, who webui.User, grainID string) ([]webui.Share, error) {
+func (n *Node) Shares(ctx context.Context, who erg.User, grainID string) ([]erg.Share, error) {
 	if _, err := n.ownGrain(who, grainID); err != nil {
 		return nil, err
 	}
@@ -108,9 +108,9 @@ func (n *Node) Shares(ctx context.Context, who webui.User, grainID string) ([]we
 		return nil, err
 	}
 	defer rows.Close()
-	out := []webui.Share{}
+	out := []erg.Share{}
 	for rows.Next() {
-		sh := webui.Share{GrainID: grainID}
+		sh := erg.Share{GrainID: grainID}
 		var created, expires int64
 		var holders sql.NullString
 		if err := rows.Scan(&sh.ID, &sh.Role, &sh.ForUser, &sh.Anonymous, &sh.Label, &created, &expires, &holders, &sh.Friend, &sh.FriendUser); err != nil {
@@ -130,17 +130,17 @@ func (n *Node) Shares(ctx context.Context, who webui.User, grainID string) ([]we
 
 // RevokeShare implements webui.Backend. The share's sessions end at once:
 // their next request is refused and their open websockets are closed.
-func (n *Node) RevokeShare(ctx context.Context, who webui.User, shareID string) error {
+func (n *Node) RevokeShare(ctx context.Context, who erg.User, shareID string) error {
 	var grainID, friendPeer, hash string
 	err := n.db.QueryRowContext(ctx, `SELECT grain_id, coalesce(friend_peer, ''), hash FROM shares WHERE id = ?`, shareID).Scan(&grainID, &friendPeer, &hash)
 	if errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("%w: no share %q", webui.ErrNotFound, shareID)
+		return fmt.Errorf("%w: no share %q", erg.ErrNotFound, shareID)
 	}
 	if err != nil {
 		return err
 	}
 	if _, err := n.ownGrain(who, grainID); err != nil {
-		return fmt.Errorf("%w: no share %q", webui.ErrNotFound, shareID)
+		return fmt.Errorf("%w: no share %q", erg.ErrNotFound, shareID)
 	}
 	// Deleting the share deletes its holders, login tokens and sessions
 	// with it (ON DELETE CASCADE).
@@ -156,7 +156,7 @@ func (n *Node) RevokeShare(ctx context.Context, who webui.User, shareID string) 
 }
 
 // OpenShare implements webui.Backend.
-func (n *Node) OpenShare(ctx context.Context, who *webui.User, token string) (webui.Grain, error) {
+func (n *Node) OpenShare(ctx context.Context, who *erg.User, token string) (erg.Grain, error) {
 	var shareID, grainID, role string
 	var forUser sql.NullString
 	var anonymous bool
@@ -164,22 +164,22 @@ func (n *Node) OpenShare(ctx context.Context, who *webui.User, token string) (we
 		WHERE hash = ? AND friend_peer IS NULL AND (expires_at = 0 OR expires_at > ?)`, hashToken(token), time.Now().Unix()).
 		Scan(&shareID, &grainID, &role, &forUser, &anonymous)
 	if errors.Is(err, sql.ErrNoRows) {
-		return webui.Grain{}, fmt.Errorf("%w: this sharing link does not work: it was revoked, has expired, or is mistyped", webui.ErrNotFound)
+		return erg.Grain{}, fmt.Errorf("%w: this sharing link does not work: it was revoked, has expired, or is mistyped", erg.ErrNotFound)
 	}
 	if err != nil {
-		return webui.Grain{}, err
+		return erg.Grain{}, err
 	}
 	g, err := n.grain(grainID)
 	if err != nil {
-		return webui.Grain{}, err
+		return erg.Grain{}, err
 	}
 	switch {
 	case who == nil && (forUser.Valid || !anonymous):
-		return webui.Grain{}, fmt.Errorf("%w: sign in to open this link", webui.ErrUnauthorized)
+		return erg.Grain{}, fmt.Errorf("%w: sign in to open this link", erg.ErrUnauthorized)
 	case who == nil:
 		return n.withLoginURL(ctx, g, "", shareID, role)
 	case forUser.Valid && forUser.String != who.ID:
-		return webui.Grain{}, fmt.Errorf("%w: this link was shared with another user", webui.ErrForbidden)
+		return erg.Grain{}, fmt.Errorf("%w: this link was shared with another user", erg.ErrForbidden)
 	}
 	n.mu.RLock()
 	owner := g.ownerID
@@ -189,7 +189,7 @@ func (n *Node) OpenShare(ctx context.Context, who *webui.User, token string) (we
 	}
 	if _, err := n.db.ExecContext(ctx, `INSERT OR IGNORE INTO share_holders (user_id, share_id, grain_id, added_at) VALUES (?, ?, ?, ?)`,
 		who.ID, shareID, grainID, time.Now().Unix()); err != nil {
-		return webui.Grain{}, fmt.Errorf("record share: %w", err)
+		return erg.Grain{}, fmt.Errorf("record share: %w", err)
 	}
 	return n.OpenGrain(ctx, *who, grainID)
 }

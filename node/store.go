@@ -13,6 +13,7 @@ import (
 
 	"github.com/ipfs/go-cid"
 
+	"erg"
 	"erg/appstore"
 	"erg/p2p"
 	"erg/webui"
@@ -20,59 +21,59 @@ import (
 
 var _ webui.StoreBackend = (*Node)(nil)
 
-var errNoP2P = fmt.Errorf("%w: this node runs without p2p", webui.ErrInvalid)
+var errNoP2P = fmt.Errorf("%w: this node runs without p2p", erg.ErrInvalid)
 
 // PublishPackage implements webui.StoreBackend: it verifies the package
 // exactly as an install does, checks the signed listing describes it and
 // names this node as publisher, stores its blocks, and publishes.
-func (n *Node) PublishPackage(ctx context.Context, rec []byte, r io.Reader) (webui.Listing, error) {
+func (n *Node) PublishPackage(ctx context.Context, rec []byte, r io.Reader) (erg.Listing, error) {
 	if n.p2p == nil {
-		return webui.Listing{}, errNoP2P
+		return erg.Listing{}, errNoP2P
 	}
 	l, err := appstore.ParseListing(rec)
 	if err != nil {
-		return webui.Listing{}, fmt.Errorf("%w: %v", webui.ErrInvalid, err)
+		return erg.Listing{}, fmt.Errorf("%w: %v", erg.ErrInvalid, err)
 	}
 	if me := n.p2p.host.ID().String(); l.Publisher != me {
-		return webui.Listing{}, fmt.Errorf("%w: the listing names publisher %s, but this node is %s", webui.ErrInvalid, l.Publisher, me)
+		return erg.Listing{}, fmt.Errorf("%w: the listing names publisher %s, but this node is %s", erg.ErrInvalid, l.Publisher, me)
 	}
 	f, err := n.receiveTemp(r, "publish-*.erg")
 	if err != nil {
-		return webui.Listing{}, err
+		return erg.Listing{}, err
 	}
 	defer os.Remove(f)
 	pkg, err := appstore.OpenFile(ctx, f, appstore.SizeLimits{MaxPackage: maxPackageSize})
 	if err != nil {
-		return webui.Listing{}, fmt.Errorf("%w: %v", webui.ErrInvalid, err)
+		return erg.Listing{}, fmt.Errorf("%w: %v", erg.ErrInvalid, err)
 	}
 	defer pkg.Close()
 	if pkg.AppID != l.AppID || pkg.Version != l.Version || pkg.CID.String() != l.Package {
-		return webui.Listing{}, fmt.Errorf("%w: the listing names app %s version %d package %s, but the file holds app %s version %d package %s",
-			webui.ErrInvalid, l.AppID, l.Version, l.Package, pkg.AppID, pkg.Version, pkg.CID)
+		return erg.Listing{}, fmt.Errorf("%w: the listing names app %s version %d package %s, but the file holds app %s version %d package %s",
+			erg.ErrInvalid, l.AppID, l.Version, l.Package, pkg.AppID, pkg.Version, pkg.CID)
 	}
 	desc, err := appstore.ImportPackage(ctx, pkg, n.p2p.host.Blockstore())
 	if err != nil {
-		return webui.Listing{}, err
+		return erg.Listing{}, err
 	}
 	if desc.String() != l.Descriptor {
-		return webui.Listing{}, fmt.Errorf("%w: the listing names descriptor %s, but the package's is %s", webui.ErrInvalid, l.Descriptor, desc)
+		return erg.Listing{}, fmt.Errorf("%w: the listing names descriptor %s, but the package's is %s", erg.ErrInvalid, l.Descriptor, desc)
 	}
 	var published int64
 	err = n.db.QueryRowContext(ctx, `SELECT version FROM store_published WHERE app_id = ?`, l.AppID).Scan(&published)
 	if err == nil && published > l.Version {
-		return webui.Listing{}, fmt.Errorf("%w: %s version %d is already published; publish a higher version", webui.ErrInvalid, l.Name, published)
+		return erg.Listing{}, fmt.Errorf("%w: %s version %d is already published; publish a higher version", erg.ErrInvalid, l.Name, published)
 	}
 	if _, err := n.db.ExecContext(ctx, `INSERT INTO store_published (app_id, version, record, published_at) VALUES (?, ?, ?, ?)
 		ON CONFLICT(app_id) DO UPDATE SET version=excluded.version, record=excluded.record, published_at=excluded.published_at`,
 		l.AppID, l.Version, rec, time.Now().Unix()); err != nil {
-		return webui.Listing{}, fmt.Errorf("record listing: %w", err)
+		return erg.Listing{}, fmt.Errorf("record listing: %w", err)
 	}
 	if err := n.recordProvided(ctx, l); err != nil {
-		return webui.Listing{}, err
+		return erg.Listing{}, err
 	}
 	if _, err := n.p2p.store.Publish(ctx, rec); err != nil {
 		// The listing is kept and announced again on the next round.
-		return webui.Listing{}, fmt.Errorf("%s is stored and served, but announcing it failed (is the node connected? see erg status): %w", l.Name, err)
+		return erg.Listing{}, fmt.Errorf("%s is stored and served, but announcing it failed (is the node connected? see erg status): %w", l.Name, err)
 	}
 	n.log.Info("app published", "app", l.AppID, "name", l.Name, "version", l.Version, "package", l.Package)
 	return n.toListing(ctx, l), nil
@@ -104,7 +105,7 @@ func (n *Node) receiveTemp(r io.Reader, pattern string) (string, error) {
 		err = cerr
 	}
 	if err == nil && nb > maxPackageSize {
-		err = fmt.Errorf("%w: package is larger than %d MiB", webui.ErrInvalid, maxPackageSize>>20)
+		err = fmt.Errorf("%w: package is larger than %d MiB", erg.ErrInvalid, maxPackageSize>>20)
 	}
 	if err != nil {
 		os.Remove(f.Name())
@@ -114,15 +115,15 @@ func (n *Node) receiveTemp(r io.Reader, pattern string) (string, error) {
 }
 
 // SearchStore implements webui.StoreBackend.
-func (n *Node) SearchStore(ctx context.Context, query string) (webui.SearchReport, error) {
+func (n *Node) SearchStore(ctx context.Context, query string) (erg.SearchReport, error) {
 	if n.p2p == nil {
-		return webui.SearchReport{}, errNoP2P
+		return erg.SearchReport{}, errNoP2P
 	}
 	rep, err := n.p2p.store.Search(ctx, query)
 	if err != nil {
-		return webui.SearchReport{}, fmt.Errorf("%w: %v", webui.ErrInvalid, err)
+		return erg.SearchReport{}, fmt.Errorf("%w: %v", erg.ErrInvalid, err)
 	}
-	out := webui.SearchReport{Results: []webui.Listing{}, Problems: rep.Problems, Peers: rep.Peers}
+	out := erg.SearchReport{Results: []erg.Listing{}, Problems: rep.Problems, Peers: rep.Peers}
 	for _, r := range rep.Results {
 		l := n.toListing(ctx, &r.Listing)
 		l.Score, l.Peers = r.Score, r.Peers
@@ -132,10 +133,10 @@ func (n *Node) SearchStore(ctx context.Context, query string) (webui.SearchRepor
 }
 
 // ShowListing implements webui.StoreBackend.
-func (n *Node) ShowListing(ctx context.Context, appID string) (webui.Listing, error) {
+func (n *Node) ShowListing(ctx context.Context, appID string) (erg.Listing, error) {
 	l, err := n.lookup(ctx, appID)
 	if err != nil {
-		return webui.Listing{}, err
+		return erg.Listing{}, err
 	}
 	return n.toListing(ctx, l), nil
 }
@@ -145,13 +146,13 @@ func (n *Node) lookup(ctx context.Context, appID string) (*appstore.Listing, err
 		return nil, errNoP2P
 	}
 	if !appstore.IsAppID(appID) {
-		return nil, fmt.Errorf("%w: %q is not an app id", webui.ErrInvalid, appID)
+		return nil, fmt.Errorf("%w: %q is not an app id", erg.ErrInvalid, appID)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	l, err := n.p2p.store.Lookup(ctx, appID)
 	if errors.Is(err, p2p.ErrNotFound) {
-		return nil, fmt.Errorf("%w: no listing of app %s in the store", webui.ErrNotFound, appID)
+		return nil, fmt.Errorf("%w: no listing of app %s in the store", erg.ErrNotFound, appID)
 	}
 	return l, err
 }
@@ -164,8 +165,8 @@ func (n *Node) installedVersion(ctx context.Context, appID string) int64 {
 	return v
 }
 
-func (n *Node) toListing(ctx context.Context, l *appstore.Listing) webui.Listing {
-	return webui.Listing{
+func (n *Node) toListing(ctx context.Context, l *appstore.Listing) erg.Listing {
+	return erg.Listing{
 		AppID: l.AppID, Name: l.Name, Summary: l.Summary, Tags: l.Tags, Version: l.Version,
 		DisplayVersion: l.DisplayVersion, Package: l.Package, Descriptor: l.Descriptor, Icon: l.Icon,
 		Publisher: l.Publisher, Installed: n.installedVersion(ctx, l.AppID),
@@ -178,21 +179,21 @@ func (n *Node) toListing(ctx context.Context, l *appstore.Listing) webui.Listing
 // Blocks fetched for a package that is then refused never reach the
 // blockstore; an installed package's do, and are announced, so this node
 // serves it onward.
-func (n *Node) InstallFromStore(ctx context.Context, appID string, progress func(webui.FetchProgress)) (webui.App, error) {
+func (n *Node) InstallFromStore(ctx context.Context, appID string, progress func(erg.FetchProgress)) (erg.App, error) {
 	l, err := n.lookup(ctx, appID)
 	if err != nil {
-		return webui.App{}, err
+		return erg.App{}, err
 	}
 	if v := n.installedVersion(ctx, appID); v >= l.Version {
-		return webui.App{}, fmt.Errorf("%w: %s version %d is installed; the store's newest is version %d", webui.ErrInvalid, l.Name, v, l.Version)
+		return erg.App{}, fmt.Errorf("%w: %s version %d is installed; the store's newest is version %d", erg.ErrInvalid, l.Name, v, l.Version)
 	}
 	tmpDir := filepath.Join(n.cfg.DataDir, "tmp")
 	if err := os.MkdirAll(tmpDir, 0o700); err != nil {
-		return webui.App{}, err
+		return erg.App{}, err
 	}
 	tmp, err := os.CreateTemp(tmpDir, "store-*.erg")
 	if err != nil {
-		return webui.App{}, err
+		return erg.App{}, err
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
@@ -203,26 +204,26 @@ func (n *Node) InstallFromStore(ctx context.Context, appID string, progress func
 		Progress: func(p p2p.FetchProgress) {
 			if progress != nil {
 				pmu.Lock()
-				progress(webui.FetchProgress{Bytes: p.Bytes, Blocks: p.Blocks, Peers: p.Peers, Elapsed: p.Elapsed})
+				progress(erg.FetchProgress{Bytes: p.Bytes, Blocks: p.Blocks, Peers: p.Peers, Elapsed: erg.Duration(p.Elapsed)})
 				pmu.Unlock()
 			}
 		},
 	})
 	if err != nil {
 		if errors.Is(err, appstore.ErrBadListing) || errors.Is(err, appstore.ErrTooLarge) || errors.Is(err, p2p.ErrTooLarge) {
-			err = fmt.Errorf("%w: %v", webui.ErrInvalid, err)
+			err = fmt.Errorf("%w: %v", erg.ErrInvalid, err)
 		}
-		return webui.App{}, fmt.Errorf("install %s from the store: %w", l.Name, err)
+		return erg.App{}, fmt.Errorf("install %s from the store: %w", l.Name, err)
 	}
 	// The fetched blocks stay in a scratch store until the install has
 	// verified them; a refused package leaves nothing in the blockstore.
 	defer pf.Close()
 	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
-		return webui.App{}, err
+		return erg.App{}, err
 	}
 	app, err := n.InstallPackage(ctx, tmp)
 	if err != nil {
-		return webui.App{}, err
+		return erg.App{}, err
 	}
 	if err := pf.Keep(ctx); err != nil {
 		n.log.Warn("keep installed package blocks", "app", appID, "err", err)
@@ -241,7 +242,7 @@ func (n *Node) InstallFromStore(ctx context.Context, appID string, progress func
 }
 
 // StoreUpdates implements webui.StoreBackend.
-func (n *Node) StoreUpdates(ctx context.Context) ([]webui.Listing, error) {
+func (n *Node) StoreUpdates(ctx context.Context) ([]erg.Listing, error) {
 	if n.p2p == nil {
 		return nil, errNoP2P
 	}
@@ -277,7 +278,7 @@ func (n *Node) StoreUpdates(ctx context.Context) ([]webui.Listing, error) {
 		})
 	}
 	wg.Wait()
-	ups := []webui.Listing{}
+	ups := []erg.Listing{}
 	for _, l := range out {
 		if l != nil {
 			ups = append(ups, n.toListing(ctx, l))

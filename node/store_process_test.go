@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"erg"
 	"erg/appstore"
-	"erg/webui"
 )
 
 // startErgPeer runs `erg run` with the given bootstrap peers and waits
@@ -40,7 +40,7 @@ func startErgPeer(t *testing.T, name string, bootstrap []string) *ergProcess {
 			t.Log(name+":", sc.Text())
 		}
 	}()
-	c := webui.NewClient(SocketPath(p.data))
+	c := erg.NewClient(SocketPath(p.data))
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		s, err := c.Status(context.Background())
@@ -54,9 +54,9 @@ func startErgPeer(t *testing.T, name string, bootstrap []string) *ergProcess {
 	}
 }
 
-func (p *ergProcess) status() webui.Status {
+func (p *ergProcess) status() erg.Status {
 	p.t.Helper()
-	var s struct{ Status webui.Status }
+	var s struct{ Status erg.Status }
 	if err := json.Unmarshal([]byte(p.erg(false, "status", "--json")), &s); err != nil {
 		p.t.Fatal(err)
 	}

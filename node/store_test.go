@@ -12,8 +12,8 @@ import (
 
 	"github.com/ipfs/go-cid"
 
+	"erg"
 	"erg/appstore"
-	"erg/webui"
 )
 
 // startStoreNodes starts n nodes, each bootstrapping from the one before,
@@ -85,8 +85,8 @@ func TestStorePublishSearchInstallUpdate(t *testing.T) {
 	if len(rep.Results) != 1 || rep.Results[0].AppID != appID || rep.Results[0].Installed != 0 {
 		t.Fatalf("search = %+v", rep)
 	}
-	var last webui.FetchProgress
-	app, err := c.InstallFromStore(ctx, appID, func(p webui.FetchProgress) { last = p })
+	var last erg.FetchProgress
+	app, err := c.InstallFromStore(ctx, appID, func(p erg.FetchProgress) { last = p })
 	if err != nil {
 		t.Fatal(err)
 	}

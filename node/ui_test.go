@@ -22,11 +22,11 @@ import (
 
 	"github.com/coder/websocket"
 
-	"erg/webui"
+	"erg"
 )
 
 // owner is the node's owner account, whom the control socket acts for.
-func (n *testNode) owner() webui.User {
+func (n *testNode) owner() erg.User {
 	n.t.Helper()
 	u, err := n.Owner(context.Background())
 	if err != nil {
@@ -182,10 +182,10 @@ func (n *testNode) join(t *testing.T, name string) *web {
 	return w
 }
 
-func (w *web) user() webui.User {
+func (w *web) user() erg.User {
 	w.t.Helper()
 	code, body := w.api("GET", "/api/me", nil)
-	var u webui.User
+	var u erg.User
 	if code != 200 || json.Unmarshal([]byte(body), &u) != nil {
 		w.t.Fatalf("/api/me: %d %s", code, body)
 	}
@@ -199,7 +199,7 @@ func TestEveryRouteNeedsASession(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sh, _ := n.NewShare(context.Background(), n.owner(), g.ID, webui.ShareRequest{Role: "editor"})
+	sh, _ := n.NewShare(context.Background(), n.owner(), g.ID, erg.ShareRequest{Role: "editor"})
 	inv, _ := n.InviteUser(context.Background(), n.owner(), "bob")
 	stranger := n.webClient(t)
 	stranger.csrf = alice.csrf // knowing a token is not enough without the session
@@ -257,7 +257,7 @@ func TestUsersCannotReachEachOthersGrains(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sh, _ := n.NewShare(ctx, alice.user(), ag.ID, webui.ShareRequest{Role: "editor"})
+	sh, _ := n.NewShare(ctx, alice.user(), ag.ID, erg.ShareRequest{Role: "editor"})
 	bg, _ := n.NewGrain(ctx, bob.user(), "echo", "bob's")
 
 	for _, c := range []struct {
@@ -358,7 +358,7 @@ func TestShareLinksRefuseForgedExpiredAndForeign(t *testing.T) {
 	if code, _ := bob.get("/s/not-a-token"); code != http.StatusNotFound {
 		t.Errorf("a forged link, signed in: %d, want 404", code)
 	}
-	expiring, _ := n.NewShare(ctx, alice.user(), g.ID, webui.ShareRequest{Role: "editor", Anonymous: true, ExpiresIn: 60})
+	expiring, _ := n.NewShare(ctx, alice.user(), g.ID, erg.ShareRequest{Role: "editor", Anonymous: true, ExpiresIn: 60})
 	path := strings.TrimPrefix(expiring.URL, n.URL())
 	if code, _ := visitor.get(path); code != 200 {
 		t.Fatalf("a fresh anonymous link: %d", code)
@@ -374,7 +374,7 @@ func TestShareLinksRefuseForgedExpiredAndForeign(t *testing.T) {
 	}
 
 	// A link for bob works for bob only, and needs signing in.
-	forBob, _ := n.NewShare(ctx, alice.user(), g.ID, webui.ShareRequest{Role: "editor", ForUser: "bob"})
+	forBob, _ := n.NewShare(ctx, alice.user(), g.ID, erg.ShareRequest{Role: "editor", ForUser: "bob"})
 	path = strings.TrimPrefix(forBob.URL, n.URL())
 	if code, _ := carol.get(path); code != http.StatusForbidden {
 		t.Errorf("carol with bob's link: %d, want 403", code)
@@ -389,12 +389,12 @@ func TestShareLinksRefuseForgedExpiredAndForeign(t *testing.T) {
 		t.Errorf("carol got %v", gs)
 	}
 	// A link without anonymous use needs a sign-in.
-	signed, _ := n.NewShare(ctx, alice.user(), g.ID, webui.ShareRequest{Role: "editor"})
+	signed, _ := n.NewShare(ctx, alice.user(), g.ID, erg.ShareRequest{Role: "editor"})
 	if code, _ := n.webClient(t).get(strings.TrimPrefix(signed.URL, n.URL())); code != http.StatusSeeOther {
 		t.Errorf("a sign-in link anonymously: %d", code)
 	}
 	// Roles come from the manifest only.
-	if _, err := n.NewShare(ctx, alice.user(), g.ID, webui.ShareRequest{Role: "admin"}); !errors.Is(err, webui.ErrInvalid) {
+	if _, err := n.NewShare(ctx, alice.user(), g.ID, erg.ShareRequest{Role: "admin"}); !errors.Is(err, erg.ErrInvalid) {
 		t.Errorf("a made-up role: %v", err)
 	}
 }
@@ -538,7 +538,7 @@ func TestUserLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := n.InviteUser(ctx, alice.user(), "BOB"); !errors.Is(err, webui.ErrInvalid) {
+	if _, err := n.InviteUser(ctx, alice.user(), "BOB"); !errors.Is(err, erg.ErrInvalid) {
 		t.Errorf("inviting bob twice: %v", err)
 	}
 	bob := n.webClient(t)
@@ -581,7 +581,7 @@ func TestUserLifecycle(t *testing.T) {
 	if _, err := os.Stat(n.grainDir(g.ID)); !os.IsNotExist(err) {
 		t.Errorf("bob's grain storage is still there: %v", err)
 	}
-	if err := n.RemoveUser(ctx, alice.user(), "alice"); !errors.Is(err, webui.ErrInvalid) {
+	if err := n.RemoveUser(ctx, alice.user(), "alice"); !errors.Is(err, erg.ErrInvalid) {
 		t.Errorf("removing the owner: %v", err)
 	}
 }
@@ -634,7 +634,7 @@ func TestRestoreReadsBackupsSafely(t *testing.T) {
 		{"a zip bomb", zipOf(m, entry{name: "data/big", body: strings.Repeat("0", 3<<20)})},
 	} {
 		_, err := n.RestoreGrain(ctx, owner, bytes.NewReader(c.zip))
-		if !errors.Is(err, webui.ErrInvalid) {
+		if !errors.Is(err, erg.ErrInvalid) {
 			t.Errorf("%s: %v, want an invalid-backup error", c.name, err)
 		}
 	}
@@ -683,12 +683,12 @@ func TestRestoreReadsBackupsSafely(t *testing.T) {
 
 func TestCLIUsersSharesBackupsAndTokens(t *testing.T) {
 	p := startErg(t, filepath.Join(t.TempDir(), "data"))
-	var g webui.Grain
+	var g erg.Grain
 	json.Unmarshal([]byte(p.erg(false, "grain", "new", "notes", "--json")), &g)
 	if out := p.erg(false, "grain", "rename", g.ID, "Plans"); !strings.Contains(out, `"Plans"`) {
 		t.Errorf("grain rename: %s", out)
 	}
-	var inv webui.Invite
+	var inv erg.Invite
 	json.Unmarshal([]byte(p.erg(false, "user", "invite", "bob", "--json")), &inv)
 	if !strings.Contains(inv.URL, "/invite/") {
 		t.Errorf("user invite: %+v", inv)
@@ -699,7 +699,7 @@ func TestCLIUsersSharesBackupsAndTokens(t *testing.T) {
 	if out := p.erg(true, "share", "new", g.ID, "--role", "boss"); !strings.Contains(out, `no role "boss"`) {
 		t.Errorf("share new with a bad role: %s", out)
 	}
-	var sh webui.Share
+	var sh erg.Share
 	json.Unmarshal([]byte(p.erg(false, "share", "new", g.ID, "--role", "viewer", "--anonymous", "--expires", "24h", "--json")), &sh)
 	if !strings.Contains(sh.URL, "/s/") || sh.Expires.IsZero() {
 		t.Errorf("share new: %+v", sh)
@@ -713,7 +713,7 @@ func TestCLIUsersSharesBackupsAndTokens(t *testing.T) {
 	}
 	zipFile := filepath.Join(t.TempDir(), "plans.zip")
 	p.erg(false, "grain", "backup", g.ID, "-o", zipFile)
-	var restored webui.Grain
+	var restored erg.Grain
 	json.Unmarshal([]byte(p.erg(false, "grain", "restore", zipFile, "--json")), &restored)
 	if restored.Title != "Plans" || restored.ID == g.ID {
 		t.Errorf("grain restore: %+v", restored)
@@ -724,11 +724,11 @@ func TestCLIUsersSharesBackupsAndTokens(t *testing.T) {
 	}
 
 	// The same API over HTTP with a token.
-	var tok webui.APIToken
+	var tok erg.APIToken
 	if err := json.Unmarshal([]byte(p.erg(false, "token", "new", "--label", "laptop", "--json")), &tok); err != nil || tok.Token == "" {
 		t.Fatalf("token new: %v %+v", err, tok)
 	}
-	var st struct{ Status webui.Status }
+	var st struct{ Status erg.Status }
 	json.Unmarshal([]byte(p.erg(false, "status", "--json")), &st)
 	if st.Status.URL == "" {
 		t.Fatal("status --json has no URL")
@@ -757,7 +757,7 @@ func TestRevokingAShareCutsItsOpenWebsockets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sh, err := n.NewShare(ctx, alice.user(), g.ID, webui.ShareRequest{Role: "viewer", Anonymous: true})
+	sh, err := n.NewShare(ctx, alice.user(), g.ID, erg.ShareRequest{Role: "viewer", Anonymous: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -786,7 +786,7 @@ func TestRevokingAShareCutsItsOpenWebsockets(t *testing.T) {
 	visitor := n.webClient(t)
 	vs := dial(visitor, strings.TrimPrefix(sh.URL, n.URL()))
 	// A link that expires in a second or two cuts its websocket when it does.
-	brief, err := n.NewShare(ctx, alice.user(), g.ID, webui.ShareRequest{Role: "viewer", Anonymous: true, ExpiresIn: 2})
+	brief, err := n.NewShare(ctx, alice.user(), g.ID, erg.ShareRequest{Role: "viewer", Anonymous: true, ExpiresIn: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -844,7 +844,7 @@ func TestPagesManageGrainsAppsAndIdentity(t *testing.T) {
 
 	// Identity through shares: an anonymous visitor has no name or id; a
 	// user has both; both get the role's permissions.
-	anon, _ := n.NewShare(ctx, alice.user(), g.ID, webui.ShareRequest{Role: "editor", Anonymous: true})
+	anon, _ := n.NewShare(ctx, alice.user(), g.ID, erg.ShareRequest{Role: "editor", Anonymous: true})
 	headersVia := func(w *web, page string) http.Header {
 		t.Helper()
 		code, body := w.get(page)
@@ -939,7 +939,7 @@ func TestSettingsChangePasswordAndTokens(t *testing.T) {
 	if code != http.StatusCreated || m == nil || m[1] == "" {
 		t.Fatalf("new token: %d", code)
 	}
-	c := webui.NewHTTPClient(n.URL(), m[1], n.newClient())
+	c := erg.NewHTTPClient(n.URL(), m[1], n.newClient())
 	if _, err := c.Grains(context.Background()); err != nil {
 		t.Fatalf("the token: %v", err)
 	}
@@ -950,7 +950,7 @@ func TestSettingsChangePasswordAndTokens(t *testing.T) {
 	if code, _ := alice.post("/settings/tokens/"+toks[0].ID+"/revoke", nil); code != http.StatusSeeOther {
 		t.Errorf("revoke: %d", code)
 	}
-	if _, err := c.Grains(context.Background()); !errors.Is(err, webui.ErrUnauthorized) {
+	if _, err := c.Grains(context.Background()); !errors.Is(err, erg.ErrUnauthorized) {
 		t.Errorf("a revoked token: %v", err)
 	}
 }

@@ -14,7 +14,7 @@ import (
 
 	"golang.org/x/crypto/argon2"
 
-	"erg/webui"
+	"erg"
 )
 
 const (
@@ -131,9 +131,9 @@ func (n *Node) checkPassword(ctx context.Context, stored, password string) bool 
 func checkNewPassword(password string) error {
 	switch {
 	case len(password) < 8:
-		return fmt.Errorf("%w: the password must have at least 8 characters", webui.ErrInvalid)
+		return fmt.Errorf("%w: the password must have at least 8 characters", erg.ErrInvalid)
 	case len(password) > 256:
-		return fmt.Errorf("%w: the password must have at most 256 characters", webui.ErrInvalid)
+		return fmt.Errorf("%w: the password must have at most 256 characters", erg.ErrInvalid)
 	}
 	return nil
 }
@@ -141,7 +141,7 @@ func checkNewPassword(password string) error {
 func checkUsername(name string) (string, error) {
 	name = strings.ToLower(strings.TrimSpace(name))
 	if !usernameRe.MatchString(name) {
-		return "", fmt.Errorf("%w: a username is 1-32 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit", webui.ErrInvalid)
+		return "", fmt.Errorf("%w: a username is 1-32 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit", erg.ErrInvalid)
 	}
 	return name, nil
 }
@@ -157,33 +157,33 @@ func (n *Node) SetupNeeded(ctx context.Context) (bool, error) {
 }
 
 // Setup implements webui.Backend.
-func (n *Node) Setup(ctx context.Context, token, username, password string) (webui.User, string, error) {
+func (n *Node) Setup(ctx context.Context, token, username, password string) (erg.User, string, error) {
 	n.mu.RLock()
 	want := n.web.setupToken
 	n.mu.RUnlock()
 	if want == "" {
-		return webui.User{}, "", fmt.Errorf("%w: this node is already set up; sign in instead", webui.ErrForbidden)
+		return erg.User{}, "", fmt.Errorf("%w: this node is already set up; sign in instead", erg.ErrForbidden)
 	}
 	if subtle.ConstantTimeCompare([]byte(token), []byte(want)) != 1 {
-		return webui.User{}, "", fmt.Errorf("%w: the setup link is wrong: open the one `erg run` printed", webui.ErrForbidden)
+		return erg.User{}, "", fmt.Errorf("%w: the setup link is wrong: open the one `erg run` printed", erg.ErrForbidden)
 	}
 	username, err := checkUsername(username)
 	if err != nil {
-		return webui.User{}, "", err
+		return erg.User{}, "", err
 	}
 	if err := checkNewPassword(password); err != nil {
-		return webui.User{}, "", err
+		return erg.User{}, "", err
 	}
 	hash, err := n.hashPassword(ctx, password)
 	if err != nil {
-		return webui.User{}, "", err
+		return erg.User{}, "", err
 	}
 	res, err := n.db.ExecContext(ctx, `UPDATE users SET username = ?, password_hash = ? WHERE id = ? AND password_hash = ''`, username, hash, ownerID)
 	if err != nil {
-		return webui.User{}, "", fmt.Errorf("setup: %w", err)
+		return erg.User{}, "", fmt.Errorf("setup: %w", err)
 	}
 	if k, _ := res.RowsAffected(); k != 1 {
-		return webui.User{}, "", fmt.Errorf("%w: this node is already set up; sign in instead", webui.ErrForbidden)
+		return erg.User{}, "", fmt.Errorf("%w: this node is already set up; sign in instead", erg.ErrForbidden)
 	}
 	n.mu.Lock()
 	n.web.setupToken = ""
@@ -193,50 +193,50 @@ func (n *Node) Setup(ctx context.Context, token, username, password string) (web
 	n.log.Info("owner account set up", "username", username)
 	u, err := n.userByID(ctx, ownerID)
 	if err != nil {
-		return webui.User{}, "", err
+		return erg.User{}, "", err
 	}
 	s, err := n.newWebSession(ctx, u.ID)
 	return u, s, err
 }
 
-func (n *Node) userByID(ctx context.Context, id string) (webui.User, error) {
-	var u webui.User
+func (n *Node) userByID(ctx context.Context, id string) (erg.User, error) {
+	var u erg.User
 	var owner bool
 	var created int64
 	err := n.db.QueryRowContext(ctx, `SELECT id, username, is_owner, created_at FROM users WHERE id = ?`, id).Scan(&u.ID, &u.Username, &owner, &created)
 	if errors.Is(err, sql.ErrNoRows) {
-		return u, fmt.Errorf("%w: no such user", webui.ErrNotFound)
+		return u, fmt.Errorf("%w: no such user", erg.ErrNotFound)
 	}
 	u.Owner, u.Created = owner, time.Unix(created, 0)
 	return u, err
 }
 
-func (n *Node) userByName(ctx context.Context, name string) (webui.User, error) {
+func (n *Node) userByName(ctx context.Context, name string) (erg.User, error) {
 	var id string
 	err := n.db.QueryRowContext(ctx, `SELECT id FROM users WHERE username = ?`, strings.ToLower(strings.TrimSpace(name))).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
-		return webui.User{}, fmt.Errorf("%w: no user %q on this node", webui.ErrNotFound, name)
+		return erg.User{}, fmt.Errorf("%w: no user %q on this node", erg.ErrNotFound, name)
 	}
 	if err != nil {
-		return webui.User{}, err
+		return erg.User{}, err
 	}
 	return n.userByID(ctx, id)
 }
 
 // Login implements webui.Backend.
-func (n *Node) Login(ctx context.Context, username, password string) (webui.User, string, error) {
+func (n *Node) Login(ctx context.Context, username, password string) (erg.User, string, error) {
 	var id, hash string
 	err := n.db.QueryRowContext(ctx, `SELECT id, password_hash FROM users WHERE username = ?`,
 		strings.ToLower(strings.TrimSpace(username))).Scan(&id, &hash)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return webui.User{}, "", err
+		return erg.User{}, "", err
 	}
 	if !n.checkPassword(ctx, hash, password) {
-		return webui.User{}, "", fmt.Errorf("%w: wrong username or password", webui.ErrUnauthorized)
+		return erg.User{}, "", fmt.Errorf("%w: wrong username or password", erg.ErrUnauthorized)
 	}
 	u, err := n.userByID(ctx, id)
 	if err != nil {
-		return webui.User{}, "", err
+		return erg.User{}, "", err
 	}
 	s, err := n.newWebSession(ctx, u.ID)
 	return u, s, err
@@ -255,13 +255,13 @@ func (n *Node) newWebSession(ctx context.Context, userID string) (string, error)
 }
 
 // ChangePassword implements webui.Backend.
-func (n *Node) ChangePassword(ctx context.Context, who webui.User, current, password string) (string, error) {
+func (n *Node) ChangePassword(ctx context.Context, who erg.User, current, password string) (string, error) {
 	var hash string
 	if err := n.db.QueryRowContext(ctx, `SELECT password_hash FROM users WHERE id = ?`, who.ID).Scan(&hash); err != nil {
 		return "", fmt.Errorf("change password: %w", err)
 	}
 	if !n.checkPassword(ctx, hash, current) {
-		return "", fmt.Errorf("%w: the current password is wrong", webui.ErrForbidden)
+		return "", fmt.Errorf("%w: the current password is wrong", erg.ErrForbidden)
 	}
 	if err := checkNewPassword(password); err != nil {
 		return "", err
@@ -296,68 +296,68 @@ func (n *Node) Logout(ctx context.Context, session string) error {
 }
 
 // WebSession implements webui.Backend.
-func (n *Node) WebSession(ctx context.Context, session string) (webui.User, string, error) {
+func (n *Node) WebSession(ctx context.Context, session string) (erg.User, string, error) {
 	var userID, csrf string
 	err := n.db.QueryRowContext(ctx, `SELECT user_id, csrf FROM web_sessions WHERE hash = ? AND expires_at > ?`,
 		hashToken(session), time.Now().Unix()).Scan(&userID, &csrf)
 	if errors.Is(err, sql.ErrNoRows) {
-		return webui.User{}, "", fmt.Errorf("%w: session ended", webui.ErrUnauthorized)
+		return erg.User{}, "", fmt.Errorf("%w: session ended", erg.ErrUnauthorized)
 	}
 	if err != nil {
-		return webui.User{}, "", err
+		return erg.User{}, "", err
 	}
 	u, err := n.userByID(ctx, userID)
 	return u, csrf, err
 }
 
 // Owner implements webui.Backend.
-func (n *Node) Owner(ctx context.Context) (webui.User, error) { return n.userByID(ctx, ownerID) }
+func (n *Node) Owner(ctx context.Context) (erg.User, error) { return n.userByID(ctx, ownerID) }
 
-func requireOwner(who webui.User) error {
+func requireOwner(who erg.User) error {
 	if !who.Owner {
-		return fmt.Errorf("%w: only the node's owner can do that", webui.ErrForbidden)
+		return fmt.Errorf("%w: only the node's owner can do that", erg.ErrForbidden)
 	}
 	return nil
 }
 
 // TokenUser implements webui.Backend.
-func (n *Node) TokenUser(ctx context.Context, token string) (webui.User, error) {
+func (n *Node) TokenUser(ctx context.Context, token string) (erg.User, error) {
 	var userID string
 	err := n.db.QueryRowContext(ctx, `SELECT user_id FROM api_tokens WHERE hash = ?`, hashToken(token)).Scan(&userID)
 	if errors.Is(err, sql.ErrNoRows) {
-		return webui.User{}, fmt.Errorf("%w: unknown API token", webui.ErrUnauthorized)
+		return erg.User{}, fmt.Errorf("%w: unknown API token", erg.ErrUnauthorized)
 	}
 	if err != nil {
-		return webui.User{}, err
+		return erg.User{}, err
 	}
 	return n.userByID(ctx, userID)
 }
 
 // NewAPIToken implements webui.Backend.
-func (n *Node) NewAPIToken(ctx context.Context, who webui.User, label string) (webui.APIToken, error) {
+func (n *Node) NewAPIToken(ctx context.Context, who erg.User, label string) (erg.APIToken, error) {
 	label = strings.TrimSpace(label)
 	if len(label) > 100 {
-		return webui.APIToken{}, fmt.Errorf("%w: the label is longer than 100 characters", webui.ErrInvalid)
+		return erg.APIToken{}, fmt.Errorf("%w: the label is longer than 100 characters", erg.ErrInvalid)
 	}
-	t := webui.APIToken{ID: newShortID(), Label: label, Created: time.Unix(time.Now().Unix(), 0), Token: "erg_" + randomToken()}
+	t := erg.APIToken{ID: newShortID(), Label: label, Created: time.Unix(time.Now().Unix(), 0), Token: "erg_" + randomToken()}
 	_, err := n.db.ExecContext(ctx, `INSERT INTO api_tokens (id, hash, user_id, label, created_at) VALUES (?, ?, ?, ?, ?)`,
 		t.ID, hashToken(t.Token), who.ID, t.Label, t.Created.Unix())
 	if err != nil {
-		return webui.APIToken{}, fmt.Errorf("new API token: %w", err)
+		return erg.APIToken{}, fmt.Errorf("new API token: %w", err)
 	}
 	return t, nil
 }
 
 // APITokens implements webui.Backend.
-func (n *Node) APITokens(ctx context.Context, who webui.User) ([]webui.APIToken, error) {
+func (n *Node) APITokens(ctx context.Context, who erg.User) ([]erg.APIToken, error) {
 	rows, err := n.db.QueryContext(ctx, `SELECT id, label, created_at FROM api_tokens WHERE user_id = ? ORDER BY created_at, id`, who.ID)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	out := []webui.APIToken{}
+	out := []erg.APIToken{}
 	for rows.Next() {
-		var t webui.APIToken
+		var t erg.APIToken
 		var created int64
 		if err := rows.Scan(&t.ID, &t.Label, &created); err != nil {
 			return nil, err
@@ -369,19 +369,19 @@ func (n *Node) APITokens(ctx context.Context, who webui.User) ([]webui.APIToken,
 }
 
 // RemoveAPIToken implements webui.Backend.
-func (n *Node) RemoveAPIToken(ctx context.Context, who webui.User, id string) error {
+func (n *Node) RemoveAPIToken(ctx context.Context, who erg.User, id string) error {
 	res, err := n.db.ExecContext(ctx, `DELETE FROM api_tokens WHERE id = ? AND user_id = ?`, id, who.ID)
 	if err != nil {
 		return err
 	}
 	if k, _ := res.RowsAffected(); k != 1 {
-		return fmt.Errorf("%w: no API token %q", webui.ErrNotFound, id)
+		return fmt.Errorf("%w: no API token %q", erg.ErrNotFound, id)
 	}
 	return nil
 }
 
 // Users implements webui.Backend.
-func (n *Node) Users(ctx context.Context, who webui.User) ([]webui.User, error) {
+func (n *Node) Users(ctx context.Context, who erg.User) ([]erg.User, error) {
 	if err := requireOwner(who); err != nil {
 		return nil, err
 	}
@@ -390,9 +390,9 @@ func (n *Node) Users(ctx context.Context, who webui.User) ([]webui.User, error) 
 		return nil, err
 	}
 	defer rows.Close()
-	out := []webui.User{}
+	out := []erg.User{}
 	for rows.Next() {
-		var u webui.User
+		var u erg.User
 		var created int64
 		if err := rows.Scan(&u.ID, &u.Username, &u.Owner, &created); err != nil {
 			return nil, err
@@ -404,7 +404,7 @@ func (n *Node) Users(ctx context.Context, who webui.User) ([]webui.User, error) 
 }
 
 // Invites implements webui.Backend.
-func (n *Node) Invites(ctx context.Context, who webui.User) ([]webui.Invite, error) {
+func (n *Node) Invites(ctx context.Context, who erg.User) ([]erg.Invite, error) {
 	if err := requireOwner(who); err != nil {
 		return nil, err
 	}
@@ -413,9 +413,9 @@ func (n *Node) Invites(ctx context.Context, who webui.User) ([]webui.Invite, err
 		return nil, err
 	}
 	defer rows.Close()
-	out := []webui.Invite{}
+	out := []erg.Invite{}
 	for rows.Next() {
-		var inv webui.Invite
+		var inv erg.Invite
 		var created, expires int64
 		if err := rows.Scan(&inv.ID, &inv.Username, &created, &expires); err != nil {
 			return nil, err
@@ -427,13 +427,13 @@ func (n *Node) Invites(ctx context.Context, who webui.User) ([]webui.Invite, err
 }
 
 // InviteUser implements webui.Backend.
-func (n *Node) InviteUser(ctx context.Context, who webui.User, username string) (webui.Invite, error) {
+func (n *Node) InviteUser(ctx context.Context, who erg.User, username string) (erg.Invite, error) {
 	if err := requireOwner(who); err != nil {
-		return webui.Invite{}, err
+		return erg.Invite{}, err
 	}
 	username, err := checkUsername(username)
 	if err != nil {
-		return webui.Invite{}, err
+		return erg.Invite{}, err
 	}
 	now := time.Now()
 	n.db.ExecContext(ctx, `DELETE FROM invites WHERE expires_at <= ?`, now.Unix())
@@ -441,14 +441,14 @@ func (n *Node) InviteUser(ctx context.Context, who webui.User, username string) 
 	n.db.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM users WHERE username = ?) + (SELECT count(*) FROM invites WHERE username = ?)`,
 		username, username).Scan(&taken)
 	if taken > 0 {
-		return webui.Invite{}, fmt.Errorf("%w: the username %q is taken or already invited", webui.ErrInvalid, username)
+		return erg.Invite{}, fmt.Errorf("%w: the username %q is taken or already invited", erg.ErrInvalid, username)
 	}
 	token := randomToken()
-	inv := webui.Invite{ID: newShortID(), Username: username, Created: time.Unix(now.Unix(), 0), Expires: time.Unix(now.Add(inviteTTL).Unix(), 0)}
+	inv := erg.Invite{ID: newShortID(), Username: username, Created: time.Unix(now.Unix(), 0), Expires: time.Unix(now.Add(inviteTTL).Unix(), 0)}
 	_, err = n.db.ExecContext(ctx, `INSERT INTO invites (id, hash, username, created_at, expires_at) VALUES (?, ?, ?, ?, ?)`,
 		inv.ID, hashToken(token), username, inv.Created.Unix(), inv.Expires.Unix())
 	if err != nil {
-		return webui.Invite{}, fmt.Errorf("invite: %w", err)
+		return erg.Invite{}, fmt.Errorf("invite: %w", err)
 	}
 	inv.URL = n.URL() + "/invite/" + token
 	n.log.Info("user invited", "username", username)
@@ -456,7 +456,7 @@ func (n *Node) InviteUser(ctx context.Context, who webui.User, username string) 
 }
 
 // CancelInvite implements webui.Backend.
-func (n *Node) CancelInvite(ctx context.Context, who webui.User, id string) error {
+func (n *Node) CancelInvite(ctx context.Context, who erg.User, id string) error {
 	if err := requireOwner(who); err != nil {
 		return err
 	}
@@ -465,69 +465,69 @@ func (n *Node) CancelInvite(ctx context.Context, who webui.User, id string) erro
 		return err
 	}
 	if k, _ := res.RowsAffected(); k != 1 {
-		return fmt.Errorf("%w: no invite %q", webui.ErrNotFound, id)
+		return fmt.Errorf("%w: no invite %q", erg.ErrNotFound, id)
 	}
 	return nil
 }
 
 // InviteInfo implements webui.Backend.
-func (n *Node) InviteInfo(ctx context.Context, token string) (webui.Invite, error) {
-	var inv webui.Invite
+func (n *Node) InviteInfo(ctx context.Context, token string) (erg.Invite, error) {
+	var inv erg.Invite
 	var created, expires int64
 	err := n.db.QueryRowContext(ctx, `SELECT id, username, created_at, expires_at FROM invites WHERE hash = ? AND expires_at > ?`,
 		hashToken(token), time.Now().Unix()).Scan(&inv.ID, &inv.Username, &created, &expires)
 	if errors.Is(err, sql.ErrNoRows) {
-		return inv, fmt.Errorf("%w: this invite link was already used, was cancelled or has expired; ask for a new one", webui.ErrNotFound)
+		return inv, fmt.Errorf("%w: this invite link was already used, was cancelled or has expired; ask for a new one", erg.ErrNotFound)
 	}
 	inv.Created, inv.Expires = time.Unix(created, 0), time.Unix(expires, 0)
 	return inv, err
 }
 
 // AcceptInvite implements webui.Backend.
-func (n *Node) AcceptInvite(ctx context.Context, token, password string) (webui.User, string, error) {
+func (n *Node) AcceptInvite(ctx context.Context, token, password string) (erg.User, string, error) {
 	inv, err := n.InviteInfo(ctx, token)
 	if err != nil {
-		return webui.User{}, "", err
+		return erg.User{}, "", err
 	}
 	if err := checkNewPassword(password); err != nil {
-		return webui.User{}, "", err
+		return erg.User{}, "", err
 	}
 	hash, err := n.hashPassword(ctx, password)
 	if err != nil {
-		return webui.User{}, "", err
+		return erg.User{}, "", err
 	}
 	tx, err := n.db.BeginTx(ctx, nil)
 	if err != nil {
-		return webui.User{}, "", err
+		return erg.User{}, "", err
 	}
 	defer tx.Rollback()
 	// Deleting is the spending: of two racing acceptances one deletes it.
 	res, err := tx.ExecContext(ctx, `DELETE FROM invites WHERE hash = ? AND expires_at > ?`, hashToken(token), time.Now().Unix())
 	if err != nil {
-		return webui.User{}, "", err
+		return erg.User{}, "", err
 	}
 	if k, _ := res.RowsAffected(); k != 1 {
-		return webui.User{}, "", fmt.Errorf("%w: this invite link was already used", webui.ErrNotFound)
+		return erg.User{}, "", fmt.Errorf("%w: this invite link was already used", erg.ErrNotFound)
 	}
 	id := newShortID()
 	if _, err := tx.ExecContext(ctx, `INSERT INTO users (id, username, password_hash, is_owner, created_at) VALUES (?, ?, ?, 0, ?)`,
 		id, inv.Username, hash, time.Now().Unix()); err != nil {
-		return webui.User{}, "", fmt.Errorf("create user: %w", err)
+		return erg.User{}, "", fmt.Errorf("create user: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
-		return webui.User{}, "", err
+		return erg.User{}, "", err
 	}
 	n.log.Info("user joined", "username", inv.Username)
 	u, err := n.userByID(ctx, id)
 	if err != nil {
-		return webui.User{}, "", err
+		return erg.User{}, "", err
 	}
 	s, err := n.newWebSession(ctx, id)
 	return u, s, err
 }
 
 // RemoveUser implements webui.Backend.
-func (n *Node) RemoveUser(ctx context.Context, who webui.User, username string) error {
+func (n *Node) RemoveUser(ctx context.Context, who erg.User, username string) error {
 	if err := requireOwner(who); err != nil {
 		return err
 	}
@@ -536,7 +536,7 @@ func (n *Node) RemoveUser(ctx context.Context, who webui.User, username string) 
 		return err
 	}
 	if u.Owner {
-		return fmt.Errorf("%w: the owner cannot be removed", webui.ErrInvalid)
+		return fmt.Errorf("%w: the owner cannot be removed", erg.ErrInvalid)
 	}
 	var theirs []string
 	n.mu.RLock()

@@ -10,13 +10,11 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"erg"
 )
 
-// maxAPIBody bounds what an API request may send, uploads aside.
-const maxAPIBody = 1 << 20
-
-// errTooLarge marks an upload over the node's limit.
-var errTooLarge = errors.New("too large")
+// MaxAPIBody bounds what an API request may send, uploads aside.
 
 // errUnsupportedMedia marks a body of a type the route does not take.
 var errUnsupportedMedia = errors.New("unsupported content type")
@@ -36,7 +34,7 @@ func (a *api) routes() *http.ServeMux {
 	mux := http.NewServeMux()
 	for _, r := range []struct {
 		pattern string
-		h       func(http.ResponseWriter, *http.Request, User)
+		h       func(http.ResponseWriter, *http.Request, erg.User)
 	}{
 		{"GET /api/status", a.status},
 		{"GET /api/me", a.me},
@@ -69,7 +67,7 @@ func (a *api) routes() *http.ServeMux {
 		mux.HandleFunc(r.pattern, func(w http.ResponseWriter, req *http.Request) {
 			act, ok := actorOf(req)
 			if !ok {
-				writeError(w, ErrUnauthorized)
+				writeError(w, erg.ErrUnauthorized)
 				return
 			}
 			h(w, req, act.user)
@@ -82,7 +80,7 @@ func (a *api) routes() *http.ServeMux {
 		a.registerFriends(mux, fb)
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, fmt.Errorf("%w: no API route %s %s", ErrNotFound, r.Method, r.URL.Path))
+		writeError(w, fmt.Errorf("%w: no API route %s %s", erg.ErrNotFound, r.Method, r.URL.Path))
 	})
 	return mux
 }
@@ -93,7 +91,7 @@ func (a *api) guard(forOwner bool, h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		act, ok := actorOf(r)
 		if !ok {
-			writeError(w, ErrUnauthorized)
+			writeError(w, erg.ErrUnauthorized)
 			return
 		}
 		if forOwner {
@@ -135,7 +133,7 @@ func (h *Handler) httpAPI() http.Handler {
 		if auth := r.Header.Get("Authorization"); auth != "" {
 			token, ok := strings.CutPrefix(auth, "Bearer ")
 			if !ok {
-				writeError(w, fmt.Errorf("%w: use Authorization: Bearer TOKEN", ErrUnauthorized))
+				writeError(w, fmt.Errorf("%w: use Authorization: Bearer TOKEN", erg.ErrUnauthorized))
 				return
 			}
 			u, err := h.b.TokenUser(r.Context(), strings.TrimSpace(token))
@@ -148,7 +146,7 @@ func (h *Handler) httpAPI() http.Handler {
 		}
 		act, ok := h.webActor(r)
 		if !ok {
-			writeError(w, fmt.Errorf("%w: sign in or send an API token (erg token new)", ErrUnauthorized))
+			writeError(w, fmt.Errorf("%w: sign in or send an API token (erg token new)", erg.ErrUnauthorized))
 			return
 		}
 		// A session is a browser's, sent by any page it visits: anything
@@ -163,7 +161,7 @@ func (h *Handler) httpAPI() http.Handler {
 	})
 }
 
-func (a *api) status(w http.ResponseWriter, r *http.Request, who User) {
+func (a *api) status(w http.ResponseWriter, r *http.Request, who erg.User) {
 	if err := ownerOnly(who); err != nil {
 		writeError(w, err)
 		return
@@ -172,16 +170,10 @@ func (a *api) status(w http.ResponseWriter, r *http.Request, who User) {
 	reply(w, s, err)
 }
 
-func (a *api) me(w http.ResponseWriter, r *http.Request, who User) { reply(w, who, nil) }
+func (a *api) me(w http.ResponseWriter, r *http.Request, who erg.User) { reply(w, who, nil) }
 
-// PasswordRequest is the body of POST /api/me/password.
-type PasswordRequest struct {
-	Current  string `json:"current"`
-	Password string `json:"password"`
-}
-
-func (a *api) changePassword(w http.ResponseWriter, r *http.Request, who User) {
-	var req PasswordRequest
+func (a *api) changePassword(w http.ResponseWriter, r *http.Request, who erg.User) {
+	var req erg.PasswordRequest
 	if err := decodeBody(w, r, &req); err != nil {
 		writeError(w, err)
 		return
@@ -191,14 +183,14 @@ func (a *api) changePassword(w http.ResponseWriter, r *http.Request, who User) {
 	reply(w, struct{}{}, err)
 }
 
-func (a *api) apps(w http.ResponseWriter, r *http.Request, who User) {
+func (a *api) apps(w http.ResponseWriter, r *http.Request, who erg.User) {
 	apps, err := a.b.Apps(r.Context())
 	reply(w, apps, err)
 }
 
-func ownerOnly(who User) error {
+func ownerOnly(who erg.User) error {
 	if !who.Owner {
-		return fmt.Errorf("%w: only the node's owner can do that", ErrForbidden)
+		return fmt.Errorf("%w: only the node's owner can do that", erg.ErrForbidden)
 	}
 	return nil
 }
@@ -208,7 +200,7 @@ func ownerOnly(who User) error {
 // before a byte is read, so an oversized upload never reaches the disk.
 func (a *api) upload(w http.ResponseWriter, r *http.Request) (io.Reader, error) {
 	if r.ContentLength > a.maxUpload {
-		return nil, fmt.Errorf("%w: the upload is %d MiB; the limit is %d MiB", errTooLarge, r.ContentLength>>20, a.maxUpload>>20)
+		return nil, fmt.Errorf("%w: the upload is %d MiB; the limit is %d MiB", erg.ErrTooLarge, r.ContentLength>>20, a.maxUpload>>20)
 	}
 	a.body.guard(w, r)
 	return http.MaxBytesReader(w, r.Body, a.maxUpload), nil
@@ -217,12 +209,12 @@ func (a *api) upload(w http.ResponseWriter, r *http.Request) (io.Reader, error) 
 // uploadError turns a body cut off by MaxBytesReader into a clear error.
 func uploadError(err error, max int64) error {
 	if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-		return fmt.Errorf("%w: the upload is larger than the limit of %d MiB", errTooLarge, max>>20)
+		return fmt.Errorf("%w: the upload is larger than the limit of %d MiB", erg.ErrTooLarge, max>>20)
 	}
 	return err
 }
 
-func (a *api) installPackage(w http.ResponseWriter, r *http.Request, who User) {
+func (a *api) installPackage(w http.ResponseWriter, r *http.Request, who erg.User) {
 	if err := ownerOnly(who); err != nil {
 		writeError(w, err)
 		return
@@ -233,7 +225,9 @@ func (a *api) installPackage(w http.ResponseWriter, r *http.Request, who User) {
 		return
 	}
 	if wantsEvents(r) {
-		installWithEvents(w, r, func(ctx context.Context, _ func(installEvent)) (App, error) { return a.b.InstallPackage(ctx, body) },
+		installWithEvents(w, r, func(ctx context.Context, _ func(erg.InstallEvent)) (erg.App, error) {
+			return a.b.InstallPackage(ctx, body)
+		},
 			func(err error) error { return uploadError(err, a.maxUpload) })
 		return
 	}
@@ -246,13 +240,13 @@ func (a *api) installPackage(w http.ResponseWriter, r *http.Request, who User) {
 	reply(w, app, nil)
 }
 
-func (a *api) removeApp(w http.ResponseWriter, r *http.Request, who User) {
+func (a *api) removeApp(w http.ResponseWriter, r *http.Request, who erg.User) {
 	reply(w, struct{}{}, a.b.RemoveApp(r.Context(), who, r.PathValue("id")))
 }
 
 // grains lists the caller's grains, or with ?all=1 every grain on the
 // node with its size, for the owner only.
-func (a *api) grains(w http.ResponseWriter, r *http.Request, who User) {
+func (a *api) grains(w http.ResponseWriter, r *http.Request, who erg.User) {
 	if all := r.URL.Query().Get("all"); all != "" && all != "0" {
 		gs, err := a.b.AllGrains(r.Context(), who)
 		reply(w, gs, err)
@@ -262,19 +256,13 @@ func (a *api) grains(w http.ResponseWriter, r *http.Request, who User) {
 	reply(w, gs, err)
 }
 
-func (a *api) grain(w http.ResponseWriter, r *http.Request, who User) {
+func (a *api) grain(w http.ResponseWriter, r *http.Request, who erg.User) {
 	g, err := a.b.Grain(r.Context(), who, r.PathValue("id"))
 	reply(w, g, err)
 }
 
-// NewGrainRequest is the body of POST /api/grains.
-type NewGrainRequest struct {
-	App   string `json:"app"`
-	Title string `json:"title"`
-}
-
-func (a *api) newGrain(w http.ResponseWriter, r *http.Request, who User) {
-	var req NewGrainRequest
+func (a *api) newGrain(w http.ResponseWriter, r *http.Request, who erg.User) {
+	var req erg.NewGrainRequest
 	if err := decodeBody(w, r, &req); err != nil {
 		writeError(w, err)
 		return
@@ -286,13 +274,8 @@ func (a *api) newGrain(w http.ResponseWriter, r *http.Request, who User) {
 	reply(w, g, err)
 }
 
-// RenameRequest is the body of PATCH /api/grains/{id}.
-type RenameRequest struct {
-	Title string `json:"title"`
-}
-
-func (a *api) renameGrain(w http.ResponseWriter, r *http.Request, who User) {
-	var req RenameRequest
+func (a *api) renameGrain(w http.ResponseWriter, r *http.Request, who erg.User) {
+	var req erg.RenameRequest
 	if err := decodeBody(w, r, &req); err != nil {
 		writeError(w, err)
 		return
@@ -301,16 +284,16 @@ func (a *api) renameGrain(w http.ResponseWriter, r *http.Request, who User) {
 	reply(w, g, err)
 }
 
-func (a *api) openGrain(w http.ResponseWriter, r *http.Request, who User) {
+func (a *api) openGrain(w http.ResponseWriter, r *http.Request, who erg.User) {
 	g, err := a.b.OpenGrain(r.Context(), who, r.PathValue("id"))
 	reply(w, g, err)
 }
 
-func (a *api) removeGrain(w http.ResponseWriter, r *http.Request, who User) {
+func (a *api) removeGrain(w http.ResponseWriter, r *http.Request, who erg.User) {
 	reply(w, struct{}{}, a.b.RemoveGrain(r.Context(), who, r.PathValue("id")))
 }
 
-func (a *api) grainLog(w http.ResponseWriter, r *http.Request, who User) {
+func (a *api) grainLog(w http.ResponseWriter, r *http.Request, who erg.User) {
 	log, err := a.b.GrainLog(r.Context(), who, r.PathValue("id"))
 	if err != nil {
 		writeError(w, err)
@@ -320,16 +303,16 @@ func (a *api) grainLog(w http.ResponseWriter, r *http.Request, who User) {
 	w.Write(log)
 }
 
-func (a *api) backupGrain(w http.ResponseWriter, r *http.Request, who User) {
+func (a *api) backupGrain(w http.ResponseWriter, r *http.Request, who erg.User) {
 	serveBackup(w, r, a.b, a.log, who, r.PathValue("id"))
 }
 
 // serveBackup streams a grain's backup zip. The grain is checked before
 // the first byte goes out, so a refusal is still a proper error.
-func serveBackup(w http.ResponseWriter, r *http.Request, b Backend, log *slog.Logger, who User, id string) {
+func serveBackup(w http.ResponseWriter, r *http.Request, b Backend, log *slog.Logger, who erg.User, id string) {
 	g, err := b.Grain(r.Context(), who, id)
 	if err == nil && !g.Mine {
-		err = fmt.Errorf("%w: no grain %q", ErrNotFound, id)
+		err = fmt.Errorf("%w: no grain %q", erg.ErrNotFound, id)
 	}
 	if err != nil {
 		writeError(w, err)
@@ -345,7 +328,7 @@ func serveBackup(w http.ResponseWriter, r *http.Request, b Backend, log *slog.Lo
 
 // backupName is a safe file name for a grain's backup: letters and digits
 // of the title, words joined by '-', and the start of the grain id.
-func backupName(g Grain) string {
+func backupName(g erg.Grain) string {
 	var b strings.Builder
 	dash := false
 	for _, c := range g.Title {
@@ -370,7 +353,7 @@ func backupName(g Grain) string {
 	return name + "-" + g.ID[:min(8, len(g.ID))] + ".zip"
 }
 
-func (a *api) restoreGrain(w http.ResponseWriter, r *http.Request, who User) {
+func (a *api) restoreGrain(w http.ResponseWriter, r *http.Request, who erg.User) {
 	body, err := a.upload(w, r)
 	if err != nil {
 		writeError(w, err)
@@ -385,13 +368,13 @@ func (a *api) restoreGrain(w http.ResponseWriter, r *http.Request, who User) {
 	reply(w, g, nil)
 }
 
-func (a *api) shares(w http.ResponseWriter, r *http.Request, who User) {
+func (a *api) shares(w http.ResponseWriter, r *http.Request, who erg.User) {
 	s, err := a.b.Shares(r.Context(), who, r.PathValue("id"))
 	reply(w, s, err)
 }
 
-func (a *api) newShare(w http.ResponseWriter, r *http.Request, who User) {
-	var req ShareRequest
+func (a *api) newShare(w http.ResponseWriter, r *http.Request, who erg.User) {
+	var req erg.ShareRequest
 	if err := decodeBody(w, r, &req); err != nil {
 		writeError(w, err)
 		return
@@ -403,31 +386,26 @@ func (a *api) newShare(w http.ResponseWriter, r *http.Request, who User) {
 	reply(w, s, err)
 }
 
-func (a *api) revokeShare(w http.ResponseWriter, r *http.Request, who User) {
+func (a *api) revokeShare(w http.ResponseWriter, r *http.Request, who erg.User) {
 	reply(w, struct{}{}, a.b.RevokeShare(r.Context(), who, r.PathValue("id")))
 }
 
-func (a *api) users(w http.ResponseWriter, r *http.Request, who User) {
+func (a *api) users(w http.ResponseWriter, r *http.Request, who erg.User) {
 	u, err := a.b.Users(r.Context(), who)
 	reply(w, u, err)
 }
 
-func (a *api) removeUser(w http.ResponseWriter, r *http.Request, who User) {
+func (a *api) removeUser(w http.ResponseWriter, r *http.Request, who erg.User) {
 	reply(w, struct{}{}, a.b.RemoveUser(r.Context(), who, r.PathValue("name")))
 }
 
-func (a *api) invites(w http.ResponseWriter, r *http.Request, who User) {
+func (a *api) invites(w http.ResponseWriter, r *http.Request, who erg.User) {
 	inv, err := a.b.Invites(r.Context(), who)
 	reply(w, inv, err)
 }
 
-// InviteRequest is the body of POST /api/invites.
-type InviteRequest struct {
-	Username string `json:"username"`
-}
-
-func (a *api) invite(w http.ResponseWriter, r *http.Request, who User) {
-	var req InviteRequest
+func (a *api) invite(w http.ResponseWriter, r *http.Request, who erg.User) {
+	var req erg.InviteRequest
 	if err := decodeBody(w, r, &req); err != nil {
 		writeError(w, err)
 		return
@@ -439,22 +417,17 @@ func (a *api) invite(w http.ResponseWriter, r *http.Request, who User) {
 	reply(w, inv, err)
 }
 
-func (a *api) cancelInvite(w http.ResponseWriter, r *http.Request, who User) {
+func (a *api) cancelInvite(w http.ResponseWriter, r *http.Request, who erg.User) {
 	reply(w, struct{}{}, a.b.CancelInvite(r.Context(), who, r.PathValue("id")))
 }
 
-func (a *api) tokens(w http.ResponseWriter, r *http.Request, who User) {
+func (a *api) tokens(w http.ResponseWriter, r *http.Request, who erg.User) {
 	t, err := a.b.APITokens(r.Context(), who)
 	reply(w, t, err)
 }
 
-// TokenRequest is the body of POST /api/tokens.
-type TokenRequest struct {
-	Label string `json:"label"`
-}
-
-func (a *api) newToken(w http.ResponseWriter, r *http.Request, who User) {
-	var req TokenRequest
+func (a *api) newToken(w http.ResponseWriter, r *http.Request, who erg.User) {
+	var req erg.TokenRequest
 	if err := decodeBody(w, r, &req); err != nil {
 		writeError(w, err)
 		return
@@ -466,25 +439,20 @@ func (a *api) newToken(w http.ResponseWriter, r *http.Request, who User) {
 	reply(w, t, err)
 }
 
-func (a *api) removeToken(w http.ResponseWriter, r *http.Request, who User) {
+func (a *api) removeToken(w http.ResponseWriter, r *http.Request, who erg.User) {
 	reply(w, struct{}{}, a.b.RemoveAPIToken(r.Context(), who, r.PathValue("id")))
 }
 
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxAPIBody))
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, erg.MaxAPIBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("%w: request body: %v", ErrInvalid, err)
+		return fmt.Errorf("%w: request body: %v", erg.ErrInvalid, err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return fmt.Errorf("%w: request body: trailing data", ErrInvalid)
+		return fmt.Errorf("%w: request body: trailing data", erg.ErrInvalid)
 	}
 	return nil
-}
-
-// apiError is the body of every failed API call.
-type apiError struct {
-	Error string `json:"error"`
 }
 
 func reply(w http.ResponseWriter, v any, err error) {
@@ -496,23 +464,32 @@ func reply(w http.ResponseWriter, v any, err error) {
 	json.NewEncoder(w).Encode(v)
 }
 
-// statusOf maps an error to its HTTP status.
+// statusOf maps an error to its HTTP status: the web layer's own errors
+// first, then the kind of a domain error.
 func statusOf(err error) int {
 	switch {
-	case errors.Is(err, ErrNotFound):
-		return http.StatusNotFound
-	case errors.Is(err, ErrInvalid):
-		return http.StatusBadRequest
-	case errors.Is(err, ErrForbidden):
-		return http.StatusForbidden
-	case errors.Is(err, ErrUnauthorized):
-		return http.StatusUnauthorized
-	case errors.Is(err, errTooLarge):
-		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, errBodyTooSlow):
 		return http.StatusRequestTimeout
 	case errors.Is(err, errUnsupportedMedia):
 		return http.StatusUnsupportedMediaType
+	}
+	switch erg.KindOf(err) {
+	case erg.NotFound:
+		return http.StatusNotFound
+	case erg.Invalid:
+		return http.StatusBadRequest
+	case erg.Forbidden:
+		return http.StatusForbidden
+	case erg.Unauthenticated:
+		return http.StatusUnauthorized
+	case erg.Conflict:
+		return http.StatusConflict
+	case erg.TooLarge:
+		return http.StatusRequestEntityTooLarge
+	case erg.TooMany:
+		return http.StatusTooManyRequests
+	case erg.Unavailable:
+		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
 }
@@ -526,7 +503,7 @@ func writeError(w http.ResponseWriter, err error) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(apiError{Error: msg})
+	json.NewEncoder(w).Encode(erg.ErrorReply{Error: msg, Kind: erg.KindOf(err)})
 }
 
 // parseInt64 reads an optional integer form value.
@@ -536,7 +513,7 @@ func parseInt64(s string) (int64, error) {
 	}
 	v, err := strconv.ParseInt(s, 10, 64)
 	if err != nil {
-		return 0, fmt.Errorf("%w: %q is not a number", ErrInvalid, s)
+		return 0, fmt.Errorf("%w: %q is not a number", erg.ErrInvalid, s)
 	}
 	return v, nil
 }

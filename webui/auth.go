@@ -10,6 +10,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"erg"
 )
 
 // sessionCookie holds a sign-in to the node's pages. It is host-only on
@@ -46,7 +48,7 @@ const actorKey ctxKey = 0
 
 // actor is who a request acts for, and how they proved it.
 type actor struct {
-	user User
+	user erg.User
 	csrf string // "" when not signed in through a web session
 }
 
@@ -67,7 +69,7 @@ func (h *Handler) webActor(r *http.Request) (actor, bool) {
 	}
 	u, csrf, err := h.b.WebSession(r.Context(), c.Value)
 	if err != nil {
-		if !errors.Is(err, ErrUnauthorized) {
+		if !errors.Is(err, erg.ErrUnauthorized) {
 			h.log.Error("session lookup", "err", err)
 		}
 		return actor{}, false
@@ -101,7 +103,7 @@ func (h *Handler) clearSessionCookie(w http.ResponseWriter, r *http.Request) {
 // Origin) header does, and http.CrossOriginProtection checks it.
 func (h *Handler) checkOrigin(r *http.Request) error {
 	if err := h.cop.Check(r); err != nil {
-		return fmt.Errorf("%w: cross-origin request refused", ErrForbidden)
+		return fmt.Errorf("%w: cross-origin request refused", erg.ErrForbidden)
 	}
 	return nil
 }
@@ -132,7 +134,7 @@ func (h *Handler) checkToken(r *http.Request, a actor, got string) error {
 		return err
 	}
 	if a.csrf == "" || subtle.ConstantTimeCompare([]byte(got), []byte(a.csrf)) != 1 {
-		return fmt.Errorf("%w: the form is out of date or was sent from elsewhere; reload the page and try again", ErrForbidden)
+		return fmt.Errorf("%w: the form is out of date or was sent from elsewhere; reload the page and try again", erg.ErrForbidden)
 	}
 	return nil
 }

@@ -5,6 +5,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"erg"
 )
 
 func TestLimiter(t *testing.T) {
@@ -122,11 +124,11 @@ func TestShellHost(t *testing.T) {
 }
 
 func TestBackupName(t *testing.T) {
-	g := Grain{ID: "abcdefghijklmnop", Title: `Shopping list: "week" ../../x`}
+	g := erg.Grain{ID: "abcdefghijklmnop", Title: `Shopping list: "week" ../../x`}
 	if got := backupName(g); got != "Shopping-list-week-x-abcdefgh.zip" {
 		t.Errorf("backupName = %q", got)
 	}
-	if got := backupName(Grain{ID: "abc", Title: "«»"}); got != "grain-abc.zip" {
+	if got := backupName(erg.Grain{ID: "abc", Title: "«»"}); got != "grain-abc.zip" {
 		t.Errorf("backupName of an unprintable title = %q", got)
 	}
 }

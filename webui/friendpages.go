@@ -5,13 +5,15 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"erg"
 )
 
 // friendsData is what the Friends page shows.
 type friendsData struct {
 	Name    string
-	Friends []Friend
-	New     *FriendInvite
+	Friends []erg.Friend
+	New     *erg.FriendInvite
 }
 
 // friendPages adds the Friends page's routes, if the backend has friends.
@@ -20,7 +22,7 @@ func (h *Handler) friendPages() []pageRoute {
 	if !ok {
 		return nil
 	}
-	render := func(w http.ResponseWriter, r *http.Request, a actor, code int, inv *FriendInvite, notice, errMsg string) {
+	render := func(w http.ResponseWriter, r *http.Request, a actor, code int, inv *erg.FriendInvite, notice, errMsg string) {
 		fs, err := fb.Friends(r.Context(), a.user)
 		if err != nil {
 			h.failPage(w, r, err)
@@ -31,7 +33,7 @@ func (h *Handler) friendPages() []pageRoute {
 	}
 	userErr := func(err error) string {
 		msg := err.Error()
-		for _, e := range []error{ErrInvalid, ErrForbidden, ErrNotFound} {
+		for _, e := range []error{erg.ErrInvalid, erg.ErrForbidden, erg.ErrNotFound} {
 			msg = strings.TrimPrefix(msg, e.Error()+": ")
 		}
 		return msg
@@ -51,7 +53,7 @@ func (h *Handler) friendPages() []pageRoute {
 		{"POST /friends/add", func(w http.ResponseWriter, r *http.Request, a actor) {
 			f, err := fb.AddFriend(r.Context(), a.user, r.PostFormValue("code"))
 			if err != nil {
-				if errors.Is(err, ErrUnauthorized) {
+				if errors.Is(err, erg.ErrUnauthorized) {
 					h.failPage(w, r, err)
 					return
 				}

@@ -16,6 +16,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"erg"
 )
 
 //go:embed templates/*.html
@@ -70,7 +72,7 @@ var pageFuncs = template.FuncMap{
 		}
 		return "?"
 	},
-	"roleTitle": func(roles []Role, name string) string {
+	"roleTitle": func(roles []erg.Role, name string) string {
 		for _, r := range roles {
 			if r.Name == name && r.Title != "" {
 				return r.Title
@@ -99,7 +101,7 @@ func newPages() *pages {
 // pageData is what every page template gets.
 type pageData struct {
 	Title  string
-	Me     *User
+	Me     *erg.User
 	CSRF   string
 	Nav    string
 	Error  string
@@ -126,24 +128,12 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, code int, page 
 // error calls for.
 func (h *Handler) failPage(w http.ResponseWriter, r *http.Request, err error) {
 	code := statusOf(err)
-	msg := userMessage(err)
+	msg := erg.Message(err)
 	if code == http.StatusInternalServerError {
 		h.log.Error("page failed", "path", r.URL.Path, "err", err)
 		msg = "Something went wrong on this node. The node's log says more."
 	}
 	h.render(w, r, code, "error", pageData{Title: http.StatusText(code), Error: msg})
-}
-
-// userMessage is an error as a page shows it: without the sentinel's words
-// ("invalid request: ...") in front.
-func userMessage(err error) string {
-	msg := err.Error()
-	for _, s := range []error{ErrNotFound, ErrInvalid, ErrForbidden, ErrUnauthorized, errTooLarge, errUnsupportedMedia} {
-		if rest, ok := strings.CutPrefix(msg, s.Error()+": "); ok {
-			return rest
-		}
-	}
-	return msg
 }
 
 func (h *Handler) shellRoutes() http.Handler {
@@ -296,7 +286,7 @@ func (h *Handler) signedIn(p pageRoute) http.HandlerFunc {
 				http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 				return
 			}
-			h.failPage(w, r, fmt.Errorf("%w: your session has ended; sign in again", ErrUnauthorized))
+			h.failPage(w, r, fmt.Errorf("%w: your session has ended; sign in again", erg.ErrUnauthorized))
 			return
 		}
 		r = withActor(r, a)
@@ -408,14 +398,14 @@ func (h *Handler) setup(w http.ResponseWriter, r *http.Request) {
 		h.failPage(w, r, err)
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxAPIBody)
+	r.Body = http.MaxBytesReader(w, r.Body, erg.MaxAPIBody)
 	token, username, password := r.PostFormValue("token"), r.PostFormValue("username"), r.PostFormValue("password")
 	fail := func(err error) {
-		h.render(w, r, statusOf(err), "setup", pageData{Title: "Set up your node", Error: userMessage(err),
+		h.render(w, r, statusOf(err), "setup", pageData{Title: "Set up your node", Error: erg.Message(err),
 			Data: map[string]string{"Token": token, "Username": username}})
 	}
 	if password != r.PostFormValue("password2") {
-		fail(fmt.Errorf("%w: the two passwords differ", ErrInvalid))
+		fail(fmt.Errorf("%w: the two passwords differ", erg.ErrInvalid))
 		return
 	}
 	_, session, err := h.b.Setup(r.Context(), token, username, password)
@@ -440,7 +430,7 @@ func (h *Handler) loginPost(w http.ResponseWriter, r *http.Request) {
 		h.failPage(w, r, err)
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxAPIBody)
+	r.Body = http.MaxBytesReader(w, r.Body, erg.MaxAPIBody)
 	username, password, next := r.PostFormValue("username"), r.PostFormValue("password"), r.PostFormValue("next")
 	data := map[string]string{"Next": next, "Username": username}
 	ip := clientIP(r)
@@ -452,7 +442,7 @@ func (h *Handler) loginPost(w http.ResponseWriter, r *http.Request) {
 	}
 	_, session, err := h.b.Login(r.Context(), username, password)
 	if err != nil {
-		if errors.Is(err, ErrUnauthorized) {
+		if errors.Is(err, erg.ErrUnauthorized) {
 			// allow has counted the attempt already.
 			h.render(w, r, http.StatusUnauthorized, "login", pageData{Title: "Sign in", Data: data, Error: "Wrong username or password."})
 			return
@@ -487,7 +477,7 @@ func (h *Handler) acceptInvite(w http.ResponseWriter, r *http.Request) {
 		h.failPage(w, r, err)
 		return
 	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxAPIBody)
+	r.Body = http.MaxBytesReader(w, r.Body, erg.MaxAPIBody)
 	token := r.PathValue("token")
 	inv, err := h.b.InviteInfo(r.Context(), token)
 	if err != nil {
@@ -501,8 +491,8 @@ func (h *Handler) acceptInvite(w http.ResponseWriter, r *http.Request) {
 	}
 	_, session, err := h.b.AcceptInvite(r.Context(), token, password)
 	if err != nil {
-		if errors.Is(err, ErrInvalid) {
-			h.render(w, r, http.StatusBadRequest, "invite", pageData{Title: "Join", Data: inv, Error: userMessage(err)})
+		if errors.Is(err, erg.ErrInvalid) {
+			h.render(w, r, http.StatusBadRequest, "invite", pageData{Title: "Join", Data: inv, Error: erg.Message(err)})
 			return
 		}
 		h.failPage(w, r, err)
@@ -514,27 +504,27 @@ func (h *Handler) acceptInvite(w http.ResponseWriter, r *http.Request) {
 
 // shellData is what the grain shell page shows.
 type shellData struct {
-	Grain     Grain
+	Grain     erg.Grain
 	FrameURL  string
-	App       App
+	App       erg.App
 	Anonymous bool
-	Shares    []Share
-	NewShare  *Share
-	Users     []User
-	Friends   []Friend
+	Shares    []erg.Share
+	NewShare  *erg.Share
+	Users     []erg.User
+	Friends   []erg.Friend
 	ShareOpen bool
 	ShareErr  string
 }
 
 func (h *Handler) openShare(w http.ResponseWriter, r *http.Request) {
 	token := r.PathValue("token")
-	var who *User
+	var who *erg.User
 	if a, ok := h.webActor(r); ok {
 		who = &a.user
 		r = withActor(r, a)
 	}
 	g, err := h.b.OpenShare(r.Context(), who, token)
-	if errors.Is(err, ErrUnauthorized) {
+	if errors.Is(err, erg.ErrUnauthorized) {
 		http.Redirect(w, r, "/login?next="+url.QueryEscape("/s/"+token), http.StatusSeeOther)
 		return
 	}
@@ -552,24 +542,24 @@ func (h *Handler) openShare(w http.ResponseWriter, r *http.Request) {
 	h.render(w, r, http.StatusOK, "shell", pageData{Title: g.Title, Data: shellData{Grain: g, FrameURL: g.URL, App: app, Anonymous: true}})
 }
 
-func (h *Handler) appOf(r *http.Request, id string) (App, error) {
+func (h *Handler) appOf(r *http.Request, id string) (erg.App, error) {
 	apps, err := h.b.Apps(r.Context())
 	if err != nil {
-		return App{}, err
+		return erg.App{}, err
 	}
 	for _, a := range apps {
 		if a.ID == id {
 			return a, nil
 		}
 	}
-	return App{}, fmt.Errorf("%w: no app %q", ErrNotFound, id)
+	return erg.App{}, fmt.Errorf("%w: no app %q", erg.ErrNotFound, id)
 }
 
 func (h *Handler) shellPage(w http.ResponseWriter, r *http.Request, a actor) {
 	h.renderShell(w, r, a, r.PathValue("id"), r.URL.Query().Get("share") != "", nil, "")
 }
 
-func (h *Handler) renderShell(w http.ResponseWriter, r *http.Request, a actor, id string, shareOpen bool, newShare *Share, shareErr string) {
+func (h *Handler) renderShell(w http.ResponseWriter, r *http.Request, a actor, id string, shareOpen bool, newShare *erg.Share, shareErr string) {
 	ctx := r.Context()
 	g, err := h.b.OpenGrain(ctx, a.user, id)
 	if err != nil {
@@ -604,9 +594,9 @@ func (h *Handler) renderShell(w http.ResponseWriter, r *http.Request, a actor, i
 
 // grainsData is what the grains page shows.
 type grainsData struct {
-	Apps   []App
-	Mine   []Grain
-	Shared []Grain
+	Apps   []erg.App
+	Mine   []erg.Grain
+	Shared []erg.Grain
 }
 
 func (h *Handler) grainsPage(w http.ResponseWriter, r *http.Request, a actor) {
@@ -652,7 +642,7 @@ func (h *Handler) multipartUpload(w http.ResponseWriter, r *http.Request, a acto
 		return nil, err
 	}
 	if r.ContentLength > h.maxUpload {
-		return nil, fmt.Errorf("%w: the file is %d MiB; the limit is %d MiB", errTooLarge, r.ContentLength>>20, h.maxUpload>>20)
+		return nil, fmt.Errorf("%w: the file is %d MiB; the limit is %d MiB", erg.ErrTooLarge, r.ContentLength>>20, h.maxUpload>>20)
 	}
 	if !isMultipart(r) {
 		return nil, fmt.Errorf("%w: send the file as a multipart form", errUnsupportedMedia)
@@ -661,11 +651,11 @@ func (h *Handler) multipartUpload(w http.ResponseWriter, r *http.Request, a acto
 	r.Body = http.MaxBytesReader(w, r.Body, h.maxUpload)
 	mr, err := r.MultipartReader()
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %v", erg.ErrInvalid, err)
 	}
 	csrf, err := mr.NextPart()
 	if err != nil || csrf.FormName() != csrfField {
-		return nil, fmt.Errorf("%w: the form is out of date; reload the page and try again", ErrForbidden)
+		return nil, fmt.Errorf("%w: the form is out of date; reload the page and try again", erg.ErrForbidden)
 	}
 	tok, _ := io.ReadAll(io.LimitReader(csrf, 256))
 	r.Header.Set(csrfHeader, string(tok))
@@ -676,7 +666,7 @@ func (h *Handler) multipartUpload(w http.ResponseWriter, r *http.Request, a acto
 	for {
 		part, err = mr.NextPart()
 		if err != nil {
-			return nil, fmt.Errorf("%w: no file was sent", ErrInvalid)
+			return nil, fmt.Errorf("%w: no file was sent", erg.ErrInvalid)
 		}
 		if part.FormName() == field {
 			return part, nil
@@ -693,8 +683,8 @@ func (h *Handler) restoreGrain(w http.ResponseWriter, r *http.Request, a actor) 
 	g, err := h.b.RestoreGrain(r.Context(), a.user, body)
 	if err != nil {
 		err = uploadError(err, h.maxUpload)
-		if errors.Is(err, ErrInvalid) || errors.Is(err, errTooLarge) {
-			h.renderGrains(w, r, a, statusOf(err), "", "The backup could not be restored: "+userMessage(err))
+		if errors.Is(err, erg.ErrInvalid) || errors.Is(err, erg.ErrTooLarge) {
+			h.renderGrains(w, r, a, statusOf(err), "", "The backup could not be restored: "+erg.Message(err))
 			return
 		}
 		h.failPage(w, r, err)
@@ -715,7 +705,7 @@ func (h *Handler) renameGrain(w http.ResponseWriter, r *http.Request, a actor) {
 func (h *Handler) confirmDeleteGrain(w http.ResponseWriter, r *http.Request, a actor) {
 	g, err := h.b.Grain(r.Context(), a.user, r.PathValue("id"))
 	if err == nil && !g.Mine {
-		err = fmt.Errorf("%w: only its owner can delete a grain", ErrForbidden)
+		err = fmt.Errorf("%w: only its owner can delete a grain", erg.ErrForbidden)
 	}
 	if err != nil {
 		h.failPage(w, r, err)
@@ -747,14 +737,14 @@ func (h *Handler) newShare(w http.ResponseWriter, r *http.Request, a actor) {
 		h.renderShell(w, r, a, id, true, nil, err.Error())
 		return
 	}
-	req := ShareRequest{
+	req := erg.ShareRequest{
 		Role: r.PostFormValue("role"), ForUser: r.PostFormValue("user"), Label: r.PostFormValue("label"),
 		Anonymous: r.PostFormValue("anonymous") == "on", ExpiresIn: expires,
 		Friend: r.PostFormValue("friend"), FriendUser: r.PostFormValue("friend_user"),
 	}
 	s, err := h.b.NewShare(r.Context(), a.user, id, req)
-	if errors.Is(err, ErrInvalid) {
-		h.renderShell(w, r, a, id, true, nil, userMessage(err))
+	if errors.Is(err, erg.ErrInvalid) {
+		h.renderShell(w, r, a, id, true, nil, erg.Message(err))
 		return
 	}
 	if err != nil {
@@ -807,8 +797,8 @@ func (h *Handler) installApp(w http.ResponseWriter, r *http.Request, a actor) {
 	app, err := h.b.InstallPackage(r.Context(), body)
 	if err != nil {
 		err = uploadError(err, h.maxUpload)
-		if errors.Is(err, ErrInvalid) || errors.Is(err, errTooLarge) {
-			h.renderApps(w, r, statusOf(err), "", "The package was not installed: "+userMessage(err))
+		if errors.Is(err, erg.ErrInvalid) || errors.Is(err, erg.ErrTooLarge) {
+			h.renderApps(w, r, statusOf(err), "", "The package was not installed: "+erg.Message(err))
 			return
 		}
 		h.failPage(w, r, err)
@@ -819,8 +809,8 @@ func (h *Handler) installApp(w http.ResponseWriter, r *http.Request, a actor) {
 
 func (h *Handler) removeApp(w http.ResponseWriter, r *http.Request, a actor) {
 	if err := h.b.RemoveApp(r.Context(), a.user, r.PathValue("id")); err != nil {
-		if errors.Is(err, ErrInvalid) {
-			h.renderApps(w, r, http.StatusBadRequest, "", userMessage(err))
+		if errors.Is(err, erg.ErrInvalid) {
+			h.renderApps(w, r, http.StatusBadRequest, "", erg.Message(err))
 			return
 		}
 		h.failPage(w, r, err)
@@ -844,10 +834,10 @@ func (h *Handler) appIcon(w http.ResponseWriter, r *http.Request, a actor) {
 
 // usersData is what the users page shows.
 type usersData struct {
-	Users   []User
-	Invites []Invite
-	New     *Invite
-	Grains  []NodeGrain // every grain on the node
+	Users   []erg.User
+	Invites []erg.Invite
+	New     *erg.Invite
+	Grains  []erg.NodeGrain // every grain on the node
 }
 
 // FormatSize is n bytes for a person: 512 B, 3.4 KiB, 12 MiB.
@@ -872,7 +862,7 @@ func (h *Handler) usersPage(w http.ResponseWriter, r *http.Request, a actor) {
 	h.renderUsers(w, r, a, http.StatusOK, nil, "")
 }
 
-func (h *Handler) renderUsers(w http.ResponseWriter, r *http.Request, a actor, code int, inv *Invite, errMsg string) {
+func (h *Handler) renderUsers(w http.ResponseWriter, r *http.Request, a actor, code int, inv *erg.Invite, errMsg string) {
 	users, err := h.b.Users(r.Context(), a.user)
 	if err != nil {
 		h.failPage(w, r, err)
@@ -894,17 +884,17 @@ func (h *Handler) renderUsers(w http.ResponseWriter, r *http.Request, a actor, c
 
 // nodeGrain finds any grain on the node for the owner's pages; anyone
 // else is refused.
-func (h *Handler) nodeGrain(r *http.Request, a actor, id string) (NodeGrain, error) {
+func (h *Handler) nodeGrain(r *http.Request, a actor, id string) (erg.NodeGrain, error) {
 	all, err := h.b.AllGrains(r.Context(), a.user)
 	if err != nil {
-		return NodeGrain{}, err
+		return erg.NodeGrain{}, err
 	}
 	for _, g := range all {
 		if g.ID == id {
 			return g, nil
 		}
 	}
-	return NodeGrain{}, fmt.Errorf("%w: no grain %q", ErrNotFound, id)
+	return erg.NodeGrain{}, fmt.Errorf("%w: no grain %q", erg.ErrNotFound, id)
 }
 
 // confirmDeleteNodeGrain asks the owner before deleting anyone's grain
@@ -937,8 +927,8 @@ func (h *Handler) deleteNodeGrain(w http.ResponseWriter, r *http.Request, a acto
 
 func (h *Handler) inviteUser(w http.ResponseWriter, r *http.Request, a actor) {
 	inv, err := h.b.InviteUser(r.Context(), a.user, r.PostFormValue("username"))
-	if errors.Is(err, ErrInvalid) {
-		h.renderUsers(w, r, a, http.StatusBadRequest, nil, userMessage(err))
+	if errors.Is(err, erg.ErrInvalid) {
+		h.renderUsers(w, r, a, http.StatusBadRequest, nil, erg.Message(err))
 		return
 	}
 	if err != nil {
@@ -979,15 +969,15 @@ func (h *Handler) cancelInvite(w http.ResponseWriter, r *http.Request, a actor) 
 
 // settingsData is what the settings page shows.
 type settingsData struct {
-	Tokens []APIToken
-	New    *APIToken
+	Tokens []erg.APIToken
+	New    *erg.APIToken
 }
 
 func (h *Handler) settingsPage(w http.ResponseWriter, r *http.Request, a actor) {
 	h.renderSettings(w, r, a, http.StatusOK, nil, "", "")
 }
 
-func (h *Handler) renderSettings(w http.ResponseWriter, r *http.Request, a actor, code int, tok *APIToken, notice, errMsg string) {
+func (h *Handler) renderSettings(w http.ResponseWriter, r *http.Request, a actor, code int, tok *erg.APIToken, notice, errMsg string) {
 	tokens, err := h.b.APITokens(r.Context(), a.user)
 	if err != nil {
 		h.failPage(w, r, err)
@@ -1004,8 +994,8 @@ func (h *Handler) changePassword(w http.ResponseWriter, r *http.Request, a actor
 		return
 	}
 	session, err := h.b.ChangePassword(r.Context(), a.user, r.PostFormValue("current"), password)
-	if errors.Is(err, ErrInvalid) || errors.Is(err, ErrForbidden) {
-		h.renderSettings(w, r, a, statusOf(err), nil, "", userMessage(err))
+	if errors.Is(err, erg.ErrInvalid) || errors.Is(err, erg.ErrForbidden) {
+		h.renderSettings(w, r, a, statusOf(err), nil, "", erg.Message(err))
 		return
 	}
 	if err != nil {
@@ -1025,8 +1015,8 @@ func (h *Handler) changePassword(w http.ResponseWriter, r *http.Request, a actor
 
 func (h *Handler) newToken(w http.ResponseWriter, r *http.Request, a actor) {
 	tok, err := h.b.NewAPIToken(r.Context(), a.user, r.PostFormValue("label"))
-	if errors.Is(err, ErrInvalid) {
-		h.renderSettings(w, r, a, http.StatusBadRequest, nil, "", userMessage(err))
+	if errors.Is(err, erg.ErrInvalid) {
+		h.renderSettings(w, r, a, http.StatusBadRequest, nil, "", erg.Message(err))
 		return
 	}
 	if err != nil {

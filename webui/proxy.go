@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 
+	"erg"
 	"erg/fed"
 )
 
@@ -190,7 +191,7 @@ func (h *Handler) serveGrain(w http.ResponseWriter, r *http.Request, id string) 
 	}
 	viewer, err := h.b.GrainViewer(ctx, id, c.Value)
 	if err != nil {
-		if errors.Is(err, ErrForbidden) || errors.Is(err, ErrNotFound) {
+		if errors.Is(err, erg.ErrForbidden) || errors.Is(err, erg.ErrNotFound) {
 			http.Error(w, "Your access to this grain has ended.", http.StatusForbidden)
 			return
 		}
@@ -315,7 +316,7 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request, id string) {
 	token := r.URL.Query().Get("token")
 	session, err := h.b.RedeemLoginToken(r.Context(), id, token)
 	if err != nil {
-		if errors.Is(err, ErrForbidden) || errors.Is(err, ErrNotFound) || errors.Is(err, ErrInvalid) {
+		if errors.Is(err, erg.ErrForbidden) || errors.Is(err, erg.ErrNotFound) || errors.Is(err, erg.ErrInvalid) {
 			http.Error(w, "This link was already used or has expired. Open the grain again from your node's page.", http.StatusForbidden)
 			return
 		}
@@ -357,7 +358,7 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 // Headers with "_" go too, as nginx and Apache drop them: a CGI, WSGI or
 // Rack server would read X-Erg_Permissions as X-Erg-Permissions. The rule
 // is fed's, so a friend's request meets the same one on the owner's node.
-func setGrainHeaders(hdr http.Header, v Viewer) {
+func setGrainHeaders(hdr http.Header, v erg.Viewer) {
 	fed.StripClientHeaders(hdr)
 	perms := strings.Join(v.Permissions, ",")
 	for _, prefix := range []string{"X-Erg-", "X-Sandstorm-"} {

@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"reflect"
 	"testing"
+
+	"erg"
 )
 
 func TestGrainHost(t *testing.T) {
@@ -37,7 +39,7 @@ func TestSetGrainHeadersReplacesClientIdentity(t *testing.T) {
 	hdr.Set("X-Erg-Extra", "x")
 	hdr.Set("x-sandstorm-permissions", "admin")
 	hdr.Set("Accept", "text/html")
-	setGrainHeaders(hdr, Viewer{UserID: "u", Username: "alice", Permissions: []string{"read", "write"}, SessionID: "s"})
+	setGrainHeaders(hdr, erg.Viewer{UserID: "u", Username: "alice", Permissions: []string{"read", "write"}, SessionID: "s"})
 	want := map[string]string{
 		"X-Erg-Username": "alice", "X-Sandstorm-Username": "alice",
 		"X-Erg-Permissions": "read,write", "X-Sandstorm-Permissions": "read,write",
@@ -60,7 +62,7 @@ func TestSetGrainHeadersDropsSmuggledSpellings(t *testing.T) {
 	}
 	hdr["X-Erg-Permissions"] = []string{"write", "admin"}
 	hdr.Set("Accept", "text/html")
-	setGrainHeaders(hdr, Viewer{UserID: "u", Username: "alice", Permissions: []string{"read"}, SessionID: "s"})
+	setGrainHeaders(hdr, erg.Viewer{UserID: "u", Username: "alice", Permissions: []string{"read"}, SessionID: "s"})
 	want := http.Header{"Accept": {"text/html"}}
 	for _, p := range []string{"X-Erg-", "X-Sandstorm-"} {
 		want[p+"User-Id"] = []string{"u"}

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"erg"
 )
 
 // The Store page: search the app store, look at one listing, install it.
@@ -40,13 +42,13 @@ func init() {
 
 // storeAction is what the "storeAction" template shows for one listing.
 type storeAction struct {
-	L      Listing
+	L      erg.Listing
 	Owner  bool
 	CSRF   string
 	Detail bool // the app's own page rather than a search result
 }
 
-func newStoreAction(p pageData, l Listing, detail bool) storeAction {
+func newStoreAction(p pageData, l erg.Listing, detail bool) storeAction {
 	return storeAction{L: l, Owner: p.Me != nil && p.Me.Owner, CSRF: p.CSRF, Detail: detail}
 }
 
@@ -77,7 +79,7 @@ func (h *Handler) storePages() []pageRoute {
 type storeData struct {
 	Query    string
 	Searched bool
-	Report   SearchReport
+	Report   erg.SearchReport
 }
 
 func (h *Handler) storePage(w http.ResponseWriter, r *http.Request, sb StoreBackend) {
@@ -103,7 +105,7 @@ func (h *Handler) storePage(w http.ResponseWriter, r *http.Request, sb StoreBack
 // the app could not be looked up.
 type storeAppData struct {
 	AppID   string
-	Listing *Listing
+	Listing *erg.Listing
 }
 
 func (h *Handler) storeAppPage(w http.ResponseWriter, r *http.Request, sb StoreBackend) {
@@ -138,7 +140,7 @@ func (h *Handler) storeInstall(w http.ResponseWriter, r *http.Request, a actor, 
 	if err != nil {
 		code, msg := h.pageError(r, err)
 		d := storeAppData{AppID: id}
-		if !errors.Is(err, ErrNotFound) {
+		if !errors.Is(err, erg.ErrNotFound) {
 			// Show what was refused next to the refusal; the lookup is
 			// bounded so a refusal is not followed by a long wait.
 			ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
@@ -154,7 +156,7 @@ func (h *Handler) storeInstall(w http.ResponseWriter, r *http.Request, a actor, 
 }
 
 // pageError is the status and the words a page shows for err, as
-// userMessage spells them. An unexpected error (often the
+// erg.Message spells them. An unexpected error (often the
 // network: no peer serves a package) is spelled out to the owner, whose
 // node it is, and only pointed at the log for others.
 func (h *Handler) pageError(r *http.Request, err error) (int, string) {
@@ -166,7 +168,7 @@ func (h *Handler) pageError(r *http.Request, err error) (int, string) {
 		}
 		return code, "Something went wrong on this node. The node's log says more."
 	}
-	msg := userMessage(err)
+	msg := erg.Message(err)
 	if msg != "" {
 		msg = strings.ToUpper(msg[:1]) + msg[1:]
 	}
@@ -176,7 +178,7 @@ func (h *Handler) pageError(r *http.Request, err error) (int, string) {
 // installedNotice is the Apps page's message after an install from the
 // store redirected there. It names the installed app from the node's own
 // list, so a crafted link cannot put words on the page.
-func installedNotice(r *http.Request, apps []App) string {
+func installedNotice(r *http.Request, apps []erg.App) string {
 	id := r.URL.Query().Get("installed")
 	if id == "" {
 		return ""
@@ -194,7 +196,7 @@ type appUpdates struct {
 	// Store is false when the node has no app store.
 	Store bool
 	// ByApp maps an installed app's id to its newer listing; never nil.
-	ByApp   map[string]*Listing
+	ByApp   map[string]*erg.Listing
 	Checked time.Time
 	Problem string
 }
@@ -202,8 +204,8 @@ type appUpdates struct {
 // appUpdates returns the updates to mark on the Apps page from the cached
 // check; ?check=1 from the owner checks the store now. (Others get the
 // cached answer: a check is a DHT lookup per installed app.)
-func (h *Handler) appUpdates(r *http.Request, apps []App) appUpdates {
-	u := appUpdates{ByApp: map[string]*Listing{}}
+func (h *Handler) appUpdates(r *http.Request, apps []erg.App) appUpdates {
+	u := appUpdates{ByApp: map[string]*erg.Listing{}}
 	if h.updates == nil {
 		return u
 	}
@@ -238,7 +240,7 @@ func (h *Handler) appUpdates(r *http.Request, apps []App) appUpdates {
 // once; a stale answer starts one check in the background, so pages never
 // queue on the DHT.
 type updateCache struct {
-	check func(context.Context) ([]Listing, error)
+	check func(context.Context) ([]erg.Listing, error)
 	now   func() time.Time
 
 	mu      sync.Mutex
@@ -247,7 +249,7 @@ type updateCache struct {
 }
 
 type updateResult struct {
-	list []Listing
+	list []erg.Listing
 	err  error
 	at   time.Time // when the check finished; zero if none has
 }

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"erg"
 )
 
 // fakeClock is a settable clock for the update cache.
@@ -35,9 +37,9 @@ func TestUpdateCacheBoundsPageLoads(t *testing.T) {
 	clock := &fakeClock{t: time.Unix(1e9, 0)}
 	var calls atomic.Int32
 	release := make(chan struct{})
-	answer := func() ([]Listing, error) { return []Listing{{AppID: "a", Version: 2}}, nil }
+	answer := func() ([]erg.Listing, error) { return []erg.Listing{{AppID: "a", Version: 2}}, nil }
 	var answerMu sync.Mutex
-	c := &updateCache{now: clock.now, check: func(ctx context.Context) ([]Listing, error) {
+	c := &updateCache{now: clock.now, check: func(ctx context.Context) ([]erg.Listing, error) {
 		calls.Add(1)
 		<-release
 		answerMu.Lock()
@@ -80,7 +82,7 @@ func TestUpdateCacheBoundsPageLoads(t *testing.T) {
 	// Stale: served at once, and one check refreshes it.
 	clock.add(2 * time.Second)
 	answerMu.Lock()
-	answer = func() ([]Listing, error) { return nil, errors.New("no peers") }
+	answer = func() ([]erg.Listing, error) { return nil, errors.New("no peers") }
 	answerMu.Unlock()
 	if res := c.get(ctx, time.Hour); len(res.list) != 1 {
 		t.Fatalf("a stale answer was not served at once: %+v", res)
@@ -99,7 +101,7 @@ func TestUpdateCacheBoundsPageLoads(t *testing.T) {
 
 	// Checking now asks the store whatever the cache holds.
 	answerMu.Lock()
-	answer = func() ([]Listing, error) { return []Listing{{AppID: "b", Version: 3}}, nil }
+	answer = func() ([]erg.Listing, error) { return []erg.Listing{{AppID: "b", Version: 3}}, nil }
 	answerMu.Unlock()
 	go func() { release <- struct{}{} }()
 	if res := c.checkNow(ctx); len(res.list) != 1 || res.list[0].AppID != "b" {

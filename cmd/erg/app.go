@@ -11,8 +11,8 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
+	"erg"
 	"erg/appstore"
-	"erg/webui"
 )
 
 func newAppCmd(g *globals) *cobra.Command {
@@ -257,7 +257,7 @@ Given an app id, the node fetches the app's newest package from the store.`,
 			// The node reports its verifying and unpacking once the upload
 			// is in; each phase gets its own progress line.
 			var phase *progress
-			app, err := g.client().InstallPackageProgress(cmd.Context(), body, func(s webui.InstallStep) {
+			app, err := g.client().InstallPackageProgress(cmd.Context(), body, func(s erg.InstallStep) {
 				if pr, ok := body.(*progressReader); ok && phase == nil {
 					pr.p.done()
 				}

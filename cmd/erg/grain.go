@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"erg"
 	"erg/webui"
 )
 
@@ -120,7 +121,7 @@ func listAllGrains(cmd *cobra.Command, g *globals) error {
 	})
 }
 
-func runState(gr webui.Grain) string {
+func runState(gr erg.Grain) string {
 	if gr.Running {
 		return "running"
 	}
@@ -236,7 +237,7 @@ func newGrainRestoreCmd(g *globals) *cobra.Command {
 
 // shellURL is the grain's page in the node's web UI, derived from its
 // sign-in link on the grain's own origin (g-<id>.<domain>:port).
-func shellURL(gr webui.Grain) string {
+func shellURL(gr erg.Grain) string {
 	u, err := url.Parse(gr.URL)
 	if err != nil {
 		return ""

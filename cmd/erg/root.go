@@ -9,8 +9,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"erg"
 	"erg/node"
-	"erg/webui"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -69,11 +69,11 @@ func defaultDataDir() string {
 
 // client reaches the node through the control socket in the data dir, or,
 // with ERG_URL and ERG_TOKEN set (a token from 'erg token new'), over HTTP.
-func (g *globals) client() *webui.Client {
+func (g *globals) client() *erg.Client {
 	if u, t := os.Getenv("ERG_URL"), os.Getenv("ERG_TOKEN"); u != "" && t != "" {
-		return webui.NewHTTPClient(u, t, nil)
+		return erg.NewHTTPClient(u, t, nil)
 	}
-	return webui.NewClient(node.SocketPath(g.dataDir))
+	return erg.NewClient(node.SocketPath(g.dataDir))
 }
 
 // print writes v as JSON with --json, or calls human otherwise.

@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"erg/webui"
+	"erg"
 )
 
 func newShareCmd(g *globals) *cobra.Command {
@@ -21,7 +21,7 @@ func newShareCmd(g *globals) *cobra.Command {
 }
 
 func newShareNewCmd(g *globals) *cobra.Command {
-	var req webui.ShareRequest
+	var req erg.ShareRequest
 	var expires time.Duration
 	cmd := &cobra.Command{
 		Use:   "new GRAIN",
@@ -131,7 +131,7 @@ func newShareRmCmd(g *globals) *cobra.Command {
 }
 
 // friendTarget names who a share to a friend's node is for.
-func friendTarget(s webui.Share) string {
+func friendTarget(s erg.Share) string {
 	if s.FriendUser != "" {
 		return s.FriendUser + "@" + s.Friend
 	}

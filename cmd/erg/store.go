@@ -12,8 +12,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"erg"
 	"erg/appstore"
-	"erg/webui"
 )
 
 func newStoreCmd(g *globals) *cobra.Command {
@@ -59,7 +59,7 @@ func newStoreSearchCmd(g *globals) *cobra.Command {
 	}
 }
 
-func installedText(l webui.Listing) string {
+func installedText(l erg.Listing) string {
 	switch {
 	case l.Installed == 0:
 		return "-"
@@ -229,11 +229,11 @@ func isAppIDArg(arg string) bool {
 func installFromStore(cmd *cobra.Command, g *globals, appID string) error {
 	errw := cmd.ErrOrStderr()
 	shown := false
-	app, err := g.client().InstallFromStore(cmd.Context(), appID, func(p webui.FetchProgress) {
+	app, err := g.client().InstallFromStore(cmd.Context(), appID, func(p erg.FetchProgress) {
 		shown = true
 		rate := 0.0
 		if p.Elapsed > 0 {
-			rate = float64(p.Bytes) / p.Elapsed.Seconds()
+			rate = float64(p.Bytes) / time.Duration(p.Elapsed).Seconds()
 		}
 		fmt.Fprintf(errw, "\rfetching: %.1f MB, %d blocks from %d peers, %.1f MB/s   ", float64(p.Bytes)/1e6, p.Blocks, p.Peers, rate/1e6)
 	})

@@ -29,6 +29,7 @@
 		button.disabled = true;
 		show("Looking up the newest version…");
 		try {
+			const started = performance.now();
 			const resp = await fetch("/api/store/apps/" + encodeURIComponent(id) + "/install", {
 				method: "POST",
 				credentials: "same-origin",
@@ -53,7 +54,7 @@
 					const ev = JSON.parse(line);
 					if (ev.progress) {
 						const p = ev.progress;
-						const secs = p.elapsed / 1e9;
+						const secs = (performance.now() - started) / 1000;
 						const rate = secs > 0 ? " · " + size(p.bytes / secs) + "/s" : "";
 						show("Fetched " + size(p.bytes) + " from " + p.peers + " peer" + (p.peers === 1 ? "" : "s") + rate);
 						form.dataset.bytes = p.bytes;

@@ -1,8 +1,10 @@
-package webui
+package erg
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -277,36 +279,175 @@ func (c *Client) send(req *http.Request) (*http.Response, error) {
 	}
 	if resp.StatusCode >= 300 {
 		defer resp.Body.Close()
-		var e apiError
-		data, _ := io.ReadAll(io.LimitReader(resp.Body, maxAPIBody))
-		if json.Unmarshal(data, &e) != nil || e.Error == "" {
-			e.Error = strings.TrimSpace(string(data))
-		}
-		kind := ErrInvalid
-		switch resp.StatusCode {
-		case http.StatusNotFound:
-			kind = ErrNotFound
-		case http.StatusForbidden:
-			kind = ErrForbidden
-		case http.StatusUnauthorized:
-			kind = ErrUnauthorized
-		case http.StatusRequestEntityTooLarge:
-			kind = errTooLarge
-		case http.StatusBadRequest:
-		default:
-			return nil, fmt.Errorf("node: %s (HTTP %d)", e.Error, resp.StatusCode)
-		}
-		return nil, &remoteError{msg: e.Error, kind: kind}
+		return nil, replyError(resp)
 	}
 	return resp, nil
 }
 
-// remoteError carries the node's message unchanged while still matching
-// the sentinel errors with errors.Is.
-type remoteError struct {
-	msg  string
-	kind error
+// PublishPackage uploads a package file and its signed listing.
+func (c *Client) PublishPackage(ctx context.Context, listing []byte, pkg io.Reader) (Listing, error) {
+	req, err := http.NewRequestWithContext(ctx, "POST", "http://erg/api/store/publish?listing="+base64URL.EncodeToString(listing), pkg)
+	if err != nil {
+		return Listing{}, err
+	}
+	req.Header.Set("Content-Type", "application/vnd.erg.package")
+	resp, err := c.send(req)
+	if err != nil {
+		return Listing{}, err
+	}
+	defer resp.Body.Close()
+	var l Listing
+	if err := json.NewDecoder(resp.Body).Decode(&l); err != nil {
+		return Listing{}, fmt.Errorf("node sent a malformed reply to the publish: %w", err)
+	}
+	return l, nil
 }
 
-func (e *remoteError) Error() string        { return e.msg }
-func (e *remoteError) Is(target error) bool { return target == e.kind }
+// SearchStore searches the app store.
+func (c *Client) SearchStore(ctx context.Context, query string) (SearchReport, error) {
+	var rep SearchReport
+	return rep, c.do(ctx, "GET", "/api/store/search?q="+url.QueryEscape(query), nil, &rep)
+}
+
+// ShowListing returns an app's newest listing.
+func (c *Client) ShowListing(ctx context.Context, appID string) (Listing, error) {
+	var l Listing
+	return l, c.do(ctx, "GET", "/api/store/apps/"+url.PathEscape(appID), nil, &l)
+}
+
+// StoreUpdates lists installed apps the store has newer versions of.
+func (c *Client) StoreUpdates(ctx context.Context) ([]Listing, error) {
+	var ls []Listing
+	return ls, c.do(ctx, "GET", "/api/store/updates", nil, &ls)
+}
+
+// InstallFromStore asks the node to install an app from the store,
+// calling progress as the download goes.
+func (c *Client) InstallFromStore(ctx context.Context, appID string, progress func(FetchProgress)) (App, error) {
+	req, err := http.NewRequestWithContext(ctx, "POST", "http://erg/api/store/apps/"+url.PathEscape(appID)+"/install", nil)
+	if err != nil {
+		return App{}, err
+	}
+	resp, err := c.send(req)
+	if err != nil {
+		return App{}, err
+	}
+	defer resp.Body.Close()
+	return readInstallEvents(resp.Body, func(ev InstallEvent) {
+		if ev.Progress != nil && progress != nil {
+			progress(*ev.Progress)
+		}
+	})
+}
+
+// readInstallEvents reads an install's event stream, passing progress
+// events to progress, until the app or an error.
+func readInstallEvents(r io.Reader, progress func(InstallEvent)) (App, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), MaxAPIBody)
+	for sc.Scan() {
+		var ev InstallEvent
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			return App{}, fmt.Errorf("node sent a malformed install event: %w", err)
+		}
+		switch {
+		case ev.App != nil:
+			return *ev.App, nil
+		case ev.Error != "":
+			return App{}, &Error{Kind: ev.Kind, Msg: ev.Error}
+		default:
+			progress(ev)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return App{}, err
+	}
+	return App{}, io.ErrUnexpectedEOF
+}
+
+var base64URL = base64.RawURLEncoding
+
+// Friends lists the node's friends.
+func (c *Client) Friends(ctx context.Context) ([]Friend, error) {
+	var out []Friend
+	err := c.do(ctx, http.MethodGet, "/api/friends", nil, &out)
+	return out, err
+}
+
+// NewFriendInvite makes a one-time friend invite code.
+func (c *Client) NewFriendInvite(ctx context.Context) (FriendInvite, error) {
+	var out FriendInvite
+	err := c.do(ctx, http.MethodPost, "/api/friends/invite", nil, &out)
+	return out, err
+}
+
+// AddFriend redeems another node's invite code.
+func (c *Client) AddFriend(ctx context.Context, code string) (Friend, error) {
+	var out Friend
+	err := c.do(ctx, http.MethodPost, "/api/friends", map[string]string{"code": code}, &out)
+	return out, err
+}
+
+// RemoveFriend forgets a friend.
+func (c *Client) RemoveFriend(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/api/friends/"+url.PathEscape(name), nil, nil)
+}
+
+// InstallPackageProgress is InstallPackage that reports the node's
+// verifying and unpacking as they go.
+func (c *Client) InstallPackageProgress(ctx context.Context, pkg io.Reader, progress func(InstallStep)) (App, error) {
+	req, err := http.NewRequestWithContext(ctx, "POST", c.base+"/api/apps", pkg)
+	if err != nil {
+		return App{}, err
+	}
+	req.Header.Set("Content-Type", "application/vnd.erg.package")
+	req.Header.Set("Accept", "application/x-ndjson")
+	resp, err := c.send(req)
+	if err != nil {
+		return App{}, err
+	}
+	defer resp.Body.Close()
+	return readInstallEvents(resp.Body, func(ev InstallEvent) {
+		if ev.Step != nil && progress != nil {
+			progress(*ev.Step)
+		}
+	})
+}
+
+// replyError reads a failed call's ErrorReply. A body that is not one (a
+// proxy's page, an older node) keeps its text and takes its kind from the
+// status.
+func replyError(resp *http.Response) error {
+	var e ErrorReply
+	data, _ := io.ReadAll(io.LimitReader(resp.Body, MaxAPIBody))
+	if json.Unmarshal(data, &e) != nil || e.Error == "" {
+		e.Error = strings.TrimSpace(string(data))
+		e.Kind = kindOfStatus(resp.StatusCode)
+	}
+	if e.Kind == Internal {
+		return fmt.Errorf("node: %s (HTTP %d)", e.Error, resp.StatusCode)
+	}
+	return e.Err()
+}
+
+func kindOfStatus(code int) Kind {
+	switch code {
+	case http.StatusNotFound:
+		return NotFound
+	case http.StatusBadRequest:
+		return Invalid
+	case http.StatusForbidden:
+		return Forbidden
+	case http.StatusUnauthorized:
+		return Unauthenticated
+	case http.StatusConflict:
+		return Conflict
+	case http.StatusRequestEntityTooLarge:
+		return TooLarge
+	case http.StatusTooManyRequests:
+		return TooMany
+	case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:
+		return Unavailable
+	}
+	return Internal
+}

@@ -1,0 +1,254 @@
+package erg
+
+import (
+	"context"
+	"time"
+)
+
+// Duration is a time.Duration that travels in JSON as Go's text form
+// ("1h30m0s"), so the API's durations read the same to people and programs.
+type Duration time.Duration
+
+func (d Duration) String() string { return time.Duration(d).String() }
+
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Status describes the running node.
+type Status struct {
+	Version   string   `json:"version"`
+	DataDir   string   `json:"dataDir"`
+	URL       string   `json:"url"`
+	Sandbox   string   `json:"sandbox"` // "root" or "unprivileged"
+	Cgroups   string   `json:"cgroups"` // "v2", "v1" or "none"
+	NodeID    string   `json:"nodeId"`
+	Name      string   `json:"name,omitempty"` // what friends call the node
+	Apps      int      `json:"apps"`
+	Grains    int      `json:"grains"`
+	Running   int      `json:"running"`
+	Uptime    Duration `json:"uptime"`
+	GrainIdle Duration `json:"grainIdle"`
+	// The node's libp2p side: peer id, full listen multiaddrs, connected
+	// peers and DHT routing table size.
+	PeerID       string   `json:"peerId,omitempty"`
+	P2PAddrs     []string `json:"p2pAddrs,omitempty"`
+	Peers        int      `json:"peers"`
+	RoutingTable int      `json:"routingTable"`
+}
+
+// User is a local account. The owner set the node up; other users were
+// invited by the owner.
+type User struct {
+	ID       string    `json:"id"`
+	Username string    `json:"username"`
+	Owner    bool      `json:"owner,omitempty"`
+	Created  time.Time `json:"created"`
+}
+
+// Invite is an open invitation for a new local user. URL is set only when
+// the invite is made: it carries the one-time secret.
+type Invite struct {
+	ID       string    `json:"id"`
+	Username string    `json:"username"`
+	Created  time.Time `json:"created"`
+	Expires  time.Time `json:"expires"`
+	URL      string    `json:"url,omitempty"`
+}
+
+// APIToken lets a program use the JSON API over HTTP as the user who made
+// it. Token is set only when it is made.
+type APIToken struct {
+	ID      string    `json:"id"`
+	Label   string    `json:"label"`
+	Created time.Time `json:"created"`
+	Token   string    `json:"token,omitempty"`
+}
+
+// Role is a named set of permissions an app offers for sharing.
+type Role struct {
+	Name        string   `json:"name"`
+	Title       string   `json:"title,omitempty"`
+	Permissions []string `json:"permissions"`
+}
+
+// App is an installed app.
+type App struct {
+	ID             string   `json:"id"`
+	Name           string   `json:"name"`
+	Version        int64    `json:"version"`
+	DisplayVersion string   `json:"displayVersion"`
+	Description    string   `json:"description,omitempty"`
+	Actions        []string `json:"actions,omitempty"`
+	Roles          []Role   `json:"roles,omitempty"`
+	OwnerRole      string   `json:"ownerRole,omitempty"`
+	HasIcon        bool     `json:"hasIcon,omitempty"`
+	Grains         int      `json:"grains"` // grains of this app on the node, anyone's
+}
+
+// Grain is one app instance, as one user sees it.
+type Grain struct {
+	ID       string    `json:"id"`
+	AppID    string    `json:"appId"`
+	AppName  string    `json:"appName"`
+	Title    string    `json:"title"`
+	Owner    string    `json:"owner"` // the owner's username
+	Mine     bool      `json:"mine"`  // false: shared with the asking user
+	Role     string    `json:"role"`  // the asking user's role in it
+	Created  time.Time `json:"created"`
+	LastUsed time.Time `json:"lastUsed"`
+	Running  bool      `json:"running"`
+	// From names the friend's node a grain shared from another node lives
+	// on; Revoked says its owner revoked the share.
+	From    string `json:"from,omitempty"`
+	Revoked bool   `json:"revoked,omitempty"`
+	// URL is set only by NewGrain, OpenGrain and OpenShare: it carries a
+	// one-time login token for the grain's origin.
+	URL string `json:"url,omitempty"`
+}
+
+// NodeGrain is a grain in the owner's list of every grain on the node.
+type NodeGrain struct {
+	Grain
+	Size int64 `json:"size"` // bytes of files in its /var
+}
+
+// Share is a capability to a grain with a role. URL is set only when the
+// share is made: it carries the secret.
+type Share struct {
+	ID        string    `json:"id"`
+	GrainID   string    `json:"grainId"`
+	Role      string    `json:"role"`
+	ForUser   string    `json:"forUser,omitempty"` // username; empty: anyone with the link
+	Anonymous bool      `json:"anonymous"`
+	Label     string    `json:"label,omitempty"`
+	Created   time.Time `json:"created"`
+	Expires   time.Time `json:"expires,omitzero"`
+	Holders   []string  `json:"holders,omitempty"` // usernames who opened it
+	// Friend is the friend's node a share was delivered to, and FriendUser
+	// the user there it is for (empty: that node's owner).
+	Friend     string `json:"friend,omitempty"`
+	FriendUser string `json:"friendUser,omitempty"`
+	URL        string `json:"url,omitempty"`
+}
+
+// ShareRequest is what a new share should be.
+type ShareRequest struct {
+	Role      string `json:"role"`
+	ForUser   string `json:"forUser,omitempty"`
+	Anonymous bool   `json:"anonymous,omitempty"`
+	Label     string `json:"label,omitempty"`
+	// ExpiresIn is in seconds; 0 means never.
+	ExpiresIn int64 `json:"expiresIn,omitempty"`
+	// Friend, if set, delivers the share to that friend's node instead of
+	// making a link; FriendUser names one user there.
+	Friend     string `json:"friend,omitempty"`
+	FriendUser string `json:"friendUser,omitempty"`
+}
+
+// Viewer is who is asking, as the grain will be told.
+type Viewer struct {
+	UserID      string // stable per user and grain; empty for anonymous users
+	Username    string // empty for anonymous users
+	Permissions []string
+	SessionID   string
+	// Done is closed when the session loses its access (its share was
+	// revoked, its user removed, its grain deleted): open requests and
+	// websockets on it are cut at once.
+	Done <-chan struct{}
+	// Expires is when the session (or the share it came through) ends;
+	// open requests and websockets are cut then too.
+	Expires time.Time
+	// Account is the node's own id for the user (not told to the grain;
+	// the same across grains), "" for an anonymous visitor. Limits per
+	// user count by it.
+	Account string
+}
+
+// Listing is an app-store listing as the API shows it.
+type Listing struct {
+	AppID          string   `json:"appId"`
+	Name           string   `json:"name"`
+	Summary        string   `json:"summary,omitempty"`
+	Tags           []string `json:"tags,omitempty"`
+	Version        int64    `json:"version"`
+	DisplayVersion string   `json:"displayVersion,omitempty"`
+	Package        string   `json:"package"`
+	Descriptor     string   `json:"descriptor"`
+	Icon           string   `json:"icon,omitempty"`
+	Publisher      string   `json:"publisher"`
+	// Installed is the version installed on this node, 0 if none.
+	Installed int64 `json:"installed,omitempty"`
+	// Score and Peers are set by search: rank, and how many publishers
+	// served it.
+	Score int `json:"score,omitempty"`
+	Peers int `json:"peers,omitempty"`
+}
+
+// SearchReport is the answer to a store search.
+type SearchReport struct {
+	Results []Listing `json:"results"`
+	// Problems name peers whose answers were refused, and why.
+	Problems []string `json:"problems,omitempty"`
+	Peers    int      `json:"peers"`
+}
+
+// FetchProgress reports a package download.
+type FetchProgress struct {
+	Bytes   int64    `json:"bytes"`
+	Blocks  int      `json:"blocks"`
+	Peers   int      `json:"peers"`
+	Elapsed Duration `json:"elapsed"`
+}
+
+// Friend is another node this node shares grains with.
+type Friend struct {
+	Name   string    `json:"name"` // what this node calls it: "user@Name"
+	Peer   string    `json:"peer"` // its libp2p peer id
+	Addrs  []string  `json:"addrs,omitempty"`
+	Online bool      `json:"online"`
+	Added  time.Time `json:"added"`
+}
+
+// FriendInvite is a one-time code another node's owner pastes to become
+// this node's friend.
+type FriendInvite struct {
+	Code    string    `json:"code"`
+	Expires time.Time `json:"expires"`
+}
+
+// InstallProgress hears how an install goes: phase is "verifying" or
+// "unpacking", with the bytes done so far and the total.
+type InstallProgress func(phase string, done, total int64)
+
+type installProgressKey struct{}
+
+// WithInstallProgress returns a context that carries p to the Backend's
+// InstallPackage, so the API can show a long install's progress without
+// every Backend method taking a callback.
+func WithInstallProgress(ctx context.Context, p InstallProgress) context.Context {
+	return context.WithValue(ctx, installProgressKey{}, p)
+}
+
+// InstallProgressFrom returns the progress callback in ctx, or one that
+// does nothing.
+func InstallProgressFrom(ctx context.Context) InstallProgress {
+	if p, ok := ctx.Value(installProgressKey{}).(InstallProgress); ok && p != nil {
+		return p
+	}
+	return func(string, int64, int64) {}
+}
+
+// InstallStep is one progress event of a package install.
+type InstallStep struct {
+	Phase string `json:"phase"`
+	Done  int64  `json:"done"`
+	Total int64  `json:"total"`
+}
