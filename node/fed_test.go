@@ -18,6 +18,7 @@ import (
 	"capnproto.org/go/capnp/v3/rpc"
 	"github.com/coder/websocket"
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"erg"
 	"erg/fed"
@@ -352,5 +353,26 @@ func TestFriendFoundThroughTheDHT(t *testing.T) {
 	f, _ := b.friendByPeer(ctx, aID.String())
 	if len(f.Addrs) == 0 || slices.Contains(f.Addrs, "/ip4/127.0.0.1/tcp/1") {
 		t.Errorf("b's stored addresses for a: %v", f.Addrs)
+	}
+}
+
+// TestFriendNamesStayUnique: a friend whose name another friend has
+// already gets a numbered one; the taken name is told by the driver's
+// constraint code.
+func TestFriendNamesStayUnique(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t, nil)
+	for i, want := range []string{"pal", "pal-2", "PAL-3"} {
+		f, err := n.recordFriend(ctx, peer.ID(fmt.Sprintf("peer-%d", i)), []string{"pal", "pal", "PAL"}[i], nil)
+		if err != nil || f.Name != want {
+			t.Errorf("friend %d: %q, %v; want %q", i, f.Name, err, want)
+		}
+	}
+	_, err := n.db.ExecContext(ctx, `INSERT INTO friends (peer, name, addrs, added_at) VALUES ('p', 'pal', '[]', 0)`)
+	if !uniqueViolated(err) {
+		t.Errorf("a taken name: %v", err)
+	}
+	if uniqueViolated(errors.New("UNIQUE constraint failed")) {
+		t.Error("text taken for the constraint")
 	}
 }
