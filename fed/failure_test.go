@@ -129,23 +129,65 @@ func TestOldNodesRefusalsReadAsInternal(t *testing.T) {
 	}
 }
 
-// TestOldCallersGetExceptions: a call without kinds (from an older node)
-// is refused with an exception holding the text older nodes look for.
+// oldCall sends a Gateway call as a node before kinds did: its parameters
+// sized as they were then (no data section, so no kinds). read, if set,
+// sees the results.
+func oldCall(ctx context.Context, gw Gateway, method uint16, name string, ptrs int, set func(capnp.Struct) error, read func(capnp.Struct)) error {
+	ans, release := capnp.Client(gw).SendCall(ctx, capnp.Send{
+		Method: capnp.Method{InterfaceID: Gateway_TypeID, MethodID: method,
+			InterfaceName: "grain.capnp:Gateway", MethodName: name},
+		ArgsSize:  capnp.ObjectSize{DataSize: 0, PointerCount: uint16(ptrs)},
+		PlaceArgs: set,
+	})
+	defer release()
+	res, err := ans.Struct()
+	if err == nil && read != nil {
+		read(res)
+	}
+	return err
+}
+
+// TestOldCallersGetExceptions: a call from an older node (no kinds) is
+// refused with an exception holding the text older nodes look for, and
+// answered as before when it succeeds.
 func TestOldCallersGetExceptions(t *testing.T) {
 	ctx := context.Background()
-	gw := dialGateway(t, "peerB", refusingShares{ErrUnknownToken}, NewRateLimiter(1, 100))
-	fut, release := gw.Restore(ctx, func(p Gateway_restore_Params) error { return p.SetToken([]byte("t")) })
-	defer release()
-	res, err := fut.Struct()
-	if err == nil {
-		t.Fatalf("restore without kinds succeeded (failure set: %v)", res.HasFailure())
+	for _, refusal := range []error{ErrUnknownToken, ErrTooManyRestores, erg.E(erg.Invalid, "no such user on this node")} {
+		gw := dialGateway(t, "peerB", refusingShares{refusal}, NewRateLimiter(1, 100))
+		err := oldCall(ctx, gw, 0, "restore", 2, func(s capnp.Struct) error {
+			return Gateway_restore_Params(s).SetToken([]byte("t"))
+		}, nil)
+		var e *exc.Exception
+		if !errors.As(err, &e) || e.Type != exc.Failed {
+			t.Fatalf("restore: not an exception: %#v", err)
+		}
+		want := refusal.Error()
+		if !errors.Is(refusal, ErrUnknownToken) {
+			want = "restore: " + want
+		}
+		if r := errors.Unwrap(e.Cause); r == nil || r.Error() != want {
+			t.Errorf("restore: reason %v, want %q", r, want)
+		}
+		err = oldCall(ctx, gw, 1, "offer", 4, func(s capnp.Struct) error {
+			return Gateway_offer_Params(s).SetToken([]byte("t"))
+		}, nil)
+		if !errors.As(err, &e) || e.Type != exc.Failed || errors.Unwrap(e.Cause).Error() != refusal.Error() {
+			t.Errorf("offer: %#v", err)
+		}
 	}
-	var e *exc.Exception
-	if !errors.As(err, &e) || e.Type != exc.Failed {
-		t.Errorf("not an exception: %#v", err)
-	}
-	if r := errors.Unwrap(e.Cause); r == nil || r.Error() != ErrUnknownToken.Error() {
-		t.Errorf("reason %v, want %q", r, ErrUnknownToken)
+
+	shares := &memShares{holder: "peerB", token: []byte("t"), server: NewGrainServer(http.DefaultTransport, nil)}
+	gw := dialGateway(t, "peerB", shares, NewRateLimiter(1, 100))
+	err := oldCall(ctx, gw, 0, "restore", 2, func(s capnp.Struct) error {
+		return Gateway_restore_Params(s).SetToken([]byte("t"))
+	}, func(res capnp.Struct) {
+		r := Gateway_restore_Results(res)
+		if !r.HasGrain() || r.HasFailure() {
+			t.Errorf("an old caller's restore: grain %v, failure %v", r.HasGrain(), r.HasFailure())
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
 
