@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"erg"
 )
 
 // MaxTokenSize bounds a sturdy ref token; ours are 32 random bytes.
@@ -15,11 +17,14 @@ const MaxTokenSize = 64
 
 // ErrUnknownToken is what restore says for a token that is not a live share
 // held by the asking node: unknown, revoked and someone else's look the
-// same, so a guesser learns nothing.
-var ErrUnknownToken = errors.New("no such share for this node (it may have been revoked)")
+// same, so a guesser learns nothing. Its kind is NotFound, and a restore
+// that fails with that kind fails with ErrUnknownToken. (Older nodes find
+// its text in an exception's: the text stays.)
+var ErrUnknownToken error = &erg.Error{Kind: erg.NotFound, Msg: "no such share for this node (it may have been revoked)"}
 
-// ErrTooManyRestores is what restore says to a node that asks too often.
-var ErrTooManyRestores = errors.New("too many restore attempts; try again later")
+// ErrTooManyRestores is what the Gateway says to a node that calls too
+// often. Its kind is TooMany.
+var ErrTooManyRestores error = &erg.Error{Kind: erg.TooMany, Msg: "too many restore attempts; try again later"}
 
 // ShareInfo describes a restored grain to the friend's node.
 type ShareInfo struct {
@@ -68,29 +73,18 @@ func NewGateway(peer string, shares Shares, limiter *RateLimiter) Gateway {
 
 // Restore implements Gateway_Server.
 func (g *gatewayServer) Restore(ctx context.Context, call Gateway_restore) error {
-	if !g.limiter.Allow(g.peer) {
-		return ErrTooManyRestores
-	}
-	token, err := call.Args().Token()
+	gs, info, err := g.restore(ctx, call.Args())
 	if err != nil {
-		return err
-	}
-	user, err := call.Args().User()
-	if err != nil {
-		return err
-	}
-	if len(token) == 0 || len(token) > MaxTokenSize {
-		return ErrUnknownToken
-	}
-	if len(user) > 64 {
-		return errors.New("the user name is longer than 64 bytes")
-	}
-	gs, info, err := g.shares.Restore(ctx, g.peer, user, token)
-	if err != nil {
-		if errors.Is(err, ErrUnknownToken) {
-			return ErrUnknownToken
+		if writeFailure(call.Args().Kinds(), err, func() (Failure, error) {
+			res, err := call.AllocResults()
+			if err != nil {
+				return Failure{}, err
+			}
+			return res.NewFailure()
+		}) {
+			return nil
 		}
-		return fmt.Errorf("restore: %w", err)
+		return err
 	}
 	res, err := call.AllocResults()
 	if err != nil {
@@ -106,63 +100,124 @@ func (g *gatewayServer) Restore(ctx context.Context, call Gateway_restore) error
 	return writeInfo(gi, info)
 }
 
+func (g *gatewayServer) restore(ctx context.Context, args Gateway_restore_Params) (*GrainServer, ShareInfo, error) {
+	if !g.limiter.Allow(g.peer) {
+		return nil, ShareInfo{}, ErrTooManyRestores
+	}
+	token, err := args.Token()
+	if err != nil {
+		return nil, ShareInfo{}, erg.E(erg.Invalid, "token: %v", err)
+	}
+	user, err := args.User()
+	if err != nil {
+		return nil, ShareInfo{}, erg.E(erg.Invalid, "user: %v", err)
+	}
+	if len(token) == 0 || len(token) > MaxTokenSize {
+		return nil, ShareInfo{}, ErrUnknownToken
+	}
+	if len(user) > 64 {
+		return nil, ShareInfo{}, erg.E(erg.Invalid, "the user name is longer than 64 bytes")
+	}
+	gs, info, err := g.shares.Restore(ctx, g.peer, user, token)
+	if err != nil {
+		if errors.Is(err, ErrUnknownToken) {
+			return nil, ShareInfo{}, ErrUnknownToken
+		}
+		return nil, ShareInfo{}, fmt.Errorf("restore: %w", err)
+	}
+	return gs, info, nil
+}
+
 // Offer implements Gateway_Server.
 func (g *gatewayServer) Offer(ctx context.Context, call Gateway_offer) error {
+	return g.answer(call.Args().Kinds(), g.offer(ctx, call.Args()), func() (Failure, error) {
+		res, err := call.AllocResults()
+		if err != nil {
+			return Failure{}, err
+		}
+		return res.NewFailure()
+	})
+}
+
+// answer ends a call that returns nothing but may be refused.
+func (g *gatewayServer) answer(kinds bool, err error, newFailure func() (Failure, error)) error {
+	if err != nil && writeFailure(kinds, err, newFailure) {
+		return nil
+	}
+	return err
+}
+
+func (g *gatewayServer) offer(ctx context.Context, args Gateway_offer_Params) error {
 	if !g.limiter.Allow(g.peer) {
 		return ErrTooManyRestores
 	}
-	args := call.Args()
 	var o Offer
 	var err error
 	if o.Token, err = args.Token(); err != nil {
-		return err
+		return erg.E(erg.Invalid, "token: %v", err)
 	}
 	if len(o.Token) == 0 || len(o.Token) > MaxTokenSize {
-		return errors.New("the token must be 1 to 64 bytes")
+		return erg.E(erg.Invalid, "the token must be 1 to 64 bytes")
 	}
 	o.Token = bytes.Clone(o.Token)
 	if o.Owner, err = args.Owner(); err != nil {
-		return err
+		return erg.E(erg.Invalid, "owner: %v", err)
 	}
 	if o.User, err = args.User(); err != nil {
-		return err
+		return erg.E(erg.Invalid, "user: %v", err)
 	}
 	gi, err := args.Info()
 	if err != nil {
-		return err
+		return erg.E(erg.Invalid, "info: %v", err)
 	}
 	if o.Info, err = readInfo(gi); err != nil {
-		return err
+		return erg.E(erg.Invalid, "%v", err)
 	}
 	for _, s := range []string{o.Owner, o.User, o.Info.Role, o.Info.AppName} {
 		if len(s) > 64 || strings.ContainsFunc(s, func(r rune) bool { return r < ' ' || r == 0x7f }) {
-			return errors.New("a name in the offer is too long or holds control characters")
+			return erg.E(erg.Invalid, "a name in the offer is too long or holds control characters")
 		}
 	}
 	if len(o.Info.Title) > 200 || strings.ContainsFunc(o.Info.Title, func(r rune) bool { return r < ' ' }) {
-		return errors.New("the offered grain's title is too long or holds control characters")
+		return erg.E(erg.Invalid, "the offered grain's title is too long or holds control characters")
 	}
 	return g.shares.Offer(ctx, g.peer, o)
 }
 
 // Withdraw implements Gateway_Server.
 func (g *gatewayServer) Withdraw(ctx context.Context, call Gateway_withdraw) error {
+	return g.answer(call.Args().Kinds(), g.withdraw(ctx, call.Args()), func() (Failure, error) {
+		res, err := call.AllocResults()
+		if err != nil {
+			return Failure{}, err
+		}
+		return res.NewFailure()
+	})
+}
+
+func (g *gatewayServer) withdraw(ctx context.Context, args Gateway_withdraw_Params) error {
 	if !g.limiter.Allow(g.peer) {
 		return ErrTooManyRestores
 	}
-	hash, err := call.Args().TokenHash()
+	hash, err := args.TokenHash()
 	if err != nil {
-		return err
+		return erg.E(erg.Invalid, "token hash: %v", err)
 	}
 	if len(hash) != 32 {
-		return errors.New("a token hash is 32 bytes")
+		return erg.E(erg.Invalid, "a token hash is 32 bytes")
 	}
 	return g.shares.Withdraw(ctx, g.peer, bytes.Clone(hash))
 }
 
 // Unfriend implements Gateway_Server.
 func (g *gatewayServer) Unfriend(ctx context.Context, call Gateway_unfriend) error {
-	return g.shares.Unfriend(ctx, g.peer)
+	return g.answer(call.Args().Kinds(), g.shares.Unfriend(ctx, g.peer), func() (Failure, error) {
+		res, err := call.AllocResults()
+		if err != nil {
+			return Failure{}, err
+		}
+		return res.NewFailure()
+	})
 }
 
 // readInfo decodes GrainInfo, bounding the permission list.
@@ -218,52 +273,75 @@ func SendOffer(ctx context.Context, gw Gateway, o Offer) error {
 		if err != nil {
 			return err
 		}
+		p.SetKinds(true)
 		return writeInfo(gi, o.Info)
 	})
 	defer release()
-	_, err := fut.Struct()
-	return err
+	res, err := fut.Struct()
+	if err != nil {
+		return callError(err)
+	}
+	return resultFailure(res.HasFailure(), res.Failure)
+}
+
+// resultFailure is the error a result's failure carries, or nil.
+func resultFailure(has bool, failure func() (Failure, error)) error {
+	if !has {
+		return nil
+	}
+	f, err := failure()
+	if err != nil {
+		return fmt.Errorf("friend's node: read failure: %w", err)
+	}
+	return readFailure(f)
 }
 
 // SendWithdraw tells a friend's node a share it holds was revoked; hash is
 // the SHA-256 of the share's token.
 func SendWithdraw(ctx context.Context, gw Gateway, hash []byte) error {
-	fut, release := gw.Withdraw(ctx, func(p Gateway_withdraw_Params) error { return p.SetTokenHash(hash) })
+	fut, release := gw.Withdraw(ctx, func(p Gateway_withdraw_Params) error {
+		p.SetKinds(true)
+		return p.SetTokenHash(hash)
+	})
 	defer release()
-	_, err := fut.Struct()
-	return err
+	res, err := fut.Struct()
+	if err != nil {
+		return callError(err)
+	}
+	return resultFailure(res.HasFailure(), res.Failure)
 }
 
 // Restore asks a friend's node (through its Gateway) for the grain behind
-// token, for user. The caller releases the returned Grain.
+// token, for user. The caller releases the returned Grain. A refusal of
+// kind NotFound is ErrUnknownToken, one of kind TooMany is
+// ErrTooManyRestores; an older node's refusal has kind Internal.
 func Restore(ctx context.Context, gw Gateway, token []byte, user string) (Grain, ShareInfo, error) {
 	fut, release := gw.Restore(ctx, func(p Gateway_restore_Params) error {
 		if err := p.SetToken(token); err != nil {
 			return err
 		}
+		p.SetKinds(true)
 		return p.SetUser(user)
 	})
 	defer release()
 	res, err := fut.Struct()
 	if err != nil {
-		return Grain{}, ShareInfo{}, remoteRestoreError(err)
+		return Grain{}, ShareInfo{}, callError(err)
+	}
+	if err := resultFailure(res.HasFailure(), res.Failure); err != nil {
+		switch erg.KindOf(err) {
+		case erg.NotFound:
+			return Grain{}, ShareInfo{}, ErrUnknownToken
+		case erg.TooMany:
+			return Grain{}, ShareInfo{}, ErrTooManyRestores
+		}
+		return Grain{}, ShareInfo{}, err
 	}
 	var info ShareInfo
 	if gi, err := res.Info(); err == nil {
 		info, _ = readInfo(gi)
 	}
 	return res.Grain().AddRef(), info, nil
-}
-
-func remoteRestoreError(err error) error {
-	msg := err.Error()
-	switch {
-	case strings.Contains(msg, ErrUnknownToken.Error()):
-		return ErrUnknownToken
-	case strings.Contains(msg, ErrTooManyRestores.Error()):
-		return ErrTooManyRestores
-	}
-	return fmt.Errorf("friend's node: %w", err)
 }
 
 // RateLimiter is a token bucket per peer: each peer may make Burst calls
@@ -317,8 +395,14 @@ func (l *RateLimiter) Allow(peer string) bool {
 
 // SendUnfriend tells a friend's node this node ends the friendship.
 func SendUnfriend(ctx context.Context, gw Gateway) error {
-	fut, release := gw.Unfriend(ctx, nil)
+	fut, release := gw.Unfriend(ctx, func(p Gateway_unfriend_Params) error {
+		p.SetKinds(true)
+		return nil
+	})
 	defer release()
-	_, err := fut.Struct()
-	return err
+	res, err := fut.Struct()
+	if err != nil {
+		return callError(err)
+	}
+	return resultFailure(res.HasFailure(), res.Failure)
 }

@@ -14,27 +14,44 @@ $Go.import("erg/fed");
 # Gateway is the bootstrap capability a node gives each friend's node on
 # each connection. It is bound to the peer that connected, which libp2p has
 # authenticated; a token works only for the peer it was issued to.
+#
+# A caller that sets `kinds` in a call's parameters is told of a refusal in
+# the results' `failure` (see Failure) instead of by an exception; a call
+# without it (from an older node) fails with an exception, as it always
+# did. An older node ignores `kinds` and throws, so a caller reads an
+# exception as a failure of kind "internal" with the exception's reason.
+# These fields came last, at new ordinals: older and newer nodes
+# interoperate.
 interface Gateway {
   # restore turns a sturdy ref (the share token the owner's node sent this
   # friend) into a live grain capability for one user of the friend's node.
   # user is that user's name on the friend's node; the grain will see
   # "user@<friend's node name>", the name the owner's node knows the friend
   # by. Fails if the token is unknown, revoked, or held by another peer.
-  restore @0 (token :Data, user :Text) -> (grain :Grain, info :GrainInfo);
+  restore @0 (token :Data, user :Text, kinds :Bool) -> (grain :Grain, info :GrainInfo, failure :Failure);
 
   # offer delivers a share the calling node made for this node: the token
   # to restore it with later, what it is, the owner's name on the calling
   # node, and the user of this node it is for (empty: this node's owner).
-  offer @1 (token :Data, info :GrainInfo, owner :Text, user :Text) -> ();
+  offer @1 (token :Data, info :GrainInfo, owner :Text, user :Text, kinds :Bool) -> (failure :Failure);
 
   # withdraw tells this node that the calling node revoked a share it
   # offered, named by the SHA-256 of its token; restoring it fails from now
   # on anyway.
-  withdraw @2 (tokenHash :Data) -> ();
+  withdraw @2 (tokenHash :Data, kinds :Bool) -> (failure :Failure);
 
   # unfriend tells this node that the calling node's owner ended the
   # friendship: each forgets the other and what they shared.
-  unfriend @3 () -> ();
+  unfriend @3 (kinds :Bool) -> (failure :Failure);
+}
+
+# Failure is why a call was refused: kind is the wire name of an erg error
+# kind ("not_found", "forbidden", "too_many", ...; one the reader does not
+# know reads as "internal"), reason says why, for a person. A result
+# with a failure carries nothing else.
+struct Failure {
+  kind @0 :Text;
+  reason @1 :Text;
 }
 
 struct GrainInfo {
@@ -55,7 +72,10 @@ interface Grain {
   # The answer to a request without a body may come in the return instead,
   # when it is small and whole: one message where the responder takes
   # three. Then the responder is never called.
-  request @0 (head :RequestHead, response :Responder) -> (body :ByteStream, answer :Answer);
+  #
+  # With kinds set, a refused request (revoked, malformed) is answered with
+  # a failure, as Gateway's calls are.
+  request @0 (head :RequestHead, response :Responder, kinds :Bool) -> (body :ByteStream, answer :Answer, failure :Failure);
 }
 
 # Answer is a whole response: status, headers and body (at most 256 KiB).

@@ -28,7 +28,7 @@ func (c Gateway) Restore(ctx context.Context, params func(Gateway_restore_Params
 		},
 	}
 	if params != nil {
-		s.ArgsSize = capnp.ObjectSize{DataSize: 0, PointerCount: 2}
+		s.ArgsSize = capnp.ObjectSize{DataSize: 8, PointerCount: 2}
 		s.PlaceArgs = func(s capnp.Struct) error { return params(Gateway_restore_Params(s)) }
 	}
 
@@ -48,7 +48,7 @@ func (c Gateway) Offer(ctx context.Context, params func(Gateway_offer_Params) er
 		},
 	}
 	if params != nil {
-		s.ArgsSize = capnp.ObjectSize{DataSize: 0, PointerCount: 4}
+		s.ArgsSize = capnp.ObjectSize{DataSize: 8, PointerCount: 4}
 		s.PlaceArgs = func(s capnp.Struct) error { return params(Gateway_offer_Params(s)) }
 	}
 
@@ -68,7 +68,7 @@ func (c Gateway) Withdraw(ctx context.Context, params func(Gateway_withdraw_Para
 		},
 	}
 	if params != nil {
-		s.ArgsSize = capnp.ObjectSize{DataSize: 0, PointerCount: 1}
+		s.ArgsSize = capnp.ObjectSize{DataSize: 8, PointerCount: 1}
 		s.PlaceArgs = func(s capnp.Struct) error { return params(Gateway_withdraw_Params(s)) }
 	}
 
@@ -88,7 +88,7 @@ func (c Gateway) Unfriend(ctx context.Context, params func(Gateway_unfriend_Para
 		},
 	}
 	if params != nil {
-		s.ArgsSize = capnp.ObjectSize{DataSize: 0, PointerCount: 0}
+		s.ArgsSize = capnp.ObjectSize{DataSize: 8, PointerCount: 0}
 		s.PlaceArgs = func(s capnp.Struct) error { return params(Gateway_unfriend_Params(s)) }
 	}
 
@@ -262,7 +262,7 @@ func (c Gateway_restore) Args() Gateway_restore_Params {
 
 // AllocResults allocates the results struct.
 func (c Gateway_restore) AllocResults() (Gateway_restore_Results, error) {
-	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 0, PointerCount: 2})
+	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 0, PointerCount: 3})
 	return Gateway_restore_Results(r), err
 }
 
@@ -279,7 +279,7 @@ func (c Gateway_offer) Args() Gateway_offer_Params {
 
 // AllocResults allocates the results struct.
 func (c Gateway_offer) AllocResults() (Gateway_offer_Results, error) {
-	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 0, PointerCount: 1})
 	return Gateway_offer_Results(r), err
 }
 
@@ -296,7 +296,7 @@ func (c Gateway_withdraw) Args() Gateway_withdraw_Params {
 
 // AllocResults allocates the results struct.
 func (c Gateway_withdraw) AllocResults() (Gateway_withdraw_Results, error) {
-	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 0, PointerCount: 1})
 	return Gateway_withdraw_Results(r), err
 }
 
@@ -313,7 +313,7 @@ func (c Gateway_unfriend) Args() Gateway_unfriend_Params {
 
 // AllocResults allocates the results struct.
 func (c Gateway_unfriend) AllocResults() (Gateway_unfriend_Results, error) {
-	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 0, PointerCount: 1})
 	return Gateway_unfriend_Results(r), err
 }
 
@@ -332,12 +332,12 @@ type Gateway_restore_Params capnp.Struct
 const Gateway_restore_Params_TypeID = 0x9a22fad7d40401c9
 
 func NewGateway_restore_Params(s *capnp.Segment) (Gateway_restore_Params, error) {
-	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 2})
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 8, PointerCount: 2})
 	return Gateway_restore_Params(st), err
 }
 
 func NewRootGateway_restore_Params(s *capnp.Segment) (Gateway_restore_Params, error) {
-	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 2})
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 8, PointerCount: 2})
 	return Gateway_restore_Params(st), err
 }
 
@@ -404,12 +404,20 @@ func (s Gateway_restore_Params) SetUser(v string) error {
 	return capnp.Struct(s).SetText(1, v)
 }
 
+func (s Gateway_restore_Params) Kinds() bool {
+	return capnp.Struct(s).Bit(0)
+}
+
+func (s Gateway_restore_Params) SetKinds(v bool) {
+	capnp.Struct(s).SetBit(0, v)
+}
+
 // Gateway_restore_Params_List is a list of Gateway_restore_Params.
 type Gateway_restore_Params_List = capnp.StructList[Gateway_restore_Params]
 
 // NewGateway_restore_Params creates a new list of Gateway_restore_Params.
 func NewGateway_restore_Params_List(s *capnp.Segment, sz int32) (Gateway_restore_Params_List, error) {
-	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 2}, sz)
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 8, PointerCount: 2}, sz)
 	return capnp.StructList[Gateway_restore_Params](l), err
 }
 
@@ -427,12 +435,12 @@ type Gateway_restore_Results capnp.Struct
 const Gateway_restore_Results_TypeID = 0xaf647c989e4268f9
 
 func NewGateway_restore_Results(s *capnp.Segment) (Gateway_restore_Results, error) {
-	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 2})
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 3})
 	return Gateway_restore_Results(st), err
 }
 
 func NewRootGateway_restore_Results(s *capnp.Segment) (Gateway_restore_Results, error) {
-	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 2})
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 3})
 	return Gateway_restore_Results(st), err
 }
 
@@ -510,12 +518,36 @@ func (s Gateway_restore_Results) NewInfo() (GrainInfo, error) {
 	return ss, err
 }
 
+func (s Gateway_restore_Results) Failure() (Failure, error) {
+	p, err := capnp.Struct(s).Ptr(2)
+	return Failure(p.Struct()), err
+}
+
+func (s Gateway_restore_Results) HasFailure() bool {
+	return capnp.Struct(s).HasPtr(2)
+}
+
+func (s Gateway_restore_Results) SetFailure(v Failure) error {
+	return capnp.Struct(s).SetPtr(2, capnp.Struct(v).ToPtr())
+}
+
+// NewFailure sets the failure field to a newly
+// allocated Failure struct, preferring placement in s's segment.
+func (s Gateway_restore_Results) NewFailure() (Failure, error) {
+	ss, err := NewFailure(capnp.Struct(s).Segment())
+	if err != nil {
+		return Failure{}, err
+	}
+	err = capnp.Struct(s).SetPtr(2, capnp.Struct(ss).ToPtr())
+	return ss, err
+}
+
 // Gateway_restore_Results_List is a list of Gateway_restore_Results.
 type Gateway_restore_Results_List = capnp.StructList[Gateway_restore_Results]
 
 // NewGateway_restore_Results creates a new list of Gateway_restore_Results.
 func NewGateway_restore_Results_List(s *capnp.Segment, sz int32) (Gateway_restore_Results_List, error) {
-	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 2}, sz)
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 3}, sz)
 	return capnp.StructList[Gateway_restore_Results](l), err
 }
 
@@ -533,6 +565,9 @@ func (p Gateway_restore_Results_Future) Grain() Grain {
 func (p Gateway_restore_Results_Future) Info() GrainInfo_Future {
 	return GrainInfo_Future{Future: p.Future.Field(1, nil)}
 }
+func (p Gateway_restore_Results_Future) Failure() Failure_Future {
+	return Failure_Future{Future: p.Future.Field(2, nil)}
+}
 
 type Gateway_offer_Params capnp.Struct
 
@@ -540,12 +575,12 @@ type Gateway_offer_Params capnp.Struct
 const Gateway_offer_Params_TypeID = 0x8b7c751be45fec67
 
 func NewGateway_offer_Params(s *capnp.Segment) (Gateway_offer_Params, error) {
-	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 4})
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 8, PointerCount: 4})
 	return Gateway_offer_Params(st), err
 }
 
 func NewRootGateway_offer_Params(s *capnp.Segment) (Gateway_offer_Params, error) {
-	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 4})
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 8, PointerCount: 4})
 	return Gateway_offer_Params(st), err
 }
 
@@ -654,12 +689,20 @@ func (s Gateway_offer_Params) SetUser(v string) error {
 	return capnp.Struct(s).SetText(3, v)
 }
 
+func (s Gateway_offer_Params) Kinds() bool {
+	return capnp.Struct(s).Bit(0)
+}
+
+func (s Gateway_offer_Params) SetKinds(v bool) {
+	capnp.Struct(s).SetBit(0, v)
+}
+
 // Gateway_offer_Params_List is a list of Gateway_offer_Params.
 type Gateway_offer_Params_List = capnp.StructList[Gateway_offer_Params]
 
 // NewGateway_offer_Params creates a new list of Gateway_offer_Params.
 func NewGateway_offer_Params_List(s *capnp.Segment, sz int32) (Gateway_offer_Params_List, error) {
-	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 4}, sz)
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 8, PointerCount: 4}, sz)
 	return capnp.StructList[Gateway_offer_Params](l), err
 }
 
@@ -680,12 +723,12 @@ type Gateway_offer_Results capnp.Struct
 const Gateway_offer_Results_TypeID = 0xf4d8faaf665c43ee
 
 func NewGateway_offer_Results(s *capnp.Segment) (Gateway_offer_Results, error) {
-	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1})
 	return Gateway_offer_Results(st), err
 }
 
 func NewRootGateway_offer_Results(s *capnp.Segment) (Gateway_offer_Results, error) {
-	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1})
 	return Gateway_offer_Results(st), err
 }
 
@@ -721,13 +764,36 @@ func (s Gateway_offer_Results) Message() *capnp.Message {
 func (s Gateway_offer_Results) Segment() *capnp.Segment {
 	return capnp.Struct(s).Segment()
 }
+func (s Gateway_offer_Results) Failure() (Failure, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return Failure(p.Struct()), err
+}
+
+func (s Gateway_offer_Results) HasFailure() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s Gateway_offer_Results) SetFailure(v Failure) error {
+	return capnp.Struct(s).SetPtr(0, capnp.Struct(v).ToPtr())
+}
+
+// NewFailure sets the failure field to a newly
+// allocated Failure struct, preferring placement in s's segment.
+func (s Gateway_offer_Results) NewFailure() (Failure, error) {
+	ss, err := NewFailure(capnp.Struct(s).Segment())
+	if err != nil {
+		return Failure{}, err
+	}
+	err = capnp.Struct(s).SetPtr(0, capnp.Struct(ss).ToPtr())
+	return ss, err
+}
 
 // Gateway_offer_Results_List is a list of Gateway_offer_Results.
 type Gateway_offer_Results_List = capnp.StructList[Gateway_offer_Results]
 
 // NewGateway_offer_Results creates a new list of Gateway_offer_Results.
 func NewGateway_offer_Results_List(s *capnp.Segment, sz int32) (Gateway_offer_Results_List, error) {
-	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0}, sz)
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1}, sz)
 	return capnp.StructList[Gateway_offer_Results](l), err
 }
 
@@ -738,6 +804,9 @@ func (f Gateway_offer_Results_Future) Struct() (Gateway_offer_Results, error) {
 	p, err := f.Future.Ptr()
 	return Gateway_offer_Results(p.Struct()), err
 }
+func (p Gateway_offer_Results_Future) Failure() Failure_Future {
+	return Failure_Future{Future: p.Future.Field(0, nil)}
+}
 
 type Gateway_withdraw_Params capnp.Struct
 
@@ -745,12 +814,12 @@ type Gateway_withdraw_Params capnp.Struct
 const Gateway_withdraw_Params_TypeID = 0xd457fc34bb296555
 
 func NewGateway_withdraw_Params(s *capnp.Segment) (Gateway_withdraw_Params, error) {
-	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1})
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 8, PointerCount: 1})
 	return Gateway_withdraw_Params(st), err
 }
 
 func NewRootGateway_withdraw_Params(s *capnp.Segment) (Gateway_withdraw_Params, error) {
-	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1})
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 8, PointerCount: 1})
 	return Gateway_withdraw_Params(st), err
 }
 
@@ -799,12 +868,20 @@ func (s Gateway_withdraw_Params) SetTokenHash(v []byte) error {
 	return capnp.Struct(s).SetData(0, v)
 }
 
+func (s Gateway_withdraw_Params) Kinds() bool {
+	return capnp.Struct(s).Bit(0)
+}
+
+func (s Gateway_withdraw_Params) SetKinds(v bool) {
+	capnp.Struct(s).SetBit(0, v)
+}
+
 // Gateway_withdraw_Params_List is a list of Gateway_withdraw_Params.
 type Gateway_withdraw_Params_List = capnp.StructList[Gateway_withdraw_Params]
 
 // NewGateway_withdraw_Params creates a new list of Gateway_withdraw_Params.
 func NewGateway_withdraw_Params_List(s *capnp.Segment, sz int32) (Gateway_withdraw_Params_List, error) {
-	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1}, sz)
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 8, PointerCount: 1}, sz)
 	return capnp.StructList[Gateway_withdraw_Params](l), err
 }
 
@@ -822,12 +899,12 @@ type Gateway_withdraw_Results capnp.Struct
 const Gateway_withdraw_Results_TypeID = 0xffa1a3c2f4dcbce8
 
 func NewGateway_withdraw_Results(s *capnp.Segment) (Gateway_withdraw_Results, error) {
-	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1})
 	return Gateway_withdraw_Results(st), err
 }
 
 func NewRootGateway_withdraw_Results(s *capnp.Segment) (Gateway_withdraw_Results, error) {
-	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1})
 	return Gateway_withdraw_Results(st), err
 }
 
@@ -863,13 +940,36 @@ func (s Gateway_withdraw_Results) Message() *capnp.Message {
 func (s Gateway_withdraw_Results) Segment() *capnp.Segment {
 	return capnp.Struct(s).Segment()
 }
+func (s Gateway_withdraw_Results) Failure() (Failure, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return Failure(p.Struct()), err
+}
+
+func (s Gateway_withdraw_Results) HasFailure() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s Gateway_withdraw_Results) SetFailure(v Failure) error {
+	return capnp.Struct(s).SetPtr(0, capnp.Struct(v).ToPtr())
+}
+
+// NewFailure sets the failure field to a newly
+// allocated Failure struct, preferring placement in s's segment.
+func (s Gateway_withdraw_Results) NewFailure() (Failure, error) {
+	ss, err := NewFailure(capnp.Struct(s).Segment())
+	if err != nil {
+		return Failure{}, err
+	}
+	err = capnp.Struct(s).SetPtr(0, capnp.Struct(ss).ToPtr())
+	return ss, err
+}
 
 // Gateway_withdraw_Results_List is a list of Gateway_withdraw_Results.
 type Gateway_withdraw_Results_List = capnp.StructList[Gateway_withdraw_Results]
 
 // NewGateway_withdraw_Results creates a new list of Gateway_withdraw_Results.
 func NewGateway_withdraw_Results_List(s *capnp.Segment, sz int32) (Gateway_withdraw_Results_List, error) {
-	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0}, sz)
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1}, sz)
 	return capnp.StructList[Gateway_withdraw_Results](l), err
 }
 
@@ -880,6 +980,9 @@ func (f Gateway_withdraw_Results_Future) Struct() (Gateway_withdraw_Results, err
 	p, err := f.Future.Ptr()
 	return Gateway_withdraw_Results(p.Struct()), err
 }
+func (p Gateway_withdraw_Results_Future) Failure() Failure_Future {
+	return Failure_Future{Future: p.Future.Field(0, nil)}
+}
 
 type Gateway_unfriend_Params capnp.Struct
 
@@ -887,12 +990,12 @@ type Gateway_unfriend_Params capnp.Struct
 const Gateway_unfriend_Params_TypeID = 0xe6d1e9297e23e62f
 
 func NewGateway_unfriend_Params(s *capnp.Segment) (Gateway_unfriend_Params, error) {
-	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 8, PointerCount: 0})
 	return Gateway_unfriend_Params(st), err
 }
 
 func NewRootGateway_unfriend_Params(s *capnp.Segment) (Gateway_unfriend_Params, error) {
-	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 8, PointerCount: 0})
 	return Gateway_unfriend_Params(st), err
 }
 
@@ -928,13 +1031,20 @@ func (s Gateway_unfriend_Params) Message() *capnp.Message {
 func (s Gateway_unfriend_Params) Segment() *capnp.Segment {
 	return capnp.Struct(s).Segment()
 }
+func (s Gateway_unfriend_Params) Kinds() bool {
+	return capnp.Struct(s).Bit(0)
+}
+
+func (s Gateway_unfriend_Params) SetKinds(v bool) {
+	capnp.Struct(s).SetBit(0, v)
+}
 
 // Gateway_unfriend_Params_List is a list of Gateway_unfriend_Params.
 type Gateway_unfriend_Params_List = capnp.StructList[Gateway_unfriend_Params]
 
 // NewGateway_unfriend_Params creates a new list of Gateway_unfriend_Params.
 func NewGateway_unfriend_Params_List(s *capnp.Segment, sz int32) (Gateway_unfriend_Params_List, error) {
-	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0}, sz)
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 8, PointerCount: 0}, sz)
 	return capnp.StructList[Gateway_unfriend_Params](l), err
 }
 
@@ -952,12 +1062,12 @@ type Gateway_unfriend_Results capnp.Struct
 const Gateway_unfriend_Results_TypeID = 0xf707736714d4b69e
 
 func NewGateway_unfriend_Results(s *capnp.Segment) (Gateway_unfriend_Results, error) {
-	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1})
 	return Gateway_unfriend_Results(st), err
 }
 
 func NewRootGateway_unfriend_Results(s *capnp.Segment) (Gateway_unfriend_Results, error) {
-	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0})
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1})
 	return Gateway_unfriend_Results(st), err
 }
 
@@ -993,13 +1103,36 @@ func (s Gateway_unfriend_Results) Message() *capnp.Message {
 func (s Gateway_unfriend_Results) Segment() *capnp.Segment {
 	return capnp.Struct(s).Segment()
 }
+func (s Gateway_unfriend_Results) Failure() (Failure, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return Failure(p.Struct()), err
+}
+
+func (s Gateway_unfriend_Results) HasFailure() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s Gateway_unfriend_Results) SetFailure(v Failure) error {
+	return capnp.Struct(s).SetPtr(0, capnp.Struct(v).ToPtr())
+}
+
+// NewFailure sets the failure field to a newly
+// allocated Failure struct, preferring placement in s's segment.
+func (s Gateway_unfriend_Results) NewFailure() (Failure, error) {
+	ss, err := NewFailure(capnp.Struct(s).Segment())
+	if err != nil {
+		return Failure{}, err
+	}
+	err = capnp.Struct(s).SetPtr(0, capnp.Struct(ss).ToPtr())
+	return ss, err
+}
 
 // Gateway_unfriend_Results_List is a list of Gateway_unfriend_Results.
 type Gateway_unfriend_Results_List = capnp.StructList[Gateway_unfriend_Results]
 
 // NewGateway_unfriend_Results creates a new list of Gateway_unfriend_Results.
 func NewGateway_unfriend_Results_List(s *capnp.Segment, sz int32) (Gateway_unfriend_Results_List, error) {
-	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 0}, sz)
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 1}, sz)
 	return capnp.StructList[Gateway_unfriend_Results](l), err
 }
 
@@ -1009,6 +1142,109 @@ type Gateway_unfriend_Results_Future struct{ *capnp.Future }
 func (f Gateway_unfriend_Results_Future) Struct() (Gateway_unfriend_Results, error) {
 	p, err := f.Future.Ptr()
 	return Gateway_unfriend_Results(p.Struct()), err
+}
+func (p Gateway_unfriend_Results_Future) Failure() Failure_Future {
+	return Failure_Future{Future: p.Future.Field(0, nil)}
+}
+
+type Failure capnp.Struct
+
+// Failure_TypeID is the unique identifier for the type Failure.
+const Failure_TypeID = 0xe5178986e32b1c05
+
+func NewFailure(s *capnp.Segment) (Failure, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 2})
+	return Failure(st), err
+}
+
+func NewRootFailure(s *capnp.Segment) (Failure, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 2})
+	return Failure(st), err
+}
+
+func ReadRootFailure(msg *capnp.Message) (Failure, error) {
+	root, err := msg.Root()
+	return Failure(root.Struct()), err
+}
+
+func (s Failure) String() string {
+	str, _ := text.Marshal(0xe5178986e32b1c05, capnp.Struct(s))
+	return str
+}
+
+func (s Failure) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Failure) DecodeFromPtr(p capnp.Ptr) Failure {
+	return Failure(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Failure) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Failure) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Failure) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Failure) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s Failure) Kind() (string, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return p.Text(), err
+}
+
+func (s Failure) HasKind() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s Failure) KindBytes() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return p.TextBytes(), err
+}
+
+func (s Failure) SetKind(v string) error {
+	return capnp.Struct(s).SetText(0, v)
+}
+
+func (s Failure) Reason() (string, error) {
+	p, err := capnp.Struct(s).Ptr(1)
+	return p.Text(), err
+}
+
+func (s Failure) HasReason() bool {
+	return capnp.Struct(s).HasPtr(1)
+}
+
+func (s Failure) ReasonBytes() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(1)
+	return p.TextBytes(), err
+}
+
+func (s Failure) SetReason(v string) error {
+	return capnp.Struct(s).SetText(1, v)
+}
+
+// Failure_List is a list of Failure.
+type Failure_List = capnp.StructList[Failure]
+
+// NewFailure creates a new list of Failure.
+func NewFailure_List(s *capnp.Segment, sz int32) (Failure_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 2}, sz)
+	return capnp.StructList[Failure](l), err
+}
+
+// Failure_Future is a wrapper for a Failure promised by a client call.
+type Failure_Future struct{ *capnp.Future }
+
+func (f Failure_Future) Struct() (Failure, error) {
+	p, err := f.Future.Ptr()
+	return Failure(p.Struct()), err
 }
 
 type GrainInfo capnp.Struct
@@ -1169,7 +1405,7 @@ func (c Grain) Request(ctx context.Context, params func(Grain_request_Params) er
 		},
 	}
 	if params != nil {
-		s.ArgsSize = capnp.ObjectSize{DataSize: 0, PointerCount: 2}
+		s.ArgsSize = capnp.ObjectSize{DataSize: 8, PointerCount: 2}
 		s.PlaceArgs = func(s capnp.Struct) error { return params(Grain_request_Params(s)) }
 	}
 
@@ -1301,7 +1537,7 @@ func (c Grain_request) Args() Grain_request_Params {
 
 // AllocResults allocates the results struct.
 func (c Grain_request) AllocResults() (Grain_request_Results, error) {
-	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 0, PointerCount: 2})
+	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 0, PointerCount: 3})
 	return Grain_request_Results(r), err
 }
 
@@ -1320,12 +1556,12 @@ type Grain_request_Params capnp.Struct
 const Grain_request_Params_TypeID = 0xe4fc901c389b6105
 
 func NewGrain_request_Params(s *capnp.Segment) (Grain_request_Params, error) {
-	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 2})
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 8, PointerCount: 2})
 	return Grain_request_Params(st), err
 }
 
 func NewRootGrain_request_Params(s *capnp.Segment) (Grain_request_Params, error) {
-	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 2})
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 8, PointerCount: 2})
 	return Grain_request_Params(st), err
 }
 
@@ -1403,12 +1639,20 @@ func (s Grain_request_Params) SetResponse(v Responder) error {
 	return capnp.Struct(s).SetPtr(1, in.ToPtr())
 }
 
+func (s Grain_request_Params) Kinds() bool {
+	return capnp.Struct(s).Bit(0)
+}
+
+func (s Grain_request_Params) SetKinds(v bool) {
+	capnp.Struct(s).SetBit(0, v)
+}
+
 // Grain_request_Params_List is a list of Grain_request_Params.
 type Grain_request_Params_List = capnp.StructList[Grain_request_Params]
 
 // NewGrain_request_Params creates a new list of Grain_request_Params.
 func NewGrain_request_Params_List(s *capnp.Segment, sz int32) (Grain_request_Params_List, error) {
-	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 2}, sz)
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 8, PointerCount: 2}, sz)
 	return capnp.StructList[Grain_request_Params](l), err
 }
 
@@ -1432,12 +1676,12 @@ type Grain_request_Results capnp.Struct
 const Grain_request_Results_TypeID = 0xc97d11c04d245464
 
 func NewGrain_request_Results(s *capnp.Segment) (Grain_request_Results, error) {
-	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 2})
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 3})
 	return Grain_request_Results(st), err
 }
 
 func NewRootGrain_request_Results(s *capnp.Segment) (Grain_request_Results, error) {
-	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 2})
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 3})
 	return Grain_request_Results(st), err
 }
 
@@ -1515,12 +1759,36 @@ func (s Grain_request_Results) NewAnswer() (Answer, error) {
 	return ss, err
 }
 
+func (s Grain_request_Results) Failure() (Failure, error) {
+	p, err := capnp.Struct(s).Ptr(2)
+	return Failure(p.Struct()), err
+}
+
+func (s Grain_request_Results) HasFailure() bool {
+	return capnp.Struct(s).HasPtr(2)
+}
+
+func (s Grain_request_Results) SetFailure(v Failure) error {
+	return capnp.Struct(s).SetPtr(2, capnp.Struct(v).ToPtr())
+}
+
+// NewFailure sets the failure field to a newly
+// allocated Failure struct, preferring placement in s's segment.
+func (s Grain_request_Results) NewFailure() (Failure, error) {
+	ss, err := NewFailure(capnp.Struct(s).Segment())
+	if err != nil {
+		return Failure{}, err
+	}
+	err = capnp.Struct(s).SetPtr(2, capnp.Struct(ss).ToPtr())
+	return ss, err
+}
+
 // Grain_request_Results_List is a list of Grain_request_Results.
 type Grain_request_Results_List = capnp.StructList[Grain_request_Results]
 
 // NewGrain_request_Results creates a new list of Grain_request_Results.
 func NewGrain_request_Results_List(s *capnp.Segment, sz int32) (Grain_request_Results_List, error) {
-	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 2}, sz)
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 3}, sz)
 	return capnp.StructList[Grain_request_Results](l), err
 }
 
@@ -1537,6 +1805,9 @@ func (p Grain_request_Results_Future) Body() ByteStream {
 
 func (p Grain_request_Results_Future) Answer() Answer_Future {
 	return Answer_Future{Future: p.Future.Field(1, nil)}
+}
+func (p Grain_request_Results_Future) Failure() Failure_Future {
+	return Failure_Future{Future: p.Future.Field(2, nil)}
 }
 
 type Answer capnp.Struct
@@ -2674,100 +2945,112 @@ func (f ByteStream_close_Results_Future) Struct() (ByteStream_close_Results, err
 	return ByteStream_close_Results(p.Struct()), err
 }
 
-const schema_b6a4bcab707b51ca = "x\xda\xa4WohTW\x16?\xe7\xbd\x99y\x93q" +
-	"b\xe6\xe6EWw\x17g\xc9f\x97Mv\x8d\x9a\xf8" +
-	"\xc1\xcd\"\x99\xcc*\x1a\xd1\xdd\\]\xd9\x95\x8d\xe8\xd3" +
-	"\xb9\xc9L;\xf3f|\xef\x8d\xd3`\xd2\xd8\xa2Th" +
-	"-Z\x10kZ\x85j\xa5\xd8R\xd2X*\xb4ZP" +
-	"iA\x05)\x82\xc5Z\xec\xa7\x8a\xb6Pm-\xda\x18" +
-	"\xb1\xbcr\xdf\x9b\xf7\xc7dLZ\xfam^\xee\xb9\xe7" +
-	"\xfc\xce\xf9\x9d\xf3;7\xf3\x17\x04\x12\x81\x05\xd5\xc3\x11" +
-	"\x10h\x7f0d66\xd6\x8d\x0cw\x04w\x00\x99\x89" +
-	"\x00A\x94\x00Z\x17\x07\xeb\x11P^\x1al\x074{" +
-	"\xbf\xd9p\xfdw\xc5\xfe\xe7\x81\xd4q\x83\x007`\xc1" +
-	"\x087\xc8\x05o\x02\x9a\xe71p\xf9\xca\x83\xfa\xa1\xb2" +
-	"\x81\xc0\x0d:B\xbf\xe5\x06\x9d\xa1\x12\xa09\xb2\xf8\xd5" +
-	"\xef\xaf\xfe\xb5\xf30\x90\xdf \x80\xe5\xe0h\xa8\x09!" +
-	"`\x8e\xa5\x93\x87^\xeeO\x0d\xfb\xaf\xee\x0eY\xc1\xf7" +
-	"YWgU\xb7\xd6\x8el\x1d=\x0e4\x8ah^\xa0" +
-	"\xdb\x0ao\x9dz\xfd\x84m)\xdf\x09\x0d\xc9c!\xfe" +
-	"\xeb^h\x18\xd0L\x0f\x7f~{\xd48\xf4\xae\x1d\xc7" +
-	"N\xe5\xa0dy;*\xf1T\xde\x981c\xfe\xd5h" +
-	"\xe2=\xbf\xc1\xc7\xb6\xc1E\xcb\xe0\xcd9\xda\xb7\xdb\xd6" +
-	"_<\x03$*z\xd1\x00\xe5[\xd2q\xf9\x9ed\x05" +
-	"\x95\x96\xc9\xb3\xc3\x12\x80y\xee\xda\x8b[\xd7\xfd\xe3\xca" +
-	"9 \xd1\x09\xd00<$Wq+9\x18\xe6y\xa4" +
-	"\xfe\xd3\xb0\xea4\x198\x0f\xa4\xd6MT\x09\xd7\xf2\xc8" +
-	"\x19\xcb`-k<\xb9\xf0\xe1\x7f/\x97+aC\x0b" +
-	"\xdb\xd0\xc2\x1c\xdal\xf3v\xf5\xca\x1f\x9f\xfdr\x02\xb4" +
-	";\xe1\xc3\xf2\x18\x0f\xd5z/,\xa1|\xb0\x8ac\x0b" +
-	"*\xaf,\xfa\xfd\x9e\x87\xd7\xfd\xf1vVY\xa4\xed\xae" +
-	"\xe2\xf1\xe6\xdd\xf8\xe3\xd3\x8d__\xbaa\xc7\xb38\xb9" +
-	"UU\xcf9I\xdf_\xfb\xff\xfe\x17J\xdf\x01\x9d\x89" +
-	"\xee\xddO\xab,>\xbf\xa8\xe2\x84\xdf\xfegw\xcf\xf0" +
-	"\x83\xcf\xee\xfa\xee\x9e\x89\xd4\xf2\xbb\x87N\\\xae\xeb\xd5" +
-	"\xa5Q\xdf\xc9\xb1\x88\xc5tq\xc9\xb9\xfa9\xf3\x1e\x8c" +
-	"N\x80\xbf7\xf2\x92| \xc2+\xb5/\xb2L\xfe\x90" +
-	"\xff2\xe7\xbc\xf3\xe7\x9b\x7f\xb8\xf0\xd1\xfdq\x95\xe5\xfe" +
-	"\xe4\xa3\x91\xe3\xf2\xdb\x96\xfd\xb1\x08\x07\xb3\xeb\xc8\xc15" +
-	"\xdd\xfb?\xb9?\xbeCDn\xb2w\xdaY\xf9\xc04" +
-	"\xcb\xf94n\xbc\xe7\x89\xda\x1fN\xfe{\xff\xd8\x04\x14" +
-	"\x03\xd1\x0f\xe4\x9dQn\xf8L\xf49\xf9\x12\xffe~" +
-	"u\xea\xda\xdd\xb3G^3}\xc9\xbc\x1fmB\xe86" +
-	"{5%\xa36oV\xc4\x82Zh[\xcd\xf4B^" +
-	"M1\xadY7\x14\xcdhX\xcd\xf4\xa2\x945t\x1a" +
-	"\x10\x03\x00\x01\x04 \xd5M\x004,\"\xad\x13\xb0f" +
-	"S>\xd5\x87\xc4\x83\x02\x88\x84\x8f\x99\xdf\xe72\xc5`" +
-	"%\xa5\xaf9\xdf\xd3\xc3\xb4\x86.ESr:\x00\x8d" +
-	"\xb9\x1e\x95\x16\x00\xda-\"M\x0bH\x10\xeb8S\x84" +
-	"\xf10\x1bE\xa4Y\x01\x89 \xd4\xa1\x00@2\xdc2" +
-	"%\"-\x08HD\xb1\x0eE\x00\x92\xe3\x96i\x11\xa9" +
-	"!`\xdc\xc8?\xc9T\xac\x06\x01\xab\x01k2jO" +
-	"\x1ec\x1e\x05\x80\x18\x03\x8c\xe7K*\xd30\x0a\x02F" +
-	"\x01k\x8a\xba\xf7Q\x19\xb9\xc6t#\xaf1\x0b\xbb\x98" +
-	"\xd3i\xd8\x85\xde\xc8\x015\x88H\xe7\xfb\xa0\xcf\xe5\x80" +
-	"\xfe\"\"]8\x01\xd0\xe3c%\xfb\x0c\xb6\xc6\xd0\x98" +
-	"\x92k\xde\x9c\xcd\xeb\x8c\x97\xbe\xa6\x985\xf4\xc9!\xb9" +
-	"\x04\xfd\x12L\x96G$^\x1f\xdb\xb4=\xa6\\.\x00" +
-	"\xe4\x00:T\xbd$2\xad\x0b\x91F\xdd\x90K\xdb\x00" +
-	"hBD\xbaR@'bg\x12\x80.\x11\x91n\xe4" +
-	"\x04\xa2M\xe0z\x0e\xe3\x7f\"\xd2\x94\x80\xed\xba\xa1\x18" +
-	"E\x1d%\x10P\x02\x1cL3%\xc54\x1d\xa7\x03v" +
-	"\x89\x881O\x93\x00\xf9\x1f\xedf+Wr\x8a\xe2u" +
-	")\x9a\xa4\xe4\x1ei\xdb\x16\xafm\xe3L\xd3\xf2S\xf3" +
-	"P\xd22FEW\xfe\x09H)\x862\x01\x14:\xb3" +
-	"\x14\xb7\x86\x89\x17+ \x06\x01\\=BgS\x11\xd2" +
-	"\x02\x02\x09Jqk\xde\x12\xd8\x85\xe3\xbc,gJ\xaa" +
-	"\\o\x1f\xc5M\x95(n\xf1(\xaeQ\x95\x1cs\x12" +
-	"\x8coU\xb2E\xf6\x98\x16\xb7>4\xb6\xa5\xc8t{" +
-	"\xdc\xb3\x06\xeaS\x86j\xf3\x85\xaa\xac\x01\xed\x8a\xaa\x97" +
-	"\x98\x861o\xed\x8dk\xa7G\xfa\xb9\x941\xd2)M" +
-	")U*\xf7j\x00\x1a\x15\x91\xce\x12\xd0\xb4\xc6i\xb9" +
-	"\xa2\x03\xa6+W\x9d;\x94JJ\x1f/X\xcc\xaa\xb9" +
-	"\xb3\xd2\xd1Y\xd0dK\x12\x04\xc2$\xf4\xde\x03\xe8\xac" +
-	"\x01\xb2\x8e\xf3\xb1JB\xc1\xddb\xe8h'\xe9X\x01" +
-	"\x02\xf9\xbb\x84\xa2\xbbq\xd0Y\x12d.?\xfb\x934" +
-	"X\x1e\xcc\x04\xc6-\xbdK\xa0\xe9\xa4\x06\x00\x094\x8b" +
-	"j\x8f\x96aj\xca\xfa\xf2\xb3]\x81\x0eW+\xa7\xa2" +
-	"c\x05\x00\xfd\x9b\x88t\x91\x805|\x8c0\xe6\xad\x92" +
-	"r\xd55K\xd9u\x06\x00H\xbc\xb7\xc1d\x82\xed@" +
-	"u8\x99|U8\xe2\xe8\xd3\xf56O\xd7]YO" +
-	"\x96e\xbd\xdf\xa7\x0a}<)CD\xba\x9d\xcbz\xcc" +
-	"\x96\xf5\x81z\x00\xfa\x94\x88t\xc7\xaf\x94\x0a\x89\xa9)" +
-	"D\x10\x10'\xdfLN\xf3OQ\x8c\x09\xba\x8c\x0eq" +
-	"\xa8z\x83\xee\xbcY\xd0y,\x11\x92\xb4\x06}\xb0L" +
-	"n\x85Q\xe7>\xe2j\xa7\xda\x93\xb7\x9bw\xf2\xfd\x98" +
-	"\xac\xb4\x1f\x9b*\xed\xc7M\x004+\"\xdd\xc5\xd7Q" +
-	"\xc6\xc8\xbaR0\xa8\x14\x0a\xff\xf2\x09E\x8d\x96\xf7\x0e" +
-	"\xcd\x02\xd3r\x19]\xcf\x80\x94W\xddR\xf3\xc3\xe9\xbe" +
-	":\x0av+X)q\xa9\x82q\xd0\xdb~\xf6jO" +
-	"\x96\xa1o\x17\x10\xcb\xc8\x074\x00\xdao#o\xcf1" +
-	"#\x9dO\xb9P\x0b\x8a\x91v\xf3\x98\xaa\x1f\xcc\xcdy" +
-	"\xd5`\xaa\xb1\x12\xe2L\xed5\xd2\x18\x04\x01\x83\xe3\xa5" +
-	"\x83K\x7f\xbb\xad\xfd\xb6\xdcr\"\x9dg6\xaa#\xa7" +
-	"K\xadC\x1b\x0e\x90\x05-\xd6\xa4\xa3\xf7FG\xe7\x9f" +
-	"\x022\x9b\x9fUKqku$0nm\xa3Js" +
-	">^\xf6\x9c\xae\xfa)\x00\x00\xff\xff{tS\xa1"
+const schema_b6a4bcab707b51ca = "x\xda\xa4Wol\x1cW\x11\x9f\xd9\xbd\xcb\x9e\xed;" +
+	"\xdf=\xef\xb5\xa5Pr\xc8\xb8\x08\xbb\xd4\x8d\xed\"5" +
+	"F\xc8\xe7\xa3\xc1qe\x83_\xda\x8aZ$j\xb7\xb9" +
+	"g\xdf\xd1\xbb\xbd\xf3\xee^\x0e\xab6vQ\x0c\x89(" +
+	"( \xa4R\x03\x91HA\x08\x102\x0e\xa2\x1fh?" +
+	"\x94\x8a\x0fi\xa5\x0aUJU\x82\xca\x87\xa8MK$" +
+	"\x14\x10jq\x1c5Z4\xbb\xb7\x7fb\x9f\xed$|" +
+	"{\xe77\x9e\xf9\xcd\xfcf\xe6\xf7v\xcfz$\x1b\xe9" +
+	"K(m \xf1\xc5\xe8.\xbb\xbb;\xbd\xba2\x1c=" +
+	"\x0a\xecV\x04\x88\xa2\x020P\x8cv\"\xa0:\x13\x1d" +
+	"\x02\xb4\xa7\xff\xf9\xe8;\x1f\xab\xcd}\x07x\x1a\xc9\"" +
+	"B\x16\xdf\x8f\xb6\"\xe0\xc0\xb3\xd1\x0c\x02\xda\xaf`\xe4" +
+	"\xec\x9bW:\x97=\x13\x89L~\xb5\xeb\xa3\xe4du" +
+	"\xd7\x0a\xa0\xbd\xfa\xf9\x9f\xfc\xe7\xdc]\xa3\xa7\x80\xdd\x86" +
+	"\x00\x8e\x8bQ\xa5\x07!b\xaf\x17r'\x7f4\x97_" +
+	"\x01\x96\xa6\x7f\x95\xe9\xaaOq\xe2\xefU\xe8_?\x92" +
+	"\x18\xe8X=\xb2v\x1ax\x1c\xd1~\x95?Y\xfd\xcd" +
+	"\x8b?\x7f\xde\x0d\xa2\xbe\xae,\xab\xe7\x14:\xbd\xe1\x18" +
+	"\x17V\xfevi\xcd:\xf9{7\x8e\x9b\xcd|\xcc\xf1" +
+	"\xb6\x14\xa3l~y\xcb-{\xce\xc5\xb3\x7f\x08\x1b\xfc" +
+	"\xc25\xf8\xadc\xf0\xeb\xdd\xc6\xbf\x9e<\xf4\xda\x9f\x80" +
+	"\xc5\xe5 \x1a\xa0\xfaZ\xec\xb4\xfaF\xcc\x09\x1a\x1bQ" +
+	"\xd7\xe9d\x9fy\xeb{G&?\xf7\xe6\x19`\xf1M" +
+	"\xd0\xce\xc7\x96\xd5\x8b\x8e\xfd\x85X\x1d\xd0\xce?\xd45" +
+	"\xfe\x12\x9b\x7f\x05X\x87\x9f\xe8pK\x07E\x1em!" +
+	"\xec\x0f\x8b\xee\x17\xee\xfd\xf0+g\xbd*:\xd8\xce\xb7" +
+	"8\xd8.\xb6\x90\x8b\xdb\xedK\x89\xb1\xab\xdf|{\x13" +
+	"\xb6\xd1\xd6S*o%\xfb\xf1V\x05\xd5\x0f\xe8hG" +
+	"\xb5\x1f\xdfw\xc7\x89\x0f\xdf\x01\xde\x11\xb0\xf2\xf7V\"" +
+	"N\xbd\xd0J\x11\xa3w\xdc\xf5\xf6\xb7\x8e\xdfv\xa1\x19" +
+	"\xfc\xa7\xdaN\xa9\xc7\xdb\xe8\xb4\xd4F\xb1\xefy\xf7\x93" +
+	"\xdf\xe8\xbe\xf8\xfa\xbb\x0dt\x0e\x85\xe7\xdb\\pmT" +
+	"\xb8\xc2\xe5\x87\xbf:\xf7t\xfd\xdf\xc0o\x0d\xc2\xb5\xc4" +
+	"\x9d&`\xf1\xf7\x00\xedK_88\xb5r\xe5\xaf\xef" +
+	"7\xa8v\xf2\xfb \xeeT\xe0j\x9c\\\x9c|\xfel" +
+	"z\xdaT\xd6\xc2\x06\x1fO\xf4\x90\xc1\x9d\x092\xa8\xdd" +
+	"\x7f\xa6s\xf7=W\xd66\x15`_\xe2\x07\xeax\x82" +
+	"\xd0\x8e&F\xd4\x19:\xd9\xbb\x7f\xf7\xa9\xf7>\xf1\xea" +
+	"\x9f/o\xc8\x8e\x90\xab\x93\x89\xd3\xaa\xe6\xd8\x1fJ\x10" +
+	"\xb4c\xcf\xfd\xf4\xc1\x83\xcf\xfc\xe5\xf2\xc6&#\x96\xd4" +
+	"}\xed/\xab\xe3\xed\x8e\xf3v2>\xf1\xb5\x8e\xff\xbe" +
+	"\xf0\xe5g\xd67\xa1\xe8K\xfeQ\xdd\x9b$\xc3\xcf&" +
+	"\xbf\xad.\xd1\xc9\xfe\xc7\x8bo\xbd\xff\xf2s?\xb3\xc3" +
+	"9\x95\x93NN\xb5\xe4\x10L\xda\xd3\x86V\xd4{\x0f" +
+	"krU\xaf\x0e\x1e\x10f\xb5\xa2\xe7\x85\xd1kZ\x9a" +
+	"au\x1d\x10fM)Y&\x8f\xc8\x11\x80\x08\x02\xb0" +
+	"D\x0f\x00\x8f\xc9\xc8\xd3\x12&\x1f\xaf\xe4g\x91\x05\x88" +
+	"\x00\x91\xd1\xcc\x86}\x8eh\x96\xa8k\xb3\xbd\x95\xa9)" +
+	"atMh\x86V6\x01x\xda\xf78\xdf\x0f\xc0\xbf" +
+	".#?*!Ct\xf8eOQ\x989\x19\xf91" +
+	"\x09\x99$\xa5Q\x02`Kd\xb9(#\x7fZB&" +
+	"\xcbi\x94\x01\xd8q\xb2<*#?!!F\xd2\x18" +
+	"\x01`\xdf%\xc3c2\xf2\x1fJ\x98\xb1*O\x08\x1d" +
+	"\x13 a\x020Y\xd4\xa7*\x98\x0a\xd8\x01\xc4\x14`" +
+	"\xa6R\xd7\x85\x81q\x900\x0e\x98\xac\x99\xc1\x8f\xcc\x13" +
+	"E=o\"\x82\x84\xb8Un\x860\xad\x8a!\x9c\xec" +
+	"\xe4\xb2\xc9\xe3~r\xfb\x08IVF>\x16Jn\x94" +
+	" \xdf/#\x9f\x90\x10\x1b\xb9\x8d\x93\xe1~\x19\xf9C" +
+	"\x9b _/\x9a\xdc\xac%\x1e\xb4\x0c\xa1\x95{\x0f\x97" +
+	"*\xa6 \xfa\x92\xb5\x92en\x0f\xda'\xf9\x06P\xfb" +
+	"\x94\x8c\xe7B\xb0\x9d0\xc8\x829q\xfba\x8b\x9a/" +
+	"Li\xc5R\xcd\x10\x98\x0a6\x81{\xe3\xe3E\xc2;" +
+	"\xac\x9buY\x18\x13\x88a\x84\x83\x01B\x1f`\xae\x01" +
+	"\xf01\x02\x88.\xc0C\x84\xfa\x11\x19y^\xc2!\xd3" +
+	"\xd2\xac\x9a\x89\x0aH\xa8\x00.\x14\x84\x96\x17\x86\x89\xed" +
+	"\x80\x132b*X\xa8\x80\xf4G\xb7\xbf\x1b4\xecP" +
+	"\xeb\x09\xcdP\xb4\xf25\x93\xd2\x1fLJF\x18F\xc5" +
+	"'qKWu\xa3h5u\x15\x1e\xba\xbcfi\x9b" +
+	"@\xa17\xbe\x19g~\xa9X\x119\x0a\xe0\xefE\xf4" +
+	"\x94\x96\xb1~\x90XT\xc98#\x9e\xc5\x09\xdc\xe0e" +
+	"\xbf\xd0\xf2\x8dz\xc7|\x04\xdd\x84\xa0KF\xbe'\xd4" +
+	"\x11wS\x86\x9f\x96\x91\xdf+aR\xd7\xca\xc2\xef\xd2" +
+	"#Z\xa9&\x9a\xa7;\xe2\xfc0\xc4LM\x98\xee\x86" +
+	")YxM\xf3\xf54k\xbe\xc1\x1d\x9ao\x8b]4" +
+	"\xa4\xe9f]\x18\x98\x0a\x84\xfc\xba\xbb\xef\x9ai\xa9\x17" +
+	"\xadB\xde\xd0\xea>;\xa1\xda\x1c\x08\xca\xe0\xe1\xed\xa3" +
+	"\xd2|FF~\x9f\x84\xb63\xce\xfb5\x13\xb0\xe0\x11" +
+	"\xb7\xc5\x1c\xa3\x17R\xa9k\xb3\xc4@\xca!\xd1{\xe1" +
+	"\xa0\xf7\\a39\x90\x98P0x \xa1\xa7ol" +
+	"\x92\x08\x1eWP\xf25\x1d=\x19`\xc3\x0f\x80\xc4\xf6" +
+	"*(\xfb\x8a\x8a\x9e\xec\xb1\xbb\xe9\xeeNe\xa1\xb1\x18" +
+	"\xb2\x98qvv\x16m/y\x00\xc8\xa2]\xd3\xa7\x8c" +
+	"\xa2\xd0\xf3\xce\xafp\xfb4\xe1\xd7\xdf\xf7;\xf1\xfb@" +
+	"@\xa5\xb7\x129\xd5pLF\xfe\x88\x84I\x9aUL" +
+	"\x05J\xd9\xe0\xcap\x14\xcb\x14\x00\x80,x=\xb9\xe4" +
+	"oW\xe4/j\xc5\x92R3\xc4\xf5\xb4\xf9`\xa8\xcd" +
+	"\xc9\xa5\xd7\xd8C\x86\xd0\xcc\x8a\xbeE\x9f7\x1a\xc7\xab" +
+	"\xd6N\x1bb\x9b\xc5\xbeQ\x96=\x99I\xf9\x9e4\x82" +
+	"xPF^\x08ZP\xd0t<&#\x9f\x0b\xad\xc3" +
+	"YJ\xd0\x92\x91/\x92\x84\xa6\\\x09\x9d\xef\x0c\x14\xf8" +
+	"\xff\xda\x91\x8a\xd0\xf3\xdb+\xa5\xfb\x0a\xf0\xa7>T\x8b" +
+	"\\P\x8b\x1b\x9dM\xbf\xc4\x9e\xe0\xdd\xbc_\xf4Z\x18" +
+	"\xf5`\x87zOY\xf4\x1e\xd1\x8c\xe5\x9c\x1d\xba\xd0h" +
+	"\xf3&[\x94|d\xf4Q}\xaa\xe2\x8e\xb1\xcfT\x7f" +
+	"\xc0\x14\xdbDU)\xb4\xdd\x8aDU^F^\x0d\xbd" +
+	"v\xca\x8f\x03\xf0\x92\xfb.\xcaXE\xab\xe4o\xd9\x05" +
+	"\xadZ\xfdRh\x07'\x8dJpiW\x85Q.\x9a" +
+	"f\x11\x94\x8a\xee\x93I\x97\xed\xa1\xe4%\xb7\xd9\x9c\x94" +
+	"H\x05`\x03\xf4\xc1f\xd0{\x9aA\xcf5\xa0/J" +
+	"\x88\x0d\xe4\xf3F\xf0\xa2\x1b*\x0b\xabP\xf1\xe7(Y" +
+	"\xd5\xac\x82\x9f\xc7N\x1dg\x1f\xae\xe8\x96\xd0\xad1\xc8" +
+	"\x08}\xda*`\x14$\x8cn\xe4\x90Tu\xc8\x95U" +
+	"w\xc4\x89H\xef\xf3\x0b\xf5\xd5\x97\xea\x03\xcb\x8f>K" +
+	"{\x9av\x1e\x06\xdfn\xe8},\xb2\xdb\xe9.\xa1d" +
+	"\x1cU\xceb\xc6\x11\xfaf\x1bo\xa3D\xdct\x1b\xfe" +
+	"/\x00\x00\xff\xff\xf4\x15\xbb\xdd"
 
 func RegisterSchema(reg *schemas.Registry) {
 	reg.Register(&schemas.Schema{
@@ -2787,6 +3070,7 @@ func RegisterSchema(reg *schemas.Registry) {
 			0xd457fc34bb296555,
 			0xe382fd4c0deeff19,
 			0xe4fc901c389b6105,
+			0xe5178986e32b1c05,
 			0xe6d1e9297e23e62f,
 			0xf0778c7c5b55f868,
 			0xf4d8faaf665c43ee,

@@ -27,6 +27,8 @@ import (
 
 	"capnproto.org/go/capnp/v3/flowcontrol"
 	"golang.org/x/net/http/httpguts"
+
+	"erg"
 )
 
 // Limits on what one exchange may carry in its head.
@@ -41,9 +43,11 @@ const (
 	flowWindow = 4 << 20
 )
 
-// ErrRevoked is the message a Grain call fails with once its share is
-// revoked; Transport reports it as an error wrapping ErrRevoked.
-var ErrRevoked = errors.New("the share was revoked")
+// ErrRevoked is what a Grain call fails with once its share is revoked:
+// its kind is Forbidden, and Transport reports a request refused with
+// that kind as an error wrapping ErrRevoked. (Older nodes find its text in
+// an exception's: the text stays.)
+var ErrRevoked error = &erg.Error{Kind: erg.Forbidden, Msg: "the share was revoked"}
 
 // hopHeaders belong to one connection and never cross the relay (RFC 9110
 // section 7.6.1); Upgrade and Connection are rebuilt for upgrades.
@@ -215,16 +219,18 @@ func (s *GrainServer) Revoked() bool { return s.ctx.Err() != nil }
 
 // Request implements Grain_Server.
 func (s *GrainServer) Request(_ context.Context, call Grain_request) error {
-	if s.ctx.Err() != nil {
-		return ErrRevoked
-	}
-	head, err := call.Args().Head()
+	req, err := s.request(call.Args())
 	if err != nil {
+		if writeFailure(call.Args().Kinds(), err, func() (Failure, error) {
+			res, err := call.AllocResults()
+			if err != nil {
+				return Failure{}, err
+			}
+			return res.NewFailure()
+		}) {
+			return nil
+		}
 		return err
-	}
-	req, err := s.newRequest(head)
-	if err != nil {
-		return fmt.Errorf("bad request: %w", err)
 	}
 	res, err := call.AllocResults()
 	if err != nil {
@@ -256,6 +262,22 @@ func (s *GrainServer) Request(_ context.Context, call Grain_request) error {
 	}
 	go s.exchange(req, pr, responder, nil)
 	return nil
+}
+
+// request reads a call's request, refusing it once the share is revoked.
+func (s *GrainServer) request(args Grain_request_Params) (*http.Request, error) {
+	if s.ctx.Err() != nil {
+		return nil, ErrRevoked
+	}
+	head, err := args.Head()
+	if err != nil {
+		return nil, erg.E(erg.Invalid, "bad request: %v", err)
+	}
+	req, err := s.newRequest(head)
+	if err != nil {
+		return nil, erg.E(erg.Invalid, "bad request: %v", err)
+	}
+	return req, nil
 }
 
 func (s *GrainServer) newRequest(head RequestHead) (*http.Request, error) {
@@ -559,6 +581,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if err := writeHeaders(h, head.NewHeaders); err != nil {
 			return err
 		}
+		p.SetKinds(true)
 		return p.SetResponse(respCap)
 	})
 	body := fut.Body().AddRef()
@@ -581,7 +604,11 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	go func() {
 		res, err := fut.Struct()
 		var ans *startResult
-		if err == nil && res.HasAnswer() {
+		if err != nil {
+			err = callError(err)
+		} else if res.HasFailure() {
+			err = resultFailure(true, res.Failure)
+		} else if res.HasAnswer() {
 			ans, err = readAnswer(res)
 		}
 		release()
@@ -645,10 +672,11 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
-// remoteError turns a failed call into an error a proxy can act on.
+// remoteError turns a failed call into an error a proxy can act on: a
+// refusal of kind Forbidden is the share's revocation.
 func remoteError(err error) error {
-	if strings.Contains(err.Error(), ErrRevoked.Error()) {
-		return fmt.Errorf("%w (%v)", ErrRevoked, err)
+	if erg.KindOf(err) == erg.Forbidden {
+		return ErrRevoked
 	}
 	return fmt.Errorf("friend's node: %w", err)
 }

@@ -15,9 +15,13 @@ import (
 	"testing"
 	"time"
 
+	"capnproto.org/go/capnp/v3/rpc"
 	"github.com/coder/websocket"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
 
 	"erg"
+	"erg/fed"
 )
 
 // befriend makes a and b friends through an invite a made.
@@ -253,16 +257,69 @@ func TestFriendsPageAndShareDialog(t *testing.T) {
 	}
 }
 
-func TestRemoteErrorsReadPlainly(t *testing.T) {
-	err := cleanRemoteErr(errors.New(`grain.capnp:Gateway.offer: no user "nobody" on this node`))
-	if err.Error() != `no user "nobody" on this node` {
-		t.Errorf("cleaned: %q", err)
+// TestRemoteConnectionLostByType: a lost connection is told by the
+// errors' types, a refusal is not one whatever its text.
+func TestRemoteConnectionLostByType(t *testing.T) {
+	for _, err := range []error{
+		errors.New("grain.capnp:Gateway.restore: rpc: send message: transport: stream transport: send: encode: connection closed"),
+		erg.E(erg.Invalid, `no user "nobody" on this node`),
+		fed.ErrUnknownToken,
+	} {
+		if connectionLost(err) {
+			t.Errorf("%v taken for a lost connection", err)
+		}
 	}
-	if connectionLost(errors.New(`no user "nobody" on this node`)) {
-		t.Error("a refusal taken for a lost connection")
+	for _, err := range []error{
+		rpc.ExcClosed,
+		fmt.Errorf("send: %w", network.ErrReset),
+		&network.StreamError{ErrorCode: 1, Remote: true},
+		&network.ConnError{ErrorCode: 1, Remote: true},
+		fmt.Errorf("receive: %w", io.EOF),
+	} {
+		if !connectionLost(err) {
+			t.Errorf("%v not taken for a lost connection", err)
+		}
 	}
-	if !connectionLost(errors.New("grain.capnp:Gateway.restore: rpc: send message: transport: stream transport: send: encode: connection closed")) {
-		t.Error("a lost connection not recognized")
+}
+
+// TestFriendRefusalKeepsItsKind: what a friend's node refuses reaches the
+// caller with the kind that node gave it, not as text.
+func TestFriendRefusalKeepsItsKind(t *testing.T) {
+	ctx := context.Background()
+	a := startNode(t, func(c *Config) { c.Name = "anode" })
+	b := startNode(t, func(c *Config) { c.Name = "bnode"; c.Owner = "bob" })
+	befriend(t, a, b)
+	g, err := a.NewGrain(ctx, a.owner(), "notes", "Plans")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = a.NewShare(ctx, a.owner(), g.ID, erg.ShareRequest{Role: "viewer", Friend: "bnode", FriendUser: "nobody"})
+	if erg.KindOf(err) != erg.Invalid || !strings.Contains(err.Error(), `no user "nobody"`) {
+		t.Errorf("share to a missing user: kind %v: %v", erg.KindOf(err), err)
+	}
+	sh, err := a.NewShare(ctx, a.owner(), g.ID, erg.ShareRequest{Role: "viewer", Friend: "bnode"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rg := b.remoteGrain(sharedWith(t, b, b.owner(), "Plans").ID)
+
+	// A revoked share's restore is refused as NotFound.
+	if err := a.RevokeShare(ctx, a.owner(), sh.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = fed.Restore(ctx, gatewayTo(t, b, a), rg.token, "bob")
+	if erg.KindOf(err) != erg.NotFound || !errors.Is(err, fed.ErrUnknownToken) {
+		t.Errorf("restore of a revoked share: kind %v: %v", erg.KindOf(err), err)
+	}
+
+	// b forgets a without telling it: b's node refuses a's next share as
+	// Forbidden, over the connection a still has.
+	if _, err := b.db.ExecContext(ctx, `DELETE FROM friends WHERE peer = ?`, a.p2p.host.ID().String()); err != nil {
+		t.Fatal(err)
+	}
+	_, err = a.NewShare(ctx, a.owner(), g.ID, erg.ShareRequest{Role: "viewer", Friend: "bnode"})
+	if erg.KindOf(err) != erg.Forbidden || !errors.Is(err, erg.ErrForbidden) || !strings.Contains(err.Error(), "not your friend") {
+		t.Errorf("share to a node that forgot us: kind %v: %v", erg.KindOf(err), err)
 	}
 }
 
@@ -296,5 +353,26 @@ func TestFriendFoundThroughTheDHT(t *testing.T) {
 	f, _ := b.friendByPeer(ctx, aID.String())
 	if len(f.Addrs) == 0 || slices.Contains(f.Addrs, "/ip4/127.0.0.1/tcp/1") {
 		t.Errorf("b's stored addresses for a: %v", f.Addrs)
+	}
+}
+
+// TestFriendNamesStayUnique: a friend whose name another friend has
+// already gets a numbered one; the taken name is told by the driver's
+// constraint code.
+func TestFriendNamesStayUnique(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t, nil)
+	for i, want := range []string{"pal", "pal-2", "PAL-3"} {
+		f, err := n.recordFriend(ctx, peer.ID(fmt.Sprintf("peer-%d", i)), []string{"pal", "pal", "PAL"}[i], nil)
+		if err != nil || f.Name != want {
+			t.Errorf("friend %d: %q, %v; want %q", i, f.Name, err, want)
+		}
+	}
+	_, err := n.db.ExecContext(ctx, `INSERT INTO friends (peer, name, addrs, added_at) VALUES ('p', 'pal', '[]', 0)`)
+	if !uniqueViolated(err) {
+		t.Errorf("a taken name: %v", err)
+	}
+	if uniqueViolated(errors.New("UNIQUE constraint failed")) {
+		t.Error("text taken for the constraint")
 	}
 }

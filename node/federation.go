@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"capnproto.org/go/capnp/v3"
-	"capnproto.org/go/capnp/v3/exc"
 	"capnproto.org/go/capnp/v3/rpc"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -215,32 +214,24 @@ func (n *Node) shareWithFriend(ctx context.Context, who erg.User, g *grainInfo, 
 	err = n.callFriend(dctx, id, func(gw fed.Gateway) error { return fed.SendOffer(dctx, gw, offer) })
 	if err != nil {
 		n.db.ExecContext(context.WithoutCancel(ctx), `DELETE FROM shares WHERE id = ?`, sh.ID)
-		return erg.Share{}, fmt.Errorf("%w: %s did not take the share: %v", erg.ErrInvalid, f.Name, cleanRemoteErr(err))
+		// The friend's refusal keeps its kind; one without (an older
+		// node's, or no answer) is a request that could not be carried out.
+		kind := erg.KindOf(err)
+		if kind == erg.Internal {
+			kind = erg.Invalid
+		}
+		return erg.Share{}, erg.E(kind, "%s did not take the share: %s", f.Name, erg.Message(err))
 	}
 	n.log.Info("grain shared with a friend", "grain", g.id, "share", sh.ID, "role", sh.Role, "friend", f.Name, "user", friendUser)
 	return sh, nil
 }
 
-// cleanRemoteErr drops go-capnp's method prefix from an error a friend's
-// node returned.
-func cleanRemoteErr(err error) error {
-	msg := err.Error()
-	for _, m := range []string{"restore", "offer", "withdraw"} {
-		if i := strings.Index(msg, "grain.capnp:Gateway."+m+": "); i >= 0 {
-			return errors.New(msg[i+len("grain.capnp:Gateway."+m+": "):])
-		}
-	}
-	return err
-}
-
 // connectionLost tells a call that failed because the connection died from
-// one the friend's node refused.
+// one the friend's node refused: by the exception's type and the errors
+// go-capnp and the libp2p stream return, not by their text.
 func connectionLost(err error) bool {
-	if exc.TypeOf(err) == exc.Disconnected {
-		return true
-	}
-	msg := err.Error()
-	return strings.Contains(msg, "rpc: ") || strings.Contains(msg, "transport") || strings.Contains(msg, "closed")
+	var connErr *network.ConnError
+	return fed.ConnectionLost(err) || errors.Is(err, network.ErrReset) || errors.As(err, &connErr)
 }
 
 // revokeFriendShare ends a revoked share's live capabilities and tells the
@@ -298,7 +289,7 @@ func (n *Node) Restore(ctx context.Context, peerID, user string, token []byte) (
 	}
 	uname, err := checkUsername(user)
 	if err != nil {
-		return nil, fed.ShareInfo{}, errors.New("the user name is not a valid erg username")
+		return nil, fed.ShareInfo{}, erg.E(erg.Invalid, "the user name is not a valid erg username")
 	}
 	if friendUser != "" && subtle.ConstantTimeCompare([]byte(friendUser), []byte(uname)) != 1 {
 		return nil, fed.ShareInfo{}, fed.ErrUnknownToken
@@ -472,30 +463,30 @@ func (n *Node) remoteGrain(id string) *remoteGrain {
 // Offer implements fed.Shares: a friend's node delivers a share.
 func (n *Node) Offer(ctx context.Context, peerID string, o fed.Offer) error {
 	if _, err := n.friendByPeer(ctx, peerID); err != nil {
-		return errors.New("this node is not your friend")
+		return erg.E(erg.Forbidden, "this node is not your friend")
 	}
 	userID := ownerID
 	if o.User != "" {
 		name, err := checkUsername(o.User)
 		if err != nil {
-			return errors.New("no such user on this node")
+			return erg.E(erg.Invalid, "no such user on this node")
 		}
 		u, err := n.userByName(ctx, name)
 		if err != nil {
-			return fmt.Errorf("no user %q on this node", name)
+			return erg.E(erg.Invalid, "no user %q on this node", name)
 		}
 		userID = u.ID
 	}
 	if _, err := checkUsername(o.Owner); err != nil {
-		return errors.New("the owner's name is not a valid erg username")
+		return erg.E(erg.Invalid, "the owner's name is not a valid erg username")
 	}
 	if strings.ContainsAny(o.Info.Role, ",") || strings.ContainsFunc(strings.Join(o.Info.Permissions, ""), func(r rune) bool { return r == ',' }) {
-		return errors.New("role and permission names hold no commas")
+		return erg.E(erg.Invalid, "role and permission names hold no commas")
 	}
 	var count int
 	n.db.QueryRowContext(ctx, `SELECT count(*) FROM remote_grains WHERE peer = ?`, peerID).Scan(&count)
 	if count >= maxRemoteGrainsPerFriend {
-		return fmt.Errorf("this node holds %d shares from yours already", count)
+		return erg.E(erg.TooMany, "this node holds %d shares from yours already", count)
 	}
 	title := o.Info.Title
 	if title == "" {
@@ -779,7 +770,7 @@ func (n *Node) restoreRemote(ctx context.Context, g *remoteGrain) (*fed.Transpor
 		return nil, errShareRevoked
 	}
 	if err != nil {
-		return nil, cleanRemoteErr(err)
+		return nil, err
 	}
 	n.fed.mu.Lock()
 	g.role, g.perms = info.Role, info.Permissions

@@ -17,6 +17,8 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"erg"
 	"erg/fed"
@@ -336,6 +338,13 @@ func (n *Node) AddFriend(ctx context.Context, who erg.User, code string) (erg.Fr
 	return n.toFriend(f), nil
 }
 
+// uniqueViolated tells an error from a UNIQUE constraint (the SQLite
+// driver's extended result code), the one a taken friend name gives.
+func uniqueViolated(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE
+}
+
 // recordFriend stores a friend, choosing a free name if another friend
 // already has this one.
 func (n *Node) recordFriend(ctx context.Context, id peer.ID, name string, addrs []string) (friendRow, error) {
@@ -348,7 +357,7 @@ func (n *Node) recordFriend(ctx context.Context, id peer.ID, name string, addrs 
 		if err == nil {
 			break
 		}
-		if !strings.Contains(err.Error(), "UNIQUE") || i > 20 {
+		if !uniqueViolated(err) || i > 20 {
 			return friendRow{}, fmt.Errorf("record friend: %w", err)
 		}
 		suffix := fmt.Sprintf("-%d", i)
