@@ -20,6 +20,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"erg/accounts"
 	"erg/sandbox"
 	"erg/webui"
 )
@@ -97,7 +98,9 @@ type Node struct {
 	mu       sync.RWMutex
 	cache    map[string]*grainInfo   // every grain, by id
 	sessions map[string]sessionEntry // grain sessions seen, by token hash
-	web      webState                // accounts and sharing (users.go)
+	web      webState                // grain sessions and restores (users.go)
+
+	accounts *accounts.Service // users, sign-ins, invites and API tokens
 
 	p2p *p2pState // libp2p host, DHT and app store
 	fed *fedState // friends and grains shared between nodes (friends.go)

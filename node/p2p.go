@@ -2,7 +2,6 @@ package node
 
 import (
 	"context"
-	"fmt"
 	"path/filepath"
 	"sync"
 	"time"
@@ -20,23 +19,6 @@ import (
 // imports faster, and a refused install's blocks delete one by one).
 const blocksDir = "blocks"
 
-// p2pSchema holds what the store must remember across restarts: listings
-// this node published (to put in the DHT again) and package roots it
-// serves (to announce again). It lives here, applied idempotently, so the
-// store needs no step in the main migration list.
-const p2pSchema = `
-CREATE TABLE IF NOT EXISTS store_published (
-	app_id TEXT PRIMARY KEY,
-	version INTEGER NOT NULL,
-	record BLOB NOT NULL,
-	published_at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS store_provided (
-	cid TEXT PRIMARY KEY,
-	app_id TEXT NOT NULL,
-	added_at INTEGER NOT NULL
-);`
-
 // republishInterval is how often listings go into the DHT again; DHT
 // records expire after 48 hours.
 const republishInterval = 12 * time.Hour
@@ -51,9 +33,6 @@ type p2pState struct {
 // startP2P starts the libp2p host, the DHT and the store, and rejoins the
 // network in the background.
 func (n *Node) startP2P(ctx context.Context) error {
-	if _, err := n.db.ExecContext(ctx, p2pSchema); err != nil {
-		return fmt.Errorf("store tables: %w", err)
-	}
 	log := n.log.With("subsystem", "p2p")
 	h, err := p2p.New(ctx, p2p.Config{
 		Key:        n.key,

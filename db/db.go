@@ -1,0 +1,229 @@
+// Package db opens the node's metadata database and brings its schema up
+// to date. It is a leaf: every feature's tables are made by one migration
+// list here, so a feature's tests can open a real database with the whole
+// schema in a temporary directory.
+package db
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net/url"
+	"os"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// migrations are applied in order; PRAGMA user_version counts how many ran.
+// Never edit one that has shipped: append a new one.
+var migrations = []string{
+	`CREATE TABLE apps (
+		id TEXT PRIMARY KEY,
+		name TEXT NOT NULL,
+		version INTEGER NOT NULL,
+		display_version TEXT NOT NULL,
+		manifest TEXT NOT NULL,
+		tree TEXT NOT NULL,
+		installed_at INTEGER NOT NULL
+	);
+	CREATE TABLE grains (
+		id TEXT PRIMARY KEY,
+		app_id TEXT NOT NULL REFERENCES apps(id),
+		title TEXT NOT NULL,
+		created_at INTEGER NOT NULL,
+		last_used INTEGER NOT NULL
+	);
+	CREATE TABLE login_tokens (
+		hash TEXT PRIMARY KEY,
+		grain_id TEXT NOT NULL REFERENCES grains(id) ON DELETE CASCADE,
+		expires_at INTEGER NOT NULL
+	);
+	CREATE TABLE grain_sessions (
+		hash TEXT PRIMARY KEY,
+		grain_id TEXT NOT NULL REFERENCES grains(id) ON DELETE CASCADE,
+		created_at INTEGER NOT NULL,
+		expires_at INTEGER NOT NULL
+	);
+	CREATE TABLE settings (
+		key TEXT PRIMARY KEY,
+		value BLOB NOT NULL
+	);`,
+	// Accounts and sharing. The owner's account id is the literal "owner",
+	// which is what grains were told before accounts existed, so their
+	// X-Erg-User-Id stays the same. Sessions and login tokens from before
+	// say nothing about who holds them; they are dropped (a sign-in again
+	// is all it costs).
+	`CREATE TABLE users (
+		id TEXT PRIMARY KEY,
+		username TEXT NOT NULL UNIQUE COLLATE NOCASE,
+		password_hash TEXT NOT NULL DEFAULT '',
+		is_owner INTEGER NOT NULL DEFAULT 0,
+		created_at INTEGER NOT NULL
+	);
+	INSERT INTO users (id, username, is_owner, created_at) VALUES ('owner', '', 1, unixepoch());
+	CREATE TABLE web_sessions (
+		hash TEXT PRIMARY KEY,
+		user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+		csrf TEXT NOT NULL,
+		created_at INTEGER NOT NULL,
+		expires_at INTEGER NOT NULL
+	);
+	CREATE TABLE invites (
+		id TEXT PRIMARY KEY,
+		hash TEXT NOT NULL UNIQUE,
+		username TEXT NOT NULL UNIQUE COLLATE NOCASE,
+		created_at INTEGER NOT NULL,
+		expires_at INTEGER NOT NULL
+	);
+	CREATE TABLE api_tokens (
+		id TEXT PRIMARY KEY,
+		hash TEXT NOT NULL UNIQUE,
+		user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+		label TEXT NOT NULL,
+		created_at INTEGER NOT NULL
+	);
+	ALTER TABLE grains ADD COLUMN owner_id TEXT NOT NULL DEFAULT 'owner'; -- SQLite allows no REFERENCES with a default here; removing a user removes their grains in code
+	CREATE TABLE shares (
+		id TEXT PRIMARY KEY,
+		hash TEXT NOT NULL UNIQUE,
+		grain_id TEXT NOT NULL REFERENCES grains(id) ON DELETE CASCADE,
+		role TEXT NOT NULL,
+		for_user TEXT REFERENCES users(id) ON DELETE CASCADE,
+		anonymous INTEGER NOT NULL DEFAULT 0,
+		label TEXT NOT NULL DEFAULT '',
+		created_at INTEGER NOT NULL,
+		expires_at INTEGER NOT NULL DEFAULT 0
+	);
+	CREATE TABLE share_holders (
+		user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+		share_id TEXT NOT NULL REFERENCES shares(id) ON DELETE CASCADE,
+		grain_id TEXT NOT NULL REFERENCES grains(id) ON DELETE CASCADE,
+		added_at INTEGER NOT NULL,
+		PRIMARY KEY (user_id, share_id)
+	);
+	DELETE FROM grain_sessions;
+	DELETE FROM login_tokens;
+	ALTER TABLE grain_sessions ADD COLUMN user_id TEXT REFERENCES users(id) ON DELETE CASCADE;
+	ALTER TABLE grain_sessions ADD COLUMN share_id TEXT REFERENCES shares(id) ON DELETE CASCADE;
+	ALTER TABLE login_tokens ADD COLUMN user_id TEXT REFERENCES users(id) ON DELETE CASCADE;
+	ALTER TABLE login_tokens ADD COLUMN share_id TEXT REFERENCES shares(id) ON DELETE CASCADE;`,
+	// Friends (other nodes) and grains shared between them. A share to a
+	// friend is a row in shares with friend_peer set: it has no link, only
+	// a token the friend's node holds. remote_grains are grains friends
+	// shared with this node, each for one local user.
+	`CREATE TABLE friends (
+		peer TEXT PRIMARY KEY,
+		name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+		addrs TEXT NOT NULL DEFAULT '[]',
+		added_at INTEGER NOT NULL
+	);
+	CREATE TABLE friend_invites (
+		hash TEXT PRIMARY KEY,
+		created_at INTEGER NOT NULL,
+		expires_at INTEGER NOT NULL
+	);
+	ALTER TABLE shares ADD COLUMN friend_peer TEXT REFERENCES friends(peer) ON DELETE CASCADE;
+	ALTER TABLE shares ADD COLUMN friend_user TEXT NOT NULL DEFAULT '';
+	CREATE TABLE remote_grains (
+		id TEXT PRIMARY KEY,
+		peer TEXT NOT NULL REFERENCES friends(peer) ON DELETE CASCADE,
+		token BLOB NOT NULL,
+		user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+		title TEXT NOT NULL,
+		app_name TEXT NOT NULL,
+		role TEXT NOT NULL,
+		permissions TEXT NOT NULL DEFAULT '',
+		owner TEXT NOT NULL,
+		revoked INTEGER NOT NULL DEFAULT 0,
+		created_at INTEGER NOT NULL,
+		UNIQUE (peer, token)
+	);
+	CREATE TABLE remote_sessions (
+		hash TEXT PRIMARY KEY,
+		grain_id TEXT NOT NULL REFERENCES remote_grains(id) ON DELETE CASCADE,
+		expires_at INTEGER NOT NULL
+	);`,
+	// The app store: listings this node published (to put in the DHT
+	// again) and package roots it serves (to announce again). Nodes made
+	// before this migration created these tables when the store started,
+	// so they may exist already.
+	`CREATE TABLE IF NOT EXISTS store_published (
+		app_id TEXT PRIMARY KEY,
+		version INTEGER NOT NULL,
+		record BLOB NOT NULL,
+		published_at INTEGER NOT NULL
+	);
+	CREATE TABLE IF NOT EXISTS store_provided (
+		cid TEXT PRIMARY KEY,
+		app_id TEXT NOT NULL,
+		added_at INTEGER NOT NULL
+	);`,
+}
+
+// Migrations returns the schema migrations in the order they apply; the
+// database's PRAGMA user_version is how many of them it has had.
+func Migrations() []string { return append([]string(nil), migrations...) }
+
+// Open opens (creating if needed) the node's metadata database at path
+// and applies the migrations it lacks. WAL with synchronous=FULL makes
+// every committed transaction survive a crash of the node, not just a
+// clean exit; foreign keys are enforced.
+func Open(ctx context.Context, path string) (*sql.DB, error) {
+	// SQLite creates the file (and its -wal and -shm) world-readable;
+	// creating it first makes all three owner-only.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	f.Close()
+	q := url.Values{}
+	for _, p := range []string{
+		"journal_mode(WAL)",
+		"synchronous(FULL)",
+		"busy_timeout(10000)",
+		"foreign_keys(1)",
+	} {
+		q.Add("_pragma", p)
+	}
+	q.Set("_txlock", "immediate")
+	db, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	if err := Migrate(ctx, db); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	return db, nil
+}
+
+// Migrate applies, each in its own transaction, the migrations db has not
+// had yet. A database from a newer erg, with more migrations than this
+// one knows, is refused.
+func Migrate(ctx context.Context, db *sql.DB) error {
+	var version int
+	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return err
+	}
+	if version > len(migrations) {
+		return fmt.Errorf("database schema %d is newer than this erg (%d): upgrade erg", version, len(migrations))
+	}
+	for i := version; i < len(migrations); i++ {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", i+1)); err != nil {
+			tx.Rollback()
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
