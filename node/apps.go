@@ -12,7 +12,7 @@ import (
 	"path/filepath"
 	"sort"
 
-	"erg/appstore"
+	"erg/apppkg"
 )
 
 // installAppsDir installs what it finds directly below dir: signed package
@@ -39,7 +39,7 @@ func (n *Node) installAppsDir(ctx context.Context, dir string) error {
 			}
 			continue
 		}
-		if _, err := os.Stat(filepath.Join(p, appstore.ManifestFile)); err != nil {
+		if _, err := os.Stat(filepath.Join(p, apppkg.ManifestFile)); err != nil {
 			continue
 		}
 		m, err := n.InstallTree(ctx, p)
@@ -53,8 +53,8 @@ func (n *Node) installAppsDir(ctx context.Context, dir string) error {
 
 // InstallTree copies an app tree into the data dir and records the app. A
 // tree already installed with the same content is left as it is.
-func (n *Node) InstallTree(ctx context.Context, src string) (*appstore.Manifest, error) {
-	m, err := appstore.ReadManifest(src)
+func (n *Node) InstallTree(ctx context.Context, src string) (*apppkg.Manifest, error) {
+	m, err := apppkg.ReadManifest(src)
 	if err != nil {
 		return nil, err
 	}
@@ -78,7 +78,7 @@ func (n *Node) InstallTree(ctx context.Context, src string) (*appstore.Manifest,
 			return nil, err
 		}
 		if err := os.Rename(tmp, dst); err != nil {
-			appstore.RemoveTree(tmp)
+			apppkg.RemoveTree(tmp)
 			return nil, err
 		}
 	}

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"erg"
-	"erg/appstore"
+	"erg/apppkg"
 )
 
 // maxPackageSize bounds an uploaded package; appstore applies the same
@@ -49,7 +49,7 @@ func (n *Node) InstallPackage(ctx context.Context, r io.Reader) (erg.App, error)
 // false) rather than refused, as starting with --apps needs.
 func (n *Node) installPackageFile(ctx context.Context, path string, skipOld bool) (app erg.App, installed bool, err error) {
 	progress := erg.InstallProgressFrom(ctx)
-	pkg, err := appstore.OpenFileProgress(ctx, path, appstore.SizeLimits{MaxPackage: maxPackageSize},
+	pkg, err := apppkg.OpenFileProgress(ctx, path, apppkg.SizeLimits{MaxPackage: maxPackageSize},
 		func(done, total int64) { progress("verifying", done, total) })
 	if err != nil {
 		return erg.App{}, false, fmt.Errorf("%w: %v", erg.ErrInvalid, err)
@@ -75,15 +75,15 @@ func (n *Node) installPackageFile(ctx context.Context, path string, skipOld bool
 	}
 	created := false
 	if _, err := os.Stat(dest); errors.Is(err, os.ErrNotExist) {
-		opts := appstore.UnpackOptions{Progress: func(done, total int64) { progress("unpacking", done, total) }}
-		if err := appstore.Unpack(ctx, pkg, dest, opts); err != nil {
+		opts := apppkg.UnpackOptions{Progress: func(done, total int64) { progress("unpacking", done, total) }}
+		if err := apppkg.Unpack(ctx, pkg, dest, opts); err != nil {
 			return erg.App{}, false, fmt.Errorf("unpack %s: %w", pkg.CID, err)
 		}
 		created = true
 	}
 	if err := n.recordApp(ctx, pkg.Manifest, dest); err != nil {
 		if created {
-			appstore.RemoveTree(dest)
+			apppkg.RemoveTree(dest)
 		}
 		return erg.App{}, false, err
 	}
@@ -96,7 +96,7 @@ func (n *Node) installPackageFile(ctx context.Context, path string, skipOld bool
 
 // recordApp records an installed app version and points its grains at the
 // new tree for their next start.
-func (n *Node) recordApp(ctx context.Context, m *appstore.Manifest, tree string) error {
+func (n *Node) recordApp(ctx context.Context, m *apppkg.Manifest, tree string) error {
 	manifest, err := jsonString(m)
 	if err != nil {
 		return err

@@ -14,6 +14,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"erg"
+	"erg/apppkg"
 	"erg/appstore"
 	"erg/p2p"
 	"erg/webui"
@@ -42,7 +43,7 @@ func (n *Node) PublishPackage(ctx context.Context, rec []byte, r io.Reader) (erg
 		return erg.Listing{}, err
 	}
 	defer os.Remove(f)
-	pkg, err := appstore.OpenFile(ctx, f, appstore.SizeLimits{MaxPackage: maxPackageSize})
+	pkg, err := apppkg.OpenFile(ctx, f, apppkg.SizeLimits{MaxPackage: maxPackageSize})
 	if err != nil {
 		return erg.Listing{}, fmt.Errorf("%w: %v", erg.ErrInvalid, err)
 	}
@@ -51,7 +52,7 @@ func (n *Node) PublishPackage(ctx context.Context, rec []byte, r io.Reader) (erg
 		return erg.Listing{}, fmt.Errorf("%w: the listing names app %s version %d package %s, but the file holds app %s version %d package %s",
 			erg.ErrInvalid, l.AppID, l.Version, l.Package, pkg.AppID, pkg.Version, pkg.CID)
 	}
-	desc, err := appstore.ImportPackage(ctx, pkg, n.p2p.host.Blockstore())
+	desc, err := apppkg.ImportPackage(ctx, pkg, n.p2p.host.Blockstore())
 	if err != nil {
 		return erg.Listing{}, err
 	}
@@ -145,7 +146,7 @@ func (n *Node) lookup(ctx context.Context, appID string) (*appstore.Listing, err
 	if n.p2p == nil {
 		return nil, errNoP2P
 	}
-	if !appstore.IsAppID(appID) {
+	if !apppkg.IsAppID(appID) {
 		return nil, fmt.Errorf("%w: %q is not an app id", erg.ErrInvalid, appID)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
@@ -199,7 +200,7 @@ func (n *Node) InstallFromStore(ctx context.Context, appID string, progress func
 	defer tmp.Close()
 	var pmu sync.Mutex
 	pf, err := n.p2p.store.FetchPackage(ctx, l, tmp, appstore.FetchOptions{
-		Limits:  appstore.SizeLimits{MaxPackage: maxPackageSize},
+		Limits:  apppkg.SizeLimits{MaxPackage: maxPackageSize},
 		TempDir: tmpDir,
 		Progress: func(p p2p.FetchProgress) {
 			if progress != nil {
@@ -210,7 +211,7 @@ func (n *Node) InstallFromStore(ctx context.Context, appID string, progress func
 		},
 	})
 	if err != nil {
-		if errors.Is(err, appstore.ErrBadListing) || errors.Is(err, appstore.ErrTooLarge) || errors.Is(err, p2p.ErrTooLarge) {
+		if errors.Is(err, appstore.ErrBadListing) || errors.Is(err, apppkg.ErrTooLarge) || errors.Is(err, p2p.ErrTooLarge) {
 			err = fmt.Errorf("%w: %v", erg.ErrInvalid, err)
 		}
 		return erg.App{}, fmt.Errorf("install %s from the store: %w", l.Name, err)
@@ -261,7 +262,7 @@ func (n *Node) StoreUpdates(ctx context.Context) ([]erg.Listing, error) {
 			rows.Close()
 			return nil, err
 		}
-		if appstore.IsAppID(a.id) {
+		if apppkg.IsAppID(a.id) {
 			apps = append(apps, a)
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"erg"
+	"erg/apppkg"
 	"erg/appstore"
 )
 
@@ -40,11 +41,11 @@ func startStoreNodes(t *testing.T, n int) []*testNode {
 // signedListing makes the listing a publisher would sign for pkgFile.
 func signedListing(t *testing.T, n *testNode, key ed25519.PrivateKey, pkgFile []byte, tags ...string) []byte {
 	t.Helper()
-	pkg, err := appstore.Open(context.Background(), bytes.NewReader(pkgFile), int64(len(pkgFile)), appstore.SizeLimits{})
+	pkg, err := apppkg.Open(context.Background(), bytes.NewReader(pkgFile), int64(len(pkgFile)), apppkg.SizeLimits{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	desc, err := appstore.DescriptorCID(pkg)
+	desc, err := apppkg.DescriptorCID(pkg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,8 +60,8 @@ func TestStorePublishSearchInstallUpdate(t *testing.T) {
 	nodes := startStoreNodes(t, 3)
 	a, b, c := nodes[0], nodes[1], nodes[2]
 	ctx := context.Background()
-	key, _ := appstore.GenerateKey()
-	appID := appstore.AppID(key.Public().(ed25519.PublicKey))
+	key, _ := apppkg.GenerateKey()
+	appID := apppkg.AppID(key.Public().(ed25519.PublicKey))
 
 	v1 := packEcho(t, key, 1)
 	if _, err := a.PublishPackage(ctx, signedListing(t, b, key, v1), bytes.NewReader(v1)); err == nil || !strings.Contains(err.Error(), "names publisher") {
@@ -127,8 +128,8 @@ func TestStoreRefusedInstallLeavesNothing(t *testing.T) {
 	nodes := startStoreNodes(t, 2)
 	a, b := nodes[0], nodes[1]
 	ctx := context.Background()
-	key, _ := appstore.GenerateKey()
-	appID := appstore.AppID(key.Public().(ed25519.PublicKey))
+	key, _ := apppkg.GenerateKey()
+	appID := apppkg.AppID(key.Public().(ed25519.PublicKey))
 	v1, v2 := packEcho(t, key, 1), packEcho(t, key, 2)
 	if _, err := a.PublishPackage(ctx, signedListing(t, a, key, v1), bytes.NewReader(v1)); err != nil {
 		t.Fatal(err)
@@ -173,8 +174,8 @@ func TestStoreListingsSurviveARestart(t *testing.T) {
 	nodes := startStoreNodes(t, 2)
 	a, b := nodes[0], nodes[1]
 	ctx := context.Background()
-	key, _ := appstore.GenerateKey()
-	appID := appstore.AppID(key.Public().(ed25519.PublicKey))
+	key, _ := apppkg.GenerateKey()
+	appID := apppkg.AppID(key.Public().(ed25519.PublicKey))
 	v1 := packEcho(t, key, 1)
 	if _, err := b.PublishPackage(ctx, signedListing(t, b, key, v1, "restarts"), bytes.NewReader(v1)); err != nil {
 		t.Fatal(err)

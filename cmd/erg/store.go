@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"erg"
+	"erg/apppkg"
 	"erg/appstore"
 )
 
@@ -135,7 +136,7 @@ searches find it, and announces again on a schedule while it runs.`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			pkg, err := appstore.OpenFile(ctx, args[0], appstore.SizeLimits{})
+			pkg, err := apppkg.OpenFile(ctx, args[0], apppkg.SizeLimits{})
 			if err != nil {
 				return fmt.Errorf("%s is not a valid package: %w", args[0], err)
 			}
@@ -151,7 +152,7 @@ searches find it, and announces again on a schedule while it runs.`,
 			if st.PeerID == "" {
 				return errors.New("the running node has no p2p host")
 			}
-			desc, err := appstore.DescriptorCID(pkg)
+			desc, err := apppkg.DescriptorCID(pkg)
 			if err != nil {
 				return err
 			}
@@ -217,7 +218,7 @@ func newAppUpdateCmd(g *globals) *cobra.Command {
 // isAppIDArg says whether `erg app install ARG` means an app in the store:
 // ARG is an app id and no file of that name exists.
 func isAppIDArg(arg string) bool {
-	if !appstore.IsAppID(arg) {
+	if !apppkg.IsAppID(arg) {
 		return false
 	}
 	_, err := os.Stat(arg)
