@@ -53,6 +53,9 @@ func (p *Package) FileCID(path string) (cid.Cid, bool) {
 // ImportPackage puts the blocks of a verified package, its descriptor
 // included, into bs, and returns the descriptor's CID.
 func ImportPackage(ctx context.Context, p *Package, bs blockstore.Blockstore) (cid.Cid, error) {
+	if p.store == nil || p.store.spans == nil {
+		return cid.Undef, errors.New("the package was not opened from a file")
+	}
 	desc, err := DescriptorCID(p)
 	if err != nil {
 		return cid.Undef, err
@@ -78,10 +81,13 @@ func ImportPackage(ctx context.Context, p *Package, bs blockstore.Blockstore) (c
 	return desc, nil
 }
 
-// DescriptorCID finds the CID of the signed descriptor block in a package
-// opened from a file.
+// DescriptorCID returns the CID of the signed descriptor block of a
+// package from Open, OpenFile or OpenDAG.
 func DescriptorCID(p *Package) (cid.Cid, error) {
-	if p.store == nil {
+	if p.desc.Defined() {
+		return p.desc, nil
+	}
+	if p.store == nil || p.store.spans == nil {
 		return cid.Undef, errors.New("the package was not opened from a file")
 	}
 	prefix := []byte(`{"format":"` + descriptorFormat + `"`)
