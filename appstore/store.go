@@ -197,12 +197,12 @@ func (s *Store) serveListings(ns network.Stream) {
 	p2p.WriteFrame(st, nil)
 }
 
-// FetchOptions tune FetchPackage.
+// FetchOptions tune FetchDAG and FetchPackage.
 type FetchOptions struct {
 	Limits   apppkg.SizeLimits
 	Progress func(p2p.FetchProgress)
 	Stall    time.Duration
-	// TempDir holds the scratch file the package is assembled in.
+	// TempDir holds the scratch file FetchPackage assembles the package in.
 	TempDir string
 }
 
@@ -221,8 +221,9 @@ func (p *PackageFetch) Keep(ctx context.Context) error { return p.tmp.CopyTo(ctx
 func (p *PackageFetch) Close() error { return p.tmp.Close() }
 
 // FetchPackage fetches the package a listing names from any provider and
-// writes it to w as a package file, the same form Pack makes, for the
-// caller to verify and install with Open. It refuses a listing whose
+// writes it to w as a package file, the same form Pack makes, for a
+// caller that wants the file (an install uses FetchDAG, which copies
+// nothing). It refuses a listing whose
 // package, app or version does not match the package's signed descriptor.
 // On error nothing fetched is kept.
 func (s *Store) FetchPackage(ctx context.Context, l *Listing, w io.Writer, opts FetchOptions) (_ *PackageFetch, err error) {
@@ -269,6 +270,71 @@ func (s *Store) FetchPackage(ctx context.Context, l *Listing, w io.Writer, opts 
 		return nil, fmt.Errorf("assemble package %s: %w", root, err)
 	}
 	return &PackageFetch{tmp: tmp, h: s.h}, nil
+}
+
+// DAGFetch is a package fetched into the node's blockstore, where
+// apppkg.OpenDAG verifies it and Unpack reads it: nothing is copied. A
+// caller that refuses the package calls Discard.
+type DAGFetch struct {
+	// Descriptor is the CID of the package's signed descriptor block.
+	Descriptor cid.Cid
+	fetched    []*p2p.Fetched
+}
+
+// Discard deletes the blocks the fetch added, leaving those the node held
+// before. It is safe on nil.
+func (f *DAGFetch) Discard(ctx context.Context) error {
+	if f == nil {
+		return nil
+	}
+	var errs []error
+	for _, x := range f.fetched {
+		errs = append(errs, x.Discard(ctx))
+	}
+	f.fetched = nil
+	return errors.Join(errs...)
+}
+
+// FetchDAG fetches the package a listing names from any provider into the
+// node's blockstore, for the caller to verify there with apppkg.OpenDAG.
+// It refuses a listing whose package, app or version does not match the
+// package's signed descriptor, and a DAG over opts.Limits.MaxPackage. On
+// error nothing it fetched is kept.
+func (s *Store) FetchDAG(ctx context.Context, l *Listing, opts FetchOptions) (_ *DAGFetch, err error) {
+	lim := opts.Limits.WithDefaults()
+	descCID, err := cid.Decode(l.Descriptor)
+	if err != nil {
+		return nil, fmt.Errorf("%w: descriptor CID: %v", ErrBadListing, err)
+	}
+	f := &DAGFetch{Descriptor: descCID}
+	defer func() {
+		if err != nil {
+			f.Discard(context.WithoutCancel(ctx))
+		}
+	}()
+	df, err := s.h.Fetch(ctx, descCID, p2p.FetchOptions{MaxBytes: 64 << 10, Stall: opts.Stall})
+	f.fetched = append(f.fetched, df)
+	if err != nil {
+		return nil, fmt.Errorf("fetch the descriptor of %s: %w", l.Name, err)
+	}
+	blk, err := s.h.Blockstore().Get(ctx, descCID)
+	if err != nil {
+		return nil, err
+	}
+	d, err := apppkg.ParseDescriptor(blk.RawData())
+	if err != nil {
+		return nil, fmt.Errorf("the descriptor of %s: %w", l.Name, err)
+	}
+	if d.App != l.AppID || d.Version != l.Version || d.Root.String() != l.Package {
+		return nil, fmt.Errorf("%w: the listing of %s names package %s version %d, but its signed descriptor names %s version %d of app %s",
+			ErrBadListing, l.Name, l.Package, l.Version, d.Root, d.Version, d.App)
+	}
+	rf, err := s.h.Fetch(ctx, d.Root, p2p.FetchOptions{MaxBytes: lim.MaxPackage, Progress: opts.Progress, Stall: opts.Stall})
+	f.fetched = append(f.fetched, rf)
+	if err != nil {
+		return nil, fmt.Errorf("fetch package %s of %s: %w", d.Root, l.Name, err)
+	}
+	return f, nil
 }
 
 // SearchResult is one app a search found.

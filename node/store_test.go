@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -86,13 +87,24 @@ func TestStorePublishSearchInstallUpdate(t *testing.T) {
 	if len(rep.Results) != 1 || rep.Results[0].AppID != appID || rep.Results[0].Installed != 0 {
 		t.Fatalf("search = %+v", rep)
 	}
-	var last erg.FetchProgress
-	app, err := c.InstallFromStore(ctx, appID, func(p erg.FetchProgress) { last = p })
+	var last erg.InstallStep // the fetch's
+	var phases []string
+	app, err := c.InstallFromStore(ctx, appID, func(s erg.InstallStep) {
+		if len(phases) == 0 || phases[len(phases)-1] != s.Phase {
+			phases = append(phases, s.Phase)
+		}
+		if s.Phase == erg.PhaseFetching {
+			last = s
+		}
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if app.ID != appID || app.Version != 1 || last.Bytes == 0 {
+	if app.ID != appID || app.Version != 1 || last.Done == 0 {
 		t.Fatalf("installed %+v, progress %+v", app, last)
+	}
+	if !slices.Equal(phases, []string{erg.PhaseFetching, erg.PhaseVerifying, erg.PhaseUnpacking}) {
+		t.Errorf("the client heard the phases %v", phases)
 	}
 	if _, err := c.InstallFromStore(ctx, appID, nil); err == nil || !strings.Contains(err.Error(), "is installed") {
 		t.Fatalf("installing the same version again: %v", err)

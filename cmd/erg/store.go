@@ -225,21 +225,42 @@ func isAppIDArg(arg string) bool {
 	return errors.Is(err, os.ErrNotExist)
 }
 
-// installFromStore has the node fetch and install an app, showing the
-// download's progress.
+// installFromStore has the node fetch and install an app, showing each
+// step: the download's figures, then the node's verifying and unpacking.
 func installFromStore(cmd *cobra.Command, g *globals, appID string) error {
 	errw := cmd.ErrOrStderr()
-	shown := false
-	app, err := g.client().InstallFromStore(cmd.Context(), appID, func(p erg.FetchProgress) {
-		shown = true
-		rate := 0.0
-		if p.Elapsed > 0 {
-			rate = float64(p.Bytes) / time.Duration(p.Elapsed).Seconds()
+	fetching := false
+	var phase *progress
+	app, err := g.client().InstallFromStore(cmd.Context(), appID, func(s erg.InstallStep) {
+		if s.Phase == erg.PhaseFetching {
+			fetching = true
+			rate := 0.0
+			if s.Elapsed > 0 {
+				rate = float64(s.Done) / time.Duration(s.Elapsed).Seconds()
+			}
+			fmt.Fprintf(errw, "\rfetching: %.1f MB, %d blocks from %d peers, %.1f MB/s   ", float64(s.Done)/1e6, s.Blocks, s.Peers, rate/1e6)
+			return
 		}
-		fmt.Fprintf(errw, "\rfetching: %.1f MB, %d blocks from %d peers, %.1f MB/s   ", float64(p.Bytes)/1e6, p.Blocks, p.Peers, rate/1e6)
+		if phase == nil || phase.what != s.Phase {
+			if fetching {
+				fmt.Fprintln(errw)
+				fetching = false
+			}
+			if phase != nil {
+				phase.done()
+			}
+			// Each phase says it began, however small the package;
+			// big ones then show their percentage.
+			fmt.Fprintf(errw, "%s\n", s.Phase)
+			phase = newProgress(errw, s.Phase)
+		}
+		phase.update(s.Done, s.Total)
 	})
-	if shown {
+	if fetching {
 		fmt.Fprintln(errw)
+	}
+	if phase != nil {
+		phase.done()
 	}
 	if err != nil {
 		return fmt.Errorf("install %s: %w", appID, err)
