@@ -10,12 +10,14 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ipfs/boxo/blockstore"
 	blocks "github.com/ipfs/go-block-format"
+	"github.com/ipfs/go-cid"
 	record "github.com/libp2p/go-libp2p-record"
 	_ "modernc.org/sqlite"
 
@@ -157,9 +159,34 @@ func TestStoreInstallWritesThePackageTwice(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A package the installer refuses after the fetch (here: over its
+	// size limit) leaves neither blocks nor a tree.
+	small, smallDir := newInstaller(t)
+	small.cfg.Limits = apppkg.SizeLimits{MaxPackage: 1 << 20}
+	f, err := inst.FetchDAG(ctx, l, appstore.FetchOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := small.Install(ctx, DAG(hosts[1].Blockstore(), f.Descriptor), Options{}); erg.KindOf(err) != erg.KindOf(erg.ErrInvalid) ||
+		!strings.Contains(err.Error(), "over the size limit") {
+		t.Fatalf("install over the limit: %v", err)
+	}
+	if err := f.Discard(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []cid.Cid{f.Descriptor, pkg.CID} {
+		if has, _ := hosts[1].Blockstore().Has(ctx, c); has {
+			t.Errorf("block %s is still in the blockstore after the refusal", c)
+		}
+	}
+	if es, _ := os.ReadDir(smallDir); len(es) != 0 {
+		t.Errorf("packages/ holds %d entries after the refusal", len(es))
+	}
+
 	in, _ := newInstaller(t)
 	before := counted.bytes.Load()
-	f, err := inst.FetchDAG(ctx, l, appstore.FetchOptions{})
+	blocksBefore := counted.blocks.Load()
+	f, err = inst.FetchDAG(ctx, l, appstore.FetchOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +206,7 @@ func TestStoreInstallWritesThePackageTwice(t *testing.T) {
 	unpacked := treeBytes(t, res.Tree)
 	size := int64(file.Len())
 	t.Logf("package file %d bytes; written: %d bytes in %d blocks to the blockstore, %d bytes unpacked; %.2f× the package",
-		size, blockBytes, counted.blocks.Load(), unpacked, float64(blockBytes+unpacked)/float64(size))
+		size, blockBytes, counted.blocks.Load()-blocksBefore, unpacked, float64(blockBytes+unpacked)/float64(size))
 	if blockBytes > size || unpacked > size {
 		t.Errorf("wrote %d bytes of blocks and %d unpacked for a %d-byte package", blockBytes, unpacked, size)
 	}
