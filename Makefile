@@ -57,7 +57,7 @@ lint:
 
 bench: build
 	$(GO) test -run '^$$' -bench . -benchtime 50x ./sandbox/
-	$(GO) test -run '^$$' -bench . -benchtime 3x ./node/ ./appstore/ ./p2p/ ./fed/
+	$(GO) test -run '^$$' -bench . -benchtime 3x ./node/ ./apppkg/ ./appstore/ ./p2p/ ./fed/
 
 clean:
 	rm -rf $(BUILD)

@@ -322,8 +322,8 @@ func (c *Client) StoreUpdates(ctx context.Context) ([]Listing, error) {
 }
 
 // InstallFromStore asks the node to install an app from the store,
-// calling progress as the download goes.
-func (c *Client) InstallFromStore(ctx context.Context, appID string, progress func(FetchProgress)) (App, error) {
+// calling progress with each step: fetching, verifying, unpacking.
+func (c *Client) InstallFromStore(ctx context.Context, appID string, progress InstallProgress) (App, error) {
 	req, err := http.NewRequestWithContext(ctx, "POST", "http://erg/api/store/apps/"+url.PathEscape(appID)+"/install", nil)
 	if err != nil {
 		return App{}, err
@@ -333,16 +333,13 @@ func (c *Client) InstallFromStore(ctx context.Context, appID string, progress fu
 		return App{}, err
 	}
 	defer resp.Body.Close()
-	return readInstallEvents(resp.Body, func(ev InstallEvent) {
-		if ev.Progress != nil && progress != nil {
-			progress(*ev.Progress)
-		}
-	})
+	return readInstallEvents(resp.Body, progress)
 }
 
-// readInstallEvents reads an install's event stream, passing progress
-// events to progress, until the app or an error.
-func readInstallEvents(r io.Reader, progress func(InstallEvent)) (App, error) {
+// readInstallEvents reads an install's event stream, passing each step to
+// progress, until the app or an error. A line with only the older
+// Progress form is a fetching step.
+func readInstallEvents(r io.Reader, progress InstallProgress) (App, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), MaxAPIBody)
 	for sc.Scan() {
@@ -355,8 +352,11 @@ func readInstallEvents(r io.Reader, progress func(InstallEvent)) (App, error) {
 			return *ev.App, nil
 		case ev.Error != "":
 			return App{}, &Error{Kind: ev.Kind, Msg: ev.Error}
-		default:
-			progress(ev)
+		case ev.Step != nil:
+			progress.Report(*ev.Step)
+		case ev.Progress != nil:
+			p := ev.Progress
+			progress.Report(InstallStep{Phase: PhaseFetching, Done: p.Bytes, Blocks: p.Blocks, Peers: p.Peers, Elapsed: p.Elapsed})
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -395,7 +395,7 @@ func (c *Client) RemoveFriend(ctx context.Context, name string) error {
 
 // InstallPackageProgress is InstallPackage that reports the node's
 // verifying and unpacking as they go.
-func (c *Client) InstallPackageProgress(ctx context.Context, pkg io.Reader, progress func(InstallStep)) (App, error) {
+func (c *Client) InstallPackageProgress(ctx context.Context, pkg io.Reader, progress InstallProgress) (App, error) {
 	req, err := http.NewRequestWithContext(ctx, "POST", c.base+"/api/apps", pkg)
 	if err != nil {
 		return App{}, err
@@ -407,11 +407,7 @@ func (c *Client) InstallPackageProgress(ctx context.Context, pkg io.Reader, prog
 		return App{}, err
 	}
 	defer resp.Body.Close()
-	return readInstallEvents(resp.Body, func(ev InstallEvent) {
-		if ev.Step != nil && progress != nil {
-			progress(*ev.Step)
-		}
-	})
+	return readInstallEvents(resp.Body, progress)
 }
 
 // replyError reads a failed call's ErrorReply. A body that is not one (a

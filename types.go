@@ -1,7 +1,6 @@
 package erg
 
 import (
-	"context"
 	"time"
 )
 
@@ -200,7 +199,8 @@ type SearchReport struct {
 	Peers    int      `json:"peers"`
 }
 
-// FetchProgress reports a package download.
+// FetchProgress reports a package download: the figures of a fetching
+// InstallStep, as an install's event stream also sends them.
 type FetchProgress struct {
 	Bytes   int64    `json:"bytes"`
 	Blocks  int      `json:"blocks"`
@@ -224,31 +224,34 @@ type FriendInvite struct {
 	Expires time.Time `json:"expires"`
 }
 
-// InstallProgress hears how an install goes: phase is "verifying" or
-// "unpacking", with the bytes done so far and the total.
-type InstallProgress func(phase string, done, total int64)
+// The phases of an install, in order: a store install fetches, then every
+// install verifies and unpacks.
+const (
+	PhaseFetching  = "fetching"
+	PhaseVerifying = "verifying"
+	PhaseUnpacking = "unpacking"
+)
 
-type installProgressKey struct{}
-
-// WithInstallProgress returns a context that carries p to the Backend's
-// InstallPackage, so the API can show a long install's progress without
-// every Backend method taking a callback.
-func WithInstallProgress(ctx context.Context, p InstallProgress) context.Context {
-	return context.WithValue(ctx, installProgressKey{}, p)
-}
-
-// InstallProgressFrom returns the progress callback in ctx, or one that
-// does nothing.
-func InstallProgressFrom(ctx context.Context) InstallProgress {
-	if p, ok := ctx.Value(installProgressKey{}).(InstallProgress); ok && p != nil {
-		return p
-	}
-	return func(string, int64, int64) {}
-}
-
-// InstallStep is one progress event of a package install.
+// InstallStep is one progress event of a package install: a phase, with
+// the bytes done so far and the total (0 while unknown, as during a
+// fetch). A fetch's steps also say how many blocks arrived, from how many
+// providers, and how long it has taken.
 type InstallStep struct {
-	Phase string `json:"phase"`
-	Done  int64  `json:"done"`
-	Total int64  `json:"total"`
+	Phase   string   `json:"phase"`
+	Done    int64    `json:"done"`
+	Total   int64    `json:"total"`
+	Blocks  int      `json:"blocks,omitempty"`
+	Peers   int      `json:"peers,omitempty"`
+	Elapsed Duration `json:"elapsed,omitempty"`
+}
+
+// InstallProgress hears an install's steps as they go; it is never
+// called twice at once. A nil InstallProgress hears nothing.
+type InstallProgress func(InstallStep)
+
+// Report calls p with s, if p is set.
+func (p InstallProgress) Report(s InstallStep) {
+	if p != nil {
+		p(s)
+	}
 }

@@ -44,8 +44,9 @@ type TokenRequest struct {
 	Label string `json:"label"`
 }
 
-// InstallEvent is one line of an install's event stream: progress (a
-// store fetch's, or a package install's phase), then the app or an error.
+// InstallEvent is one line of an install's event stream: steps as the
+// install goes, then the app or an error. A fetching step also carries
+// its figures as Progress, the form clients before InstallStep read.
 type InstallEvent struct {
 	Progress *FetchProgress `json:"progress,omitempty"`
 	Step     *InstallStep   `json:"step,omitempty"`

@@ -13,6 +13,8 @@ import (
 	"github.com/ipfs/go-cid"
 	"github.com/multiformats/go-multicodec"
 	mh "github.com/multiformats/go-multihash"
+
+	"erg/apppkg"
 )
 
 // ListingNamespace is the DHT namespace of app listings: the listing of
@@ -63,7 +65,7 @@ const (
 
 // Check refuses a listing with a missing or malformed field.
 func (l *Listing) Check() error {
-	if _, err := ParseAppID(l.AppID); err != nil {
+	if _, err := apppkg.ParseAppID(l.AppID); err != nil {
 		return err
 	}
 	if strings.TrimSpace(l.Name) == "" || len(l.Name) > maxNameLen || !printable(l.Name) {
@@ -94,7 +96,7 @@ func (l *Listing) Check() error {
 		if err != nil {
 			return fmt.Errorf("listing %s CID %q: %v", name, s, err)
 		}
-		if err := checkCID(c); err != nil {
+		if err := apppkg.CheckCID(c); err != nil {
 			return fmt.Errorf("listing %s: %w", name, err)
 		}
 	}
@@ -115,7 +117,7 @@ func printable(s string) bool {
 
 // SignListing checks l and signs it with the app's key.
 func SignListing(l *Listing, key ed25519.PrivateKey) ([]byte, error) {
-	if id := AppID(key.Public().(ed25519.PublicKey)); id != l.AppID {
+	if id := apppkg.AppID(key.Public().(ed25519.PublicKey)); id != l.AppID {
 		return nil, fmt.Errorf("sign listing: the key is app %s's, not %s's", id, l.AppID)
 	}
 	if err := l.Check(); err != nil {
@@ -129,7 +131,7 @@ func SignListing(l *Listing, key ed25519.PrivateKey) ([]byte, error) {
 	rec = append(rec, body...)
 	rec = append(rec, ed25519.Sign(key, listingSigned(ListingKey(l.AppID), body))...)
 	if len(rec) > MaxListingSize {
-		return nil, fmt.Errorf("sign listing: the record is %d bytes: %w of %d", len(rec), ErrTooLarge, MaxListingSize)
+		return nil, fmt.Errorf("sign listing: the record is %d bytes: %w of %d", len(rec), apppkg.ErrTooLarge, MaxListingSize)
 	}
 	return rec, nil
 }
@@ -156,7 +158,7 @@ func ParseListing(rec []byte) (*Listing, error) {
 
 func parseListing(rec []byte) (*Listing, error) {
 	if len(rec) > MaxListingSize {
-		return nil, fmt.Errorf("record is %d bytes: %w of %d", len(rec), ErrTooLarge, MaxListingSize)
+		return nil, fmt.Errorf("record is %d bytes: %w of %d", len(rec), apppkg.ErrTooLarge, MaxListingSize)
 	}
 	rest, ok := bytes.CutPrefix(rec, []byte(listingMagic))
 	if !ok {
@@ -176,7 +178,7 @@ func parseListing(rec []byte) (*Listing, error) {
 	if err := l.Check(); err != nil {
 		return nil, err
 	}
-	pub, _ := ParseAppID(l.AppID)
+	pub, _ := apppkg.ParseAppID(l.AppID)
 	if !ed25519.Verify(pub, listingSigned(ListingKey(l.AppID), body), sig) {
 		return nil, fmt.Errorf("bad signature: the listing is not signed by the key of app %s", l.AppID)
 	}

@@ -6,13 +6,15 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"erg/apppkg"
 )
 
 const testCID = "bafkreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy"
 
 func testListing(key ed25519.PrivateKey, version int64) *Listing {
 	return &Listing{
-		AppID: AppID(key.Public().(ed25519.PublicKey)), Name: "Notes", Summary: "Write things down",
+		AppID: apppkg.AppID(key.Public().(ed25519.PublicKey)), Name: "Notes", Summary: "Write things down",
 		Tags: []string{"notes", "writing"}, Version: version, DisplayVersion: "1.0",
 		Package: testCID, Descriptor: testCID, Publisher: "12D3KooWtest",
 	}
@@ -89,7 +91,7 @@ func TestListingValidator(t *testing.T) {
 
 func TestListingSelectHighestVersion(t *testing.T) {
 	key := testKey(1)
-	k := ListingKey(AppID(key.Public().(ed25519.PublicKey)))
+	k := ListingKey(apppkg.AppID(key.Public().(ed25519.PublicKey)))
 	v1, v3, v2 := signT(t, testListing(key, 1), key), signT(t, testListing(key, 3), key), signT(t, testListing(key, 2), key)
 	forged := append(bytes.Clone(v3[:len(v3)-1]), v3[len(v3)-1]^1)
 	forged = bytes.Replace(forged, []byte(`"version":3`), []byte(`"version":9`), 1)

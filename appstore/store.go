@@ -1,7 +1,6 @@
 package appstore
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -12,13 +11,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ipfs/boxo/blockstore"
-	"github.com/ipfs/boxo/ipld/merkledag"
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/network"
-	"github.com/multiformats/go-multicodec"
 
+	"erg/apppkg"
 	"erg/p2p"
 )
 
@@ -143,7 +140,7 @@ func (s *Store) Republish(ctx context.Context) {
 
 // Lookup returns the newest listing of an app from the DHT.
 func (s *Store) Lookup(ctx context.Context, appID string) (*Listing, error) {
-	if _, err := ParseAppID(appID); err != nil {
+	if _, err := apppkg.ParseAppID(appID); err != nil {
 		return nil, err
 	}
 	rec, err := s.h.GetValue(ctx, ListingKey(appID))
@@ -200,65 +197,12 @@ func (s *Store) serveListings(ns network.Stream) {
 	p2p.WriteFrame(st, nil)
 }
 
-// ImportPackage puts the blocks of a verified package, its descriptor
-// included, into bs, and returns the descriptor's CID.
-func ImportPackage(ctx context.Context, p *Package, bs blockstore.Blockstore) (cid.Cid, error) {
-	desc, err := DescriptorCID(p)
-	if err != nil {
-		return cid.Undef, err
-	}
-	var batch []blocks.Block
-	for c := range p.store.spans {
-		data, err := p.store.read(c)
-		if err != nil {
-			return cid.Undef, err
-		}
-		b, _ := blocks.NewBlockWithCid(data, c)
-		batch = append(batch, b)
-		if len(batch) == 64 {
-			if err := bs.PutMany(ctx, batch); err != nil {
-				return cid.Undef, err
-			}
-			batch = batch[:0]
-		}
-	}
-	if err := bs.PutMany(ctx, batch); err != nil {
-		return cid.Undef, err
-	}
-	return desc, nil
-}
-
-// DescriptorCID finds the CID of the signed descriptor block in a package
-// opened from a file.
-func DescriptorCID(p *Package) (cid.Cid, error) {
-	if p.store == nil {
-		return cid.Undef, errors.New("the package was not opened from a file")
-	}
-	prefix := []byte(`{"format":"` + descriptorFormat + `"`)
-	for c, sp := range p.store.spans {
-		if c.Prefix().Codec != uint64(multicodec.Raw) || sp.size > 4096 {
-			continue
-		}
-		data, err := p.store.read(c)
-		if err != nil {
-			return cid.Undef, err
-		}
-		if !bytes.HasPrefix(data, prefix) {
-			continue
-		}
-		if d, err := parseDescriptor(data); err == nil && d.Root == p.CID.String() {
-			return c, nil
-		}
-	}
-	return cid.Undef, errors.New("the package has no descriptor block")
-}
-
-// FetchOptions tune FetchPackage.
+// FetchOptions tune FetchDAG and FetchPackage.
 type FetchOptions struct {
-	Limits   SizeLimits
+	Limits   apppkg.SizeLimits
 	Progress func(p2p.FetchProgress)
 	Stall    time.Duration
-	// TempDir holds the scratch file the package is assembled in.
+	// TempDir holds the scratch file FetchPackage assembles the package in.
 	TempDir string
 }
 
@@ -277,12 +221,13 @@ func (p *PackageFetch) Keep(ctx context.Context) error { return p.tmp.CopyTo(ctx
 func (p *PackageFetch) Close() error { return p.tmp.Close() }
 
 // FetchPackage fetches the package a listing names from any provider and
-// writes it to w as a package file, the same form Pack makes, for the
-// caller to verify and install with Open. It refuses a listing whose
+// writes it to w as a package file, the same form Pack makes, for a
+// caller that wants the file (an install uses FetchDAG, which copies
+// nothing). It refuses a listing whose
 // package, app or version does not match the package's signed descriptor.
 // On error nothing fetched is kept.
 func (s *Store) FetchPackage(ctx context.Context, l *Listing, w io.Writer, opts FetchOptions) (_ *PackageFetch, err error) {
-	lim := opts.Limits.withDefaults()
+	lim := opts.Limits.WithDefaults()
 	descCID, err := cid.Decode(l.Descriptor)
 	if err != nil {
 		return nil, fmt.Errorf("%w: descriptor CID: %v", ErrBadListing, err)
@@ -309,66 +254,87 @@ func (s *Store) FetchPackage(ctx context.Context, l *Listing, w io.Writer, opts 
 	if err != nil {
 		return nil, err
 	}
-	d, err := parseDescriptor(blk.RawData())
+	d, err := apppkg.ParseDescriptor(blk.RawData())
 	if err != nil {
 		return nil, fmt.Errorf("the descriptor of %s: %w", l.Name, err)
 	}
-	if d.App != l.AppID || d.Version != l.Version || d.Root != l.Package {
+	if d.App != l.AppID || d.Version != l.Version || d.Root.String() != l.Package {
 		return nil, fmt.Errorf("%w: the listing of %s names package %s version %d, but its signed descriptor names %s version %d of app %s",
 			ErrBadListing, l.Name, l.Package, l.Version, d.Root, d.Version, d.App)
 	}
-	root, err := cid.Decode(d.Root)
-	if err != nil {
-		return nil, err
-	}
+	root := d.Root
 	if _, err := s.h.Fetch(ctx, root, p2p.FetchOptions{MaxBytes: lim.MaxPackage, Progress: opts.Progress, Stall: opts.Stall, Into: tmp}); err != nil {
 		return nil, fmt.Errorf("fetch package %s of %s: %w", root, l.Name, err)
 	}
-	if err := writePackage(ctx, get, root, d, w, opts.TempDir); err != nil {
+	if err := apppkg.WriteFile(ctx, get, blk.RawData(), w, opts.TempDir); err != nil {
 		return nil, fmt.Errorf("assemble package %s: %w", root, err)
 	}
 	return &PackageFetch{tmp: tmp, h: s.h}, nil
 }
 
-// writePackage writes the DAG under root, read through get, and the descriptor
-// d as a package file in exactly the layout Pack writes.
-func writePackage(ctx context.Context, get func(cid.Cid) (blocks.Block, error), root cid.Cid, d *descriptor, w io.Writer, tmp string) error {
-	sink, err := newCarSink(tmp)
+// DAGFetch is a package fetched into the node's blockstore, where
+// apppkg.OpenDAG verifies it and Unpack reads it: nothing is copied. A
+// caller that refuses the package calls Discard.
+type DAGFetch struct {
+	// Descriptor is the CID of the package's signed descriptor block.
+	Descriptor cid.Cid
+	fetched    []*p2p.Fetched
+}
+
+// Discard deletes the blocks the fetch added, leaving those the node held
+// before. It is safe on nil.
+func (f *DAGFetch) Discard(ctx context.Context) error {
+	if f == nil {
+		return nil
+	}
+	var errs []error
+	for _, x := range f.fetched {
+		errs = append(errs, x.Discard(ctx))
+	}
+	f.fetched = nil
+	return errors.Join(errs...)
+}
+
+// FetchDAG fetches the package a listing names from any provider into the
+// node's blockstore, for the caller to verify there with apppkg.OpenDAG.
+// It refuses a listing whose package, app or version does not match the
+// package's signed descriptor, and a DAG over opts.Limits.MaxPackage. On
+// error nothing it fetched is kept.
+func (s *Store) FetchDAG(ctx context.Context, l *Listing, opts FetchOptions) (_ *DAGFetch, err error) {
+	lim := opts.Limits.WithDefaults()
+	descCID, err := cid.Decode(l.Descriptor)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("%w: descriptor CID: %v", ErrBadListing, err)
 	}
-	defer sink.Close()
-	stack := []cid.Cid{root}
-	seen := cid.NewSet()
-	for len(stack) > 0 {
-		c := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		if !seen.Visit(c) {
-			continue
-		}
-		if err := checkCID(c); err != nil {
-			return err
-		}
-		b, err := get(c)
+	f := &DAGFetch{Descriptor: descCID}
+	defer func() {
 		if err != nil {
-			return fmt.Errorf("block %s: %w", c, err)
+			f.Discard(context.WithoutCancel(ctx))
 		}
-		if err := sink.put(c, b.RawData()); err != nil {
-			return err
-		}
-		if c.Prefix().Codec == uint64(multicodec.DagPb) {
-			nd, err := merkledag.DecodeProtobufBlock(b)
-			if err != nil {
-				return err
-			}
-			links := nd.Links()
-			for i := len(links) - 1; i >= 0; i-- {
-				stack = append(stack, links[i].Cid)
-			}
-		}
+	}()
+	df, err := s.h.Fetch(ctx, descCID, p2p.FetchOptions{MaxBytes: 64 << 10, Stall: opts.Stall})
+	f.fetched = append(f.fetched, df)
+	if err != nil {
+		return nil, fmt.Errorf("fetch the descriptor of %s: %w", l.Name, err)
 	}
-	_, _, err = sink.finishWith(w, d)
-	return err
+	blk, err := s.h.Blockstore().Get(ctx, descCID)
+	if err != nil {
+		return nil, err
+	}
+	d, err := apppkg.ParseDescriptor(blk.RawData())
+	if err != nil {
+		return nil, fmt.Errorf("the descriptor of %s: %w", l.Name, err)
+	}
+	if d.App != l.AppID || d.Version != l.Version || d.Root.String() != l.Package {
+		return nil, fmt.Errorf("%w: the listing of %s names package %s version %d, but its signed descriptor names %s version %d of app %s",
+			ErrBadListing, l.Name, l.Package, l.Version, d.Root, d.Version, d.App)
+	}
+	rf, err := s.h.Fetch(ctx, d.Root, p2p.FetchOptions{MaxBytes: lim.MaxPackage, Progress: opts.Progress, Stall: opts.Stall})
+	f.fetched = append(f.fetched, rf)
+	if err != nil {
+		return nil, fmt.Errorf("fetch package %s of %s: %w", d.Root, l.Name, err)
+	}
+	return f, nil
 }
 
 // SearchResult is one app a search found.
@@ -431,7 +397,7 @@ func set(ws []string) map[string]bool {
 // ListingFor describes a verified package as a listing published by the
 // peer publisher. Summary defaults to the manifest's description; tags are
 // normalized and those left empty dropped.
-func ListingFor(p *Package, desc cid.Cid, publisher string, tags []string, summary string) *Listing {
+func ListingFor(p *apppkg.Package, desc cid.Cid, publisher string, tags []string, summary string) *Listing {
 	if summary == "" {
 		summary = p.Manifest.Description
 	}
@@ -448,10 +414,8 @@ func ListingFor(p *Package, desc cid.Cid, publisher string, tags []string, summa
 		}
 	}
 	if p.Manifest.Icon != "" {
-		for _, e := range p.entries {
-			if e.path == p.Manifest.Icon && e.kind == kindFile {
-				l.Icon = e.node.Cid().String()
-			}
+		if c, ok := p.FileCID(p.Manifest.Icon); ok {
+			l.Icon = c.String()
 		}
 	}
 	return l

@@ -19,6 +19,8 @@ import (
 
 	"erg/p2p"
 	"erg/p2p/p2ptest"
+
+	"erg/apppkg"
 )
 
 // storeNet starts n stores on a line of real hosts on 127.0.0.1.
@@ -36,10 +38,10 @@ func storeNet(t testing.TB, n int) []*Store {
 // packVersion packs the test app of key at version v.
 func packVersion(t testing.TB, key ed25519.PrivateKey, v int64) []byte {
 	dir := writeApp(t, key)
-	mf := filepath.Join(dir, ManifestFile)
+	mf := filepath.Join(dir, apppkg.ManifestFile)
 	m, _ := os.ReadFile(mf)
 	os.WriteFile(mf, bytes.Replace(m, []byte(`"version":3`), []byte(`"version":`+strconv.FormatInt(v, 10)), 1), 0o644)
-	b, _ := pack(t, dir, key, PackOptions{})
+	b, _ := pack(t, dir, key, apppkg.PackOptions{})
 	return b
 }
 
@@ -47,11 +49,11 @@ func packVersion(t testing.TB, key ed25519.PrivateKey, v int64) []byte {
 func publish(t testing.TB, s *Store, key ed25519.PrivateKey, pkgFile []byte, tags ...string) *Listing {
 	t.Helper()
 	ctx := context.Background()
-	pkg, err := openBytes(pkgFile, SizeLimits{})
+	pkg, err := openBytes(pkgFile, apppkg.SizeLimits{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	desc, err := ImportPackage(ctx, pkg, s.Host().Blockstore())
+	desc, err := apppkg.ImportPackage(ctx, pkg, s.Host().Blockstore())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +70,7 @@ func TestStoreAcrossTwentyNodes(t *testing.T) {
 	defer cancel()
 	pub, searcher, third := stores[0], stores[21], stores[11]
 	key := testKey(7)
-	appID := AppID(key.Public().(ed25519.PublicKey))
+	appID := apppkg.AppID(key.Public().(ed25519.PublicKey))
 	file := packVersion(t, key, 3)
 	l := publish(t, pub, key, file, "notes", "Writing")
 	if l.Icon == "" {
@@ -108,7 +110,7 @@ func TestStoreAcrossTwentyNodes(t *testing.T) {
 	if has, _ := searcher.Host().Blockstore().Has(ctx, mustCID(t, l.Package)); !has {
 		t.Error("kept blocks are not in the node's store")
 	}
-	pkg, err := openBytes(buf.Bytes(), SizeLimits{})
+	pkg, err := openBytes(buf.Bytes(), apppkg.SizeLimits{})
 	if err != nil {
 		t.Fatalf("the fetched package does not verify: %v", err)
 	}
@@ -128,7 +130,7 @@ func TestStoreAcrossTwentyNodes(t *testing.T) {
 		t.Fatalf("fetch after the publisher left: %v", err)
 	}
 	pf.Close()
-	if _, err := openBytes(buf.Bytes(), SizeLimits{}); err != nil {
+	if _, err := openBytes(buf.Bytes(), apppkg.SizeLimits{}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -136,7 +138,7 @@ func TestStoreAcrossTwentyNodes(t *testing.T) {
 	key2 := testKey(8)
 	publish(t, stores[5], key2, packVersion(t, key2, 1), "notes")
 	publish(t, stores[5], key2, packVersion(t, key2, 2), "notes")
-	if l, err := third.Lookup(ctx, AppID(key2.Public().(ed25519.PublicKey))); err != nil || l.Version != 2 {
+	if l, err := third.Lookup(ctx, apppkg.AppID(key2.Public().(ed25519.PublicKey))); err != nil || l.Version != 2 {
 		t.Fatalf("lookup after an update = %+v, %v", l, err)
 	}
 }

@@ -24,7 +24,7 @@ import (
 	"time"
 
 	"erg"
-	"erg/appstore"
+	"erg/apppkg"
 	"erg/webui"
 )
 
@@ -43,7 +43,7 @@ type grainInfo struct {
 	title    string
 	created  time.Time
 	lastUsed time.Time
-	app      *appstore.Manifest
+	app      *apppkg.Manifest
 	tree     string
 }
 
@@ -235,7 +235,7 @@ func (n *Node) Apps(ctx context.Context) ([]erg.App, error) {
 		if err := rows.Scan(&data, &grains); err != nil {
 			return nil, err
 		}
-		var m appstore.Manifest
+		var m apppkg.Manifest
 		if err := json.Unmarshal([]byte(data), &m); err != nil {
 			return nil, err
 		}
@@ -246,7 +246,7 @@ func (n *Node) Apps(ctx context.Context) ([]erg.App, error) {
 	return apps, rows.Err()
 }
 
-func appInfo(m *appstore.Manifest) erg.App {
+func appInfo(m *apppkg.Manifest) erg.App {
 	a := erg.App{ID: m.ID, Name: m.Name, Version: m.Version, DisplayVersion: m.DisplayVersion, Description: m.Description,
 		OwnerRole: m.OwnerRole, HasIcon: m.Icon != ""}
 	for _, act := range m.Actions {
@@ -294,7 +294,7 @@ func (n *Node) AppIcon(ctx context.Context, id string) ([]byte, string, error) {
 	return data, ctype, nil
 }
 
-func (n *Node) appByID(ctx context.Context, id string) (*appstore.Manifest, string, error) {
+func (n *Node) appByID(ctx context.Context, id string) (*apppkg.Manifest, string, error) {
 	var data, tree string
 	err := n.db.QueryRowContext(ctx, `SELECT manifest, tree FROM apps WHERE id = ?`, id).Scan(&data, &tree)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -303,7 +303,7 @@ func (n *Node) appByID(ctx context.Context, id string) (*appstore.Manifest, stri
 	if err != nil {
 		return nil, "", err
 	}
-	var m appstore.Manifest
+	var m apppkg.Manifest
 	if err := json.Unmarshal([]byte(data), &m); err != nil {
 		return nil, "", err
 	}
@@ -332,7 +332,7 @@ func (n *Node) RemoveApp(ctx context.Context, who erg.User, id string) error {
 	var others int
 	n.db.QueryRowContext(ctx, `SELECT count(*) FROM apps WHERE tree = ?`, tree).Scan(&others)
 	if others == 0 && filepath.Dir(tree) == filepath.Join(n.cfg.DataDir, packagesDir) {
-		if err := appstore.RemoveTree(tree); err != nil {
+		if err := apppkg.RemoveTree(tree); err != nil {
 			n.log.Warn("package tree left behind", "app", id, "dir", tree, "err", err)
 		}
 	}
@@ -446,7 +446,7 @@ func (n *Node) Grain(ctx context.Context, who erg.User, id string) (erg.Grain, e
 }
 
 // findApp resolves an app by id, or by name when that is unambiguous.
-func (n *Node) findApp(ctx context.Context, ref string) (*appstore.Manifest, string, error) {
+func (n *Node) findApp(ctx context.Context, ref string) (*apppkg.Manifest, string, error) {
 	if strings.TrimSpace(ref) == "" {
 		return nil, "", fmt.Errorf("%w: name an app (see the installed apps in `erg status`)", erg.ErrInvalid)
 	}
@@ -455,14 +455,14 @@ func (n *Node) findApp(ctx context.Context, ref string) (*appstore.Manifest, str
 		return nil, "", err
 	}
 	defer rows.Close()
-	var found []*appstore.Manifest
+	var found []*apppkg.Manifest
 	var trees []string
 	for rows.Next() {
 		var data, tree string
 		if err := rows.Scan(&data, &tree); err != nil {
 			return nil, "", err
 		}
-		var m appstore.Manifest
+		var m apppkg.Manifest
 		if err := json.Unmarshal([]byte(data), &m); err != nil {
 			return nil, "", err
 		}
@@ -517,7 +517,7 @@ func (n *Node) NewGrain(ctx context.Context, who erg.User, appRef, title string)
 
 // createGrain makes a grain's row and storage; fill, if set, puts the
 // initial contents into its empty var dir. A failure leaves nothing.
-func (n *Node) createGrain(ctx context.Context, who erg.User, appRef, title string, fill func(varDir string, m *appstore.Manifest) error) (*grainInfo, error) {
+func (n *Node) createGrain(ctx context.Context, who erg.User, appRef, title string, fill func(varDir string, m *apppkg.Manifest) error) (*grainInfo, error) {
 	m, tree, err := n.findApp(ctx, appRef)
 	if err != nil {
 		return nil, err
@@ -533,7 +533,7 @@ func (n *Node) createGrain(ctx context.Context, who erg.User, appRef, title stri
 	}
 	if fill != nil {
 		if err := fill(varDir, m); err != nil {
-			appstore.RemoveTree(dir)
+			apppkg.RemoveTree(dir)
 			return nil, err
 		}
 	}
@@ -541,7 +541,7 @@ func (n *Node) createGrain(ctx context.Context, who erg.User, appRef, title stri
 	_, err = n.db.ExecContext(ctx, `INSERT INTO grains (id, app_id, owner_id, title, created_at, last_used) VALUES (?, ?, ?, ?, ?, ?)`,
 		id, m.ID, who.ID, title, now.Unix(), now.Unix())
 	if err != nil {
-		appstore.RemoveTree(dir)
+		apppkg.RemoveTree(dir)
 		return nil, fmt.Errorf("record grain: %w", err)
 	}
 	g := &grainInfo{id: id, appID: m.ID, ownerID: who.ID, title: title, created: time.Unix(now.Unix(), 0), lastUsed: time.Unix(now.Unix(), 0), app: m, tree: tree}
@@ -710,7 +710,7 @@ func (n *Node) removeGrain(ctx context.Context, id string) error {
 	n.dropSessions(func(s sessionEntry) bool { return s.grainID == id })
 	n.grains.forget(id)
 	dir := n.grainDir(id)
-	if err := appstore.RemoveTree(dir); err != nil {
+	if err := apppkg.RemoveTree(dir); err != nil {
 		n.log.Warn("grain storage left behind", "grain", id, "dir", dir, "err", err)
 	}
 	n.log.Info("grain removed", "grain", id)

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"erg"
-	"erg/appstore"
+	"erg/apppkg"
 )
 
 // A backup is a zip holding backupMeta as backupMetaName and the grain's
@@ -159,7 +159,7 @@ func (n *Node) RestoreGrain(ctx context.Context, who erg.User, r io.Reader) (erg
 	if m.Version < meta.AppVersion {
 		return erg.Grain{}, fmt.Errorf("%w: the backup needs %s version %d or newer; version %d is installed", erg.ErrInvalid, m.Name, meta.AppVersion, m.Version)
 	}
-	g, err := n.createGrain(ctx, who, meta.AppID, meta.Title, func(varDir string, _ *appstore.Manifest) error {
+	g, err := n.createGrain(ctx, who, meta.AppID, meta.Title, func(varDir string, _ *apppkg.Manifest) error {
 		return n.unpackBackup(ctx, zr, varDir)
 	})
 	if err != nil {

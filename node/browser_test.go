@@ -17,7 +17,7 @@ import (
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 
-	"erg/appstore"
+	"erg/apppkg"
 )
 
 // noteIcon is an icon for the notes package the browser test installs.
@@ -253,7 +253,7 @@ func grainIDFromURL(t *testing.T, loc string) string {
 // origin and cannot read the shell's cookies.
 func TestBrowser(t *testing.T) {
 	n := startNode(t, func(c *Config) { c.AppsDir = ""; c.Owner = "alice" })
-	key, _ := appstore.GenerateKey()
+	key, _ := apppkg.GenerateKey()
 	pkg := packApp(t, "notes", key, 1, noteIcon)
 	b := newBrowser(t, n)
 	base := n.URL()

@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"sync"
 
-	"erg/appstore"
+	"erg/apppkg"
 )
 
 // treeRefs counts the running (or starting) grains on each package tree. An
@@ -135,7 +135,7 @@ func (n *Node) collectPackagesLocked(ctx context.Context) error {
 	}
 	n.mu.Unlock()
 	for _, p := range remove {
-		if err := appstore.RemoveTree(p); err != nil {
+		if err := apppkg.RemoveTree(p); err != nil {
 			return fmt.Errorf("remove unused package %s: %w", filepath.Base(p), err)
 		}
 		n.log.Info("unused package removed", "package", filepath.Base(p))

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"erg/appstore"
+	"erg/apppkg"
 	"erg/sandbox"
 	"erg/sandbox/sandboxtest"
 )
@@ -179,7 +179,7 @@ func startNode(t testing.TB, mod func(*Config)) *testNode {
 		n.Close()
 		// Installed trees are read-only; a non-root owner must make them
 		// writable again before t.TempDir's cleanup can remove them.
-		appstore.RemoveTree(filepath.Join(cfg.DataDir, packagesDir))
+		apppkg.RemoveTree(filepath.Join(cfg.DataDir, packagesDir))
 	})
 	return tn
 }

@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"erg"
-	"erg/appstore"
+	"erg/apppkg"
 )
 
 // TestNativeCProgramRunsInAGrain packs a dynamically linked C web server
@@ -23,7 +23,7 @@ func TestNativeCProgramRunsInAGrain(t *testing.T) {
 	if err != nil {
 		t.Skip("no gcc to build the C program")
 	}
-	key, _ := appstore.GenerateKey()
+	key, _ := apppkg.GenerateKey()
 	tree := filepath.Join(t.TempDir(), "chello")
 	os.MkdirAll(filepath.Join(tree, "bin"), 0o755)
 	src := filepath.Join(repoRoot(t), "node", "testdata", "chello", "chello.c")
@@ -32,16 +32,16 @@ func TestNativeCProgramRunsInAGrain(t *testing.T) {
 	}
 	manifest := fmt.Sprintf(`{"id":%q,"name":"C hello","version":1,"command":["/bin/chello"],"port":8000,
 		"roles":[{"name":"viewer","permissions":["read"]}],"ownerRole":"viewer"}`,
-		appstore.AppID(key.Public().(ed25519.PublicKey)))
+		apppkg.AppID(key.Public().(ed25519.PublicKey)))
 	os.WriteFile(filepath.Join(tree, "erg.json"), []byte(manifest), 0o644)
 
-	staged, cleanup, err := appstore.PrepareTree(tree, t.TempDir())
+	staged, cleanup, err := apppkg.PrepareTree(tree, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cleanup()
 	var pkg bytes.Buffer
-	if _, err := appstore.Pack(context.Background(), staged, key, &pkg, appstore.PackOptions{}); err != nil {
+	if _, err := apppkg.Pack(context.Background(), staged, key, &pkg, apppkg.PackOptions{}); err != nil {
 		t.Fatal(err)
 	}
 

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"erg/accounts"
+	"erg/install"
 	"erg/sandbox"
 	"erg/webui"
 )
@@ -92,7 +93,8 @@ type Node struct {
 	lock    *os.File
 
 	installMu sync.Mutex // one install at a time: the version check and the write go together
-	trees     treeRefs   // package trees in use by running grains
+	installer *install.Installer
+	trees     treeRefs // package trees in use by running grains
 	bg        sync.WaitGroup
 
 	mu       sync.RWMutex
@@ -170,6 +172,7 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	if n.db, err = openDB(ctx, filepath.Join(cfg.DataDir, dbFile)); err != nil {
 		return nil, err
 	}
+	n.installer = n.newInstaller()
 	if n.runner, err = sandbox.NewRunner(sandbox.Config{Log: n.log.With("subsystem", "sandbox")}); err != nil {
 		return nil, fmt.Errorf("cannot run grains here: %w", err)
 	}

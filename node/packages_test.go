@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"erg"
-	"erg/appstore"
+	"erg/apppkg"
 )
 
 // packEcho packs the echo test app as a signed package of version v.
@@ -32,11 +32,11 @@ func packTestApp(t *testing.T, name string, key ed25519.PrivateKey, v int64, dis
 	if err := os.CopyFS(tree, os.DirFS(filepath.Join(testApps(t), name))); err != nil {
 		t.Fatal(err)
 	}
-	m, err := appstore.ReadManifest(tree)
+	m, err := apppkg.ReadManifest(tree)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.ID = appstore.AppID(key.Public().(ed25519.PublicKey))
+	m.ID = apppkg.AppID(key.Public().(ed25519.PublicKey))
 	m.Version = v
 	if display != "" {
 		m.DisplayVersion = display
@@ -54,7 +54,7 @@ func packTestApp(t *testing.T, name string, key ed25519.PrivateKey, v int64, dis
 		t.Fatal(err)
 	}
 	var buf bytes.Buffer
-	if _, err := appstore.Pack(context.Background(), tree, key, &buf, appstore.PackOptions{}); err != nil {
+	if _, err := apppkg.Pack(context.Background(), tree, key, &buf, apppkg.PackOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	return buf.Bytes()
@@ -72,7 +72,7 @@ func packageDirs(t *testing.T, n *testNode) []string {
 func TestInstallAndUpgradeSignedPackage(t *testing.T) {
 	n := startNode(t, nil)
 	ctx := context.Background()
-	key, _ := appstore.GenerateKey()
+	key, _ := apppkg.GenerateKey()
 	c := erg.NewClient(SocketPath(n.cfg.DataDir))
 
 	app, err := c.InstallPackage(ctx, bytes.NewReader(packEcho(t, key, 1)))
@@ -141,7 +141,7 @@ func TestInstallAndUpgradeSignedPackage(t *testing.T) {
 // --apps pointing at package files: the first start installs, the second
 // finds nothing newer and changes nothing, the third upgrades.
 func TestAppsDirInstallsPackages(t *testing.T) {
-	key, _ := appstore.GenerateKey()
+	key, _ := apppkg.GenerateKey()
 	apps := t.TempDir()
 	data := filepath.Join(t.TempDir(), "data")
 	pkgFile := filepath.Join(apps, "echo.erg")
@@ -160,7 +160,7 @@ func TestAppsDirInstallsPackages(t *testing.T) {
 		return n, list[0]
 	}
 	n, app := start()
-	if app.ID != appstore.AppID(key.Public().(ed25519.PublicKey)) || app.Version != 1 {
+	if app.ID != apppkg.AppID(key.Public().(ed25519.PublicKey)) || app.Version != 1 {
 		t.Fatalf("installed %+v", app)
 	}
 	dirs := packageDirs(t, n)
@@ -202,7 +202,7 @@ func TestInstallReportsProgress(t *testing.T) {
 	n := startNode(t, nil)
 	ctx := context.Background()
 	c := erg.NewClient(SocketPath(n.cfg.DataDir))
-	key, _ := appstore.GenerateKey()
+	key, _ := apppkg.GenerateKey()
 	pkg := packEcho(t, key, 1)
 
 	var steps []erg.InstallStep
@@ -210,7 +210,7 @@ func TestInstallReportsProgress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if app.ID != appstore.AppID(key.Public().(ed25519.PublicKey)) {
+	if app.ID != apppkg.AppID(key.Public().(ed25519.PublicKey)) {
 		t.Errorf("installed %+v", app)
 	}
 	last := map[string]erg.InstallStep{}

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"erg"
-	"erg/appstore"
+	"erg/apppkg"
 )
 
 // ergProcess is an `erg run` started as its own process.
@@ -130,7 +130,7 @@ func TestCLIAgainstARunningNode(t *testing.T) {
 	if out := p.erg(true, "grain", "rm", g.ID); !strings.Contains(out, "no grain") {
 		t.Errorf("rm of a removed grain says: %s", out)
 	}
-	key, _ := appstore.GenerateKey()
+	key, _ := apppkg.GenerateKey()
 	pkgFile := filepath.Join(t.TempDir(), "echo.erg")
 	os.WriteFile(pkgFile, packEcho(t, key, 1), 0o644)
 	if out := p.erg(false, "app", "install", pkgFile); !strings.Contains(out, "installed Echo") {
@@ -139,7 +139,7 @@ func TestCLIAgainstARunningNode(t *testing.T) {
 	if out := p.erg(true, "app", "install", pkgFile); !strings.Contains(out, "not newer") {
 		t.Errorf("installing the same version again says: %s", out)
 	}
-	if out := p.erg(false, "app", "ls"); !strings.Contains(out, appstore.AppID(key.Public().(ed25519.PublicKey))) {
+	if out := p.erg(false, "app", "ls"); !strings.Contains(out, apppkg.AppID(key.Public().(ed25519.PublicKey))) {
 		t.Errorf("app ls:\n%s", out)
 	}
 

@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"erg"
-	"erg/appstore"
+	"erg/apppkg"
 )
 
 // updatePynotesEnv, set to 1, makes TestPythonAppPortedFromTrace write the
@@ -37,8 +37,8 @@ func TestPythonAppPortedFromTrace(t *testing.T) {
 	if _, err := os.Stat("/usr/bin/python3"); err != nil {
 		t.Skip("no /usr/bin/python3 on this machine: the Python porting example needs the host's python3")
 	}
-	key, _ := appstore.GenerateKey()
-	appID := appstore.AppID(key.Public().(ed25519.PublicKey))
+	key, _ := apppkg.GenerateKey()
+	appID := apppkg.AppID(key.Public().(ed25519.PublicKey))
 	dir := pynotesCopy(t, appID, "editor")
 
 	// 1. Trace a session of clicking through the app.
@@ -84,8 +84,8 @@ func TestPythonAppPortedFromTrace(t *testing.T) {
 		}
 	}
 	if os.Getenv(updatePynotesEnv) == "1" {
-		b, _ := os.ReadFile(filepath.Join(dir, appstore.FilesListFile))
-		if err := os.WriteFile(filepath.Join(repoRoot(t), "apps", "pynotes", appstore.FilesListFile), b, 0o644); err != nil {
+		b, _ := os.ReadFile(filepath.Join(dir, apppkg.FilesListFile))
+		if err := os.WriteFile(filepath.Join(repoRoot(t), "apps", "pynotes", apppkg.FilesListFile), b, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -93,9 +93,9 @@ func TestPythonAppPortedFromTrace(t *testing.T) {
 	// 2. Pack exactly that list (plus ELF deps) into signed packages: the
 	// app as is, and the same app as a second app whose owner only views.
 	editorPkg := packPynotes(t, dir, key)
-	viewKey, _ := appstore.GenerateKey()
-	viewDir := pynotesCopy(t, appstore.AppID(viewKey.Public().(ed25519.PublicKey)), "viewer")
-	copyFileT(t, filepath.Join(dir, appstore.FilesListFile), filepath.Join(viewDir, appstore.FilesListFile), 0o644)
+	viewKey, _ := apppkg.GenerateKey()
+	viewDir := pynotesCopy(t, apppkg.AppID(viewKey.Public().(ed25519.PublicKey)), "viewer")
+	copyFileT(t, filepath.Join(dir, apppkg.FilesListFile), filepath.Join(viewDir, apppkg.FilesListFile), 0o644)
 	viewerPkg := packPynotes(t, viewDir, viewKey)
 
 	// 3. Run it in grains.
@@ -161,13 +161,13 @@ func pynotesCopy(t *testing.T, appID, ownerRole string) string {
 	}
 	src := filepath.Join(repoRoot(t), "apps", "pynotes")
 	copyFileT(t, filepath.Join(src, "app.py"), filepath.Join(dir, "app.py"), 0o644)
-	m, err := appstore.ReadManifest(src)
+	m, err := apppkg.ReadManifest(src)
 	if err != nil {
 		t.Fatal(err)
 	}
 	m.ID, m.OwnerRole = appID, ownerRole
 	b, _ := json.Marshal(m)
-	if err := os.WriteFile(filepath.Join(dir, appstore.ManifestFile), b, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(dir, apppkg.ManifestFile), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return dir
@@ -222,7 +222,7 @@ func traceSession(t *testing.T, dir string, click func(url string), args ...stri
 	if !slices.ContainsFunc(out, func(l string) bool { return strings.HasPrefix(l, "recorded ") }) {
 		t.Errorf("erg app dev did not say what it recorded: %q", out)
 	}
-	list, err := appstore.ReadFilesList(filepath.Join(dir, appstore.FilesListFile))
+	list, err := apppkg.ReadFilesList(filepath.Join(dir, apppkg.FilesListFile))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,13 +249,13 @@ func mustDo(t *testing.T, c *http.Client, method, url, body string, wantCode int
 // packPynotes packs dir the way `erg app pack` does.
 func packPynotes(t *testing.T, dir string, key ed25519.PrivateKey) *bytes.Buffer {
 	t.Helper()
-	staged, cleanup, err := appstore.PrepareTree(dir, t.TempDir())
+	staged, cleanup, err := apppkg.PrepareTree(dir, t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cleanup()
-	if _, err := os.Lstat(filepath.Join(staged, appstore.DevDir)); err == nil {
-		t.Errorf("the package tree holds the dev sandbox's %s", appstore.DevDir)
+	if _, err := os.Lstat(filepath.Join(staged, apppkg.DevDir)); err == nil {
+		t.Errorf("the package tree holds the dev sandbox's %s", apppkg.DevDir)
 	}
 	for _, p := range []string{"usr/bin/python3", "app.py"} {
 		if _, err := os.Stat(filepath.Join(staged, p)); err != nil {
@@ -263,7 +263,7 @@ func packPynotes(t *testing.T, dir string, key ed25519.PrivateKey) *bytes.Buffer
 		}
 	}
 	var pkg bytes.Buffer
-	if _, err := appstore.Pack(context.Background(), staged, key, &pkg, appstore.PackOptions{}); err != nil {
+	if _, err := apppkg.Pack(context.Background(), staged, key, &pkg, apppkg.PackOptions{}); err != nil {
 		t.Fatal(fmt.Errorf("pack: %w", err))
 	}
 	return &pkg

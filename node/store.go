@@ -14,7 +14,9 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"erg"
+	"erg/apppkg"
 	"erg/appstore"
+	"erg/install"
 	"erg/p2p"
 	"erg/webui"
 )
@@ -42,7 +44,7 @@ func (n *Node) PublishPackage(ctx context.Context, rec []byte, r io.Reader) (erg
 		return erg.Listing{}, err
 	}
 	defer os.Remove(f)
-	pkg, err := appstore.OpenFile(ctx, f, appstore.SizeLimits{MaxPackage: maxPackageSize})
+	pkg, err := apppkg.OpenFile(ctx, f, apppkg.SizeLimits{MaxPackage: maxPackageSize})
 	if err != nil {
 		return erg.Listing{}, fmt.Errorf("%w: %v", erg.ErrInvalid, err)
 	}
@@ -51,7 +53,7 @@ func (n *Node) PublishPackage(ctx context.Context, rec []byte, r io.Reader) (erg
 		return erg.Listing{}, fmt.Errorf("%w: the listing names app %s version %d package %s, but the file holds app %s version %d package %s",
 			erg.ErrInvalid, l.AppID, l.Version, l.Package, pkg.AppID, pkg.Version, pkg.CID)
 	}
-	desc, err := appstore.ImportPackage(ctx, pkg, n.p2p.host.Blockstore())
+	desc, err := apppkg.ImportPackage(ctx, pkg, n.p2p.host.Blockstore())
 	if err != nil {
 		return erg.Listing{}, err
 	}
@@ -145,7 +147,7 @@ func (n *Node) lookup(ctx context.Context, appID string) (*appstore.Listing, err
 	if n.p2p == nil {
 		return nil, errNoP2P
 	}
-	if !appstore.IsAppID(appID) {
+	if !apppkg.IsAppID(appID) {
 		return nil, fmt.Errorf("%w: %q is not an app id", erg.ErrInvalid, appID)
 	}
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
@@ -174,12 +176,14 @@ func (n *Node) toListing(ctx context.Context, l *appstore.Listing) erg.Listing {
 }
 
 // InstallFromStore implements webui.StoreBackend: it fetches the newest
-// listed package, assembles it as a package file and installs that
-// through InstallPackage, so it is verified exactly as a file install.
-// Blocks fetched for a package that is then refused never reach the
-// blockstore; an installed package's do, and are announced, so this node
-// serves it onward.
-func (n *Node) InstallFromStore(ctx context.Context, appID string, progress func(erg.FetchProgress)) (erg.App, error) {
+// listed package into the blockstore and installs it from there through
+// the one install pipeline, which verifies the fetched DAG in place as
+// strictly as a package file and unpacks it: the package's bytes are
+// written twice, once as blocks and once as the tree. A package refused
+// at any step has the blocks its fetch added taken out again; an
+// installed package's stay, and are announced, so this node serves it
+// onward.
+func (n *Node) InstallFromStore(ctx context.Context, appID string, progress erg.InstallProgress) (erg.App, error) {
 	l, err := n.lookup(ctx, appID)
 	if err != nil {
 		return erg.App{}, err
@@ -187,47 +191,27 @@ func (n *Node) InstallFromStore(ctx context.Context, appID string, progress func
 	if v := n.installedVersion(ctx, appID); v >= l.Version {
 		return erg.App{}, fmt.Errorf("%w: %s version %d is installed; the store's newest is version %d", erg.ErrInvalid, l.Name, v, l.Version)
 	}
-	tmpDir := filepath.Join(n.cfg.DataDir, "tmp")
-	if err := os.MkdirAll(tmpDir, 0o700); err != nil {
-		return erg.App{}, err
-	}
-	tmp, err := os.CreateTemp(tmpDir, "store-*.erg")
-	if err != nil {
-		return erg.App{}, err
-	}
-	defer os.Remove(tmp.Name())
-	defer tmp.Close()
 	var pmu sync.Mutex
-	pf, err := n.p2p.store.FetchPackage(ctx, l, tmp, appstore.FetchOptions{
-		Limits:  appstore.SizeLimits{MaxPackage: maxPackageSize},
-		TempDir: tmpDir,
+	f, err := n.p2p.store.FetchDAG(ctx, l, appstore.FetchOptions{
+		Limits: apppkg.SizeLimits{MaxPackage: maxPackageSize},
 		Progress: func(p p2p.FetchProgress) {
-			if progress != nil {
-				pmu.Lock()
-				progress(erg.FetchProgress{Bytes: p.Bytes, Blocks: p.Blocks, Peers: p.Peers, Elapsed: erg.Duration(p.Elapsed)})
-				pmu.Unlock()
-			}
+			pmu.Lock()
+			defer pmu.Unlock()
+			progress.Report(erg.InstallStep{Phase: erg.PhaseFetching, Done: p.Bytes, Blocks: p.Blocks, Peers: p.Peers, Elapsed: erg.Duration(p.Elapsed)})
 		},
 	})
 	if err != nil {
-		if errors.Is(err, appstore.ErrBadListing) || errors.Is(err, appstore.ErrTooLarge) || errors.Is(err, p2p.ErrTooLarge) {
+		if errors.Is(err, appstore.ErrBadListing) || errors.Is(err, apppkg.ErrTooLarge) || errors.Is(err, p2p.ErrTooLarge) {
 			err = fmt.Errorf("%w: %v", erg.ErrInvalid, err)
 		}
 		return erg.App{}, fmt.Errorf("install %s from the store: %w", l.Name, err)
 	}
-	// The fetched blocks stay in a scratch store until the install has
-	// verified them; a refused package leaves nothing in the blockstore.
-	defer pf.Close()
-	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
-		return erg.App{}, err
-	}
-	app, err := n.InstallPackage(ctx, tmp)
+	res, err := n.installer.Install(ctx, install.DAG(n.p2p.host.Blockstore(), f.Descriptor), install.Options{Progress: progress})
 	if err != nil {
+		if derr := f.Discard(context.WithoutCancel(ctx)); derr != nil {
+			n.log.Warn("discard the blocks of a refused package", "app", appID, "err", derr)
+		}
 		return erg.App{}, err
-	}
-	if err := pf.Keep(ctx); err != nil {
-		n.log.Warn("keep installed package blocks", "app", appID, "err", err)
-		return app, nil
 	}
 	if err := n.recordProvided(ctx, l); err != nil {
 		n.log.Warn("record provided", "err", err)
@@ -238,7 +222,7 @@ func (n *Node) InstallFromStore(ctx context.Context, appID string, progress func
 			n.log.Warn("provide installed package", "cid", c, "err", err)
 		}
 	}
-	return app, nil
+	return appInfo(res.Manifest), nil
 }
 
 // StoreUpdates implements webui.StoreBackend.
@@ -261,7 +245,7 @@ func (n *Node) StoreUpdates(ctx context.Context) ([]erg.Listing, error) {
 			rows.Close()
 			return nil, err
 		}
-		if appstore.IsAppID(a.id) {
+		if apppkg.IsAppID(a.id) {
 			apps = append(apps, a)
 		}
 	}

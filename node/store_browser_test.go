@@ -10,6 +10,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"erg/apppkg"
 	"erg/appstore"
 )
 
@@ -17,11 +18,11 @@ import (
 func publishApp(t *testing.T, n *testNode, key ed25519.PrivateKey, pkgFile []byte, summary string, tags ...string) {
 	t.Helper()
 	ctx := context.Background()
-	pkg, err := appstore.Open(ctx, bytes.NewReader(pkgFile), int64(len(pkgFile)), appstore.SizeLimits{})
+	pkg, err := apppkg.Open(ctx, bytes.NewReader(pkgFile), int64(len(pkgFile)), apppkg.SizeLimits{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	desc, err := appstore.DescriptorCID(pkg)
+	desc, err := apppkg.DescriptorCID(pkg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,9 +49,9 @@ func TestBrowserStore(t *testing.T) {
 		c.P2PListen = []string{"/ip4/127.0.0.1/tcp/0"}
 	})
 	waitFor(t, 20*time.Second, "a peer in the routing table", func() bool { return n.p2p.host.RoutingTableSize() > 0 })
-	notesKey, _ := appstore.GenerateKey()
-	todoKey, _ := appstore.GenerateKey()
-	notesID := appstore.AppID(notesKey.Public().(ed25519.PublicKey))
+	notesKey, _ := apppkg.GenerateKey()
+	todoKey, _ := apppkg.GenerateKey()
+	notesID := apppkg.AppID(notesKey.Public().(ed25519.PublicKey))
 	publishApp(t, pub, notesKey, packTestApp(t, "notes", notesKey, 1, "0.1.0", noteIcon), "A note you can edit with others, live.", "notes", "productivity")
 	publishApp(t, pub, todoKey, packTestApp(t, "todo", todoKey, 1, "0.1.0", ""), "A shared to-do list: add items, tick them off.", "todo", "productivity")
 

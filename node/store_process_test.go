@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"erg"
-	"erg/appstore"
+	"erg/apppkg"
 )
 
 // startErgPeer runs `erg run` with the given bootstrap peers and waits
@@ -75,11 +75,11 @@ func TestStoreThroughTheCLI(t *testing.T) {
 	mid := startErgPeer(t, "mid", st.P2PAddrs[:1])
 	far := startErgPeer(t, "far", mid.status().P2PAddrs[:1])
 
-	key, _ := appstore.GenerateKey()
-	appID := appstore.AppID(key.Public().(ed25519.PublicKey))
+	key, _ := apppkg.GenerateKey()
+	appID := apppkg.AppID(key.Public().(ed25519.PublicKey))
 	dir := t.TempDir()
 	keyFile := filepath.Join(dir, "echo.key")
-	if err := appstore.SaveKey(keyFile, key); err != nil {
+	if err := apppkg.SaveKey(keyFile, key); err != nil {
 		t.Fatal(err)
 	}
 	v1, v2 := filepath.Join(dir, "echo-1.erg"), filepath.Join(dir, "echo-2.erg")

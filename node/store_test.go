@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/ipfs/go-cid"
 
 	"erg"
+	"erg/apppkg"
 	"erg/appstore"
 )
 
@@ -40,11 +42,11 @@ func startStoreNodes(t *testing.T, n int) []*testNode {
 // signedListing makes the listing a publisher would sign for pkgFile.
 func signedListing(t *testing.T, n *testNode, key ed25519.PrivateKey, pkgFile []byte, tags ...string) []byte {
 	t.Helper()
-	pkg, err := appstore.Open(context.Background(), bytes.NewReader(pkgFile), int64(len(pkgFile)), appstore.SizeLimits{})
+	pkg, err := apppkg.Open(context.Background(), bytes.NewReader(pkgFile), int64(len(pkgFile)), apppkg.SizeLimits{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	desc, err := appstore.DescriptorCID(pkg)
+	desc, err := apppkg.DescriptorCID(pkg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -59,8 +61,8 @@ func TestStorePublishSearchInstallUpdate(t *testing.T) {
 	nodes := startStoreNodes(t, 3)
 	a, b, c := nodes[0], nodes[1], nodes[2]
 	ctx := context.Background()
-	key, _ := appstore.GenerateKey()
-	appID := appstore.AppID(key.Public().(ed25519.PublicKey))
+	key, _ := apppkg.GenerateKey()
+	appID := apppkg.AppID(key.Public().(ed25519.PublicKey))
 
 	v1 := packEcho(t, key, 1)
 	if _, err := a.PublishPackage(ctx, signedListing(t, b, key, v1), bytes.NewReader(v1)); err == nil || !strings.Contains(err.Error(), "names publisher") {
@@ -85,13 +87,24 @@ func TestStorePublishSearchInstallUpdate(t *testing.T) {
 	if len(rep.Results) != 1 || rep.Results[0].AppID != appID || rep.Results[0].Installed != 0 {
 		t.Fatalf("search = %+v", rep)
 	}
-	var last erg.FetchProgress
-	app, err := c.InstallFromStore(ctx, appID, func(p erg.FetchProgress) { last = p })
+	var last erg.InstallStep // the fetch's
+	var phases []string
+	app, err := c.InstallFromStore(ctx, appID, func(s erg.InstallStep) {
+		if len(phases) == 0 || phases[len(phases)-1] != s.Phase {
+			phases = append(phases, s.Phase)
+		}
+		if s.Phase == erg.PhaseFetching {
+			last = s
+		}
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if app.ID != appID || app.Version != 1 || last.Bytes == 0 {
+	if app.ID != appID || app.Version != 1 || last.Done == 0 {
 		t.Fatalf("installed %+v, progress %+v", app, last)
+	}
+	if !slices.Equal(phases, []string{erg.PhaseFetching, erg.PhaseVerifying, erg.PhaseUnpacking}) {
+		t.Errorf("the client heard the phases %v", phases)
 	}
 	if _, err := c.InstallFromStore(ctx, appID, nil); err == nil || !strings.Contains(err.Error(), "is installed") {
 		t.Fatalf("installing the same version again: %v", err)
@@ -127,8 +140,8 @@ func TestStoreRefusedInstallLeavesNothing(t *testing.T) {
 	nodes := startStoreNodes(t, 2)
 	a, b := nodes[0], nodes[1]
 	ctx := context.Background()
-	key, _ := appstore.GenerateKey()
-	appID := appstore.AppID(key.Public().(ed25519.PublicKey))
+	key, _ := apppkg.GenerateKey()
+	appID := apppkg.AppID(key.Public().(ed25519.PublicKey))
 	v1, v2 := packEcho(t, key, 1), packEcho(t, key, 2)
 	if _, err := a.PublishPackage(ctx, signedListing(t, a, key, v1), bytes.NewReader(v1)); err != nil {
 		t.Fatal(err)
@@ -173,8 +186,8 @@ func TestStoreListingsSurviveARestart(t *testing.T) {
 	nodes := startStoreNodes(t, 2)
 	a, b := nodes[0], nodes[1]
 	ctx := context.Background()
-	key, _ := appstore.GenerateKey()
-	appID := appstore.AppID(key.Public().(ed25519.PublicKey))
+	key, _ := apppkg.GenerateKey()
+	appID := apppkg.AppID(key.Public().(ed25519.PublicKey))
 	v1 := packEcho(t, key, 1)
 	if _, err := b.PublishPackage(ctx, signedListing(t, b, key, v1, "restarts"), bytes.NewReader(v1)); err != nil {
 		t.Fatal(err)

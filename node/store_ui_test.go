@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"erg/appstore"
+	"erg/apppkg"
 )
 
 // publishEcho publishes version v of the echo app, signed by key, from n.
@@ -64,8 +64,8 @@ func (w *web) storeReq(method, path string, form url.Values, hdr ...string) (int
 func TestStorePagesNeedASessionTheOwnerAndCSRF(t *testing.T) {
 	nodes := startStoreNodes(t, 2)
 	pub, n := nodes[0], nodes[1]
-	key, _ := appstore.GenerateKey()
-	appID := appstore.AppID(key.Public().(ed25519.PublicKey))
+	key, _ := apppkg.GenerateKey()
+	appID := apppkg.AppID(key.Public().(ed25519.PublicKey))
 	publishEcho(t, pub, key, 1, "guarded")
 	alice := n.setUp(t)
 	bob := n.join(t, "bob")
@@ -119,8 +119,8 @@ func TestStorePagesNeedASessionTheOwnerAndCSRF(t *testing.T) {
 func TestStorePageSearchesInstallsAndUpdates(t *testing.T) {
 	nodes := startStoreNodes(t, 2)
 	pub, n := nodes[0], nodes[1]
-	key, _ := appstore.GenerateKey()
-	appID := appstore.AppID(key.Public().(ed25519.PublicKey))
+	key, _ := apppkg.GenerateKey()
+	appID := apppkg.AppID(key.Public().(ed25519.PublicKey))
 	publishEcho(t, pub, key, 1, "echo", "pagetest")
 	alice := n.setUp(t)
 	bob := n.join(t, "bob")

@@ -62,7 +62,10 @@ type Config struct {
 	// ServeBlock, if set, decides whether a peer may fetch a block from
 	// this node; nil serves every block the node holds.
 	ServeBlock func(p peer.ID, c cid.Cid) bool
-	Log        *slog.Logger
+	// WrapBlockstore, if set, wraps the blockstore, as a test counting
+	// what is written to it does.
+	WrapBlockstore func(blockstore.Blockstore) blockstore.Blockstore
+	Log            *slog.Logger
 }
 
 // Host is a running libp2p node with its DHT and block exchange.
@@ -162,6 +165,9 @@ func New(ctx context.Context, cfg Config) (_ *Host, err error) {
 		x.bs = blockstore.NewBlockstore(fds, blockstore.NoPrefix())
 	} else {
 		x.bs = blockstore.NewBlockstore(memBatching())
+	}
+	if cfg.WrapBlockstore != nil {
+		x.bs = cfg.WrapBlockstore(x.bs)
 	}
 	x.bs = blockstore.NewIdStore(x.bs)
 	opts := []bitswap.Option{

@@ -225,13 +225,13 @@ func (a *api) installPackage(w http.ResponseWriter, r *http.Request, who erg.Use
 		return
 	}
 	if wantsEvents(r) {
-		installWithEvents(w, r, func(ctx context.Context, _ func(erg.InstallEvent)) (erg.App, error) {
-			return a.b.InstallPackage(ctx, body)
+		installWithEvents(w, r, func(ctx context.Context, progress erg.InstallProgress) (erg.App, error) {
+			return a.b.InstallPackage(ctx, body, progress)
 		},
 			func(err error) error { return uploadError(err, a.maxUpload) })
 		return
 	}
-	app, err := a.b.InstallPackage(r.Context(), body)
+	app, err := a.b.InstallPackage(r.Context(), body, nil)
 	if err != nil {
 		writeError(w, uploadError(err, a.maxUpload))
 		return

@@ -35,7 +35,7 @@ func (h *Handler) installApp(w http.ResponseWriter, r *http.Request, a actor) {
 		h.failPage(w, r, err)
 		return
 	}
-	app, err := h.b.InstallPackage(r.Context(), body)
+	app, err := h.b.InstallPackage(r.Context(), body, nil)
 	if err != nil {
 		err = uploadError(err, h.maxUpload)
 		if errors.Is(err, erg.ErrInvalid) || errors.Is(err, erg.ErrTooLarge) {

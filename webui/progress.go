@@ -15,11 +15,12 @@ func wantsEvents(r *http.Request) bool {
 	return r.Header.Get("Accept") == "application/x-ndjson"
 }
 
-// installWithEvents runs install, streaming its progress and then its
-// result as JSON lines: the phases of the package install itself (through
-// the context) and whatever install emits on its own, such as a store
-// fetch's progress. fail maps an install's error to what the client sees.
-func installWithEvents(w http.ResponseWriter, r *http.Request, install func(ctx context.Context, emit func(erg.InstallEvent)) (erg.App, error), fail func(error) error) {
+// installWithEvents runs install, streaming the steps it reports and then
+// its result as JSON lines. Verifying and unpacking are sent as their
+// percentage changes; a fetch's steps, which come a few times a second,
+// each time, with their figures also in the older Progress form. fail
+// maps an install's error to what the client sees.
+func installWithEvents(w http.ResponseWriter, r *http.Request, install func(ctx context.Context, progress erg.InstallProgress) (erg.App, error), fail func(error) error) {
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	enc := json.NewEncoder(w)
 	rc := http.NewResponseController(w)
@@ -31,20 +32,24 @@ func installWithEvents(w http.ResponseWriter, r *http.Request, install func(ctx 
 		rc.Flush()
 	}
 	lastPct := map[string]int64{}
-	ctx := erg.WithInstallProgress(r.Context(), func(phase string, done, total int64) {
+	progress := func(s erg.InstallStep) {
+		if s.Phase == erg.PhaseFetching {
+			emit(erg.InstallEvent{Step: &s, Progress: &erg.FetchProgress{Bytes: s.Done, Blocks: s.Blocks, Peers: s.Peers, Elapsed: s.Elapsed}})
+			return
+		}
 		pct := int64(100)
-		if total > 0 {
-			pct = done * 100 / total
+		if s.Total > 0 {
+			pct = s.Done * 100 / s.Total
 		}
 		mu.Lock()
-		last, ok := lastPct[phase]
-		lastPct[phase] = pct
+		last, ok := lastPct[s.Phase]
+		lastPct[s.Phase] = pct
 		mu.Unlock()
 		if !ok || last != pct {
-			emit(erg.InstallEvent{Step: &erg.InstallStep{Phase: phase, Done: done, Total: total}})
+			emit(erg.InstallEvent{Step: &s})
 		}
-	})
-	app, err := install(ctx, emit)
+	}
+	app, err := install(r.Context(), progress)
 	if err != nil {
 		err = fail(err)
 		emit(erg.InstallEvent{Error: err.Error(), Kind: erg.KindOf(err)})

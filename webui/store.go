@@ -20,8 +20,9 @@ type StoreBackend interface {
 	// ShowListing looks an app's newest listing up in the DHT.
 	ShowListing(ctx context.Context, appID string) (erg.Listing, error)
 	// InstallFromStore fetches the newest package of an app, verifies it
-	// exactly as a package file, and installs or upgrades it.
-	InstallFromStore(ctx context.Context, appID string, progress func(erg.FetchProgress)) (erg.App, error)
+	// as strictly as a package file, and installs or upgrades it,
+	// reporting each step to progress (which may be nil).
+	InstallFromStore(ctx context.Context, appID string, progress erg.InstallProgress) (erg.App, error)
 	// StoreUpdates lists installed apps with a newer version in the store.
 	StoreUpdates(ctx context.Context) ([]erg.Listing, error)
 }
@@ -59,8 +60,8 @@ func (a *api) registerStore(mux *http.ServeMux, b StoreBackend) {
 	// Install streams one JSON object per line: progress now and then,
 	// and at the end the app or an error.
 	mux.HandleFunc("POST /api/store/apps/{id}/install", guard(true, func(w http.ResponseWriter, r *http.Request) {
-		installWithEvents(w, r, func(ctx context.Context, emit func(erg.InstallEvent)) (erg.App, error) {
-			return b.InstallFromStore(ctx, r.PathValue("id"), func(p erg.FetchProgress) { emit(erg.InstallEvent{Progress: &p}) })
+		installWithEvents(w, r, func(ctx context.Context, progress erg.InstallProgress) (erg.App, error) {
+			return b.InstallFromStore(ctx, r.PathValue("id"), progress)
 		}, func(err error) error { return err })
 	}))
 }

@@ -50,8 +50,9 @@ type Backend interface {
 	Apps(ctx context.Context) ([]erg.App, error)
 	AppIcon(ctx context.Context, id string) (data []byte, contentType string, err error)
 	// InstallPackage verifies a signed package file and installs or
-	// upgrades its app. Only the owner may; the caller checks.
-	InstallPackage(ctx context.Context, r io.Reader) (erg.App, error)
+	// upgrades its app, reporting its steps to progress (which may be
+	// nil). Only the owner may; the caller checks.
+	InstallPackage(ctx context.Context, r io.Reader, progress erg.InstallProgress) (erg.App, error)
 	RemoveApp(ctx context.Context, who erg.User, id string) error
 
 	// Grains lists the user's grains and the grains shared with them.

@@ -12,7 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"erg"
-	"erg/appstore"
+	"erg/apppkg"
 )
 
 func newAppCmd(g *globals) *cobra.Command {
@@ -50,11 +50,11 @@ config dir as keys/<app id>.key, where 'erg app pack' finds it, or to --out.
 Never put it inside the app's tree.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			key, err := appstore.GenerateKey()
+			key, err := apppkg.GenerateKey()
 			if err != nil {
 				return err
 			}
-			id := appstore.AppID(key.Public().(ed25519.PublicKey))
+			id := apppkg.AppID(key.Public().(ed25519.PublicKey))
 			path := outPath
 			if path == "" {
 				dir, err := keysDir()
@@ -66,7 +66,7 @@ Never put it inside the app's tree.`,
 				}
 				path = filepath.Join(dir, id+".key")
 			}
-			if err := appstore.SaveKey(path, key); err != nil {
+			if err := apppkg.SaveKey(path, key); err != nil {
 				return err
 			}
 			out := cmd.OutOrStdout()
@@ -86,11 +86,11 @@ func newAppIDCmd(g *globals) *cobra.Command {
 		Short: "Print the app id that a signing key signs for",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			key, err := appstore.LoadKey(args[0])
+			key, err := apppkg.LoadKey(args[0])
 			if err != nil {
 				return err
 			}
-			id := appstore.AppID(key.Public().(ed25519.PublicKey))
+			id := apppkg.AppID(key.Public().(ed25519.PublicKey))
 			out := cmd.OutOrStdout()
 			return g.print(out, map[string]string{"appId": id}, func() { fmt.Fprintln(out, id) })
 		},
@@ -113,7 +113,7 @@ host paths the manifest lists under "include" or DIR/erg-files.list names
 		Example: `  erg app pack ./notes -o notes.erg`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			m, err := appstore.ReadManifest(args[0])
+			m, err := apppkg.ReadManifest(args[0])
 			if err != nil {
 				return err
 			}
@@ -126,17 +126,17 @@ host paths the manifest lists under "include" or DIR/erg-files.list names
 			}
 			// Native programs get their loader, libraries and the manifest's
 			// include paths copied in first.
-			tree, cleanup, err := appstore.PrepareTree(args[0], "")
+			tree, cleanup, err := apppkg.PrepareTree(args[0], "")
 			if err != nil {
 				return err
 			}
 			defer cleanup()
-			var pkg *appstore.Package
+			var pkg *apppkg.Package
 			err = writeFileAtomic(output, func(f *os.File) error {
 				progress := newProgress(cmd.ErrOrStderr(), "packing")
 				defer progress.done()
 				var err error
-				pkg, err = appstore.Pack(cmd.Context(), tree, key, f, appstore.PackOptions{Progress: progress.update})
+				pkg, err = apppkg.Pack(cmd.Context(), tree, key, f, apppkg.PackOptions{Progress: progress.update})
 				return err
 			})
 			if err != nil {
@@ -160,7 +160,7 @@ func newAppVerifyCmd(g *globals) *cobra.Command {
 		Short: "Check a package's signature and every block, and say what it holds",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			pkg, err := appstore.OpenFile(cmd.Context(), args[0], appstore.SizeLimits{})
+			pkg, err := apppkg.OpenFile(cmd.Context(), args[0], apppkg.SizeLimits{})
 			if err != nil {
 				return fmt.Errorf("%s is not a valid package: %w", args[0], err)
 			}
@@ -174,7 +174,7 @@ func newAppVerifyCmd(g *globals) *cobra.Command {
 	}
 }
 
-func packageInfo(pkg *appstore.Package, file string, valid bool) map[string]any {
+func packageInfo(pkg *apppkg.Package, file string, valid bool) map[string]any {
 	return map[string]any{
 		"file": file, "appId": pkg.AppID, "name": pkg.Manifest.Name, "version": pkg.Version,
 		"displayVersion": pkg.Manifest.DisplayVersion, "package": pkg.CID.String(), "size": pkg.Size,

@@ -24,14 +24,14 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"erg/appstore"
+	"erg/apppkg"
 	"erg/fed"
 	"erg/sandbox"
 )
 
 // FilesList is the name of the file list `erg app dev` writes beside the
 // manifest, and `erg app pack` reads.
-const FilesList = appstore.FilesListFile
+const FilesList = apppkg.FilesListFile
 
 // devHostDirs are the host dirs a development sandbox shows, where they
 // exist.
@@ -105,7 +105,7 @@ func runAppDev(ctx context.Context, dir string, o appDevOptions, out, errOut io.
 	if err != nil {
 		return err
 	}
-	m, err := appstore.ReadManifest(dir)
+	m, err := apppkg.ReadManifest(dir)
 	if err != nil {
 		return err
 	}
@@ -117,12 +117,12 @@ func runAppDev(ctx context.Context, dir string, o appDevOptions, out, errOut io.
 		o.list = filepath.Join(dir, FilesList)
 	}
 	// Read first: a list that does not parse is refused before anything runs.
-	old, err := appstore.ReadFilesList(o.list)
+	old, err := apppkg.ReadFilesList(o.list)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
 	if o.varDir == "" {
-		devDir := filepath.Join(dir, appstore.DevDir)
+		devDir := filepath.Join(dir, apppkg.DevDir)
 		if err := os.MkdirAll(devDir, 0o700); err != nil {
 			return err
 		}
@@ -204,7 +204,7 @@ func runAppDev(ctx context.Context, dir string, o appDevOptions, out, errOut io.
 
 	seen := rec.existing()
 	merged, added := mergeLists(old, seen)
-	if err := appstore.WriteFilesList(o.list, merged); err != nil {
+	if err := apppkg.WriteFilesList(o.list, merged); err != nil {
 		return err
 	}
 	fmt.Fprintf(out, "recorded %d files the app used (%d new); %s now lists %d\n", len(seen), added, o.list, len(merged))
@@ -216,7 +216,7 @@ func runAppDev(ctx context.Context, dir string, o appDevOptions, out, errOut io.
 
 // rolePermissions is the permissions of the named role, or of the owner
 // role if name is "".
-func rolePermissions(m *appstore.Manifest, name string) ([]string, error) {
+func rolePermissions(m *apppkg.Manifest, name string) ([]string, error) {
 	if name == "" {
 		name = m.OwnerRole
 	}

@@ -7,7 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"erg/appstore"
+	"erg/apppkg"
 )
 
 // writeFileAtomic writes name through write into a temporary file beside
@@ -43,7 +43,7 @@ func loadAppKey(keyPath, appID, missing string) (ed25519.PrivateKey, error) {
 		}
 		keyPath = filepath.Join(dir, appID+".key")
 	}
-	key, err := appstore.LoadKey(keyPath)
+	key, err := apppkg.LoadKey(keyPath)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("no signing key for app %s at %s: %s", appID, keyPath, missing)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"erg"
+	"erg/apppkg"
 	"erg/appstore"
 )
 
@@ -135,7 +136,7 @@ searches find it, and announces again on a schedule while it runs.`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			pkg, err := appstore.OpenFile(ctx, args[0], appstore.SizeLimits{})
+			pkg, err := apppkg.OpenFile(ctx, args[0], apppkg.SizeLimits{})
 			if err != nil {
 				return fmt.Errorf("%s is not a valid package: %w", args[0], err)
 			}
@@ -151,7 +152,7 @@ searches find it, and announces again on a schedule while it runs.`,
 			if st.PeerID == "" {
 				return errors.New("the running node has no p2p host")
 			}
-			desc, err := appstore.DescriptorCID(pkg)
+			desc, err := apppkg.DescriptorCID(pkg)
 			if err != nil {
 				return err
 			}
@@ -217,28 +218,49 @@ func newAppUpdateCmd(g *globals) *cobra.Command {
 // isAppIDArg says whether `erg app install ARG` means an app in the store:
 // ARG is an app id and no file of that name exists.
 func isAppIDArg(arg string) bool {
-	if !appstore.IsAppID(arg) {
+	if !apppkg.IsAppID(arg) {
 		return false
 	}
 	_, err := os.Stat(arg)
 	return errors.Is(err, os.ErrNotExist)
 }
 
-// installFromStore has the node fetch and install an app, showing the
-// download's progress.
+// installFromStore has the node fetch and install an app, showing each
+// step: the download's figures, then the node's verifying and unpacking.
 func installFromStore(cmd *cobra.Command, g *globals, appID string) error {
 	errw := cmd.ErrOrStderr()
-	shown := false
-	app, err := g.client().InstallFromStore(cmd.Context(), appID, func(p erg.FetchProgress) {
-		shown = true
-		rate := 0.0
-		if p.Elapsed > 0 {
-			rate = float64(p.Bytes) / time.Duration(p.Elapsed).Seconds()
+	fetching := false
+	var phase *progress
+	app, err := g.client().InstallFromStore(cmd.Context(), appID, func(s erg.InstallStep) {
+		if s.Phase == erg.PhaseFetching {
+			fetching = true
+			rate := 0.0
+			if s.Elapsed > 0 {
+				rate = float64(s.Done) / time.Duration(s.Elapsed).Seconds()
+			}
+			fmt.Fprintf(errw, "\rfetching: %.1f MB, %d blocks from %d peers, %.1f MB/s   ", float64(s.Done)/1e6, s.Blocks, s.Peers, rate/1e6)
+			return
 		}
-		fmt.Fprintf(errw, "\rfetching: %.1f MB, %d blocks from %d peers, %.1f MB/s   ", float64(p.Bytes)/1e6, p.Blocks, p.Peers, rate/1e6)
+		if phase == nil || phase.what != s.Phase {
+			if fetching {
+				fmt.Fprintln(errw)
+				fetching = false
+			}
+			if phase != nil {
+				phase.done()
+			}
+			// Each phase says it began, however small the package;
+			// big ones then show their percentage.
+			fmt.Fprintf(errw, "%s\n", s.Phase)
+			phase = newProgress(errw, s.Phase)
+		}
+		phase.update(s.Done, s.Total)
 	})
-	if shown {
+	if fetching {
 		fmt.Fprintln(errw)
+	}
+	if phase != nil {
+		phase.done()
 	}
 	if err != nil {
 		return fmt.Errorf("install %s: %w", appID, err)

@@ -42,6 +42,7 @@
 			const reader = resp.body.getReader();
 			const decoder = new TextDecoder();
 			let buf = "";
+			let fetched = "";
 			for (;;) {
 				const { value, done } = await reader.read();
 				if (done) break;
@@ -56,13 +57,15 @@
 						const p = ev.progress;
 						const secs = (performance.now() - started) / 1000;
 						const rate = secs > 0 ? " · " + size(p.bytes / secs) + "/s" : "";
-						show("Fetched " + size(p.bytes) + " from " + p.peers + " peer" + (p.peers === 1 ? "" : "s") + rate);
+						fetched = "Fetched " + size(p.bytes) + " from " + p.peers + " peer" + (p.peers === 1 ? "" : "s");
+						show(fetched + rate);
 						form.dataset.bytes = p.bytes;
 					} else if (ev.step) {
-						// The node checks and unpacks what it fetched.
+						// The node checks and unpacks what it fetched; the
+						// download's figures stay in view.
 						const s = ev.step;
 						const pct = s.total > 0 ? " " + Math.floor(s.done * 100 / s.total) + "%" : "";
-						show(s.phase.charAt(0).toUpperCase() + s.phase.slice(1) + pct + "…");
+						show((fetched ? fetched + " · " : "") + s.phase.charAt(0).toUpperCase() + s.phase.slice(1) + pct + "…");
 					} else if (ev.app) {
 						show("Installed " + ev.app.name + ".");
 						location.assign("/apps?installed=" + encodeURIComponent(ev.app.id));

@@ -1,7 +1,8 @@
-// Package appstore owns what an app is to erg: the manifest that describes a
+// Package apppkg is the package format: the manifest that describes a
 // package, app keys and ids, and the signed package file — packing a tree
-// into it, verifying one, and unpacking it read-only.
-package appstore
+// into it, verifying one (from a file or from a DAG of blocks), and
+// unpacking it read-only. It links no networking; the store is appstore.
+package apppkg
 
 import (
 	"bytes"

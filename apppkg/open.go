@@ -1,4 +1,4 @@
-package appstore
+package apppkg
 
 import (
 	"bytes"
@@ -15,6 +15,7 @@ import (
 	"path"
 	"strings"
 
+	"github.com/ipfs/boxo/blockstore"
 	"github.com/ipfs/boxo/ipld/merkledag"
 	ft "github.com/ipfs/boxo/ipld/unixfs"
 	uio "github.com/ipfs/boxo/ipld/unixfs/io"
@@ -37,10 +38,12 @@ type Package struct {
 	// Size is the size of the package file in bytes.
 	Size int64
 
-	store   *carStore
-	entries []entry
-	bytes   int64 // sum of file sizes
-	closer  io.Closer
+	store       *carStore
+	desc        cid.Cid // the signed descriptor block
+	manifestSHA string  // the manifest hash the descriptor signs
+	entries     []entry
+	bytes       int64 // sum of file sizes
+	closer      io.Closer
 }
 
 // Close releases the file OpenFile opened. It is safe on any Package.
@@ -123,6 +126,52 @@ func open(ctx context.Context, r io.ReaderAt, size int64, lim SizeLimits, progre
 	if err != nil {
 		return nil, err
 	}
+	p, err := openStore(ctx, cs, descCID, lim, len(cs.spans))
+	if err != nil {
+		return nil, err
+	}
+	if n := len(cs.spans) - len(cs.visited); n > 0 {
+		return nil, fmt.Errorf("the file carries %d blocks that are not part of the package", n)
+	}
+	p.Size = size
+	return p.finish(ctx)
+}
+
+// OpenDAG verifies, in place, the package whose signed descriptor is the
+// block descCID in bs, as Open verifies a package file: the descriptor is
+// signed by the key its app id names, the signed manifest hash matches the
+// erg.json in the tree, the DAG under the signed root is complete, every
+// name is a plain file name, every symlink stays inside, no entry is a
+// special file or carries setuid, setgid or sticky bits, and everything is
+// under limits. Every block is hashed as it is read, here and as Unpack
+// reads it; nothing is copied. The package's Size is the bytes of its
+// blocks, the descriptor's included. bs must keep the blocks until the
+// package is unpacked.
+func OpenDAG(ctx context.Context, bs blockstore.Blockstore, descCID cid.Cid, limits SizeLimits) (*Package, error) {
+	lim := limits.withDefaults()
+	if err := checkCID(descCID); err != nil || descCID.Prefix().Codec != uint64(multicodec.Raw) {
+		return nil, fmt.Errorf("open package: %s is not a package descriptor", descCID)
+	}
+	cs := &carStore{bs: bs}
+	p, err := openStore(ctx, cs, descCID, lim, maxBlocks(lim))
+	if err != nil {
+		return nil, fmt.Errorf("open package: %w", err)
+	}
+	if p.Size = cs.walked; p.Size > lim.MaxPackage {
+		return nil, fmt.Errorf("open package: its blocks add up to %d bytes: %w of %d", p.Size, ErrTooLarge, lim.MaxPackage)
+	}
+	if p, err = p.finish(ctx); err != nil {
+		return nil, fmt.Errorf("open package: %w", err)
+	}
+	return p, nil
+}
+
+// maxBlocks bounds the blocks of a package within lim.
+func maxBlocks(lim SizeLimits) int { return 4*lim.MaxEntries + int(lim.MaxPackage/4096) }
+
+// openStore checks the descriptor in cs and walks the tree it signs.
+// blocks bounds how many blocks the walk may read.
+func openStore(ctx context.Context, cs *carStore, descCID cid.Cid, lim SizeLimits, blocks int) (*Package, error) {
 	descBytes, err := cs.read(descCID)
 	if err != nil {
 		return nil, err
@@ -135,16 +184,21 @@ func open(ctx context.Context, r io.ReaderAt, size int64, lim SizeLimits, progre
 	if err != nil {
 		return nil, fmt.Errorf("descriptor root: %w", err)
 	}
-	p := &Package{AppID: d.App, Version: d.Version, CID: root, Size: size, store: cs}
+	p := &Package{AppID: d.App, Version: d.Version, CID: root, store: cs, desc: descCID, manifestSHA: d.ManifestSHA256}
 	cs.visited = map[cid.Cid]bool{descCID: true}
-	cs.budget = lim.MaxPackage + 1024*int64(len(cs.spans)+lim.MaxEntries)
+	cs.walked = int64(len(descBytes))
+	cs.budget = lim.MaxPackage + 1024*int64(blocks+lim.MaxEntries)
 	w := &walker{ctx: ctx, s: cs, lim: lim, p: p}
 	if err := w.walk(root); err != nil {
 		return nil, err
 	}
-	if n := len(cs.spans) - len(cs.visited); n > 0 {
-		return nil, fmt.Errorf("the file carries %d blocks that are not part of the package", n)
-	}
+	return p, nil
+}
+
+// finish checks the walked tree: its links, its manifest against the
+// descriptor, its icon and mount points.
+func (p *Package) finish(ctx context.Context) (*Package, error) {
+	cs := p.store
 
 	var mfile *entry
 	names := map[string]*entry{}
@@ -172,18 +226,18 @@ func open(ctx context.Context, r io.ReaderAt, size int64, lim SizeLimits, progre
 	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", ManifestFile, err)
 	}
-	if sum := sha256.Sum256(raw); hex.EncodeToString(sum[:]) != d.ManifestSHA256 {
+	if sum := sha256.Sum256(raw); hex.EncodeToString(sum[:]) != p.manifestSHA {
 		return nil, fmt.Errorf("%s does not match the signed manifest hash", ManifestFile)
 	}
 	m, err := ParseManifest(raw)
 	if err != nil {
 		return nil, err
 	}
-	if m.ID != d.App {
-		return nil, fmt.Errorf("manifest field \"id\" is %q but the package is signed by app %s", m.ID, d.App)
+	if m.ID != p.AppID {
+		return nil, fmt.Errorf("manifest field \"id\" is %q but the package is signed by app %s", m.ID, p.AppID)
 	}
-	if m.Version != d.Version {
-		return nil, fmt.Errorf("manifest field \"version\" is %d but the signed version is %d", m.Version, d.Version)
+	if m.Version != p.Version {
+		return nil, fmt.Errorf("manifest field \"version\" is %d but the signed version is %d", m.Version, p.Version)
 	}
 	if m.Icon != "" {
 		if e := names[m.Icon]; e == nil || e.kind != kindFile {
@@ -220,13 +274,16 @@ func parseDescriptor(b []byte) (*descriptor, error) {
 	return &d, nil
 }
 
-// carStore serves the blocks of a package file. It indexes the CAR payload
-// itself (the CARv2 index is not trusted) and hashes every block each time
-// it reads it.
+// carStore serves the blocks of a package: those of a package file, whose
+// CAR payload it indexes itself (the CARv2 index is not trusted), or, for
+// OpenDAG, those in a blockstore. It hashes every block each time it reads
+// it.
 type carStore struct {
 	r       io.ReaderAt
 	spans   map[cid.Cid]span
+	bs      blockstore.Blockstore // instead of r and spans
 	visited map[cid.Cid]bool
+	walked  int64 // bytes of the blocks visited, each once
 	budget  int64 // work left for the walk; bounds DAGs that reuse blocks
 }
 
@@ -299,7 +356,7 @@ func indexCAR(ctx context.Context, r io.ReaderAt, size int64, lim SizeLimits, pr
 		if _, dup := s.spans[c]; dup {
 			return nil, cid.Undef, fmt.Errorf("block %s appears twice", c)
 		}
-		if len(s.spans) > 4*lim.MaxEntries+int(lim.MaxPackage/4096) {
+		if len(s.spans) > maxBlocks(lim) {
 			return nil, cid.Undef, fmt.Errorf("too many blocks: %w", ErrTooLarge)
 		}
 		s.spans[c] = span{start + int64(cl), int64(n) - int64(cl)}
@@ -363,6 +420,23 @@ func (o *offsetReader) ReadByte() (byte, error) {
 }
 
 func (s *carStore) read(c cid.Cid) ([]byte, error) {
+	if s.bs != nil {
+		b, err := s.bs.Get(context.Background(), c)
+		if ipld.IsNotFound(err) {
+			return nil, fmt.Errorf("block %s is missing: the package DAG is incomplete", c)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read block %s: %w", c, err)
+		}
+		data := b.RawData()
+		if len(data) > maxBlockSize {
+			return nil, fmt.Errorf("block %s is larger than %d bytes", c, maxBlockSize)
+		}
+		if err := verifyBlock(c, data); err != nil {
+			return nil, err
+		}
+		return data, nil
+	}
 	sp, ok := s.spans[c]
 	if !ok {
 		return nil, fmt.Errorf("block %s is missing: the package DAG is incomplete", c)
@@ -386,6 +460,9 @@ func (s *carStore) Get(ctx context.Context, c cid.Cid) (ipld.Node, error) {
 		return nil, err
 	}
 	if s.visited != nil {
+		if !s.visited[c] {
+			s.walked += int64(len(data))
+		}
 		s.visited[c] = true
 		s.budget -= 1024 + int64(len(data))
 		if s.budget < 0 {
@@ -402,10 +479,23 @@ func (s *carStore) leaf(ctx context.Context, c cid.Cid) (int64, error) {
 		return 0, err
 	}
 	sp, ok := s.spans[c]
+	if s.bs != nil {
+		n, err := s.bs.GetSize(ctx, c)
+		if err != nil && !ipld.IsNotFound(err) {
+			return 0, fmt.Errorf("read block %s: %w", c, err)
+		}
+		if ok = err == nil; ok && n > maxBlockSize {
+			return 0, fmt.Errorf("block %s is larger than %d bytes", c, maxBlockSize)
+		}
+		sp.size = int64(n)
+	}
 	if !ok {
 		return 0, fmt.Errorf("block %s is missing: the package DAG is incomplete", c)
 	}
 	if s.visited != nil {
+		if !s.visited[c] {
+			s.walked += sp.size
+		}
 		s.visited[c] = true
 		s.budget -= 1024 + sp.size
 		if s.budget < 0 {

@@ -1,4 +1,4 @@
-package appstore
+package apppkg
 
 import (
 	"debug/elf"

@@ -1,4 +1,4 @@
-package appstore
+package apppkg
 
 import (
 	"crypto/ed25519"
