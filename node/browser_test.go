@@ -18,7 +18,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"erg/appstore"
-	"erg/internal/testapps"
+	"erg/internal/testkit"
 )
 
 // noteIcon is an icon for the notes package the browser test installs.
@@ -38,7 +38,7 @@ func packApp(t *testing.T, name string, key ed25519.PrivateKey, version int64, i
 
 // chromiumPath finds Debian's chromium (which .ci/run installs).
 func chromiumPath(t *testing.T) string {
-	testapps.SkipShort(t, "browser tests")
+	testkit.SkipShort(t, "browser tests")
 	for _, name := range []string{"chromium", "chromium-browser"} {
 		if p, err := exec.LookPath(name); err == nil {
 			return p

@@ -14,25 +14,25 @@ import (
 	"time"
 
 	"erg/appstore"
-	"erg/internal/testapps"
+	"erg/internal/testkit"
 	"erg/sandbox"
 )
 
 func TestMain(m *testing.M) {
 	sandbox.MaybeInit()
 	code := m.Run()
-	testapps.Cleanup()
+	testkit.Cleanup()
 	os.Exit(code)
 }
 
 // repoRoot is the module root.
-func repoRoot(t testing.TB) string { return testapps.Root() }
+func repoRoot(t testing.TB) string { return testkit.Root() }
 
-// sharedBuildDir is the test process's build dir (see testapps.Dir).
-func sharedBuildDir(t testing.TB) string { return testapps.Dir(t) }
+// sharedBuildDir is the test process's build dir (see testkit.Dir).
+func sharedBuildDir(t testing.TB) string { return testkit.Dir(t) }
 
 // goBuild builds a main package of this module once per test process.
-func goBuild(t testing.TB, pkg, out string) string { return testapps.GoBuild(t, pkg, out) }
+func goBuild(t testing.TB, pkg, out string) string { return testkit.GoBuild(t, pkg, out) }
 
 func copyFileT(t testing.TB, src, dst string, perm os.FileMode) {
 	data, err := os.ReadFile(src)
@@ -46,11 +46,11 @@ func copyFileT(t testing.TB, src, dst string, perm os.FileMode) {
 
 // appsEnv names a prebuilt apps dir, for a test re-run as a user that
 // cannot use the go tool.
-const appsEnv = testapps.Env
+const appsEnv = testkit.Env
 
 // testApps builds the test and sample apps into one apps dir, once per
 // test process: echo, the sample apps, and the sandbox escape probe.
-func testApps(t testing.TB) string { return testapps.Apps(t) }
+func testApps(t testing.TB) string { return testkit.Apps(t) }
 
 type testNode struct {
 	*Node
@@ -81,14 +81,14 @@ func startNode(t testing.TB, mod func(*Config)) *testNode {
 	// apps dir and record the apps but copy nothing.
 	seed := cfg.AppsDir != "" && cfg.AppsDir == testApps(t)
 	if seed {
-		testapps.Seed(t, cfg.DataDir)
+		testkit.Seed(t, cfg.DataDir)
 	}
 	n, err := Start(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("start node: %v", err)
 	}
 	if seed {
-		testapps.Remember(t, cfg.DataDir)
+		testkit.Remember(t, cfg.DataDir)
 	}
 	tn := &testNode{Node: n, t: t}
 	tn.http = tn.newClient()

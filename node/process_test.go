@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"erg"
-	"erg/internal/testapps"
+	"erg/internal/testkit"
 )
 
 // ergProcess is an `erg run` started as its own process.
@@ -25,7 +25,7 @@ type ergProcess struct {
 // ergBinary builds the erg command; a test that runs it is a process
 // test, which -short skips.
 func ergBinary(t *testing.T) string {
-	testapps.SkipShort(t, "erg processes")
+	testkit.SkipShort(t, "erg processes")
 	return goBuild(t, "./cmd/erg", filepath.Join(sharedBuildDir(t), "bin", "erg"))
 }
 

@@ -40,7 +40,7 @@ import (
 
 	"erg"
 	"erg/appstore"
-	"erg/internal/testapps"
+	"erg/internal/testkit"
 	"erg/node"
 	"erg/sandbox"
 )
@@ -51,7 +51,7 @@ import (
 func Main(m *testing.M) int {
 	sandbox.MaybeInit()
 	code := m.Run()
-	testapps.Cleanup()
+	testkit.Cleanup()
 	return code
 }
 
@@ -59,36 +59,31 @@ func Main(m *testing.M) int {
 // browser, under go test -short. what says which.
 func SkipShort(t testing.TB, what string) {
 	t.Helper()
-	testapps.SkipShort(t, what)
+	testkit.SkipShort(t, what)
 }
 
 // AwaitTimeout is how long Await waits.
-const AwaitTimeout = 30 * time.Second
+const AwaitTimeout = testkit.AwaitTimeout
 
 // Await polls cond until it holds, failing the test if it does not within
-// AwaitTimeout. what says what is awaited, for the failure.
+// AwaitTimeout. what says what is awaited, for the failure. Tests use it
+// instead of sleeping.
 func Await(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	AwaitFor(t, AwaitTimeout, what, cond)
+	testkit.AwaitFor(t, AwaitTimeout, what, cond)
 }
 
-// AwaitFor is Await with its own deadline.
+// AwaitFor is Await with its own deadline d.
 func AwaitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for wait := time.Millisecond; !cond(); wait = min(2*wait, 50*time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(wait)
-	}
+	testkit.AwaitFor(t, d, what, cond)
 }
 
 // Apps is the apps dir every node installs at start.
-func Apps(t testing.TB) string { return testapps.Apps(t) }
+func Apps(t testing.TB) string { return testkit.Apps(t) }
 
 // ErgBinary is the erg command, built once per test process.
-func ErgBinary(t testing.TB) string { return testapps.ErgBinary(t) }
+func ErgBinary(t testing.TB) string { return testkit.ErgBinary(t) }
 
 // PackApp packs one of the test apps as a signed package of version v,
 // signed by key (which gives it its app id).
@@ -230,7 +225,7 @@ func (n *Node) startInProcess() {
 	}
 	if !n.noApps {
 		cfg.AppsDir = Apps(n.t)
-		testapps.Seed(n.t, n.DataDir)
+		testkit.Seed(n.t, n.DataDir)
 	}
 	if n.mod != nil {
 		n.mod(&cfg)
@@ -240,7 +235,7 @@ func (n *Node) startInProcess() {
 		n.t.Fatalf("start %s: %v", n.Name, err)
 	}
 	if !n.noApps {
-		testapps.Remember(n.t, n.DataDir)
+		testkit.Remember(n.t, n.DataDir)
 	}
 	n.mu.Lock()
 	n.n = nd
@@ -267,7 +262,7 @@ func (n *Node) args() []string {
 func (n *Node) startProcess() {
 	n.t.Helper()
 	if !n.noApps {
-		testapps.Seed(n.t, n.DataDir)
+		testkit.Seed(n.t, n.DataDir)
 	}
 	cmd := exec.Command(ErgBinary(n.t), n.args()...)
 	stderr, err := cmd.StderrPipe()
@@ -302,7 +297,7 @@ func (n *Node) startProcess() {
 		return last == nil
 	})
 	if !n.noApps {
-		testapps.Remember(n.t, n.DataDir)
+		testkit.Remember(n.t, n.DataDir)
 	}
 }
 

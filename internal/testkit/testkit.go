@@ -1,10 +1,12 @@
-// Package testapps builds, once per test process, what tests of nodes
-// share: the erg binary, and one apps dir holding the echo test app, the
-// sample apps and the sandbox escape probe. It also lets every node a
-// test process starts share one installed copy of those apps (see Seed).
-package testapps
+// Package testkit is what tests of nodes share, in package node and in
+// nodetest alike: the erg binary and one apps dir (the echo test app, the
+// sample apps and the sandbox escape probe), built once per test process;
+// one installed copy of those apps for every node a test process starts
+// (see Seed); Await, which polls instead of sleeping; and SkipShort.
+package testkit
 
 import (
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -13,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"erg/sandbox/sandboxtest"
 )
@@ -279,4 +282,35 @@ func SkipShort(t testing.TB, what string) {
 	if testing.Short() {
 		t.Skipf("%s: skipped under -short", what)
 	}
+}
+
+// AwaitTimeout is how long Await waits.
+const AwaitTimeout = 30 * time.Second
+
+// Await polls cond until it holds, failing the test if it does not within
+// AwaitTimeout. what says what is awaited, for the failure.
+func Await(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	AwaitFor(t, AwaitTimeout, what, cond)
+}
+
+// AwaitFor is Await with its own deadline d.
+func AwaitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	if err := Poll(d, cond); err != nil {
+		t.Fatalf("%v waiting for %s", err, what)
+	}
+}
+
+// Poll calls cond, at first every millisecond and then every 50ms, until
+// it holds or d has passed, when it returns an error.
+func Poll(d time.Duration, cond func() bool) error {
+	deadline := time.Now().Add(d)
+	for wait := time.Millisecond; !cond(); wait = min(2*wait, 50*time.Millisecond) {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("timed out after %v", d)
+		}
+		time.Sleep(wait)
+	}
+	return nil
 }
