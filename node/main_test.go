@@ -18,6 +18,17 @@ import (
 	"erg/sandbox"
 )
 
+// Most tests here run in parallel (t.Parallel): every node has its own
+// data dir, random ports and grain ids, and the package has no mutable
+// globals. Sandboxes share the runner's cgroup parent (<own cgroup>/erg)
+// and, as root, the sandbox uid, as any two nodes on a host do. Serial
+// are: the limits tests (see limits_test.go); TestConcurrentLoginsAreLimited,
+// which lifts the connection caps and counts refusals; the browser tests,
+// one chromium at a time on a small machine; the escape battery, which
+// re-runs the test binary as another user; TestFriendFoundThroughTheDHT
+// (see there); the tests that build and run programs (native, python);
+// and the tests that use t.Setenv (the CLI over HTTP), which cannot be
+// parallel.
 func TestMain(m *testing.M) {
 	sandbox.MaybeInit()
 	code := m.Run()

@@ -70,6 +70,7 @@ func packageDirs(t *testing.T, n *testNode) []string {
 }
 
 func TestInstallAndUpgradeSignedPackage(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil)
 	ctx := context.Background()
 	key, _ := appstore.GenerateKey()
@@ -141,6 +142,7 @@ func TestInstallAndUpgradeSignedPackage(t *testing.T) {
 // --apps pointing at package files: the first start installs, the second
 // finds nothing newer and changes nothing, the third upgrades.
 func TestAppsDirInstallsPackages(t *testing.T) {
+	t.Parallel()
 	key, _ := appstore.GenerateKey()
 	apps := t.TempDir()
 	data := filepath.Join(t.TempDir(), "data")
@@ -199,6 +201,7 @@ func TestAppsDirInstallsPackages(t *testing.T) {
 // each rising to its total, and then the app; a bad package ends the
 // stream with the refusal.
 func TestInstallReportsProgress(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil)
 	ctx := context.Background()
 	c := erg.NewClient(SocketPath(n.cfg.DataDir))

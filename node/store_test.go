@@ -56,6 +56,7 @@ func signedListing(t *testing.T, n *testNode, key ed25519.PrivateKey, pkgFile []
 }
 
 func TestStorePublishSearchInstallUpdate(t *testing.T) {
+	t.Parallel()
 	nodes := startStoreNodes(t, 3)
 	a, b, c := nodes[0], nodes[1], nodes[2]
 	ctx := context.Background()
@@ -124,6 +125,7 @@ func TestStorePublishSearchInstallUpdate(t *testing.T) {
 }
 
 func TestStoreRefusedInstallLeavesNothing(t *testing.T) {
+	t.Parallel()
 	nodes := startStoreNodes(t, 2)
 	a, b := nodes[0], nodes[1]
 	ctx := context.Background()
@@ -170,6 +172,7 @@ func TestStoreRefusedInstallLeavesNothing(t *testing.T) {
 }
 
 func TestStoreListingsSurviveARestart(t *testing.T) {
+	t.Parallel()
 	nodes := startStoreNodes(t, 2)
 	a, b := nodes[0], nodes[1]
 	ctx := context.Background()
