@@ -95,6 +95,9 @@ func startNode(t testing.TB, mod func(*Config)) *testNode {
 		testkit.Seed(t, cfg.DataDir)
 	}
 	n, err := Start(context.Background(), cfg)
+	if testkit.LockHeld(err) {
+		testkit.Poll(5*time.Second, func() bool { n, err = Start(context.Background(), cfg); return !testkit.LockHeld(err) })
+	}
 	if err != nil {
 		t.Fatalf("start node: %v", err)
 	}

@@ -141,8 +141,10 @@ func TestInstallAndUpgradeSignedPackage(t *testing.T) {
 // TestAppsDirInstallsPackages starts a node three times on one data dir with
 // --apps pointing at package files: the first start installs, the second
 // finds nothing newer and changes nothing, the third upgrades.
+// Not parallel: it restarts a node on its data dir with Start, which
+// meets the previous run's lock while another test forks (see
+// testkit.LockHeld).
 func TestAppsDirInstallsPackages(t *testing.T) {
-	t.Parallel()
 	key, _ := appstore.GenerateKey()
 	apps := t.TempDir()
 	data := filepath.Join(t.TempDir(), "data")

@@ -171,8 +171,10 @@ func TestStoreRefusedInstallLeavesNothing(t *testing.T) {
 	}
 }
 
+// Not parallel: it restarts a node on its data dir with Start, which
+// meets the previous run's lock while another test forks (see
+// testkit.LockHeld).
 func TestStoreListingsSurviveARestart(t *testing.T) {
-	t.Parallel()
 	nodes := startStoreNodes(t, 2)
 	a, b := nodes[0], nodes[1]
 	ctx := context.Background()

@@ -231,6 +231,9 @@ func (n *Node) startInProcess() {
 		n.mod(&cfg)
 	}
 	nd, err := node.Start(context.Background(), cfg)
+	if testkit.LockHeld(err) {
+		testkit.Poll(5*time.Second, func() bool { nd, err = node.Start(context.Background(), cfg); return !testkit.LockHeld(err) })
+	}
 	if err != nil {
 		n.t.Fatalf("start %s: %v", n.Name, err)
 	}

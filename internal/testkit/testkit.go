@@ -314,3 +314,12 @@ func Poll(d time.Duration, cond func() bool) error {
 	}
 	return nil
 }
+
+// LockHeld says whether err is a node's refusal of a data dir another
+// node holds. Restarting a node in the test process can meet its own
+// previous run's lock for a moment: a child process another test forks
+// right then holds the lock's open file until it execs (the file is
+// close-on-exec), so a test restarting a node in process retries.
+func LockHeld(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "another erg node is already using")
+}
