@@ -18,6 +18,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"erg/apppkg"
+	"erg/internal/testkit"
 )
 
 // noteIcon is an icon for the notes package the browser test installs.
@@ -37,6 +38,7 @@ func packApp(t *testing.T, name string, key ed25519.PrivateKey, version int64, i
 
 // chromiumPath finds Debian's chromium (which .ci/run installs).
 func chromiumPath(t *testing.T) string {
+	testkit.SkipShort(t, "browser tests")
 	for _, name := range []string{"chromium", "chromium-browser"} {
 		if p, err := exec.LookPath(name); err == nil {
 			return p

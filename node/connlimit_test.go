@@ -34,6 +34,7 @@ func greeted(t testing.TB, c net.Conn) bool {
 }
 
 func TestLimitListenerCapsOverallAndPerAddress(t *testing.T) {
+	t.Parallel()
 	inner, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -87,6 +88,7 @@ func TestLimitListenerCapsOverallAndPerAddress(t *testing.T) {
 }
 
 func TestClientIPGroupsIPv6By64(t *testing.T) {
+	t.Parallel()
 	a := &net.TCPAddr{IP: net.ParseIP("2001:db8:1:2:aaaa::1"), Port: 1}
 	b := &net.TCPAddr{IP: net.ParseIP("2001:db8:1:2:bbbb::9"), Port: 2}
 	c := &net.TCPAddr{IP: net.ParseIP("2001:db8:1:3::1"), Port: 3}

@@ -88,6 +88,7 @@ func checkCrossGrain(t *testing.T, c *http.Client, origin, other string) {
 }
 
 func TestProxyRefusesCrossGrainWrites(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil)
 	_, x := n.newGrain("echo")
 	_, y := n.newGrain("echo")
@@ -97,6 +98,7 @@ func TestProxyRefusesCrossGrainWrites(t *testing.T) {
 // The friend's node serves a friend's grain on an origin of its own and
 // checks a request's origin there, before the relay, as for a local one.
 func TestFriendGrainRefusesCrossGrainWrites(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	a := startNode(t, func(c *Config) { c.Name = "anode" })
 	b := startNode(t, func(c *Config) { c.Name = "bnode"; c.Owner = "bob" })

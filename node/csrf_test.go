@@ -110,6 +110,7 @@ func (n *testNode) state(t *testing.T, grainID string) nodeState {
 // session's call without the X-CSRF-Token header, a token in the body
 // notwithstanding.
 func TestEveryStateChangeNeedsCSRFAndSameOrigin(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil)
 	alice := n.setUp(t)
 	ctx := context.Background()
@@ -282,6 +283,7 @@ func TestConcurrentLoginsAreLimited(t *testing.T) {
 // TestLoginRedirectStaysOnTheNode: next= may only name a local path, on
 // the login page for a signed-in user and after signing in.
 func TestLoginRedirectStaysOnTheNode(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil)
 	alice := n.setUp(t)
 	cases := []struct{ next, want string }{

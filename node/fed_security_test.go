@@ -51,6 +51,7 @@ func connectTo(t *testing.T, from, to *testNode) {
 }
 
 func TestFederationRefusesWhatIsNotTheirs(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	a := startNode(t, func(c *Config) { c.Name = "anode" })
 	b := startNode(t, func(c *Config) { c.Name = "bnode"; c.Owner = "bob" })

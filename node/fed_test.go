@@ -22,6 +22,7 @@ import (
 
 	"erg"
 	"erg/fed"
+	"erg/internal/testkit"
 )
 
 // befriend makes a and b friends through an invite a made.
@@ -82,6 +83,7 @@ func putNote(t testing.TB, c *http.Client, origin, text string, base int) (int, 
 }
 
 func TestFriendShareInProcess(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	a := startNode(t, func(c *Config) { c.Name = "anode" })
 	b := startNode(t, func(c *Config) { c.Name = "bnode"; c.Owner = "bob" })
@@ -179,6 +181,7 @@ func TestFriendShareInProcess(t *testing.T) {
 var friendCodeRe = regexp.MustCompile(`value="(erg-friend:[^"]+)"`)
 
 func TestFriendsPageAndShareDialog(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	a := startNode(t, func(c *Config) { c.Name = "anode" })
 	b := startNode(t, func(c *Config) { c.Name = "bnode" })
@@ -241,15 +244,7 @@ func TestFriendsPageAndShareDialog(t *testing.T) {
 		t.Fatalf("shares: %+v", shares)
 	}
 	wa.post("/shares/"+shares[0].ID+"/revoke", url.Values{"grain": {g.ID}})
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		_, body = wb.get("/grains")
-		if strings.Contains(body, "revoked") || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if !strings.Contains(body, "revoked") {
+	if testkit.Poll(5*time.Second, func() bool { _, body = wb.get("/grains"); return strings.Contains(body, "revoked") }) != nil {
 		t.Errorf("b's grains page after revocation:\n%s", body)
 	}
 	if code, body := wb.get("/grains/" + rg.ID); code != http.StatusForbidden || !strings.Contains(body, "the owner revoked this share") {
@@ -325,6 +320,10 @@ func TestFriendRefusalKeepsItsKind(t *testing.T) {
 
 // TestFriendFoundThroughTheDHT: when the addresses b stored for a fail, b
 // finds a's current ones in the DHT.
+//
+// Not parallel: b's connectFriend must find a disconnected, and under load
+// a reconnects on its own first (its friend loop), leaving b's stored
+// addresses as they were.
 func TestFriendFoundThroughTheDHT(t *testing.T) {
 	ctx := context.Background()
 	boot := startNode(t, func(c *Config) { c.Name = "boot" })
@@ -332,13 +331,7 @@ func TestFriendFoundThroughTheDHT(t *testing.T) {
 	b := startNode(t, func(c *Config) { c.Name = "bnode"; c.Bootstrap = boot.P2PAddrs()[:1] })
 	befriend(t, a, b)
 	for _, n := range []*testNode{a, b} {
-		deadline := time.Now().Add(10 * time.Second)
-		for n.p2p.host.RoutingTableSize() == 0 {
-			if time.Now().After(deadline) {
-				t.Fatal("no DHT routing table")
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		testkit.AwaitFor(t, 10*time.Second, "a DHT routing table", func() bool { return n.p2p.host.RoutingTableSize() > 0 })
 	}
 	aID := a.p2p.host.ID()
 	if _, err := b.db.Exec(`UPDATE friends SET addrs = '["/ip4/127.0.0.1/tcp/1"]' WHERE peer = ?`, aID.String()); err != nil {

@@ -97,6 +97,7 @@ func echoedHeaders(t *testing.T, c *http.Client, req *http.Request) http.Header 
 }
 
 func TestProxyDropsSmuggledIdentityHeaders(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil)
 	_, origin := n.newGrain("echo")
 	hdr := echoedHeaders(t, n.http, withSmuggled(origin+"/headers"))
@@ -104,6 +105,7 @@ func TestProxyDropsSmuggledIdentityHeaders(t *testing.T) {
 }
 
 func TestRelayDropsSmuggledIdentityHeaders(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	a := startNode(t, func(c *Config) { c.Name = "anode" })
 	b := startNode(t, func(c *Config) { c.Name = "bnode"; c.Owner = "bob" })

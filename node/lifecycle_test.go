@@ -14,9 +14,11 @@ import (
 	"github.com/coder/websocket"
 
 	"erg"
+	"erg/internal/testkit"
 )
 
 func TestGrainStartsOnFirstRequestAndKeepsData(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil)
 	g, err := n.NewGrain(context.Background(), n.owner(), "echo", "")
 	if err != nil {
@@ -45,6 +47,7 @@ func TestGrainStartsOnFirstRequestAndKeepsData(t *testing.T) {
 }
 
 func TestConcurrentFirstRequestsShareOneStart(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil)
 	id, origin := n.newGrain("echo")
 	// Signing in opened the grain once; stop it so every request below is
@@ -84,6 +87,7 @@ func TestConcurrentFirstRequestsShareOneStart(t *testing.T) {
 }
 
 func TestIdleGrainStopsAndFreesItsCgroup(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, func(c *Config) { c.GrainIdle = 300 * time.Millisecond })
 	id, origin := n.newGrain("echo")
 	n.get(origin + "/")
@@ -108,11 +112,13 @@ func TestIdleGrainStopsAndFreesItsCgroup(t *testing.T) {
 }
 
 func TestOpenWebsocketKeepsGrainAwake(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, func(c *Config) { c.GrainIdle = 200 * time.Millisecond })
 	id, origin := n.newGrain("echo")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	ws := n.dialWS(ctx, origin+"/ws")
+	// Not an await: the grain must outlive four idle periods.
 	time.Sleep(800 * time.Millisecond)
 	if !n.grains.running(id) {
 		t.Fatal("grain stopped while a websocket was open")
@@ -141,6 +147,7 @@ func (n *testNode) dialWS(ctx context.Context, url string) *websocket.Conn {
 }
 
 func TestCrashedAppRestartsOnNextRequest(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil)
 	id, origin := n.newGrain("echo")
 	n.get(origin + "/say?msg=before-crash")
@@ -163,6 +170,7 @@ func TestCrashedAppRestartsOnNextRequest(t *testing.T) {
 }
 
 func TestNodeRestartKeepsGrainsAndData(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil)
 	id, origin := n.newGrain("echo")
 	n.get(origin + "/write?v=survives")
@@ -186,6 +194,7 @@ func TestNodeRestartKeepsGrainsAndData(t *testing.T) {
 }
 
 func TestRemoveGrainDeletesEverything(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil)
 	id, origin := n.newGrain("echo")
 	n.get(origin + "/write?v=x")
@@ -204,6 +213,7 @@ func TestRemoveGrainDeletesEverything(t *testing.T) {
 }
 
 func TestNotesLiveUpdatesThroughProxy(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil)
 	id, origin := n.newGrain("notes")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
@@ -257,16 +267,11 @@ func TestNotesLiveUpdatesThroughProxy(t *testing.T) {
 
 func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.AwaitFor(t, d, what, cond)
 }
 
 func TestSampleAppsRunInGrains(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil)
 	for _, app := range []string{"notes", "todo", "filedrop"} {
 		_, origin := n.newGrain(app)

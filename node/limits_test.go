@@ -15,7 +15,13 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"erg/internal/testkit"
 )
+
+// The tests here do not run in parallel: they count the node's open
+// connections, time its timeouts on the wall clock and read the test
+// process's heap (runtime.MemStats), which other tests' nodes would skew.
 
 // closedWithin reports whether the server closes c (a read ends in EOF or
 // a reset) within d.
@@ -203,16 +209,9 @@ func TestNodeCapsConnectionsPerAddressAndOverall(t *testing.T) {
 // waitOpen waits for the node to count want connections open.
 func waitOpen(t *testing.T, n *testNode, want int) {
 	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		open, _, _ := n.limits.stats()
-		if open == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d connections open, want %d", open, want)
-		}
-		time.Sleep(10 * time.Millisecond)
+	var open int
+	if testkit.Poll(3*time.Second, func() bool { open, _, _ = n.limits.stats(); return open == want }) != nil {
+		t.Fatalf("%d connections open, want %d", open, want)
 	}
 }
 

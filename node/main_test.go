@@ -8,96 +8,42 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"erg/apppkg"
+	"erg/internal/testkit"
 	"erg/sandbox"
-	"erg/sandbox/sandboxtest"
 )
 
+// Most tests here run in parallel (t.Parallel): every node has its own
+// data dir, random ports and grain ids, and the package has no mutable
+// globals. Sandboxes share the runner's cgroup parent (<own cgroup>/erg)
+// and, as root, the sandbox uid, as any two nodes on a host do. Serial
+// are: the limits tests (see limits_test.go); TestConcurrentLoginsAreLimited,
+// which lifts the connection caps and counts refusals; the browser tests,
+// one chromium at a time on a small machine; the escape battery, which
+// re-runs the test binary as another user; TestFriendFoundThroughTheDHT
+// (see there); the tests that build and run programs (native, python);
+// and the tests that use t.Setenv (the CLI over HTTP), which cannot be
+// parallel.
 func TestMain(m *testing.M) {
 	sandbox.MaybeInit()
 	code := m.Run()
-	if buildDir != "" {
-		os.RemoveAll(buildDir)
-	}
+	testkit.Cleanup()
 	os.Exit(code)
 }
 
-var (
-	buildOnce sync.Map   // target -> *buildResult
-	buildMu   sync.Mutex // guards buildDir
-	appsMu    sync.Mutex // guards building the apps dir
-	buildDir  string
-)
+// repoRoot is the module root.
+func repoRoot(t testing.TB) string { return testkit.Root() }
 
-type buildResult struct {
-	once sync.Once
-	path string
-	err  error
-}
-
-// repoRoot is the module root, found from this file's directory.
-func repoRoot(t testing.TB) string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Dir(filepath.Dir(file))
-}
-
-func sharedBuildDir(t testing.TB) string {
-	buildMu.Lock()
-	defer buildMu.Unlock()
-	if buildDir == "" {
-		d, err := os.MkdirTemp("", "erg-node-test-")
-		if err != nil {
-			t.Fatal(err)
-		}
-		// World-traversable, so an unprivileged node can read what we build.
-		os.Chmod(d, 0o755)
-		buildDir = d
-	}
-	return buildDir
-}
+// sharedBuildDir is the test process's build dir (see testkit.Dir).
+func sharedBuildDir(t testing.TB) string { return testkit.Dir(t) }
 
 // goBuild builds a main package of this module once per test process.
-func goBuild(t testing.TB, pkg, out string) string {
-	v, _ := buildOnce.LoadOrStore(pkg+" "+out, &buildResult{})
-	r := v.(*buildResult)
-	r.once.Do(func() {
-		cmd := exec.Command("go", "build", "-trimpath", "-o", out, pkg)
-		cmd.Dir = repoRoot(t)
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if b, err := cmd.CombinedOutput(); err != nil {
-			r.err = err
-			t.Logf("go build %s: %s", pkg, b)
-		}
-		r.path = out
-	})
-	if r.err != nil {
-		t.Fatalf("go build %s: %v", pkg, r.err)
-	}
-	return r.path
-}
-
-// appTree builds the app at pkg into a tree with its manifest and the
-// sandbox's mount points, under dir/name.
-func appTree(t testing.TB, appsDir, name, pkg, manifest string) string {
-	tree := filepath.Join(appsDir, name)
-	bin := goBuild(t, pkg, filepath.Join(sharedBuildDir(t), "bin", name))
-	for _, d := range []string{"bin", "dev", "proc", "tmp", "var"} {
-		if err := os.MkdirAll(filepath.Join(tree, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	copyFileT(t, bin, filepath.Join(tree, "bin", name), 0o755)
-	copyFileT(t, filepath.Join(repoRoot(t), manifest), filepath.Join(tree, "erg.json"), 0o644)
-	return tree
-}
+func goBuild(t testing.TB, pkg, out string) string { return testkit.GoBuild(t, pkg, out) }
 
 func copyFileT(t testing.TB, src, dst string, perm os.FileMode) {
 	data, err := os.ReadFile(src)
@@ -111,39 +57,11 @@ func copyFileT(t testing.TB, src, dst string, perm os.FileMode) {
 
 // appsEnv names a prebuilt apps dir, for a test re-run as a user that
 // cannot use the go tool.
-const appsEnv = "ERG_TEST_APPS"
+const appsEnv = testkit.Env
 
-// testApps builds the test and sample apps into one apps dir: echo, the
-// sample apps, and the sandbox escape probe.
-func testApps(t testing.TB) string {
-	if dir := os.Getenv(appsEnv); dir != "" {
-		return dir
-	}
-	dir := filepath.Join(sharedBuildDir(t), "apps")
-	appsMu.Lock()
-	defer appsMu.Unlock()
-	if _, err := os.Stat(filepath.Join(dir, "probe", "erg.json")); err == nil {
-		return dir
-	}
-	appTree(t, dir, "echo", "./node/testdata/echo", "node/testdata/echo/erg.json")
-	for _, app := range []string{"notes", "todo", "filedrop"} {
-		appTree(t, dir, app, "./apps/"+app, "apps/"+app+"/erg.json")
-	}
-	probe, err := sandboxtest.ProbeBinary()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tree := filepath.Join(dir, "probe")
-	for _, d := range []string{"bin", "dev", "proc", "tmp", "var"} {
-		if err := os.MkdirAll(filepath.Join(tree, d), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	copyFileT(t, probe, filepath.Join(tree, "bin", "probe"), 0o755)
-	copyFileT(t, probe, filepath.Join(tree, "bin", "suid"), 0o755)
-	copyFileT(t, filepath.Join(repoRoot(t), "node/testdata/probe.json"), filepath.Join(tree, "erg.json"), 0o644)
-	return dir
-}
+// testApps builds the test and sample apps into one apps dir, once per
+// test process: echo, the sample apps, and the sandbox escape probe.
+func testApps(t testing.TB) string { return testkit.Apps(t) }
 
 type testNode struct {
 	*Node
@@ -169,9 +87,22 @@ func startNode(t testing.TB, mod func(*Config)) *testNode {
 	if mod != nil {
 		mod(&cfg)
 	}
+	// Every node installs the same test apps: the first one's installed
+	// trees are linked into the next ones' data dirs, which then hash the
+	// apps dir and record the apps but copy nothing.
+	seed := cfg.AppsDir != "" && cfg.AppsDir == testApps(t)
+	if seed {
+		testkit.Seed(t, cfg.DataDir)
+	}
 	n, err := Start(context.Background(), cfg)
+	if testkit.LockHeld(err) {
+		testkit.Poll(5*time.Second, func() bool { n, err = Start(context.Background(), cfg); return !testkit.LockHeld(err) })
+	}
 	if err != nil {
 		t.Fatalf("start node: %v", err)
+	}
+	if seed {
+		testkit.Remember(t, cfg.DataDir)
 	}
 	tn := &testNode{Node: n, t: t}
 	tn.http = tn.newClient()

@@ -46,6 +46,7 @@ func findNodeGrain(gs []erg.NodeGrain, id string) *erg.NodeGrain {
 }
 
 func TestOwnerSeesAndRemovesEveryGrain(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil)
 	alice := n.setUp(t)
 	bob := n.join(t, "bob")

@@ -70,6 +70,7 @@ func packageDirs(t *testing.T, n *testNode) []string {
 }
 
 func TestInstallAndUpgradeSignedPackage(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil)
 	ctx := context.Background()
 	key, _ := apppkg.GenerateKey()
@@ -140,6 +141,9 @@ func TestInstallAndUpgradeSignedPackage(t *testing.T) {
 // TestAppsDirInstallsPackages starts a node three times on one data dir with
 // --apps pointing at package files: the first start installs, the second
 // finds nothing newer and changes nothing, the third upgrades.
+// Not parallel: it restarts a node on its data dir with Start, which
+// meets the previous run's lock while another test forks (see
+// testkit.LockHeld).
 func TestAppsDirInstallsPackages(t *testing.T) {
 	key, _ := apppkg.GenerateKey()
 	apps := t.TempDir()
@@ -199,6 +203,7 @@ func TestAppsDirInstallsPackages(t *testing.T) {
 // each rising to its total, and then the app; a bad package ends the
 // stream with the refusal.
 func TestInstallReportsProgress(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil)
 	ctx := context.Background()
 	c := erg.NewClient(SocketPath(n.cfg.DataDir))

@@ -9,6 +9,7 @@ import (
 )
 
 func TestProxyReplacesIdentityHeaders(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil)
 	_, origin := n.newGrain("echo")
 	req, _ := http.NewRequest("GET", origin+"/headers", nil)
@@ -51,6 +52,7 @@ func TestProxyReplacesIdentityHeaders(t *testing.T) {
 }
 
 func TestProxyRefusesUnknownGrainsAndStrangers(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil)
 	id, origin := n.newGrain("echo")
 	n.grains.stop(context.Background(), id, "test")
@@ -89,6 +91,7 @@ func TestProxyRefusesUnknownGrainsAndStrangers(t *testing.T) {
 }
 
 func TestLoginTokenWorksOnce(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil)
 	g, err := n.NewGrain(context.Background(), n.owner(), "echo", "t")
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 )
 
 func TestRingLogKeepsTheNewestBytes(t *testing.T) {
+	t.Parallel()
 	l := newRingLog(8)
 	l.Write([]byte("abc"))
 	if got := l.Bytes(); string(got) != "abc" {

@@ -58,6 +58,7 @@ func signedListing(t *testing.T, n *testNode, key ed25519.PrivateKey, pkgFile []
 }
 
 func TestStorePublishSearchInstallUpdate(t *testing.T) {
+	t.Parallel()
 	nodes := startStoreNodes(t, 3)
 	a, b, c := nodes[0], nodes[1], nodes[2]
 	ctx := context.Background()
@@ -137,6 +138,7 @@ func TestStorePublishSearchInstallUpdate(t *testing.T) {
 }
 
 func TestStoreRefusedInstallLeavesNothing(t *testing.T) {
+	t.Parallel()
 	nodes := startStoreNodes(t, 2)
 	a, b := nodes[0], nodes[1]
 	ctx := context.Background()
@@ -182,6 +184,9 @@ func TestStoreRefusedInstallLeavesNothing(t *testing.T) {
 	}
 }
 
+// Not parallel: it restarts a node on its data dir with Start, which
+// meets the previous run's lock while another test forks (see
+// testkit.LockHeld).
 func TestStoreListingsSurviveARestart(t *testing.T) {
 	nodes := startStoreNodes(t, 2)
 	a, b := nodes[0], nodes[1]

@@ -62,6 +62,7 @@ func (w *web) storeReq(method, path string, form url.Values, hdr ...string) (int
 }
 
 func TestStorePagesNeedASessionTheOwnerAndCSRF(t *testing.T) {
+	t.Parallel()
 	nodes := startStoreNodes(t, 2)
 	pub, n := nodes[0], nodes[1]
 	key, _ := apppkg.GenerateKey()
@@ -117,6 +118,7 @@ func TestStorePagesNeedASessionTheOwnerAndCSRF(t *testing.T) {
 }
 
 func TestStorePageSearchesInstallsAndUpdates(t *testing.T) {
+	t.Parallel()
 	nodes := startStoreNodes(t, 2)
 	pub, n := nodes[0], nodes[1]
 	key, _ := apppkg.GenerateKey()

@@ -193,6 +193,7 @@ func (w *web) user() erg.User {
 }
 
 func TestEveryRouteNeedsASession(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil)
 	alice := n.setUp(t)
 	g, err := n.NewGrain(context.Background(), n.owner(), "echo", "")
@@ -249,6 +250,7 @@ func TestEveryRouteNeedsASession(t *testing.T) {
 }
 
 func TestUsersCannotReachEachOthersGrains(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil)
 	alice := n.setUp(t)
 	bob := n.join(t, "bob")
@@ -344,6 +346,7 @@ func mustURL(t *testing.T, s string) *url.URL {
 }
 
 func TestShareLinksRefuseForgedExpiredAndForeign(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil)
 	alice := n.setUp(t)
 	bob := n.join(t, "bob")
@@ -400,6 +403,7 @@ func TestShareLinksRefuseForgedExpiredAndForeign(t *testing.T) {
 }
 
 func TestStateChangesNeedCSRFAndSameOrigin(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil)
 	alice := n.setUp(t)
 	before, _ := n.Grains(context.Background(), alice.user())
@@ -508,6 +512,7 @@ func (r *stallingReader) Read(p []byte) (int, error) {
 }
 
 func TestLoginIsRateLimited(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil)
 	n.setUp(t)
 	w := n.webClient(t)
@@ -531,6 +536,7 @@ func TestLoginIsRateLimited(t *testing.T) {
 }
 
 func TestUserLifecycle(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil)
 	alice := n.setUp(t)
 	ctx := context.Background()
@@ -587,6 +593,7 @@ func TestUserLifecycle(t *testing.T) {
 }
 
 func TestRestoreReadsBackupsSafely(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil)
 	ctx := context.Background()
 	owner := n.owner()
@@ -750,6 +757,7 @@ var frameRe = regexp.MustCompile(`<iframe class="grain" src="([^"]+)"`)
 // the browser test shows: revocation closes the share's live websockets at
 // once and refuses its next request, and leaves other sessions alone.
 func TestRevokingAShareCutsItsOpenWebsockets(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil)
 	alice := n.setUp(t)
 	ctx := context.Background()
@@ -826,6 +834,7 @@ func TestRevokingAShareCutsItsOpenWebsockets(t *testing.T) {
 // test does not: rename, delete after confirming, removing an app, and what
 // a grain is told about who uses it through a share.
 func TestPagesManageGrainsAppsAndIdentity(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil)
 	alice := n.setUp(t)
 	bob := n.join(t, "bob")
@@ -909,6 +918,7 @@ func TestPagesManageGrainsAppsAndIdentity(t *testing.T) {
 }
 
 func TestSettingsChangePasswordAndTokens(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil)
 	alice := n.setUp(t)
 	other := n.webClient(t) // alice on another device
@@ -959,6 +969,7 @@ func TestSettingsChangePasswordAndTokens(t *testing.T) {
 // accounts: its grains become the owner's, and sessions that say nothing
 // about who holds them are dropped.
 func TestMigrationKeepsGrainsWithTheOwner(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "erg.db")
 	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=foreign_keys(1)")
@@ -990,6 +1001,7 @@ func TestMigrationKeepsGrainsWithTheOwner(t *testing.T) {
 }
 
 func TestShellAnswersToItsOwnNameOnly(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil)
 	w := n.webClient(t)
 	_, port, _ := net.SplitHostPort(n.Addr())

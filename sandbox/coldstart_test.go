@@ -1,5 +1,9 @@
 package sandbox
 
+// The cold-start harness is test-only: it is compiled into the sandbox
+// package's test binary (for BenchmarkColdStart, TestColdStart and the
+// battery's cold-start run in package sandbox_test), not into erg.
+
 import (
 	"bufio"
 	"context"
@@ -60,8 +64,7 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 // installed, with equivalent isolation and the same seccomp filter), and
 // in an erg sandbox reached through Sandbox.Dial. The modes alternate, so
 // they share the machine's state; each start waits until the runner's
-// zygote pool is refilled, so none shares the machine with that. It is
-// what `erg bench` prints.
+// zygote pool is refilled, so none shares the machine with that.
 func ColdStart(ctx context.Context, r *Runner, app BenchApp, n int) (ColdStartReport, error) {
 	cs, err := newColdStarter(r, app)
 	if err != nil {
