@@ -114,6 +114,21 @@ func StripClientHeaders(h http.Header) {
 	}
 }
 
+// SetIdentity replaces every identity header a client sent (all that
+// StripClientHeaders drops) with who is asking, under erg's and
+// Sandstorm's names. It is the one writer of these headers: the node's
+// proxy calls it for its users, and the owner's node for a friend's.
+func SetIdentity(h http.Header, userID, username string, permissions []string, sessionID string) {
+	StripClientHeaders(h)
+	perms := strings.Join(permissions, ",")
+	for _, prefix := range [...]string{"X-Erg-", "X-Sandstorm-"} {
+		h[prefix+"User-Id"] = []string{userID}
+		h[prefix+"Username"] = []string{username}
+		h[prefix+"Permissions"] = []string{perms}
+		h[prefix+"Session-Id"] = []string{sessionID}
+	}
+}
+
 func isUpgrade(h http.Header) bool {
 	return httpguts.HeaderValuesContainsToken(h["Connection"], "upgrade") && h.Get("Upgrade") != ""
 }

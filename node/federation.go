@@ -317,7 +317,9 @@ func (n *Node) Restore(ctx context.Context, peerID, user string, token []byte) (
 		Permissions: rl.Permissions,
 		SessionID:   n.derive("friend-session", randomToken()),
 	}
-	gs := fed.NewGrainServer(n.grainTransport(grainID), func(r *http.Request) { setIdentity(r.Header, v) })
+	gs := fed.NewGrainServer(n.grainTransport(grainID), func(r *http.Request) {
+		fed.SetIdentity(r.Header, v.UserID, v.Username, v.Permissions, v.SessionID)
+	})
 	st := n.fed
 	gs.OnRelease = func() {
 		st.mu.Lock()
@@ -343,18 +345,6 @@ func (n *Node) Restore(ctx context.Context, peerID, user string, token []byte) (
 	}
 	n.log.Info("friend restored a share", "friend", f.Name, "user", uname, "grain", grainID, "role", role)
 	return gs, fed.ShareInfo{Title: title, AppName: m.Name, Role: role, Permissions: rl.Permissions}, nil
-}
-
-// setIdentity sets who is asking, under erg's and Sandstorm's names; the
-// relay already removed every identity header the friend's node sent.
-func setIdentity(h http.Header, v erg.Viewer) {
-	perms := strings.Join(v.Permissions, ",")
-	for _, prefix := range []string{"X-Erg-", "X-Sandstorm-"} {
-		h.Set(prefix+"User-Id", v.UserID)
-		h.Set(prefix+"Username", v.Username)
-		h.Set(prefix+"Permissions", perms)
-		h.Set(prefix+"Session-Id", v.SessionID)
-	}
 }
 
 // grainTransport sends each request into a local grain, starting it if

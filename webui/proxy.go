@@ -359,14 +359,7 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 // Rack server would read X-Erg_Permissions as X-Erg-Permissions. The rule
 // is fed's, so a friend's request meets the same one on the owner's node.
 func setGrainHeaders(hdr http.Header, v erg.Viewer) {
-	fed.StripClientHeaders(hdr)
-	perms := strings.Join(v.Permissions, ",")
-	for _, prefix := range []string{"X-Erg-", "X-Sandstorm-"} {
-		hdr.Set(prefix+"User-Id", v.UserID)
-		hdr.Set(prefix+"Username", v.Username)
-		hdr.Set(prefix+"Permissions", perms)
-		hdr.Set(prefix+"Session-Id", v.SessionID)
-	}
+	fed.SetIdentity(hdr, v.UserID, v.Username, v.Permissions, v.SessionID)
 }
 
 // dropCookie removes one cookie from a request, keeping the others.
