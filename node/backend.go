@@ -57,7 +57,8 @@ type sessionEntry struct {
 	role      string
 	userID    string // what the grain is told, derived once
 	sessionID string
-	done      chan struct{} // closed when the session is dropped
+	ctx       context.Context // cancelled when the session is dropped
+	cancel    context.CancelFunc
 }
 
 var _ webui.Backend = (*Node)(nil)
@@ -725,22 +726,29 @@ func (n *Node) GrainLog(ctx context.Context, who erg.User, id string) ([]byte, e
 	return n.grains.logOf(id), nil
 }
 
-// GrainExists implements webui.Backend.
-func (n *Node) GrainExists(ctx context.Context, id string) (bool, error) {
-	if n.remoteGrain(id) != nil {
-		return true, nil
+// ResolveGrain implements webui.Backend.
+func (n *Node) ResolveGrain(ctx context.Context, id string) (webui.GrainHandle, error) {
+	if rg := n.remoteGrain(id); rg != nil {
+		return remoteHandle{n, rg}, nil
 	}
-	_, err := n.grain(id)
-	return err == nil, nil
+	g, err := n.grain(id)
+	if err != nil {
+		return nil, err
+	}
+	return localHandle{n, g}, nil
 }
 
-// RedeemLoginToken implements webui.Backend.
-func (n *Node) RedeemLoginToken(ctx context.Context, grainID, token string) (string, error) {
+// localHandle is a grain of this node's own, on its grain origin.
+type localHandle struct {
+	n *Node
+	g *grainInfo
+}
+
+// Redeem implements webui.GrainHandle.
+func (h localHandle) Redeem(ctx context.Context, token string) (string, error) {
+	n, grainID := h.n, h.g.id
 	if token == "" {
 		return "", fmt.Errorf("%w: no token", erg.ErrInvalid)
-	}
-	if n.remoteGrain(grainID) != nil {
-		return n.redeemRemoteLogin(ctx, grainID, token)
 	}
 	now := time.Now()
 	// Deleting is the redeeming: of two requests racing with one token,
@@ -783,15 +791,9 @@ func (n *Node) forgetExpired(ctx context.Context, now time.Time) {
 	n.db.ExecContext(ctx, `DELETE FROM grain_sessions WHERE expires_at <= ?`, now.Unix())
 }
 
-// GrainViewer implements webui.Backend.
-func (n *Node) GrainViewer(ctx context.Context, grainID, session string) (erg.Viewer, error) {
-	if rg := n.remoteGrain(grainID); rg != nil {
-		return n.remoteViewer(ctx, rg, session)
-	}
-	g, err := n.grain(grainID)
-	if err != nil {
-		return erg.Viewer{}, err
-	}
+// Viewer implements webui.GrainHandle.
+func (h localHandle) Viewer(ctx context.Context, session string) (erg.Viewer, error) {
+	n, g := h.n, h.g
 	se, err := n.checkSession(ctx, hashToken(session), g)
 	if err != nil {
 		return erg.Viewer{}, err
@@ -804,7 +806,7 @@ func (n *Node) GrainViewer(ctx context.Context, grainID, session string) (erg.Vi
 		Username:    se.username,
 		Permissions: role.Permissions,
 		SessionID:   se.sessionID,
-		Done:        se.done,
+		Session:     se.ctx,
 		Expires:     se.expires,
 		Account:     se.accountID,
 	}, nil
@@ -864,7 +866,6 @@ func (n *Node) loadSession(ctx context.Context, hash string, g *grainInfo) (sess
 		shareID:   shareID.String,
 		role:      role.String,
 		sessionID: n.derive("session-id", hash),
-		done:      make(chan struct{}),
 	}
 	if shareExpires > 0 && shareExpires < expires {
 		s.expires = time.Unix(shareExpires, 0)
@@ -882,37 +883,32 @@ func (n *Node) loadSession(ctx context.Context, hash string, g *grainInfo) (sess
 	if s.accountID != "" {
 		s.userID = n.derive("user-id", s.accountID, g.id)
 	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
 }
 
 // dropSessions ends every grain session that match selects: it is
-// forgotten, so the next request on it is refused, and its Done channel is
-// closed, so open requests and websockets on it are cut.
+// forgotten, so the next request on it is refused, and its context is
+// cancelled, so open requests and websockets on it are cut.
 func (n *Node) dropSessions(match func(sessionEntry) bool) {
 	n.mu.Lock()
 	n.web.revokeGen++
-	var done []chan struct{}
+	var done []context.CancelFunc
 	for h, s := range n.sessions {
 		if match(s) {
 			delete(n.sessions, h)
-			done = append(done, s.done)
+			done = append(done, s.cancel)
 		}
 	}
 	n.mu.Unlock()
-	for _, c := range done {
-		close(c)
+	for _, cancel := range done {
+		cancel()
 	}
 }
 
-// AcquireGrain implements webui.Backend.
-func (n *Node) AcquireGrain(ctx context.Context, grainID string) (http.RoundTripper, func(), error) {
-	if rg := n.remoteGrain(grainID); rg != nil {
-		return n.acquireRemote(ctx, rg)
-	}
-	if _, err := n.grain(grainID); err != nil {
-		return nil, nil, err
-	}
-	return n.grains.acquire(ctx, grainID)
+// Acquire implements webui.GrainHandle.
+func (h localHandle) Acquire(ctx context.Context) (http.RoundTripper, func(), error) {
+	return h.n.grains.acquire(ctx, h.g.id)
 }
 
 // derive makes a stable identifier from the node's key and parts, so

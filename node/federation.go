@@ -419,7 +419,8 @@ type remoteSession struct {
 	sessionID string
 	userID    string // what B's proxy is told; A's grain never sees it
 	username  string
-	done      chan struct{}
+	ctx       context.Context // cancelled when the session is dropped
+	cancel    context.CancelFunc
 }
 
 func (n *Node) loadRemoteGrains(ctx context.Context) error {
@@ -549,16 +550,16 @@ func (n *Node) markRevoked(g *remoteGrain) {
 func (n *Node) dropRemoteSessions(match func(*remoteSession) bool) {
 	st := n.fed
 	st.mu.Lock()
-	var done []chan struct{}
+	var done []context.CancelFunc
 	for h, s := range st.rsessions {
 		if match(s) {
 			delete(st.rsessions, h)
-			done = append(done, s.done)
+			done = append(done, s.cancel)
 		}
 	}
 	st.mu.Unlock()
-	for _, c := range done {
-		close(c)
+	for _, cancel := range done {
+		cancel()
 	}
 }
 
@@ -665,7 +666,19 @@ func (n *Node) openRemote(ctx context.Context, who erg.User, g *remoteGrain) (er
 	return out, nil
 }
 
-func (n *Node) redeemRemoteLogin(ctx context.Context, grainID, token string) (string, error) {
+// remoteHandle is a grain a friend's node shared, on this node's grain
+// origin for it.
+type remoteHandle struct {
+	n *Node
+	g *remoteGrain
+}
+
+// Redeem implements webui.GrainHandle.
+func (rh remoteHandle) Redeem(ctx context.Context, token string) (string, error) {
+	n, grainID := rh.n, rh.g.id
+	if token == "" {
+		return "", fmt.Errorf("%w: no token", erg.ErrInvalid)
+	}
 	h := hashToken(token)
 	n.fed.mu.Lock()
 	l, ok := n.fed.logins[h]
@@ -683,14 +696,16 @@ func (n *Node) redeemRemoteLogin(ctx context.Context, grainID, token string) (st
 	return session, nil
 }
 
-func (n *Node) remoteViewer(ctx context.Context, g *remoteGrain, session string) (erg.Viewer, error) {
+// Viewer implements webui.GrainHandle.
+func (rh remoteHandle) Viewer(ctx context.Context, session string) (erg.Viewer, error) {
+	n, g := rh.n, rh.g
 	h := hashToken(session)
 	st := n.fed
 	st.mu.Lock()
 	s := st.rsessions[h]
 	st.mu.Unlock()
 	// A revoked share keeps its sessions: their requests are answered
-	// with why (acquireRemote), not a bare refusal.
+	// with why (Acquire), not a bare refusal.
 	if s == nil {
 		var expires int64
 		err := n.db.QueryRowContext(ctx, `SELECT expires_at FROM remote_sessions WHERE hash = ? AND grain_id = ?`, h, g.id).Scan(&expires)
@@ -701,8 +716,9 @@ func (n *Node) remoteViewer(ctx context.Context, g *remoteGrain, session string)
 		if err != nil {
 			return erg.Viewer{}, fmt.Errorf("%w: no such session", erg.ErrForbidden)
 		}
-		s = &remoteSession{grainID: g.id, expires: time.Unix(expires, 0), sessionID: n.derive("session-id", h), done: make(chan struct{}),
+		s = &remoteSession{grainID: g.id, expires: time.Unix(expires, 0), sessionID: n.derive("session-id", h),
 			userID: n.derive("user-id", g.userID, g.id), username: u.Username}
+		s.ctx, s.cancel = context.WithCancel(context.Background())
 		st.mu.Lock()
 		if old := st.rsessions[h]; old != nil {
 			s = old
@@ -717,7 +733,7 @@ func (n *Node) remoteViewer(ctx context.Context, g *remoteGrain, session string)
 	st.mu.Lock()
 	perms := g.perms
 	st.mu.Unlock()
-	return erg.Viewer{UserID: s.userID, Username: s.username, Permissions: perms, SessionID: s.sessionID, Done: s.done, Account: g.userID}, nil
+	return erg.Viewer{UserID: s.userID, Username: s.username, Permissions: perms, SessionID: s.sessionID, Session: s.ctx, Account: g.userID}, nil
 }
 
 // restoreRemote returns a transport into a remote grain, restoring the
@@ -792,11 +808,14 @@ func (g *remoteGrain) dropRT(t *fed.Transport) {
 	}
 }
 
-// acquireRemote returns a transport into a remote grain. A capability
+// Acquire returns a transport into a remote grain. A capability
 // lost with its connection (the owner's node restarted, the network
 // dropped) is restored again on the next request, which is retried once
 // if it had no body.
-func (n *Node) acquireRemote(ctx context.Context, g *remoteGrain) (http.RoundTripper, func(), error) {
+//
+// It implements webui.GrainHandle.
+func (rh remoteHandle) Acquire(ctx context.Context) (http.RoundTripper, func(), error) {
+	n, g := rh.n, rh.g
 	if _, err := n.restoreRemote(ctx, g); err != nil && !errors.Is(err, errShareRevoked) {
 		return nil, nil, err
 	}
