@@ -573,11 +573,9 @@ func (n *Node) OpenGrain(ctx context.Context, who erg.User, id string) (erg.Grai
 // account (or "" for an anonymous visitor) through a share (or "" for the
 // owner).
 func (n *Node) withLoginURL(ctx context.Context, g *grainInfo, accountID, shareID, role string) (erg.Grain, error) {
-	token := randomToken()
-	_, err := n.db.ExecContext(ctx, `INSERT INTO login_tokens (hash, grain_id, expires_at, user_id, share_id) VALUES (?, ?, ?, ?, ?)`,
-		hashToken(token), g.id, time.Now().Add(loginTokenTTL).Unix(), nullable(accountID), nullable(shareID))
+	token, err := n.newLoginToken(ctx, "grain_id", g.id, accountID, shareID)
 	if err != nil {
-		return erg.Grain{}, fmt.Errorf("create login token: %w", err)
+		return erg.Grain{}, err
 	}
 	names, err := n.usernames(ctx)
 	if err != nil {
@@ -746,7 +744,12 @@ type localHandle struct {
 
 // Redeem implements webui.GrainHandle.
 func (h localHandle) Redeem(ctx context.Context, token string) (string, error) {
-	n, grainID := h.n, h.g.id
+	return h.n.redeem(ctx, "grain_id", h.g.id, token)
+}
+
+// redeem spends a one-time login token for a grain, this node's own
+// (col "grain_id") or a friend's ("remote_grain_id"), for a session.
+func (n *Node) redeem(ctx context.Context, col, grainID, token string) (string, error) {
 	if token == "" {
 		return "", fmt.Errorf("%w: no token", erg.ErrInvalid)
 	}
@@ -754,7 +757,7 @@ func (h localHandle) Redeem(ctx context.Context, token string) (string, error) {
 	// Deleting is the redeeming: of two requests racing with one token,
 	// exactly one deletes the row.
 	var accountID, shareID sql.NullString
-	err := n.db.QueryRowContext(ctx, `DELETE FROM login_tokens WHERE hash = ? AND grain_id = ? AND expires_at > ? RETURNING user_id, share_id`,
+	err := n.db.QueryRowContext(ctx, `DELETE FROM login_tokens WHERE hash = ? AND `+col+` = ? AND expires_at > ? RETURNING user_id, share_id`,
 		hashToken(token), grainID, now.Unix()).Scan(&accountID, &shareID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", fmt.Errorf("%w: login token is unknown, used or expired", erg.ErrForbidden)
@@ -763,13 +766,25 @@ func (h localHandle) Redeem(ctx context.Context, token string) (string, error) {
 		return "", err
 	}
 	session := randomToken()
-	_, err = n.db.ExecContext(ctx, `INSERT INTO grain_sessions (hash, grain_id, created_at, expires_at, user_id, share_id) VALUES (?, ?, ?, ?, ?, ?)`,
+	_, err = n.db.ExecContext(ctx, `INSERT INTO grain_sessions (hash, `+col+`, created_at, expires_at, user_id, share_id) VALUES (?, ?, ?, ?, ?, ?)`,
 		hashToken(session), grainID, now.Unix(), now.Add(sessionTTL).Unix(), accountID, shareID)
 	if err != nil {
 		return "", err
 	}
 	n.forgetExpired(ctx, now)
 	return session, nil
+}
+
+// newLoginToken records a one-time login token for a grain, this node's
+// own (col "grain_id") or a friend's ("remote_grain_id").
+func (n *Node) newLoginToken(ctx context.Context, col, grainID, accountID, shareID string) (string, error) {
+	token := randomToken()
+	_, err := n.db.ExecContext(ctx, `INSERT INTO login_tokens (hash, `+col+`, expires_at, user_id, share_id) VALUES (?, ?, ?, ?, ?)`,
+		hashToken(token), grainID, time.Now().Add(loginTokenTTL).Unix(), nullable(accountID), nullable(shareID))
+	if err != nil {
+		return "", fmt.Errorf("create login token: %w", err)
+	}
+	return token, nil
 }
 
 // forgetExpired deletes expired login tokens and sessions, at most once a
@@ -794,7 +809,9 @@ func (n *Node) forgetExpired(ctx context.Context, now time.Time) {
 // Viewer implements webui.GrainHandle.
 func (h localHandle) Viewer(ctx context.Context, session string) (erg.Viewer, error) {
 	n, g := h.n, h.g
-	se, err := n.checkSession(ctx, hashToken(session), g)
+	se, err := n.checkSession(ctx, hashToken(session), g.id, func(ctx context.Context, hash string) (sessionEntry, error) {
+		return n.loadSession(ctx, hash, g)
+	})
 	if err != nil {
 		return erg.Viewer{}, err
 	}
@@ -814,8 +831,9 @@ func (h localHandle) Viewer(ctx context.Context, session string) (erg.Viewer, er
 
 // checkSession finds a live session, from memory when it can: the proxy
 // asks on every request, and a database read there would cost more than
-// the rest of the proxy.
-func (n *Node) checkSession(ctx context.Context, hash string, g *grainInfo) (sessionEntry, error) {
+// the rest of the proxy. load reads it from the database; local and
+// friends' grains share the cache and its revocation generation.
+func (n *Node) checkSession(ctx context.Context, hash, grainID string, load func(ctx context.Context, hash string) (sessionEntry, error)) (sessionEntry, error) {
 	now := time.Now()
 	for {
 		n.mu.RLock()
@@ -823,12 +841,12 @@ func (n *Node) checkSession(ctx context.Context, hash string, g *grainInfo) (ses
 		gen := n.web.revokeGen
 		n.mu.RUnlock()
 		if ok {
-			if s.grainID != g.id || !now.Before(s.expires) {
+			if s.grainID != grainID || !now.Before(s.expires) {
 				return sessionEntry{}, fmt.Errorf("%w: no such session", erg.ErrForbidden)
 			}
 			return s, nil
 		}
-		s, err := n.loadSession(ctx, hash, g)
+		s, err := load(ctx, hash)
 		if err != nil {
 			return sessionEntry{}, err
 		}

@@ -408,21 +408,6 @@ type remoteGrain struct {
 	conn                        *rpc.Conn
 }
 
-type remoteLogin struct {
-	grainID string
-	expires time.Time
-}
-
-type remoteSession struct {
-	grainID   string
-	expires   time.Time
-	sessionID string
-	userID    string // what B's proxy is told; A's grain never sees it
-	username  string
-	ctx       context.Context // cancelled when the session is dropped
-	cancel    context.CancelFunc
-}
-
 func (n *Node) loadRemoteGrains(ctx context.Context) error {
 	rows, err := n.db.QueryContext(ctx, `SELECT id, peer, token, user_id, title, app_name, role, permissions, owner, revoked, created_at FROM remote_grains`)
 	if err != nil {
@@ -547,22 +532,6 @@ func (n *Node) markRevoked(g *remoteGrain) {
 	n.log.Info("a friend revoked a share", "grain", g.id, "title", g.title)
 }
 
-func (n *Node) dropRemoteSessions(match func(*remoteSession) bool) {
-	st := n.fed
-	st.mu.Lock()
-	var done []context.CancelFunc
-	for h, s := range st.rsessions {
-		if match(s) {
-			delete(st.rsessions, h)
-			done = append(done, s.cancel)
-		}
-	}
-	st.mu.Unlock()
-	for _, cancel := range done {
-		cancel()
-	}
-}
-
 // forgetRemoteFrom forgets the grains a removed friend shared.
 func (n *Node) forgetRemoteFrom(peerID string) {
 	st := n.fed
@@ -575,7 +544,7 @@ func (n *Node) forgetRemoteFrom(peerID string) {
 		}
 	}
 	st.mu.Unlock()
-	n.dropRemoteSessions(func(s *remoteSession) bool { return gone[s.grainID] })
+	n.dropSessions(func(s sessionEntry) bool { return gone[s.grainID] })
 }
 
 // forgetRemoteOf forgets the grains friends shared with a removed user
@@ -594,7 +563,7 @@ func (n *Node) forgetRemoteOf(userID string) {
 		}
 	}
 	st.mu.Unlock()
-	n.dropRemoteSessions(func(s *remoteSession) bool { return gone[s.grainID] })
+	n.dropSessions(func(s sessionEntry) bool { return gone[s.grainID] })
 }
 
 // friendNames maps friends' peer ids to their names.
@@ -652,16 +621,10 @@ func (n *Node) openRemote(ctx context.Context, who erg.User, g *remoteGrain) (er
 	if out.Revoked {
 		return erg.Grain{}, fmt.Errorf("%w: %q: %v", erg.ErrForbidden, g.title, errShareRevoked)
 	}
-	token := randomToken()
-	n.fed.mu.Lock()
-	now := time.Now()
-	for h, l := range n.fed.logins {
-		if now.After(l.expires) {
-			delete(n.fed.logins, h)
-		}
+	token, err := n.newLoginToken(ctx, "remote_grain_id", g.id, g.userID, "")
+	if err != nil {
+		return erg.Grain{}, err
 	}
-	n.fed.logins[hashToken(token)] = remoteLogin{grainID: g.id, expires: now.Add(loginTokenTTL)}
-	n.fed.mu.Unlock()
 	out.URL = n.grainOrigin(g.id) + "/_erg/login?token=" + url.QueryEscape(token)
 	return out, nil
 }
@@ -675,65 +638,51 @@ type remoteHandle struct {
 
 // Redeem implements webui.GrainHandle.
 func (rh remoteHandle) Redeem(ctx context.Context, token string) (string, error) {
-	n, grainID := rh.n, rh.g.id
-	if token == "" {
-		return "", fmt.Errorf("%w: no token", erg.ErrInvalid)
-	}
-	h := hashToken(token)
-	n.fed.mu.Lock()
-	l, ok := n.fed.logins[h]
-	delete(n.fed.logins, h)
-	n.fed.mu.Unlock()
-	if !ok || l.grainID != grainID || time.Now().After(l.expires) {
-		return "", fmt.Errorf("%w: login token is unknown, used or expired", erg.ErrForbidden)
-	}
-	session := randomToken()
-	if _, err := n.db.ExecContext(ctx, `INSERT INTO remote_sessions (hash, grain_id, expires_at) VALUES (?, ?, ?)`,
-		hashToken(session), grainID, time.Now().Add(sessionTTL).Unix()); err != nil {
-		return "", err
-	}
-	n.db.ExecContext(ctx, `DELETE FROM remote_sessions WHERE expires_at <= ?`, time.Now().Unix())
-	return session, nil
+	return rh.n.redeem(ctx, "remote_grain_id", rh.g.id, token)
 }
 
-// Viewer implements webui.GrainHandle.
+// Viewer implements webui.GrainHandle. A revoked share keeps its
+// sessions: their requests are answered with why (Acquire), not a bare
+// refusal.
 func (rh remoteHandle) Viewer(ctx context.Context, session string) (erg.Viewer, error) {
 	n, g := rh.n, rh.g
-	h := hashToken(session)
-	st := n.fed
-	st.mu.Lock()
-	s := st.rsessions[h]
-	st.mu.Unlock()
-	// A revoked share keeps its sessions: their requests are answered
-	// with why (Acquire), not a bare refusal.
-	if s == nil {
-		var expires int64
-		err := n.db.QueryRowContext(ctx, `SELECT expires_at FROM remote_sessions WHERE hash = ? AND grain_id = ?`, h, g.id).Scan(&expires)
-		if err != nil {
-			return erg.Viewer{}, fmt.Errorf("%w: no such session", erg.ErrForbidden)
-		}
-		u, err := n.userByID(ctx, g.userID)
-		if err != nil {
-			return erg.Viewer{}, fmt.Errorf("%w: no such session", erg.ErrForbidden)
-		}
-		s = &remoteSession{grainID: g.id, expires: time.Unix(expires, 0), sessionID: n.derive("session-id", h),
-			userID: n.derive("user-id", g.userID, g.id), username: u.Username}
-		s.ctx, s.cancel = context.WithCancel(context.Background())
-		st.mu.Lock()
-		if old := st.rsessions[h]; old != nil {
-			s = old
-		} else {
-			st.rsessions[h] = s
-		}
-		st.mu.Unlock()
+	s, err := n.checkSession(ctx, hashToken(session), g.id, func(ctx context.Context, hash string) (sessionEntry, error) {
+		return n.loadRemoteSession(ctx, hash, g)
+	})
+	if err != nil {
+		return erg.Viewer{}, err
 	}
-	if s.grainID != g.id || time.Now().After(s.expires) {
-		return erg.Viewer{}, fmt.Errorf("%w: no such session", erg.ErrForbidden)
-	}
-	st.mu.Lock()
+	n.fed.mu.Lock()
 	perms := g.perms
-	st.mu.Unlock()
-	return erg.Viewer{UserID: s.userID, Username: s.username, Permissions: perms, SessionID: s.sessionID, Session: s.ctx, Account: g.userID}, nil
+	n.fed.mu.Unlock()
+	return erg.Viewer{UserID: s.userID, Username: s.username, Permissions: perms, SessionID: s.sessionID,
+		Session: s.ctx, Expires: s.expires, Account: s.accountID}, nil
+}
+
+// loadRemoteSession reads a session on a friend's grain: only the user
+// it was shared with holds one.
+func (n *Node) loadRemoteSession(ctx context.Context, hash string, g *remoteGrain) (sessionEntry, error) {
+	var expires int64
+	var accountID sql.NullString
+	err := n.db.QueryRowContext(ctx, `SELECT expires_at, user_id FROM grain_sessions WHERE hash = ? AND remote_grain_id = ?`, hash, g.id).
+		Scan(&expires, &accountID)
+	if err != nil || accountID.String != g.userID {
+		return sessionEntry{}, fmt.Errorf("%w: no such session", erg.ErrForbidden)
+	}
+	u, err := n.userByID(ctx, g.userID)
+	if err != nil {
+		return sessionEntry{}, fmt.Errorf("%w: no such session", erg.ErrForbidden)
+	}
+	s := sessionEntry{
+		grainID:   g.id,
+		expires:   time.Unix(expires, 0),
+		accountID: g.userID,
+		username:  u.Username,
+		userID:    n.derive("user-id", g.userID, g.id),
+		sessionID: n.derive("session-id", hash),
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s, nil
 }
 
 // restoreRemote returns a transport into a remote grain, restoring the
