@@ -428,22 +428,11 @@ func (n *Node) Grains(ctx context.Context, who erg.User) ([]erg.Grain, error) {
 
 // Grain implements webui.Backend.
 func (n *Node) Grain(ctx context.Context, who erg.User, id string) (erg.Grain, error) {
-	if rg := n.remoteGrain(id); rg != nil {
-		rg, err := n.remoteFor(who, id)
-		if err != nil {
-			return erg.Grain{}, err
-		}
-		return n.remoteToAPI(rg, n.friendNames(ctx)), nil
-	}
-	g, role, _, err := n.access(ctx, who, id)
+	h, err := n.resolve(id)
 	if err != nil {
 		return erg.Grain{}, err
 	}
-	names, err := n.usernames(ctx)
-	if err != nil {
-		return erg.Grain{}, err
-	}
-	return n.toAPI(g, who, role, names), nil
+	return h.describe(ctx, who)
 }
 
 // findApp resolves an app by id, or by name when that is unambiguous.
@@ -555,18 +544,11 @@ func (n *Node) createGrain(ctx context.Context, who erg.User, appRef, title stri
 
 // OpenGrain implements webui.Backend.
 func (n *Node) OpenGrain(ctx context.Context, who erg.User, id string) (erg.Grain, error) {
-	if rg := n.remoteGrain(id); rg != nil {
-		rg, err := n.remoteFor(who, id)
-		if err != nil {
-			return erg.Grain{}, err
-		}
-		return n.openRemote(ctx, who, rg)
-	}
-	g, role, shareID, err := n.access(ctx, who, id)
+	h, err := n.resolve(id)
 	if err != nil {
 		return erg.Grain{}, err
 	}
-	return n.withLoginURL(ctx, g, who.ID, shareID, role)
+	return h.open(ctx, who)
 }
 
 // withLoginURL adds a one-time login link for the grain's origin, for an
@@ -724,8 +706,24 @@ func (n *Node) GrainLog(ctx context.Context, who erg.User, id string) ([]byte, e
 	return n.grains.logOf(id), nil
 }
 
-// ResolveGrain implements webui.Backend.
-func (n *Node) ResolveGrain(ctx context.Context, id string) (webui.GrainHandle, error) {
+// grainHandle is a grain this node serves on a grain origin, one of its
+// own (localHandle) or one a friend's node shared (remoteHandle): the
+// proxy's view of it, and the node's API's.
+type grainHandle interface {
+	webui.GrainHandle
+	// describe returns the grain as who sees it, if who may use it.
+	describe(ctx context.Context, who erg.User) (erg.Grain, error)
+	// open is describe with a one-time login URL for the grain's origin.
+	open(ctx context.Context, who erg.User) (erg.Grain, error)
+}
+
+var (
+	_ grainHandle = localHandle{}
+	_ grainHandle = remoteHandle{}
+)
+
+// resolve finds a grain served on this node's grain origins.
+func (n *Node) resolve(id string) (grainHandle, error) {
 	if rg := n.remoteGrain(id); rg != nil {
 		return remoteHandle{n, rg}, nil
 	}
@@ -736,10 +734,39 @@ func (n *Node) ResolveGrain(ctx context.Context, id string) (webui.GrainHandle, 
 	return localHandle{n, g}, nil
 }
 
+// ResolveGrain implements webui.Backend.
+func (n *Node) ResolveGrain(ctx context.Context, id string) (webui.GrainHandle, error) {
+	h, err := n.resolve(id)
+	if err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
 // localHandle is a grain of this node's own, on its grain origin.
 type localHandle struct {
 	n *Node
 	g *grainInfo
+}
+
+func (h localHandle) describe(ctx context.Context, who erg.User) (erg.Grain, error) {
+	g, role, _, err := h.n.access(ctx, who, h.g.id)
+	if err != nil {
+		return erg.Grain{}, err
+	}
+	names, err := h.n.usernames(ctx)
+	if err != nil {
+		return erg.Grain{}, err
+	}
+	return h.n.toAPI(g, who, role, names), nil
+}
+
+func (h localHandle) open(ctx context.Context, who erg.User) (erg.Grain, error) {
+	g, role, shareID, err := h.n.access(ctx, who, h.g.id)
+	if err != nil {
+		return erg.Grain{}, err
+	}
+	return h.n.withLoginURL(ctx, g, who.ID, shareID, role)
 }
 
 // Redeem implements webui.GrainHandle.

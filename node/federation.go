@@ -605,15 +605,6 @@ func (n *Node) remoteGrains(ctx context.Context, who erg.User) []erg.Grain {
 	return out
 }
 
-// remoteFor returns a remote grain if who holds it.
-func (n *Node) remoteFor(who erg.User, id string) (*remoteGrain, error) {
-	g := n.remoteGrain(id)
-	if g == nil || g.userID != who.ID {
-		return nil, fmt.Errorf("%w: no grain %q", erg.ErrNotFound, id)
-	}
-	return g, nil
-}
-
 // openRemote gives who a one-time login URL for a remote grain's origin
 // on this node.
 func (n *Node) openRemote(ctx context.Context, who erg.User, g *remoteGrain) (erg.Grain, error) {
@@ -634,6 +625,20 @@ func (n *Node) openRemote(ctx context.Context, who erg.User, g *remoteGrain) (er
 type remoteHandle struct {
 	n *Node
 	g *remoteGrain
+}
+
+func (rh remoteHandle) describe(ctx context.Context, who erg.User) (erg.Grain, error) {
+	if rh.g.userID != who.ID {
+		return erg.Grain{}, fmt.Errorf("%w: no grain %q", erg.ErrNotFound, rh.g.id)
+	}
+	return rh.n.remoteToAPI(rh.g, rh.n.friendNames(ctx)), nil
+}
+
+func (rh remoteHandle) open(ctx context.Context, who erg.User) (erg.Grain, error) {
+	if rh.g.userID != who.ID {
+		return erg.Grain{}, fmt.Errorf("%w: no grain %q", erg.ErrNotFound, rh.g.id)
+	}
+	return rh.n.openRemote(ctx, who, rh.g)
 }
 
 // Redeem implements webui.GrainHandle.
