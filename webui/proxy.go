@@ -205,16 +205,17 @@ func (h *Handler) serveGrain(w http.ResponseWriter, r *http.Request, id string) 
 	// cut at once: cancelling the request closes the grain's side of a
 	// websocket, which ends the proxy's copy and closes the browser's.
 	// The session's context cancels it; no goroutine waits on it.
-	ctx, cancel := context.WithCancel(ctx)
+	// The session's end, when it has one, cuts the request too.
+	var cancel context.CancelFunc
+	if viewer.Expires.IsZero() {
+		ctx, cancel = context.WithCancel(ctx)
+	} else {
+		ctx, cancel = context.WithDeadline(ctx, viewer.Expires)
+	}
 	defer cancel()
 	if viewer.Session != nil {
 		stop := context.AfterFunc(viewer.Session, cancel)
 		defer stop()
-	}
-	if !viewer.Expires.IsZero() {
-		var cancelAt context.CancelFunc
-		ctx, cancelAt = context.WithDeadline(ctx, viewer.Expires)
-		defer cancelAt()
 	}
 	if isUpgrade(r) {
 		// A websocket holds a connection here and one to the grain (for a
@@ -245,20 +246,29 @@ func (h *Handler) serveGrain(w http.ResponseWriter, r *http.Request, id string) 
 		return
 	}
 	defer release()
-	pr := &proxied{id: id, viewer: &viewer, rt: rt, in: r}
-	h.proxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, proxiedKey{}, pr)))
+	p := &proxied{Context: ctx, id: id, viewer: viewer, rt: rt, in: r}
+	h.proxy.ServeHTTP(w, r.WithContext(p))
 }
 
 // proxied is what the Handler's one ReverseProxy needs to know of the
-// request it is serving; it travels in the request's context.
+// request it is serving. It is the request's context, so it costs no
+// allocation beyond itself.
 type proxied struct {
+	context.Context
 	id     string
-	viewer *erg.Viewer
+	viewer erg.Viewer
 	rt     http.RoundTripper
 	in     *http.Request // as it reached serveGrain
 }
 
 type proxiedKey struct{}
+
+func (p *proxied) Value(key any) any {
+	if key == (proxiedKey{}) {
+		return p
+	}
+	return p.Context.Value(key)
+}
 
 func proxiedOf(r *http.Request) *proxied { return r.Context().Value(proxiedKey{}).(*proxied) }
 
@@ -271,7 +281,7 @@ func (h *Handler) newGrainProxy() *httputil.ReverseProxy {
 			pr.Out.URL.Scheme = "http"
 			pr.Out.URL.Host = "grain"
 			pr.Out.Host = pr.In.Host
-			setGrainHeaders(pr.Out.Header, *p.viewer)
+			setGrainHeaders(pr.Out.Header, p.viewer)
 			dropCookie(pr.Out, grainCookie)
 		},
 		Transport:  grainTransport{h},
