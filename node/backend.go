@@ -722,16 +722,18 @@ var (
 	_ grainHandle = remoteHandle{}
 )
 
-// resolve finds a grain served on this node's grain origins.
+// resolve finds a grain served on this node's grain origins. Grain ids
+// are random, so a local grain and a friend's never share one: the local
+// cache is asked first, so its requests take no federation lock.
 func (n *Node) resolve(id string) (grainHandle, error) {
+	g, err := n.grain(id)
+	if err == nil {
+		return localHandle{n, g}, nil
+	}
 	if rg := n.remoteGrain(id); rg != nil {
 		return remoteHandle{n, rg}, nil
 	}
-	g, err := n.grain(id)
-	if err != nil {
-		return nil, err
-	}
-	return localHandle{n, g}, nil
+	return nil, err
 }
 
 // ResolveGrain implements webui.Backend.
