@@ -1,6 +1,7 @@
 package erg
 
 import (
+	"context"
 	"time"
 )
 
@@ -158,10 +159,10 @@ type Viewer struct {
 	Username    string // empty for anonymous users
 	Permissions []string
 	SessionID   string
-	// Done is closed when the session loses its access (its share was
-	// revoked, its user removed, its grain deleted): open requests and
-	// websockets on it are cut at once.
-	Done <-chan struct{}
+	// Session is cancelled when the session loses its access (its share
+	// was revoked, its user removed, its grain deleted): open requests and
+	// websockets on it are cut at once. Nil for a session never cut so.
+	Session context.Context
 	// Expires is when the session (or the share it came through) ends;
 	// open requests and websockets are cut then too.
 	Expires time.Time

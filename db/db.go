@@ -158,6 +158,39 @@ var migrations = []string{
 		app_id TEXT NOT NULL,
 		added_at INTEGER NOT NULL
 	);`,
+	// One session table and one login-token table for this node's grains
+	// and those friends shared: a row names one or the other. A friend's
+	// grain's session records its user, so removing the user ends it.
+	`CREATE TABLE grain_sessions_new (
+		hash TEXT PRIMARY KEY,
+		grain_id TEXT REFERENCES grains(id) ON DELETE CASCADE,
+		remote_grain_id TEXT REFERENCES remote_grains(id) ON DELETE CASCADE,
+		created_at INTEGER NOT NULL,
+		expires_at INTEGER NOT NULL,
+		user_id TEXT REFERENCES users(id) ON DELETE CASCADE,
+		share_id TEXT REFERENCES shares(id) ON DELETE CASCADE,
+		CHECK ((grain_id IS NULL) <> (remote_grain_id IS NULL))
+	);
+	INSERT INTO grain_sessions_new (hash, grain_id, created_at, expires_at, user_id, share_id)
+		SELECT hash, grain_id, created_at, expires_at, user_id, share_id FROM grain_sessions;
+	INSERT INTO grain_sessions_new (hash, remote_grain_id, created_at, expires_at, user_id)
+		SELECT s.hash, s.grain_id, unixepoch(), s.expires_at, g.user_id FROM remote_sessions s JOIN remote_grains g ON g.id = s.grain_id;
+	DROP TABLE grain_sessions;
+	DROP TABLE remote_sessions;
+	ALTER TABLE grain_sessions_new RENAME TO grain_sessions;
+	CREATE TABLE login_tokens_new (
+		hash TEXT PRIMARY KEY,
+		grain_id TEXT REFERENCES grains(id) ON DELETE CASCADE,
+		remote_grain_id TEXT REFERENCES remote_grains(id) ON DELETE CASCADE,
+		expires_at INTEGER NOT NULL,
+		user_id TEXT REFERENCES users(id) ON DELETE CASCADE,
+		share_id TEXT REFERENCES shares(id) ON DELETE CASCADE,
+		CHECK ((grain_id IS NULL) <> (remote_grain_id IS NULL))
+	);
+	INSERT INTO login_tokens_new (hash, grain_id, expires_at, user_id, share_id)
+		SELECT hash, grain_id, expires_at, user_id, share_id FROM login_tokens;
+	DROP TABLE login_tokens;
+	ALTER TABLE login_tokens_new RENAME TO login_tokens;`,
 }
 
 // Migrations returns the schema migrations in the order they apply; the

@@ -118,6 +118,23 @@ func StripClientHeaders(h http.Header) {
 	}
 }
 
+// SetIdentity replaces every identity header a client sent (all that
+// StripClientHeaders drops) with who is asking, under erg's and
+// Sandstorm's names. It is the one writer of these headers: the node's
+// proxy calls it for its users, and the owner's node for a friend's.
+func SetIdentity(h http.Header, userID, username string, permissions []string, sessionID string) {
+	StripClientHeaders(h)
+	// One array backs all eight values, a slot each; each slice is
+	// capped, so adding to one header copies rather than overwrites the
+	// next.
+	perms := strings.Join(permissions, ",")
+	v := [...]string{userID, userID, username, username, perms, perms, sessionID, sessionID}
+	h["X-Erg-User-Id"], h["X-Sandstorm-User-Id"] = v[0:1:1], v[1:2:2]
+	h["X-Erg-Username"], h["X-Sandstorm-Username"] = v[2:3:3], v[3:4:4]
+	h["X-Erg-Permissions"], h["X-Sandstorm-Permissions"] = v[4:5:5], v[5:6:6]
+	h["X-Erg-Session-Id"], h["X-Sandstorm-Session-Id"] = v[6:7:7], v[7:8:8]
+}
+
 func isUpgrade(h http.Header) bool {
 	return httpguts.HeaderValuesContainsToken(h["Connection"], "upgrade") && h.Get("Upgrade") != ""
 }

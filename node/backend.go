@@ -57,7 +57,8 @@ type sessionEntry struct {
 	role      string
 	userID    string // what the grain is told, derived once
 	sessionID string
-	done      chan struct{} // closed when the session is dropped
+	ctx       context.Context // cancelled when the session is dropped
+	cancel    context.CancelFunc
 }
 
 var _ webui.Backend = (*Node)(nil)
@@ -427,22 +428,11 @@ func (n *Node) Grains(ctx context.Context, who erg.User) ([]erg.Grain, error) {
 
 // Grain implements webui.Backend.
 func (n *Node) Grain(ctx context.Context, who erg.User, id string) (erg.Grain, error) {
-	if rg := n.remoteGrain(id); rg != nil {
-		rg, err := n.remoteFor(who, id)
-		if err != nil {
-			return erg.Grain{}, err
-		}
-		return n.remoteToAPI(rg, n.friendNames(ctx)), nil
-	}
-	g, role, _, err := n.access(ctx, who, id)
+	h, err := n.resolve(id)
 	if err != nil {
 		return erg.Grain{}, err
 	}
-	names, err := n.usernames(ctx)
-	if err != nil {
-		return erg.Grain{}, err
-	}
-	return n.toAPI(g, who, role, names), nil
+	return h.describe(ctx, who)
 }
 
 // findApp resolves an app by id, or by name when that is unambiguous.
@@ -554,29 +544,20 @@ func (n *Node) createGrain(ctx context.Context, who erg.User, appRef, title stri
 
 // OpenGrain implements webui.Backend.
 func (n *Node) OpenGrain(ctx context.Context, who erg.User, id string) (erg.Grain, error) {
-	if rg := n.remoteGrain(id); rg != nil {
-		rg, err := n.remoteFor(who, id)
-		if err != nil {
-			return erg.Grain{}, err
-		}
-		return n.openRemote(ctx, who, rg)
-	}
-	g, role, shareID, err := n.access(ctx, who, id)
+	h, err := n.resolve(id)
 	if err != nil {
 		return erg.Grain{}, err
 	}
-	return n.withLoginURL(ctx, g, who.ID, shareID, role)
+	return h.open(ctx, who)
 }
 
 // withLoginURL adds a one-time login link for the grain's origin, for an
 // account (or "" for an anonymous visitor) through a share (or "" for the
 // owner).
 func (n *Node) withLoginURL(ctx context.Context, g *grainInfo, accountID, shareID, role string) (erg.Grain, error) {
-	token := randomToken()
-	_, err := n.db.ExecContext(ctx, `INSERT INTO login_tokens (hash, grain_id, expires_at, user_id, share_id) VALUES (?, ?, ?, ?, ?)`,
-		hashToken(token), g.id, time.Now().Add(loginTokenTTL).Unix(), nullable(accountID), nullable(shareID))
+	token, err := n.newLoginToken(ctx, "grain_id", g.id, accountID, shareID)
 	if err != nil {
-		return erg.Grain{}, fmt.Errorf("create login token: %w", err)
+		return erg.Grain{}, err
 	}
 	names, err := n.usernames(ctx)
 	if err != nil {
@@ -725,28 +706,87 @@ func (n *Node) GrainLog(ctx context.Context, who erg.User, id string) ([]byte, e
 	return n.grains.logOf(id), nil
 }
 
-// GrainExists implements webui.Backend.
-func (n *Node) GrainExists(ctx context.Context, id string) (bool, error) {
-	if n.remoteGrain(id) != nil {
-		return true, nil
-	}
-	_, err := n.grain(id)
-	return err == nil, nil
+// grainHandle is a grain this node serves on a grain origin, one of its
+// own (localHandle) or one a friend's node shared (remoteHandle): the
+// proxy's view of it, and the node's API's.
+type grainHandle interface {
+	webui.GrainHandle
+	// describe returns the grain as who sees it, if who may use it.
+	describe(ctx context.Context, who erg.User) (erg.Grain, error)
+	// open is describe with a one-time login URL for the grain's origin.
+	open(ctx context.Context, who erg.User) (erg.Grain, error)
 }
 
-// RedeemLoginToken implements webui.Backend.
-func (n *Node) RedeemLoginToken(ctx context.Context, grainID, token string) (string, error) {
+var (
+	_ grainHandle = localHandle{}
+	_ grainHandle = remoteHandle{}
+)
+
+// resolve finds a grain served on this node's grain origins. Grain ids
+// are random, so a local grain and a friend's never share one: the local
+// cache is asked first, so its requests take no federation lock.
+func (n *Node) resolve(id string) (grainHandle, error) {
+	g, err := n.grain(id)
+	if err == nil {
+		return localHandle{n, g}, nil
+	}
+	if rg := n.remoteGrain(id); rg != nil {
+		return remoteHandle{n, rg}, nil
+	}
+	return nil, err
+}
+
+// ResolveGrain implements webui.Backend.
+func (n *Node) ResolveGrain(ctx context.Context, id string) (webui.GrainHandle, error) {
+	h, err := n.resolve(id)
+	if err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// localHandle is a grain of this node's own, on its grain origin.
+type localHandle struct {
+	n *Node
+	g *grainInfo
+}
+
+func (h localHandle) describe(ctx context.Context, who erg.User) (erg.Grain, error) {
+	g, role, _, err := h.n.access(ctx, who, h.g.id)
+	if err != nil {
+		return erg.Grain{}, err
+	}
+	names, err := h.n.usernames(ctx)
+	if err != nil {
+		return erg.Grain{}, err
+	}
+	return h.n.toAPI(g, who, role, names), nil
+}
+
+func (h localHandle) open(ctx context.Context, who erg.User) (erg.Grain, error) {
+	g, role, shareID, err := h.n.access(ctx, who, h.g.id)
+	if err != nil {
+		return erg.Grain{}, err
+	}
+	return h.n.withLoginURL(ctx, g, who.ID, shareID, role)
+}
+
+// Redeem implements webui.GrainHandle.
+func (h localHandle) Redeem(ctx context.Context, token string) (string, error) {
+	return h.n.redeem(ctx, "grain_id", h.g.id, token)
+}
+
+// redeem spends a one-time login token for a grain, this node's own
+// (col "grain_id") or a friend's ("remote_grain_id"), for a session.
+func (n *Node) redeem(ctx context.Context, col, grainID, token string) (string, error) {
 	if token == "" {
 		return "", fmt.Errorf("%w: no token", erg.ErrInvalid)
-	}
-	if n.remoteGrain(grainID) != nil {
-		return n.redeemRemoteLogin(ctx, grainID, token)
 	}
 	now := time.Now()
 	// Deleting is the redeeming: of two requests racing with one token,
 	// exactly one deletes the row.
 	var accountID, shareID sql.NullString
-	err := n.db.QueryRowContext(ctx, `DELETE FROM login_tokens WHERE hash = ? AND grain_id = ? AND expires_at > ? RETURNING user_id, share_id`,
+	err := n.db.QueryRowContext(ctx, `DELETE FROM login_tokens WHERE hash = ? AND `+col+` = ? AND expires_at > ? RETURNING user_id, share_id`,
 		hashToken(token), grainID, now.Unix()).Scan(&accountID, &shareID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", fmt.Errorf("%w: login token is unknown, used or expired", erg.ErrForbidden)
@@ -755,13 +795,25 @@ func (n *Node) RedeemLoginToken(ctx context.Context, grainID, token string) (str
 		return "", err
 	}
 	session := randomToken()
-	_, err = n.db.ExecContext(ctx, `INSERT INTO grain_sessions (hash, grain_id, created_at, expires_at, user_id, share_id) VALUES (?, ?, ?, ?, ?, ?)`,
+	_, err = n.db.ExecContext(ctx, `INSERT INTO grain_sessions (hash, `+col+`, created_at, expires_at, user_id, share_id) VALUES (?, ?, ?, ?, ?, ?)`,
 		hashToken(session), grainID, now.Unix(), now.Add(sessionTTL).Unix(), accountID, shareID)
 	if err != nil {
 		return "", err
 	}
 	n.forgetExpired(ctx, now)
 	return session, nil
+}
+
+// newLoginToken records a one-time login token for a grain, this node's
+// own (col "grain_id") or a friend's ("remote_grain_id").
+func (n *Node) newLoginToken(ctx context.Context, col, grainID, accountID, shareID string) (string, error) {
+	token := randomToken()
+	_, err := n.db.ExecContext(ctx, `INSERT INTO login_tokens (hash, `+col+`, expires_at, user_id, share_id) VALUES (?, ?, ?, ?, ?)`,
+		hashToken(token), grainID, time.Now().Add(loginTokenTTL).Unix(), nullable(accountID), nullable(shareID))
+	if err != nil {
+		return "", fmt.Errorf("create login token: %w", err)
+	}
+	return token, nil
 }
 
 // forgetExpired deletes expired login tokens and sessions, at most once a
@@ -783,16 +835,12 @@ func (n *Node) forgetExpired(ctx context.Context, now time.Time) {
 	n.db.ExecContext(ctx, `DELETE FROM grain_sessions WHERE expires_at <= ?`, now.Unix())
 }
 
-// GrainViewer implements webui.Backend.
-func (n *Node) GrainViewer(ctx context.Context, grainID, session string) (erg.Viewer, error) {
-	if rg := n.remoteGrain(grainID); rg != nil {
-		return n.remoteViewer(ctx, rg, session)
-	}
-	g, err := n.grain(grainID)
-	if err != nil {
-		return erg.Viewer{}, err
-	}
-	se, err := n.checkSession(ctx, hashToken(session), g)
+// Viewer implements webui.GrainHandle.
+func (h localHandle) Viewer(ctx context.Context, session string) (erg.Viewer, error) {
+	n, g := h.n, h.g
+	se, err := n.checkSession(ctx, hashToken(session), g.id, func(ctx context.Context, hash string) (sessionEntry, error) {
+		return n.loadSession(ctx, hash, g)
+	})
 	if err != nil {
 		return erg.Viewer{}, err
 	}
@@ -804,7 +852,7 @@ func (n *Node) GrainViewer(ctx context.Context, grainID, session string) (erg.Vi
 		Username:    se.username,
 		Permissions: role.Permissions,
 		SessionID:   se.sessionID,
-		Done:        se.done,
+		Session:     se.ctx,
 		Expires:     se.expires,
 		Account:     se.accountID,
 	}, nil
@@ -812,8 +860,9 @@ func (n *Node) GrainViewer(ctx context.Context, grainID, session string) (erg.Vi
 
 // checkSession finds a live session, from memory when it can: the proxy
 // asks on every request, and a database read there would cost more than
-// the rest of the proxy.
-func (n *Node) checkSession(ctx context.Context, hash string, g *grainInfo) (sessionEntry, error) {
+// the rest of the proxy. load reads it from the database; local and
+// friends' grains share the cache and its revocation generation.
+func (n *Node) checkSession(ctx context.Context, hash, grainID string, load func(ctx context.Context, hash string) (sessionEntry, error)) (sessionEntry, error) {
 	now := time.Now()
 	for {
 		n.mu.RLock()
@@ -821,12 +870,12 @@ func (n *Node) checkSession(ctx context.Context, hash string, g *grainInfo) (ses
 		gen := n.web.revokeGen
 		n.mu.RUnlock()
 		if ok {
-			if s.grainID != g.id || !now.Before(s.expires) {
+			if s.grainID != grainID || !now.Before(s.expires) {
 				return sessionEntry{}, fmt.Errorf("%w: no such session", erg.ErrForbidden)
 			}
 			return s, nil
 		}
-		s, err := n.loadSession(ctx, hash, g)
+		s, err := load(ctx, hash)
 		if err != nil {
 			return sessionEntry{}, err
 		}
@@ -864,7 +913,6 @@ func (n *Node) loadSession(ctx context.Context, hash string, g *grainInfo) (sess
 		shareID:   shareID.String,
 		role:      role.String,
 		sessionID: n.derive("session-id", hash),
-		done:      make(chan struct{}),
 	}
 	if shareExpires > 0 && shareExpires < expires {
 		s.expires = time.Unix(shareExpires, 0)
@@ -882,37 +930,32 @@ func (n *Node) loadSession(ctx context.Context, hash string, g *grainInfo) (sess
 	if s.accountID != "" {
 		s.userID = n.derive("user-id", s.accountID, g.id)
 	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
 }
 
 // dropSessions ends every grain session that match selects: it is
-// forgotten, so the next request on it is refused, and its Done channel is
-// closed, so open requests and websockets on it are cut.
+// forgotten, so the next request on it is refused, and its context is
+// cancelled, so open requests and websockets on it are cut.
 func (n *Node) dropSessions(match func(sessionEntry) bool) {
 	n.mu.Lock()
 	n.web.revokeGen++
-	var done []chan struct{}
+	var done []context.CancelFunc
 	for h, s := range n.sessions {
 		if match(s) {
 			delete(n.sessions, h)
-			done = append(done, s.done)
+			done = append(done, s.cancel)
 		}
 	}
 	n.mu.Unlock()
-	for _, c := range done {
-		close(c)
+	for _, cancel := range done {
+		cancel()
 	}
 }
 
-// AcquireGrain implements webui.Backend.
-func (n *Node) AcquireGrain(ctx context.Context, grainID string) (http.RoundTripper, func(), error) {
-	if rg := n.remoteGrain(grainID); rg != nil {
-		return n.acquireRemote(ctx, rg)
-	}
-	if _, err := n.grain(grainID); err != nil {
-		return nil, nil, err
-	}
-	return n.grains.acquire(ctx, grainID)
+// Acquire implements webui.GrainHandle.
+func (h localHandle) Acquire(ctx context.Context) (http.RoundTripper, func(), error) {
+	return h.n.grains.acquire(ctx, h.g.id)
 }
 
 // derive makes a stable identifier from the node's key and parts, so

@@ -308,7 +308,9 @@ func (n *Node) Restore(ctx context.Context, peerID, user string, token []byte) (
 		Permissions: rl.Permissions,
 		SessionID:   n.derive("friend-session", randomToken()),
 	}
-	gs := fed.NewGrainServer(n.grainTransport(grainID), func(r *http.Request) { setIdentity(r.Header, v) })
+	gs := fed.NewGrainServer(n.grainTransport(grainID), func(r *http.Request) {
+		fed.SetIdentity(r.Header, v.UserID, v.Username, v.Permissions, v.SessionID)
+	})
 	st := n.fed
 	gs.OnRelease = func() {
 		st.mu.Lock()
@@ -334,18 +336,6 @@ func (n *Node) Restore(ctx context.Context, peerID, user string, token []byte) (
 	}
 	n.log.Info("friend restored a share", "friend", f.Name, "user", uname, "grain", grainID, "role", role)
 	return gs, fed.ShareInfo{Title: title, AppName: m.Name, Role: role, Permissions: rl.Permissions}, nil
-}
-
-// setIdentity sets who is asking, under erg's and Sandstorm's names; the
-// relay already removed every identity header the friend's node sent.
-func setIdentity(h http.Header, v erg.Viewer) {
-	perms := strings.Join(v.Permissions, ",")
-	for _, prefix := range []string{"X-Erg-", "X-Sandstorm-"} {
-		h.Set(prefix+"User-Id", v.UserID)
-		h.Set(prefix+"Username", v.Username)
-		h.Set(prefix+"Permissions", perms)
-		h.Set(prefix+"Session-Id", v.SessionID)
-	}
 }
 
 // grainTransport sends each request into a local grain, starting it if
@@ -407,20 +397,6 @@ type remoteGrain struct {
 	mu                          sync.Mutex // guards rt while restoring
 	rt                          *fed.Transport
 	conn                        *rpc.Conn
-}
-
-type remoteLogin struct {
-	grainID string
-	expires time.Time
-}
-
-type remoteSession struct {
-	grainID   string
-	expires   time.Time
-	sessionID string
-	userID    string // what B's proxy is told; A's grain never sees it
-	username  string
-	done      chan struct{}
 }
 
 func (n *Node) loadRemoteGrains(ctx context.Context) error {
@@ -547,22 +523,6 @@ func (n *Node) markRevoked(g *remoteGrain) {
 	n.log.Info("a friend revoked a share", "grain", g.id, "title", g.title)
 }
 
-func (n *Node) dropRemoteSessions(match func(*remoteSession) bool) {
-	st := n.fed
-	st.mu.Lock()
-	var done []chan struct{}
-	for h, s := range st.rsessions {
-		if match(s) {
-			delete(st.rsessions, h)
-			done = append(done, s.done)
-		}
-	}
-	st.mu.Unlock()
-	for _, c := range done {
-		close(c)
-	}
-}
-
 // forgetRemoteFrom forgets the grains a removed friend shared.
 func (n *Node) forgetRemoteFrom(peerID string) {
 	st := n.fed
@@ -575,7 +535,7 @@ func (n *Node) forgetRemoteFrom(peerID string) {
 		}
 	}
 	st.mu.Unlock()
-	n.dropRemoteSessions(func(s *remoteSession) bool { return gone[s.grainID] })
+	n.dropSessions(func(s sessionEntry) bool { return gone[s.grainID] })
 }
 
 // forgetRemoteOf forgets the grains friends shared with a removed user
@@ -594,7 +554,7 @@ func (n *Node) forgetRemoteOf(userID string) {
 		}
 	}
 	st.mu.Unlock()
-	n.dropRemoteSessions(func(s *remoteSession) bool { return gone[s.grainID] })
+	n.dropSessions(func(s sessionEntry) bool { return gone[s.grainID] })
 }
 
 // friendNames maps friends' peer ids to their names.
@@ -636,15 +596,6 @@ func (n *Node) remoteGrains(ctx context.Context, who erg.User) []erg.Grain {
 	return out
 }
 
-// remoteFor returns a remote grain if who holds it.
-func (n *Node) remoteFor(who erg.User, id string) (*remoteGrain, error) {
-	g := n.remoteGrain(id)
-	if g == nil || g.userID != who.ID {
-		return nil, fmt.Errorf("%w: no grain %q", erg.ErrNotFound, id)
-	}
-	return g, nil
-}
-
 // openRemote gives who a one-time login URL for a remote grain's origin
 // on this node.
 func (n *Node) openRemote(ctx context.Context, who erg.User, g *remoteGrain) (erg.Grain, error) {
@@ -652,73 +603,82 @@ func (n *Node) openRemote(ctx context.Context, who erg.User, g *remoteGrain) (er
 	if out.Revoked {
 		return erg.Grain{}, fmt.Errorf("%w: %q: %v", erg.ErrForbidden, g.title, errShareRevoked)
 	}
-	token := randomToken()
-	n.fed.mu.Lock()
-	now := time.Now()
-	for h, l := range n.fed.logins {
-		if now.After(l.expires) {
-			delete(n.fed.logins, h)
-		}
+	token, err := n.newLoginToken(ctx, "remote_grain_id", g.id, g.userID, "")
+	if err != nil {
+		return erg.Grain{}, err
 	}
-	n.fed.logins[hashToken(token)] = remoteLogin{grainID: g.id, expires: now.Add(loginTokenTTL)}
-	n.fed.mu.Unlock()
 	out.URL = n.grainOrigin(g.id) + "/_erg/login?token=" + url.QueryEscape(token)
 	return out, nil
 }
 
-func (n *Node) redeemRemoteLogin(ctx context.Context, grainID, token string) (string, error) {
-	h := hashToken(token)
-	n.fed.mu.Lock()
-	l, ok := n.fed.logins[h]
-	delete(n.fed.logins, h)
-	n.fed.mu.Unlock()
-	if !ok || l.grainID != grainID || time.Now().After(l.expires) {
-		return "", fmt.Errorf("%w: login token is unknown, used or expired", erg.ErrForbidden)
-	}
-	session := randomToken()
-	if _, err := n.db.ExecContext(ctx, `INSERT INTO remote_sessions (hash, grain_id, expires_at) VALUES (?, ?, ?)`,
-		hashToken(session), grainID, time.Now().Add(sessionTTL).Unix()); err != nil {
-		return "", err
-	}
-	n.db.ExecContext(ctx, `DELETE FROM remote_sessions WHERE expires_at <= ?`, time.Now().Unix())
-	return session, nil
+// remoteHandle is a grain a friend's node shared, on this node's grain
+// origin for it.
+type remoteHandle struct {
+	n *Node
+	g *remoteGrain
 }
 
-func (n *Node) remoteViewer(ctx context.Context, g *remoteGrain, session string) (erg.Viewer, error) {
-	h := hashToken(session)
-	st := n.fed
-	st.mu.Lock()
-	s := st.rsessions[h]
-	st.mu.Unlock()
-	// A revoked share keeps its sessions: their requests are answered
-	// with why (acquireRemote), not a bare refusal.
-	if s == nil {
-		var expires int64
-		err := n.db.QueryRowContext(ctx, `SELECT expires_at FROM remote_sessions WHERE hash = ? AND grain_id = ?`, h, g.id).Scan(&expires)
-		if err != nil {
-			return erg.Viewer{}, fmt.Errorf("%w: no such session", erg.ErrForbidden)
-		}
-		u, err := n.userByID(ctx, g.userID)
-		if err != nil {
-			return erg.Viewer{}, fmt.Errorf("%w: no such session", erg.ErrForbidden)
-		}
-		s = &remoteSession{grainID: g.id, expires: time.Unix(expires, 0), sessionID: n.derive("session-id", h), done: make(chan struct{}),
-			userID: n.derive("user-id", g.userID, g.id), username: u.Username}
-		st.mu.Lock()
-		if old := st.rsessions[h]; old != nil {
-			s = old
-		} else {
-			st.rsessions[h] = s
-		}
-		st.mu.Unlock()
+func (rh remoteHandle) describe(ctx context.Context, who erg.User) (erg.Grain, error) {
+	if rh.g.userID != who.ID {
+		return erg.Grain{}, fmt.Errorf("%w: no grain %q", erg.ErrNotFound, rh.g.id)
 	}
-	if s.grainID != g.id || time.Now().After(s.expires) {
-		return erg.Viewer{}, fmt.Errorf("%w: no such session", erg.ErrForbidden)
+	return rh.n.remoteToAPI(rh.g, rh.n.friendNames(ctx)), nil
+}
+
+func (rh remoteHandle) open(ctx context.Context, who erg.User) (erg.Grain, error) {
+	if rh.g.userID != who.ID {
+		return erg.Grain{}, fmt.Errorf("%w: no grain %q", erg.ErrNotFound, rh.g.id)
 	}
-	st.mu.Lock()
+	return rh.n.openRemote(ctx, who, rh.g)
+}
+
+// Redeem implements webui.GrainHandle.
+func (rh remoteHandle) Redeem(ctx context.Context, token string) (string, error) {
+	return rh.n.redeem(ctx, "remote_grain_id", rh.g.id, token)
+}
+
+// Viewer implements webui.GrainHandle. A revoked share keeps its
+// sessions: their requests are answered with why (Acquire), not a bare
+// refusal.
+func (rh remoteHandle) Viewer(ctx context.Context, session string) (erg.Viewer, error) {
+	n, g := rh.n, rh.g
+	s, err := n.checkSession(ctx, hashToken(session), g.id, func(ctx context.Context, hash string) (sessionEntry, error) {
+		return n.loadRemoteSession(ctx, hash, g)
+	})
+	if err != nil {
+		return erg.Viewer{}, err
+	}
+	n.fed.mu.Lock()
 	perms := g.perms
-	st.mu.Unlock()
-	return erg.Viewer{UserID: s.userID, Username: s.username, Permissions: perms, SessionID: s.sessionID, Done: s.done, Account: g.userID}, nil
+	n.fed.mu.Unlock()
+	return erg.Viewer{UserID: s.userID, Username: s.username, Permissions: perms, SessionID: s.sessionID,
+		Session: s.ctx, Expires: s.expires, Account: s.accountID}, nil
+}
+
+// loadRemoteSession reads a session on a friend's grain: only the user
+// it was shared with holds one.
+func (n *Node) loadRemoteSession(ctx context.Context, hash string, g *remoteGrain) (sessionEntry, error) {
+	var expires int64
+	var accountID sql.NullString
+	err := n.db.QueryRowContext(ctx, `SELECT expires_at, user_id FROM grain_sessions WHERE hash = ? AND remote_grain_id = ?`, hash, g.id).
+		Scan(&expires, &accountID)
+	if err != nil || accountID.String != g.userID {
+		return sessionEntry{}, fmt.Errorf("%w: no such session", erg.ErrForbidden)
+	}
+	u, err := n.userByID(ctx, g.userID)
+	if err != nil {
+		return sessionEntry{}, fmt.Errorf("%w: no such session", erg.ErrForbidden)
+	}
+	s := sessionEntry{
+		grainID:   g.id,
+		expires:   time.Unix(expires, 0),
+		accountID: g.userID,
+		username:  u.Username,
+		userID:    n.derive("user-id", g.userID, g.id),
+		sessionID: n.derive("session-id", hash),
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	return s, nil
 }
 
 // restoreRemote returns a transport into a remote grain, restoring the
@@ -793,11 +753,14 @@ func (g *remoteGrain) dropRT(t *fed.Transport) {
 	}
 }
 
-// acquireRemote returns a transport into a remote grain. A capability
+// Acquire returns a transport into a remote grain. A capability
 // lost with its connection (the owner's node restarted, the network
 // dropped) is restored again on the next request, which is retried once
 // if it had no body.
-func (n *Node) acquireRemote(ctx context.Context, g *remoteGrain) (http.RoundTripper, func(), error) {
+//
+// It implements webui.GrainHandle.
+func (rh remoteHandle) Acquire(ctx context.Context) (http.RoundTripper, func(), error) {
+	n, g := rh.n, rh.g
 	if _, err := n.restoreRemote(ctx, g); err != nil && !errors.Is(err, errShareRevoked) {
 		return nil, nil, err
 	}

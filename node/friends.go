@@ -58,10 +58,6 @@ type fedState struct {
 	servers map[string]map[*fed.GrainServer]struct{}
 	// remote caches grains friends shared with this node, by local id.
 	remote map[string]*remoteGrain
-	// logins are one-time login tokens for remote grains' origins.
-	logins map[string]remoteLogin
-	// rsessions caches remote grain sessions, by token hash.
-	rsessions map[string]*remoteSession
 }
 
 // fedConn is one Cap'n Proto connection to a friend's node.
@@ -101,14 +97,12 @@ func (n *Node) startFed(ctx context.Context) error {
 		return err
 	}
 	st := &fedState{
-		name:      name,
-		limiter:   fed.NewRateLimiter(5, 30),
-		out:       map[peer.ID]*fedConn{},
-		in:        map[*rpc.Conn]peer.ID{},
-		servers:   map[string]map[*fed.GrainServer]struct{}{},
-		remote:    map[string]*remoteGrain{},
-		logins:    map[string]remoteLogin{},
-		rsessions: map[string]*remoteSession{},
+		name:    name,
+		limiter: fed.NewRateLimiter(5, 30),
+		out:     map[peer.ID]*fedConn{},
+		in:      map[*rpc.Conn]peer.ID{},
+		servers: map[string]map[*fed.GrainServer]struct{}{},
+		remote:  map[string]*remoteGrain{},
 	}
 	n.fed = st
 	if err := n.loadRemoteGrains(ctx); err != nil {

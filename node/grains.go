@@ -30,20 +30,27 @@ type runSpec struct {
 	Port int
 }
 
+// grainHost is what the grain manager asks of the node: how to run a
+// grain, and what to record of its runs. Node implements it.
+type grainHost interface {
+	// startSpec describes how to run a grain; it is asked at every start
+	// so an upgraded app takes effect on the next start.
+	startSpec(id string) (runSpec, error)
+	// touchGrain records that a grain ran, for its "last used" time.
+	touchGrain(id string, t time.Time)
+	// treeReleased is told the root of every grain sandbox whose start
+	// was asked of startSpec once that sandbox is gone (or never
+	// started).
+	treeReleased(root string)
+}
+
 // grainManager starts grains on demand, shares one start among concurrent
 // first requests, and stops grains that have been idle.
 type grainManager struct {
 	runner *sandbox.Runner
 	log    *slog.Logger
 	idle   time.Duration
-	// spec describes how to run a grain; it is asked at every start so an
-	// upgraded app takes effect on the next start.
-	spec func(id string) (runSpec, error)
-	// used records that a grain ran, for its "last used" time.
-	used func(id string, t time.Time)
-	// ended, if set, is told the root of every grain sandbox whose start
-	// was asked of spec once that sandbox is gone (or never started).
-	ended func(root string)
+	host   grainHost
 
 	ctx    context.Context // ends when the node shuts down
 	cancel context.CancelFunc
@@ -77,17 +84,12 @@ type grainRun struct {
 	transport *http.Transport
 }
 
-func (m *grainManager) endRun(root string) {
-	if m.ended != nil {
-		m.ended(root)
-	}
-}
+func (m *grainManager) endRun(root string) { m.host.treeReleased(root) }
 
-func newGrainManager(runner *sandbox.Runner, idle time.Duration, log *slog.Logger,
-	spec func(string) (runSpec, error), used func(string, time.Time)) *grainManager {
+func newGrainManager(runner *sandbox.Runner, idle time.Duration, log *slog.Logger, host grainHost) *grainManager {
 	ctx, cancel := context.WithCancel(context.Background())
 	m := &grainManager{
-		runner: runner, log: log, idle: idle, spec: spec, used: used,
+		runner: runner, log: log, idle: idle, host: host,
 		ctx: ctx, cancel: cancel, entries: map[string]*grainEntry{},
 	}
 	m.wg.Add(1)
@@ -180,7 +182,7 @@ func (m *grainManager) acquire(ctx context.Context, id string) (http.RoundTrippe
 func (m *grainManager) start(id string, out *ringLog) (*grainRun, error) {
 	ctx, cancel := context.WithTimeout(m.ctx, grainStartTimeout)
 	defer cancel()
-	spec, err := m.spec(id)
+	spec, err := m.host.startSpec(id)
 	if err != nil {
 		return nil, err
 	}
@@ -200,7 +202,7 @@ func (m *grainManager) start(id string, out *ringLog) (*grainRun, error) {
 	}
 	m.starts.Add(1)
 	m.log.Info("grain started", "grain", id, "took", time.Since(t0).Round(time.Microsecond), "pid", sb.Pid())
-	m.used(id, time.Now())
+	m.host.touchGrain(id, time.Now())
 	port := spec.Port
 	return &grainRun{
 		sb:   sb,
@@ -310,7 +312,7 @@ func (m *grainManager) stopLocked(id string, e *grainEntry, why string) chan str
 		cancel()
 		run.transport.CloseIdleConnections()
 		m.endRun(run.root)
-		m.used(id, time.Now())
+		m.host.touchGrain(id, time.Now())
 		if err != nil {
 			m.log.Warn("grain stop", "grain", id, "why", why, "err", err)
 		} else {

@@ -197,8 +197,7 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	if err := n.startFed(ctx); err != nil {
 		return nil, err
 	}
-	n.grains = newGrainManager(n.runner, cfg.GrainIdle, n.log.With("subsystem", "grains"), n.startSpec, n.touchGrain)
-	n.grains.ended = n.treeReleased
+	n.grains = newGrainManager(n.runner, cfg.GrainIdle, n.log.With("subsystem", "grains"), n)
 
 	if err := n.listen(); err != nil {
 		return nil, err

@@ -3,6 +3,7 @@ package webui
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -58,6 +59,7 @@ type Handler struct {
 	limiter    *limiter
 	pages      *pages
 	updates    *updateCache // nil without an app store
+	proxy      *httputil.ReverseProxy
 }
 
 // NewHandler returns the handler for the node's web port.
@@ -73,6 +75,7 @@ func NewHandler(b Backend, opts Options, log *slog.Logger) *Handler {
 		cop: http.NewCrossOriginProtection(), limiter: newLimiter(),
 		body: bodyGuard{stall: opts.BodyStall, rate: opts.MinBodyRate}, ws: newWSLimiter(opts.MaxWebsockets),
 	}
+	h.proxy = h.newGrainProxy()
 	h.pages = newPages()
 	h.pageRoutes = h.allPageRoutes()
 	h.shell = h.shellRoutes()
@@ -164,17 +167,17 @@ func validGrainID(id string) bool {
 
 func (h *Handler) serveGrain(w http.ResponseWriter, r *http.Request, id string) {
 	ctx := r.Context()
-	exists, err := h.b.GrainExists(ctx, id)
+	g, err := h.b.ResolveGrain(ctx, id)
+	if errors.Is(err, erg.ErrNotFound) {
+		http.Error(w, "No such grain on this node.", http.StatusNotFound)
+		return
+	}
 	if err != nil {
 		h.fail(w, r, err)
 		return
 	}
-	if !exists {
-		http.Error(w, "No such grain on this node.", http.StatusNotFound)
-		return
-	}
 	if r.URL.Path == loginPath {
-		h.login(w, r, id)
+		h.login(w, r, g)
 		return
 	}
 	if crossOrigin(r) {
@@ -189,7 +192,7 @@ func (h *Handler) serveGrain(w http.ResponseWriter, r *http.Request, id string) 
 		http.Error(w, "Not signed in to this grain. Open it from your node's page.", http.StatusUnauthorized)
 		return
 	}
-	viewer, err := h.b.GrainViewer(ctx, id, c.Value)
+	viewer, err := g.Viewer(ctx, c.Value)
 	if err != nil {
 		if errors.Is(err, erg.ErrForbidden) || errors.Is(err, erg.ErrNotFound) {
 			http.Error(w, "Your access to this grain has ended.", http.StatusForbidden)
@@ -201,23 +204,19 @@ func (h *Handler) serveGrain(w http.ResponseWriter, r *http.Request, id string) 
 	// A session that loses its access (revoked share, removed user) is
 	// cut at once: cancelling the request closes the grain's side of a
 	// websocket, which ends the proxy's copy and closes the browser's.
-	ctx, cancel := context.WithCancel(ctx)
+	// The session's context cancels it; no goroutine waits on it.
+	// The session's end, when it has one, cuts the request too.
+	var cancel context.CancelFunc
+	if viewer.Expires.IsZero() {
+		ctx, cancel = context.WithCancel(ctx)
+	} else {
+		ctx, cancel = context.WithDeadline(ctx, viewer.Expires)
+	}
 	defer cancel()
-	if !viewer.Expires.IsZero() {
-		var cancelAt context.CancelFunc
-		ctx, cancelAt = context.WithDeadline(ctx, viewer.Expires)
-		defer cancelAt()
+	if viewer.Session != nil {
+		stop := context.AfterFunc(viewer.Session, cancel)
+		defer stop()
 	}
-	if viewer.Done != nil {
-		go func() {
-			select {
-			case <-viewer.Done:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
-	}
-	r = r.WithContext(ctx)
 	if isUpgrade(r) {
 		// A websocket holds a connection here and one to the grain (for a
 		// friend's grain, a stream to its node) for as long as it is
@@ -240,40 +239,81 @@ func (h *Handler) serveGrain(w http.ResponseWriter, r *http.Request, id string) 
 	} else {
 		h.body.guard(w, r)
 	}
-	rt, release, err := h.b.AcquireGrain(ctx, id)
+	rt, release, err := g.Acquire(ctx)
 	if err != nil {
 		h.log.Warn("grain did not start", "grain", id, "err", err)
 		http.Error(w, "The grain could not start: "+err.Error(), http.StatusBadGateway)
 		return
 	}
 	defer release()
-	proxy := &httputil.ReverseProxy{
+	p := &proxied{Context: ctx, id: id, viewer: viewer, rt: rt, in: r}
+	h.proxy.ServeHTTP(w, r.WithContext(p))
+}
+
+// proxied is what the Handler's one ReverseProxy needs to know of the
+// request it is serving. It is the request's context, so it costs no
+// allocation beyond itself.
+type proxied struct {
+	context.Context
+	id     string
+	viewer erg.Viewer
+	rt     http.RoundTripper
+	in     *http.Request // as it reached serveGrain
+}
+
+type proxiedKey struct{}
+
+func (p *proxied) Value(key any) any {
+	if key == (proxiedKey{}) {
+		return p
+	}
+	return p.Context.Value(key)
+}
+
+func proxiedOf(r *http.Request) *proxied { return r.Context().Value(proxiedKey{}).(*proxied) }
+
+// newGrainProxy returns the one ReverseProxy that serves every grain
+// request; what differs per request it reads from the request's context.
+func (h *Handler) newGrainProxy() *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
+			p := proxiedOf(pr.In)
 			pr.Out.URL.Scheme = "http"
 			pr.Out.URL.Host = "grain"
 			pr.Out.Host = pr.In.Host
-			setGrainHeaders(pr.Out.Header, viewer)
+			setGrainHeaders(pr.Out.Header, p.viewer)
 			dropCookie(pr.Out, grainCookie)
 		},
-		Transport:  rt,
+		Transport:  grainTransport{h},
 		BufferPool: copyBuffers,
-		ModifyResponse: func(resp *http.Response) error {
-			// Only the node's shell may frame a grain.
-			resp.Header.Add("Content-Security-Policy", "frame-ancestors "+h.shellOrigin(r))
-			return nil
-		},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			select {
-			case <-viewer.Done:
+			p := proxiedOf(r)
+			if s := p.viewer.Session; s != nil && s.Err() != nil {
 				http.Error(w, "Your access to this grain has ended.", http.StatusForbidden)
 				return
-			default:
 			}
-			h.log.Warn("grain request failed", "grain", id, "path", r.URL.Path, "err", err)
+			h.log.Warn("grain request failed", "grain", p.id, "path", r.URL.Path, "err", err)
 			http.Error(w, "The grain did not answer.", http.StatusBadGateway)
 		},
 	}
-	proxy.ServeHTTP(w, r)
+}
+
+// grainTransport sends a request on the transport its grain's Acquire
+// returned.
+type grainTransport struct{ h *Handler }
+
+func (t grainTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	p := proxiedOf(r)
+	resp, err := p.rt.RoundTrip(r)
+	if err != nil {
+		return nil, err
+	}
+	if resp.Header == nil {
+		resp.Header = http.Header{}
+	}
+	// Only the node's shell may frame a grain.
+	resp.Header.Add("Content-Security-Policy", "frame-ancestors "+t.h.shellOrigin(p.in))
+	return resp, nil
 }
 
 // crossOrigin reports whether r is a state-changing request (any method
@@ -312,9 +352,12 @@ type bufferPool struct{ pool sync.Pool }
 func (p *bufferPool) Get() []byte  { return *p.pool.Get().(*[]byte) }
 func (p *bufferPool) Put(b []byte) { p.pool.Put(&b) }
 
-func (h *Handler) login(w http.ResponseWriter, r *http.Request, id string) {
+func (h *Handler) login(w http.ResponseWriter, r *http.Request, g GrainHandle) {
 	token := r.URL.Query().Get("token")
-	session, err := h.b.RedeemLoginToken(r.Context(), id, token)
+	session, err := "", fmt.Errorf("%w: no token", erg.ErrInvalid)
+	if token != "" {
+		session, err = g.Redeem(r.Context(), token)
+	}
 	if err != nil {
 		if errors.Is(err, erg.ErrForbidden) || errors.Is(err, erg.ErrNotFound) || errors.Is(err, erg.ErrInvalid) {
 			http.Error(w, "This link was already used or has expired. Open the grain again from your node's page.", http.StatusForbidden)
@@ -359,14 +402,7 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 // Rack server would read X-Erg_Permissions as X-Erg-Permissions. The rule
 // is fed's, so a friend's request meets the same one on the owner's node.
 func setGrainHeaders(hdr http.Header, v erg.Viewer) {
-	fed.StripClientHeaders(hdr)
-	perms := strings.Join(v.Permissions, ",")
-	for _, prefix := range []string{"X-Erg-", "X-Sandstorm-"} {
-		hdr.Set(prefix+"User-Id", v.UserID)
-		hdr.Set(prefix+"Username", v.Username)
-		hdr.Set(prefix+"Permissions", perms)
-		hdr.Set(prefix+"Session-Id", v.SessionID)
-	}
+	fed.SetIdentity(hdr, v.UserID, v.Username, v.Permissions, v.SessionID)
 }
 
 // dropCookie removes one cookie from a request, keeping the others.

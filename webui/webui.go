@@ -82,15 +82,22 @@ type Backend interface {
 	// local user who opens a link gets the grain in "shared with me".
 	OpenShare(ctx context.Context, who *erg.User, token string) (erg.Grain, error)
 
-	// GrainExists reports whether the grain exists, without starting it.
-	GrainExists(ctx context.Context, id string) (bool, error)
-	// RedeemLoginToken spends a one-time token and returns a session
-	// token for the grain's origin.
-	RedeemLoginToken(ctx context.Context, grainID, token string) (session string, err error)
-	// GrainViewer authenticates a session token for the grain.
-	GrainViewer(ctx context.Context, grainID, session string) (erg.Viewer, error)
-	// AcquireGrain starts the grain if it is not running and returns a
-	// transport into it; release must be called when the request (or
-	// websocket) is over, so the grain can go idle.
-	AcquireGrain(ctx context.Context, grainID string) (rt http.RoundTripper, release func(), err error)
+	// ResolveGrain finds a grain served on a grain origin of this node,
+	// one of its own or one a friend's node shared, without starting it.
+	// A grain there is none of is an erg.ErrNotFound.
+	ResolveGrain(ctx context.Context, id string) (GrainHandle, error)
+}
+
+// GrainHandle is a grain served on this node's web port, whether it runs
+// here or on a friend's node.
+type GrainHandle interface {
+	// Redeem spends a one-time login token and returns a session token
+	// for the grain's origin.
+	Redeem(ctx context.Context, token string) (session string, err error)
+	// Viewer authenticates a session token for the grain.
+	Viewer(ctx context.Context, session string) (erg.Viewer, error)
+	// Acquire starts the grain if it is not running (or reaches it on its
+	// node) and returns a transport into it; release must be called when
+	// the request (or websocket) is over, so the grain can go idle.
+	Acquire(ctx context.Context) (rt http.RoundTripper, release func(), err error)
 }
