@@ -381,3 +381,30 @@ func TestWithoutP2P(t *testing.T) {
 		t.Fatal("New with an empty Config succeeded")
 	}
 }
+
+func TestConcurrentPublishesKeepTheHighestVersion(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	hosts := testNet(t, 2)
+	pub := newFixture(t, hosts[0], nil)
+	key, _ := apppkg.GenerateKey()
+	me := hosts[0].ID().String()
+	files := [][]byte{packApp(t, key, 1), packApp(t, key, 2)}
+	var wg sync.WaitGroup
+	for _, f := range files {
+		rec, _ := listingFor(t, key, f, me)
+		wg.Go(func() {
+			// v1 is refused if v2 is recorded first, or fails to
+			// announce if v2 reached the DHT first.
+			if _, err := pub.Publish(ctx, rec, bytes.NewReader(f)); err != nil && !strings.Contains(err.Error(), "already published") &&
+				!strings.Contains(err.Error(), "replace a newer value") {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	var v int64
+	if err := pub.db.QueryRow(`SELECT version FROM store_published`).Scan(&v); err != nil || v != 2 {
+		t.Fatalf("published version %d, %v; want 2", v, err)
+	}
+}
