@@ -23,6 +23,7 @@ import (
 	"erg/accounts"
 	"erg/install"
 	"erg/sandbox"
+	"erg/store"
 	"erg/webui"
 )
 
@@ -106,6 +107,8 @@ type Node struct {
 
 	p2p *p2pState // libp2p host, DHT and app store
 	fed *fedState // friends and grains shared between nodes (friends.go)
+
+	store *store.Service // what this node published and provides, and its installs from the store
 
 	webLn   net.Listener
 	limits  *limitListener // webLn, counting connections

@@ -6,12 +6,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/ipfs/go-cid"
 	record "github.com/libp2p/go-libp2p-record"
 
 	"erg"
 	"erg/appstore"
 	"erg/p2p"
+	"erg/store"
 )
 
 // blocksDir holds the node's IPFS blockstore (flatfs: one file per block,
@@ -19,13 +19,12 @@ import (
 // imports faster, and a refused install's blocks delete one by one).
 const blocksDir = "blocks"
 
-// republishInterval is how often listings go into the DHT again; DHT
-// records expire after 48 hours.
-const republishInterval = 12 * time.Hour
-
+// p2pState is the node's libp2p side: the host and its DHT, which the
+// store and federation run on, and the app store protocol on it.
 type p2pState struct {
 	host   *p2p.Host
 	store  *appstore.Store
+	joined chan struct{} // closed once the host is in the network
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
@@ -45,25 +44,30 @@ func (n *Node) startP2P(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	st := &p2pState{host: h, store: appstore.NewStore(h, log)}
+	st := &p2pState{host: h, store: appstore.NewStore(h, log), joined: make(chan struct{})}
 	n.p2p = st
-	if err := n.loadPublished(ctx); err != nil {
+	if n.store, err = store.New(ctx, store.Config{
+		Store:      st.store,
+		DB:         n.db,
+		Installer:  n.installer,
+		Apps:       installedApps{n},
+		TmpDir:     filepath.Join(n.cfg.DataDir, "tmp"),
+		MaxPackage: maxPackageSize,
+		Log:        n.log,
+		Joined:     st.joined,
+	}); err != nil {
 		return err
 	}
 	bg, cancel := context.WithCancel(context.Background())
 	st.cancel = cancel
-	st.wg.Add(1)
-	go func() {
-		defer st.wg.Done()
-		n.p2pLoop(bg)
-	}()
+	st.wg.Go(func() { n.joinP2P(bg) })
 	log.Info("p2p running", "peer", h.ID(), "addrs", h.Addrs())
 	return nil
 }
 
-// p2pLoop joins the network (retrying while no bootstrap peer answers),
-// then announces what this node serves, now and every republishInterval.
-func (n *Node) p2pLoop(ctx context.Context) {
+// joinP2P joins the network, retrying while no bootstrap peer answers,
+// and then lets the store announce what this node serves.
+func (n *Node) joinP2P(ctx context.Context) {
 	h := n.p2p.host
 	for wait := time.Second; ; wait = min(2*wait, time.Minute) {
 		err := h.Bootstrap(ctx)
@@ -77,66 +81,14 @@ func (n *Node) p2pLoop(ctx context.Context) {
 		case <-time.After(wait):
 		}
 	}
-	for {
-		if h.RoutingTableSize() > 0 {
-			h.RefreshRoutingTable(ctx)
-		}
-		n.reannounce(ctx)
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(republishInterval):
-		}
-	}
-}
-
-// reannounce provides every package this node serves and republishes
-// its listings.
-func (n *Node) reannounce(ctx context.Context) {
-	rows, err := n.db.QueryContext(ctx, `SELECT cid FROM store_provided`)
-	if err != nil {
-		return
-	}
-	var keys []cid.Cid
-	for rows.Next() {
-		var s string
-		if rows.Scan(&s) == nil {
-			if c, err := cid.Decode(s); err == nil {
-				keys = append(keys, c)
-			}
-		}
-	}
-	rows.Close()
-	for _, c := range keys {
-		if err := n.p2p.host.Provide(ctx, c); err != nil && ctx.Err() == nil {
-			n.log.Debug("provide", "cid", c, "err", err)
-		}
-	}
-	n.p2p.store.Republish(ctx)
-}
-
-// loadPublished serves this node's published listings again after a
-// restart.
-func (n *Node) loadPublished(ctx context.Context) error {
-	rows, err := n.db.QueryContext(ctx, `SELECT record FROM store_published`)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var rec []byte
-		if err := rows.Scan(&rec); err != nil {
-			return err
-		}
-		n.p2p.store.Serve(rec)
-	}
-	return rows.Err()
+	close(n.p2p.joined)
 }
 
 func (n *Node) stopP2P() {
 	if n.p2p == nil {
 		return
 	}
+	n.store.Close()
 	if n.p2p.cancel != nil {
 		n.p2p.cancel()
 	}

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -56,4 +57,29 @@ func (n *Node) appRecorded(m *apppkg.Manifest, tree string) {
 			g.tree = tree
 		}
 	}
+}
+
+// receiveTemp copies an uploaded package into a file in tmp/, up to
+// maxPackageSize.
+func (n *Node) receiveTemp(r io.Reader, pattern string) (string, error) {
+	tmpDir := filepath.Join(n.cfg.DataDir, "tmp")
+	if err := os.MkdirAll(tmpDir, 0o700); err != nil {
+		return "", err
+	}
+	f, err := os.CreateTemp(tmpDir, pattern)
+	if err != nil {
+		return "", err
+	}
+	nb, err := io.Copy(f, io.LimitReader(r, maxPackageSize+1))
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && nb > maxPackageSize {
+		err = fmt.Errorf("%w: package is larger than %d MiB", erg.ErrInvalid, maxPackageSize>>20)
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", fmt.Errorf("receive package: %w", err)
+	}
+	return f.Name(), nil
 }

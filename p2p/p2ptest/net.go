@@ -53,6 +53,16 @@ func NewTestNet(t testing.TB, n int, mod func(i int, c *p2p.Config)) []*p2p.Host
 		if n == 1 {
 			break
 		}
+		// Bootstrap waits until the dialled host is in the dialler's
+		// table; the dialled host adds the dialler a moment later, and a
+		// refresh with an empty table fails.
+		for h.RoutingTableSize() == 0 {
+			select {
+			case <-ctx.Done():
+				t.Fatalf("host %s has no peer in its routing table", h.ID())
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
 		if err := h.RefreshRoutingTable(ctx); err != nil {
 			t.Fatalf("refresh: %v", err)
 		}
