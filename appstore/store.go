@@ -1,3 +1,9 @@
+// Package appstore is the decentralized app store's protocol: signed
+// listings kept in the DHT under /erg-app/ (their validator picks the
+// highest version and refuses a bad signature), keyword search through
+// providers of well-known keys and a stream protocol that returns their
+// listings, and fetching a listed package's DAG over bitswap, checked
+// against its signed descriptor. It knows nothing of what a node installed.
 package appstore
 
 import (

@@ -1,6 +1,8 @@
-// Package node is erg's composition root: it owns the data dir, the node's
-// identity and metadata database, the installed apps and the grains'
-// lifecycle, and wires the sandbox and the web UI together.
+// Package node is erg's composition root: it reads the configuration, locks
+// the data dir, loads the node's identity, opens the database, and builds
+// and wires the feature services (accounts, grains, installs, the store,
+// friends) with the sandbox, the libp2p host and the web UI; it starts and
+// stops them in order.
 package node
 
 import (

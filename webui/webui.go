@@ -1,7 +1,9 @@
 // Package webui is the node's HTTP face: the pages people use (accounts,
-// apps, grains, sharing), the grain proxy that authenticates every request
-// before it reaches a grain, the JSON API the CLI and scripts use, and the
-// client for that API.
+// apps, grains, sharing, friends, the store), the grain proxy that
+// authenticates every request before it reaches a grain, and the JSON API
+// the CLI and scripts use (its client is erg.Client). It translates
+// between HTTP and the domain's types and error kinds; it holds no state
+// of the node's.
 package webui
 
 import (
