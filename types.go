@@ -211,7 +211,7 @@ type FetchProgress struct {
 
 // Friend is another node this node shares grains with.
 type Friend struct {
-	Name   string    `json:"name"` // what this node calls it: "user@Name"
+	Name   string    `json:"name"`   // what this node calls it: "user@Name"
 	Peer   string    `json:"peerId"` // its libp2p peer id
 	Addrs  []string  `json:"addrs,omitempty"`
 	Online bool      `json:"online"`

@@ -84,15 +84,15 @@ func (n *testNode) state(t *testing.T, grainID string) nodeState {
 	}
 	shares, _ := n.Shares(ctx, owner, grainID)
 	s.Shares = len(shares)
-	toks, _ := n.APITokens(ctx, owner)
+	toks, _ := n.accounts.APITokens(ctx, owner)
 	for _, tk := range toks {
 		s.Tokens = append(s.Tokens, tk.ID)
 	}
-	us, _ := n.Users(ctx, owner)
+	us, _ := n.accounts.Users(ctx, owner)
 	for _, u := range us {
 		s.Users = append(s.Users, u.Username)
 	}
-	invs, _ := n.Invites(ctx, owner)
+	invs, _ := n.accounts.Invites(ctx, owner)
 	s.Invites = len(invs)
 	apps, _ := n.Apps(ctx)
 	s.Apps = len(apps)
@@ -119,8 +119,8 @@ func TestEveryStateChangeNeedsCSRFAndSameOrigin(t *testing.T) {
 		t.Fatal(err)
 	}
 	sh, _ := n.NewShare(ctx, n.owner(), g.ID, erg.ShareRequest{Role: "editor"})
-	inv, _ := n.InviteUser(ctx, n.owner(), "bob")
-	tok, _ := n.NewAPIToken(ctx, n.owner(), "laptop")
+	inv, _ := n.accounts.InviteUser(ctx, n.owner(), "bob")
+	tok, _ := n.accounts.NewAPIToken(ctx, n.owner(), "laptop")
 	n.join(t, "carol")
 	before := n.state(t, g.ID)
 
@@ -163,7 +163,7 @@ func TestEveryStateChangeNeedsCSRFAndSameOrigin(t *testing.T) {
 	}
 	kinds := []string{"multipart", "urlencoded", "json"}
 
-	routes := webui.NewHandler(n.Node, webui.Options{Domain: n.cfg.Domain}, nil).Routes()
+	routes := webui.NewHandler(webui.Services{Node: n.Node, Accounts: n.accounts, Store: n.store}, webui.Options{Domain: n.cfg.Domain}, nil).Routes()
 	checked := 0
 	for _, r := range routes {
 		method, pattern, _ := strings.Cut(r.Pattern, " ")

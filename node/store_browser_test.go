@@ -30,7 +30,7 @@ func publishApp(t *testing.T, n *testNode, key ed25519.PrivateKey, pkgFile []byt
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := n.PublishPackage(ctx, rec, bytes.NewReader(pkgFile)); err != nil {
+	if _, err := n.store.Publish(ctx, rec, bytes.NewReader(pkgFile)); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -66,14 +66,14 @@ func TestStorePublishSearchInstallUpdate(t *testing.T) {
 	appID := apppkg.AppID(key.Public().(ed25519.PublicKey))
 
 	v1 := packEcho(t, key, 1)
-	if _, err := a.PublishPackage(ctx, signedListing(t, b, key, v1), bytes.NewReader(v1)); err == nil || !strings.Contains(err.Error(), "names publisher") {
+	if _, err := a.store.Publish(ctx, signedListing(t, b, key, v1), bytes.NewReader(v1)); err == nil || !strings.Contains(err.Error(), "names publisher") {
 		t.Fatalf("publishing a listing that names another node: %v", err)
 	}
 	v2 := packEcho(t, key, 2)
-	if _, err := a.PublishPackage(ctx, signedListing(t, a, key, v1), bytes.NewReader(v2)); err == nil || !strings.Contains(err.Error(), "but the file holds") {
+	if _, err := a.store.Publish(ctx, signedListing(t, a, key, v1), bytes.NewReader(v2)); err == nil || !strings.Contains(err.Error(), "but the file holds") {
 		t.Fatalf("publishing a listing of another package: %v", err)
 	}
-	l, err := a.PublishPackage(ctx, signedListing(t, a, key, v1, "echo", "testing"), bytes.NewReader(v1))
+	l, err := a.store.Publish(ctx, signedListing(t, a, key, v1, "echo", "testing"), bytes.NewReader(v1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +81,7 @@ func TestStorePublishSearchInstallUpdate(t *testing.T) {
 		t.Fatalf("published %+v", l)
 	}
 
-	rep, err := c.SearchStore(ctx, "testing")
+	rep, err := c.store.Search(ctx, "testing")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +90,7 @@ func TestStorePublishSearchInstallUpdate(t *testing.T) {
 	}
 	var last erg.InstallStep // the fetch's
 	var phases []string
-	app, err := c.InstallFromStore(ctx, appID, func(s erg.InstallStep) {
+	app, err := c.store.Install(ctx, appID, func(s erg.InstallStep) {
 		if len(phases) == 0 || phases[len(phases)-1] != s.Phase {
 			phases = append(phases, s.Phase)
 		}
@@ -107,7 +107,7 @@ func TestStorePublishSearchInstallUpdate(t *testing.T) {
 	if !slices.Equal(phases, []string{erg.PhaseFetching, erg.PhaseVerifying, erg.PhaseUnpacking}) {
 		t.Errorf("the client heard the phases %v", phases)
 	}
-	if _, err := c.InstallFromStore(ctx, appID, nil); err == nil || !strings.Contains(err.Error(), "is installed") {
+	if _, err := c.store.Install(ctx, appID, nil); err == nil || !strings.Contains(err.Error(), "is installed") {
 		t.Fatalf("installing the same version again: %v", err)
 	}
 	// The installed app runs.
@@ -118,21 +118,21 @@ func TestStorePublishSearchInstallUpdate(t *testing.T) {
 
 	// An update: a sees it in the store, b installs v1 from c after the
 	// publisher has gone... first publish v2 while a is up.
-	if _, err := a.PublishPackage(ctx, signedListing(t, a, key, v2, "echo"), bytes.NewReader(v2)); err != nil {
+	if _, err := a.store.Publish(ctx, signedListing(t, a, key, v2, "echo"), bytes.NewReader(v2)); err != nil {
 		t.Fatal(err)
 	}
-	ups, err := c.StoreUpdates(ctx)
+	ups, err := c.store.Updates(ctx)
 	if err != nil || len(ups) != 1 || ups[0].Version != 2 || ups[0].Installed != 1 {
 		t.Fatalf("updates = %+v, %v", ups, err)
 	}
-	if app, err := c.InstallFromStore(ctx, appID, nil); err != nil || app.Version != 2 {
+	if app, err := c.store.Install(ctx, appID, nil); err != nil || app.Version != 2 {
 		t.Fatalf("update = %+v, %v", app, err)
 	}
-	if ups, _ := c.StoreUpdates(ctx); len(ups) != 0 {
+	if ups, _ := c.store.Updates(ctx); len(ups) != 0 {
 		t.Fatalf("updates after updating = %+v", ups)
 	}
 	a.Close()
-	if app, err := b.InstallFromStore(ctx, appID, nil); err != nil || app.Version != 2 {
+	if app, err := b.store.Install(ctx, appID, nil); err != nil || app.Version != 2 {
 		t.Fatalf("install from the installer after the publisher left = %+v, %v", app, err)
 	}
 }
@@ -145,10 +145,10 @@ func TestStoreRefusedInstallLeavesNothing(t *testing.T) {
 	key, _ := apppkg.GenerateKey()
 	appID := apppkg.AppID(key.Public().(ed25519.PublicKey))
 	v1, v2 := packEcho(t, key, 1), packEcho(t, key, 2)
-	if _, err := a.PublishPackage(ctx, signedListing(t, a, key, v1), bytes.NewReader(v1)); err != nil {
+	if _, err := a.store.Publish(ctx, signedListing(t, a, key, v1), bytes.NewReader(v1)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.PublishPackage(ctx, signedListing(t, a, key, v2), bytes.NewReader(v2)); err != nil {
+	if _, err := a.store.Publish(ctx, signedListing(t, a, key, v2), bytes.NewReader(v2)); err != nil {
 		t.Fatal(err)
 	}
 	// The app's key signs a version 3 listing that names v1's package
@@ -165,7 +165,7 @@ func TestStoreRefusedInstallLeavesNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := packageDirs(t, b)
-	_, err = b.InstallFromStore(ctx, appID, nil)
+	_, err = b.store.Install(ctx, appID, nil)
 	if err == nil || !strings.Contains(err.Error(), "signed descriptor names") {
 		t.Fatalf("install of a listing that does not match its package: %v", err)
 	}
@@ -179,7 +179,7 @@ func TestStoreRefusedInstallLeavesNothing(t *testing.T) {
 	if tmp, _ := os.ReadDir(filepath.Join(b.cfg.DataDir, "tmp")); len(tmp) != 0 {
 		t.Errorf("tmp holds %d files after the refusal", len(tmp))
 	}
-	if _, err := b.ShowListing(ctx, "not-an-app-id"); err == nil {
+	if _, err := b.store.Listing(ctx, "not-an-app-id"); err == nil {
 		t.Error("show of a malformed app id succeeded")
 	}
 }
@@ -194,7 +194,7 @@ func TestStoreListingsSurviveARestart(t *testing.T) {
 	key, _ := apppkg.GenerateKey()
 	appID := apppkg.AppID(key.Public().(ed25519.PublicKey))
 	v1 := packEcho(t, key, 1)
-	if _, err := b.PublishPackage(ctx, signedListing(t, b, key, v1, "restarts"), bytes.NewReader(v1)); err != nil {
+	if _, err := b.store.Publish(ctx, signedListing(t, b, key, v1, "restarts"), bytes.NewReader(v1)); err != nil {
 		t.Fatal(err)
 	}
 	// b restarts on new ports; it must serve and announce its listing
@@ -209,10 +209,10 @@ func TestStoreListingsSurviveARestart(t *testing.T) {
 	defer n.Close()
 	c := startNode(t, func(c *Config) { c.Bootstrap = a.P2PAddrs() })
 	waitFor(t, 20*time.Second, "the restarted publisher in the store", func() bool {
-		rep, err := c.SearchStore(ctx, "restarts")
+		rep, err := c.store.Search(ctx, "restarts")
 		return err == nil && len(rep.Results) == 1 && rep.Results[0].AppID == appID
 	})
-	if app, err := c.InstallFromStore(ctx, appID, nil); err != nil || app.Version != 1 {
+	if app, err := c.store.Install(ctx, appID, nil); err != nil || app.Version != 1 {
 		t.Fatalf("install from the restarted publisher = %+v, %v", app, err)
 	}
 }

@@ -17,7 +17,7 @@ import (
 func publishEcho(t *testing.T, n *testNode, key ed25519.PrivateKey, v int64, tags ...string) {
 	t.Helper()
 	pkg := packEcho(t, key, v)
-	if _, err := n.PublishPackage(context.Background(), signedListing(t, n, key, pkg, tags...), bytes.NewReader(pkg)); err != nil {
+	if _, err := n.store.Publish(context.Background(), signedListing(t, n, key, pkg, tags...), bytes.NewReader(pkg)); err != nil {
 		t.Fatalf("publish echo version %d: %v", v, err)
 	}
 }
@@ -151,7 +151,7 @@ func TestStorePageSearchesInstallsAndUpdates(t *testing.T) {
 
 	// The app's page shows the listing from the DHT.
 	code, body, _ = alice.storeReq("GET", "/store/apps/"+appID, nil)
-	l, _ := n.ShowListing(context.Background(), appID)
+	l, _ := n.store.Listing(context.Background(), appID)
 	for _, want := range []string{"<h1>Echo</h1>", appID, pubID, l.Package, `href="/store?q=pagetest"`} {
 		if code != 200 || !strings.Contains(body, want) {
 			t.Errorf("the app's page (%d) lacks %q", code, want)

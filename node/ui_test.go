@@ -28,7 +28,7 @@ import (
 // owner is the node's owner account, whom the control socket acts for.
 func (n *testNode) owner() erg.User {
 	n.t.Helper()
-	u, err := n.Owner(context.Background())
+	u, err := n.accounts.Owner(context.Background())
 	if err != nil {
 		n.t.Fatal(err)
 	}
@@ -169,7 +169,7 @@ func (n *testNode) setUp(t *testing.T) *web {
 // join invites a user and returns their session.
 func (n *testNode) join(t *testing.T, name string) *web {
 	t.Helper()
-	inv, err := n.InviteUser(context.Background(), n.owner(), name)
+	inv, err := n.accounts.InviteUser(context.Background(), n.owner(), name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +201,7 @@ func TestEveryRouteNeedsASession(t *testing.T) {
 		t.Fatal(err)
 	}
 	sh, _ := n.NewShare(context.Background(), n.owner(), g.ID, erg.ShareRequest{Role: "editor"})
-	inv, _ := n.InviteUser(context.Background(), n.owner(), "bob")
+	inv, _ := n.accounts.InviteUser(context.Background(), n.owner(), "bob")
 	stranger := n.webClient(t)
 	stranger.csrf = alice.csrf // knowing a token is not enough without the session
 	pages := []string{"/grains", "/grains/" + g.ID, "/grains/" + g.ID + "/delete", "/grains/" + g.ID + "/backup",
@@ -540,11 +540,11 @@ func TestUserLifecycle(t *testing.T) {
 	n := startNode(t, nil)
 	alice := n.setUp(t)
 	ctx := context.Background()
-	inv, err := n.InviteUser(ctx, alice.user(), "bob")
+	inv, err := n.accounts.InviteUser(ctx, alice.user(), "bob")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := n.InviteUser(ctx, alice.user(), "BOB"); !errors.Is(err, erg.ErrInvalid) {
+	if _, err := n.accounts.InviteUser(ctx, alice.user(), "BOB"); !errors.Is(err, erg.ErrInvalid) {
 		t.Errorf("inviting bob twice: %v", err)
 	}
 	bob := n.webClient(t)
@@ -953,7 +953,7 @@ func TestSettingsChangePasswordAndTokens(t *testing.T) {
 	if _, err := c.Grains(context.Background()); err != nil {
 		t.Fatalf("the token: %v", err)
 	}
-	toks, _ := n.APITokens(context.Background(), alice.user())
+	toks, _ := n.accounts.APITokens(context.Background(), alice.user())
 	if len(toks) != 1 || toks[0].Label != "script" {
 		t.Fatalf("tokens: %+v", toks)
 	}

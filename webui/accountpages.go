@@ -13,7 +13,7 @@ func (h *Handler) root(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/grains", http.StatusSeeOther)
 		return
 	}
-	if need, err := h.b.SetupNeeded(r.Context()); err == nil && need {
+	if need, err := h.acc.SetupNeeded(r.Context()); err == nil && need {
 		h.render(w, r, http.StatusUnauthorized, "welcome", pageData{Title: "Welcome"})
 		return
 	}
@@ -21,7 +21,7 @@ func (h *Handler) root(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) setupPage(w http.ResponseWriter, r *http.Request) {
-	need, err := h.b.SetupNeeded(r.Context())
+	need, err := h.acc.SetupNeeded(r.Context())
 	if err != nil {
 		h.failPage(w, r, err)
 		return
@@ -30,7 +30,7 @@ func (h *Handler) setupPage(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/login", http.StatusSeeOther)
 		return
 	}
-	owner, _ := h.b.Owner(r.Context())
+	owner, _ := h.acc.Owner(r.Context())
 	h.render(w, r, http.StatusOK, "setup", pageData{Title: "Set up your node", Data: map[string]string{
 		"Token": r.URL.Query().Get("token"), "Username": owner.Username}})
 }
@@ -50,7 +50,7 @@ func (h *Handler) setup(w http.ResponseWriter, r *http.Request) {
 		fail(fmt.Errorf("%w: the two passwords differ", erg.ErrInvalid))
 		return
 	}
-	_, session, err := h.b.Setup(r.Context(), token, username, password)
+	_, session, err := h.acc.Setup(r.Context(), token, username, password)
 	if err != nil {
 		fail(err)
 		return
@@ -82,7 +82,7 @@ func (h *Handler) loginPost(w http.ResponseWriter, r *http.Request) {
 			Error: fmt.Sprintf("Too many failed sign-ins. Try again in %d minutes.", int(wait.Minutes())+1)})
 		return
 	}
-	_, session, err := h.b.Login(r.Context(), username, password)
+	_, session, err := h.acc.Login(r.Context(), username, password)
 	if err != nil {
 		if errors.Is(err, erg.ErrUnauthorized) {
 			// allow has counted the attempt already.
@@ -99,14 +99,14 @@ func (h *Handler) loginPost(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) logout(w http.ResponseWriter, r *http.Request, a actor) {
 	if c, err := r.Cookie(h.sessionCookieName(r)); err == nil {
-		h.b.Logout(r.Context(), c.Value)
+		h.acc.Logout(r.Context(), c.Value)
 	}
 	h.clearSessionCookie(w, r)
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
 }
 
 func (h *Handler) invitePage(w http.ResponseWriter, r *http.Request) {
-	inv, err := h.b.InviteInfo(r.Context(), r.PathValue("token"))
+	inv, err := h.acc.InviteInfo(r.Context(), r.PathValue("token"))
 	if err != nil {
 		h.failPage(w, r, err)
 		return
@@ -121,7 +121,7 @@ func (h *Handler) acceptInvite(w http.ResponseWriter, r *http.Request) {
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, erg.MaxAPIBody)
 	token := r.PathValue("token")
-	inv, err := h.b.InviteInfo(r.Context(), token)
+	inv, err := h.acc.InviteInfo(r.Context(), token)
 	if err != nil {
 		h.failPage(w, r, err)
 		return
@@ -131,7 +131,7 @@ func (h *Handler) acceptInvite(w http.ResponseWriter, r *http.Request) {
 		h.render(w, r, http.StatusBadRequest, "invite", pageData{Title: "Join", Data: inv, Error: "The two passwords differ."})
 		return
 	}
-	_, session, err := h.b.AcceptInvite(r.Context(), token, password)
+	_, session, err := h.acc.AcceptInvite(r.Context(), token, password)
 	if err != nil {
 		if errors.Is(err, erg.ErrInvalid) {
 			h.render(w, r, http.StatusBadRequest, "invite", pageData{Title: "Join", Data: inv, Error: erg.Message(err)})
@@ -155,7 +155,7 @@ func (h *Handler) settingsPage(w http.ResponseWriter, r *http.Request, a actor) 
 }
 
 func (h *Handler) renderSettings(w http.ResponseWriter, r *http.Request, a actor, code int, tok *erg.APIToken, notice, errMsg string) {
-	tokens, err := h.b.APITokens(r.Context(), a.user)
+	tokens, err := h.acc.APITokens(r.Context(), a.user)
 	if err != nil {
 		h.failPage(w, r, err)
 		return
@@ -170,7 +170,7 @@ func (h *Handler) changePassword(w http.ResponseWriter, r *http.Request, a actor
 		h.renderSettings(w, r, a, http.StatusBadRequest, nil, "", "The two new passwords differ.")
 		return
 	}
-	session, err := h.b.ChangePassword(r.Context(), a.user, r.PostFormValue("current"), password)
+	session, err := h.acc.ChangePassword(r.Context(), a.user, r.PostFormValue("current"), password)
 	if errors.Is(err, erg.ErrInvalid) || errors.Is(err, erg.ErrForbidden) {
 		h.renderSettings(w, r, a, statusOf(err), nil, "", erg.Message(err))
 		return
@@ -181,7 +181,7 @@ func (h *Handler) changePassword(w http.ResponseWriter, r *http.Request, a actor
 	}
 	h.setSessionCookie(w, r, session)
 	// The old session, and with it the page's CSRF token, is gone.
-	u, csrf, err := h.b.WebSession(r.Context(), session)
+	u, csrf, err := h.acc.WebSession(r.Context(), session)
 	if err != nil {
 		h.failPage(w, r, err)
 		return
@@ -191,7 +191,7 @@ func (h *Handler) changePassword(w http.ResponseWriter, r *http.Request, a actor
 }
 
 func (h *Handler) newToken(w http.ResponseWriter, r *http.Request, a actor) {
-	tok, err := h.b.NewAPIToken(r.Context(), a.user, r.PostFormValue("label"))
+	tok, err := h.acc.NewAPIToken(r.Context(), a.user, r.PostFormValue("label"))
 	if errors.Is(err, erg.ErrInvalid) {
 		h.renderSettings(w, r, a, http.StatusBadRequest, nil, "", erg.Message(err))
 		return
@@ -204,7 +204,7 @@ func (h *Handler) newToken(w http.ResponseWriter, r *http.Request, a actor) {
 }
 
 func (h *Handler) revokeToken(w http.ResponseWriter, r *http.Request, a actor) {
-	if err := h.b.RemoveAPIToken(r.Context(), a.user, r.PathValue("id")); err != nil {
+	if err := h.acc.RemoveAPIToken(r.Context(), a.user, r.PathValue("id")); err != nil {
 		h.failPage(w, r, err)
 		return
 	}

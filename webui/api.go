@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"erg"
+	"erg/accounts"
+	"erg/store"
 )
 
 // MaxAPIBody bounds what an API request may send, uploads aside.
@@ -24,6 +26,8 @@ var errUnsupportedMedia = errors.New("unsupported content type")
 // session's user over HTTP.
 type api struct {
 	b         Backend
+	acc       *accounts.Service
+	st        *store.Service
 	log       *slog.Logger
 	maxUpload int64
 	body      bodyGuard
@@ -73,9 +77,7 @@ func (a *api) routes() *http.ServeMux {
 			h(w, req, act.user)
 		})
 	}
-	if sb, ok := a.b.(StoreBackend); ok {
-		a.registerStore(mux, sb)
-	}
+	a.registerStore(mux, a.st)
 	if fb, ok := a.b.(FriendsBackend); ok {
 		a.registerFriends(mux, fb)
 	}
@@ -106,14 +108,14 @@ func (a *api) guard(forOwner bool, h http.HandlerFunc) http.HandlerFunc {
 
 // APIHandler serves the JSON API on the control socket. Whoever can reach
 // the socket (the data dir's owner-only unix socket) is the node's owner.
-func APIHandler(b Backend, opts Options, log *slog.Logger) http.Handler {
-	a := &api{b: b, log: log, maxUpload: opts.MaxUpload, body: bodyGuard{stall: opts.BodyStall, rate: opts.MinBodyRate}}
+func APIHandler(svc Services, opts Options, log *slog.Logger) http.Handler {
+	a := &api{b: svc.Node, acc: svc.Accounts, st: svc.Store, log: log, maxUpload: opts.MaxUpload, body: bodyGuard{stall: opts.BodyStall, rate: opts.MinBodyRate}}
 	if a.maxUpload <= 0 {
 		a.maxUpload = 1 << 30
 	}
 	mux := a.routes()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		owner, err := b.Owner(r.Context())
+		owner, err := svc.Accounts.Owner(r.Context())
 		if err != nil {
 			writeError(w, err)
 			return
@@ -126,7 +128,7 @@ func APIHandler(b Backend, opts Options, log *slog.Logger) http.Handler {
 // `erg token new`) or a web session with its CSRF token in the
 // X-CSRF-Token header for anything that changes state.
 func (h *Handler) httpAPI() http.Handler {
-	a := &api{b: h.b, log: h.log, maxUpload: h.maxUpload, body: h.body}
+	a := &api{b: h.b, acc: h.acc, st: h.st, log: h.log, maxUpload: h.maxUpload, body: h.body}
 	mux := a.routes()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
@@ -136,7 +138,7 @@ func (h *Handler) httpAPI() http.Handler {
 				writeError(w, fmt.Errorf("%w: use Authorization: Bearer TOKEN", erg.ErrUnauthorized))
 				return
 			}
-			u, err := h.b.TokenUser(r.Context(), strings.TrimSpace(token))
+			u, err := h.acc.TokenUser(r.Context(), strings.TrimSpace(token))
 			if err != nil {
 				writeError(w, err)
 				return
@@ -179,7 +181,7 @@ func (a *api) changePassword(w http.ResponseWriter, r *http.Request, who erg.Use
 		return
 	}
 	// The new session is for the pages; API callers keep their token.
-	_, err := a.b.ChangePassword(r.Context(), who, req.Current, req.Password)
+	_, err := a.acc.ChangePassword(r.Context(), who, req.Current, req.Password)
 	reply(w, struct{}{}, err)
 }
 
@@ -391,7 +393,7 @@ func (a *api) revokeShare(w http.ResponseWriter, r *http.Request, who erg.User) 
 }
 
 func (a *api) users(w http.ResponseWriter, r *http.Request, who erg.User) {
-	u, err := a.b.Users(r.Context(), who)
+	u, err := a.acc.Users(r.Context(), who)
 	reply(w, u, err)
 }
 
@@ -400,7 +402,7 @@ func (a *api) removeUser(w http.ResponseWriter, r *http.Request, who erg.User) {
 }
 
 func (a *api) invites(w http.ResponseWriter, r *http.Request, who erg.User) {
-	inv, err := a.b.Invites(r.Context(), who)
+	inv, err := a.acc.Invites(r.Context(), who)
 	reply(w, inv, err)
 }
 
@@ -410,7 +412,7 @@ func (a *api) invite(w http.ResponseWriter, r *http.Request, who erg.User) {
 		writeError(w, err)
 		return
 	}
-	inv, err := a.b.InviteUser(r.Context(), who, req.Username)
+	inv, err := a.acc.InviteUser(r.Context(), who, req.Username)
 	if err == nil {
 		w.WriteHeader(http.StatusCreated)
 	}
@@ -418,11 +420,11 @@ func (a *api) invite(w http.ResponseWriter, r *http.Request, who erg.User) {
 }
 
 func (a *api) cancelInvite(w http.ResponseWriter, r *http.Request, who erg.User) {
-	reply(w, struct{}{}, a.b.CancelInvite(r.Context(), who, r.PathValue("id")))
+	reply(w, struct{}{}, a.acc.CancelInvite(r.Context(), who, r.PathValue("id")))
 }
 
 func (a *api) tokens(w http.ResponseWriter, r *http.Request, who erg.User) {
-	t, err := a.b.APITokens(r.Context(), who)
+	t, err := a.acc.APITokens(r.Context(), who)
 	reply(w, t, err)
 }
 
@@ -432,7 +434,7 @@ func (a *api) newToken(w http.ResponseWriter, r *http.Request, who erg.User) {
 		writeError(w, err)
 		return
 	}
-	t, err := a.b.NewAPIToken(r.Context(), who, req.Label)
+	t, err := a.acc.NewAPIToken(r.Context(), who, req.Label)
 	if err == nil {
 		w.WriteHeader(http.StatusCreated)
 	}
@@ -440,7 +442,7 @@ func (a *api) newToken(w http.ResponseWriter, r *http.Request, who erg.User) {
 }
 
 func (a *api) removeToken(w http.ResponseWriter, r *http.Request, who erg.User) {
-	reply(w, struct{}{}, a.b.RemoveAPIToken(r.Context(), who, r.PathValue("id")))
+	reply(w, struct{}{}, a.acc.RemoveAPIToken(r.Context(), who, r.PathValue("id")))
 }
 
 func decodeBody(w http.ResponseWriter, r *http.Request, v any) error {

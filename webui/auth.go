@@ -67,7 +67,7 @@ func (h *Handler) webActor(r *http.Request) (actor, bool) {
 	if err != nil || c.Value == "" {
 		return actor{}, false
 	}
-	u, csrf, err := h.b.WebSession(r.Context(), c.Value)
+	u, csrf, err := h.acc.WebSession(r.Context(), c.Value)
 	if err != nil {
 		if !errors.Is(err, erg.ErrUnauthorized) {
 			h.log.Error("session lookup", "err", err)

@@ -106,7 +106,7 @@ func TestLocalPath(t *testing.T) {
 }
 
 func TestShellHost(t *testing.T) {
-	h := NewHandler(nil, Options{Domain: "localhost"}, nil)
+	h := NewHandler(Services{}, Options{Domain: "localhost"}, nil)
 	for host, want := range map[string]hostKind{
 		"localhost:6080":     hostShell,
 		"LOCALHOST":          hostShell,

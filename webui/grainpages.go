@@ -86,7 +86,7 @@ func (h *Handler) renderShell(w http.ResponseWriter, r *http.Request, a actor, i
 			d.Friends, _ = fb.Friends(ctx, a.user)
 		}
 		if a.user.Owner {
-			users, _ := h.b.Users(ctx, a.user)
+			users, _ := h.acc.Users(ctx, a.user)
 			for _, u := range users {
 				if u.ID != a.user.ID {
 					d.Users = append(d.Users, u)

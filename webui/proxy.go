@@ -15,7 +15,9 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"erg"
+	"erg/accounts"
 	"erg/fed"
+	"erg/store"
 )
 
 // grainCookie holds a grain-origin session. It is set host-only on the
@@ -48,6 +50,8 @@ type Options struct {
 // (g-<id>.<domain>), everything else as the node's own pages and API.
 type Handler struct {
 	b          Backend
+	acc        *accounts.Service
+	st         *store.Service
 	log        *slog.Logger
 	domain     string
 	maxUpload  int64
@@ -58,12 +62,12 @@ type Handler struct {
 	cop        *http.CrossOriginProtection
 	limiter    *limiter
 	pages      *pages
-	updates    *updateCache // nil without an app store
+	updates    *updateCache
 	proxy      *httputil.ReverseProxy
 }
 
 // NewHandler returns the handler for the node's web port.
-func NewHandler(b Backend, opts Options, log *slog.Logger) *Handler {
+func NewHandler(svc Services, opts Options, log *slog.Logger) *Handler {
 	if opts.MaxUpload <= 0 {
 		opts.MaxUpload = 1 << 30
 	}
@@ -71,7 +75,7 @@ func NewHandler(b Backend, opts Options, log *slog.Logger) *Handler {
 		log = slog.New(slog.DiscardHandler)
 	}
 	h := &Handler{
-		b: b, log: log, domain: strings.ToLower(opts.Domain), maxUpload: opts.MaxUpload,
+		b: svc.Node, acc: svc.Accounts, st: svc.Store, log: log, domain: strings.ToLower(opts.Domain), maxUpload: opts.MaxUpload,
 		cop: http.NewCrossOriginProtection(), limiter: newLimiter(),
 		body: bodyGuard{stall: opts.BodyStall, rate: opts.MinBodyRate}, ws: newWSLimiter(opts.MaxWebsockets),
 	}

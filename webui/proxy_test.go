@@ -9,7 +9,7 @@ import (
 )
 
 func TestGrainHost(t *testing.T) {
-	h := NewHandler(nil, Options{Domain: "localhost"}, nil)
+	h := NewHandler(Services{}, Options{Domain: "localhost"}, nil)
 	tests := []struct {
 		host string
 		id   string

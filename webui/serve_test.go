@@ -58,7 +58,7 @@ func newFakeHandler(t testing.TB) (*Handler, *fakeHandle) {
 	g := &fakeHandle{}
 	g.session, g.cancel = context.WithCancel(context.Background())
 	t.Cleanup(g.cancel)
-	return NewHandler(&fakeGrains{h: g}, Options{Domain: "localhost"}, nil), g
+	return NewHandler(Services{Node: &fakeGrains{h: g}}, Options{Domain: "localhost"}, nil), g
 }
 
 func grainRequest() *http.Request {

@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"erg"
+	"erg/store"
 )
 
 // The Store page: search the app store, look at one listing, install it.
@@ -63,11 +64,8 @@ func shortPeer(id string) string {
 
 // storePages lists the Store pages when the backend has an app store.
 func (h *Handler) storePages() []pageRoute {
-	sb, ok := h.b.(StoreBackend)
-	if !ok {
-		return nil
-	}
-	h.updates = &updateCache{check: sb.StoreUpdates, now: time.Now}
+	sb := h.st
+	h.updates = &updateCache{check: sb.Updates, now: time.Now}
 	return []pageRoute{
 		{"GET /store", func(w http.ResponseWriter, r *http.Request, a actor) { h.storePage(w, r, sb) }, false},
 		{"GET /store/apps/{id}", func(w http.ResponseWriter, r *http.Request, a actor) { h.storeAppPage(w, r, sb) }, false},
@@ -82,7 +80,7 @@ type storeData struct {
 	Report   erg.SearchReport
 }
 
-func (h *Handler) storePage(w http.ResponseWriter, r *http.Request, sb StoreBackend) {
+func (h *Handler) storePage(w http.ResponseWriter, r *http.Request, sb *store.Service) {
 	q := strings.TrimSpace(r.URL.Query().Get("q"))
 	d := storeData{Query: q}
 	code, errMsg := http.StatusOK, ""
@@ -91,7 +89,7 @@ func (h *Handler) storePage(w http.ResponseWriter, r *http.Request, sb StoreBack
 	case len(q) > maxStoreQuery:
 		code, errMsg = http.StatusBadRequest, fmt.Sprintf("The search is too long; use at most %d characters.", maxStoreQuery)
 	default:
-		rep, err := sb.SearchStore(r.Context(), q)
+		rep, err := sb.Search(r.Context(), q)
 		if err != nil {
 			code, errMsg = h.pageError(r, err)
 			break
@@ -108,9 +106,9 @@ type storeAppData struct {
 	Listing *erg.Listing
 }
 
-func (h *Handler) storeAppPage(w http.ResponseWriter, r *http.Request, sb StoreBackend) {
+func (h *Handler) storeAppPage(w http.ResponseWriter, r *http.Request, sb *store.Service) {
 	id := r.PathValue("id")
-	l, err := sb.ShowListing(r.Context(), id)
+	l, err := sb.Listing(r.Context(), id)
 	if err != nil {
 		code, msg := h.pageError(r, err)
 		h.renderStoreApp(w, r, code, storeAppData{AppID: id}, msg)
@@ -130,13 +128,13 @@ func (h *Handler) renderStoreApp(w http.ResponseWriter, r *http.Request, code in
 // storeInstall installs or updates an app from the store and waits for
 // it: on success the Apps page says so, a refusal is shown on the app's
 // store page.
-func (h *Handler) storeInstall(w http.ResponseWriter, r *http.Request, a actor, sb StoreBackend) {
+func (h *Handler) storeInstall(w http.ResponseWriter, r *http.Request, a actor, sb *store.Service) {
 	if err := ownerOnly(a.user); err != nil {
 		h.failPage(w, r, err)
 		return
 	}
 	id := r.PathValue("id")
-	app, err := sb.InstallFromStore(r.Context(), id, nil)
+	app, err := sb.Install(r.Context(), id, nil)
 	if err != nil {
 		code, msg := h.pageError(r, err)
 		d := storeAppData{AppID: id}
@@ -144,7 +142,7 @@ func (h *Handler) storeInstall(w http.ResponseWriter, r *http.Request, a actor, 
 			// Show what was refused next to the refusal; the lookup is
 			// bounded so a refusal is not followed by a long wait.
 			ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-			if l, err := sb.ShowListing(ctx, id); err == nil {
+			if l, err := sb.Listing(ctx, id); err == nil {
 				d.Listing = &l
 			}
 			cancel()

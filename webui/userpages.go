@@ -40,12 +40,12 @@ func (h *Handler) usersPage(w http.ResponseWriter, r *http.Request, a actor) {
 }
 
 func (h *Handler) renderUsers(w http.ResponseWriter, r *http.Request, a actor, code int, inv *erg.Invite, errMsg string) {
-	users, err := h.b.Users(r.Context(), a.user)
+	users, err := h.acc.Users(r.Context(), a.user)
 	if err != nil {
 		h.failPage(w, r, err)
 		return
 	}
-	invites, err := h.b.Invites(r.Context(), a.user)
+	invites, err := h.acc.Invites(r.Context(), a.user)
 	if err != nil {
 		h.failPage(w, r, err)
 		return
@@ -103,7 +103,7 @@ func (h *Handler) deleteNodeGrain(w http.ResponseWriter, r *http.Request, a acto
 }
 
 func (h *Handler) inviteUser(w http.ResponseWriter, r *http.Request, a actor) {
-	inv, err := h.b.InviteUser(r.Context(), a.user, r.PostFormValue("username"))
+	inv, err := h.acc.InviteUser(r.Context(), a.user, r.PostFormValue("username"))
 	if errors.Is(err, erg.ErrInvalid) {
 		h.renderUsers(w, r, a, http.StatusBadRequest, nil, erg.Message(err))
 		return
@@ -137,7 +137,7 @@ func (h *Handler) removeUser(w http.ResponseWriter, r *http.Request, a actor) {
 }
 
 func (h *Handler) cancelInvite(w http.ResponseWriter, r *http.Request, a actor) {
-	if err := h.b.CancelInvite(r.Context(), a.user, r.PathValue("id")); err != nil {
+	if err := h.acc.CancelInvite(r.Context(), a.user, r.PathValue("id")); err != nil {
 		h.failPage(w, r, err)
 		return
 	}

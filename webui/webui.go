@@ -12,40 +12,23 @@ import (
 	"net/http"
 
 	"erg"
+	"erg/accounts"
+	"erg/store"
 )
+
+// Services is what the web port serves: the feature services the node
+// built, and the node itself for what spans them.
+type Services struct {
+	Node     Backend
+	Accounts *accounts.Service
+	Store    *store.Service
+}
 
 // Backend is what the node provides to the HTTP layer. Methods that take a
 // User act on that user's behalf and check that they may.
 type Backend interface {
 	Status(ctx context.Context) (erg.Status, error)
 
-	// SetupNeeded reports whether the owner has not chosen a password yet.
-	SetupNeeded(ctx context.Context) (bool, error)
-	// Setup sets the owner's username and password with the one-time setup
-	// token the node printed, and returns a web session.
-	Setup(ctx context.Context, token, username, password string) (erg.User, string, error)
-	Login(ctx context.Context, username, password string) (erg.User, string, error)
-	Logout(ctx context.Context, session string) error
-	// WebSession returns the user and CSRF token of a web session.
-	WebSession(ctx context.Context, session string) (erg.User, string, error)
-	// ChangePassword sets a new password after checking the current one,
-	// ends every web session of the user, and returns a new one.
-	ChangePassword(ctx context.Context, who erg.User, current, password string) (string, error)
-	// Owner is the node's owner, whom the control socket acts for.
-	Owner(ctx context.Context) (erg.User, error)
-	// TokenUser authenticates an API token.
-	TokenUser(ctx context.Context, token string) (erg.User, error)
-	NewAPIToken(ctx context.Context, who erg.User, label string) (erg.APIToken, error)
-	APITokens(ctx context.Context, who erg.User) ([]erg.APIToken, error)
-	RemoveAPIToken(ctx context.Context, who erg.User, id string) error
-
-	Users(ctx context.Context, who erg.User) ([]erg.User, error)
-	Invites(ctx context.Context, who erg.User) ([]erg.Invite, error)
-	InviteUser(ctx context.Context, who erg.User, username string) (erg.Invite, error)
-	CancelInvite(ctx context.Context, who erg.User, id string) error
-	// InviteInfo looks an invite up by its secret without spending it.
-	InviteInfo(ctx context.Context, token string) (erg.Invite, error)
-	AcceptInvite(ctx context.Context, token, password string) (erg.User, string, error)
 	// RemoveUser deletes a user with their grains and shares.
 	RemoveUser(ctx context.Context, who erg.User, username string) error
 
