@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"erg/accounts"
+	"erg/friends"
 	"erg/install"
 	"erg/sandbox"
 	"erg/webui"
@@ -106,6 +107,8 @@ type Node struct {
 
 	p2p *p2pState // libp2p host, DHT and app store
 	fed *fedState // friends and grains shared between nodes (friends.go)
+
+	friends *friends.Service // other nodes this one trusts, and connections to them
 
 	webLn   net.Listener
 	limits  *limitListener // webLn, counting connections
