@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -60,10 +61,20 @@ type testNode struct {
 // reach each other by the addresses in invites.
 func newNodes(t *testing.T, names ...string) []testNode {
 	t.Helper()
+	hosts := make([]*p2p.Host, len(names))
+	for i := range hosts {
+		hosts[i] = p2ptest.NewTestNet(t, 1, nil)[0]
+	}
+	return onHosts(t, hosts, names...)
+}
+
+// onHosts starts a friends service for each name on the host at its index.
+func onHosts(t *testing.T, hosts []*p2p.Host, names ...string) []testNode {
+	t.Helper()
 	ctx := context.Background()
 	out := make([]testNode, len(names))
 	for i, name := range names {
-		h := p2ptest.NewTestNet(t, 1, nil)[0]
+		h := hosts[i]
 		d, err := db.Open(ctx, filepath.Join(t.TempDir(), "erg.db"))
 		if err != nil {
 			t.Fatal(err)
@@ -285,6 +296,30 @@ func TestFriendsTalkOverCapnp(t *testing.T) {
 	}
 	if c2, err := b.Gateway(ctx, a.host.ID()); err != nil || c2 == c {
 		t.Errorf("Gateway after Drop: %v (the same: %v)", err, c2 == c)
+	}
+}
+
+// TestFriendFoundThroughTheDHT: when the addresses b stored for a fail, b
+// finds a's current ones in the DHT, and stores them.
+func TestFriendFoundThroughTheDHT(t *testing.T) {
+	ctx := context.Background()
+	hosts := p2ptest.NewTestNet(t, 3, nil) // a line: a, boot, b
+	ns := onHosts(t, []*p2p.Host{hosts[0], hosts[2]}, "anode", "bnode")
+	a, b := ns[0], ns[1]
+	befriend(t, a, b)
+	aID := a.host.ID()
+	if _, err := b.db.Exec(`UPDATE friends SET addrs = '["/ip4/127.0.0.1/tcp/1"]' WHERE peer = ?`, aID.String()); err != nil {
+		t.Fatal(err)
+	}
+	h := b.host.Libp2p()
+	h.Network().ClosePeer(aID)
+	h.Peerstore().ClearAddrs(aID)
+	if err := b.Connect(ctx, aID); err != nil {
+		t.Fatalf("connect through the DHT: %v", err)
+	}
+	f, _ := b.ByPeer(ctx, aID.String())
+	if len(f.Addrs) == 0 || slices.Contains(f.Addrs, "/ip4/127.0.0.1/tcp/1") {
+		t.Errorf("b's stored addresses for a: %v", f.Addrs)
 	}
 }
 
