@@ -16,13 +16,12 @@ import (
 	"sync"
 	"time"
 
-	"capnproto.org/go/capnp/v3"
 	"capnproto.org/go/capnp/v3/rpc"
-	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"erg"
 	"erg/fed"
+	"erg/friends"
 )
 
 // maxRemoteGrainsPerFriend bounds the shares one friend may deliver, so a
@@ -33,129 +32,7 @@ const maxRemoteGrainsPerFriend = 1000
 // revoked the share.
 var errShareRevoked = errors.New("the owner revoked this share")
 
-var _ fed.Shares = (*Node)(nil)
-
-// serveCapnp serves Cap'n Proto RPC to a friend's node; anyone else's
-// stream is reset before a byte is read.
-func (n *Node) serveCapnp(s network.Stream) {
-	remote := s.Conn().RemotePeer()
-	if !n.isFriend(remote) {
-		n.log.Debug("capnp stream from a stranger refused", "peer", remote)
-		s.Reset()
-		return
-	}
-	conn := fed.NewConn(s, capnp.Client(fed.NewGateway(remote.String(), n, n.fed.limiter)))
-	st := n.fed
-	st.mu.Lock()
-	st.in[conn] = remote
-	st.mu.Unlock()
-	go func() {
-		<-conn.Done()
-		st.mu.Lock()
-		delete(st.in, conn)
-		st.mu.Unlock()
-	}()
-}
-
-// gateway returns the friend's Gateway over this node's connection to it,
-// connecting (and finding the friend in the DHT) if needed.
-func (n *Node) gateway(ctx context.Context, id peer.ID) (*fedConn, error) {
-	st := n.fed
-	st.mu.Lock()
-	c := st.out[id]
-	st.mu.Unlock()
-	if c != nil {
-		select {
-		case <-c.conn.Done():
-		default:
-			return c, nil
-		}
-	}
-	// A friend that cannot be found makes a page wait this long at most.
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	if err := n.connectFriend(ctx, id); err != nil {
-		return nil, fmt.Errorf("cannot reach the friend's node: %w", err)
-	}
-	s, err := n.p2p.host.Libp2p().NewStream(ctx, id, fed.CapnpProtocol)
-	if err != nil {
-		return nil, fmt.Errorf("cannot reach the friend's node: %w", err)
-	}
-	conn := fed.NewConn(s, capnp.Client(fed.NewGateway(id.String(), n, st.limiter)))
-	c = &fedConn{conn: conn, gw: fed.Gateway(conn.Bootstrap(context.Background()))}
-	st.mu.Lock()
-	if old := st.out[id]; old != nil {
-		select {
-		case <-old.conn.Done():
-		default:
-			// Another caller connected meanwhile: use theirs.
-			st.mu.Unlock()
-			c.gw.Release()
-			conn.Close()
-			return old, nil
-		}
-	}
-	st.out[id] = c
-	st.mu.Unlock()
-	go func() {
-		<-conn.Done()
-		st.mu.Lock()
-		if st.out[id] == c {
-			delete(st.out, id)
-		}
-		st.mu.Unlock()
-		c.gw.Release()
-	}()
-	return c, nil
-}
-
-// callFriend makes a call on a friend's Gateway, dialing anew once if the
-// connection turns out to be dead.
-func (n *Node) callFriend(ctx context.Context, id peer.ID, call func(fed.Gateway) error) error {
-	for attempt := 0; ; attempt++ {
-		c, err := n.gateway(ctx, id)
-		if err != nil {
-			return err
-		}
-		err = call(c.gw)
-		if err == nil || attempt > 0 || ctx.Err() != nil || !connectionLost(err) {
-			return err
-		}
-		n.dropConn(id, c)
-	}
-}
-
-// dropConn closes a connection to a friend that failed a call, so the
-// next call dials anew.
-func (n *Node) dropConn(id peer.ID, c *fedConn) {
-	st := n.fed
-	st.mu.Lock()
-	if st.out[id] == c {
-		delete(st.out, id)
-	}
-	st.mu.Unlock()
-	c.conn.Close()
-}
-
-// closeFedConns ends every connection with a peer.
-func (n *Node) closeFedConns(id peer.ID) {
-	st := n.fed
-	st.mu.Lock()
-	var conns []*rpc.Conn
-	if c := st.out[id]; c != nil {
-		conns = append(conns, c.conn)
-		delete(st.out, id)
-	}
-	for c, p := range st.in {
-		if p == id {
-			conns = append(conns, c)
-		}
-	}
-	st.mu.Unlock()
-	for _, c := range conns {
-		c.Close()
-	}
-}
+var _ friends.Shares = (*Node)(nil)
 
 // --- The owner's side: shares to friends ---
 
@@ -227,12 +104,8 @@ func (n *Node) shareWithFriend(ctx context.Context, who erg.User, g *grainInfo, 
 }
 
 // connectionLost tells a call that failed because the connection died from
-// one the friend's node refused: by the exception's type and the errors
-// go-capnp and the libp2p stream return, not by their text.
-func connectionLost(err error) bool {
-	var connErr *network.ConnError
-	return fed.ConnectionLost(err) || errors.Is(err, network.ErrReset) || errors.As(err, &connErr)
-}
+// one the friend's node refused.
+func connectionLost(err error) bool { return friends.ConnectionLost(err) }
 
 // revokeFriendShare ends a revoked share's live capabilities and tells the
 // friend's node.
@@ -555,16 +428,6 @@ func (n *Node) forgetRemoteOf(userID string) {
 	}
 	st.mu.Unlock()
 	n.dropSessions(func(s sessionEntry) bool { return gone[s.grainID] })
-}
-
-// friendNames maps friends' peer ids to their names.
-func (n *Node) friendNames(ctx context.Context) map[string]string {
-	out := map[string]string{}
-	fs, _ := n.listFriends(ctx)
-	for _, f := range fs {
-		out[f.Peer] = f.Name
-	}
-	return out
 }
 
 func (n *Node) remoteToAPI(g *remoteGrain, names map[string]string) erg.Grain {

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"erg/accounts"
+	"erg/friends"
 	"erg/install"
 	"erg/sandbox"
 	"erg/store"
@@ -110,7 +111,8 @@ type Node struct {
 	p2p *p2pState // libp2p host, DHT and app store
 	fed *fedState // friends and grains shared between nodes (friends.go)
 
-	store *store.Service // what this node published and provides, and its installs from the store
+	store   *store.Service   // what this node published and provides, and its installs from the store
+	friends *friends.Service // other nodes this one trusts, and connections to them
 
 	webLn   net.Listener
 	limits  *limitListener // webLn, counting connections
