@@ -218,7 +218,9 @@ func (n *Node) Status(ctx context.Context) (erg.Status, error) {
 		GrainIdle: erg.Duration(n.cfg.GrainIdle),
 	}
 	n.p2pStatus(&st)
-	st.Name = n.NodeName()
+	if n.friends != nil {
+		st.Name = n.friends.Name()
+	}
 	return st, nil
 }
 

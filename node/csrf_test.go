@@ -96,7 +96,7 @@ func (n *testNode) state(t *testing.T, grainID string) nodeState {
 	s.Invites = len(invs)
 	apps, _ := n.Apps(ctx)
 	s.Apps = len(apps)
-	fs, _ := n.Friends(ctx, owner)
+	fs, _ := n.friends.Friends(ctx, owner)
 	s.Friends = len(fs)
 	return s
 }

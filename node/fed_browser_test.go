@@ -9,7 +9,7 @@ import (
 // signIn signs the owner in on a node's login page in u's tab.
 func (u *user) signIn(n *testNode) {
 	u.b.t.Helper()
-	u.do("sign in on "+n.NodeName(), chromedp.Navigate(n.URL()+"/login"),
+	u.do("sign in on "+n.friends.Name(), chromedp.Navigate(n.URL()+"/login"),
 		chromedp.SetValue(chromedp.CSS(`[data-testid=login-username]`), "alice"),
 		chromedp.SetValue(chromedp.CSS(`[data-testid=login-password]`), ownerPassword),
 		chromedp.Click(chromedp.CSS(`[data-testid=login-submit]`)),

@@ -29,7 +29,7 @@ func heldToken(t *testing.T, b *testNode, title string) []byte {
 			return g.token
 		}
 	}
-	t.Fatalf("%s holds no share of %q", b.NodeName(), title)
+	t.Fatalf("%s holds no share of %q", b.friends.Name(), title)
 	return nil
 }
 
@@ -189,7 +189,7 @@ func TestFederationRefusesWhatIsNotTheirs(t *testing.T) {
 			t.Errorf("a stranger's restore: %v (deadline %v)", err, rctx.Err())
 		}
 		// Nor may it befriend or offer anything without an invite.
-		if _, err := d.AddFriend(ctx, d.owner(), fed.Invite{Peer: a.p2p.host.ID().String(), Name: "anode", Secret: make([]byte, 32),
+		if _, err := d.friends.Add(ctx, d.owner(), fed.Invite{Peer: a.p2p.host.ID().String(), Name: "anode", Secret: make([]byte, 32),
 			Addrs: a.p2p.host.Addrs()}.String()); err == nil || !strings.Contains(err.Error(), "unknown, used or expired") {
 			t.Errorf("befriending with a forged invite: %v", err)
 		}
@@ -249,14 +249,14 @@ func TestFederationRefusesWhatIsNotTheirs(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer g.Release()
-		if err := b.RemoveFriend(ctx, b.owner(), "anode"); err != nil {
+		if err := b.friends.Remove(ctx, b.owner(), "anode"); err != nil {
 			t.Fatal(err)
 		}
 		if gs := b.remoteGrains(ctx, b.owner()); len(gs) != 0 {
 			t.Errorf("b still lists %d grains from a", len(gs))
 		}
 		// b told a: a forgot b too.
-		if fs, _ := a.Friends(ctx, a.owner()); len(fs) != 1 || fs[0].Name != "cnode" {
+		if fs, _ := a.friends.Friends(ctx, a.owner()); len(fs) != 1 || fs[0].Name != "cnode" {
 			t.Errorf("a's friends after b removed it: %+v", fs)
 		}
 		req, _ := http.NewRequest(http.MethodGet, "http://grain/api/note", nil)

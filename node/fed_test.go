@@ -29,11 +29,11 @@ import (
 func befriend(t testing.TB, a, b *testNode) {
 	t.Helper()
 	ctx := context.Background()
-	inv, err := a.NewFriendInvite(ctx, a.owner())
+	inv, err := a.friends.NewInvite(ctx, a.owner())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.AddFriend(ctx, b.owner(), inv.Code); err != nil {
+	if _, err := b.friends.Add(ctx, b.owner(), inv.Code); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -50,7 +50,7 @@ func sharedWith(t testing.TB, b *testNode, who erg.User, title string) erg.Grain
 			return g
 		}
 	}
-	t.Fatalf("no grain %q shared with %s on %s: %+v", title, who.Username, b.NodeName(), gs)
+	t.Fatalf("no grain %q shared with %s on %s: %+v", title, who.Username, b.friends.Name(), gs)
 	return erg.Grain{}
 }
 
@@ -88,7 +88,7 @@ func TestFriendShareInProcess(t *testing.T) {
 	a := startNode(t, func(c *Config) { c.Name = "anode" })
 	b := startNode(t, func(c *Config) { c.Name = "bnode"; c.Owner = "bob" })
 	befriend(t, a, b)
-	fs, err := a.Friends(ctx, a.owner())
+	fs, err := a.friends.Friends(ctx, a.owner())
 	if err != nil || len(fs) != 1 || fs[0].Name != "bnode" || !fs[0].Online {
 		t.Fatalf("a's friends: %+v %v", fs, err)
 	}

@@ -7,13 +7,9 @@ import (
 	"capnproto.org/go/capnp/v3/rpc"
 	"github.com/libp2p/go-libp2p/core/peer"
 
-	"erg"
 	"erg/fed"
 	"erg/friends"
-	"erg/webui"
 )
-
-var _ webui.FriendsBackend = (*Node)(nil)
 
 // fedState is the node's side of the grains shared between friends' nodes
 // (the friends themselves and the connections to them are package
@@ -80,35 +76,6 @@ func (n *Node) forgettingFriend(ctx context.Context, peerID string) (func(), err
 		}
 		n.forgetRemoteFrom(peerID)
 	}, nil
-}
-
-// NodeName implements webui.FriendsBackend.
-func (n *Node) NodeName() string {
-	if n.friends == nil {
-		return ""
-	}
-	return n.friends.Name()
-}
-
-// Friends implements webui.FriendsBackend.
-func (n *Node) Friends(ctx context.Context, who erg.User) ([]erg.Friend, error) {
-	return n.friends.Friends(ctx, who)
-}
-
-// NewFriendInvite implements webui.FriendsBackend.
-func (n *Node) NewFriendInvite(ctx context.Context, who erg.User) (erg.FriendInvite, error) {
-	return n.friends.NewInvite(ctx, who)
-}
-
-// AddFriend implements webui.FriendsBackend.
-func (n *Node) AddFriend(ctx context.Context, who erg.User, code string) (erg.Friend, error) {
-	return n.friends.Add(ctx, who, code)
-}
-
-// RemoveFriend implements webui.FriendsBackend. What this node shared with
-// the friend is revoked; what it shared with this node is forgotten.
-func (n *Node) RemoveFriend(ctx context.Context, who erg.User, name string) error {
-	return n.friends.Remove(ctx, who, name)
 }
 
 func (n *Node) friendByPeer(ctx context.Context, p string) (friends.Friend, error) {

@@ -13,6 +13,7 @@ import (
 
 	"erg"
 	"erg/accounts"
+	"erg/friends"
 	"erg/store"
 )
 
@@ -28,6 +29,7 @@ type api struct {
 	b         Backend
 	acc       *accounts.Service
 	st        *store.Service
+	fr        *friends.Service
 	log       *slog.Logger
 	maxUpload int64
 	body      bodyGuard
@@ -78,9 +80,7 @@ func (a *api) routes() *http.ServeMux {
 		})
 	}
 	a.registerStore(mux, a.st)
-	if fb, ok := a.b.(FriendsBackend); ok {
-		a.registerFriends(mux, fb)
-	}
+	a.registerFriends(mux, a.fr)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: no API route %s %s", erg.ErrNotFound, r.Method, r.URL.Path))
 	})
@@ -109,7 +109,7 @@ func (a *api) guard(forOwner bool, h http.HandlerFunc) http.HandlerFunc {
 // APIHandler serves the JSON API on the control socket. Whoever can reach
 // the socket (the data dir's owner-only unix socket) is the node's owner.
 func APIHandler(svc Services, opts Options, log *slog.Logger) http.Handler {
-	a := &api{b: svc.Node, acc: svc.Accounts, st: svc.Store, log: log, maxUpload: opts.MaxUpload, body: bodyGuard{stall: opts.BodyStall, rate: opts.MinBodyRate}}
+	a := &api{b: svc.Node, acc: svc.Accounts, st: svc.Store, fr: svc.Friends, log: log, maxUpload: opts.MaxUpload, body: bodyGuard{stall: opts.BodyStall, rate: opts.MinBodyRate}}
 	if a.maxUpload <= 0 {
 		a.maxUpload = 1 << 30
 	}
@@ -128,7 +128,7 @@ func APIHandler(svc Services, opts Options, log *slog.Logger) http.Handler {
 // `erg token new`) or a web session with its CSRF token in the
 // X-CSRF-Token header for anything that changes state.
 func (h *Handler) httpAPI() http.Handler {
-	a := &api{b: h.b, acc: h.acc, st: h.st, log: h.log, maxUpload: h.maxUpload, body: h.body}
+	a := &api{b: h.b, acc: h.acc, st: h.st, fr: h.fr, log: h.log, maxUpload: h.maxUpload, body: h.body}
 	mux := a.routes()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")

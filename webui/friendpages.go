@@ -18,10 +18,7 @@ type friendsData struct {
 
 // friendPages adds the Friends page's routes, if the backend has friends.
 func (h *Handler) friendPages() []pageRoute {
-	fb, ok := h.b.(FriendsBackend)
-	if !ok {
-		return nil
-	}
+	fb := h.fr
 	render := func(w http.ResponseWriter, r *http.Request, a actor, code int, inv *erg.FriendInvite, notice, errMsg string) {
 		fs, err := fb.Friends(r.Context(), a.user)
 		if err != nil {
@@ -29,7 +26,7 @@ func (h *Handler) friendPages() []pageRoute {
 			return
 		}
 		h.render(w, r, code, "friends", pageData{Title: "Friends", Nav: "friends", Notice: notice, Error: errMsg,
-			Data: friendsData{Name: fb.NodeName(), Friends: fs, New: inv}})
+			Data: friendsData{Name: fb.Name(), Friends: fs, New: inv}})
 	}
 	userErr := func(err error) string {
 		msg := err.Error()
@@ -43,7 +40,7 @@ func (h *Handler) friendPages() []pageRoute {
 			render(w, r, a, http.StatusOK, nil, "", "")
 		}, false},
 		{"POST /friends/invite", func(w http.ResponseWriter, r *http.Request, a actor) {
-			inv, err := fb.NewFriendInvite(r.Context(), a.user)
+			inv, err := fb.NewInvite(r.Context(), a.user)
 			if err != nil {
 				h.failPage(w, r, err)
 				return
@@ -51,7 +48,7 @@ func (h *Handler) friendPages() []pageRoute {
 			render(w, r, a, http.StatusCreated, &inv, "", "")
 		}, false},
 		{"POST /friends/add", func(w http.ResponseWriter, r *http.Request, a actor) {
-			f, err := fb.AddFriend(r.Context(), a.user, r.PostFormValue("code"))
+			f, err := fb.Add(r.Context(), a.user, r.PostFormValue("code"))
 			if err != nil {
 				if errors.Is(err, erg.ErrUnauthorized) {
 					h.failPage(w, r, err)
@@ -63,7 +60,7 @@ func (h *Handler) friendPages() []pageRoute {
 			render(w, r, a, http.StatusOK, nil, "You are now friends with "+f.Name+".", "")
 		}, false},
 		{"POST /friends/{name}/remove", func(w http.ResponseWriter, r *http.Request, a actor) {
-			if err := fb.RemoveFriend(r.Context(), a.user, r.PathValue("name")); err != nil {
+			if err := fb.Remove(r.Context(), a.user, r.PathValue("name")); err != nil {
 				h.failPage(w, r, err)
 				return
 			}

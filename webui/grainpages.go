@@ -82,8 +82,8 @@ func (h *Handler) renderShell(w http.ResponseWriter, r *http.Request, a actor, i
 			h.failPage(w, r, err)
 			return
 		}
-		if fb, ok := h.b.(FriendsBackend); ok {
-			d.Friends, _ = fb.Friends(ctx, a.user)
+		if h.fr != nil {
+			d.Friends, _ = h.fr.Friends(ctx, a.user)
 		}
 		if a.user.Owner {
 			users, _ := h.acc.Users(ctx, a.user)

@@ -17,6 +17,7 @@ import (
 	"erg"
 	"erg/accounts"
 	"erg/fed"
+	"erg/friends"
 	"erg/store"
 )
 
@@ -52,6 +53,7 @@ type Handler struct {
 	b          Backend
 	acc        *accounts.Service
 	st         *store.Service
+	fr         *friends.Service
 	log        *slog.Logger
 	domain     string
 	maxUpload  int64
@@ -75,7 +77,7 @@ func NewHandler(svc Services, opts Options, log *slog.Logger) *Handler {
 		log = slog.New(slog.DiscardHandler)
 	}
 	h := &Handler{
-		b: svc.Node, acc: svc.Accounts, st: svc.Store, log: log, domain: strings.ToLower(opts.Domain), maxUpload: opts.MaxUpload,
+		b: svc.Node, acc: svc.Accounts, st: svc.Store, fr: svc.Friends, log: log, domain: strings.ToLower(opts.Domain), maxUpload: opts.MaxUpload,
 		cop: http.NewCrossOriginProtection(), limiter: newLimiter(),
 		body: bodyGuard{stall: opts.BodyStall, rate: opts.MinBodyRate}, ws: newWSLimiter(opts.MaxWebsockets),
 	}

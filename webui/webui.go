@@ -13,6 +13,7 @@ import (
 
 	"erg"
 	"erg/accounts"
+	"erg/friends"
 	"erg/store"
 )
 
@@ -22,6 +23,7 @@ type Services struct {
 	Node     Backend
 	Accounts *accounts.Service
 	Store    *store.Service
+	Friends  *friends.Service
 }
 
 // Backend is what the node provides to the HTTP layer. Methods that take a
