@@ -8,7 +8,7 @@ APPS     := notes todo filedrop
 VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 export CGO_ENABLED := 0
 
-.PHONY: all build erg apps packages run test bench lint clean
+.PHONY: all build erg apps packages run test unit short bench lint clean
 
 all: build
 
@@ -47,8 +47,17 @@ run: build packages
 
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-test: lint
+# Lint and the tests run side by side: the tests spend much of their time
+# waiting on real nodes, sandboxes and browsers, so the two overlap well.
+test:
+	@$(MAKE) --no-print-directory -j2 lint unit
+
+unit:
 	$(GO) test -count=1 -timeout 20m ./...
+
+# The quick loop: no erg processes, no browsers.
+short:
+	$(GO) test -count=1 -short ./...
 
 lint:
 	@test -z "$$(gofmt -l .)" || { echo "gofmt would change:"; gofmt -l .; exit 1; }
