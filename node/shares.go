@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"erg"
+	"erg/grains"
 )
 
 // maxShareLifetime bounds a share's expiry; longer means "never".
@@ -16,13 +17,11 @@ const maxShareLifetime = 366 * 24 * time.Hour
 
 // NewShare implements webui.Backend. Only a grain's owner shares it.
 func (n *Node) NewShare(ctx context.Context, who erg.User, grainID string, req erg.ShareRequest) (erg.Share, error) {
-	g, err := n.ownGrain(who, grainID)
+	g, err := n.grains.Own(who, grainID)
 	if err != nil {
 		return erg.Share{}, err
 	}
-	n.mu.RLock()
-	m := g.app
-	n.mu.RUnlock()
+	m := g.App()
 	if _, ok := m.Role(req.Role); !ok {
 		var names []string
 		for _, r := range m.Roles {
@@ -96,7 +95,7 @@ func (n *Node) NewShare(ctx context.Context, who erg.User, grainID string, req e
 
 // Shares implements webui.Backend.
 func (n *Node) Shares(ctx context.Context, who erg.User, grainID string) ([]erg.Share, error) {
-	if _, err := n.ownGrain(who, grainID); err != nil {
+	if _, err := n.grains.Own(who, grainID); err != nil {
 		return nil, err
 	}
 	rows, err := n.db.QueryContext(ctx, `SELECT s.id, s.role, coalesce(u.username, ''), s.anonymous, s.label, s.created_at, s.expires_at,
@@ -139,7 +138,7 @@ func (n *Node) RevokeShare(ctx context.Context, who erg.User, shareID string) er
 	if err != nil {
 		return err
 	}
-	if _, err := n.ownGrain(who, grainID); err != nil {
+	if _, err := n.grains.Own(who, grainID); err != nil {
 		return fmt.Errorf("%w: no share %q", erg.ErrNotFound, shareID)
 	}
 	// Deleting the share deletes its holders, login tokens and sessions
@@ -147,7 +146,7 @@ func (n *Node) RevokeShare(ctx context.Context, who erg.User, shareID string) er
 	if _, err := n.db.ExecContext(ctx, `DELETE FROM shares WHERE id = ?`, shareID); err != nil {
 		return fmt.Errorf("revoke share: %w", err)
 	}
-	n.dropSessions(func(s sessionEntry) bool { return s.shareID == shareID })
+	n.grains.Sessions.Drop(func(s grains.Session) bool { return s.ShareID == shareID })
 	if friendPeer != "" {
 		n.revokeFriendShare(shareID, friendPeer, hash)
 	}
@@ -169,7 +168,7 @@ func (n *Node) OpenShare(ctx context.Context, who *erg.User, token string) (erg.
 	if err != nil {
 		return erg.Grain{}, err
 	}
-	g, err := n.grain(grainID)
+	g, err := n.grains.Lookup(grainID)
 	if err != nil {
 		return erg.Grain{}, err
 	}
@@ -177,13 +176,11 @@ func (n *Node) OpenShare(ctx context.Context, who *erg.User, token string) (erg.
 	case who == nil && (forUser.Valid || !anonymous):
 		return erg.Grain{}, fmt.Errorf("%w: sign in to open this link", erg.ErrUnauthorized)
 	case who == nil:
-		return n.withLoginURL(ctx, g, "", shareID, role)
+		return n.grains.WithLoginURL(ctx, g, "", shareID, role)
 	case forUser.Valid && forUser.String != who.ID:
 		return erg.Grain{}, fmt.Errorf("%w: this link was shared with another user", erg.ErrForbidden)
 	}
-	n.mu.RLock()
-	owner := g.ownerID
-	n.mu.RUnlock()
+	owner := g.OwnerID()
 	if owner == who.ID {
 		return n.OpenGrain(ctx, *who, grainID)
 	}
