@@ -24,6 +24,7 @@ import (
 	"erg/grains"
 	"erg/install"
 	"erg/sandbox"
+	"erg/shares"
 	"erg/webui"
 )
 
@@ -90,6 +91,7 @@ type Node struct {
 	db      *sql.DB
 	runner  *sandbox.Runner
 	grains  *grains.Service // grains, their sandboxes, sessions and backups
+	shares  *shares.Service // sharing links and the shares users hold
 	started time.Time
 	lock    *os.File
 
@@ -190,6 +192,15 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	if err := n.initAccounts(ctx); err != nil {
 		return nil, err
 	}
+	n.shares = shares.New(shares.Config{
+		DB:                n.db,
+		Grains:            n.grains,
+		Log:               n.log,
+		UserByName:        n.userByName,
+		URL:               n.URL,
+		ShareWithFriend:   n.shareWithFriend,
+		RevokeFriendShare: n.revokeFriendShare,
+	})
 	if cfg.AppsDir != "" {
 		if err := n.installAppsDir(ctx, cfg.AppsDir); err != nil {
 			return nil, err

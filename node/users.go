@@ -2,14 +2,12 @@ package node
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"fmt"
-	"strings"
 
 	"erg"
 	"erg/accounts"
 	"erg/grains"
+	"erg/shares"
 )
 
 // ownerID is the owner's account id (see package db's second migration).
@@ -150,12 +148,6 @@ func (n *Node) RemoveUser(ctx context.Context, who erg.User, username string) er
 	return nil
 }
 
-var shortIDEncoding = base64.RawURLEncoding
-
 // newShortID is a random id for rows people name in commands (shares,
 // invites, tokens); it is not a secret.
-func newShortID() string {
-	b := make([]byte, 9)
-	rand.Read(b)
-	return strings.NewReplacer("-", "x", "_", "y").Replace(shortIDEncoding.EncodeToString(b))
-}
+func newShortID() string { return shares.NewID() }
