@@ -58,7 +58,7 @@ type Service struct {
 	manager  *manager
 	trees    treeRefs // package trees in use by running grains
 	bg       sync.WaitGroup
-	Sessions *Sessions
+	sessions *Sessions
 
 	mu           sync.RWMutex
 	cache        map[string]*Info // every grain, by id
@@ -109,13 +109,17 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	s := &Service{cfg: cfg, log: cfg.Log, db: cfg.DB, cache: map[string]*Info{}, restoreLimit: defaultRestoreLimit,
-		Sessions: NewSessions(cfg.DB)}
+		sessions: NewSessions(cfg.DB)}
 	if err := s.load(ctx); err != nil {
 		return nil, err
 	}
 	s.manager = newManager(cfg.Runner, cfg.Idle, cfg.Log, s)
 	return s, nil
 }
+
+// Sessions is the table of sessions and one-time logins on grain origins,
+// which friends' grains served here share.
+func (s *Service) Sessions() *Sessions { return s.sessions }
 
 // Close stops every grain and waits for them and for package GC.
 func (s *Service) Close() {
@@ -463,7 +467,7 @@ func (s *Service) create(ctx context.Context, who erg.User, appRef, title string
 // an account (or "" for an anonymous visitor) through a share (or "" for
 // the owner).
 func (s *Service) WithLoginURL(ctx context.Context, g *Info, accountID, shareID, role string) (erg.Grain, error) {
-	token, err := s.Sessions.NewLoginToken(ctx, LocalGrain, g.id, accountID, shareID)
+	token, err := s.Sessions().NewLoginToken(ctx, LocalGrain, g.id, accountID, shareID)
 	if err != nil {
 		return erg.Grain{}, err
 	}
@@ -526,7 +530,7 @@ func (s *Service) Remove(ctx context.Context, id string) error {
 	s.mu.Lock()
 	delete(s.cache, id)
 	s.mu.Unlock()
-	s.Sessions.Drop(func(se Session) bool { return se.GrainID == id })
+	s.Sessions().Drop(func(se Session) bool { return se.GrainID == id })
 	s.manager.forget(id)
 	dir := s.Dir(id)
 	if err := apppkg.RemoveTree(dir); err != nil {

@@ -138,7 +138,7 @@ func TestNewGrainLoginsAndSessions(t *testing.T) {
 		t.Errorf("a made-up session: %v", err)
 	}
 	// Dropping the session cuts it, and its context.
-	s.Sessions.Drop(func(se Session) bool { return se.AccountID == owner.ID })
+	s.Sessions().Drop(func(se Session) bool { return se.AccountID == owner.ID })
 	if v.Session.Err() == nil {
 		t.Error("a dropped session's context is not cancelled")
 	}

@@ -50,13 +50,13 @@ func (h Handle) Open(ctx context.Context, who erg.User) (erg.Grain, error) {
 
 // Redeem implements webui.GrainHandle.
 func (h Handle) Redeem(ctx context.Context, token string) (string, error) {
-	return h.s.Sessions.Redeem(ctx, LocalGrain, h.g.id, token)
+	return h.s.Sessions().Redeem(ctx, LocalGrain, h.g.id, token)
 }
 
 // Viewer implements webui.GrainHandle.
 func (h Handle) Viewer(ctx context.Context, session string) (erg.Viewer, error) {
 	s, g := h.s, h.g
-	se, err := s.Sessions.Check(ctx, HashToken(session), g.id, func(ctx context.Context, hash string) (Session, error) {
+	se, err := s.Sessions().Check(ctx, HashToken(session), g.id, func(ctx context.Context, hash string) (Session, error) {
 		return s.loadSession(ctx, hash, g)
 	})
 	if err != nil {

@@ -532,7 +532,7 @@ func (n *Node) forgetRemoteFrom(peerID string) {
 		}
 	}
 	st.mu.Unlock()
-	n.grains.Sessions.Drop(func(s grains.Session) bool { return gone[s.GrainID] })
+	n.grains.Sessions().Drop(func(s grains.Session) bool { return gone[s.GrainID] })
 }
 
 // forgetRemoteOf forgets the grains friends shared with a removed user
@@ -551,7 +551,7 @@ func (n *Node) forgetRemoteOf(userID string) {
 		}
 	}
 	st.mu.Unlock()
-	n.grains.Sessions.Drop(func(s grains.Session) bool { return gone[s.GrainID] })
+	n.grains.Sessions().Drop(func(s grains.Session) bool { return gone[s.GrainID] })
 }
 
 // friendNames maps friends' peer ids to their names.
@@ -600,7 +600,7 @@ func (n *Node) openRemote(ctx context.Context, who erg.User, g *remoteGrain) (er
 	if out.Revoked {
 		return erg.Grain{}, fmt.Errorf("%w: %q: %v", erg.ErrForbidden, g.title, errShareRevoked)
 	}
-	token, err := n.grains.Sessions.NewLoginToken(ctx, grains.RemoteGrain, g.id, g.userID, "")
+	token, err := n.grains.Sessions().NewLoginToken(ctx, grains.RemoteGrain, g.id, g.userID, "")
 	if err != nil {
 		return erg.Grain{}, err
 	}
@@ -631,7 +631,7 @@ func (rh remoteHandle) open(ctx context.Context, who erg.User) (erg.Grain, error
 
 // Redeem implements webui.GrainHandle.
 func (rh remoteHandle) Redeem(ctx context.Context, token string) (string, error) {
-	return rh.n.grains.Sessions.Redeem(ctx, grains.RemoteGrain, rh.g.id, token)
+	return rh.n.grains.Sessions().Redeem(ctx, grains.RemoteGrain, rh.g.id, token)
 }
 
 // Viewer implements webui.GrainHandle. A revoked share keeps its
@@ -639,7 +639,7 @@ func (rh remoteHandle) Redeem(ctx context.Context, token string) (string, error)
 // refusal.
 func (rh remoteHandle) Viewer(ctx context.Context, session string) (erg.Viewer, error) {
 	n, g := rh.n, rh.g
-	s, err := n.grains.Sessions.Check(ctx, hashToken(session), g.id, func(ctx context.Context, hash string) (grains.Session, error) {
+	s, err := n.grains.Sessions().Check(ctx, hashToken(session), g.id, func(ctx context.Context, hash string) (grains.Session, error) {
 		return n.loadRemoteSession(ctx, hash, g)
 	})
 	if err != nil {

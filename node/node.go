@@ -1,6 +1,7 @@
 // Package node is erg's composition root: it owns the data dir, the node's
-// identity and metadata database, the installed apps and the grains'
-// lifecycle, and wires the sandbox and the web UI together.
+// identity and metadata database and the installed apps, and wires the
+// feature packages (accounts, grains, shares), the sandbox and the web UI
+// together.
 package node
 
 import (

@@ -372,7 +372,7 @@ func TestShareLinksRefuseForgedExpiredAndForeign(t *testing.T) {
 		t.Errorf("an expired link: %d, want 404", code)
 	}
 	// Sessions opened through it end with it, too.
-	n.grains.Sessions.Drop(func(grains.Session) bool { return true })
+	n.grains.Sessions().Drop(func(grains.Session) bool { return true })
 	if code, _ := visitor.get(n.grainOrigin(g.ID) + "/read"); code != http.StatusForbidden {
 		t.Logf("(visitor on the grain origin after expiry: %d)", code)
 	}

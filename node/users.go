@@ -20,7 +20,7 @@ func (n *Node) initAccounts(ctx context.Context) error {
 		Owner: n.cfg.Owner, // until they choose one: `erg run --owner`, or $USER
 		URL:   n.URL,
 		// Grain sessions cache their holder's username.
-		Renamed: func(id string) { n.grains.Sessions.Drop(func(s grains.Session) bool { return s.AccountID == id }) },
+		Renamed: func(id string) { n.grains.Sessions().Drop(func(s grains.Session) bool { return s.AccountID == id }) },
 	})
 	if err != nil {
 		return err
@@ -142,7 +142,7 @@ func (n *Node) RemoveUser(ctx context.Context, who erg.User, username string) er
 	if err := n.accounts.Delete(ctx, u.ID); err != nil {
 		return err
 	}
-	n.grains.Sessions.Drop(func(s grains.Session) bool { return s.AccountID == u.ID })
+	n.grains.Sessions().Drop(func(s grains.Session) bool { return s.AccountID == u.ID })
 	n.forgetRemoteOf(u.ID)
 	n.log.Info("user removed", "username", u.Username, "grains", len(theirs))
 	return nil

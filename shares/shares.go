@@ -194,7 +194,7 @@ func (s *Service) Revoke(ctx context.Context, who erg.User, shareID string) erro
 	if _, err := s.db.ExecContext(ctx, `DELETE FROM shares WHERE id = ?`, shareID); err != nil {
 		return fmt.Errorf("revoke share: %w", err)
 	}
-	s.grains.Sessions.Drop(func(se grains.Session) bool { return se.ShareID == shareID })
+	s.grains.Sessions().Drop(func(se grains.Session) bool { return se.ShareID == shareID })
 	if friendPeer != "" {
 		s.cfg.RevokeFriendShare(shareID, friendPeer, hash)
 	}
