@@ -24,7 +24,7 @@ func BenchmarkProxy(b *testing.B) {
 	if code, _ := n.get(origin + "/"); code != 200 {
 		b.Fatal("grain did not start")
 	}
-	sb := n.grains.sandboxOf(id)
+	sb := n.grains.SandboxOf(id)
 	direct := &http.Client{Transport: &http.Transport{
 		DialContext:         func(ctx context.Context, _, _ string) (net.Conn, error) { return sb.Dial(ctx, 8080) },
 		MaxIdleConnsPerHost: 64,
@@ -92,8 +92,8 @@ func BenchmarkGrainMemory(b *testing.B) {
 			if code, _ := n.get(origin + "/api/note"); code != 200 {
 				b.Fatalf("notes grain answered %d", code)
 			}
-			pids = append(pids, n.grains.sandboxOf(id).Pid())
-			if mem, err := n.grains.sandboxOf(id).MemoryUsage(); err == nil {
+			pids = append(pids, n.grains.SandboxOf(id).Pid())
+			if mem, err := n.grains.SandboxOf(id).MemoryUsage(); err == nil {
 				perGrainCgroup += mem
 			}
 		}

@@ -317,7 +317,7 @@ func TestBrowser(t *testing.T) {
 	if got := eval[string](note, fmt.Sprintf(`fetch(%q, {method: "POST", credentials: "include", mode: "no-cors", body: "x"}).then(() => "sent", e => "blocked")`, shellOrigin+"/grains/"+id+"/delete")); got == "" {
 		t.Error("no answer from a cross-origin post")
 	}
-	if _, err := n.grain(id); err != nil {
+	if _, err := n.grains.Lookup(id); err != nil {
 		t.Fatalf("a grain's script deleted its grain through the shell: %v", err)
 	}
 

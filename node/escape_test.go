@@ -54,7 +54,7 @@ func nodeBattery(t *testing.T) {
 	if code, _ := n.get(otherOrigin + "/"); code != 200 {
 		t.Fatalf("other grain: %d", code)
 	}
-	otherFile := filepath.Join(n.grainDir(other), "var", "secret")
+	otherFile := filepath.Join(n.grains.Dir(other), "var", "secret")
 	if err := os.WriteFile(otherFile, []byte("the other grain's data"), 0o600); err != nil {
 		t.Fatal(err)
 	}

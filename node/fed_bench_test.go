@@ -36,7 +36,7 @@ func newFedBench(b *testing.B) *fedBench {
 	befriend(b, a, bn)
 	// File drop serves files by streaming them from its /var/files.
 	id, origin := a.newGrain("filedrop")
-	files := filepath.Join(a.grainDir(id), "var", "files")
+	files := filepath.Join(a.grains.Dir(id), "var", "files")
 	if err := os.MkdirAll(files, 0o755); err != nil {
 		b.Fatal(err)
 	}
@@ -125,7 +125,7 @@ func BenchmarkFriendGrainLatency(b *testing.B) {
 func BenchmarkFriendGrainDownload(b *testing.B) {
 	const size = 50 << 20
 	f := newFedBench(b)
-	if err := os.WriteFile(filepath.Join(f.a.grainDir(f.grainID), "var", "files", "big"), make([]byte, size), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(f.a.grains.Dir(f.grainID), "var", "files", "big"), make([]byte, size), 0o644); err != nil {
 		b.Fatal(err)
 	}
 	var friendT, rawT, localT time.Duration

@@ -22,6 +22,7 @@ import (
 	"erg"
 	"erg/fed"
 	"erg/friends"
+	"erg/grains"
 )
 
 // maxRemoteGrainsPerFriend bounds the shares one friend may deliver, so a
@@ -38,7 +39,7 @@ var _ friends.Shares = (*Node)(nil)
 
 // shareWithFriend makes a share for a friend's node and delivers it there
 // over Cap'n Proto. If the friend's node cannot take it, nothing is kept.
-func (n *Node) shareWithFriend(ctx context.Context, who erg.User, g *grainInfo, req erg.ShareRequest) (erg.Share, error) {
+func (n *Node) shareWithFriend(ctx context.Context, who erg.User, g *grains.Info, req erg.ShareRequest) (erg.Share, error) {
 	if req.Anonymous || strings.TrimSpace(req.ForUser) != "" {
 		return erg.Share{}, fmt.Errorf("%w: a share to a friend's node is for that node's users, not local ones or anonymous", erg.ErrInvalid)
 	}
@@ -66,12 +67,10 @@ func (n *Node) shareWithFriend(ctx context.Context, who erg.User, g *grainInfo, 
 	if req.ExpiresIn < 0 || time.Duration(req.ExpiresIn)*time.Second > maxShareLifetime {
 		return erg.Share{}, fmt.Errorf("%w: a share expires within a year, or never (0)", erg.ErrInvalid)
 	}
-	n.mu.RLock()
-	m, title := g.app, g.title
-	n.mu.RUnlock()
+	m, title := g.App(), g.Title()
 	role, _ := m.Role(req.Role)
 	now := time.Now()
-	sh := erg.Share{ID: newShortID(), GrainID: g.id, Role: req.Role, Label: label, Created: time.Unix(now.Unix(), 0),
+	sh := erg.Share{ID: newShortID(), GrainID: g.ID(), Role: req.Role, Label: label, Created: time.Unix(now.Unix(), 0),
 		Friend: f.Name, FriendUser: friendUser}
 	var expires int64
 	if req.ExpiresIn > 0 {
@@ -81,7 +80,7 @@ func (n *Node) shareWithFriend(ctx context.Context, who erg.User, g *grainInfo, 
 	token := make([]byte, 32)
 	rand.Read(token)
 	if _, err := n.db.ExecContext(ctx, `INSERT INTO shares (id, hash, grain_id, role, label, created_at, expires_at, friend_peer, friend_user)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, sh.ID, hashToken(string(token)), g.id, sh.Role, label, now.Unix(), expires, f.Peer, friendUser); err != nil {
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, sh.ID, hashToken(string(token)), g.ID(), sh.Role, label, now.Unix(), expires, f.Peer, friendUser); err != nil {
 		return erg.Share{}, fmt.Errorf("new share: %w", err)
 	}
 	offer := fed.Offer{Token: token, Owner: who.Username, User: friendUser,
@@ -99,7 +98,7 @@ func (n *Node) shareWithFriend(ctx context.Context, who erg.User, g *grainInfo, 
 		}
 		return erg.Share{}, erg.E(kind, "%s did not take the share: %s", f.Name, erg.Message(err))
 	}
-	n.log.Info("grain shared with a friend", "grain", g.id, "share", sh.ID, "role", sh.Role, "friend", f.Name, "user", friendUser)
+	n.log.Info("grain shared with a friend", "grain", g.ID(), "share", sh.ID, "role", sh.Role, "friend", f.Name, "user", friendUser)
 	return sh, nil
 }
 
@@ -167,13 +166,11 @@ func (n *Node) Restore(ctx context.Context, peerID, user string, token []byte) (
 	if friendUser != "" && subtle.ConstantTimeCompare([]byte(friendUser), []byte(uname)) != 1 {
 		return nil, fed.ShareInfo{}, fed.ErrUnknownToken
 	}
-	g, err := n.grain(grainID)
+	g, err := n.grains.Lookup(grainID)
 	if err != nil {
 		return nil, fed.ShareInfo{}, fed.ErrUnknownToken
 	}
-	n.mu.RLock()
-	m, title := g.app, g.title
-	n.mu.RUnlock()
+	m, title := g.App(), g.Title()
 	rl, _ := m.Role(role)
 	v := erg.Viewer{
 		UserID:      n.derive("friend-user-id", peerID, uname, grainID),
@@ -215,10 +212,10 @@ func (n *Node) Restore(ctx context.Context, peerID, user string, token []byte) (
 // needed and keeping it running while the exchange lasts.
 func (n *Node) grainTransport(grainID string) http.RoundTripper {
 	return roundTripFunc(func(req *http.Request) (*http.Response, error) {
-		if _, err := n.grain(grainID); err != nil {
+		if _, err := n.grains.Lookup(grainID); err != nil {
 			return nil, err
 		}
-		rt, release, err := n.grains.acquire(req.Context(), grainID)
+		rt, release, err := n.grains.Acquire(req.Context(), grainID)
 		if err != nil {
 			return nil, err
 		}
@@ -341,7 +338,7 @@ func (n *Node) Offer(ctx context.Context, peerID string, o fed.Offer) error {
 	if title == "" {
 		title = "Untitled " + o.Info.AppName
 	}
-	g := &remoteGrain{id: newGrainID(), peer: peerID, userID: userID, token: o.Token, title: title, appName: o.Info.AppName,
+	g := &remoteGrain{id: grains.NewID(), peer: peerID, userID: userID, token: o.Token, title: title, appName: o.Info.AppName,
 		role: o.Info.Role, perms: o.Info.Permissions, owner: o.Owner, created: time.Unix(time.Now().Unix(), 0)}
 	err := n.db.QueryRowContext(ctx, `INSERT INTO remote_grains (id, peer, token, user_id, title, app_name, role, permissions, owner, created_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -408,7 +405,7 @@ func (n *Node) forgetRemoteFrom(peerID string) {
 		}
 	}
 	st.mu.Unlock()
-	n.dropSessions(func(s sessionEntry) bool { return gone[s.grainID] })
+	n.grains.Sessions().Drop(func(s grains.Session) bool { return gone[s.GrainID] })
 }
 
 // forgetRemoteOf forgets the grains friends shared with a removed user
@@ -427,7 +424,7 @@ func (n *Node) forgetRemoteOf(userID string) {
 		}
 	}
 	st.mu.Unlock()
-	n.dropSessions(func(s sessionEntry) bool { return gone[s.grainID] })
+	n.grains.Sessions().Drop(func(s grains.Session) bool { return gone[s.GrainID] })
 }
 
 func (n *Node) remoteToAPI(g *remoteGrain, names map[string]string) erg.Grain {
@@ -466,7 +463,7 @@ func (n *Node) openRemote(ctx context.Context, who erg.User, g *remoteGrain) (er
 	if out.Revoked {
 		return erg.Grain{}, fmt.Errorf("%w: %q: %v", erg.ErrForbidden, g.title, errShareRevoked)
 	}
-	token, err := n.newLoginToken(ctx, "remote_grain_id", g.id, g.userID, "")
+	token, err := n.grains.Sessions().NewLoginToken(ctx, grains.RemoteGrain, g.id, g.userID, "")
 	if err != nil {
 		return erg.Grain{}, err
 	}
@@ -497,7 +494,7 @@ func (rh remoteHandle) open(ctx context.Context, who erg.User) (erg.Grain, error
 
 // Redeem implements webui.GrainHandle.
 func (rh remoteHandle) Redeem(ctx context.Context, token string) (string, error) {
-	return rh.n.redeem(ctx, "remote_grain_id", rh.g.id, token)
+	return rh.n.grains.Sessions().Redeem(ctx, grains.RemoteGrain, rh.g.id, token)
 }
 
 // Viewer implements webui.GrainHandle. A revoked share keeps its
@@ -505,7 +502,7 @@ func (rh remoteHandle) Redeem(ctx context.Context, token string) (string, error)
 // refusal.
 func (rh remoteHandle) Viewer(ctx context.Context, session string) (erg.Viewer, error) {
 	n, g := rh.n, rh.g
-	s, err := n.checkSession(ctx, hashToken(session), g.id, func(ctx context.Context, hash string) (sessionEntry, error) {
+	s, err := n.grains.Sessions().Check(ctx, hashToken(session), g.id, func(ctx context.Context, hash string) (grains.Session, error) {
 		return n.loadRemoteSession(ctx, hash, g)
 	})
 	if err != nil {
@@ -514,34 +511,32 @@ func (rh remoteHandle) Viewer(ctx context.Context, session string) (erg.Viewer, 
 	n.fed.mu.Lock()
 	perms := g.perms
 	n.fed.mu.Unlock()
-	return erg.Viewer{UserID: s.userID, Username: s.username, Permissions: perms, SessionID: s.sessionID,
-		Session: s.ctx, Expires: s.expires, Account: s.accountID}, nil
+	return erg.Viewer{UserID: s.UserID, Username: s.Username, Permissions: perms, SessionID: s.SessionID,
+		Session: s.Context(), Expires: s.Expires, Account: s.AccountID}, nil
 }
 
 // loadRemoteSession reads a session on a friend's grain: only the user
 // it was shared with holds one.
-func (n *Node) loadRemoteSession(ctx context.Context, hash string, g *remoteGrain) (sessionEntry, error) {
+func (n *Node) loadRemoteSession(ctx context.Context, hash string, g *remoteGrain) (grains.Session, error) {
 	var expires int64
 	var accountID sql.NullString
 	err := n.db.QueryRowContext(ctx, `SELECT expires_at, user_id FROM grain_sessions WHERE hash = ? AND remote_grain_id = ?`, hash, g.id).
 		Scan(&expires, &accountID)
 	if err != nil || accountID.String != g.userID {
-		return sessionEntry{}, fmt.Errorf("%w: no such session", erg.ErrForbidden)
+		return grains.Session{}, fmt.Errorf("%w: no such session", erg.ErrForbidden)
 	}
 	u, err := n.userByID(ctx, g.userID)
 	if err != nil {
-		return sessionEntry{}, fmt.Errorf("%w: no such session", erg.ErrForbidden)
+		return grains.Session{}, fmt.Errorf("%w: no such session", erg.ErrForbidden)
 	}
-	s := sessionEntry{
-		grainID:   g.id,
-		expires:   time.Unix(expires, 0),
-		accountID: g.userID,
-		username:  u.Username,
-		userID:    n.derive("user-id", g.userID, g.id),
-		sessionID: n.derive("session-id", hash),
-	}
-	s.ctx, s.cancel = context.WithCancel(context.Background())
-	return s, nil
+	return grains.Session{
+		GrainID:   g.id,
+		Expires:   time.Unix(expires, 0),
+		AccountID: g.userID,
+		Username:  u.Username,
+		UserID:    n.derive("user-id", g.userID, g.id),
+		SessionID: n.derive("session-id", hash),
+	}, nil
 }
 
 // restoreRemote returns a transport into a remote grain, restoring the

@@ -25,20 +25,20 @@ func TestGrainStartsOnFirstRequestAndKeepsData(t *testing.T) {
 		t.Fatal(err)
 	}
 	id, origin := g.ID, strings.Split(g.URL, "/_erg/")[0]
-	if n.grains.running(id) {
+	if n.grains.Running(id) {
 		t.Fatal("grain runs before any request")
 	}
 	// The login link redirects to the grain's root page.
 	if code, body := n.get(g.URL); code != 200 || !strings.Contains(body, "hello from echo") {
 		t.Fatalf("GET / = %d %q", code, body)
 	}
-	if !n.grains.running(id) {
+	if !n.grains.Running(id) {
 		t.Fatal("grain not running after a request")
 	}
 	if code, _ := n.get(origin + "/write?v=kept"); code != 200 {
 		t.Fatalf("write: %d", code)
 	}
-	if err := n.grains.stop(context.Background(), id, "test"); err != nil {
+	if err := n.grains.Stop(context.Background(), id, "test"); err != nil {
 		t.Fatal(err)
 	}
 	if code, body := n.get(origin + "/read"); code != 200 || body != "kept" {
@@ -52,10 +52,10 @@ func TestConcurrentFirstRequestsShareOneStart(t *testing.T) {
 	id, origin := n.newGrain("echo")
 	// Signing in opened the grain once; stop it so every request below is
 	// a first request to a stopped grain.
-	if err := n.grains.stop(context.Background(), id, "test"); err != nil {
+	if err := n.grains.Stop(context.Background(), id, "test"); err != nil {
 		t.Fatal(err)
 	}
-	startsBefore := n.grains.starts.Load()
+	startsBefore := n.grains.Starts()
 	const clients = 50
 	var wg sync.WaitGroup
 	errs := make(chan error, clients)
@@ -81,7 +81,7 @@ func TestConcurrentFirstRequestsShareOneStart(t *testing.T) {
 	for err := range errs {
 		t.Errorf("request: %v", err)
 	}
-	if got := n.grains.starts.Load() - startsBefore; got != 1 {
+	if got := n.grains.Starts() - startsBefore; got != 1 {
 		t.Errorf("50 first requests started the grain %d times, want 1", got)
 	}
 }
@@ -91,12 +91,12 @@ func TestIdleGrainStopsAndFreesItsCgroup(t *testing.T) {
 	n := startNode(t, func(c *Config) { c.GrainIdle = 300 * time.Millisecond })
 	id, origin := n.newGrain("echo")
 	n.get(origin + "/")
-	sb := n.grains.sandboxOf(id)
+	sb := n.grains.SandboxOf(id)
 	if sb == nil {
 		t.Fatal("grain not running")
 	}
 	cgroups := sb.CgroupPaths()
-	waitFor(t, 5*time.Second, "idle stop", func() bool { return !n.grains.running(id) })
+	waitFor(t, 5*time.Second, "idle stop", func() bool { return !n.grains.Running(id) })
 	<-sb.Done()
 	waitFor(t, 5*time.Second, "cgroup removal", func() bool {
 		for _, p := range cgroups {
@@ -120,7 +120,7 @@ func TestOpenWebsocketKeepsGrainAwake(t *testing.T) {
 	ws := n.dialWS(ctx, origin+"/ws")
 	// Not an await: the grain must outlive four idle periods.
 	time.Sleep(800 * time.Millisecond)
-	if !n.grains.running(id) {
+	if !n.grains.Running(id) {
 		t.Fatal("grain stopped while a websocket was open")
 	}
 	if err := ws.Write(ctx, websocket.MessageText, []byte("ping")); err != nil {
@@ -130,7 +130,7 @@ func TestOpenWebsocketKeepsGrainAwake(t *testing.T) {
 		t.Fatalf("echo over websocket = %q, %v", msg, err)
 	}
 	ws.Close(websocket.StatusNormalClosure, "")
-	waitFor(t, 5*time.Second, "idle stop after websocket closed", func() bool { return !n.grains.running(id) })
+	waitFor(t, 5*time.Second, "idle stop after websocket closed", func() bool { return !n.grains.Running(id) })
 }
 
 func (n *testNode) dialWS(ctx context.Context, url string) *websocket.Conn {
@@ -154,7 +154,7 @@ func TestCrashedAppRestartsOnNextRequest(t *testing.T) {
 	if code, _ := n.get(origin + "/crash"); code != http.StatusBadGateway {
 		t.Errorf("crashing request = %d, want 502", code)
 	}
-	waitFor(t, 5*time.Second, "crash noticed", func() bool { return !n.grains.running(id) })
+	waitFor(t, 5*time.Second, "crash noticed", func() bool { return !n.grains.Running(id) })
 	if code, body := n.get(origin + "/pid"); code != 200 || body != "2" {
 		t.Fatalf("after crash /pid = %d %q, want a second start", code, body)
 	}
@@ -201,7 +201,7 @@ func TestRemoveGrainDeletesEverything(t *testing.T) {
 	if err := n.RemoveGrain(context.Background(), n.owner(), id); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(n.grainDir(id)); !os.IsNotExist(err) {
+	if _, err := os.Stat(n.grains.Dir(id)); !os.IsNotExist(err) {
 		t.Errorf("grain dir still there: %v", err)
 	}
 	if code, _ := n.get(origin + "/"); code != http.StatusNotFound {
@@ -246,7 +246,7 @@ func TestNotesLiveUpdatesThroughProxy(t *testing.T) {
 	b.CloseNow()
 
 	// The note outlives its sandbox and the node.
-	if err := n.grains.stop(ctx, id, "test"); err != nil {
+	if err := n.grains.Stop(ctx, id, "test"); err != nil {
 		t.Fatal(err)
 	}
 	if code, body := n.get(origin + "/api/note"); code != 200 || !strings.Contains(body, "hello from a") {

@@ -1,8 +1,8 @@
 // Package node is erg's composition root: it reads the configuration, locks
 // the data dir, loads the node's identity, opens the database, and builds
-// and wires the feature services (accounts, grains, installs, the store,
-// friends) with the sandbox, the libp2p host and the web UI; it starts and
-// stops them in order.
+// and wires the feature services (accounts, grains, shares, installs, the
+// store, friends) with the sandbox, the libp2p host and the web UI; it
+// starts and stops them in order.
 package node
 
 import (
@@ -24,8 +24,10 @@ import (
 
 	"erg/accounts"
 	"erg/friends"
+	"erg/grains"
 	"erg/install"
 	"erg/sandbox"
+	"erg/shares"
 	"erg/store"
 	"erg/webui"
 )
@@ -92,19 +94,14 @@ type Node struct {
 	key     ed25519.PrivateKey
 	db      *sql.DB
 	runner  *sandbox.Runner
-	grains  *grainManager
+	grains  *grains.Service // grains, their sandboxes, sessions and backups
+	shares  *shares.Service // sharing links and the shares users hold
 	started time.Time
 	lock    *os.File
 
 	installMu sync.Mutex // one install at a time: the version check and the write go together
 	installer *install.Installer
-	trees     treeRefs // package trees in use by running grains
 	bg        sync.WaitGroup
-
-	mu       sync.RWMutex
-	cache    map[string]*grainInfo   // every grain, by id
-	sessions map[string]sessionEntry // grain sessions seen, by token hash
-	web      webState                // grain sessions and restores (users.go)
 
 	accounts *accounts.Service // users, sign-ins, invites and API tokens
 
@@ -156,7 +153,7 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	cfg.ReadTimeout = orDefault(cfg.ReadTimeout, DefaultReadTimeout)
 	cfg.MinUploadRate = orDefault(cfg.MinUploadRate, DefaultMinUploadRate)
 	// The returns below name nil for n, so the cleanup keeps its own copy.
-	node := &Node{cfg: cfg, log: cfg.Log, started: time.Now(), cache: map[string]*grainInfo{}, sessions: map[string]sessionEntry{}}
+	node := &Node{cfg: cfg, log: cfg.Log, started: time.Now()}
 	n = node
 	defer func() {
 		if err != nil {
@@ -184,18 +181,39 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 		return nil, fmt.Errorf("cannot run grains here: %w", err)
 	}
 	n.log.Info("sandbox ready", "mode", n.runner.Mode(), "cgroups", n.runner.Cgroups())
-	if err := n.loadGrains(ctx); err != nil {
+	if n.grains, err = grains.New(ctx, grains.Config{
+		DB:          n.db,
+		Runner:      n.runner,
+		Dir:         filepath.Join(cfg.DataDir, grainsDir),
+		PackagesDir: filepath.Join(cfg.DataDir, packagesDir),
+		TempDir:     filepath.Join(cfg.DataDir, "tmp"),
+		InstallLock: &n.installMu,
+		Idle:        cfg.GrainIdle,
+		Log:         n.log.With("subsystem", "grains"),
+		Derive:      n.derive,
+		Usernames:   n.usernames,
+		Origin:      n.grainOrigin,
+	}); err != nil {
 		return nil, err
 	}
 	if err := n.initAccounts(ctx); err != nil {
 		return nil, err
 	}
+	n.shares = shares.New(shares.Config{
+		DB:                n.db,
+		Grains:            n.grains,
+		Log:               n.log,
+		UserByName:        n.userByName,
+		URL:               n.URL,
+		ShareWithFriend:   n.shareWithFriend,
+		RevokeFriendShare: n.revokeFriendShare,
+	})
 	if cfg.AppsDir != "" {
 		if err := n.installAppsDir(ctx, cfg.AppsDir); err != nil {
 			return nil, err
 		}
 	}
-	if err := n.collectPackages(ctx); err != nil {
+	if err := n.grains.CollectPackages(ctx); err != nil {
 		n.log.Warn("remove unused packages", "err", err)
 	}
 	if err := n.startP2P(ctx); err != nil {
@@ -204,7 +222,6 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	if err := n.startFed(ctx); err != nil {
 		return nil, err
 	}
-	n.grains = newGrainManager(n.runner, cfg.GrainIdle, n.log.With("subsystem", "grains"), n)
 
 	if err := n.listen(); err != nil {
 		return nil, err
@@ -322,7 +339,7 @@ func (n *Node) Close() error {
 	n.stopFed()
 	n.stopP2P()
 	if n.grains != nil {
-		n.grains.close()
+		n.grains.Close()
 	}
 	n.bg.Wait()
 	if n.runner != nil {

@@ -62,7 +62,7 @@ func TestOwnerSeesAndRemovesEveryGrain(t *testing.T) {
 	// A symlink out of the grain counts as a link, not what it points at.
 	big := filepath.Join(t.TempDir(), "big")
 	os.WriteFile(big, make([]byte, 1<<20), 0o600)
-	os.Symlink(big, filepath.Join(n.grainDir(bg.ID), "var", "link"))
+	os.Symlink(big, filepath.Join(n.grains.Dir(bg.ID), "var", "link"))
 
 	// The owner sees every grain, with its owner, app, size and state.
 	code, body := alice.api("GET", "/api/grains?all=1", nil)
@@ -103,7 +103,7 @@ func TestOwnerSeesAndRemovesEveryGrain(t *testing.T) {
 			t.Errorf("bob: DELETE %s = %d %s, want 404", id, code, body)
 		}
 	}
-	if _, err := n.grain(ag.ID); err != nil {
+	if _, err := n.grains.Lookup(ag.ID); err != nil {
 		t.Fatal("alice's grain is gone")
 	}
 
@@ -121,10 +121,10 @@ func TestOwnerSeesAndRemovesEveryGrain(t *testing.T) {
 	if code, body := alice.post("/users/grains/"+bg.ID+"/delete", nil); code != http.StatusSeeOther {
 		t.Fatalf("delete: %d %s", code, body)
 	}
-	if _, err := os.Stat(n.grainDir(bg.ID)); !os.IsNotExist(err) {
+	if _, err := os.Stat(n.grains.Dir(bg.ID)); !os.IsNotExist(err) {
 		t.Errorf("bob's grain storage is still there: %v", err)
 	}
-	if n.grains.running(bg.ID) {
+	if n.grains.Running(bg.ID) {
 		t.Error("bob's grain still runs")
 	}
 	var shares int

@@ -25,8 +25,8 @@ func (n *Node) newInstaller() *install.Installer {
 		Lock:     &n.installMu,
 		Limits:   apppkg.SizeLimits{MaxPackage: maxPackageSize},
 		Log:      n.log,
-		Recorded: n.appRecorded,
-		Collect:  n.collectPackagesLocked,
+		Recorded: func(m *apppkg.Manifest, tree string) { n.grains.AppRecorded(m, tree) },
+		Collect:  func(ctx context.Context) error { return n.grains.CollectPackagesLocked(ctx) },
 	})
 }
 
@@ -44,19 +44,6 @@ func (n *Node) InstallPackage(ctx context.Context, r io.Reader, progress erg.Ins
 		return erg.App{}, err
 	}
 	return appInfo(res.Manifest), nil
-}
-
-// appRecorded points the cached grains of an app at its new tree for
-// their next start.
-func (n *Node) appRecorded(m *apppkg.Manifest, tree string) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	for _, g := range n.cache {
-		if g.appID == m.ID {
-			g.app = m
-			g.tree = tree
-		}
-	}
 }
 
 // receiveTemp copies an uploaded package into a file in tmp/, up to

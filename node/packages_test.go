@@ -84,7 +84,7 @@ func TestInstallAndUpgradeSignedPackage(t *testing.T) {
 	if code, body := n.get(origin + "/write?v=mine"); code != 200 {
 		t.Fatalf("grain of the installed package: %d %s", code, body)
 	}
-	spec1, _ := n.runSpec(id)
+	spec1, _ := n.grains.RunSpec(id)
 
 	// The same version again, and an older one, are refused and change nothing.
 	before := packageDirs(t, n)
@@ -95,7 +95,7 @@ func TestInstallAndUpgradeSignedPackage(t *testing.T) {
 	if _, err := c.InstallPackage(ctx, bytes.NewReader(packEcho(t, key, 2))); err != nil {
 		t.Fatal(err)
 	}
-	spec2, _ := n.runSpec(id)
+	spec2, _ := n.grains.RunSpec(id)
 	if spec2.Root == spec1.Root {
 		t.Error("the grain still points at the old package after an upgrade")
 	}
@@ -106,7 +106,7 @@ func TestInstallAndUpgradeSignedPackage(t *testing.T) {
 	if code, body := n.get(origin + "/read"); code != 200 || body != "mine" {
 		t.Errorf("the running grain after the upgrade = %d %q", code, body)
 	}
-	if err := n.grains.stop(ctx, id, "test"); err != nil {
+	if err := n.grains.Stop(ctx, id, "test"); err != nil {
 		t.Fatal(err)
 	}
 	// ...and goes once no grain uses it.
@@ -116,7 +116,7 @@ func TestInstallAndUpgradeSignedPackage(t *testing.T) {
 	if code, body := n.get(origin + "/read"); code != 200 || body != "mine" {
 		t.Errorf("after the upgrade the grain's data = %d %q", code, body)
 	}
-	if run := n.grains.current(id); run == nil || run.root != spec2.Root {
+	if root := n.grains.RunningRoot(id); root != spec2.Root {
 		t.Errorf("the restarted grain does not run the new package %s", spec2.Root)
 	}
 	if _, err := c.InstallPackage(ctx, bytes.NewReader(packEcho(t, key, 1))); err == nil {
@@ -127,7 +127,7 @@ func TestInstallAndUpgradeSignedPackage(t *testing.T) {
 	}
 
 	// An upgrade while no grain runs removes the old tree at once.
-	if err := n.grains.stop(ctx, id, "test"); err != nil {
+	if err := n.grains.Stop(ctx, id, "test"); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.InstallPackage(ctx, bytes.NewReader(packEcho(t, key, 3))); err != nil {

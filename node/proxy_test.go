@@ -55,8 +55,8 @@ func TestProxyRefusesUnknownGrainsAndStrangers(t *testing.T) {
 	t.Parallel()
 	n := startNode(t, nil)
 	id, origin := n.newGrain("echo")
-	n.grains.stop(context.Background(), id, "test")
-	startsBefore := n.grains.starts.Load()
+	n.grains.Stop(context.Background(), id, "test")
+	startsBefore := n.grains.Starts()
 
 	stranger := n.newClient()
 	resp, err := stranger.Get(origin + "/")
@@ -77,7 +77,7 @@ func TestProxyRefusesUnknownGrainsAndStrangers(t *testing.T) {
 	if resp.StatusCode != http.StatusForbidden {
 		t.Errorf("forged session: %s, want 403", resp.Status)
 	}
-	if n.grains.running(id) {
+	if n.grains.Running(id) {
 		t.Error("an unauthenticated request started the grain")
 	}
 
@@ -85,7 +85,7 @@ func TestProxyRefusesUnknownGrainsAndStrangers(t *testing.T) {
 	if code, _ := n.get(missing + "/"); code != http.StatusNotFound {
 		t.Errorf("unknown grain: %d, want 404", code)
 	}
-	if got := n.grains.starts.Load() - startsBefore; got != 0 {
+	if got := n.grains.Starts() - startsBefore; got != 0 {
 		t.Errorf("%d grain starts for refused requests, want 0", got)
 	}
 }

@@ -2,194 +2,30 @@ package node
 
 import (
 	"context"
-	"database/sql"
-	"errors"
-	"fmt"
-	"strings"
-	"time"
 
 	"erg"
+	"erg/shares"
 )
 
 // maxShareLifetime bounds a share's expiry; longer means "never".
-const maxShareLifetime = 366 * 24 * time.Hour
+const maxShareLifetime = shares.MaxLifetime
 
-// NewShare implements webui.Backend. Only a grain's owner shares it.
+// NewShare implements webui.Backend.
 func (n *Node) NewShare(ctx context.Context, who erg.User, grainID string, req erg.ShareRequest) (erg.Share, error) {
-	g, err := n.ownGrain(who, grainID)
-	if err != nil {
-		return erg.Share{}, err
-	}
-	n.mu.RLock()
-	m := g.app
-	n.mu.RUnlock()
-	if _, ok := m.Role(req.Role); !ok {
-		var names []string
-		for _, r := range m.Roles {
-			names = append(names, r.Name)
-		}
-		return erg.Share{}, fmt.Errorf("%w: %s has no role %q (it has: %s)", erg.ErrInvalid, m.Name, req.Role, strings.Join(names, ", "))
-	}
-	if strings.TrimSpace(req.Friend) != "" {
-		return n.shareWithFriend(ctx, who, g, req)
-	}
-	label := strings.TrimSpace(req.Label)
-	if len(label) > 100 {
-		return erg.Share{}, fmt.Errorf("%w: the label is longer than 100 characters", erg.ErrInvalid)
-	}
-	if req.ExpiresIn < 0 || time.Duration(req.ExpiresIn)*time.Second > maxShareLifetime {
-		return erg.Share{}, fmt.Errorf("%w: a share expires within a year, or never (0)", erg.ErrInvalid)
-	}
-	var forUser *erg.User
-	if strings.TrimSpace(req.ForUser) != "" {
-		if req.Anonymous {
-			return erg.Share{}, fmt.Errorf("%w: a share for one user cannot also allow anonymous use", erg.ErrInvalid)
-		}
-		u, err := n.userByName(ctx, req.ForUser)
-		if err != nil {
-			return erg.Share{}, fmt.Errorf("%w: no user %q on this node", erg.ErrInvalid, req.ForUser)
-		}
-		if u.ID == who.ID {
-			return erg.Share{}, fmt.Errorf("%w: you already own this grain", erg.ErrInvalid)
-		}
-		forUser = &u
-	}
-	now := time.Now()
-	sh := erg.Share{
-		ID: newShortID(), GrainID: grainID, Role: req.Role, Anonymous: req.Anonymous, Label: label,
-		Created: time.Unix(now.Unix(), 0),
-	}
-	var expires int64
-	if req.ExpiresIn > 0 {
-		sh.Expires = time.Unix(now.Unix()+req.ExpiresIn, 0)
-		expires = sh.Expires.Unix()
-	}
-	token := randomToken()
-	tx, err := n.db.BeginTx(ctx, nil)
-	if err != nil {
-		return erg.Share{}, err
-	}
-	defer tx.Rollback()
-	var forID any
-	if forUser != nil {
-		forID, sh.ForUser = forUser.ID, forUser.Username
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO shares (id, hash, grain_id, role, for_user, anonymous, label, created_at, expires_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, sh.ID, hashToken(token), grainID, sh.Role, forID, sh.Anonymous, sh.Label, now.Unix(), expires); err != nil {
-		return erg.Share{}, fmt.Errorf("new share: %w", err)
-	}
-	if forUser != nil {
-		// A share for a local user is theirs at once, link or not.
-		if _, err := tx.ExecContext(ctx, `INSERT INTO share_holders (user_id, share_id, grain_id, added_at) VALUES (?, ?, ?, ?)`,
-			forUser.ID, sh.ID, grainID, now.Unix()); err != nil {
-			return erg.Share{}, err
-		}
-		sh.Holders = []string{forUser.Username}
-	}
-	if err := tx.Commit(); err != nil {
-		return erg.Share{}, err
-	}
-	sh.URL = n.URL() + "/s/" + token
-	n.log.Info("grain shared", "grain", grainID, "share", sh.ID, "role", sh.Role, "for", sh.ForUser, "anonymous", sh.Anonymous)
-	return sh, nil
+	return n.shares.New(ctx, who, grainID, req)
 }
 
 // Shares implements webui.Backend.
 func (n *Node) Shares(ctx context.Context, who erg.User, grainID string) ([]erg.Share, error) {
-	if _, err := n.ownGrain(who, grainID); err != nil {
-		return nil, err
-	}
-	rows, err := n.db.QueryContext(ctx, `SELECT s.id, s.role, coalesce(u.username, ''), s.anonymous, s.label, s.created_at, s.expires_at,
-			(SELECT group_concat(hu.username, ',') FROM share_holders h JOIN users hu ON hu.id = h.user_id WHERE h.share_id = s.id),
-			coalesce(f.name, ''), s.friend_user
-		FROM shares s LEFT JOIN users u ON u.id = s.for_user LEFT JOIN friends f ON f.peer = s.friend_peer
-		WHERE s.grain_id = ? ORDER BY s.created_at, s.id`, grainID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := []erg.Share{}
-	for rows.Next() {
-		sh := erg.Share{GrainID: grainID}
-		var created, expires int64
-		var holders sql.NullString
-		if err := rows.Scan(&sh.ID, &sh.Role, &sh.ForUser, &sh.Anonymous, &sh.Label, &created, &expires, &holders, &sh.Friend, &sh.FriendUser); err != nil {
-			return nil, err
-		}
-		sh.Created = time.Unix(created, 0)
-		if expires > 0 {
-			sh.Expires = time.Unix(expires, 0)
-		}
-		if holders.String != "" {
-			sh.Holders = strings.Split(holders.String, ",")
-		}
-		out = append(out, sh)
-	}
-	return out, rows.Err()
+	return n.shares.List(ctx, who, grainID)
 }
 
-// RevokeShare implements webui.Backend. The share's sessions end at once:
-// their next request is refused and their open websockets are closed.
+// RevokeShare implements webui.Backend.
 func (n *Node) RevokeShare(ctx context.Context, who erg.User, shareID string) error {
-	var grainID, friendPeer, hash string
-	err := n.db.QueryRowContext(ctx, `SELECT grain_id, coalesce(friend_peer, ''), hash FROM shares WHERE id = ?`, shareID).Scan(&grainID, &friendPeer, &hash)
-	if errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("%w: no share %q", erg.ErrNotFound, shareID)
-	}
-	if err != nil {
-		return err
-	}
-	if _, err := n.ownGrain(who, grainID); err != nil {
-		return fmt.Errorf("%w: no share %q", erg.ErrNotFound, shareID)
-	}
-	// Deleting the share deletes its holders, login tokens and sessions
-	// with it (ON DELETE CASCADE).
-	if _, err := n.db.ExecContext(ctx, `DELETE FROM shares WHERE id = ?`, shareID); err != nil {
-		return fmt.Errorf("revoke share: %w", err)
-	}
-	n.dropSessions(func(s sessionEntry) bool { return s.shareID == shareID })
-	if friendPeer != "" {
-		n.revokeFriendShare(shareID, friendPeer, hash)
-	}
-	n.log.Info("share revoked", "grain", grainID, "share", shareID)
-	return nil
+	return n.shares.Revoke(ctx, who, shareID)
 }
 
 // OpenShare implements webui.Backend.
 func (n *Node) OpenShare(ctx context.Context, who *erg.User, token string) (erg.Grain, error) {
-	var shareID, grainID, role string
-	var forUser sql.NullString
-	var anonymous bool
-	err := n.db.QueryRowContext(ctx, `SELECT id, grain_id, role, for_user, anonymous FROM shares
-		WHERE hash = ? AND friend_peer IS NULL AND (expires_at = 0 OR expires_at > ?)`, hashToken(token), time.Now().Unix()).
-		Scan(&shareID, &grainID, &role, &forUser, &anonymous)
-	if errors.Is(err, sql.ErrNoRows) {
-		return erg.Grain{}, fmt.Errorf("%w: this sharing link does not work: it was revoked, has expired, or is mistyped", erg.ErrNotFound)
-	}
-	if err != nil {
-		return erg.Grain{}, err
-	}
-	g, err := n.grain(grainID)
-	if err != nil {
-		return erg.Grain{}, err
-	}
-	switch {
-	case who == nil && (forUser.Valid || !anonymous):
-		return erg.Grain{}, fmt.Errorf("%w: sign in to open this link", erg.ErrUnauthorized)
-	case who == nil:
-		return n.withLoginURL(ctx, g, "", shareID, role)
-	case forUser.Valid && forUser.String != who.ID:
-		return erg.Grain{}, fmt.Errorf("%w: this link was shared with another user", erg.ErrForbidden)
-	}
-	n.mu.RLock()
-	owner := g.ownerID
-	n.mu.RUnlock()
-	if owner == who.ID {
-		return n.OpenGrain(ctx, *who, grainID)
-	}
-	if _, err := n.db.ExecContext(ctx, `INSERT OR IGNORE INTO share_holders (user_id, share_id, grain_id, added_at) VALUES (?, ?, ?, ?)`,
-		who.ID, shareID, grainID, time.Now().Unix()); err != nil {
-		return erg.Grain{}, fmt.Errorf("record share: %w", err)
-	}
-	return n.OpenGrain(ctx, *who, grainID)
+	return n.shares.Open(ctx, who, token)
 }

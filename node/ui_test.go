@@ -23,6 +23,7 @@ import (
 	"github.com/coder/websocket"
 
 	"erg"
+	"erg/grains"
 )
 
 // owner is the node's owner account, whom the control socket acts for.
@@ -241,7 +242,7 @@ func TestEveryRouteNeedsASession(t *testing.T) {
 		}
 	}
 	// Nothing happened.
-	if _, err := n.grain(g.ID); err != nil {
+	if _, err := n.grains.Lookup(g.ID); err != nil {
 		t.Error("the grain is gone")
 	}
 	if gs, _ := n.Grains(context.Background(), n.owner()); len(gs) != 1 || gs[0].Title != g.Title {
@@ -371,7 +372,7 @@ func TestShareLinksRefuseForgedExpiredAndForeign(t *testing.T) {
 		t.Errorf("an expired link: %d, want 404", code)
 	}
 	// Sessions opened through it end with it, too.
-	n.dropSessions(func(sessionEntry) bool { return true })
+	n.grains.Sessions().Drop(func(grains.Session) bool { return true })
 	if code, _ := visitor.get(n.grainOrigin(g.ID) + "/read"); code != http.StatusForbidden {
 		t.Logf("(visitor on the grain origin after expiry: %d)", code)
 	}
@@ -584,7 +585,7 @@ func TestUserLifecycle(t *testing.T) {
 	if code, _ := bob.get(n.grainOrigin(g.ID) + "/headers"); code != http.StatusNotFound {
 		t.Errorf("a removed user's grain: %d, want 404", code)
 	}
-	if _, err := os.Stat(n.grainDir(g.ID)); !os.IsNotExist(err) {
+	if _, err := os.Stat(n.grains.Dir(g.ID)); !os.IsNotExist(err) {
 		t.Errorf("bob's grain storage is still there: %v", err)
 	}
 	if err := n.RemoveUser(ctx, alice.user(), "alice"); !errors.Is(err, erg.ErrInvalid) {
@@ -622,7 +623,7 @@ func TestRestoreReadsBackupsSafely(t *testing.T) {
 	}
 	m := entry{name: "erg-backup.json", body: meta}
 	grainsBefore, _ := os.ReadDir(filepath.Join(n.cfg.DataDir, grainsDir))
-	n.web.restoreLimit = 1 << 20
+	n.grains.SetRestoreLimit(1 << 20)
 	for _, c := range []struct {
 		name string
 		zip  []byte
@@ -663,7 +664,7 @@ func TestRestoreReadsBackupsSafely(t *testing.T) {
 	if code, body := n.get(origin + "/write?v=kept"); code != 200 {
 		t.Fatalf("write: %d %s", code, body)
 	}
-	os.Symlink("/etc/passwd", filepath.Join(n.grainDir(id), "var", "planted"))
+	os.Symlink("/etc/passwd", filepath.Join(n.grains.Dir(id), "var", "planted"))
 	var buf bytes.Buffer
 	if err := n.BackupGrain(ctx, owner, id, &buf); err != nil {
 		t.Fatal(err)
@@ -896,7 +897,7 @@ func TestPagesManageGrainsAppsAndIdentity(t *testing.T) {
 	if code, _ := alice.post("/grains/"+g.ID+"/delete", nil); code != http.StatusSeeOther {
 		t.Errorf("delete: %d", code)
 	}
-	if _, err := n.grain(g.ID); err == nil {
+	if _, err := n.grains.Lookup(g.ID); err == nil {
 		t.Error("the grain survived its deletion")
 	}
 	if gs, _ := n.Grains(ctx, bob.user()); len(gs) != 0 {

@@ -2,39 +2,25 @@ package node
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"fmt"
-	"strings"
-	"time"
 
 	"erg"
 	"erg/accounts"
+	"erg/grains"
+	"erg/shares"
 )
 
 // ownerID is the owner's account id (see package db's second migration).
 const ownerID = accounts.OwnerID
 
-// webState is what the node remembers of grain sessions and restores, next
-// to the database. Accounts keep their own (package accounts).
-type webState struct {
-	// revokeGen counts session drops, so a session read from the database
-	// while a drop runs is not cached after it.
-	revokeGen uint64
-	// restoreLimit bounds the bytes one restore unpacks.
-	restoreLimit int64
-	lastSweep    time.Time // of expired sessions (forgetExpired)
-}
-
 func (n *Node) initAccounts(ctx context.Context) error {
-	n.web.restoreLimit = defaultRestoreLimit
 	a, err := accounts.New(ctx, accounts.Config{
 		DB:    n.db,
 		Log:   n.log,
 		Owner: n.cfg.Owner, // until they choose one: `erg run --owner`, or $USER
 		URL:   n.URL,
 		// Grain sessions cache their holder's username.
-		Renamed: func(id string) { n.dropSessions(func(s sessionEntry) bool { return s.accountID == id }) },
+		Renamed: func(id string) { n.grains.Sessions().Drop(func(s grains.Session) bool { return s.AccountID == id }) },
 	})
 	if err != nil {
 		return err
@@ -66,34 +52,21 @@ func (n *Node) RemoveUser(ctx context.Context, who erg.User, username string) er
 	if err != nil {
 		return err
 	}
-	var theirs []string
-	n.mu.RLock()
-	for id, g := range n.cache {
-		if g.ownerID == u.ID {
-			theirs = append(theirs, id)
-		}
-	}
-	n.mu.RUnlock()
+	theirs := n.grains.OwnedBy(u.ID)
 	for _, id := range theirs {
-		if err := n.removeGrain(ctx, id); err != nil {
+		if err := n.grains.Remove(ctx, id); err != nil {
 			return fmt.Errorf("remove %s's grains: %w", u.Username, err)
 		}
 	}
 	if err := n.accounts.Delete(ctx, u.ID); err != nil {
 		return err
 	}
-	n.dropSessions(func(s sessionEntry) bool { return s.accountID == u.ID })
+	n.grains.Sessions().Drop(func(s grains.Session) bool { return s.AccountID == u.ID })
 	n.forgetRemoteOf(u.ID)
 	n.log.Info("user removed", "username", u.Username, "grains", len(theirs))
 	return nil
 }
 
-var shortIDEncoding = base64.RawURLEncoding
-
 // newShortID is a random id for rows people name in commands (shares,
 // invites, tokens); it is not a secret.
-func newShortID() string {
-	b := make([]byte, 9)
-	rand.Read(b)
-	return strings.NewReplacer("-", "x", "_", "y").Replace(shortIDEncoding.EncodeToString(b))
-}
+func newShortID() string { return shares.NewID() }

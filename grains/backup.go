@@ -1,4 +1,4 @@
-package node
+package grains
 
 import (
 	"archive/zip"
@@ -29,7 +29,7 @@ const (
 
 // Limits on what a restore unpacks, whatever the zip's headers claim.
 const (
-	defaultRestoreLimit = 4 << 30 // bytes unpacked (webState.restoreLimit)
+	defaultRestoreLimit = 4 << 30 // bytes unpacked (Service.restoreLimit)
 	maxRestoreEntries   = 100_000
 	maxBackupMeta       = 64 << 10
 )
@@ -44,18 +44,18 @@ type backupMeta struct {
 	BackedUp   time.Time `json:"backedUp"`
 }
 
-// BackupGrain implements webui.Backend. A running grain is copied as it
+// Backup writes a zip of one of who's grains to w. A running grain is copied as it
 // is, file by file; apps that write files atomically (as appkit does) get
 // a consistent copy of each file.
-func (n *Node) BackupGrain(ctx context.Context, who erg.User, id string, w io.Writer) error {
-	g, err := n.ownGrain(who, id)
+func (s *Service) Backup(ctx context.Context, who erg.User, id string, w io.Writer) error {
+	g, err := s.Own(who, id)
 	if err != nil {
 		return err
 	}
-	n.mu.RLock()
+	s.mu.RLock()
 	meta := backupMeta{Format: backupFormat, AppID: g.appID, AppName: g.app.Name, AppVersion: g.app.Version,
 		Title: g.title, Created: g.created, BackedUp: time.Now().UTC().Truncate(time.Second)}
-	n.mu.RUnlock()
+	s.mu.RUnlock()
 	zw := zip.NewWriter(w)
 	mw, err := zw.Create(backupMetaName)
 	if err != nil {
@@ -66,7 +66,7 @@ func (n *Node) BackupGrain(ctx context.Context, who erg.User, id string, w io.Wr
 	}
 	// The grain owns its /var and may have planted symlinks there: read
 	// through an os.Root so nothing outside it can be reached.
-	root, err := os.OpenRoot(filepath.Join(n.grainDir(id), "var"))
+	root, err := os.OpenRoot(filepath.Join(s.Dir(id), "var"))
 	if err != nil {
 		return fmt.Errorf("backup %s: %w", id, err)
 	}
@@ -122,12 +122,12 @@ func addBackupFile(zw *zip.Writer, root *os.Root, p string) error {
 	return err
 }
 
-// RestoreGrain implements webui.Backend. The zip is checked whole before
+// Restore makes a grain for who from a backup read from r. The zip is checked whole before
 // anything is made: names must stay inside data/, entries must be plain
 // files and dirs, and the bytes unpacked are counted, not taken from the
 // headers. A failed restore leaves nothing behind.
-func (n *Node) RestoreGrain(ctx context.Context, who erg.User, r io.Reader) (erg.Grain, error) {
-	tmpDir := filepath.Join(n.cfg.DataDir, "tmp")
+func (s *Service) Restore(ctx context.Context, who erg.User, r io.Reader) (erg.Grain, error) {
+	tmpDir := s.cfg.TempDir
 	if err := os.MkdirAll(tmpDir, 0o700); err != nil {
 		return erg.Grain{}, err
 	}
@@ -149,7 +149,7 @@ func (n *Node) RestoreGrain(ctx context.Context, who erg.User, r io.Reader) (erg
 	if err != nil {
 		return erg.Grain{}, err
 	}
-	m, _, err := n.findApp(ctx, meta.AppID)
+	m, _, err := s.findApp(ctx, meta.AppID)
 	if errors.Is(err, erg.ErrNotFound) {
 		return erg.Grain{}, fmt.Errorf("%w: the backup is of app %s (%s), which is not installed: install it first", erg.ErrInvalid, meta.AppName, meta.AppID)
 	}
@@ -159,18 +159,18 @@ func (n *Node) RestoreGrain(ctx context.Context, who erg.User, r io.Reader) (erg
 	if m.Version < meta.AppVersion {
 		return erg.Grain{}, fmt.Errorf("%w: the backup needs %s version %d or newer; version %d is installed", erg.ErrInvalid, m.Name, meta.AppVersion, m.Version)
 	}
-	g, err := n.createGrain(ctx, who, meta.AppID, meta.Title, func(varDir string, _ *apppkg.Manifest) error {
-		return n.unpackBackup(ctx, zr, varDir)
+	g, err := s.create(ctx, who, meta.AppID, meta.Title, func(varDir string, _ *apppkg.Manifest) error {
+		return s.unpackBackup(ctx, zr, varDir)
 	})
 	if err != nil {
 		return erg.Grain{}, err
 	}
-	names, err := n.usernames(ctx)
+	names, err := s.cfg.Usernames(ctx)
 	if err != nil {
 		return erg.Grain{}, err
 	}
-	n.log.Info("grain restored", "grain", g.id, "app", meta.AppID, "from", meta.Title)
-	return n.toAPI(g, who, "", names), nil
+	s.log.Info("grain restored", "grain", g.id, "app", meta.AppID, "from", meta.Title)
+	return s.ToAPI(g, who, "", names), nil
 }
 
 // backupPath returns the path below data/ an entry unpacks to, or an error
@@ -233,7 +233,7 @@ func checkBackup(zr *zip.Reader) (backupMeta, error) {
 	return meta, nil
 }
 
-func (n *Node) unpackBackup(ctx context.Context, zr *zip.Reader, varDir string) error {
+func (s *Service) unpackBackup(ctx context.Context, zr *zip.Reader, varDir string) error {
 	root, err := os.OpenRoot(varDir)
 	if err != nil {
 		return err
@@ -241,15 +241,19 @@ func (n *Node) unpackBackup(ctx context.Context, zr *zip.Reader, varDir string) 
 	defer root.Close()
 	// In root mode the sandbox runs as its own uid, which must own what it
 	// finds in /var.
-	chown := os.Geteuid() == 0 && n.runner.Mode() == "root"
-	uid, gid := n.runner.SandboxUID()
+	runner := s.cfg.Runner
+	chown := os.Geteuid() == 0 && runner.Mode() == "root"
+	uid, gid := runner.SandboxUID()
 	owned := func(name string) error {
 		if !chown {
 			return nil
 		}
 		return root.Lchown(name, int(uid), int(gid))
 	}
-	budget := n.web.restoreLimit
+	s.mu.RLock()
+	limit := s.restoreLimit
+	s.mu.RUnlock()
+	budget := limit
 	for _, zf := range zr.File {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -297,7 +301,7 @@ func (n *Node) unpackBackup(ctx context.Context, zr *zip.Reader, varDir string) 
 			return fmt.Errorf("%w: %s: %v", erg.ErrInvalid, zf.Name, err)
 		}
 		if budget -= k; budget < 0 {
-			return fmt.Errorf("%w: the backup unpacks to more than %d MiB", erg.ErrInvalid, n.web.restoreLimit>>20)
+			return fmt.Errorf("%w: the backup unpacks to more than %d MiB", erg.ErrInvalid, limit>>20)
 		}
 		if err := owned(rel); err != nil {
 			return err

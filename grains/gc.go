@@ -1,4 +1,4 @@
-package node
+package grains
 
 import (
 	"context"
@@ -45,57 +45,57 @@ func (r *treeRefs) inUse(tree string) bool {
 	return r.n[tree] > 0
 }
 
-// startSpec is runSpec for a grain about to start: it holds the grain's
-// package tree until treeReleased, so collectPackages leaves it alone.
-func (n *Node) startSpec(id string) (runSpec, error) {
+// startSpec is RunSpec for a grain about to start: it holds the grain's
+// package tree until treeReleased, so package GC leaves it alone.
+func (s *Service) startSpec(id string) (RunSpec, error) {
 	for {
-		s, err := n.runSpec(id)
+		rs, err := s.RunSpec(id)
 		if err != nil {
-			return s, err
+			return rs, err
 		}
 		// An upgrade may have moved the grain to a new tree (and a
-		// collection removed the old one) since runSpec looked; holding
-		// n.mu while taking the reference closes that gap.
-		n.mu.RLock()
-		g := n.cache[id]
-		same := g != nil && g.tree == s.Root
+		// collection removed the old one) since RunSpec looked; holding
+		// s.mu while taking the reference closes that gap.
+		s.mu.RLock()
+		g := s.cache[id]
+		same := g != nil && g.tree == rs.Root
 		if same {
-			n.trees.acquire(s.Root)
+			s.trees.acquire(rs.Root)
 		}
-		n.mu.RUnlock()
+		s.mu.RUnlock()
 		if same {
-			return s, nil
+			return rs, nil
 		}
 	}
 }
 
 // treeReleased is called when a grain's sandbox is gone for good.
-func (n *Node) treeReleased(tree string) {
-	if !n.trees.release(tree) {
+func (s *Service) treeReleased(tree string) {
+	if !s.trees.release(tree) {
 		return
 	}
-	n.bg.Add(1)
+	s.bg.Add(1)
 	go func() {
-		defer n.bg.Done()
-		if err := n.collectPackages(context.Background()); err != nil {
-			n.log.Warn("remove unused packages", "err", err)
+		defer s.bg.Done()
+		if err := s.CollectPackages(context.Background()); err != nil {
+			s.log.Warn("remove unused packages", "err", err)
 		}
 	}()
 }
 
-// collectPackages removes every tree under packages/ that is neither an
-// installed app's current version nor in use by a running grain, and any
-// leftovers of an install that was cut short.
-func (n *Node) collectPackages(ctx context.Context) error {
-	n.installMu.Lock()
-	defer n.installMu.Unlock()
-	return n.collectPackagesLocked(ctx)
+// CollectPackages removes every tree under the packages dir that is
+// neither an installed app's current version nor in use by a running
+// grain, and any leftovers of an install that was cut short.
+func (s *Service) CollectPackages(ctx context.Context) error {
+	s.cfg.InstallLock.Lock()
+	defer s.cfg.InstallLock.Unlock()
+	return s.CollectPackagesLocked(ctx)
 }
 
-// collectPackagesLocked is collectPackages with n.installMu held.
-func (n *Node) collectPackagesLocked(ctx context.Context) error {
+// CollectPackagesLocked is CollectPackages with the install lock held.
+func (s *Service) CollectPackagesLocked(ctx context.Context) error {
 	keep := map[string]bool{}
-	rows, err := n.db.QueryContext(ctx, `SELECT tree FROM apps`)
+	rows, err := s.db.QueryContext(ctx, `SELECT tree FROM apps`)
 	if err != nil {
 		return err
 	}
@@ -111,7 +111,7 @@ func (n *Node) collectPackagesLocked(ctx context.Context) error {
 	if err := rows.Err(); err != nil {
 		return err
 	}
-	dir := filepath.Join(n.cfg.DataDir, packagesDir)
+	dir := s.cfg.PackagesDir
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		if os.IsNotExist(err) {
@@ -119,26 +119,26 @@ func (n *Node) collectPackagesLocked(ctx context.Context) error {
 		}
 		return err
 	}
-	// Under n.mu no grain can take a reference to a tree the check below
+	// Under s.mu no grain can take a reference to a tree the check below
 	// misses, since startSpec takes its reference under the same lock, and
 	// a tree not kept now cannot become an app's tree again before the
-	// removal: that would take an install, and n.installMu is held.
+	// removal: that would take an install, and the install lock is held.
 	var remove []string
-	n.mu.Lock()
-	for _, g := range n.cache {
+	s.mu.Lock()
+	for _, g := range s.cache {
 		keep[g.tree] = true
 	}
 	for _, e := range entries {
-		if p := filepath.Join(dir, e.Name()); !keep[p] && !n.trees.inUse(p) {
+		if p := filepath.Join(dir, e.Name()); !keep[p] && !s.trees.inUse(p) {
 			remove = append(remove, p)
 		}
 	}
-	n.mu.Unlock()
+	s.mu.Unlock()
 	for _, p := range remove {
 		if err := apppkg.RemoveTree(p); err != nil {
 			return fmt.Errorf("remove unused package %s: %w", filepath.Base(p), err)
 		}
-		n.log.Info("unused package removed", "package", filepath.Base(p))
+		s.log.Info("unused package removed", "package", filepath.Base(p))
 	}
 	return nil
 }

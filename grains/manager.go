@@ -1,4 +1,4 @@
-package node
+package grains
 
 import (
 	"context"
@@ -24,18 +24,18 @@ const grainStartTimeout = 30 * time.Second
 // grainStopGrace is how long a grain gets to exit after SIGTERM.
 const grainStopGrace = 5 * time.Second
 
-// runSpec is what the manager needs to start one grain.
-type runSpec struct {
+// RunSpec is what the manager needs to start one grain.
+type RunSpec struct {
 	sandbox.Spec
 	Port int
 }
 
-// grainHost is what the grain manager asks of the node: how to run a
-// grain, and what to record of its runs. Node implements it.
+// grainHost is what the grain manager asks of the registry: how to run a
+// grain, and what to record of its runs. Service implements it.
 type grainHost interface {
 	// startSpec describes how to run a grain; it is asked at every start
 	// so an upgraded app takes effect on the next start.
-	startSpec(id string) (runSpec, error)
+	startSpec(id string) (RunSpec, error)
 	// touchGrain records that a grain ran, for its "last used" time.
 	touchGrain(id string, t time.Time)
 	// treeReleased is told the root of every grain sandbox whose start
@@ -44,9 +44,9 @@ type grainHost interface {
 	treeReleased(root string)
 }
 
-// grainManager starts grains on demand, shares one start among concurrent
+// manager starts grains on demand, shares one start among concurrent
 // first requests, and stops grains that have been idle.
-type grainManager struct {
+type manager struct {
 	runner *sandbox.Runner
 	log    *slog.Logger
 	idle   time.Duration
@@ -84,11 +84,11 @@ type grainRun struct {
 	transport *http.Transport
 }
 
-func (m *grainManager) endRun(root string) { m.host.treeReleased(root) }
+func (m *manager) endRun(root string) { m.host.treeReleased(root) }
 
-func newGrainManager(runner *sandbox.Runner, idle time.Duration, log *slog.Logger, host grainHost) *grainManager {
+func newManager(runner *sandbox.Runner, idle time.Duration, log *slog.Logger, host grainHost) *manager {
 	ctx, cancel := context.WithCancel(context.Background())
-	m := &grainManager{
+	m := &manager{
 		runner: runner, log: log, idle: idle, host: host,
 		ctx: ctx, cancel: cancel, entries: map[string]*grainEntry{},
 	}
@@ -97,7 +97,7 @@ func newGrainManager(runner *sandbox.Runner, idle time.Duration, log *slog.Logge
 	return m
 }
 
-func (m *grainManager) entry(id string) *grainEntry {
+func (m *manager) entry(id string) *grainEntry {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	e := m.entries[id]
@@ -110,7 +110,7 @@ func (m *grainManager) entry(id string) *grainEntry {
 
 // acquire returns a transport into the running grain, starting it first if
 // needed. release must be called once the request is over.
-func (m *grainManager) acquire(ctx context.Context, id string) (http.RoundTripper, func(), error) {
+func (m *manager) acquire(ctx context.Context, id string) (http.RoundTripper, func(), error) {
 	e := m.entry(id)
 	e.mu.Lock()
 	for {
@@ -179,7 +179,7 @@ func (m *grainManager) acquire(ctx context.Context, id string) (http.RoundTrippe
 	}
 }
 
-func (m *grainManager) start(id string, out *ringLog) (*grainRun, error) {
+func (m *manager) start(id string, out *ringLog) (*grainRun, error) {
 	ctx, cancel := context.WithTimeout(m.ctx, grainStartTimeout)
 	defer cancel()
 	spec, err := m.host.startSpec(id)
@@ -245,7 +245,7 @@ func waitListening(ctx context.Context, sb *sandbox.Sandbox, port int) error {
 
 // watch notices a grain that exits on its own (crash, out of memory) so the
 // next request starts it again.
-func (m *grainManager) watch(id string, e *grainEntry, run *grainRun) {
+func (m *manager) watch(id string, e *grainEntry, run *grainRun) {
 	defer m.wg.Done()
 	<-run.sb.Done()
 	e.mu.Lock()
@@ -273,7 +273,7 @@ func errOrClean(err error) any {
 	return err
 }
 
-func (m *grainManager) reapLoop() {
+func (m *manager) reapLoop() {
 	defer m.wg.Done()
 	tick := min(max(m.idle/10, 50*time.Millisecond), 5*time.Second)
 	t := time.NewTicker(tick)
@@ -299,7 +299,7 @@ func (m *grainManager) reapLoop() {
 // stopLocked stops e's sandbox in the background; e.mu must be held. A
 // request arriving meanwhile waits for the stop and then starts afresh, so
 // two sandboxes never share one /var.
-func (m *grainManager) stopLocked(id string, e *grainEntry, why string) chan struct{} {
+func (m *manager) stopLocked(id string, e *grainEntry, why string) chan struct{} {
 	run := e.run
 	e.run = nil
 	done := make(chan struct{})
@@ -327,7 +327,7 @@ func (m *grainManager) stopLocked(id string, e *grainEntry, why string) chan str
 }
 
 // stop stops one grain if it runs and waits until it has.
-func (m *grainManager) stop(ctx context.Context, id string, why string) error {
+func (m *manager) stop(ctx context.Context, id string, why string) error {
 	e := m.entry(id)
 	for {
 		e.mu.Lock()
@@ -361,7 +361,7 @@ func (m *grainManager) stop(ctx context.Context, id string, why string) error {
 }
 
 // forget drops a removed grain's state; it must be stopped already.
-func (m *grainManager) forget(id string) {
+func (m *manager) forget(id string) {
 	m.mu.Lock()
 	delete(m.entries, id)
 	m.mu.Unlock()
@@ -369,7 +369,7 @@ func (m *grainManager) forget(id string) {
 
 // current returns a grain's running sandbox, or nil, without creating
 // state for a grain never seen.
-func (m *grainManager) current(id string) *grainRun {
+func (m *manager) current(id string) *grainRun {
 	m.mu.Lock()
 	e := m.entries[id]
 	m.mu.Unlock()
@@ -381,9 +381,9 @@ func (m *grainManager) current(id string) *grainRun {
 	return e.run
 }
 
-func (m *grainManager) running(id string) bool { return m.current(id) != nil }
+func (m *manager) running(id string) bool { return m.current(id) != nil }
 
-func (m *grainManager) runningCount() int {
+func (m *manager) runningCount() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	n := 0
@@ -398,19 +398,19 @@ func (m *grainManager) runningCount() int {
 }
 
 // sandboxOf returns the running sandbox of a grain, for tests and benchmarks.
-func (m *grainManager) sandboxOf(id string) *sandbox.Sandbox {
+func (m *manager) sandboxOf(id string) *sandbox.Sandbox {
 	if run := m.current(id); run != nil {
 		return run.sb
 	}
 	return nil
 }
 
-func (m *grainManager) logOf(id string) []byte {
+func (m *manager) logOf(id string) []byte {
 	return m.entry(id).log.Bytes()
 }
 
 // close stops every grain and waits for them.
-func (m *grainManager) close() {
+func (m *manager) close() {
 	m.cancel()
 	m.mu.Lock()
 	ids := make([]string, 0, len(m.entries))

@@ -1,4 +1,4 @@
-package node
+package grains
 
 import (
 	"context"
@@ -14,14 +14,14 @@ import (
 
 // fakeHost is a grainHost that records what the manager told it.
 type fakeHost struct {
-	spec func(id string) (runSpec, error)
+	spec func(id string) (RunSpec, error)
 
 	mu       sync.Mutex
 	touched  []string
 	released []string
 }
 
-func (h *fakeHost) startSpec(id string) (runSpec, error) { return h.spec(id) }
+func (h *fakeHost) startSpec(id string) (RunSpec, error) { return h.spec(id) }
 
 func (h *fakeHost) touchGrain(id string, _ time.Time) {
 	h.mu.Lock()
@@ -44,15 +44,15 @@ func TestGrainManagerTellsItsHost(t *testing.T) {
 	}
 	root := filepath.Join(t.TempDir(), "missing")
 	noSpec := errors.New("no such grain")
-	h := &fakeHost{spec: func(id string) (runSpec, error) {
+	h := &fakeHost{spec: func(id string) (RunSpec, error) {
 		if id == "gone" {
-			return runSpec{}, noSpec
+			return RunSpec{}, noSpec
 		}
-		var s runSpec
+		var s RunSpec
 		s.Name, s.Root, s.Var, s.Args, s.Port = "g-"+id, root, t.TempDir(), []string{"/bin/app"}, 8000
 		return s, nil
 	}}
-	m := newGrainManager(runner, time.Minute, slog.New(slog.DiscardHandler), h)
+	m := newManager(runner, time.Minute, slog.New(slog.DiscardHandler), h)
 	defer m.close()
 	if _, _, err := m.acquire(context.Background(), "gone"); !errors.Is(err, noSpec) {
 		t.Errorf("acquire without a spec: %v", err)

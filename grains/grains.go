@@ -1,0 +1,657 @@
+// Package grains is the node's grains: the registry of grains and their
+// apps, their lifecycle in sandboxes (start on demand, idle stop,
+// single-flight starts), sessions and one-time logins on grain origins,
+// package-tree GC, per-grain logs, backups and restores.
+package grains
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/base32"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"erg"
+	"erg/accounts"
+	"erg/apppkg"
+	"erg/sandbox"
+)
+
+// Config is what the service needs from the node.
+type Config struct {
+	DB          *sql.DB
+	Runner      *sandbox.Runner
+	Dir         string      // the grains' storage: Dir/<id>/var
+	PackagesDir string      // where installed package trees live, for their GC
+	TempDir     string      // where uploads wait to be unpacked
+	InstallLock sync.Locker // held by installs; package GC takes it too
+	Idle        time.Duration
+	Log         *slog.Logger
+	// Derive makes a stable identifier from the node's key and parts.
+	Derive func(parts ...string) string
+	// Usernames maps account ids to usernames (package accounts).
+	Usernames func(ctx context.Context) (map[string]string, error)
+	// Origin is the base URL of a grain's origin on this node.
+	Origin func(id string) string
+}
+
+// Service is the node's grains.
+type Service struct {
+	cfg      Config
+	log      *slog.Logger
+	db       *sql.DB
+	manager  *manager
+	trees    treeRefs // package trees in use by running grains
+	bg       sync.WaitGroup
+	sessions *Sessions
+
+	mu           sync.RWMutex
+	cache        map[string]*Info // every grain, by id
+	restoreLimit int64            // bytes one restore unpacks
+}
+
+// Info is the in-memory copy of a grain's row and its app, so the proxy's
+// hot path reads no database. Its fields are guarded by its service's mu.
+type Info struct {
+	s        *Service
+	id       string
+	appID    string
+	ownerID  string
+	title    string
+	created  time.Time
+	lastUsed time.Time
+	app      *apppkg.Manifest
+	tree     string
+}
+
+// ID is the grain's id.
+func (g *Info) ID() string { return g.id }
+
+// OwnerID is the grain's owner's account id.
+func (g *Info) OwnerID() string {
+	g.s.mu.RLock()
+	defer g.s.mu.RUnlock()
+	return g.ownerID
+}
+
+// App is the manifest of the grain's app.
+func (g *Info) App() *apppkg.Manifest {
+	g.s.mu.RLock()
+	defer g.s.mu.RUnlock()
+	return g.app
+}
+
+// Title is the grain's title.
+func (g *Info) Title() string {
+	g.s.mu.RLock()
+	defer g.s.mu.RUnlock()
+	return g.title
+}
+
+// New loads the grains recorded in the database and starts their manager.
+func New(ctx context.Context, cfg Config) (*Service, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	s := &Service{cfg: cfg, log: cfg.Log, db: cfg.DB, cache: map[string]*Info{}, restoreLimit: defaultRestoreLimit,
+		sessions: NewSessions(cfg.DB)}
+	if err := s.load(ctx); err != nil {
+		return nil, err
+	}
+	s.manager = newManager(cfg.Runner, cfg.Idle, cfg.Log, s)
+	return s, nil
+}
+
+// Sessions is the table of sessions and one-time logins on grain origins,
+// which friends' grains served here share.
+func (s *Service) Sessions() *Sessions { return s.sessions }
+
+// Close stops every grain and waits for them and for package GC.
+func (s *Service) Close() {
+	s.manager.close()
+	s.bg.Wait()
+}
+
+func (s *Service) load(ctx context.Context) error {
+	rows, err := s.db.QueryContext(ctx, `SELECT g.id, g.app_id, g.owner_id, g.title, g.created_at, g.last_used, a.manifest, a.tree
+		FROM grains g JOIN apps a ON a.id = g.app_id`)
+	if err != nil {
+		return fmt.Errorf("load grains: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		g := Info{s: s}
+		var created, used int64
+		var manifest string
+		if err := rows.Scan(&g.id, &g.appID, &g.ownerID, &g.title, &created, &used, &manifest, &g.tree); err != nil {
+			return fmt.Errorf("load grains: %w", err)
+		}
+		if err := json.Unmarshal([]byte(manifest), &g.app); err != nil {
+			return fmt.Errorf("load grains: app %s: %w", g.appID, err)
+		}
+		g.created, g.lastUsed = time.Unix(created, 0), time.Unix(used, 0)
+		s.cache[g.id] = &g
+	}
+	return rows.Err()
+}
+
+// Lookup finds a grain of this node's.
+func (s *Service) Lookup(id string) (*Info, error) {
+	s.mu.RLock()
+	g := s.cache[id]
+	s.mu.RUnlock()
+	if g == nil {
+		return nil, fmt.Errorf("%w: no grain %q", erg.ErrNotFound, id)
+	}
+	return g, nil
+}
+
+// Own returns a grain only to its owner. Anyone else is told it does
+// not exist, so ids cannot be probed.
+func (s *Service) Own(who erg.User, id string) (*Info, error) {
+	g, err := s.Lookup(id)
+	if err != nil {
+		return nil, err
+	}
+	if g.OwnerID() != who.ID {
+		return nil, fmt.Errorf("%w: no grain %q", erg.ErrNotFound, id)
+	}
+	return g, nil
+}
+
+// Access finds how a user may use a grain: as its owner, or through the
+// share they hold that grants the most.
+func (s *Service) Access(ctx context.Context, who erg.User, id string) (g *Info, role, shareID string, err error) {
+	g, err = s.Lookup(id)
+	if err != nil {
+		return nil, "", "", err
+	}
+	s.mu.RLock()
+	owner, m := g.ownerID, g.app
+	s.mu.RUnlock()
+	if owner == who.ID {
+		return g, m.OwnerRole, "", nil
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT s.id, s.role FROM share_holders h JOIN shares s ON s.id = h.share_id
+		WHERE h.user_id = ? AND h.grain_id = ? AND (s.expires_at = 0 OR s.expires_at > ?)`, who.ID, id, time.Now().Unix())
+	if err != nil {
+		return nil, "", "", err
+	}
+	defer rows.Close()
+	best := -1
+	for rows.Next() {
+		var sid, r string
+		if err := rows.Scan(&sid, &r); err != nil {
+			return nil, "", "", err
+		}
+		rl, _ := m.Role(r)
+		if len(rl.Permissions) > best {
+			best, role, shareID = len(rl.Permissions), r, sid
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", "", err
+	}
+	if best < 0 {
+		return nil, "", "", fmt.Errorf("%w: no grain %q", erg.ErrNotFound, id)
+	}
+	return g, role, shareID, nil
+}
+
+// Dir is where a grain's storage lives; its /var is Dir(id)/var.
+func (s *Service) Dir(id string) string { return filepath.Join(s.cfg.Dir, id) }
+
+// RunSpec tells the grain manager how to start a grain right now.
+func (s *Service) RunSpec(id string) (RunSpec, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	g := s.cache[id]
+	if g == nil {
+		return RunSpec{}, fmt.Errorf("%w: no grain %q", erg.ErrNotFound, id)
+	}
+	m := g.app
+	env := []string{
+		"PATH=/usr/local/bin:/usr/bin:/bin",
+		"HOME=/var",
+		"TMPDIR=/tmp",
+		fmt.Sprintf("PORT=%d", m.Port),
+	}
+	env = append(env, m.Env...)
+	var rs RunSpec
+	rs.Name = "g-" + id
+	rs.Root = g.tree
+	rs.Var = filepath.Join(s.Dir(id), "var")
+	rs.Args = m.Command
+	rs.Env = env
+	rs.Limits.MemoryBytes = int64(m.Limits.MemoryMB) << 20
+	rs.Limits.Pids = m.Limits.Pids
+	rs.Port = m.Port
+	return rs, nil
+}
+
+// touchGrain records when a grain was last used. It is called when a
+// grain starts and stops, not per request, so requests never wait on a
+// database write.
+func (s *Service) touchGrain(id string, t time.Time) {
+	s.mu.Lock()
+	if g := s.cache[id]; g != nil {
+		g.lastUsed = t
+	}
+	s.mu.Unlock()
+	if _, err := s.db.Exec(`UPDATE grains SET last_used = ? WHERE id = ?`, t.Unix(), id); err != nil {
+		s.log.Warn("record grain use", "grain", id, "err", err)
+	}
+}
+
+// Count is how many grains the node has.
+func (s *Service) Count() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.cache)
+}
+
+// OwnedBy lists the ids of an account's grains.
+func (s *Service) OwnedBy(accountID string) []string {
+	var ids []string
+	s.mu.RLock()
+	for id, g := range s.cache {
+		if g.ownerID == accountID {
+			ids = append(ids, id)
+		}
+	}
+	s.mu.RUnlock()
+	return ids
+}
+
+// AppRecorded points the cached grains of an app at its new tree for
+// their next start.
+func (s *Service) AppRecorded(m *apppkg.Manifest, tree string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, g := range s.cache {
+		if g.appID == m.ID {
+			g.app = m
+			g.tree = tree
+		}
+	}
+}
+
+// ToAPI is a grain as who sees it, in the role given (or, for its owner,
+// the owner's role); names maps account ids to usernames.
+func (s *Service) ToAPI(g *Info, who erg.User, role string, names map[string]string) erg.Grain {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if role == "" && g.ownerID == who.ID {
+		role = g.app.OwnerRole
+	}
+	return erg.Grain{
+		ID: g.id, AppID: g.appID, AppName: g.app.Name, Title: g.title, Owner: names[g.ownerID],
+		Mine: g.ownerID == who.ID, Role: role,
+		Created: g.created, LastUsed: g.lastUsed, Running: s.manager.running(g.id),
+	}
+}
+
+// Local lists this node's grains who owns or holds a share of, unsorted.
+func (s *Service) Local(ctx context.Context, who erg.User) ([]erg.Grain, error) {
+	names, err := s.cfg.Usernames(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var mine []*Info
+	s.mu.RLock()
+	for _, g := range s.cache {
+		if g.ownerID == who.ID {
+			mine = append(mine, g)
+		}
+	}
+	s.mu.RUnlock()
+	out := make([]erg.Grain, 0, len(mine))
+	for _, g := range mine {
+		out = append(out, s.ToAPI(g, who, "", names))
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT grain_id FROM share_holders WHERE user_id = ?`, who.ID)
+	if err != nil {
+		return nil, err
+	}
+	var shared []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		shared = append(shared, id)
+	}
+	rows.Close()
+	for _, id := range shared {
+		g, role, _, err := s.Access(ctx, who, id)
+		if errors.Is(err, erg.ErrNotFound) {
+			continue // every share they held has expired
+		}
+		if err != nil {
+			return nil, err
+		}
+		if g.OwnerID() != who.ID {
+			out = append(out, s.ToAPI(g, who, role, names))
+		}
+	}
+	return out, nil
+}
+
+// findApp resolves an app by id, or by name when that is unambiguous.
+func (s *Service) findApp(ctx context.Context, ref string) (*apppkg.Manifest, string, error) {
+	if strings.TrimSpace(ref) == "" {
+		return nil, "", fmt.Errorf("%w: name an app (see the installed apps in `erg status`)", erg.ErrInvalid)
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT manifest, tree FROM apps WHERE id = ? OR lower(name) = lower(?)`, ref, ref)
+	if err != nil {
+		return nil, "", err
+	}
+	defer rows.Close()
+	var found []*apppkg.Manifest
+	var trees []string
+	for rows.Next() {
+		var data, tree string
+		if err := rows.Scan(&data, &tree); err != nil {
+			return nil, "", err
+		}
+		var m apppkg.Manifest
+		if err := json.Unmarshal([]byte(data), &m); err != nil {
+			return nil, "", err
+		}
+		if m.ID == ref {
+			return &m, tree, nil
+		}
+		found = append(found, &m)
+		trees = append(trees, tree)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, "", err
+	}
+	switch len(found) {
+	case 0:
+		return nil, "", fmt.Errorf("%w: no app %q is installed", erg.ErrNotFound, ref)
+	case 1:
+		return found[0], trees[0], nil
+	}
+	return nil, "", fmt.Errorf("%w: %d apps are named %q: use the app id", erg.ErrInvalid, len(found), ref)
+}
+
+var grainIDEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// NewID is a random grain id: unguessable, and short enough for a host
+// name. Friends' grains take theirs from here too, so ids never collide.
+func NewID() string {
+	b := make([]byte, 15) // 120 bits: unguessable, and 24 characters in a host name
+	rand.Read(b)
+	return grainIDEncoding.EncodeToString(b)
+}
+
+func checkTitle(title, fallback string) (string, error) {
+	title = strings.TrimSpace(title)
+	if title == "" {
+		title = fallback
+	}
+	if len(title) > 200 {
+		return "", fmt.Errorf("%w: title is longer than 200 characters", erg.ErrInvalid)
+	}
+	if strings.ContainsFunc(title, func(r rune) bool { return r < ' ' }) {
+		return "", fmt.Errorf("%w: title has control characters", erg.ErrInvalid)
+	}
+	return title, nil
+}
+
+// NewGrain makes a grain of an app for who, with a login URL for its
+// origin.
+func (s *Service) NewGrain(ctx context.Context, who erg.User, appRef, title string) (erg.Grain, error) {
+	g, err := s.create(ctx, who, appRef, title, nil)
+	if err != nil {
+		return erg.Grain{}, err
+	}
+	return s.WithLoginURL(ctx, g, who.ID, "", g.App().OwnerRole)
+}
+
+// create makes a grain's row and storage; fill, if set, puts the
+// initial contents into its empty var dir. A failure leaves nothing.
+func (s *Service) create(ctx context.Context, who erg.User, appRef, title string, fill func(varDir string, m *apppkg.Manifest) error) (*Info, error) {
+	m, tree, err := s.findApp(ctx, appRef)
+	if err != nil {
+		return nil, err
+	}
+	if title, err = checkTitle(title, "Untitled "+m.Name); err != nil {
+		return nil, err
+	}
+	id := NewID()
+	dir := s.Dir(id)
+	varDir := filepath.Join(dir, "var")
+	if err := os.MkdirAll(varDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create grain storage: %w", err)
+	}
+	if fill != nil {
+		if err := fill(varDir, m); err != nil {
+			apppkg.RemoveTree(dir)
+			return nil, err
+		}
+	}
+	now := time.Now()
+	_, err = s.db.ExecContext(ctx, `INSERT INTO grains (id, app_id, owner_id, title, created_at, last_used) VALUES (?, ?, ?, ?, ?, ?)`,
+		id, m.ID, who.ID, title, now.Unix(), now.Unix())
+	if err != nil {
+		apppkg.RemoveTree(dir)
+		return nil, fmt.Errorf("record grain: %w", err)
+	}
+	g := &Info{s: s, id: id, appID: m.ID, ownerID: who.ID, title: title, created: time.Unix(now.Unix(), 0), lastUsed: time.Unix(now.Unix(), 0), app: m, tree: tree}
+	s.mu.Lock()
+	s.cache[id] = g
+	s.mu.Unlock()
+	s.log.Info("grain created", "grain", id, "app", m.ID, "owner", who.Username)
+	return g, nil
+}
+
+// WithLoginURL is a grain with a one-time login link for its origin, for
+// an account (or "" for an anonymous visitor) through a share (or "" for
+// the owner).
+func (s *Service) WithLoginURL(ctx context.Context, g *Info, accountID, shareID, role string) (erg.Grain, error) {
+	token, err := s.Sessions().NewLoginToken(ctx, LocalGrain, g.id, accountID, shareID)
+	if err != nil {
+		return erg.Grain{}, err
+	}
+	names, err := s.cfg.Usernames(ctx)
+	if err != nil {
+		return erg.Grain{}, err
+	}
+	out := s.ToAPI(g, erg.User{ID: accountID}, role, names)
+	out.URL = s.cfg.Origin(g.id) + "/_erg/login?token=" + url.QueryEscape(token)
+	return out, nil
+}
+
+// Rename changes the title of one of who's grains.
+func (s *Service) Rename(ctx context.Context, who erg.User, id, title string) error {
+	g, err := s.Own(who, id)
+	if err != nil {
+		return err
+	}
+	if title, err = checkTitle(title, ""); err != nil {
+		return err
+	}
+	if title == "" {
+		return fmt.Errorf("%w: the title is empty", erg.ErrInvalid)
+	}
+	if _, err := s.db.ExecContext(ctx, `UPDATE grains SET title = ? WHERE id = ?`, title, id); err != nil {
+		return fmt.Errorf("rename grain: %w", err)
+	}
+	s.mu.Lock()
+	g.title = title
+	s.mu.Unlock()
+	return nil
+}
+
+// RemoveGrain removes a grain who may remove. The node's owner may remove
+// anyone's grain (to clean up after a user); anyone else only their own,
+// and is told others' do not exist.
+func (s *Service) RemoveGrain(ctx context.Context, who erg.User, id string) error {
+	find := s.Own
+	if who.Owner {
+		find = func(_ erg.User, id string) (*Info, error) { return s.Lookup(id) }
+	}
+	g, err := find(who, id)
+	if err != nil {
+		return err
+	}
+	if g.OwnerID() != who.ID {
+		s.log.Info("the owner removes a user's grain", "grain", id, "by", who.Username)
+	}
+	return s.Remove(ctx, id)
+}
+
+// Remove stops a grain and removes it, its sessions and its storage.
+func (s *Service) Remove(ctx context.Context, id string) error {
+	if err := s.manager.stop(ctx, id, "removed"); err != nil {
+		return fmt.Errorf("stop grain %s: %w", id, err)
+	}
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM grains WHERE id = ?`, id); err != nil {
+		return fmt.Errorf("remove grain %s: %w", id, err)
+	}
+	s.mu.Lock()
+	delete(s.cache, id)
+	s.mu.Unlock()
+	s.Sessions().Drop(func(se Session) bool { return se.GrainID == id })
+	s.manager.forget(id)
+	dir := s.Dir(id)
+	if err := apppkg.RemoveTree(dir); err != nil {
+		s.log.Warn("grain storage left behind", "grain", id, "dir", dir, "err", err)
+	}
+	s.log.Info("grain removed", "grain", id)
+	return nil
+}
+
+// All lists every grain on the node, for its owner.
+func (s *Service) All(ctx context.Context, who erg.User) ([]erg.NodeGrain, error) {
+	if err := accounts.RequireOwner(who); err != nil {
+		return nil, err
+	}
+	names, err := s.cfg.Usernames(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	all := make([]*Info, 0, len(s.cache))
+	for _, g := range s.cache {
+		all = append(all, g)
+	}
+	s.mu.RUnlock()
+	out := make([]erg.NodeGrain, 0, len(all))
+	for _, g := range all {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		out = append(out, erg.NodeGrain{
+			Grain: s.ToAPI(g, who, "", names),
+			Size:  dirSize(filepath.Join(s.Dir(g.id), "var")),
+		})
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Owner != out[j].Owner {
+			return out[i].Owner < out[j].Owner
+		}
+		if !out[i].Created.Equal(out[j].Created) {
+			return out[i].Created.Before(out[j].Created)
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out, nil
+}
+
+// dirSize sums the sizes of the files under dir, not following symlinks
+// (a grain's link counts as the link, not what it points at). What cannot
+// be read is skipped: the figure is for the owner to spot big grains.
+func dirSize(dir string) int64 {
+	var total int64
+	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		if d.Type().IsRegular() || d.Type()&fs.ModeSymlink != 0 {
+			if info, err := d.Info(); err == nil { // Lstat: WalkDir does not follow links
+				total += info.Size()
+			}
+		}
+		return nil
+	})
+	return total
+}
+
+// Log is the kept output of one of who's grains.
+func (s *Service) Log(ctx context.Context, who erg.User, id string) ([]byte, error) {
+	if _, err := s.Own(who, id); err != nil {
+		return nil, err
+	}
+	return s.manager.logOf(id), nil
+}
+
+// Acquire returns a transport into a running grain, starting it first if
+// needed. release must be called once the request is over.
+func (s *Service) Acquire(ctx context.Context, id string) (http.RoundTripper, func(), error) {
+	return s.manager.acquire(ctx, id)
+}
+
+// Running reports whether a grain's sandbox runs.
+func (s *Service) Running(id string) bool { return s.manager.running(id) }
+
+// RunningCount is how many grains run.
+func (s *Service) RunningCount() int { return s.manager.runningCount() }
+
+// Stop stops one grain if it runs and waits until it has.
+func (s *Service) Stop(ctx context.Context, id, why string) error {
+	return s.manager.stop(ctx, id, why)
+}
+
+// Starts counts the sandboxes started, for tests and status.
+func (s *Service) Starts() int64 { return s.manager.starts.Load() }
+
+// SandboxOf returns the running sandbox of a grain, for tests and
+// benchmarks.
+func (s *Service) SandboxOf(id string) *sandbox.Sandbox { return s.manager.sandboxOf(id) }
+
+// RunningRoot is the package tree a grain's running sandbox has, or "".
+func (s *Service) RunningRoot(id string) string {
+	if run := s.manager.current(id); run != nil {
+		return run.root
+	}
+	return ""
+}
+
+// SetRestoreLimit bounds the bytes one restore unpacks.
+func (s *Service) SetRestoreLimit(n int64) {
+	s.mu.Lock()
+	s.restoreLimit = n
+	s.mu.Unlock()
+}
+
+// RandomToken is a new secret for a link or session.
+func RandomToken() string {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// HashToken is what the database keeps of a secret token.
+func HashToken(t string) string {
+	h := sha256.Sum256([]byte(t))
+	return hex.EncodeToString(h[:])
+}

@@ -1,0 +1,82 @@
+package grains
+
+import (
+	"context"
+	"net/http"
+
+	"erg"
+	"erg/webui"
+)
+
+var _ webui.GrainHandle = Handle{}
+
+// Handle is a grain of this node's own, on its grain origin: the proxy's
+// view of it, and the node's API's.
+type Handle struct {
+	s *Service
+	g *Info
+}
+
+// Handle finds a grain of this node's for its origin.
+func (s *Service) Handle(id string) (Handle, error) {
+	g, err := s.Lookup(id)
+	if err != nil {
+		return Handle{}, err
+	}
+	return Handle{s, g}, nil
+}
+
+// Describe returns the grain as who sees it, if who may use it.
+func (h Handle) Describe(ctx context.Context, who erg.User) (erg.Grain, error) {
+	g, role, _, err := h.s.Access(ctx, who, h.g.id)
+	if err != nil {
+		return erg.Grain{}, err
+	}
+	names, err := h.s.cfg.Usernames(ctx)
+	if err != nil {
+		return erg.Grain{}, err
+	}
+	return h.s.ToAPI(g, who, role, names), nil
+}
+
+// Open is Describe with a one-time login URL for the grain's origin.
+func (h Handle) Open(ctx context.Context, who erg.User) (erg.Grain, error) {
+	g, role, shareID, err := h.s.Access(ctx, who, h.g.id)
+	if err != nil {
+		return erg.Grain{}, err
+	}
+	return h.s.WithLoginURL(ctx, g, who.ID, shareID, role)
+}
+
+// Redeem implements webui.GrainHandle.
+func (h Handle) Redeem(ctx context.Context, token string) (string, error) {
+	return h.s.Sessions().Redeem(ctx, LocalGrain, h.g.id, token)
+}
+
+// Viewer implements webui.GrainHandle.
+func (h Handle) Viewer(ctx context.Context, session string) (erg.Viewer, error) {
+	s, g := h.s, h.g
+	se, err := s.Sessions().Check(ctx, HashToken(session), g.id, func(ctx context.Context, hash string) (Session, error) {
+		return s.loadSession(ctx, hash, g)
+	})
+	if err != nil {
+		return erg.Viewer{}, err
+	}
+	s.mu.RLock()
+	role, _ := g.app.Role(se.Role)
+	s.mu.RUnlock()
+	return erg.Viewer{
+		UserID:      se.UserID,
+		Username:    se.Username,
+		Permissions: role.Permissions,
+		SessionID:   se.SessionID,
+		Session:     se.ctx,
+		Expires:     se.Expires,
+		Account:     se.AccountID,
+	}, nil
+}
+
+// Acquire implements webui.GrainHandle.
+func (h Handle) Acquire(ctx context.Context) (http.RoundTripper, func(), error) {
+	return h.s.manager.acquire(ctx, h.g.id)
+}
