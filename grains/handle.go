@@ -5,10 +5,7 @@ import (
 	"net/http"
 
 	"erg"
-	"erg/webui"
 )
-
-var _ webui.GrainHandle = Handle{}
 
 // Handle is a grain of this node's own, on its grain origin: the proxy's
 // view of it, and the node's API's.
@@ -48,12 +45,12 @@ func (h Handle) Open(ctx context.Context, who erg.User) (erg.Grain, error) {
 	return h.s.WithLoginURL(ctx, g, who.ID, shareID, role)
 }
 
-// Redeem implements webui.GrainHandle.
+// Redeem spends a one-time login token for the grain and returns a session token.
 func (h Handle) Redeem(ctx context.Context, token string) (string, error) {
 	return h.s.Sessions().Redeem(ctx, LocalGrain, h.g.id, token)
 }
 
-// Viewer implements webui.GrainHandle.
+// Viewer authenticates a session token for the grain.
 func (h Handle) Viewer(ctx context.Context, session string) (erg.Viewer, error) {
 	s, g := h.s, h.g
 	se, err := s.Sessions().Check(ctx, HashToken(session), g.id, func(ctx context.Context, hash string) (Session, error) {
@@ -76,7 +73,7 @@ func (h Handle) Viewer(ctx context.Context, session string) (erg.Viewer, error) 
 	}, nil
 }
 
-// Acquire implements webui.GrainHandle.
+// Acquire starts the grain if needed and leases a transport into it.
 func (h Handle) Acquire(ctx context.Context) (http.RoundTripper, func(), error) {
 	return h.s.manager.acquire(ctx, h.g.id)
 }

@@ -227,44 +227,6 @@ func (n *Node) grainOrigin(id string) string {
 	return webui.GrainOrigin(n.cfg.Domain, id, port)
 }
 
-// NewGrain implements webui.Backend.
-func (n *Node) NewGrain(ctx context.Context, who erg.User, appRef, title string) (erg.Grain, error) {
-	return n.grains.NewGrain(ctx, who, appRef, title)
-}
-
-// RenameGrain implements webui.Backend.
-func (n *Node) RenameGrain(ctx context.Context, who erg.User, id, title string) (erg.Grain, error) {
-	if err := n.grains.Rename(ctx, who, id, title); err != nil {
-		return erg.Grain{}, err
-	}
-	return n.Grain(ctx, who, id)
-}
-
-// RemoveGrain implements webui.Backend.
-func (n *Node) RemoveGrain(ctx context.Context, who erg.User, id string) error {
-	return n.grains.RemoveGrain(ctx, who, id)
-}
-
-// AllGrains implements webui.Backend.
-func (n *Node) AllGrains(ctx context.Context, who erg.User) ([]erg.NodeGrain, error) {
-	return n.grains.All(ctx, who)
-}
-
-// GrainLog implements webui.Backend.
-func (n *Node) GrainLog(ctx context.Context, who erg.User, id string) ([]byte, error) {
-	return n.grains.Log(ctx, who, id)
-}
-
-// BackupGrain implements webui.Backend.
-func (n *Node) BackupGrain(ctx context.Context, who erg.User, id string, w io.Writer) error {
-	return n.grains.Backup(ctx, who, id, w)
-}
-
-// RestoreGrain implements webui.Backend.
-func (n *Node) RestoreGrain(ctx context.Context, who erg.User, r io.Reader) (erg.Grain, error) {
-	return n.grains.Restore(ctx, who, r)
-}
-
 // grainHandle is a grain this node serves on a grain origin, one of its
 // own (localHandle) or one a friend's node shared (remoteHandle): the
 // proxy's view of it, and the node's API's.

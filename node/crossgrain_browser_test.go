@@ -19,11 +19,11 @@ func TestBrowserGrainCannotWriteToAnotherGrain(t *testing.T) {
 	br := newBrowser(t, n)
 	u := br.newUser()
 	u.signIn(n)
-	x, err := n.NewGrain(t.Context(), n.owner(), "echo", "X")
+	x, err := n.grains.NewGrain(t.Context(), n.owner(), "echo", "X")
 	if err != nil {
 		t.Fatal(err)
 	}
-	y, err := n.NewGrain(t.Context(), n.owner(), "echo", "Y")
+	y, err := n.grains.NewGrain(t.Context(), n.owner(), "echo", "Y")
 	if err != nil {
 		t.Fatal(err)
 	}

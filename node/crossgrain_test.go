@@ -103,11 +103,11 @@ func TestFriendGrainRefusesCrossGrainWrites(t *testing.T) {
 	a := startNode(t, func(c *Config) { c.Name = "anode" })
 	b := startNode(t, func(c *Config) { c.Name = "bnode"; c.Owner = "bob" })
 	befriend(t, a, b)
-	e, err := a.NewGrain(ctx, a.owner(), "echo", "Echo")
+	e, err := a.grains.NewGrain(ctx, a.owner(), "echo", "Echo")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.NewShare(ctx, a.owner(), e.ID, erg.ShareRequest{Role: "editor", Friend: "bnode"}); err != nil {
+	if _, err := a.shares.New(ctx, a.owner(), e.ID, erg.ShareRequest{Role: "editor", Friend: "bnode"}); err != nil {
 		t.Fatal(err)
 	}
 	_, local := b.newGrain("echo")

@@ -51,7 +51,7 @@ func TestBrowserMultipartCSRF(t *testing.T) {
 		n := startNode(t, nil) // the shell on http://localhost:PORT
 		b := newBrowser(t, n)
 		alice := browserOwner(t, b, n)
-		g, err := n.NewGrain(ctx, n.owner(), "echo", "before")
+		g, err := n.grains.NewGrain(ctx, n.owner(), "echo", "before")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -82,7 +82,7 @@ func TestBrowserMultipartCSRF(t *testing.T) {
 		n := startNode(t, func(c *Config) { c.Domain = "erg.localhost" })
 		b := newBrowser(t, n)
 		alice := browserOwner(t, b, n)
-		g, err := n.NewGrain(ctx, n.owner(), "echo", "before")
+		g, err := n.grains.NewGrain(ctx, n.owner(), "echo", "before")
 		if err != nil {
 			t.Fatal(err)
 		}

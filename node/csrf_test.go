@@ -82,7 +82,7 @@ func (n *testNode) state(t *testing.T, grainID string) nodeState {
 	for _, g := range gs {
 		s.Grains = append(s.Grains, g.ID+" "+g.Title)
 	}
-	shares, _ := n.Shares(ctx, owner, grainID)
+	shares, _ := n.shares.List(ctx, owner, grainID)
 	s.Shares = len(shares)
 	toks, _ := n.accounts.APITokens(ctx, owner)
 	for _, tk := range toks {
@@ -114,11 +114,11 @@ func TestEveryStateChangeNeedsCSRFAndSameOrigin(t *testing.T) {
 	n := startNode(t, nil)
 	alice := n.setUp(t)
 	ctx := context.Background()
-	g, err := n.NewGrain(ctx, n.owner(), "echo", "before")
+	g, err := n.grains.NewGrain(ctx, n.owner(), "echo", "before")
 	if err != nil {
 		t.Fatal(err)
 	}
-	sh, _ := n.NewShare(ctx, n.owner(), g.ID, erg.ShareRequest{Role: "editor"})
+	sh, _ := n.shares.New(ctx, n.owner(), g.ID, erg.ShareRequest{Role: "editor"})
 	inv, _ := n.accounts.InviteUser(ctx, n.owner(), "bob")
 	tok, _ := n.accounts.NewAPIToken(ctx, n.owner(), "laptop")
 	n.join(t, "carol")

@@ -91,7 +91,7 @@ func nodeBattery(t *testing.T) {
 	sandboxtest.Battery(t, tgt)
 
 	if tgt.MemoryBytes != 0 {
-		log, _ := n.GrainLog(context.Background(), n.owner(), id)
+		log, _ := n.grains.Log(context.Background(), n.owner(), id)
 		if !strings.Contains(string(log), "out of memory") {
 			t.Errorf("the grain log does not say the app ran out of memory:\n%s", log)
 		}

@@ -43,7 +43,7 @@ func newFedBench(b *testing.B) *fedBench {
 	if err := os.WriteFile(filepath.Join(files, "small"), []byte("hello\n"), 0o644); err != nil {
 		b.Fatal(err)
 	}
-	if _, err := a.NewShare(ctx, a.owner(), id, erg.ShareRequest{Role: "viewer", Friend: "bnode"}); err != nil {
+	if _, err := a.shares.New(ctx, a.owner(), id, erg.ShareRequest{Role: "viewer", Friend: "bnode"}); err != nil {
 		b.Fatal(err)
 	}
 	rg := sharedWith(b, bn, bn.owner(), "Untitled File drop")

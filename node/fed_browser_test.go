@@ -44,7 +44,7 @@ func TestBrowserFriendsShareANote(t *testing.T) {
 	}
 	onB.screenshot("friends")
 
-	g, err := a.NewGrain(t.Context(), a.owner(), "notes", "Plans")
+	g, err := a.grains.NewGrain(t.Context(), a.owner(), "notes", "Plans")
 	if err != nil {
 		t.Fatal(err)
 	}

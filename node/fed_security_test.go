@@ -60,18 +60,18 @@ func TestFederationRefusesWhatIsNotTheirs(t *testing.T) {
 	befriend(t, a, b)
 	befriend(t, a, c)
 
-	notes, _ := a.NewGrain(ctx, a.owner(), "notes", "Notes")
-	echo, _ := a.NewGrain(ctx, a.owner(), "echo", "Echo")
-	if _, err := a.NewShare(ctx, a.owner(), notes.ID, erg.ShareRequest{Role: "viewer", Friend: "bnode", FriendUser: "bob"}); err != nil {
+	notes, _ := a.grains.NewGrain(ctx, a.owner(), "notes", "Notes")
+	echo, _ := a.grains.NewGrain(ctx, a.owner(), "echo", "Echo")
+	if _, err := a.shares.New(ctx, a.owner(), notes.ID, erg.ShareRequest{Role: "viewer", Friend: "bnode", FriendUser: "bob"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.NewShare(ctx, a.owner(), echo.ID, erg.ShareRequest{Role: "editor", Friend: "bnode"}); err != nil {
+	if _, err := a.shares.New(ctx, a.owner(), echo.ID, erg.ShareRequest{Role: "editor", Friend: "bnode"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.NewShare(ctx, a.owner(), notes.ID, erg.ShareRequest{Role: "viewer", Friend: "dnode"}); err == nil {
+	if _, err := a.shares.New(ctx, a.owner(), notes.ID, erg.ShareRequest{Role: "viewer", Friend: "dnode"}); err == nil {
 		t.Error("a shared with a node that is not its friend")
 	}
-	if _, err := a.NewShare(ctx, a.owner(), notes.ID, erg.ShareRequest{Role: "owner", Friend: "bnode"}); err == nil {
+	if _, err := a.shares.New(ctx, a.owner(), notes.ID, erg.ShareRequest{Role: "owner", Friend: "bnode"}); err == nil {
 		t.Error("a shared with a role the app does not have")
 	}
 	token := heldToken(t, b, "Notes")
@@ -263,7 +263,7 @@ func TestFederationRefusesWhatIsNotTheirs(t *testing.T) {
 		if _, err := (&fed.Transport{Grain: g}).RoundTrip(req); err == nil {
 			t.Error("a capability outlived the friendship")
 		}
-		if shares, _ := a.Shares(ctx, a.owner(), notes.ID); len(shares) != 0 {
+		if shares, _ := a.shares.List(ctx, a.owner(), notes.ID); len(shares) != 0 {
 			t.Errorf("a keeps %d shares to its former friend", len(shares))
 		}
 	})

@@ -92,11 +92,11 @@ func TestFriendShareInProcess(t *testing.T) {
 	if err != nil || len(fs) != 1 || fs[0].Name != "bnode" || !fs[0].Online {
 		t.Fatalf("a's friends: %+v %v", fs, err)
 	}
-	g, err := a.NewGrain(ctx, a.owner(), "notes", "Plans")
+	g, err := a.grains.NewGrain(ctx, a.owner(), "notes", "Plans")
 	if err != nil {
 		t.Fatal(err)
 	}
-	sh, err := a.NewShare(ctx, a.owner(), g.ID, erg.ShareRequest{Role: "editor", Friend: "bnode"})
+	sh, err := a.shares.New(ctx, a.owner(), g.ID, erg.ShareRequest{Role: "editor", Friend: "bnode"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +122,7 @@ func TestFriendShareInProcess(t *testing.T) {
 	}
 
 	start := time.Now()
-	if err := a.RevokeShare(ctx, a.owner(), sh.ID); err != nil {
+	if err := a.shares.Revoke(ctx, a.owner(), sh.ID); err != nil {
 		t.Fatal(err)
 	}
 	code, body = b.get(origin + "/api/note")
@@ -133,7 +133,7 @@ func TestFriendShareInProcess(t *testing.T) {
 
 	// A share for one user of b: only they have it, and it goes with them.
 	carl := b.join(t, "carl")
-	if _, err := a.NewShare(ctx, a.owner(), g.ID, erg.ShareRequest{Role: "viewer", Friend: "bnode", FriendUser: "carl"}); err != nil {
+	if _, err := a.shares.New(ctx, a.owner(), g.ID, erg.ShareRequest{Role: "viewer", Friend: "bnode", FriendUser: "carl"}); err != nil {
 		t.Fatal(err)
 	}
 	rg = sharedWith(t, b, carl.user(), "Plans")
@@ -158,11 +158,11 @@ func TestFriendShareInProcess(t *testing.T) {
 
 	// An app that checks a websocket's Origin against Host, as echo does
 	// (coder/websocket's default), works through b: it is told b's host.
-	e, err := a.NewGrain(ctx, a.owner(), "echo", "Echo")
+	e, err := a.grains.NewGrain(ctx, a.owner(), "echo", "Echo")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.NewShare(ctx, a.owner(), e.ID, erg.ShareRequest{Role: "editor", Friend: "bnode"}); err != nil {
+	if _, err := a.shares.New(ctx, a.owner(), e.ID, erg.ShareRequest{Role: "editor", Friend: "bnode"}); err != nil {
 		t.Fatal(err)
 	}
 	eo := openOn(t, b, b.owner(), sharedWith(t, b, b.owner(), "Echo").ID)
@@ -213,7 +213,7 @@ func TestFriendsPageAndShareDialog(t *testing.T) {
 		t.Errorf("eve made a friend invite: %d", code)
 	}
 
-	g, err := a.NewGrain(ctx, a.owner(), "notes", "Plans")
+	g, err := a.grains.NewGrain(ctx, a.owner(), "notes", "Plans")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,7 +239,7 @@ func TestFriendsPageAndShareDialog(t *testing.T) {
 	if code, _ := eve.get("/grains/" + rg.ID); code != http.StatusNotFound {
 		t.Errorf("eve opened bob's shared grain: %d", code)
 	}
-	shares, _ := a.Shares(ctx, a.owner(), g.ID)
+	shares, _ := a.shares.List(ctx, a.owner(), g.ID)
 	if len(shares) != 1 || shares[0].Friend != "bnode" {
 		t.Fatalf("shares: %+v", shares)
 	}
@@ -284,22 +284,22 @@ func TestFriendRefusalKeepsItsKind(t *testing.T) {
 	a := startNode(t, func(c *Config) { c.Name = "anode" })
 	b := startNode(t, func(c *Config) { c.Name = "bnode"; c.Owner = "bob" })
 	befriend(t, a, b)
-	g, err := a.NewGrain(ctx, a.owner(), "notes", "Plans")
+	g, err := a.grains.NewGrain(ctx, a.owner(), "notes", "Plans")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = a.NewShare(ctx, a.owner(), g.ID, erg.ShareRequest{Role: "viewer", Friend: "bnode", FriendUser: "nobody"})
+	_, err = a.shares.New(ctx, a.owner(), g.ID, erg.ShareRequest{Role: "viewer", Friend: "bnode", FriendUser: "nobody"})
 	if erg.KindOf(err) != erg.Invalid || !strings.Contains(err.Error(), `no user "nobody"`) {
 		t.Errorf("share to a missing user: kind %v: %v", erg.KindOf(err), err)
 	}
-	sh, err := a.NewShare(ctx, a.owner(), g.ID, erg.ShareRequest{Role: "viewer", Friend: "bnode"})
+	sh, err := a.shares.New(ctx, a.owner(), g.ID, erg.ShareRequest{Role: "viewer", Friend: "bnode"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	rg := b.remoteGrain(sharedWith(t, b, b.owner(), "Plans").ID)
 
 	// A revoked share's restore is refused as NotFound.
-	if err := a.RevokeShare(ctx, a.owner(), sh.ID); err != nil {
+	if err := a.shares.Revoke(ctx, a.owner(), sh.ID); err != nil {
 		t.Fatal(err)
 	}
 	_, _, err = fed.Restore(ctx, gatewayTo(t, b, a), rg.token, "bob")
@@ -312,7 +312,7 @@ func TestFriendRefusalKeepsItsKind(t *testing.T) {
 	if _, err := b.db.ExecContext(ctx, `DELETE FROM friends WHERE peer = ?`, a.p2p.host.ID().String()); err != nil {
 		t.Fatal(err)
 	}
-	_, err = a.NewShare(ctx, a.owner(), g.ID, erg.ShareRequest{Role: "viewer", Friend: "bnode"})
+	_, err = a.shares.New(ctx, a.owner(), g.ID, erg.ShareRequest{Role: "viewer", Friend: "bnode"})
 	if erg.KindOf(err) != erg.Forbidden || !errors.Is(err, erg.ErrForbidden) || !strings.Contains(err.Error(), "not your friend") {
 		t.Errorf("share to a node that forgot us: kind %v: %v", erg.KindOf(err), err)
 	}

@@ -20,7 +20,7 @@ import (
 func TestGrainStartsOnFirstRequestAndKeepsData(t *testing.T) {
 	t.Parallel()
 	n := startNode(t, nil)
-	g, err := n.NewGrain(context.Background(), n.owner(), "echo", "")
+	g, err := n.grains.NewGrain(context.Background(), n.owner(), "echo", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +158,7 @@ func TestCrashedAppRestartsOnNextRequest(t *testing.T) {
 	if code, body := n.get(origin + "/pid"); code != 200 || body != "2" {
 		t.Fatalf("after crash /pid = %d %q, want a second start", code, body)
 	}
-	log, err := n.GrainLog(context.Background(), n.owner(), id)
+	log, err := n.grains.Log(context.Background(), n.owner(), id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -198,7 +198,7 @@ func TestRemoveGrainDeletesEverything(t *testing.T) {
 	n := startNode(t, nil)
 	id, origin := n.newGrain("echo")
 	n.get(origin + "/write?v=x")
-	if err := n.RemoveGrain(context.Background(), n.owner(), id); err != nil {
+	if err := n.grains.RemoveGrain(context.Background(), n.owner(), id); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(n.grains.Dir(id)); !os.IsNotExist(err) {
@@ -207,7 +207,7 @@ func TestRemoveGrainDeletesEverything(t *testing.T) {
 	if code, _ := n.get(origin + "/"); code != http.StatusNotFound {
 		t.Errorf("removed grain answers %d, want 404", code)
 	}
-	if err := n.RemoveGrain(context.Background(), n.owner(), id); !errors.Is(err, erg.ErrNotFound) {
+	if err := n.grains.RemoveGrain(context.Background(), n.owner(), id); !errors.Is(err, erg.ErrNotFound) {
 		t.Errorf("second remove = %v, want not found", err)
 	}
 }

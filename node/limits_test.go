@@ -296,7 +296,7 @@ func TestWebsocketsPerUserAreCapped(t *testing.T) {
 	n := startNode(t, func(c *Config) { c.MaxWebsockets = 2 })
 	alice := n.setUp(t)
 	ctx := context.Background()
-	g, err := n.NewGrain(ctx, alice.user(), "notes", "")
+	g, err := n.grains.NewGrain(ctx, alice.user(), "notes", "")
 	if err != nil {
 		t.Fatal(err)
 	}

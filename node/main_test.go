@@ -135,7 +135,7 @@ func (n *testNode) newClient() *http.Client {
 // newGrain creates a grain and signs the test node's client in to it.
 func (n *testNode) newGrain(app string) (id, origin string) {
 	n.t.Helper()
-	g, err := n.NewGrain(context.Background(), n.owner(), app, "")
+	g, err := n.grains.NewGrain(context.Background(), n.owner(), app, "")
 	if err != nil {
 		n.t.Fatalf("new grain: %v", err)
 	}

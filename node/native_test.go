@@ -50,13 +50,13 @@ func TestNativeCProgramRunsInAGrain(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := n.NewGrain(context.Background(), n.owner(), app.ID, "")
+	g, err := n.grains.NewGrain(context.Background(), n.owner(), app.ID, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	code, body := n.get(g.URL)
 	if code != 200 || !strings.HasPrefix(body, "hello from C 6") {
-		log, _ := n.GrainLog(context.Background(), n.owner(), g.ID)
+		log, _ := n.grains.Log(context.Background(), n.owner(), g.ID)
 		t.Fatalf("GET = %d %q; grain log:\n%s", code, body, log)
 	}
 }

@@ -51,12 +51,12 @@ func TestOwnerSeesAndRemovesEveryGrain(t *testing.T) {
 	alice := n.setUp(t)
 	bob := n.join(t, "bob")
 	ctx := context.Background()
-	ag, err := n.NewGrain(ctx, alice.user(), "echo", "alice's")
+	ag, err := n.grains.NewGrain(ctx, alice.user(), "echo", "alice's")
 	if err != nil {
 		t.Fatal(err)
 	}
 	bg, origin := bobsGrain(t, bob, "bob's big one")
-	if _, err := n.NewShare(ctx, bob.user(), bg.ID, erg.ShareRequest{Role: "editor"}); err != nil {
+	if _, err := n.shares.New(ctx, bob.user(), bg.ID, erg.ShareRequest{Role: "editor"}); err != nil {
 		t.Fatal(err)
 	}
 	// A symlink out of the grain counts as a link, not what it points at.

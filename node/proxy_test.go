@@ -93,7 +93,7 @@ func TestProxyRefusesUnknownGrainsAndStrangers(t *testing.T) {
 func TestLoginTokenWorksOnce(t *testing.T) {
 	t.Parallel()
 	n := startNode(t, nil)
-	g, err := n.NewGrain(context.Background(), n.owner(), "echo", "t")
+	g, err := n.grains.NewGrain(context.Background(), n.owner(), "echo", "t")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -20,11 +20,11 @@ func TestRemoteSessionSurvivesRestart(t *testing.T) {
 	a := startNode(t, func(c *Config) { c.Name = "anode" })
 	b := startNode(t, func(c *Config) { c.Name = "bnode"; c.Owner = "bob" })
 	befriend(t, a, b)
-	g, err := a.NewGrain(ctx, a.owner(), "notes", "Plans")
+	g, err := a.grains.NewGrain(ctx, a.owner(), "notes", "Plans")
 	if err != nil {
 		t.Fatal(err)
 	}
-	sh, err := a.NewShare(ctx, a.owner(), g.ID, erg.ShareRequest{Role: "editor", Friend: "bnode"})
+	sh, err := a.shares.New(ctx, a.owner(), g.ID, erg.ShareRequest{Role: "editor", Friend: "bnode"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +51,7 @@ func TestRemoteSessionSurvivesRestart(t *testing.T) {
 		t.Fatalf("the session after b restarted: %d %s", code, body)
 	}
 
-	if err := a.RevokeShare(ctx, a.owner(), sh.ID); err != nil {
+	if err := a.shares.Revoke(ctx, a.owner(), sh.ID); err != nil {
 		t.Fatal(err)
 	}
 	if code, body := b2.get(origin2 + "/api/note"); code != http.StatusForbidden || !strings.Contains(body, "revoked") {

@@ -197,11 +197,11 @@ func TestEveryRouteNeedsASession(t *testing.T) {
 	t.Parallel()
 	n := startNode(t, nil)
 	alice := n.setUp(t)
-	g, err := n.NewGrain(context.Background(), n.owner(), "echo", "")
+	g, err := n.grains.NewGrain(context.Background(), n.owner(), "echo", "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	sh, _ := n.NewShare(context.Background(), n.owner(), g.ID, erg.ShareRequest{Role: "editor"})
+	sh, _ := n.shares.New(context.Background(), n.owner(), g.ID, erg.ShareRequest{Role: "editor"})
 	inv, _ := n.accounts.InviteUser(context.Background(), n.owner(), "bob")
 	stranger := n.webClient(t)
 	stranger.csrf = alice.csrf // knowing a token is not enough without the session
@@ -256,12 +256,12 @@ func TestUsersCannotReachEachOthersGrains(t *testing.T) {
 	alice := n.setUp(t)
 	bob := n.join(t, "bob")
 	ctx := context.Background()
-	ag, err := n.NewGrain(ctx, alice.user(), "echo", "alice's")
+	ag, err := n.grains.NewGrain(ctx, alice.user(), "echo", "alice's")
 	if err != nil {
 		t.Fatal(err)
 	}
-	sh, _ := n.NewShare(ctx, alice.user(), ag.ID, erg.ShareRequest{Role: "editor"})
-	bg, _ := n.NewGrain(ctx, bob.user(), "echo", "bob's")
+	sh, _ := n.shares.New(ctx, alice.user(), ag.ID, erg.ShareRequest{Role: "editor"})
+	bg, _ := n.grains.NewGrain(ctx, bob.user(), "echo", "bob's")
 
 	for _, c := range []struct {
 		method, path string
@@ -353,7 +353,7 @@ func TestShareLinksRefuseForgedExpiredAndForeign(t *testing.T) {
 	bob := n.join(t, "bob")
 	carol := n.join(t, "carol")
 	ctx := context.Background()
-	g, _ := n.NewGrain(ctx, alice.user(), "echo", "")
+	g, _ := n.grains.NewGrain(ctx, alice.user(), "echo", "")
 	visitor := n.webClient(t)
 
 	if code, _ := visitor.get("/s/" + strings.Repeat("A", 43)); code != http.StatusNotFound {
@@ -362,7 +362,7 @@ func TestShareLinksRefuseForgedExpiredAndForeign(t *testing.T) {
 	if code, _ := bob.get("/s/not-a-token"); code != http.StatusNotFound {
 		t.Errorf("a forged link, signed in: %d, want 404", code)
 	}
-	expiring, _ := n.NewShare(ctx, alice.user(), g.ID, erg.ShareRequest{Role: "editor", Anonymous: true, ExpiresIn: 60})
+	expiring, _ := n.shares.New(ctx, alice.user(), g.ID, erg.ShareRequest{Role: "editor", Anonymous: true, ExpiresIn: 60})
 	path := strings.TrimPrefix(expiring.URL, n.URL())
 	if code, _ := visitor.get(path); code != 200 {
 		t.Fatalf("a fresh anonymous link: %d", code)
@@ -378,7 +378,7 @@ func TestShareLinksRefuseForgedExpiredAndForeign(t *testing.T) {
 	}
 
 	// A link for bob works for bob only, and needs signing in.
-	forBob, _ := n.NewShare(ctx, alice.user(), g.ID, erg.ShareRequest{Role: "editor", ForUser: "bob"})
+	forBob, _ := n.shares.New(ctx, alice.user(), g.ID, erg.ShareRequest{Role: "editor", ForUser: "bob"})
 	path = strings.TrimPrefix(forBob.URL, n.URL())
 	if code, _ := carol.get(path); code != http.StatusForbidden {
 		t.Errorf("carol with bob's link: %d, want 403", code)
@@ -393,12 +393,12 @@ func TestShareLinksRefuseForgedExpiredAndForeign(t *testing.T) {
 		t.Errorf("carol got %v", gs)
 	}
 	// A link without anonymous use needs a sign-in.
-	signed, _ := n.NewShare(ctx, alice.user(), g.ID, erg.ShareRequest{Role: "editor"})
+	signed, _ := n.shares.New(ctx, alice.user(), g.ID, erg.ShareRequest{Role: "editor"})
 	if code, _ := n.webClient(t).get(strings.TrimPrefix(signed.URL, n.URL())); code != http.StatusSeeOther {
 		t.Errorf("a sign-in link anonymously: %d", code)
 	}
 	// Roles come from the manifest only.
-	if _, err := n.NewShare(ctx, alice.user(), g.ID, erg.ShareRequest{Role: "admin"}); !errors.Is(err, erg.ErrInvalid) {
+	if _, err := n.shares.New(ctx, alice.user(), g.ID, erg.ShareRequest{Role: "admin"}); !errors.Is(err, erg.ErrInvalid) {
 		t.Errorf("a made-up role: %v", err)
 	}
 }
@@ -565,7 +565,7 @@ func TestUserLifecycle(t *testing.T) {
 	if u := again.user(); u.Username != "bob" || u.Owner {
 		t.Errorf("signed in as %+v", u)
 	}
-	g, _ := n.NewGrain(ctx, bob.user(), "echo", "bob's")
+	g, _ := n.grains.NewGrain(ctx, bob.user(), "echo", "bob's")
 	open, _ := n.OpenGrain(ctx, bob.user(), g.ID)
 	resp, err := bob.c.Get(open.URL)
 	if err != nil {
@@ -641,7 +641,7 @@ func TestRestoreReadsBackupsSafely(t *testing.T) {
 		{"a newer app version", zipOf(entry{name: "erg-backup.json", body: strings.Replace(meta, `"appVersion":1`, `"appVersion":9`, 1)})},
 		{"a zip bomb", zipOf(m, entry{name: "data/big", body: strings.Repeat("0", 3<<20)})},
 	} {
-		_, err := n.RestoreGrain(ctx, owner, bytes.NewReader(c.zip))
+		_, err := n.grains.Restore(ctx, owner, bytes.NewReader(c.zip))
 		if !errors.Is(err, erg.ErrInvalid) {
 			t.Errorf("%s: %v, want an invalid-backup error", c.name, err)
 		}
@@ -666,7 +666,7 @@ func TestRestoreReadsBackupsSafely(t *testing.T) {
 	}
 	os.Symlink("/etc/passwd", filepath.Join(n.grains.Dir(id), "var", "planted"))
 	var buf bytes.Buffer
-	if err := n.BackupGrain(ctx, owner, id, &buf); err != nil {
+	if err := n.grains.Backup(ctx, owner, id, &buf); err != nil {
 		t.Fatal(err)
 	}
 	zr, err := zip.NewReader(bytes.NewReader(buf.Bytes()), int64(buf.Len()))
@@ -678,7 +678,7 @@ func TestRestoreReadsBackupsSafely(t *testing.T) {
 			t.Errorf("the backup holds the grain's symlink %s", f.Name)
 		}
 	}
-	g, err := n.RestoreGrain(ctx, owner, bytes.NewReader(buf.Bytes()))
+	g, err := n.grains.Restore(ctx, owner, bytes.NewReader(buf.Bytes()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -762,11 +762,11 @@ func TestRevokingAShareCutsItsOpenWebsockets(t *testing.T) {
 	n := startNode(t, nil)
 	alice := n.setUp(t)
 	ctx := context.Background()
-	g, err := n.NewGrain(ctx, alice.user(), "notes", "")
+	g, err := n.grains.NewGrain(ctx, alice.user(), "notes", "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	sh, err := n.NewShare(ctx, alice.user(), g.ID, erg.ShareRequest{Role: "viewer", Anonymous: true})
+	sh, err := n.shares.New(ctx, alice.user(), g.ID, erg.ShareRequest{Role: "viewer", Anonymous: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -795,7 +795,7 @@ func TestRevokingAShareCutsItsOpenWebsockets(t *testing.T) {
 	visitor := n.webClient(t)
 	vs := dial(visitor, strings.TrimPrefix(sh.URL, n.URL()))
 	// A link that expires in a second or two cuts its websocket when it does.
-	brief, err := n.NewShare(ctx, alice.user(), g.ID, erg.ShareRequest{Role: "viewer", Anonymous: true, ExpiresIn: 2})
+	brief, err := n.shares.New(ctx, alice.user(), g.ID, erg.ShareRequest{Role: "viewer", Anonymous: true, ExpiresIn: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -804,7 +804,7 @@ func TestRevokingAShareCutsItsOpenWebsockets(t *testing.T) {
 		t.Fatalf("the visitor reads: %d", code)
 	}
 
-	if err := n.RevokeShare(ctx, alice.user(), sh.ID); err != nil {
+	if err := n.shares.Revoke(ctx, alice.user(), sh.ID); err != nil {
 		t.Fatal(err)
 	}
 	rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -840,7 +840,7 @@ func TestPagesManageGrainsAppsAndIdentity(t *testing.T) {
 	alice := n.setUp(t)
 	bob := n.join(t, "bob")
 	ctx := context.Background()
-	g, _ := n.NewGrain(ctx, alice.user(), "echo", "first")
+	g, _ := n.grains.NewGrain(ctx, alice.user(), "echo", "first")
 
 	if code, _ := alice.post("/grains/"+g.ID+"/rename", url.Values{"title": {"Renamed"}, "back": {"//evil.example"}}); code != http.StatusSeeOther {
 		t.Errorf("rename: %d", code)
@@ -854,7 +854,7 @@ func TestPagesManageGrainsAppsAndIdentity(t *testing.T) {
 
 	// Identity through shares: an anonymous visitor has no name or id; a
 	// user has both; both get the role's permissions.
-	anon, _ := n.NewShare(ctx, alice.user(), g.ID, erg.ShareRequest{Role: "editor", Anonymous: true})
+	anon, _ := n.shares.New(ctx, alice.user(), g.ID, erg.ShareRequest{Role: "editor", Anonymous: true})
 	headersVia := func(w *web, page string) http.Header {
 		t.Helper()
 		code, body := w.get(page)

@@ -14,6 +14,8 @@ import (
 	"erg"
 	"erg/accounts"
 	"erg/friends"
+	"erg/grains"
+	"erg/shares"
 	"erg/store"
 )
 
@@ -30,6 +32,8 @@ type api struct {
 	acc       *accounts.Service
 	st        *store.Service
 	fr        *friends.Service
+	gr        *grains.Service
+	sh        *shares.Service
 	log       *slog.Logger
 	maxUpload int64
 	body      bodyGuard
@@ -109,7 +113,7 @@ func (a *api) guard(forOwner bool, h http.HandlerFunc) http.HandlerFunc {
 // APIHandler serves the JSON API on the control socket. Whoever can reach
 // the socket (the data dir's owner-only unix socket) is the node's owner.
 func APIHandler(svc Services, opts Options, log *slog.Logger) http.Handler {
-	a := &api{b: svc.Node, acc: svc.Accounts, st: svc.Store, fr: svc.Friends, log: log, maxUpload: opts.MaxUpload, body: bodyGuard{stall: opts.BodyStall, rate: opts.MinBodyRate}}
+	a := &api{b: svc.Node, acc: svc.Accounts, st: svc.Store, fr: svc.Friends, gr: svc.Grains, sh: svc.Shares, log: log, maxUpload: opts.MaxUpload, body: bodyGuard{stall: opts.BodyStall, rate: opts.MinBodyRate}}
 	if a.maxUpload <= 0 {
 		a.maxUpload = 1 << 30
 	}
@@ -128,7 +132,7 @@ func APIHandler(svc Services, opts Options, log *slog.Logger) http.Handler {
 // `erg token new`) or a web session with its CSRF token in the
 // X-CSRF-Token header for anything that changes state.
 func (h *Handler) httpAPI() http.Handler {
-	a := &api{b: h.b, acc: h.acc, st: h.st, fr: h.fr, log: h.log, maxUpload: h.maxUpload, body: h.body}
+	a := &api{b: h.b, acc: h.acc, st: h.st, fr: h.fr, gr: h.gr, sh: h.sh, log: h.log, maxUpload: h.maxUpload, body: h.body}
 	mux := a.routes()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
@@ -250,7 +254,7 @@ func (a *api) removeApp(w http.ResponseWriter, r *http.Request, who erg.User) {
 // node with its size, for the owner only.
 func (a *api) grains(w http.ResponseWriter, r *http.Request, who erg.User) {
 	if all := r.URL.Query().Get("all"); all != "" && all != "0" {
-		gs, err := a.b.AllGrains(r.Context(), who)
+		gs, err := a.gr.All(r.Context(), who)
 		reply(w, gs, err)
 		return
 	}
@@ -269,7 +273,7 @@ func (a *api) newGrain(w http.ResponseWriter, r *http.Request, who erg.User) {
 		writeError(w, err)
 		return
 	}
-	g, err := a.b.NewGrain(r.Context(), who, req.App, req.Title)
+	g, err := a.gr.NewGrain(r.Context(), who, req.App, req.Title)
 	if err == nil {
 		w.WriteHeader(http.StatusCreated)
 	}
@@ -282,7 +286,12 @@ func (a *api) renameGrain(w http.ResponseWriter, r *http.Request, who erg.User) 
 		writeError(w, err)
 		return
 	}
-	g, err := a.b.RenameGrain(r.Context(), who, r.PathValue("id"), req.Title)
+	id := r.PathValue("id")
+	if err := a.gr.Rename(r.Context(), who, id, req.Title); err != nil {
+		writeError(w, err)
+		return
+	}
+	g, err := a.b.Grain(r.Context(), who, id)
 	reply(w, g, err)
 }
 
@@ -292,11 +301,11 @@ func (a *api) openGrain(w http.ResponseWriter, r *http.Request, who erg.User) {
 }
 
 func (a *api) removeGrain(w http.ResponseWriter, r *http.Request, who erg.User) {
-	reply(w, struct{}{}, a.b.RemoveGrain(r.Context(), who, r.PathValue("id")))
+	reply(w, struct{}{}, a.gr.RemoveGrain(r.Context(), who, r.PathValue("id")))
 }
 
 func (a *api) grainLog(w http.ResponseWriter, r *http.Request, who erg.User) {
-	log, err := a.b.GrainLog(r.Context(), who, r.PathValue("id"))
+	log, err := a.gr.Log(r.Context(), who, r.PathValue("id"))
 	if err != nil {
 		writeError(w, err)
 		return
@@ -306,12 +315,12 @@ func (a *api) grainLog(w http.ResponseWriter, r *http.Request, who erg.User) {
 }
 
 func (a *api) backupGrain(w http.ResponseWriter, r *http.Request, who erg.User) {
-	serveBackup(w, r, a.b, a.log, who, r.PathValue("id"))
+	serveBackup(w, r, a.b, a.gr, a.log, who, r.PathValue("id"))
 }
 
 // serveBackup streams a grain's backup zip. The grain is checked before
 // the first byte goes out, so a refusal is still a proper error.
-func serveBackup(w http.ResponseWriter, r *http.Request, b Backend, log *slog.Logger, who erg.User, id string) {
+func serveBackup(w http.ResponseWriter, r *http.Request, b Backend, gr *grains.Service, log *slog.Logger, who erg.User, id string) {
 	g, err := b.Grain(r.Context(), who, id)
 	if err == nil && !g.Mine {
 		err = fmt.Errorf("%w: no grain %q", erg.ErrNotFound, id)
@@ -322,7 +331,7 @@ func serveBackup(w http.ResponseWriter, r *http.Request, b Backend, log *slog.Lo
 	}
 	w.Header().Set("Content-Type", "application/zip")
 	w.Header().Set("Content-Disposition", `attachment; filename="`+backupName(g)+`"`)
-	if err := b.BackupGrain(r.Context(), who, id, w); err != nil {
+	if err := gr.Backup(r.Context(), who, id, w); err != nil {
 		// Too late for a status: the client sees a truncated zip.
 		log.Error("backup failed", "grain", id, "err", err)
 	}
@@ -361,7 +370,7 @@ func (a *api) restoreGrain(w http.ResponseWriter, r *http.Request, who erg.User)
 		writeError(w, err)
 		return
 	}
-	g, err := a.b.RestoreGrain(r.Context(), who, body)
+	g, err := a.gr.Restore(r.Context(), who, body)
 	if err != nil {
 		writeError(w, uploadError(err, a.maxUpload))
 		return
@@ -371,7 +380,7 @@ func (a *api) restoreGrain(w http.ResponseWriter, r *http.Request, who erg.User)
 }
 
 func (a *api) shares(w http.ResponseWriter, r *http.Request, who erg.User) {
-	s, err := a.b.Shares(r.Context(), who, r.PathValue("id"))
+	s, err := a.sh.List(r.Context(), who, r.PathValue("id"))
 	reply(w, s, err)
 }
 
@@ -381,7 +390,7 @@ func (a *api) newShare(w http.ResponseWriter, r *http.Request, who erg.User) {
 		writeError(w, err)
 		return
 	}
-	s, err := a.b.NewShare(r.Context(), who, r.PathValue("id"), req)
+	s, err := a.sh.New(r.Context(), who, r.PathValue("id"), req)
 	if err == nil {
 		w.WriteHeader(http.StatusCreated)
 	}
@@ -389,7 +398,7 @@ func (a *api) newShare(w http.ResponseWriter, r *http.Request, who erg.User) {
 }
 
 func (a *api) revokeShare(w http.ResponseWriter, r *http.Request, who erg.User) {
-	reply(w, struct{}{}, a.b.RevokeShare(r.Context(), who, r.PathValue("id")))
+	reply(w, struct{}{}, a.sh.Revoke(r.Context(), who, r.PathValue("id")))
 }
 
 func (a *api) users(w http.ResponseWriter, r *http.Request, who erg.User) {

@@ -32,7 +32,7 @@ func (h *Handler) openShare(w http.ResponseWriter, r *http.Request) {
 		who = &a.user
 		r = withActor(r, a)
 	}
-	g, err := h.b.OpenShare(r.Context(), who, token)
+	g, err := h.sh.Open(r.Context(), who, token)
 	if errors.Is(err, erg.ErrUnauthorized) {
 		http.Redirect(w, r, "/login?next="+url.QueryEscape("/s/"+token), http.StatusSeeOther)
 		return
@@ -78,7 +78,7 @@ func (h *Handler) renderShell(w http.ResponseWriter, r *http.Request, a actor, i
 	d := shellData{Grain: g, FrameURL: g.URL, ShareOpen: shareOpen || newShare != nil || shareErr != "", NewShare: newShare, ShareErr: shareErr}
 	d.App, _ = h.appOf(r, g.AppID)
 	if g.Mine {
-		if d.Shares, err = h.b.Shares(ctx, a.user, id); err != nil {
+		if d.Shares, err = h.sh.List(ctx, a.user, id); err != nil {
 			h.failPage(w, r, err)
 			return
 		}
@@ -135,7 +135,7 @@ func (h *Handler) renderGrains(w http.ResponseWriter, r *http.Request, a actor, 
 }
 
 func (h *Handler) newGrain(w http.ResponseWriter, r *http.Request, a actor) {
-	g, err := h.b.NewGrain(r.Context(), a.user, r.PostFormValue("app"), r.PostFormValue("title"))
+	g, err := h.gr.NewGrain(r.Context(), a.user, r.PostFormValue("app"), r.PostFormValue("title"))
 	if err != nil {
 		h.failPage(w, r, err)
 		return
@@ -189,7 +189,7 @@ func (h *Handler) restoreGrain(w http.ResponseWriter, r *http.Request, a actor) 
 		h.failPage(w, r, err)
 		return
 	}
-	g, err := h.b.RestoreGrain(r.Context(), a.user, body)
+	g, err := h.gr.Restore(r.Context(), a.user, body)
 	if err != nil {
 		err = uploadError(err, h.maxUpload)
 		if errors.Is(err, erg.ErrInvalid) || errors.Is(err, erg.ErrTooLarge) {
@@ -204,7 +204,7 @@ func (h *Handler) restoreGrain(w http.ResponseWriter, r *http.Request, a actor) 
 
 func (h *Handler) renameGrain(w http.ResponseWriter, r *http.Request, a actor) {
 	id := r.PathValue("id")
-	if _, err := h.b.RenameGrain(r.Context(), a.user, id, r.PostFormValue("title")); err != nil {
+	if err := h.gr.Rename(r.Context(), a.user, id, r.PostFormValue("title")); err != nil {
 		h.failPage(w, r, err)
 		return
 	}
@@ -228,7 +228,7 @@ func (h *Handler) confirmDeleteGrain(w http.ResponseWriter, r *http.Request, a a
 }
 
 func (h *Handler) deleteGrain(w http.ResponseWriter, r *http.Request, a actor) {
-	if err := h.b.RemoveGrain(r.Context(), a.user, r.PathValue("id")); err != nil {
+	if err := h.gr.RemoveGrain(r.Context(), a.user, r.PathValue("id")); err != nil {
 		h.failPage(w, r, err)
 		return
 	}
@@ -236,7 +236,7 @@ func (h *Handler) deleteGrain(w http.ResponseWriter, r *http.Request, a actor) {
 }
 
 func (h *Handler) backupGrain(w http.ResponseWriter, r *http.Request, a actor) {
-	serveBackup(w, r, h.b, h.log, a.user, r.PathValue("id"))
+	serveBackup(w, r, h.b, h.gr, h.log, a.user, r.PathValue("id"))
 }
 
 func (h *Handler) newShare(w http.ResponseWriter, r *http.Request, a actor) {
@@ -251,7 +251,7 @@ func (h *Handler) newShare(w http.ResponseWriter, r *http.Request, a actor) {
 		Anonymous: r.PostFormValue("anonymous") == "on", ExpiresIn: expires,
 		Friend: r.PostFormValue("friend"), FriendUser: r.PostFormValue("friend_user"),
 	}
-	s, err := h.b.NewShare(r.Context(), a.user, id, req)
+	s, err := h.sh.New(r.Context(), a.user, id, req)
 	if errors.Is(err, erg.ErrInvalid) {
 		h.renderShell(w, r, a, id, true, nil, erg.Message(err))
 		return
@@ -264,7 +264,7 @@ func (h *Handler) newShare(w http.ResponseWriter, r *http.Request, a actor) {
 }
 
 func (h *Handler) revokeShare(w http.ResponseWriter, r *http.Request, a actor) {
-	if err := h.b.RevokeShare(r.Context(), a.user, r.PathValue("id")); err != nil {
+	if err := h.sh.Revoke(r.Context(), a.user, r.PathValue("id")); err != nil {
 		h.failPage(w, r, err)
 		return
 	}

@@ -18,6 +18,8 @@ import (
 	"erg/accounts"
 	"erg/fed"
 	"erg/friends"
+	"erg/grains"
+	"erg/shares"
 	"erg/store"
 )
 
@@ -54,6 +56,8 @@ type Handler struct {
 	acc        *accounts.Service
 	st         *store.Service
 	fr         *friends.Service
+	gr         *grains.Service
+	sh         *shares.Service
 	log        *slog.Logger
 	domain     string
 	maxUpload  int64
@@ -77,7 +81,7 @@ func NewHandler(svc Services, opts Options, log *slog.Logger) *Handler {
 		log = slog.New(slog.DiscardHandler)
 	}
 	h := &Handler{
-		b: svc.Node, acc: svc.Accounts, st: svc.Store, fr: svc.Friends, log: log, domain: strings.ToLower(opts.Domain), maxUpload: opts.MaxUpload,
+		b: svc.Node, acc: svc.Accounts, st: svc.Store, fr: svc.Friends, gr: svc.Grains, sh: svc.Shares, log: log, domain: strings.ToLower(opts.Domain), maxUpload: opts.MaxUpload,
 		cop: http.NewCrossOriginProtection(), limiter: newLimiter(),
 		body: bodyGuard{stall: opts.BodyStall, rate: opts.MinBodyRate}, ws: newWSLimiter(opts.MaxWebsockets),
 	}

@@ -50,7 +50,7 @@ func (h *Handler) renderUsers(w http.ResponseWriter, r *http.Request, a actor, c
 		h.failPage(w, r, err)
 		return
 	}
-	grains, err := h.b.AllGrains(r.Context(), a.user)
+	grains, err := h.gr.All(r.Context(), a.user)
 	if err != nil {
 		h.failPage(w, r, err)
 		return
@@ -62,7 +62,7 @@ func (h *Handler) renderUsers(w http.ResponseWriter, r *http.Request, a actor, c
 // nodeGrain finds any grain on the node for the owner's pages; anyone
 // else is refused.
 func (h *Handler) nodeGrain(r *http.Request, a actor, id string) (erg.NodeGrain, error) {
-	all, err := h.b.AllGrains(r.Context(), a.user)
+	all, err := h.gr.All(r.Context(), a.user)
 	if err != nil {
 		return erg.NodeGrain{}, err
 	}
@@ -95,7 +95,7 @@ func (h *Handler) deleteNodeGrain(w http.ResponseWriter, r *http.Request, a acto
 		h.failPage(w, r, err)
 		return
 	}
-	if err := h.b.RemoveGrain(r.Context(), a.user, r.PathValue("id")); err != nil {
+	if err := h.gr.RemoveGrain(r.Context(), a.user, r.PathValue("id")); err != nil {
 		h.failPage(w, r, err)
 		return
 	}

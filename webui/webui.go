@@ -14,6 +14,8 @@ import (
 	"erg"
 	"erg/accounts"
 	"erg/friends"
+	"erg/grains"
+	"erg/shares"
 	"erg/store"
 )
 
@@ -24,6 +26,8 @@ type Services struct {
 	Accounts *accounts.Service
 	Store    *store.Service
 	Friends  *friends.Service
+	Grains   *grains.Service
+	Shares   *shares.Service
 }
 
 // Backend is what the node provides to the HTTP layer. Methods that take a
@@ -45,29 +49,8 @@ type Backend interface {
 	// Grains lists the user's grains and the grains shared with them.
 	Grains(ctx context.Context, who erg.User) ([]erg.Grain, error)
 	Grain(ctx context.Context, who erg.User, id string) (erg.Grain, error)
-	NewGrain(ctx context.Context, who erg.User, app, title string) (erg.Grain, error)
 	// OpenGrain returns the grain with a one-time login URL for its origin.
 	OpenGrain(ctx context.Context, who erg.User, id string) (erg.Grain, error)
-	RenameGrain(ctx context.Context, who erg.User, id, title string) (erg.Grain, error)
-	// AllGrains lists every grain on the node, anyone's, with its size on
-	// disk. Only the owner may.
-	AllGrains(ctx context.Context, who erg.User) ([]erg.NodeGrain, error)
-	// RemoveGrain deletes one of the user's grains, or any grain when the
-	// user is the node's owner.
-	RemoveGrain(ctx context.Context, who erg.User, id string) error
-	GrainLog(ctx context.Context, who erg.User, id string) ([]byte, error)
-	// BackupGrain writes a zip of the grain's /var and its metadata.
-	BackupGrain(ctx context.Context, who erg.User, id string, w io.Writer) error
-	// RestoreGrain makes a new grain from a backup zip.
-	RestoreGrain(ctx context.Context, who erg.User, r io.Reader) (erg.Grain, error)
-
-	Shares(ctx context.Context, who erg.User, grainID string) ([]erg.Share, error)
-	NewShare(ctx context.Context, who erg.User, grainID string, req erg.ShareRequest) (erg.Share, error)
-	RevokeShare(ctx context.Context, who erg.User, shareID string) error
-	// OpenShare spends nothing: it checks a share link's secret and returns
-	// the grain with a login URL. who is nil for an anonymous visitor; a
-	// local user who opens a link gets the grain in "shared with me".
-	OpenShare(ctx context.Context, who *erg.User, token string) (erg.Grain, error)
 
 	// ResolveGrain finds a grain served on a grain origin of this node,
 	// one of its own or one a friend's node shared, without starting it.
