@@ -34,6 +34,8 @@ type Config struct {
 	// Lock is held for each install, from the version check to the
 	// record; whatever else changes Dir or the apps table holds it too.
 	Lock sync.Locker
+	// TempDir holds an upload while it arrives.
+	TempDir string
 	// Limits bound a package.
 	Limits apppkg.SizeLimits
 	Log    *slog.Logger

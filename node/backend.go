@@ -4,21 +4,12 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
-	"database/sql"
 	"encoding/hex"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
 	"net"
-	"os"
-	"path/filepath"
 	"sort"
-	"strings"
 	"time"
 
 	"erg"
-	"erg/apppkg"
 	"erg/grains"
 	"erg/webui"
 )
@@ -49,125 +40,6 @@ func (n *Node) Status(ctx context.Context) (erg.Status, error) {
 		st.Name = n.friends.Name()
 	}
 	return st, nil
-}
-
-// Apps implements webui.Backend.
-func (n *Node) Apps(ctx context.Context) ([]erg.App, error) {
-	rows, err := n.db.QueryContext(ctx, `SELECT manifest, (SELECT count(*) FROM grains g WHERE g.app_id = apps.id) FROM apps ORDER BY name`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	apps := []erg.App{}
-	for rows.Next() {
-		var data string
-		var grains int
-		if err := rows.Scan(&data, &grains); err != nil {
-			return nil, err
-		}
-		var m apppkg.Manifest
-		if err := json.Unmarshal([]byte(data), &m); err != nil {
-			return nil, err
-		}
-		a := appInfo(&m)
-		a.Grains = grains
-		apps = append(apps, a)
-	}
-	return apps, rows.Err()
-}
-
-func appInfo(m *apppkg.Manifest) erg.App {
-	a := erg.App{ID: m.ID, Name: m.Name, Version: m.Version, DisplayVersion: m.DisplayVersion, Description: m.Description,
-		OwnerRole: m.OwnerRole, HasIcon: m.Icon != ""}
-	for _, act := range m.Actions {
-		a.Actions = append(a.Actions, act.Title)
-	}
-	for _, r := range m.Roles {
-		a.Roles = append(a.Roles, erg.Role{Name: r.Name, Title: r.Title, Permissions: r.Permissions})
-	}
-	return a
-}
-
-// maxIconSize bounds an app icon the pages show.
-const maxIconSize = 256 << 10
-
-var iconTypes = map[string]string{
-	".png": "image/png", ".svg": "image/svg+xml", ".jpg": "image/jpeg", ".jpeg": "image/jpeg",
-	".webp": "image/webp", ".gif": "image/gif",
-}
-
-// AppIcon implements webui.Backend.
-func (n *Node) AppIcon(ctx context.Context, id string) ([]byte, string, error) {
-	m, tree, err := n.appByID(ctx, id)
-	if err != nil {
-		return nil, "", err
-	}
-	ctype := iconTypes[strings.ToLower(filepath.Ext(m.Icon))]
-	if m.Icon == "" || ctype == "" {
-		return nil, "", fmt.Errorf("%w: app %s has no icon", erg.ErrNotFound, id)
-	}
-	// The tree is the app's: read inside it only.
-	root, err := os.OpenRoot(tree)
-	if err != nil {
-		return nil, "", err
-	}
-	defer root.Close()
-	f, err := root.Open(m.Icon)
-	if err != nil {
-		return nil, "", fmt.Errorf("%w: icon: %v", erg.ErrNotFound, err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxIconSize+1))
-	if err != nil || len(data) > maxIconSize {
-		return nil, "", fmt.Errorf("%w: icon unreadable or larger than %d KiB", erg.ErrNotFound, maxIconSize>>10)
-	}
-	return data, ctype, nil
-}
-
-func (n *Node) appByID(ctx context.Context, id string) (*apppkg.Manifest, string, error) {
-	var data, tree string
-	err := n.db.QueryRowContext(ctx, `SELECT manifest, tree FROM apps WHERE id = ?`, id).Scan(&data, &tree)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, "", fmt.Errorf("%w: no app %q is installed", erg.ErrNotFound, id)
-	}
-	if err != nil {
-		return nil, "", err
-	}
-	var m apppkg.Manifest
-	if err := json.Unmarshal([]byte(data), &m); err != nil {
-		return nil, "", err
-	}
-	return &m, tree, nil
-}
-
-// RemoveApp implements webui.Backend.
-func (n *Node) RemoveApp(ctx context.Context, who erg.User, id string) error {
-	if err := requireOwner(who); err != nil {
-		return err
-	}
-	n.installMu.Lock()
-	defer n.installMu.Unlock()
-	m, tree, err := n.appByID(ctx, id)
-	if err != nil {
-		return err
-	}
-	var grains int
-	n.db.QueryRowContext(ctx, `SELECT count(*) FROM grains WHERE app_id = ?`, id).Scan(&grains)
-	if grains > 0 {
-		return fmt.Errorf("%w: %d grains of %s exist: delete them first", erg.ErrInvalid, grains, m.Name)
-	}
-	if _, err := n.db.ExecContext(ctx, `DELETE FROM apps WHERE id = ? AND NOT EXISTS (SELECT 1 FROM grains WHERE app_id = ?)`, id, id); err != nil {
-		return fmt.Errorf("remove app: %w", err)
-	}
-	var others int
-	n.db.QueryRowContext(ctx, `SELECT count(*) FROM apps WHERE tree = ?`, tree).Scan(&others)
-	if others == 0 && filepath.Dir(tree) == filepath.Join(n.cfg.DataDir, packagesDir) {
-		if err := apppkg.RemoveTree(tree); err != nil {
-			n.log.Warn("package tree left behind", "app", id, "dir", tree, "err", err)
-		}
-	}
-	n.log.Info("app removed", "app", id, "name", m.Name)
-	return nil
 }
 
 // usernames maps account ids to usernames.

@@ -94,7 +94,7 @@ func (n *testNode) state(t *testing.T, grainID string) nodeState {
 	}
 	invs, _ := n.accounts.Invites(ctx, owner)
 	s.Invites = len(invs)
-	apps, _ := n.Apps(ctx)
+	apps, _ := n.installer.Apps(ctx)
 	s.Apps = len(apps)
 	fs, _ := n.friends.Friends(ctx, owner)
 	s.Friends = len(fs)

@@ -209,7 +209,7 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 		RevokeFriendShare: n.revokeFriendShare,
 	})
 	if cfg.AppsDir != "" {
-		if err := n.installAppsDir(ctx, cfg.AppsDir); err != nil {
+		if err := n.installer.InstallDir(ctx, cfg.AppsDir); err != nil {
 			return nil, err
 		}
 	}
@@ -265,7 +265,7 @@ func (n *Node) listen() error {
 	webLog := n.log.With("subsystem", "webui")
 	opts := webui.Options{Domain: n.cfg.Domain, MaxUpload: n.cfg.MaxUpload,
 		MaxWebsockets: max(n.cfg.MaxWebsockets, 0), BodyStall: max(n.cfg.ReadTimeout, 0), MinBodyRate: max(n.cfg.MinUploadRate, 0)}
-	svc := webui.Services{Node: n, Accounts: n.accounts, Store: n.store, Friends: n.friends, Grains: n.grains, Shares: n.shares}
+	svc := webui.Services{Node: n, Accounts: n.accounts, Store: n.store, Friends: n.friends, Grains: n.grains, Shares: n.shares, Installer: n.installer}
 	n.serve(n.webLn, webui.NewHandler(svc, opts, webLog))
 	n.serve(sl, webui.APIHandler(svc, opts, webLog))
 	return nil

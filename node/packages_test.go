@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"os"
@@ -48,7 +49,7 @@ func packTestApp(t *testing.T, name string, key ed25519.PrivateKey, v int64, dis
 		}
 		m.Icon = "icon.svg"
 	}
-	data, _ := jsonString(m)
+	data, _ := json.Marshal(m)
 	os.Chmod(filepath.Join(tree, "erg.json"), 0o644)
 	if err := os.WriteFile(filepath.Join(tree, "erg.json"), []byte(data), 0o644); err != nil {
 		t.Fatal(err)
@@ -157,7 +158,7 @@ func TestAppsDirInstallsPackages(t *testing.T) {
 	os.Mkdir(filepath.Join(apps, "empty"), 0o755)
 	start := func() (*testNode, erg.App) {
 		n := startNode(t, func(c *Config) { c.DataDir, c.AppsDir = data, apps })
-		list, err := n.Apps(context.Background())
+		list, err := n.installer.Apps(context.Background())
 		if err != nil || len(list) != 1 {
 			t.Fatalf("apps after start: %v %v", list, err)
 		}

@@ -25,7 +25,7 @@ func publishEcho(t *testing.T, n *testNode, key ed25519.PrivateKey, v int64, tag
 // installedVersion is the version of app installed on n, 0 if none.
 func (n *testNode) appVersion(id string) int64 {
 	n.t.Helper()
-	apps, err := n.Apps(context.Background())
+	apps, err := n.installer.Apps(context.Background())
 	if err != nil {
 		n.t.Fatal(err)
 	}

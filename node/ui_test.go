@@ -490,7 +490,7 @@ func TestOversizedUploadsAreRefusedWithoutFillingTheDisk(t *testing.T) {
 	if code, _, _ := alice.do(req); code != http.StatusRequestEntityTooLarge {
 		t.Errorf("the upload form with 2 MiB: %d, want 413", code)
 	}
-	if apps, _ := n.Apps(context.Background()); len(apps) != 5 {
+	if apps, _ := n.installer.Apps(context.Background()); len(apps) != 5 {
 		t.Errorf("%d apps after refused uploads", len(apps))
 	}
 }
@@ -890,7 +890,7 @@ func TestPagesManageGrainsAppsAndIdentity(t *testing.T) {
 	}
 
 	// An app with grains stays; without, it goes with its package tree.
-	apps, _ := n.Apps(ctx)
+	apps, _ := n.installer.Apps(ctx)
 	if code, body := alice.post("/apps/echo/remove", nil); code != http.StatusBadRequest || !strings.Contains(body, "delete them first") {
 		t.Errorf("removing an app in use: %d", code)
 	}
@@ -903,14 +903,15 @@ func TestPagesManageGrainsAppsAndIdentity(t *testing.T) {
 	if gs, _ := n.Grains(ctx, bob.user()); len(gs) != 0 {
 		t.Errorf("bob still has %+v", gs)
 	}
-	_, tree, _ := n.appByID(ctx, "echo")
+	var tree string
+	n.db.QueryRowContext(ctx, `SELECT tree FROM apps WHERE id = ?`, "echo").Scan(&tree)
 	if code, _ := bob.post("/apps/echo/remove", nil); code != http.StatusForbidden {
 		t.Errorf("bob removing an app: %d, want 403", code)
 	}
 	if code, _ := alice.post("/apps/echo/remove", nil); code != http.StatusSeeOther {
 		t.Errorf("removing an unused app: %d", code)
 	}
-	if after, _ := n.Apps(ctx); len(after) != len(apps)-1 {
+	if after, _ := n.installer.Apps(ctx); len(after) != len(apps)-1 {
 		t.Errorf("%d apps after removing one of %d", len(after), len(apps))
 	}
 	if _, err := os.Stat(tree); !os.IsNotExist(err) {

@@ -44,22 +44,6 @@ const (
 
 var errNoP2P = fmt.Errorf("%w: this node runs without p2p", erg.ErrInvalid)
 
-// AppVersion is an installed app's id and version.
-type AppVersion struct {
-	ID      string
-	Version int64
-}
-
-// Apps is what the store asks of the node's installed apps.
-type Apps interface {
-	// Version is the installed version of an app, 0 if it is not installed.
-	Version(ctx context.Context, appID string) (int64, error)
-	// Versions are every installed app's, in the order Updates lists them.
-	Versions(ctx context.Context) ([]AppVersion, error)
-	// Describe is an installed app as the API shows it.
-	Describe(m *apppkg.Manifest) erg.App
-}
-
 // Config is what a Service works with.
 type Config struct {
 	// Store is the app store on the node's p2p host, whose blockstore
@@ -69,7 +53,6 @@ type Config struct {
 	DB *sql.DB
 	// Installer installs what Install fetched.
 	Installer *install.Installer
-	Apps      Apps
 	// TmpDir receives a package being published.
 	TmpDir string
 	// MaxPackage bounds a package; zero means DefaultMaxPackage.
@@ -102,8 +85,8 @@ type Service struct {
 // that announces them, and the packages it provides, once cfg.Joined is
 // closed and every cfg.Interval after. Close stops it.
 func New(ctx context.Context, cfg Config) (*Service, error) {
-	if cfg.Store == nil || cfg.DB == nil || cfg.Installer == nil || cfg.Apps == nil {
-		return nil, errors.New("store: Config needs Store, DB, Installer and Apps")
+	if cfg.Store == nil || cfg.DB == nil || cfg.Installer == nil {
+		return nil, errors.New("store: Config needs Store, DB and Installer")
 	}
 	if cfg.MaxPackage == 0 {
 		cfg.MaxPackage = DefaultMaxPackage
@@ -360,7 +343,7 @@ func (s *Service) lookup(ctx context.Context, appID string) (*appstore.Listing, 
 // installedVersion is the installed version of an app, 0 if none (or if
 // the apps cannot say).
 func (s *Service) installedVersion(ctx context.Context, appID string) int64 {
-	v, err := s.cfg.Apps.Version(ctx, appID)
+	v, err := s.cfg.Installer.Version(ctx, appID)
 	if err != nil {
 		s.log.Warn("installed version", "app", appID, "err", err)
 	}
@@ -422,7 +405,7 @@ func (s *Service) Install(ctx context.Context, appID string, progress erg.Instal
 			s.log.Warn("provide installed package", "cid", c, "err", err)
 		}
 	}
-	return s.cfg.Apps.Describe(res.Manifest), nil
+	return install.Describe(res.Manifest), nil
 }
 
 // Updates lists the installed apps that have a newer version in the
@@ -431,11 +414,11 @@ func (s *Service) Updates(ctx context.Context) ([]erg.Listing, error) {
 	if s == nil {
 		return nil, errNoP2P
 	}
-	installed, err := s.cfg.Apps.Versions(ctx)
+	installed, err := s.cfg.Installer.Versions(ctx)
 	if err != nil {
 		return nil, err
 	}
-	var apps []AppVersion
+	var apps []install.AppVersion
 	for _, a := range installed {
 		if apppkg.IsAppID(a.ID) {
 			apps = append(apps, a)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"database/sql"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -26,40 +25,6 @@ import (
 	"erg/p2p"
 	"erg/p2p/p2ptest"
 )
-
-// appsTable answers the store's questions from a real apps table, the
-// one the installer writes.
-type appsTable struct{ db *sql.DB }
-
-func (a appsTable) Version(ctx context.Context, appID string) (int64, error) {
-	var v int64
-	err := a.db.QueryRowContext(ctx, `SELECT version FROM apps WHERE id = ?`, appID).Scan(&v)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, nil
-	}
-	return v, err
-}
-
-func (a appsTable) Versions(ctx context.Context) ([]AppVersion, error) {
-	rows, err := a.db.QueryContext(ctx, `SELECT id, version FROM apps ORDER BY name`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []AppVersion
-	for rows.Next() {
-		var v AppVersion
-		if err := rows.Scan(&v.ID, &v.Version); err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, rows.Err()
-}
-
-func (appsTable) Describe(m *apppkg.Manifest) erg.App {
-	return erg.App{ID: m.ID, Name: m.Name, Version: m.Version}
-}
 
 // testNet starts n hosts joined in a line, with the store's validator.
 func testNet(t *testing.T, n int) []*p2p.Host {
@@ -95,7 +60,6 @@ func newFixture(t *testing.T, h *p2p.Host, joined <-chan struct{}) *fixture {
 		Store:     appstore.NewStore(h, nil),
 		DB:        d,
 		Installer: install.New(install.Config{DB: d, Dir: pkgs, Lock: &sync.Mutex{}}),
-		Apps:      appsTable{d},
 		TmpDir:    tmp,
 		Joined:    joined,
 	})
@@ -298,7 +262,7 @@ func TestPublishedListingsAreAnnouncedOnceJoined(t *testing.T) {
 	joined := make(chan struct{})
 	s, err := New(ctx, Config{
 		Store: appstore.NewStore(hosts[0], nil), DB: mustOpen(t, filepath.Join(dir, "erg.db")),
-		Installer: install.New(install.Config{}), Apps: appsTable{}, Joined: joined,
+		Installer: install.New(install.Config{}), Joined: joined,
 	})
 	if err != nil {
 		t.Fatal(err)

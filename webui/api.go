@@ -15,6 +15,7 @@ import (
 	"erg/accounts"
 	"erg/friends"
 	"erg/grains"
+	"erg/install"
 	"erg/shares"
 	"erg/store"
 )
@@ -34,6 +35,7 @@ type api struct {
 	fr        *friends.Service
 	gr        *grains.Service
 	sh        *shares.Service
+	in        *install.Installer
 	log       *slog.Logger
 	maxUpload int64
 	body      bodyGuard
@@ -113,7 +115,7 @@ func (a *api) guard(forOwner bool, h http.HandlerFunc) http.HandlerFunc {
 // APIHandler serves the JSON API on the control socket. Whoever can reach
 // the socket (the data dir's owner-only unix socket) is the node's owner.
 func APIHandler(svc Services, opts Options, log *slog.Logger) http.Handler {
-	a := &api{b: svc.Node, acc: svc.Accounts, st: svc.Store, fr: svc.Friends, gr: svc.Grains, sh: svc.Shares, log: log, maxUpload: opts.MaxUpload, body: bodyGuard{stall: opts.BodyStall, rate: opts.MinBodyRate}}
+	a := &api{b: svc.Node, acc: svc.Accounts, st: svc.Store, fr: svc.Friends, gr: svc.Grains, sh: svc.Shares, in: svc.Installer, log: log, maxUpload: opts.MaxUpload, body: bodyGuard{stall: opts.BodyStall, rate: opts.MinBodyRate}}
 	if a.maxUpload <= 0 {
 		a.maxUpload = 1 << 30
 	}
@@ -132,7 +134,7 @@ func APIHandler(svc Services, opts Options, log *slog.Logger) http.Handler {
 // `erg token new`) or a web session with its CSRF token in the
 // X-CSRF-Token header for anything that changes state.
 func (h *Handler) httpAPI() http.Handler {
-	a := &api{b: h.b, acc: h.acc, st: h.st, fr: h.fr, gr: h.gr, sh: h.sh, log: h.log, maxUpload: h.maxUpload, body: h.body}
+	a := &api{b: h.b, acc: h.acc, st: h.st, fr: h.fr, gr: h.gr, sh: h.sh, in: h.in, log: h.log, maxUpload: h.maxUpload, body: h.body}
 	mux := a.routes()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
@@ -190,7 +192,7 @@ func (a *api) changePassword(w http.ResponseWriter, r *http.Request, who erg.Use
 }
 
 func (a *api) apps(w http.ResponseWriter, r *http.Request, who erg.User) {
-	apps, err := a.b.Apps(r.Context())
+	apps, err := a.in.Apps(r.Context())
 	reply(w, apps, err)
 }
 
@@ -232,12 +234,12 @@ func (a *api) installPackage(w http.ResponseWriter, r *http.Request, who erg.Use
 	}
 	if wantsEvents(r) {
 		installWithEvents(w, r, func(ctx context.Context, progress erg.InstallProgress) (erg.App, error) {
-			return a.b.InstallPackage(ctx, body, progress)
+			return a.in.Upload(ctx, body, progress)
 		},
 			func(err error) error { return uploadError(err, a.maxUpload) })
 		return
 	}
-	app, err := a.b.InstallPackage(r.Context(), body, nil)
+	app, err := a.in.Upload(r.Context(), body, nil)
 	if err != nil {
 		writeError(w, uploadError(err, a.maxUpload))
 		return
@@ -247,7 +249,7 @@ func (a *api) installPackage(w http.ResponseWriter, r *http.Request, who erg.Use
 }
 
 func (a *api) removeApp(w http.ResponseWriter, r *http.Request, who erg.User) {
-	reply(w, struct{}{}, a.b.RemoveApp(r.Context(), who, r.PathValue("id")))
+	reply(w, struct{}{}, a.in.Remove(r.Context(), who, r.PathValue("id")))
 }
 
 // grains lists the caller's grains, or with ?all=1 every grain on the

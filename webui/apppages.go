@@ -13,7 +13,7 @@ func (h *Handler) appsPage(w http.ResponseWriter, r *http.Request, a actor) {
 }
 
 func (h *Handler) renderApps(w http.ResponseWriter, r *http.Request, code int, notice, errMsg string) {
-	apps, err := h.b.Apps(r.Context())
+	apps, err := h.in.Apps(r.Context())
 	if err != nil {
 		h.failPage(w, r, err)
 		return
@@ -35,7 +35,7 @@ func (h *Handler) installApp(w http.ResponseWriter, r *http.Request, a actor) {
 		h.failPage(w, r, err)
 		return
 	}
-	app, err := h.b.InstallPackage(r.Context(), body, nil)
+	app, err := h.in.Upload(r.Context(), body, nil)
 	if err != nil {
 		err = uploadError(err, h.maxUpload)
 		if errors.Is(err, erg.ErrInvalid) || errors.Is(err, erg.ErrTooLarge) {
@@ -49,7 +49,7 @@ func (h *Handler) installApp(w http.ResponseWriter, r *http.Request, a actor) {
 }
 
 func (h *Handler) removeApp(w http.ResponseWriter, r *http.Request, a actor) {
-	if err := h.b.RemoveApp(r.Context(), a.user, r.PathValue("id")); err != nil {
+	if err := h.in.Remove(r.Context(), a.user, r.PathValue("id")); err != nil {
 		if errors.Is(err, erg.ErrInvalid) {
 			h.renderApps(w, r, http.StatusBadRequest, "", erg.Message(err))
 			return
@@ -61,7 +61,7 @@ func (h *Handler) removeApp(w http.ResponseWriter, r *http.Request, a actor) {
 }
 
 func (h *Handler) appIcon(w http.ResponseWriter, r *http.Request, a actor) {
-	data, ctype, err := h.b.AppIcon(r.Context(), r.PathValue("id"))
+	data, ctype, err := h.in.Icon(r.Context(), r.PathValue("id"))
 	if err != nil {
 		http.Error(w, "No icon.", statusOf(err))
 		return

@@ -52,7 +52,7 @@ func (h *Handler) openShare(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) appOf(r *http.Request, id string) (erg.App, error) {
-	apps, err := h.b.Apps(r.Context())
+	apps, err := h.in.Apps(r.Context())
 	if err != nil {
 		return erg.App{}, err
 	}
@@ -118,7 +118,7 @@ func (h *Handler) renderGrains(w http.ResponseWriter, r *http.Request, a actor, 
 		h.failPage(w, r, err)
 		return
 	}
-	apps, err := h.b.Apps(r.Context())
+	apps, err := h.in.Apps(r.Context())
 	if err != nil {
 		h.failPage(w, r, err)
 		return

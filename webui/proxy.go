@@ -19,6 +19,7 @@ import (
 	"erg/fed"
 	"erg/friends"
 	"erg/grains"
+	"erg/install"
 	"erg/shares"
 	"erg/store"
 )
@@ -58,6 +59,7 @@ type Handler struct {
 	fr         *friends.Service
 	gr         *grains.Service
 	sh         *shares.Service
+	in         *install.Installer
 	log        *slog.Logger
 	domain     string
 	maxUpload  int64
@@ -81,7 +83,7 @@ func NewHandler(svc Services, opts Options, log *slog.Logger) *Handler {
 		log = slog.New(slog.DiscardHandler)
 	}
 	h := &Handler{
-		b: svc.Node, acc: svc.Accounts, st: svc.Store, fr: svc.Friends, gr: svc.Grains, sh: svc.Shares, log: log, domain: strings.ToLower(opts.Domain), maxUpload: opts.MaxUpload,
+		b: svc.Node, acc: svc.Accounts, st: svc.Store, fr: svc.Friends, gr: svc.Grains, sh: svc.Shares, in: svc.Installer, log: log, domain: strings.ToLower(opts.Domain), maxUpload: opts.MaxUpload,
 		cop: http.NewCrossOriginProtection(), limiter: newLimiter(),
 		body: bodyGuard{stall: opts.BodyStall, rate: opts.MinBodyRate}, ws: newWSLimiter(opts.MaxWebsockets),
 	}

@@ -8,13 +8,13 @@ package webui
 
 import (
 	"context"
-	"io"
 	"net/http"
 
 	"erg"
 	"erg/accounts"
 	"erg/friends"
 	"erg/grains"
+	"erg/install"
 	"erg/shares"
 	"erg/store"
 )
@@ -22,12 +22,13 @@ import (
 // Services is what the web port serves: the feature services the node
 // built, and the node itself for what spans them.
 type Services struct {
-	Node     Backend
-	Accounts *accounts.Service
-	Store    *store.Service
-	Friends  *friends.Service
-	Grains   *grains.Service
-	Shares   *shares.Service
+	Node      Backend
+	Accounts  *accounts.Service
+	Store     *store.Service
+	Friends   *friends.Service
+	Grains    *grains.Service
+	Shares    *shares.Service
+	Installer *install.Installer
 }
 
 // Backend is what the node provides to the HTTP layer. Methods that take a
@@ -37,14 +38,6 @@ type Backend interface {
 
 	// RemoveUser deletes a user with their grains and shares.
 	RemoveUser(ctx context.Context, who erg.User, username string) error
-
-	Apps(ctx context.Context) ([]erg.App, error)
-	AppIcon(ctx context.Context, id string) (data []byte, contentType string, err error)
-	// InstallPackage verifies a signed package file and installs or
-	// upgrades its app, reporting its steps to progress (which may be
-	// nil). Only the owner may; the caller checks.
-	InstallPackage(ctx context.Context, r io.Reader, progress erg.InstallProgress) (erg.App, error)
-	RemoveApp(ctx context.Context, who erg.User, id string) error
 
 	// Grains lists the user's grains and the grains shared with them.
 	Grains(ctx context.Context, who erg.User) ([]erg.Grain, error)
