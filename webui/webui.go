@@ -31,8 +31,11 @@ type Services struct {
 	Installer *install.Installer
 }
 
-// Backend is what the node provides to the HTTP layer. Methods that take a
-// User act on that user's behalf and check that they may.
+// Backend is what spans the features, which only the node can answer: its
+// status, removing a user with everything theirs, and grains whether they
+// run here or on a friend's node (one handle for both). Everything else
+// the pages and the API call on the feature services themselves. Methods
+// that take a User act on that user's behalf and check that they may.
 type Backend interface {
 	Status(ctx context.Context) (erg.Status, error)
 
