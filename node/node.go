@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"erg/accounts"
+	"erg/fedgrains"
 	"erg/friends"
 	"erg/grains"
 	"erg/install"
@@ -105,8 +106,8 @@ type Node struct {
 
 	accounts *accounts.Service // users, sign-ins, invites and API tokens
 
-	p2p *p2pState // libp2p host, DHT and app store
-	fed *fedState // friends and grains shared between nodes (friends.go)
+	p2p     *p2pState          // libp2p host, DHT and app store
+	sharing *fedgrains.Service // grains shared between this node and friends' nodes
 
 	store   *store.Service   // what this node published and provides, and its installs from the store
 	friends *friends.Service // other nodes this one trusts, and connections to them
@@ -199,14 +200,17 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	if err := n.initAccounts(ctx); err != nil {
 		return nil, err
 	}
+	if err := n.newSharing(ctx); err != nil {
+		return nil, err
+	}
 	n.shares = shares.New(shares.Config{
 		DB:                n.db,
 		Grains:            n.grains,
 		Log:               n.log,
 		UserByName:        n.userByName,
 		URL:               n.URL,
-		ShareWithFriend:   n.shareWithFriend,
-		RevokeFriendShare: n.revokeFriendShare,
+		ShareWithFriend:   n.sharing.ShareWithFriend,
+		RevokeFriendShare: n.sharing.RevokeFriendShare,
 	})
 	if cfg.AppsDir != "" {
 		if err := n.installAppsDir(ctx, cfg.AppsDir); err != nil {

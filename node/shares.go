@@ -4,11 +4,7 @@ import (
 	"context"
 
 	"erg"
-	"erg/shares"
 )
-
-// maxShareLifetime bounds a share's expiry; longer means "never".
-const maxShareLifetime = shares.MaxLifetime
 
 // NewShare implements webui.Backend.
 func (n *Node) NewShare(ctx context.Context, who erg.User, grainID string, req erg.ShareRequest) (erg.Share, error) {
