@@ -1,8 +1,8 @@
 // Package node is erg's composition root: it reads the configuration, locks
 // the data dir, loads the node's identity, opens the database, and builds
 // and wires the feature services (accounts, grains, shares, installs, the
-// store, friends) with the sandbox, the libp2p host and the web UI; it
-// starts and stops them in order.
+// store, friends, the grains shared with friends' nodes) with the sandbox,
+// the libp2p host and the web UI; it starts and stops them in order.
 package node
 
 import (
