@@ -107,7 +107,7 @@ func (s *Service) await(ctx context.Context) error {
 }
 
 // Close waits for the revocations s is still telling friends of; close
-// the friends service first.
+// the friends service and its host first, so they end soon.
 func (s *Service) Close() { s.bg.Wait() }
 
 // Forgetting is for friends.Config.Forgetting: as a friend is forgotten,

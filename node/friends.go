@@ -46,7 +46,4 @@ func (n *Node) stopFed() {
 	if n.friends != nil {
 		n.friends.Close()
 	}
-	if n.sharing != nil {
-		n.sharing.Close()
-	}
 }

@@ -346,6 +346,9 @@ func (n *Node) Close() error {
 		n.grains.Close()
 	}
 	n.bg.Wait()
+	if n.sharing != nil {
+		n.sharing.Close() // after the host, so revocations still being told fail fast
+	}
 	if n.runner != nil {
 		n.runner.Close()
 	}
