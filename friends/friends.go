@@ -65,7 +65,8 @@ type Config struct {
 	// owner's username, else the hostname, else "erg".
 	Name string
 	Log  *slog.Logger // default: discard
-	// Shares serves friends' calls.
+	// Shares serves friends' calls (the node's: a fedgrains.Service). They
+	// may arrive before New returns.
 	Shares Shares
 	// Forgetting, if set, is called as a friend is forgotten, before its
 	// row is deleted (and with it, by ON DELETE CASCADE, the shares made

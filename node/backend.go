@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"erg"
+	"erg/fedgrains"
 	"erg/grains"
 	"erg/webui"
 )
@@ -66,7 +67,7 @@ func (n *Node) Grains(ctx context.Context, who erg.User) ([]erg.Grain, error) {
 	if err != nil {
 		return nil, err
 	}
-	out = append(out, n.remoteGrains(ctx, who)...)
+	out = append(out, n.sharing.List(ctx, who)...)
 	sort.Slice(out, func(i, j int) bool {
 		if !out[i].Created.Equal(out[j].Created) {
 			return out[i].Created.Before(out[j].Created)
@@ -82,7 +83,7 @@ func (n *Node) Grain(ctx context.Context, who erg.User, id string) (erg.Grain, e
 	if err != nil {
 		return erg.Grain{}, err
 	}
-	return h.describe(ctx, who)
+	return h.Describe(ctx, who)
 }
 
 // OpenGrain implements webui.Backend.
@@ -91,7 +92,7 @@ func (n *Node) OpenGrain(ctx context.Context, who erg.User, id string) (erg.Grai
 	if err != nil {
 		return erg.Grain{}, err
 	}
-	return h.open(ctx, who)
+	return h.Open(ctx, who)
 }
 
 func (n *Node) grainOrigin(id string) string {
@@ -100,31 +101,20 @@ func (n *Node) grainOrigin(id string) string {
 }
 
 // grainHandle is a grain this node serves on a grain origin, one of its
-// own (localHandle) or one a friend's node shared (remoteHandle): the
-// proxy's view of it, and the node's API's.
+// own (grains.Handle) or one a friend's node shared (fedgrains.Handle):
+// the proxy's view of it, and the node's API's.
 type grainHandle interface {
 	webui.GrainHandle
-	// describe returns the grain as who sees it, if who may use it.
-	describe(ctx context.Context, who erg.User) (erg.Grain, error)
-	// open is describe with a one-time login URL for the grain's origin.
-	open(ctx context.Context, who erg.User) (erg.Grain, error)
+	// Describe returns the grain as who sees it, if who may use it.
+	Describe(ctx context.Context, who erg.User) (erg.Grain, error)
+	// Open is Describe with a one-time login URL for the grain's origin.
+	Open(ctx context.Context, who erg.User) (erg.Grain, error)
 }
 
 var (
-	_ grainHandle = localHandle{}
-	_ grainHandle = remoteHandle{}
+	_ grainHandle = grains.Handle{}
+	_ grainHandle = fedgrains.Handle{}
 )
-
-// localHandle is a grain of this node's own, on its grain origin.
-type localHandle struct{ grains.Handle }
-
-func (h localHandle) describe(ctx context.Context, who erg.User) (erg.Grain, error) {
-	return h.Describe(ctx, who)
-}
-
-func (h localHandle) open(ctx context.Context, who erg.User) (erg.Grain, error) {
-	return h.Open(ctx, who)
-}
 
 // resolve finds a grain served on this node's grain origins. Grain ids
 // are random, so a local grain and a friend's never share one: the local
@@ -132,10 +122,10 @@ func (h localHandle) open(ctx context.Context, who erg.User) (erg.Grain, error) 
 func (n *Node) resolve(id string) (grainHandle, error) {
 	h, err := n.grains.Handle(id)
 	if err == nil {
-		return localHandle{h}, nil
+		return h, nil
 	}
-	if rg := n.remoteGrain(id); rg != nil {
-		return remoteHandle{n, rg}, nil
+	if rh, rerr := n.sharing.Handle(id); rerr == nil {
+		return rh, nil
 	}
 	return nil, err
 }
@@ -159,7 +149,3 @@ func (n *Node) derive(parts ...string) string {
 	}
 	return hex.EncodeToString(mac.Sum(nil)[:16])
 }
-
-func randomToken() string { return grains.RandomToken() }
-
-func hashToken(t string) string { return grains.HashToken(t) }

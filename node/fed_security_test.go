@@ -22,12 +22,9 @@ import (
 // heldToken is the token b holds for the grain titled title.
 func heldToken(t *testing.T, b *testNode, title string) []byte {
 	t.Helper()
-	b.fed.mu.Lock()
-	defer b.fed.mu.Unlock()
-	for _, g := range b.fed.remote {
-		if g.title == title {
-			return g.token
-		}
+	var token []byte
+	if err := b.db.QueryRow(`SELECT token FROM remote_grains WHERE title = ?`, title).Scan(&token); err == nil {
+		return token
 	}
 	t.Fatalf("%s holds no share of %q", b.friends.Name(), title)
 	return nil

@@ -1,8 +1,8 @@
 // Package node is erg's composition root: it reads the configuration, locks
 // the data dir, loads the node's identity, opens the database, and builds
 // and wires the feature services (accounts, grains, shares, installs, the
-// store, friends) with the sandbox, the libp2p host and the web UI; it
-// starts and stops them in order.
+// store, friends, the grains shared with friends' nodes) with the sandbox,
+// the libp2p host and the web UI; it starts and stops them in order.
 package node
 
 import (
@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"erg/accounts"
+	"erg/fedgrains"
 	"erg/friends"
 	"erg/grains"
 	"erg/install"
@@ -105,8 +106,8 @@ type Node struct {
 
 	accounts *accounts.Service // users, sign-ins, invites and API tokens
 
-	p2p *p2pState // libp2p host, DHT and app store
-	fed *fedState // friends and grains shared between nodes (friends.go)
+	p2p     *p2pState          // libp2p host, DHT and app store
+	sharing *fedgrains.Service // grains shared between this node and friends' nodes
 
 	store   *store.Service   // what this node published and provides, and its installs from the store
 	friends *friends.Service // other nodes this one trusts, and connections to them
@@ -199,14 +200,17 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	if err := n.initAccounts(ctx); err != nil {
 		return nil, err
 	}
+	if err := n.newSharing(ctx); err != nil {
+		return nil, err
+	}
 	n.shares = shares.New(shares.Config{
 		DB:                n.db,
 		Grains:            n.grains,
 		Log:               n.log,
 		UserByName:        n.userByName,
 		URL:               n.URL,
-		ShareWithFriend:   n.shareWithFriend,
-		RevokeFriendShare: n.revokeFriendShare,
+		ShareWithFriend:   n.sharing.ShareWithFriend,
+		RevokeFriendShare: n.sharing.RevokeFriendShare,
 	})
 	if cfg.AppsDir != "" {
 		if err := n.installer.InstallDir(ctx, cfg.AppsDir); err != nil {
@@ -342,6 +346,9 @@ func (n *Node) Close() error {
 		n.grains.Close()
 	}
 	n.bg.Wait()
+	if n.sharing != nil {
+		n.sharing.Close() // after the host, so revocations still being told fail fast
+	}
 	if n.runner != nil {
 		n.runner.Close()
 	}

@@ -7,7 +7,6 @@ import (
 	"erg"
 	"erg/accounts"
 	"erg/grains"
-	"erg/shares"
 )
 
 // ownerID is the owner's account id (see package db's second migration).
@@ -33,17 +32,11 @@ func (n *Node) initAccounts(ctx context.Context) error {
 // "" when that is done.
 func (n *Node) SetupURL() string { return n.accounts.SetupURL() }
 
-func (n *Node) userByID(ctx context.Context, id string) (erg.User, error) {
-	return n.accounts.User(ctx, id)
-}
-
 func (n *Node) userByName(ctx context.Context, name string) (erg.User, error) {
 	return n.accounts.UserByName(ctx, name)
 }
 
 func requireOwner(who erg.User) error { return accounts.RequireOwner(who) }
-
-func checkUsername(name string) (string, error) { return accounts.CheckUsername(name) }
 
 // RemoveUser implements webui.Backend: the user's grains go, then their
 // account, then whatever the node still holds for them.
@@ -62,11 +55,7 @@ func (n *Node) RemoveUser(ctx context.Context, who erg.User, username string) er
 		return err
 	}
 	n.grains.Sessions().Drop(func(s grains.Session) bool { return s.AccountID == u.ID })
-	n.forgetRemoteOf(u.ID)
+	n.sharing.ForgetUser(u.ID)
 	n.log.Info("user removed", "username", u.Username, "grains", len(theirs))
 	return nil
 }
-
-// newShortID is a random id for rows people name in commands (shares,
-// invites, tokens); it is not a secret.
-func newShortID() string { return shares.NewID() }

@@ -1,0 +1,325 @@
+package fedgrains
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"database/sql"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"erg"
+	"erg/accounts"
+	"erg/db"
+	"erg/fed"
+	"erg/friends"
+	"erg/grains"
+	"erg/install"
+	"erg/internal/testkit"
+	"erg/p2p"
+	"erg/p2p/p2ptest"
+	"erg/sandbox"
+)
+
+func TestMain(m *testing.M) {
+	sandbox.MaybeInit()
+	code := m.Run()
+	testkit.Cleanup()
+	os.Exit(code)
+}
+
+var owner = erg.User{ID: accounts.OwnerID, Username: "olga", Owner: true}
+
+// testNode is what a node needs of its own to share grains with friends:
+// a real host on loopback, a real database, accounts, grains and friends.
+type testNode struct {
+	*Service
+	host    *p2p.Host
+	db      *sql.DB
+	dir     string
+	install *sync.Mutex
+	grains  *grains.Service
+	friends *friends.Service
+}
+
+func newNode(t *testing.T, name string) *testNode {
+	t.Helper()
+	runner, err := sandbox.NewRunner(sandbox.Config{Log: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Skip("no sandbox here:", err)
+	}
+	t.Cleanup(func() { runner.Close() })
+	ctx := context.Background()
+	dir := t.TempDir()
+	d, err := db.Open(ctx, filepath.Join(dir, "erg.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	acc, err := accounts.New(ctx, accounts.Config{DB: d, Owner: owner.Username})
+	if err != nil {
+		t.Fatal(err)
+	}
+	installMu := &sync.Mutex{}
+	derive := func(parts ...string) string { return grains.HashToken(strings.Join(parts, "\x00"))[:32] }
+	origin := func(id string) string { return "http://g-" + id + ".test" }
+	gs, err := grains.New(ctx, grains.Config{
+		DB: d, Runner: runner,
+		Dir: filepath.Join(dir, "grains"), PackagesDir: filepath.Join(dir, "packages"), TempDir: filepath.Join(dir, "tmp"),
+		InstallLock: installMu, Idle: time.Minute, Derive: derive,
+		Usernames: func(context.Context) (map[string]string, error) {
+			return map[string]string{owner.ID: owner.Username}, nil
+		},
+		Origin: origin,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(gs.Close)
+	s, err := New(ctx, Config{DB: d, Grains: gs, Accounts: acc, Derive: derive, Origin: origin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := p2ptest.NewTestNet(t, 1, nil)[0]
+	fs, err := friends.New(ctx, friends.Config{Host: h, DB: d, Name: name, Shares: s, Forgetting: s.Forgetting})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Serve(fs)
+	t.Cleanup(func() { fs.Close(); s.Close() })
+	return &testNode{Service: s, host: h, db: d, dir: dir, install: installMu, grains: gs, friends: fs}
+}
+
+// befriend makes a and b friends through an invite.
+func befriend(t *testing.T, a, b *testNode) {
+	t.Helper()
+	ctx := context.Background()
+	inv, err := a.friends.NewInvite(ctx, owner)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.friends.Add(ctx, owner, inv.Code); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// offer has a deliver a share to b, as a's ShareWithFriend does, and
+// returns its token.
+func offer(t *testing.T, a, b *testNode, title string) []byte {
+	t.Helper()
+	ctx := context.Background()
+	token := make([]byte, 32)
+	rand.Read(token)
+	o := fed.Offer{Token: token, Owner: "olga", Info: fed.ShareInfo{Title: title, AppName: "Echo", Role: "viewer", Permissions: []string{"read"}}}
+	if err := a.friends.Call(ctx, b.host.ID(), func(gw fed.Gateway) error { return fed.SendOffer(ctx, gw, o) }); err != nil {
+		t.Fatal(err)
+	}
+	return token
+}
+
+func TestOfferListsAndWithdrawRevokes(t *testing.T) {
+	ctx := context.Background()
+	a, b := newNode(t, "anode"), newNode(t, "bnode")
+	befriend(t, a, b)
+	token := offer(t, a, b, "Plans")
+
+	gs := b.List(ctx, owner)
+	if len(gs) != 1 || gs[0].Title != "Plans" || gs[0].From != "anode" || gs[0].Owner != "olga@anode" || gs[0].Role != "viewer" || gs[0].Revoked {
+		t.Fatalf("b lists %+v", gs)
+	}
+	if got := a.List(ctx, owner); len(got) != 0 {
+		t.Errorf("a lists %+v", got)
+	}
+	h, err := b.Handle(gs[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Describe(ctx, erg.User{ID: "someone"}); !errors.Is(err, erg.ErrNotFound) {
+		t.Errorf("another user's describe: %v", err)
+	}
+	g, err := h.Open(ctx, owner)
+	if err != nil || !strings.HasPrefix(g.URL, "http://g-"+g.ID+".test/_erg/login?token=") {
+		t.Errorf("open: %+v, %v", g, err)
+	}
+	if _, err := b.Handle("nope"); !errors.Is(err, erg.ErrNotFound) {
+		t.Errorf("an unknown id: %v", err)
+	}
+
+	// The same offer again updates the grain, not a second one.
+	offer2 := fed.Offer{Token: token, Owner: "olga", Info: fed.ShareInfo{Title: "Plans 2", AppName: "Echo", Role: "editor"}}
+	if err := a.friends.Call(ctx, b.host.ID(), func(gw fed.Gateway) error { return fed.SendOffer(ctx, gw, offer2) }); err != nil {
+		t.Fatal(err)
+	}
+	if gs := b.List(ctx, owner); len(gs) != 1 || gs[0].ID != g.ID {
+		t.Errorf("b lists after the offer again: %+v", gs)
+	}
+
+	sum := sha256.Sum256(token)
+	if err := a.friends.Call(ctx, b.host.ID(), func(gw fed.Gateway) error { return fed.SendWithdraw(ctx, gw, sum[:]) }); err != nil {
+		t.Fatal(err)
+	}
+	if gs := b.List(ctx, owner); len(gs) != 1 || !gs[0].Revoked {
+		t.Errorf("b lists after the withdrawal: %+v", gs)
+	}
+	// A handle is resolved for each request: the offer again replaced the
+	// one above.
+	if h, err = b.Handle(g.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.Open(ctx, owner); erg.KindOf(err) != erg.Forbidden || !errors.Is(err, erg.ErrForbidden) {
+		t.Errorf("open of a revoked share: %v", err)
+	}
+}
+
+func TestOfferRefused(t *testing.T) {
+	ctx := context.Background()
+	b := newNode(t, "bnode")
+	stranger := peer.ID("stranger").String()
+	err := b.Offer(ctx, stranger, fed.Offer{Token: []byte("t"), Owner: "olga"})
+	if erg.KindOf(err) != erg.Forbidden {
+		t.Errorf("an offer from a stranger: %v", err)
+	}
+	a := newNode(t, "anode")
+	befriend(t, a, b)
+	for name, o := range map[string]fed.Offer{
+		"no such user":   {Token: []byte("t"), Owner: "olga", User: "nobody"},
+		"a bad owner":    {Token: []byte("t"), Owner: "Not A Name!"},
+		"a comma'd role": {Token: []byte("t"), Owner: "olga", Info: fed.ShareInfo{Role: "a,b"}},
+	} {
+		if err := b.Offer(ctx, a.host.ID().String(), o); erg.KindOf(err) != erg.Invalid {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if gs := b.List(ctx, owner); len(gs) != 0 {
+		t.Errorf("b lists %+v", gs)
+	}
+}
+
+func TestRestoreUnknownToken(t *testing.T) {
+	ctx := context.Background()
+	a, b := newNode(t, "anode"), newNode(t, "bnode")
+	befriend(t, a, b)
+	c, err := b.friends.Gateway(ctx, a.host.ID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _, err = fed.Restore(ctx, c.Gateway(), []byte("no such token"), "olga")
+	if !errors.Is(err, fed.ErrUnknownToken) || erg.KindOf(err) != erg.NotFound {
+		t.Errorf("restore of an unknown token: %v", err)
+	}
+}
+
+func TestForgettingAFriendForgetsItsGrains(t *testing.T) {
+	ctx := context.Background()
+	a, b := newNode(t, "anode"), newNode(t, "bnode")
+	befriend(t, a, b)
+	offer(t, a, b, "Plans")
+	if gs := b.List(ctx, owner); len(gs) != 1 {
+		t.Fatalf("b lists %+v", gs)
+	}
+	if err := b.friends.Remove(ctx, owner, "anode"); err != nil {
+		t.Fatal(err)
+	}
+	if gs := b.List(ctx, owner); len(gs) != 0 {
+		t.Errorf("b lists after forgetting a: %+v", gs)
+	}
+}
+
+// installEcho installs the echo test app on n.
+func installEcho(t *testing.T, n *testNode) {
+	t.Helper()
+	dir := filepath.Join(n.dir, "packages")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	inst := install.New(install.Config{DB: n.db, Dir: dir, Lock: n.install, Recorded: n.grains.AppRecorded})
+	if _, err := inst.Install(context.Background(), install.Tree(filepath.Join(testkit.Apps(t), "echo")), install.Options{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func get(t *testing.T, rt http.RoundTripper, path string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", "http://grain"+path, nil)
+	resp, err := rt.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
+
+// A grain a shares with b is served to b's user through a's node, until
+// a revokes the share.
+func TestSharedGrainServedAndRevoked(t *testing.T) {
+	ctx := context.Background()
+	a, b := newNode(t, "anode"), newNode(t, "bnode")
+	installEcho(t, a)
+	befriend(t, a, b)
+	g, err := a.grains.NewGrain(ctx, owner, "echo", "Echoes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := a.grains.Lookup(g.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.ShareWithFriend(ctx, owner, info, erg.ShareRequest{Role: "editor", Friend: "nobody"}); erg.KindOf(err) != erg.Invalid {
+		t.Errorf("a share for no friend: %v", err)
+	}
+	sh, err := a.ShareWithFriend(ctx, owner, info, erg.ShareRequest{Role: "editor", Friend: "bnode"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sh.Friend != "bnode" || sh.GrainID != g.ID {
+		t.Errorf("share %+v", sh)
+	}
+	gs := b.List(ctx, owner)
+	if len(gs) != 1 || gs[0].Title != "Echoes" || gs[0].AppName != "Echo" || gs[0].Role != "editor" {
+		t.Fatalf("b lists %+v", gs)
+	}
+	h, err := b.Handle(gs[0].ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, release, err := h.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	if code, body := get(t, rt, "/write?v=shared"); code != http.StatusOK {
+		t.Errorf("write through b: %d %q", code, body)
+	}
+	if code, body := get(t, rt, "/read"); code != http.StatusOK || body != "shared" {
+		t.Errorf("read through b: %d %q", code, body)
+	}
+
+	// a revokes the share, as package shares does: the row goes, then a
+	// ends the capability and tells b.
+	var hash string
+	if err := a.db.QueryRow(`SELECT hash FROM shares WHERE id = ?`, sh.ID).Scan(&hash); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.db.Exec(`DELETE FROM shares WHERE id = ?`, sh.ID); err != nil {
+		t.Fatal(err)
+	}
+	a.RevokeFriendShare(sh.ID, b.host.ID().String(), hash)
+	if code, body := get(t, rt, "/read"); code != http.StatusForbidden || body != errShareRevoked.Error()+"\n" {
+		t.Errorf("read after the revocation: %d %q", code, body)
+	}
+	testkit.AwaitFor(t, 10*time.Second, "b to know of the revocation", func() bool {
+		gs := b.List(ctx, owner)
+		return len(gs) == 1 && gs[0].Revoked
+	})
+}

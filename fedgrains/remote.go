@@ -1,0 +1,405 @@
+package fedgrains
+
+// The friend's side of shares between friends: grains friends' nodes
+// shared with this node's users, served on this node's grain origins.
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"capnproto.org/go/capnp/v3/rpc"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"erg"
+	"erg/accounts"
+	"erg/fed"
+	"erg/friends"
+	"erg/grains"
+)
+
+// maxRemoteGrainsPerFriend bounds the shares one friend may deliver, so a
+// friend cannot fill this node's database.
+const maxRemoteGrainsPerFriend = 1000
+
+// remoteGrain is a grain a friend shared with one user of this node. It
+// is served on this node's own grain origin, g-<id>.<domain>.
+type remoteGrain struct {
+	id, peer, userID            string
+	token                       []byte
+	title, appName, role, owner string
+	perms                       []string
+	revoked                     bool
+	created                     time.Time
+	mu                          sync.Mutex // guards rt while restoring
+	rt                          *fed.Transport
+	conn                        *rpc.Conn
+}
+
+func (s *Service) loadRemote(ctx context.Context) error {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, peer, token, user_id, title, app_name, role, permissions, owner, revoked, created_at FROM remote_grains`)
+	if err != nil {
+		return fmt.Errorf("load shared grains: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		g := &remoteGrain{}
+		var perms string
+		var created int64
+		if err := rows.Scan(&g.id, &g.peer, &g.token, &g.userID, &g.title, &g.appName, &g.role, &perms, &g.owner, &g.revoked, &created); err != nil {
+			return err
+		}
+		g.perms = splitList(perms)
+		g.created = time.Unix(created, 0)
+		s.remote[g.id] = g
+	}
+	return rows.Err()
+}
+
+func splitList(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
+}
+
+// Handle returns a grain a friend's node shared with this node, on its
+// grain origin here; an id it holds no such grain by is erg.ErrNotFound.
+func (s *Service) Handle(id string) (Handle, error) {
+	s.mu.Lock()
+	g := s.remote[id]
+	s.mu.Unlock()
+	if g == nil {
+		return Handle{}, fmt.Errorf("%w: no grain %q", erg.ErrNotFound, id)
+	}
+	return Handle{s, g}, nil
+}
+
+// Offer implements fed.Shares: a friend's node delivers a share.
+func (s *Service) Offer(ctx context.Context, peerID string, o fed.Offer) error {
+	if err := s.await(ctx); err != nil {
+		return err
+	}
+	if _, err := s.friends.ByPeer(ctx, peerID); err != nil {
+		return erg.E(erg.Forbidden, "this node is not your friend")
+	}
+	userID := accounts.OwnerID
+	if o.User != "" {
+		name, err := accounts.CheckUsername(o.User)
+		if err != nil {
+			return erg.E(erg.Invalid, "no such user on this node")
+		}
+		u, err := s.accounts.UserByName(ctx, name)
+		if err != nil {
+			return erg.E(erg.Invalid, "no user %q on this node", name)
+		}
+		userID = u.ID
+	}
+	if _, err := accounts.CheckUsername(o.Owner); err != nil {
+		return erg.E(erg.Invalid, "the owner's name is not a valid erg username")
+	}
+	if strings.ContainsAny(o.Info.Role, ",") || strings.ContainsFunc(strings.Join(o.Info.Permissions, ""), func(r rune) bool { return r == ',' }) {
+		return erg.E(erg.Invalid, "role and permission names hold no commas")
+	}
+	var count int
+	s.db.QueryRowContext(ctx, `SELECT count(*) FROM remote_grains WHERE peer = ?`, peerID).Scan(&count)
+	if count >= maxRemoteGrainsPerFriend {
+		return erg.E(erg.TooMany, "this node holds %d shares from yours already", count)
+	}
+	title := o.Info.Title
+	if title == "" {
+		title = "Untitled " + o.Info.AppName
+	}
+	g := &remoteGrain{id: grains.NewID(), peer: peerID, userID: userID, token: o.Token, title: title, appName: o.Info.AppName,
+		role: o.Info.Role, perms: o.Info.Permissions, owner: o.Owner, created: time.Unix(time.Now().Unix(), 0)}
+	err := s.db.QueryRowContext(ctx, `INSERT INTO remote_grains (id, peer, token, user_id, title, app_name, role, permissions, owner, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (peer, token) DO UPDATE SET title = excluded.title, role = excluded.role, permissions = excluded.permissions, revoked = 0
+		RETURNING id`, g.id, peerID, g.token, userID, g.title, g.appName, g.role, strings.Join(g.perms, ","), g.owner, g.created.Unix()).Scan(&g.id)
+	if err != nil {
+		return fmt.Errorf("record share: %w", err)
+	}
+	s.mu.Lock()
+	s.remote[g.id] = g
+	s.mu.Unlock()
+	s.log.Info("a friend shared a grain", "grain", g.id, "title", g.title, "role", g.role, "owner", g.owner)
+	return nil
+}
+
+// Withdraw implements fed.Shares: the friend's node revoked a share.
+func (s *Service) Withdraw(ctx context.Context, peerID string, hash []byte) error {
+	s.mu.Lock()
+	var found *remoteGrain
+	for _, g := range s.remote {
+		sum := sha256.Sum256(g.token)
+		if g.peer == peerID && subtle.ConstantTimeCompare(sum[:], hash) == 1 {
+			found = g
+		}
+	}
+	s.mu.Unlock()
+	if found == nil {
+		return nil
+	}
+	s.markRevoked(found)
+	return nil
+}
+
+// markRevoked records that a remote grain's share was revoked. Its
+// sessions stay: the owner's node already cut their exchanges, and every
+// later request is answered with why.
+func (s *Service) markRevoked(g *remoteGrain) {
+	s.mu.Lock()
+	already := g.revoked
+	g.revoked = true
+	s.mu.Unlock()
+	if already {
+		return
+	}
+	s.db.Exec(`UPDATE remote_grains SET revoked = 1 WHERE id = ?`, g.id)
+	g.mu.Lock()
+	if g.rt != nil {
+		g.rt.Grain.Release()
+	}
+	g.rt, g.conn = nil, nil
+	g.mu.Unlock()
+	s.log.Info("a friend revoked a share", "grain", g.id, "title", g.title)
+}
+
+func (s *Service) remoteToAPI(g *remoteGrain, names map[string]string) erg.Grain {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	from := names[g.peer]
+	return erg.Grain{ID: g.id, AppName: g.appName, Title: g.title, Owner: g.owner + "@" + from, Role: g.role,
+		Created: g.created, LastUsed: g.created, From: from, Revoked: g.revoked}
+}
+
+// List lists the grains friends shared with who.
+func (s *Service) List(ctx context.Context, who erg.User) []erg.Grain {
+	names := s.friends.Names(ctx)
+	var gs []*remoteGrain
+	s.mu.Lock()
+	for _, g := range s.remote {
+		if g.userID == who.ID {
+			gs = append(gs, g)
+		}
+	}
+	s.mu.Unlock()
+	out := make([]erg.Grain, 0, len(gs))
+	for _, g := range gs {
+		out = append(out, s.remoteToAPI(g, names))
+	}
+	return out
+}
+
+// openRemote gives who a one-time login URL for a remote grain's origin
+// on this node.
+func (s *Service) openRemote(ctx context.Context, who erg.User, g *remoteGrain) (erg.Grain, error) {
+	out := s.remoteToAPI(g, s.friends.Names(ctx))
+	if out.Revoked {
+		return erg.Grain{}, fmt.Errorf("%w: %q: %v", erg.ErrForbidden, g.title, errShareRevoked)
+	}
+	token, err := s.grains.Sessions().NewLoginToken(ctx, grains.RemoteGrain, g.id, g.userID, "")
+	if err != nil {
+		return erg.Grain{}, err
+	}
+	out.URL = s.origin(g.id) + "/_erg/login?token=" + url.QueryEscape(token)
+	return out, nil
+}
+
+// Handle is a grain a friend's node shared, on this node's grain origin
+// for it: the proxy's view of it (webui.GrainHandle), and the API's. It
+// is used as a grains.Handle is.
+type Handle struct {
+	s *Service
+	g *remoteGrain
+}
+
+// Describe returns the grain as who sees it, if it was shared with who.
+func (rh Handle) Describe(ctx context.Context, who erg.User) (erg.Grain, error) {
+	if rh.g.userID != who.ID {
+		return erg.Grain{}, fmt.Errorf("%w: no grain %q", erg.ErrNotFound, rh.g.id)
+	}
+	return rh.s.remoteToAPI(rh.g, rh.s.friends.Names(ctx)), nil
+}
+
+// Open is Describe with a one-time login URL for the grain's origin.
+func (rh Handle) Open(ctx context.Context, who erg.User) (erg.Grain, error) {
+	if rh.g.userID != who.ID {
+		return erg.Grain{}, fmt.Errorf("%w: no grain %q", erg.ErrNotFound, rh.g.id)
+	}
+	return rh.s.openRemote(ctx, who, rh.g)
+}
+
+// Redeem trades a one-time login token for a session on the grain.
+func (rh Handle) Redeem(ctx context.Context, token string) (string, error) {
+	return rh.s.grains.Sessions().Redeem(ctx, grains.RemoteGrain, rh.g.id, token)
+}
+
+// Viewer returns who holds session on the grain. A revoked share keeps its
+// sessions: their requests are answered with why (Acquire), not a bare
+// refusal.
+func (rh Handle) Viewer(ctx context.Context, session string) (erg.Viewer, error) {
+	s, g := rh.s, rh.g
+	se, err := s.grains.Sessions().Check(ctx, grains.HashToken(session), g.id, func(ctx context.Context, hash string) (grains.Session, error) {
+		return s.loadRemoteSession(ctx, hash, g)
+	})
+	if err != nil {
+		return erg.Viewer{}, err
+	}
+	s.mu.Lock()
+	perms := g.perms
+	s.mu.Unlock()
+	return erg.Viewer{UserID: se.UserID, Username: se.Username, Permissions: perms, SessionID: se.SessionID,
+		Session: se.Context(), Expires: se.Expires, Account: se.AccountID}, nil
+}
+
+// loadRemoteSession reads a session on a friend's grain: only the user
+// it was shared with holds one.
+func (s *Service) loadRemoteSession(ctx context.Context, hash string, g *remoteGrain) (grains.Session, error) {
+	var expires int64
+	var accountID sql.NullString
+	err := s.db.QueryRowContext(ctx, `SELECT expires_at, user_id FROM grain_sessions WHERE hash = ? AND remote_grain_id = ?`, hash, g.id).
+		Scan(&expires, &accountID)
+	if err != nil || accountID.String != g.userID {
+		return grains.Session{}, fmt.Errorf("%w: no such session", erg.ErrForbidden)
+	}
+	u, err := s.accounts.User(ctx, g.userID)
+	if err != nil {
+		return grains.Session{}, fmt.Errorf("%w: no such session", erg.ErrForbidden)
+	}
+	return grains.Session{
+		GrainID:   g.id,
+		Expires:   time.Unix(expires, 0),
+		AccountID: g.userID,
+		Username:  u.Username,
+		UserID:    s.derive("user-id", g.userID, g.id),
+		SessionID: s.derive("session-id", hash),
+	}, nil
+}
+
+// restoreRemote returns a transport into a remote grain, restoring the
+// share over Cap'n Proto if this node has no live capability for it.
+func (s *Service) restoreRemote(ctx context.Context, g *remoteGrain) (*fed.Transport, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.rt != nil {
+		select {
+		case <-g.conn.Done():
+			g.rt.Grain.Release()
+			g.rt, g.conn = nil, nil
+		default:
+			return g.rt, nil
+		}
+	}
+	s.mu.Lock()
+	revoked := g.revoked
+	s.mu.Unlock()
+	if revoked {
+		return nil, errShareRevoked
+	}
+	id, err := peer.Decode(g.peer)
+	if err != nil {
+		return nil, err
+	}
+	u, err := s.accounts.User(ctx, g.userID)
+	if err != nil {
+		return nil, err
+	}
+	var c *friends.Conn
+	var grain fed.Grain
+	var info fed.ShareInfo
+	for attempt := 0; ; attempt++ {
+		if c, err = s.friends.Gateway(ctx, id); err != nil {
+			return nil, err
+		}
+		grain, info, err = fed.Restore(ctx, c.Gateway(), g.token, u.Username)
+		if err == nil || attempt > 0 || ctx.Err() != nil || !friends.ConnectionLost(err) {
+			break
+		}
+		// The connection may have died without saying so yet: dial anew.
+		s.friends.Drop(id, c)
+	}
+	if errors.Is(err, fed.ErrUnknownToken) {
+		g.mu.Unlock()
+		s.markRevoked(g)
+		g.mu.Lock()
+		return nil, errShareRevoked
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	g.role, g.perms = info.Role, info.Permissions
+	if info.Title != "" {
+		g.title = info.Title
+	}
+	s.mu.Unlock()
+	g.rt, g.conn = &fed.Transport{Grain: grain}, c.RPC()
+	return g.rt, nil
+}
+
+// dropRemoteRT forgets a capability that failed, so the next request
+// restores the share again.
+func (g *remoteGrain) dropRT(t *fed.Transport) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.rt == t {
+		g.rt.Grain.Release()
+		g.rt, g.conn = nil, nil
+	}
+}
+
+// Acquire returns a transport into a remote grain. A capability
+// lost with its connection (the owner's node restarted, the network
+// dropped) is restored again on the next request, which is retried once
+// if it had no body.
+func (rh Handle) Acquire(ctx context.Context) (http.RoundTripper, func(), error) {
+	s, g := rh.s, rh.g
+	if _, err := s.restoreRemote(ctx, g); err != nil && !errors.Is(err, errShareRevoked) {
+		return nil, nil, err
+	}
+	return roundTripFunc(func(req *http.Request) (*http.Response, error) {
+		for attempt := 0; ; attempt++ {
+			t, err := s.restoreRemote(req.Context(), g)
+			if errors.Is(err, errShareRevoked) {
+				return revokedResponse(req), nil
+			}
+			if err != nil {
+				return nil, err
+			}
+			resp, err := t.RoundTrip(req)
+			if err == nil {
+				return resp, nil
+			}
+			if errors.Is(err, fed.ErrRevoked) {
+				s.markRevoked(g)
+				return revokedResponse(req), nil
+			}
+			g.dropRT(t)
+			if attempt > 0 || req.Context().Err() != nil || (req.Body != nil && req.Body != http.NoBody) {
+				return nil, err
+			}
+		}
+	}), func() {}, nil
+}
+
+func revokedResponse(req *http.Request) *http.Response {
+	body := errShareRevoked.Error() + "\n"
+	return &http.Response{
+		StatusCode: http.StatusForbidden, Status: "403 Forbidden",
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header:        http.Header{"Content-Type": {"text/plain; charset=utf-8"}},
+		Body:          io.NopCloser(strings.NewReader(body)),
+		ContentLength: int64(len(body)),
+		Request:       req,
+	}
+}
