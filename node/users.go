@@ -36,8 +36,6 @@ func (n *Node) userByName(ctx context.Context, name string) (erg.User, error) {
 	return n.accounts.UserByName(ctx, name)
 }
 
-func requireOwner(who erg.User) error { return accounts.RequireOwner(who) }
-
 // RemoveUser implements webui.Backend: the user's grains go, then their
 // account, then whatever the node still holds for them.
 func (n *Node) RemoveUser(ctx context.Context, who erg.User, username string) error {
