@@ -52,8 +52,10 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 test:
 	@$(MAKE) --no-print-directory -j2 lint unit
 
+# -parallel 4: the parallel tests mostly wait (on sandboxes starting, nodes
+# dialling, pages loading), so more of them than cores overlap well.
 unit:
-	$(GO) test -count=1 -timeout 20m ./...
+	$(GO) test -count=1 -parallel 4 -timeout 20m ./...
 
 # The quick loop: no erg processes, no browsers.
 short:
