@@ -247,18 +247,41 @@ func (c *cgroups) close() error {
 	return errors.Join(errs...)
 }
 
-// removeStale removes empty per-sandbox groups matching pattern, best
-// effort.
-func (c *cgroups) removeStale(pattern string) {
+// removeStale removes empty per-sandbox groups matching pattern that
+// stale says are left over, best effort.
+func (c *cgroups) removeStale(pattern string, stale func(name string) bool) {
 	for _, parent := range []string{c.v2, c.memory, c.pids} {
 		if parent == "" {
 			continue
 		}
 		dirs, _ := filepath.Glob(filepath.Join(parent, pattern))
 		for _, d := range dirs {
-			os.Remove(d)
+			if stale(filepath.Base(d)) {
+				os.Remove(d)
+			}
 		}
 	}
+}
+
+// staleZygote reports whether a zygote group (zygote-<pid>-<random>) was
+// made by a process that is gone. Two nodes on one host share the cgroup
+// parent: a live one's group is empty for a moment between its mkdir and
+// the zygote moving in, and must survive the other's start. A name without
+// a pid is an older node's, and stale.
+func staleZygote(name string) bool {
+	rest, ok := strings.CutPrefix(name, "zygote-")
+	if !ok {
+		return false
+	}
+	pidText, _, ok := strings.Cut(rest, "-")
+	if !ok {
+		return true
+	}
+	pid, err := strconv.Atoi(pidText)
+	if err != nil || pid <= 0 {
+		return true
+	}
+	return unix.Kill(pid, 0) == unix.ESRCH
 }
 
 // cgroup is the set of cgroup dirs of one sandbox.

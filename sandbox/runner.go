@@ -121,7 +121,7 @@ func NewRunner(cfg Config) (*Runner, error) {
 		log.Warn("sandboxes will run without memory and pids limits: no usable cgroups", "why", err)
 	}
 	r.cg = cg
-	r.cg.removeStale("zygote-*") // a crashed node's
+	r.cg.removeStale("zygote-*", staleZygote) // a crashed node's
 	r.pool.want = cfg.Zygotes
 	if r.pool.want == 0 {
 		r.pool.want = 1

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"time"
 )
@@ -103,7 +104,10 @@ func (r *Runner) fill() {
 func (r *Runner) newZygote() (*Sandbox, error) {
 	b := make([]byte, 6)
 	rand.Read(b)
-	cg, err := r.cg.create("zygote-"+hex.EncodeToString(b), nil)
+	// The name carries our pid, so another node's runner sharing the
+	// cgroup parent can tell our new, still empty group from a crashed
+	// node's (see staleZygote).
+	cg, err := r.cg.create(fmt.Sprintf("zygote-%d-%s", os.Getpid(), hex.EncodeToString(b)), nil)
 	if err != nil {
 		return nil, err
 	}
