@@ -254,7 +254,6 @@ func grainIDFromURL(t *testing.T, loc string) string {
 // joins; a backup restores with its content; the grain's frame is its own
 // origin and cannot read the shell's cookies.
 func TestBrowser(t *testing.T) {
-	t.Parallel()
 	n := startNode(t, func(c *Config) { c.AppsDir = ""; c.Owner = "alice" })
 	key, _ := apppkg.GenerateKey()
 	pkg := packApp(t, "notes", key, 1, noteIcon)

@@ -23,12 +23,13 @@ import (
 // globals. Sandboxes share the runner's cgroup parent (<own cgroup>/erg)
 // and, as root, the sandbox uid, as any two nodes on a host do. Serial
 // are: the limits tests (see limits_test.go); TestConcurrentLoginsAreLimited,
-// which lifts the connection caps and counts refusals; the escape battery, which
+// which lifts the connection caps and counts refusals; the browser tests,
+// one chromium at a time (several at once on two cores failed to fork
+// their GPU process); the escape battery, which
 // re-runs the test binary as another user; TestFriendFoundThroughTheDHT
 // (see there); the tests that build and run programs (native, python);
 // and the tests that use t.Setenv (the CLI over HTTP), which cannot be
-// parallel. The browser tests each drive their own chromium and run in
-// parallel too: they spend their time waiting for pages.
+// parallel.
 func TestMain(m *testing.M) {
 	sandbox.MaybeInit()
 	code := m.Run()
