@@ -174,7 +174,7 @@ func (in *Installer) Remove(ctx context.Context, who erg.User, id string) error 
 // bytes go to a file in TempDir first, up to the package limit. Running
 // grains keep their package until their next start.
 func (in *Installer) Upload(ctx context.Context, r io.Reader, progress erg.InstallProgress) (erg.App, error) {
-	f, err := in.receive(r)
+	f, err := in.Receive(r, "upload-*.erg")
 	if err != nil {
 		return erg.App{}, err
 	}
@@ -186,12 +186,15 @@ func (in *Installer) Upload(ctx context.Context, r io.Reader, progress erg.Insta
 	return Describe(res.Manifest), nil
 }
 
-func (in *Installer) receive(r io.Reader) (string, error) {
+// Receive copies a package arriving from r (an upload, a publish) into a
+// new file in TempDir named after pattern, up to the package limit, and
+// returns its path; the caller removes it.
+func (in *Installer) Receive(r io.Reader, pattern string) (string, error) {
 	max := in.cfg.Limits.WithDefaults().MaxPackage
 	if err := os.MkdirAll(in.cfg.TempDir, 0o700); err != nil {
 		return "", err
 	}
-	f, err := os.CreateTemp(in.cfg.TempDir, "upload-*.erg")
+	f, err := os.CreateTemp(in.cfg.TempDir, pattern)
 	if err != nil {
 		return "", err
 	}

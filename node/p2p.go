@@ -50,7 +50,6 @@ func (n *Node) startP2P(ctx context.Context) error {
 		Store:      st.store,
 		DB:         n.db,
 		Installer:  n.installer,
-		TmpDir:     filepath.Join(n.cfg.DataDir, "tmp"),
 		MaxPackage: maxPackageSize,
 		Log:        n.log,
 		Joined:     st.joined,

@@ -53,8 +53,6 @@ type Config struct {
 	DB *sql.DB
 	// Installer installs what Install fetched.
 	Installer *install.Installer
-	// TmpDir receives a package being published.
-	TmpDir string
 	// MaxPackage bounds a package; zero means DefaultMaxPackage.
 	MaxPackage int64
 	Log        *slog.Logger
@@ -96,9 +94,6 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
-	}
-	if cfg.TmpDir == "" {
-		cfg.TmpDir = os.TempDir()
 	}
 	s := &Service{cfg: cfg, st: cfg.Store, host: cfg.Store.Host(), log: cfg.Log}
 	if err := s.loadPublished(ctx); err != nil {
@@ -207,7 +202,7 @@ func (s *Service) Publish(ctx context.Context, rec []byte, r io.Reader) (erg.Lis
 	if me := s.host.ID().String(); l.Publisher != me {
 		return erg.Listing{}, fmt.Errorf("%w: the listing names publisher %s, but this node is %s", erg.ErrInvalid, l.Publisher, me)
 	}
-	f, err := s.receive(r)
+	f, err := s.cfg.Installer.Receive(r, "publish-*.erg")
 	if err != nil {
 		return erg.Listing{}, err
 	}
@@ -267,31 +262,6 @@ func (s *Service) recordProvided(ctx context.Context, l *appstore.Listing) error
 		}
 	}
 	return nil
-}
-
-// receive copies a package being published into a file in TmpDir, up to
-// MaxPackage.
-func (s *Service) receive(r io.Reader) (string, error) {
-	if err := os.MkdirAll(s.cfg.TmpDir, 0o700); err != nil {
-		return "", err
-	}
-	f, err := os.CreateTemp(s.cfg.TmpDir, "publish-*.erg")
-	if err != nil {
-		return "", err
-	}
-	limit := s.cfg.MaxPackage
-	nb, err := io.Copy(f, io.LimitReader(r, limit+1))
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil && nb > limit {
-		err = fmt.Errorf("%w: package is larger than %d MiB", erg.ErrInvalid, limit>>20)
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return "", fmt.Errorf("receive package: %w", err)
-	}
-	return f.Name(), nil
 }
 
 func (s *Service) limits() apppkg.SizeLimits { return apppkg.SizeLimits{MaxPackage: s.cfg.MaxPackage} }

@@ -59,8 +59,7 @@ func newFixture(t *testing.T, h *p2p.Host, joined <-chan struct{}) *fixture {
 	s, err := New(ctx, Config{
 		Store:     appstore.NewStore(h, nil),
 		DB:        d,
-		Installer: install.New(install.Config{DB: d, Dir: pkgs, Lock: &sync.Mutex{}}),
-		TmpDir:    tmp,
+		Installer: install.New(install.Config{DB: d, Dir: pkgs, TempDir: tmp, Lock: &sync.Mutex{}}),
 		Joined:    joined,
 	})
 	if err != nil {
@@ -314,6 +313,9 @@ func TestPublishRefusesAnOversizedPackage(t *testing.T) {
 	hosts := testNet(t, 1)
 	f := newFixture(t, hosts[0], nil)
 	f.cfg.MaxPackage = 1 << 10
+	// A publish arrives through the installer's Receive, under its limit.
+	f.cfg.Installer = install.New(install.Config{DB: f.db, Dir: filepath.Join(filepath.Dir(f.tmp), "packages"), TempDir: f.tmp,
+		Lock: &sync.Mutex{}, Limits: apppkg.SizeLimits{MaxPackage: 1 << 10}})
 	key, _ := apppkg.GenerateKey()
 	v1 := packApp(t, key, 1)
 	rec, _ := listingFor(t, key, v1, hosts[0].ID().String())
