@@ -1,6 +1,7 @@
 package grains
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -198,6 +199,9 @@ func (m *manager) start(id string, out *ringLog) (*grainRun, error) {
 		sb.Stop(stopCtx)
 		cancel()
 		m.endRun(spec.Root)
+		// The app's own last words say why; they go to the node's log
+		// only, since the error reaches whoever opened the grain.
+		m.log.Warn("grain failed to start", "grain", id, "err", err, "output", tail(out.Bytes(), 512))
 		return nil, fmt.Errorf("start grain %s: %w", id, err)
 	}
 	m.starts.Add(1)
@@ -430,4 +434,15 @@ func (m *manager) close() {
 	}
 	wg.Wait()
 	m.wg.Wait()
+}
+
+// tail is the end of b, at most n bytes from a line start, for a log line.
+func tail(b []byte, n int) string {
+	if len(b) > n {
+		b = b[len(b)-n:]
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			b = b[i+1:]
+		}
+	}
+	return string(bytes.TrimSpace(b))
 }

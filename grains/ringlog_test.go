@@ -24,3 +24,19 @@ func TestRingLogKeepsTheNewestBytes(t *testing.T) {
 		t.Fatalf("after a long write got %q", got)
 	}
 }
+
+func TestTailKeepsWholeLastLines(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		n    int
+		want string
+	}{
+		{"short\n", 512, "short"},
+		{"first line\nsecond line\nthe last\n", 20, "the last"},
+		{"", 10, ""},
+	} {
+		if got := tail([]byte(tc.in), tc.n); got != tc.want {
+			t.Errorf("tail(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
+		}
+	}
+}
