@@ -5,10 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 
 	"github.com/ipfs/boxo/blockstore"
-	"github.com/ipfs/boxo/ipld/merkledag"
 	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 	"github.com/multiformats/go-multicodec"
@@ -107,56 +105,6 @@ func DescriptorCID(p *Package) (cid.Cid, error) {
 		}
 	}
 	return cid.Undef, errors.New("the package has no descriptor block")
-}
-
-// WriteFile writes the package whose signed descriptor block is desc, its
-// DAG read through get, to w as a package file in exactly the layout Pack
-// writes. tmp holds a scratch file.
-func WriteFile(ctx context.Context, get func(cid.Cid) (blocks.Block, error), desc []byte, w io.Writer, tmp string) error {
-	d, err := parseDescriptor(desc)
-	if err != nil {
-		return err
-	}
-	root, err := cid.Decode(d.Root)
-	if err != nil {
-		return fmt.Errorf("descriptor root: %w", err)
-	}
-	sink, err := newCarSink(tmp)
-	if err != nil {
-		return err
-	}
-	defer sink.Close()
-	stack := []cid.Cid{root}
-	seen := cid.NewSet()
-	for len(stack) > 0 {
-		c := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		if !seen.Visit(c) {
-			continue
-		}
-		if err := checkCID(c); err != nil {
-			return err
-		}
-		b, err := get(c)
-		if err != nil {
-			return fmt.Errorf("block %s: %w", c, err)
-		}
-		if err := sink.put(c, b.RawData()); err != nil {
-			return err
-		}
-		if c.Prefix().Codec == uint64(multicodec.DagPb) {
-			nd, err := merkledag.DecodeProtobufBlock(b)
-			if err != nil {
-				return err
-			}
-			links := nd.Links()
-			for i := len(links) - 1; i >= 0; i-- {
-				stack = append(stack, links[i].Cid)
-			}
-		}
-	}
-	_, _, err = sink.finishWith(w, d)
-	return err
 }
 
 // CheckCID refuses any CID a packer of ours would not make: only CIDv1

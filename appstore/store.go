@@ -11,13 +11,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"sort"
 	"sync"
 	"time"
 
-	blocks "github.com/ipfs/go-block-format"
 	"github.com/ipfs/go-cid"
 	"github.com/libp2p/go-libp2p/core/network"
 
@@ -203,79 +201,11 @@ func (s *Store) serveListings(ns network.Stream) {
 	p2p.WriteFrame(st, nil)
 }
 
-// FetchOptions tune FetchDAG and FetchPackage.
+// FetchOptions tune FetchDAG.
 type FetchOptions struct {
 	Limits   apppkg.SizeLimits
 	Progress func(p2p.FetchProgress)
 	Stall    time.Duration
-	// TempDir holds the scratch file FetchPackage assembles the package in.
-	TempDir string
-}
-
-// PackageFetch is a fetched package whose blocks wait in a scratch store
-// until the caller has checked and installed it: Keep moves them into the
-// node's blockstore (to serve onward); Close alone drops them.
-type PackageFetch struct {
-	tmp *p2p.TempStore
-	h   *p2p.Host
-}
-
-// Keep puts the fetched blocks into the node's blockstore.
-func (p *PackageFetch) Keep(ctx context.Context) error { return p.tmp.CopyTo(ctx, p.h.Blockstore()) }
-
-// Close drops the blocks not kept.
-func (p *PackageFetch) Close() error { return p.tmp.Close() }
-
-// FetchPackage fetches the package a listing names from any provider and
-// writes it to w as a package file, the same form Pack makes, for a
-// caller that wants the file (an install uses FetchDAG, which copies
-// nothing). It refuses a listing whose
-// package, app or version does not match the package's signed descriptor.
-// On error nothing fetched is kept.
-func (s *Store) FetchPackage(ctx context.Context, l *Listing, w io.Writer, opts FetchOptions) (_ *PackageFetch, err error) {
-	lim := opts.Limits.WithDefaults()
-	descCID, err := cid.Decode(l.Descriptor)
-	if err != nil {
-		return nil, fmt.Errorf("%w: descriptor CID: %v", ErrBadListing, err)
-	}
-	tmp, err := p2p.NewTempStore(opts.TempDir)
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-		}
-	}()
-	get := func(c cid.Cid) (blocks.Block, error) {
-		if b, err := tmp.Get(ctx, c); err == nil {
-			return b, nil
-		}
-		return s.h.Blockstore().Get(ctx, c)
-	}
-	if _, err := s.h.Fetch(ctx, descCID, p2p.FetchOptions{MaxBytes: 64 << 10, Stall: opts.Stall, Into: tmp}); err != nil {
-		return nil, fmt.Errorf("fetch the descriptor of %s: %w", l.Name, err)
-	}
-	blk, err := get(descCID)
-	if err != nil {
-		return nil, err
-	}
-	d, err := apppkg.ParseDescriptor(blk.RawData())
-	if err != nil {
-		return nil, fmt.Errorf("the descriptor of %s: %w", l.Name, err)
-	}
-	if d.App != l.AppID || d.Version != l.Version || d.Root.String() != l.Package {
-		return nil, fmt.Errorf("%w: the listing of %s names package %s version %d, but its signed descriptor names %s version %d of app %s",
-			ErrBadListing, l.Name, l.Package, l.Version, d.Root, d.Version, d.App)
-	}
-	root := d.Root
-	if _, err := s.h.Fetch(ctx, root, p2p.FetchOptions{MaxBytes: lim.MaxPackage, Progress: opts.Progress, Stall: opts.Stall, Into: tmp}); err != nil {
-		return nil, fmt.Errorf("fetch package %s of %s: %w", root, l.Name, err)
-	}
-	if err := apppkg.WriteFile(ctx, get, blk.RawData(), w, opts.TempDir); err != nil {
-		return nil, fmt.Errorf("assemble package %s: %w", root, err)
-	}
-	return &PackageFetch{tmp: tmp, h: s.h}, nil
 }
 
 // DAGFetch is a package fetched into the node's blockstore, where

@@ -17,10 +17,9 @@ import (
 	record "github.com/libp2p/go-libp2p-record"
 	"github.com/libp2p/go-libp2p/core/network"
 
+	"erg/apppkg"
 	"erg/p2p"
 	"erg/p2p/p2ptest"
-
-	"erg/apppkg"
 )
 
 // storeNet starts n stores on a line of real hosts on 127.0.0.1.
@@ -94,23 +93,15 @@ func TestStoreAcrossTwentyNodes(t *testing.T) {
 		t.Fatalf("lookup = %+v, %v", got, err)
 	}
 
-	var buf bytes.Buffer
 	var last p2p.FetchProgress
-	pf, err := searcher.FetchPackage(ctx, got, &buf, FetchOptions{Progress: func(p p2p.FetchProgress) { last = p }})
+	f, err := searcher.FetchDAG(ctx, got, FetchOptions{Progress: func(p p2p.FetchProgress) { last = p }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if has, _ := searcher.Host().Blockstore().Has(ctx, mustCID(t, l.Package)); has {
-		t.Error("fetched blocks are in the node's store before Keep")
-	}
-	if err := pf.Keep(ctx); err != nil {
-		t.Fatal(err)
-	}
-	pf.Close()
 	if has, _ := searcher.Host().Blockstore().Has(ctx, mustCID(t, l.Package)); !has {
-		t.Error("kept blocks are not in the node's store")
+		t.Error("fetched blocks are not in the node's store")
 	}
-	pkg, err := openBytes(buf.Bytes(), apppkg.SizeLimits{})
+	pkg, err := apppkg.OpenDAG(ctx, searcher.Host().Blockstore(), f.Descriptor, apppkg.SizeLimits{})
 	if err != nil {
 		t.Fatalf("the fetched package does not verify: %v", err)
 	}
@@ -124,13 +115,11 @@ func TestStoreAcrossTwentyNodes(t *testing.T) {
 		}
 	}
 	pub.Host().Close()
-	buf.Reset()
-	pf, err = third.FetchPackage(ctx, got, &buf, FetchOptions{Stall: 2 * time.Second})
+	f, err = third.FetchDAG(ctx, got, FetchOptions{Stall: 2 * time.Second})
 	if err != nil {
 		t.Fatalf("fetch after the publisher left: %v", err)
 	}
-	pf.Close()
-	if _, err := openBytes(buf.Bytes(), apppkg.SizeLimits{}); err != nil {
+	if _, err := apppkg.OpenDAG(ctx, third.Host().Blockstore(), f.Descriptor, apppkg.SizeLimits{}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -187,8 +176,7 @@ func TestStoreRefusesBadPeers(t *testing.T) {
 	v4 := publish(t, stores[0], key, packVersion(t, key, 4), "notes")
 	mixed := *v4
 	mixed.Package = good.Package
-	var buf bytes.Buffer
-	_, err = stores[4].FetchPackage(ctx, &mixed, &buf, FetchOptions{})
+	_, err = stores[4].FetchDAG(ctx, &mixed, FetchOptions{})
 	if err == nil || !strings.Contains(err.Error(), "signed descriptor names") {
 		t.Fatalf("fetch of a mismatched listing: %v", err)
 	}
