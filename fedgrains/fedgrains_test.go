@@ -4,15 +4,12 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"database/sql"
 	"errors"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,7 +21,7 @@ import (
 	"erg/fed"
 	"erg/friends"
 	"erg/grains"
-	"erg/install"
+	"erg/grains/grainstest"
 	"erg/internal/testkit"
 	"erg/p2p"
 	"erg/p2p/p2ptest"
@@ -45,20 +42,13 @@ var owner = erg.User{ID: accounts.OwnerID, Username: "olga", Owner: true}
 type testNode struct {
 	*Service
 	host    *p2p.Host
-	db      *sql.DB
-	dir     string
-	install *sync.Mutex
+	env     *grainstest.Env
 	grains  *grains.Service
 	friends *friends.Service
 }
 
 func newNode(t *testing.T, name string) *testNode {
 	t.Helper()
-	runner, err := sandbox.NewRunner(sandbox.Config{Log: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Skip("no sandbox here:", err)
-	}
-	t.Cleanup(func() { runner.Close() })
 	ctx := context.Background()
 	dir := t.TempDir()
 	d, err := db.Open(ctx, filepath.Join(dir, "erg.db"))
@@ -70,23 +60,9 @@ func newNode(t *testing.T, name string) *testNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	installMu := &sync.Mutex{}
-	derive := func(parts ...string) string { return grains.HashToken(strings.Join(parts, "\x00"))[:32] }
-	origin := func(id string) string { return "http://g-" + id + ".test" }
-	gs, err := grains.New(ctx, grains.Config{
-		DB: d, Runner: runner,
-		Dir: filepath.Join(dir, "grains"), PackagesDir: filepath.Join(dir, "packages"), TempDir: filepath.Join(dir, "tmp"),
-		InstallLock: installMu, Idle: time.Minute, Derive: derive,
-		Usernames: func(context.Context) (map[string]string, error) {
-			return map[string]string{owner.ID: owner.Username}, nil
-		},
-		Origin: origin,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(gs.Close)
-	s, err := New(ctx, Config{DB: d, Grains: gs, Accounts: acc, Derive: derive, Origin: origin})
+	env := grainstest.New(t, d, dir, map[string]string{owner.ID: owner.Username})
+	gs := env.Grains
+	s, err := New(ctx, Config{DB: d, Grains: gs, Accounts: acc, Derive: grainstest.Derive, Origin: grainstest.Origin})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +73,7 @@ func newNode(t *testing.T, name string) *testNode {
 	}
 	s.Serve(fs)
 	t.Cleanup(func() { fs.Close(); s.Close() })
-	return &testNode{Service: s, host: h, db: d, dir: dir, install: installMu, grains: gs, friends: fs}
+	return &testNode{Service: s, host: h, env: env, grains: gs, friends: fs}
 }
 
 // befriend makes a and b friends through an invite.
@@ -236,17 +212,7 @@ func TestForgettingAFriendForgetsItsGrains(t *testing.T) {
 }
 
 // installEcho installs the echo test app on n.
-func installEcho(t *testing.T, n *testNode) {
-	t.Helper()
-	dir := filepath.Join(n.dir, "packages")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	inst := install.New(install.Config{DB: n.db, Dir: dir, Lock: n.install, Recorded: n.grains.AppRecorded})
-	if _, err := inst.Install(context.Background(), install.Tree(filepath.Join(testkit.Apps(t), "echo")), install.Options{}); err != nil {
-		t.Fatal(err)
-	}
-}
+func installEcho(t *testing.T, n *testNode) { n.env.InstallEcho(t) }
 
 func get(t *testing.T, rt http.RoundTripper, path string) (int, string) {
 	t.Helper()
@@ -308,10 +274,10 @@ func TestSharedGrainServedAndRevoked(t *testing.T) {
 	// a revokes the share, as package shares does: the row goes, then a
 	// ends the capability and tells b.
 	var hash string
-	if err := a.db.QueryRow(`SELECT hash FROM shares WHERE id = ?`, sh.ID).Scan(&hash); err != nil {
+	if err := a.env.DB.QueryRow(`SELECT hash FROM shares WHERE id = ?`, sh.ID).Scan(&hash); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := a.db.Exec(`DELETE FROM shares WHERE id = ?`, sh.ID); err != nil {
+	if _, err := a.env.DB.Exec(`DELETE FROM shares WHERE id = ?`, sh.ID); err != nil {
 		t.Fatal(err)
 	}
 	a.RevokeFriendShare(sh.ID, b.host.ID().String(), hash)

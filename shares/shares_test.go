@@ -3,20 +3,17 @@ package shares
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"erg"
-	"erg/apppkg"
 	"erg/db"
 	"erg/grains"
-	"erg/install"
+	"erg/grains/grainstest"
 	"erg/internal/testkit"
 	"erg/sandbox"
 )
@@ -47,11 +44,6 @@ type fixture struct {
 // echo test app installed, the owner and two users; friends are fakes.
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	runner, err := sandbox.NewRunner(sandbox.Config{Log: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Skip("no sandbox here:", err)
-	}
-	t.Cleanup(func() { runner.Close() })
 	ctx := context.Background()
 	dir := t.TempDir()
 	sqldb, err := db.Open(ctx, filepath.Join(dir, "erg.db"))
@@ -63,30 +55,10 @@ func newFixture(t *testing.T) *fixture {
 		INSERT INTO users (id, username, created_at) VALUES ('bob', 'bob', 0), ('carol', 'carol', 0)`); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.MkdirAll(filepath.Join(dir, "packages"), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	var installMu sync.Mutex
-	inst := install.New(install.Config{DB: sqldb, Dir: filepath.Join(dir, "packages"), Lock: &installMu,
-		Log: slog.New(slog.DiscardHandler), Recorded: func(*apppkg.Manifest, string) {}})
-	if _, err := inst.Install(ctx, install.Tree(filepath.Join(testkit.Apps(t), "echo")), install.Options{}); err != nil {
-		t.Fatal(err)
-	}
+	env := grainstest.New(t, sqldb, dir, map[string]string{"owner": "olga", "bob": "bob", "carol": "carol"})
+	env.InstallEcho(t)
+	gs := env.Grains
 	users := map[string]erg.User{"olga": owner, "bob": bob, "carol": carol}
-	gs, err := grains.New(ctx, grains.Config{
-		DB: sqldb, Runner: runner,
-		Dir: filepath.Join(dir, "grains"), PackagesDir: filepath.Join(dir, "packages"), TempDir: filepath.Join(dir, "tmp"),
-		InstallLock: &installMu, Idle: time.Minute,
-		Derive: func(parts ...string) string { return grains.HashToken(strings.Join(parts, "\x00"))[:32] },
-		Usernames: func(context.Context) (map[string]string, error) {
-			return map[string]string{"owner": "olga", "bob": "bob", "carol": "carol"}, nil
-		},
-		Origin: func(id string) string { return "http://g-" + id + ".test" },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(gs.Close)
 	f := &fixture{grains: gs}
 	f.Service = New(Config{
 		DB: sqldb, Grains: gs,
