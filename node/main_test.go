@@ -122,7 +122,7 @@ func (n *testNode) newClient() *http.Client {
 	jar, _ := cookiejar.New(nil)
 	addr := n.Addr()
 	return &http.Client{
-		Jar: localhostJar{jar},
+		Jar: testkit.LocalhostJar{CookieJar: jar},
 		Transport: &http.Transport{
 			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 				var d net.Dialer

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"erg"
+	"erg/internal/testkit"
 )
 
 // bobsGrain has bob make an echo grain over the API, sign in to it and
@@ -155,7 +156,7 @@ func ergWeb(t *testing.T, p *ergProcess) (*web, string) {
 	addr := net.JoinHostPort("127.0.0.1", u.Port())
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{
-		Jar: localhostJar{jar},
+		Jar: testkit.LocalhostJar{CookieJar: jar},
 		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "tcp", addr)

@@ -24,25 +24,6 @@ func (n *testNode) owner() erg.User {
 	return u
 }
 
-// localhostJar treats http://*.localhost as the secure context browsers
-// take it for, so Secure cookies (the grain session) are sent back.
-type localhostJar struct{ http.CookieJar }
-
-func (j localhostJar) secure(u *url.URL) *url.URL {
-	if u.Scheme == "http" && (u.Hostname() == "localhost" || strings.HasSuffix(u.Hostname(), ".localhost")) {
-		v := *u
-		v.Scheme = "https"
-		return &v
-	}
-	return u
-}
-
-func (j localhostJar) SetCookies(u *url.URL, cookies []*http.Cookie) {
-	j.CookieJar.SetCookies(j.secure(u), cookies)
-}
-
-func (j localhostJar) Cookies(u *url.URL) []*http.Cookie { return j.CookieJar.Cookies(j.secure(u)) }
-
 // web is a browser-like client of the node's pages and HTTP API: a cookie
 // jar, no redirects followed, and the CSRF token of its session.
 type web struct {

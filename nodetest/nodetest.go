@@ -371,7 +371,7 @@ func (n *Node) Browser() *http.Client {
 	addr := net.JoinHostPort("127.0.0.1", u.Port())
 	jar, _ := cookiejar.New(nil)
 	return &http.Client{
-		Jar: localhostJar{jar},
+		Jar: testkit.LocalhostJar{CookieJar: jar},
 		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "tcp", addr)
@@ -551,25 +551,6 @@ func (w *Window) Do(method, path, body string) (int, string) {
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
 }
-
-// localhostJar keeps the cookies of http://localhost and its subdomains as
-// a browser does, which treats them as secure contexts.
-type localhostJar struct{ http.CookieJar }
-
-func (j localhostJar) secure(u *url.URL) *url.URL {
-	if u.Scheme == "http" && (u.Hostname() == "localhost" || strings.HasSuffix(u.Hostname(), ".localhost")) {
-		v := *u
-		v.Scheme = "https"
-		return &v
-	}
-	return u
-}
-
-func (j localhostJar) SetCookies(u *url.URL, cookies []*http.Cookie) {
-	j.CookieJar.SetCookies(j.secure(u), cookies)
-}
-
-func (j localhostJar) Cookies(u *url.URL) []*http.Cookie { return j.CookieJar.Cookies(j.secure(u)) }
 
 type logWriter struct {
 	t    testing.TB
