@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"erg/accounts"
+	"erg/db"
 	"erg/fedgrains"
 	"erg/friends"
 	"erg/grains"
@@ -174,7 +175,7 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	if n.key, err = loadIdentity(filepath.Join(cfg.DataDir, identityFile)); err != nil {
 		return nil, err
 	}
-	if n.db, err = openDB(ctx, filepath.Join(cfg.DataDir, dbFile)); err != nil {
+	if n.db, err = db.Open(ctx, filepath.Join(cfg.DataDir, dbFile)); err != nil {
 		return nil, err
 	}
 	n.installer = n.newInstaller()

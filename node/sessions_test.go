@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"erg"
+	"erg/db"
 )
 
 // A session on a friend's grain lives in the one session table: it
@@ -64,11 +65,11 @@ func TestRemoteSessionSurvivesRestart(t *testing.T) {
 func TestMigrationMergesRemoteSessions(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "erg.db")
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=foreign_keys(1)")
+	sqldb, err := sql.Open("sqlite", "file:"+path+"?_pragma=foreign_keys(1)")
 	if err != nil {
 		t.Fatal(err)
 	}
-	qs := []string{migrations[0], migrations[1], migrations[2], `PRAGMA user_version = 3`,
+	qs := []string{db.Migrations()[0], db.Migrations()[1], db.Migrations()[2], `PRAGMA user_version = 3`,
 		`INSERT INTO apps VALUES ('echo', 'Echo', 1, '1', '{}', '/x', 0)`,
 		`INSERT INTO grains (id, app_id, title, created_at, last_used) VALUES ('g1', 'echo', 'mine', 0, 0)`,
 		`INSERT INTO friends (peer, name, added_at) VALUES ('p', 'anode', 0)`,
@@ -78,28 +79,28 @@ func TestMigrationMergesRemoteSessions(t *testing.T) {
 		`INSERT INTO login_tokens VALUES ('t1', 'g1', 9999999999, 'owner', NULL)`,
 	}
 	for _, q := range qs {
-		if _, err := db.ExecContext(ctx, q); err != nil {
+		if _, err := sqldb.ExecContext(ctx, q); err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
-	db.Close()
-	db, err = openDB(ctx, path)
+	sqldb.Close()
+	sqldb, err = db.Open(ctx, path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	defer sqldb.Close()
 	var local, remote, tokens int
-	db.QueryRow(`SELECT count(*) FROM grain_sessions WHERE hash = 'hl' AND grain_id = 'g1' AND remote_grain_id IS NULL`).Scan(&local)
-	db.QueryRow(`SELECT count(*) FROM grain_sessions WHERE hash = 'hr' AND remote_grain_id = 'r1' AND user_id = 'owner' AND grain_id IS NULL`).Scan(&remote)
-	db.QueryRow(`SELECT count(*) FROM login_tokens WHERE hash = 't1' AND grain_id = 'g1'`).Scan(&tokens)
+	sqldb.QueryRow(`SELECT count(*) FROM grain_sessions WHERE hash = 'hl' AND grain_id = 'g1' AND remote_grain_id IS NULL`).Scan(&local)
+	sqldb.QueryRow(`SELECT count(*) FROM grain_sessions WHERE hash = 'hr' AND remote_grain_id = 'r1' AND user_id = 'owner' AND grain_id IS NULL`).Scan(&remote)
+	sqldb.QueryRow(`SELECT count(*) FROM login_tokens WHERE hash = 't1' AND grain_id = 'g1'`).Scan(&tokens)
 	if local != 1 || remote != 1 || tokens != 1 {
 		t.Errorf("after the upgrade: %d local sessions, %d remote, %d login tokens; want 1 each", local, remote, tokens)
 	}
 	// Removing the friend's grain removes its sessions.
-	if _, err := db.Exec(`DELETE FROM remote_grains WHERE id = 'r1'`); err != nil {
+	if _, err := sqldb.Exec(`DELETE FROM remote_grains WHERE id = 'r1'`); err != nil {
 		t.Fatal(err)
 	}
-	db.QueryRow(`SELECT count(*) FROM grain_sessions WHERE hash = 'hr'`).Scan(&remote)
+	sqldb.QueryRow(`SELECT count(*) FROM grain_sessions WHERE hash = 'hr'`).Scan(&remote)
 	if remote != 0 {
 		t.Error("a removed friend's grain kept its session")
 	}

@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"erg"
+	"erg/db"
 )
 
 func TestEveryRouteNeedsASession(t *testing.T) {
@@ -431,29 +432,29 @@ func TestMigrationKeepsGrainsWithTheOwner(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "erg.db")
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=foreign_keys(1)")
+	sqldb, err := sql.Open("sqlite", "file:"+path+"?_pragma=foreign_keys(1)")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, q := range []string{migrations[0], `PRAGMA user_version = 1`,
+	for _, q := range []string{db.Migrations()[0], `PRAGMA user_version = 1`,
 		`INSERT INTO apps VALUES ('echo', 'Echo', 1, '1', '{}', '/x', 0)`,
 		`INSERT INTO grains VALUES ('g1', 'echo', 'old', 0, 0)`,
 		`INSERT INTO grain_sessions VALUES ('h', 'g1', 0, 9999999999)`} {
-		if _, err := db.ExecContext(ctx, q); err != nil {
+		if _, err := sqldb.ExecContext(ctx, q); err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}
 	}
-	db.Close()
-	db, err = openDB(ctx, path)
+	sqldb.Close()
+	sqldb, err = db.Open(ctx, path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
+	defer sqldb.Close()
 	var owner string
 	var sessions, owners int
-	db.QueryRow(`SELECT owner_id FROM grains WHERE id = 'g1'`).Scan(&owner)
-	db.QueryRow(`SELECT count(*) FROM grain_sessions`).Scan(&sessions)
-	db.QueryRow(`SELECT count(*) FROM users WHERE id = 'owner' AND is_owner = 1 AND password_hash = ''`).Scan(&owners)
+	sqldb.QueryRow(`SELECT owner_id FROM grains WHERE id = 'g1'`).Scan(&owner)
+	sqldb.QueryRow(`SELECT count(*) FROM grain_sessions`).Scan(&sessions)
+	sqldb.QueryRow(`SELECT count(*) FROM users WHERE id = 'owner' AND is_owner = 1 AND password_hash = ''`).Scan(&owners)
 	if owner != ownerID || sessions != 0 || owners != 1 {
 		t.Errorf("after the upgrade: grain owner %q, %d sessions, %d owner rows", owner, sessions, owners)
 	}
