@@ -4,6 +4,9 @@ BUILD    := build
 DATA     ?= .erg-data
 KEYS     ?= .erg-keys
 LISTEN   ?= 127.0.0.1:6080
+# make run keeps libp2p on loopback too; a plain `erg run` listens on every
+# interface, as a node at home must.
+P2P_LISTEN ?= --p2p-listen /ip4/127.0.0.1/tcp/0 --p2p-listen /ip4/127.0.0.1/udp/0/quic-v1
 APPS     := notes todo filedrop
 VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 export CGO_ENABLED := 0
@@ -43,7 +46,7 @@ packages: erg apps
 	@echo "signed packages: $$(ls $(BUILD)/packages | tr '\n' ' ')"
 
 run: build packages
-	$(BUILD)/erg run --data $(DATA) --listen $(LISTEN) --apps $(BUILD)/packages
+	$(BUILD)/erg run --data $(DATA) --listen $(LISTEN) --apps $(BUILD)/packages $(P2P_LISTEN)
 
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 

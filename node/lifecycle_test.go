@@ -175,9 +175,14 @@ func TestNodeRestartKeepsGrainsAndData(t *testing.T) {
 	id, origin := n.newGrain("echo")
 	n.get(origin + "/write?v=survives")
 	cfg := n.cfg
+	addrs := n.P2PAddrs()
 	n.Close()
 
 	n2 := startNode(t, func(c *Config) { c.DataDir = cfg.DataDir })
+	// Friends stored the node's libp2p addresses: they must still work.
+	if got := n2.P2PAddrs(); strings.Join(got, " ") != strings.Join(addrs, " ") {
+		t.Errorf("libp2p addresses after restart = %v, want %v", got, addrs)
+	}
 	gs, err := n2.Grains(context.Background(), n2.owner())
 	if err != nil || len(gs) != 1 || gs[0].ID != id {
 		t.Fatalf("grains after restart = %+v, %v", gs, err)

@@ -15,6 +15,7 @@ import (
 
 	"erg/apppkg"
 	"erg/internal/testkit"
+	"erg/p2p"
 	"erg/sandbox"
 )
 
@@ -80,6 +81,7 @@ func startNode(t testing.TB, mod func(*Config)) *testNode {
 		GrainIdle: time.Minute,
 		AppsDir:   testApps(t),
 		Owner:     "alice",
+		P2PListen: p2p.Loopback,
 		Log:       slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	if _, ok := t.(*testing.B); ok {
@@ -104,6 +106,13 @@ func startNode(t testing.TB, mod func(*Config)) *testNode {
 	}
 	if seed {
 		testkit.Remember(t, cfg.DataDir)
+	}
+	// No test node may listen where other machines could reach it.
+	for _, a := range n.P2PAddrs() {
+		if !strings.HasPrefix(a, "/ip4/127.") {
+			n.Close()
+			t.Fatalf("test node listens on %s, beyond loopback", a)
+		}
 	}
 	tn := &testNode{Node: n, t: t}
 	tn.http = tn.newClient()

@@ -44,7 +44,7 @@ type Config struct {
 	AppsDir   string        // if set, install every app tree below it at start
 	Owner     string        // the owner's username until they set up their account; default $USER or "owner"
 	MaxUpload int64         // largest package or backup upload; default 1 GiB
-	P2PListen []string      // libp2p listen multiaddrs; default loopback TCP and QUIC, any port
+	P2PListen []string      // libp2p listen multiaddrs; default p2p.AllInterfaces; port 0 means the node's stable port
 	Bootstrap []string      // multiaddrs (with /p2p/<id>) of peers to join the DHT through
 	Name      string        // what the node calls itself to friends; default the owner's username, else the host name
 	Version   string
@@ -83,6 +83,7 @@ const (
 	socketFile   = "erg.sock"
 	lockFile     = "lock"
 	packagesDir  = "packages"
+	p2pPortFile  = "p2p-port"
 	grainsDir    = "grains"
 )
 

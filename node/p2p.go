@@ -33,9 +33,14 @@ type p2pState struct {
 // network in the background.
 func (n *Node) startP2P(ctx context.Context) error {
 	log := n.log.With("subsystem", "p2p")
+	listen := n.cfg.P2PListen
+	if len(listen) == 0 {
+		listen = p2p.AllInterfaces
+	}
 	h, err := p2p.New(ctx, p2p.Config{
 		Key:        n.key,
-		Listen:     n.cfg.P2PListen,
+		Listen:     listen,
+		PortFile:   filepath.Join(n.cfg.DataDir, p2pPortFile),
 		Bootstrap:  n.cfg.Bootstrap,
 		BlocksDir:  filepath.Join(n.cfg.DataDir, blocksDir),
 		Validators: record.NamespacedValidator{appstore.ListingNamespace: appstore.ListingValidator{}},

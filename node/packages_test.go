@@ -16,6 +16,7 @@ import (
 
 	"erg"
 	"erg/apppkg"
+	"erg/p2p"
 )
 
 // packEcho packs the echo test app as a signed package of version v.
@@ -193,7 +194,7 @@ func TestAppsDirInstallsPackages(t *testing.T) {
 	pkg := packEcho(t, key, 3)
 	pkg[len(pkg)/2] ^= 0x55
 	os.WriteFile(pkgFile, pkg, 0o644)
-	_, err := Start(context.Background(), Config{DataDir: data, AppsDir: apps, Listen: "127.0.0.1:0", Log: slog.New(slog.DiscardHandler)})
+	_, err := Start(context.Background(), Config{DataDir: data, AppsDir: apps, Listen: "127.0.0.1:0", P2PListen: p2p.Loopback, Log: slog.New(slog.DiscardHandler)})
 	if err == nil || !strings.Contains(err.Error(), "echo.erg") {
 		t.Errorf("start with a tampered package: %v", err)
 	}

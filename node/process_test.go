@@ -41,7 +41,8 @@ func startErg(t *testing.T, data string) *ergProcess {
 func (p *ergProcess) start() {
 	p.t.Helper()
 	apps := testApps(p.t)
-	p.cmd = exec.Command(p.bin, "run", "--data", p.data, "--listen", "127.0.0.1:0", "--apps", apps, "--owner", "alice")
+	p.cmd = exec.Command(p.bin, "run", "--data", p.data, "--listen", "127.0.0.1:0", "--apps", apps, "--owner", "alice",
+		"--p2p-listen", "/ip4/127.0.0.1/tcp/0", "--p2p-listen", "/ip4/127.0.0.1/udp/0/quic-v1")
 	stderr, _ := p.cmd.StderrPipe()
 	if err := p.cmd.Start(); err != nil {
 		p.t.Fatal(err)

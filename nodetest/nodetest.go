@@ -42,6 +42,7 @@ import (
 	"erg/apppkg"
 	"erg/internal/testkit"
 	"erg/node"
+	"erg/p2p"
 	"erg/sandbox"
 )
 
@@ -143,8 +144,8 @@ func Anonymous() Option { return func(n *Node) { n.anonymous = true } }
 // NoApps starts the node with no apps installed.
 func NoApps() Option { return func(n *Node) { n.noApps = true } }
 
-// P2PListen sets the node's libp2p listen addresses (default: the node's
-// own, loopback TCP and QUIC on any port).
+// P2PListen sets the node's libp2p listen addresses (default p2p.Loopback:
+// a test node never listens beyond loopback).
 func P2PListen(addrs ...string) Option {
 	return func(n *Node) { n.p2pListen = append(n.p2pListen, addrs...) }
 }
@@ -217,7 +218,7 @@ func (n *Node) startInProcess() {
 		GrainIdle: time.Minute,
 		Owner:     n.Owner,
 		Bootstrap: n.bootstrap,
-		P2PListen: n.p2pListen,
+		P2PListen: n.listen(),
 		Log:       slog.New(slog.NewTextHandler(logWriter{n.t, n.Name}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	if !n.anonymous {
@@ -245,6 +246,14 @@ func (n *Node) startInProcess() {
 	n.mu.Unlock()
 }
 
+// listen is where the node's libp2p host listens.
+func (n *Node) listen() []string {
+	if len(n.p2pListen) == 0 {
+		return p2p.Loopback
+	}
+	return n.p2pListen
+}
+
 func (n *Node) args() []string {
 	args := []string{"run", "--data", n.DataDir, "--listen", "127.0.0.1:0", "--owner", n.Owner}
 	if !n.anonymous {
@@ -253,7 +262,7 @@ func (n *Node) args() []string {
 	if !n.noApps {
 		args = append(args, "--apps", Apps(n.t))
 	}
-	for _, a := range n.p2pListen {
+	for _, a := range n.listen() {
 		args = append(args, "--p2p-listen", a)
 	}
 	for _, b := range n.bootstrap {

@@ -41,16 +41,17 @@ import (
 // from the public IPFS DHT.
 const ProtocolPrefix = "/erg"
 
-// DefaultListen is where a node listens when its config names nothing:
-// loopback only, any free port, TCP and QUIC.
-var DefaultListen = []string{"/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"}
-
 // Config sets up a Host.
 type Config struct {
 	// Key is the node's identity.
 	Key ed25519.PrivateKey
-	// Listen are multiaddrs to listen on; empty means DefaultListen.
+	// Listen are multiaddrs to listen on; empty means Loopback.
 	Listen []string
+	// PortFile, if set, keeps the node's libp2p port: a port 0 in Listen
+	// becomes the port kept there (chosen once, TCP and UDP alike), so the
+	// addresses friends stored survive restarts. Empty leaves port 0 to
+	// the kernel.
+	PortFile string
 	// Bootstrap are full multiaddrs (with /p2p/<id>) of peers to join the
 	// DHT through.
 	Bootstrap []string
@@ -92,11 +93,18 @@ func New(ctx context.Context, cfg Config) (_ *Host, err error) {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	if len(cfg.Listen) == 0 {
-		cfg.Listen = DefaultListen
+		cfg.Listen = Loopback
 	}
 	listen, err := parseListen(cfg.Listen)
 	if err != nil {
 		return nil, err
+	}
+	listen, port, moved, err := stablePorts(listen, cfg.PortFile)
+	if err != nil {
+		return nil, err
+	}
+	if moved {
+		cfg.Log.Warn("the kept libp2p port is taken by another program; moved to a new one (friends find the node again through the DHT)", "port", port, "file", cfg.PortFile)
 	}
 	sk, err := crypto.UnmarshalEd25519PrivateKey(cfg.Key)
 	if err != nil {
