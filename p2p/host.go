@@ -124,12 +124,12 @@ func New(ctx context.Context, cfg Config) (_ *Host, err error) {
 			x.Close()
 		}
 	}()
-	x.h, err = libp2p.New(
+	hopts := []libp2p.Option{
 		libp2p.Identity(sk),
 		libp2p.ListenAddrs(listen...),
 		// Only the transports we mean: no websocket, webtransport or webrtc,
-		// and no relay, NAT port mapping, hole punching or AutoNAT service,
-		// so nothing reaches beyond the peers we are told about.
+		// and no relay, hole punching or AutoNAT service, so nothing
+		// reaches beyond the peers we are told about.
 		libp2p.Transport(tcp.NewTCPTransport),
 		libp2p.Transport(quic.NewTransport),
 		libp2p.DisableRelay(),
@@ -137,7 +137,13 @@ func New(ctx context.Context, cfg Config) (_ *Host, err error) {
 		libp2p.ConnectionManager(cm),
 		libp2p.ResourceManager(rm),
 		libp2p.UserAgent("erg"),
-	)
+	}
+	if BeyondLoopback(listen) {
+		// Ask the home router (UPnP IGD, NAT-PMP) to forward the port. It
+		// talks to the local network, so a node on loopback never does.
+		hopts = append(hopts, libp2p.NATPortMap())
+	}
+	x.h, err = libp2p.New(hopts...)
 	if err != nil {
 		return nil, fmt.Errorf("p2p host: %w", err)
 	}
