@@ -169,6 +169,25 @@ func (c *Client) RevokeShare(ctx context.Context, shareID string) error {
 	return c.do(ctx, "DELETE", "/api/shares/"+url.PathEscape(shareID), nil, nil)
 }
 
+// GrainTokens lists a grain's API tokens, without their secrets.
+func (c *Client) GrainTokens(ctx context.Context, grainID string) ([]GrainToken, error) {
+	var t []GrainToken
+	return t, c.do(ctx, "GET", "/api/grains/"+url.PathEscape(grainID)+"/tokens", nil, &t)
+}
+
+// NewGrainToken makes an API token for a grain; its secret is in the
+// answer only.
+func (c *Client) NewGrainToken(ctx context.Context, grainID string, req GrainTokenRequest) (GrainToken, error) {
+	var t GrainToken
+	return t, c.do(ctx, "POST", "/api/grains/"+url.PathEscape(grainID)+"/tokens", req, &t)
+}
+
+// RevokeGrainToken revokes a grain's API token; the next request with it
+// is refused and open ones are cut.
+func (c *Client) RevokeGrainToken(ctx context.Context, tokenID string) error {
+	return c.do(ctx, "DELETE", "/api/grain-tokens/"+url.PathEscape(tokenID), nil, nil)
+}
+
 // Users lists the node's users.
 func (c *Client) Users(ctx context.Context) ([]User, error) {
 	var u []User

@@ -90,7 +90,8 @@ type App struct {
 	Roles          []Role   `json:"roles,omitempty"`
 	OwnerRole      string   `json:"ownerRole,omitempty"`
 	HasIcon        bool     `json:"hasIcon,omitempty"`
-	Grains         int      `json:"grains"` // grains of this app on the node, anyone's
+	APIPath        string   `json:"apiPath,omitempty"` // where it serves its API; "": it has none
+	Grains         int      `json:"grains"`            // grains of this app on the node, anyone's
 }
 
 // Grain is one app instance, as one user sees it.
@@ -151,6 +152,35 @@ type ShareRequest struct {
 	// making a link; FriendUser names one user there.
 	Friend     string `json:"friend,omitempty"`
 	FriendUser string `json:"friendUser,omitempty"`
+}
+
+// GrainToken lets a program that is not a browser (a CalDAV or WebDAV
+// client, git, a script) use one grain's API with a role, on the node's
+// API origin (api.<domain>). Token and URL are set only when it is made:
+// Token is the secret, which the node keeps only a hash of.
+type GrainToken struct {
+	ID      string    `json:"id"`
+	GrainID string    `json:"grainId"`
+	Role    string    `json:"role"`
+	Label   string    `json:"label,omitempty"`
+	ForUser string    `json:"forUser,omitempty"` // the grain sees this username; empty: no name
+	Created time.Time `json:"created"`
+	Expires time.Time `json:"expires,omitzero"`
+	// LastUsed is when a request last came with it, to the minute.
+	LastUsed time.Time `json:"lastUsed,omitzero"`
+	Token    string    `json:"token,omitempty"`
+	URL      string    `json:"url,omitempty"` // the API origin to send it to
+}
+
+// GrainTokenRequest is what a new grain API token should be.
+type GrainTokenRequest struct {
+	Role  string `json:"role"`
+	Label string `json:"label,omitempty"`
+	// ForUser names a local user the grain is told the token's requests
+	// come from; empty: they come from no one by name.
+	ForUser string `json:"forUser,omitempty"`
+	// ExpiresIn is in seconds; 0 means never.
+	ExpiresIn int64 `json:"expiresIn,omitempty"`
 }
 
 // Viewer is who is asking, as the grain will be told.

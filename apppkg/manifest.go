@@ -35,6 +35,11 @@ type Manifest struct {
 	Actions        []Action `json:"actions,omitempty"`
 	Icon           string   `json:"icon,omitempty"`
 	Limits         Limits   `json:"limits,omitempty"`
+	// APIPath is where the app serves its API to programs that are not
+	// browsers (DAV clients, scripts, other grains): a request to the
+	// node's API origin for /x reaches the app at APIPath + "x". Empty:
+	// the app offers no API, and the node makes no API tokens for it.
+	APIPath string `json:"apiPath,omitempty"`
 	// Include lists absolute host paths the packer copies into the tree at
 	// the same place (with the shared libraries of any ELF binary among
 	// them), for native apps built around a program already on the host.
@@ -123,6 +128,8 @@ func (m *Manifest) Validate() error {
 		return bad("description", "must be at most 4096 bytes")
 	case m.Icon != "" && !isTreePath(m.Icon):
 		return bad("icon", "must be a relative path inside the package, without '..'")
+	case m.APIPath != "" && !isAPIPath(m.APIPath):
+		return bad("apiPath", "must be a clean absolute path that ends in '/', such as \"/\" or \"/dav/\"")
 	}
 	for i, p := range m.Include {
 		if !strings.HasPrefix(p, "/") || path.Clean(p) != p || p == "/" {
@@ -160,6 +167,18 @@ func (m *Manifest) Validate() error {
 func isTreePath(p string) bool {
 	return p != "" && p != "." && !strings.HasPrefix(p, "/") && path.Clean(p) == p &&
 		p != ".." && !strings.HasPrefix(p, "../") && !strings.ContainsRune(p, 0)
+}
+
+// isAPIPath reports whether p is a clean absolute URL path ending in "/"
+// with nothing a URL would read as other than path.
+func isAPIPath(p string) bool {
+	if p == "/" {
+		return true
+	}
+	if len(p) > 256 || !strings.HasPrefix(p, "/") || !strings.HasSuffix(p, "/") || path.Clean(p)+"/" != p {
+		return false
+	}
+	return !strings.ContainsFunc(p, func(r rune) bool { return r <= ' ' || r == '?' || r == '#' || r == '%' || r == '\\' || r == 0x7f })
 }
 
 // Role returns the named role, or false.

@@ -27,7 +27,7 @@ func TestManifestErrorsNameTheField(t *testing.T) {
 		t.Fatalf("valid manifest refused: %v", err)
 	}
 	full := strings.Replace(valid, `"port":80`, `"port":80,"icon":"share/icon.png","description":"d",
-		"limits":{"memoryMB":64,"pids":10},"include":["/usr/bin/python3"]`, 1)
+		"limits":{"memoryMB":64,"pids":10},"include":["/usr/bin/python3"],"apiPath":"/dav/"`, 1)
 	if _, err := ParseManifest([]byte(full)); err != nil {
 		t.Fatalf("full manifest refused: %v", err)
 	}
@@ -57,6 +57,11 @@ func TestManifestErrorsNameTheField(t *testing.T) {
 		{"relative include", strings.Replace(valid, `"port":80`, `"port":80,"include":["/usr/lib","lib"]`, 1), `"include[1]"`},
 		{"unclean include", strings.Replace(valid, `"port":80`, `"port":80,"include":["/usr/../etc"]`, 1), `"include[0]"`},
 		{"root include", strings.Replace(valid, `"port":80`, `"port":80,"include":["/"]`, 1), `"include[0]"`},
+		{"api path relative", strings.Replace(valid, `"port":80`, `"port":80,"apiPath":"dav/"`, 1), `"apiPath"`},
+		{"api path without slash", strings.Replace(valid, `"port":80`, `"port":80,"apiPath":"/dav"`, 1), `"apiPath"`},
+		{"api path escapes", strings.Replace(valid, `"port":80`, `"port":80,"apiPath":"/a/../b/"`, 1), `"apiPath"`},
+		{"api path query", strings.Replace(valid, `"port":80`, `"port":80,"apiPath":"/a?x=/"`, 1), `"apiPath"`},
+		{"api path encoded", strings.Replace(valid, `"port":80`, `"port":80,"apiPath":"/%2e%2e/"`, 1), `"apiPath"`},
 		{"missing fields", `{"id":"a"}`, `"name"`},
 		{"null", `null`, `"id"`},
 	}

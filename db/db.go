@@ -191,6 +191,22 @@ var migrations = []string{
 		SELECT hash, grain_id, expires_at, user_id, share_id FROM login_tokens;
 	DROP TABLE login_tokens;
 	ALTER TABLE login_tokens_new RENAME TO login_tokens;`,
+	// API tokens of grains (package apitokens): a secret a program sends
+	// to the API origin for one grain with one role. Deleting the grain,
+	// its maker or the user it is for deletes the token.
+	`CREATE TABLE grain_tokens (
+		id TEXT PRIMARY KEY,
+		hash TEXT NOT NULL UNIQUE,
+		grain_id TEXT NOT NULL REFERENCES grains(id) ON DELETE CASCADE,
+		role TEXT NOT NULL,
+		created_by TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+		for_user TEXT REFERENCES users(id) ON DELETE CASCADE,
+		label TEXT NOT NULL DEFAULT '',
+		created_at INTEGER NOT NULL,
+		expires_at INTEGER NOT NULL DEFAULT 0,
+		last_used INTEGER NOT NULL DEFAULT 0
+	);
+	CREATE INDEX grain_tokens_grain ON grain_tokens (grain_id);`,
 }
 
 // Migrations returns the schema migrations in the order they apply; the

@@ -23,6 +23,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"erg/accounts"
+	"erg/apitokens"
 	"erg/db"
 	"erg/fedgrains"
 	"erg/friends"
@@ -97,8 +98,9 @@ type Node struct {
 	key     ed25519.PrivateKey
 	db      *sql.DB
 	runner  *sandbox.Runner
-	grains  *grains.Service // grains, their sandboxes, sessions and backups
-	shares  *shares.Service // sharing links and the shares users hold
+	grains  *grains.Service    // grains, their sandboxes, sessions and backups
+	shares  *shares.Service    // sharing links and the shares users hold
+	tokens  *apitokens.Service // grains' API tokens, for the API origin
 	started time.Time
 	lock    *os.File
 
@@ -214,6 +216,17 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 		ShareWithFriend:   n.sharing.ShareWithFriend,
 		RevokeFriendShare: n.sharing.RevokeFriendShare,
 	})
+	n.tokens = apitokens.New(apitokens.Config{
+		DB:         n.db,
+		Grains:     n.grains,
+		Log:        n.log.With("subsystem", "apitokens"),
+		Derive:     n.derive,
+		UserByName: n.userByName,
+		APIURL: func() string {
+			_, port, _ := net.SplitHostPort(n.webLn.Addr().String())
+			return webui.APIOrigin(n.cfg.Domain, port)
+		},
+	})
 	if cfg.AppsDir != "" {
 		if err := n.installer.InstallDir(ctx, cfg.AppsDir); err != nil {
 			return nil, err
@@ -271,7 +284,7 @@ func (n *Node) listen() error {
 	webLog := n.log.With("subsystem", "webui")
 	opts := webui.Options{Domain: n.cfg.Domain, MaxUpload: n.cfg.MaxUpload,
 		MaxWebsockets: max(n.cfg.MaxWebsockets, 0), BodyStall: max(n.cfg.ReadTimeout, 0), MinBodyRate: max(n.cfg.MinUploadRate, 0)}
-	svc := webui.Services{Node: n, Accounts: n.accounts, Store: n.store, Friends: n.friends, Grains: n.grains, Shares: n.shares, Installer: n.installer}
+	svc := webui.Services{Node: n, Accounts: n.accounts, Store: n.store, Friends: n.friends, Grains: n.grains, Shares: n.shares, Installer: n.installer, APITokens: n.tokens}
 	n.serve(n.webLn, webui.NewHandler(svc, opts, webLog))
 	n.serve(sl, webui.APIHandler(svc, opts, webLog))
 	return nil

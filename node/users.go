@@ -54,6 +54,7 @@ func (n *Node) RemoveUser(ctx context.Context, who erg.User, username string) er
 	}
 	n.grains.Sessions().Drop(func(s grains.Session) bool { return s.AccountID == u.ID })
 	n.sharing.ForgetUser(u.ID)
+	n.tokens.CutGone(ctx)
 	n.log.Info("user removed", "username", u.Username, "grains", len(theirs))
 	return nil
 }

@@ -23,6 +23,9 @@ type shellData struct {
 	Friends   []erg.Friend
 	ShareOpen bool
 	ShareErr  string
+	Tokens    []erg.GrainToken // the grain's API tokens, if its app has an API
+	NewToken  *erg.GrainToken
+	APIOrigin string
 }
 
 func (h *Handler) openShare(w http.ResponseWriter, r *http.Request) {
@@ -65,22 +68,31 @@ func (h *Handler) appOf(r *http.Request, id string) (erg.App, error) {
 }
 
 func (h *Handler) shellPage(w http.ResponseWriter, r *http.Request, a actor) {
-	h.renderShell(w, r, a, r.PathValue("id"), r.URL.Query().Get("share") != "", nil, "")
+	h.renderShell(w, r, a, r.PathValue("id"), shellData{ShareOpen: r.URL.Query().Get("share") != ""})
 }
 
-func (h *Handler) renderShell(w http.ResponseWriter, r *http.Request, a actor, id string, shareOpen bool, newShare *erg.Share, shareErr string) {
+// renderShell shows a grain's shell page; d says what the share dialog
+// shows beyond the grain's shares (a new share or token, an error).
+func (h *Handler) renderShell(w http.ResponseWriter, r *http.Request, a actor, id string, d shellData) {
 	ctx := r.Context()
 	g, err := h.b.OpenGrain(ctx, a.user, id)
 	if err != nil {
 		h.failPage(w, r, err)
 		return
 	}
-	d := shellData{Grain: g, FrameURL: g.URL, ShareOpen: shareOpen || newShare != nil || shareErr != "", NewShare: newShare, ShareErr: shareErr}
+	d.Grain, d.FrameURL, d.APIOrigin = g, g.URL, h.apiOrigin(r)
+	d.ShareOpen = d.ShareOpen || d.NewShare != nil || d.NewToken != nil || d.ShareErr != ""
 	d.App, _ = h.appOf(r, g.AppID)
 	if g.Mine {
 		if d.Shares, err = h.sh.List(ctx, a.user, id); err != nil {
 			h.failPage(w, r, err)
 			return
+		}
+		if h.tok != nil && d.App.APIPath != "" {
+			if d.Tokens, err = h.tok.List(ctx, a.user, id); err != nil {
+				h.failPage(w, r, err)
+				return
+			}
 		}
 		if h.fr != nil {
 			d.Friends, _ = h.fr.Friends(ctx, a.user)
@@ -95,7 +107,7 @@ func (h *Handler) renderShell(w http.ResponseWriter, r *http.Request, a actor, i
 		}
 	}
 	code := http.StatusOK
-	if shareErr != "" {
+	if d.ShareErr != "" {
 		code = http.StatusBadRequest
 	}
 	h.render(w, r, code, "shell", pageData{Title: g.Title, Data: d})
@@ -243,7 +255,7 @@ func (h *Handler) newShare(w http.ResponseWriter, r *http.Request, a actor) {
 	id := r.PathValue("id")
 	expires, err := parseInt64(r.PostFormValue("expires"))
 	if err != nil {
-		h.renderShell(w, r, a, id, true, nil, err.Error())
+		h.renderShell(w, r, a, id, shellData{ShareErr: err.Error()})
 		return
 	}
 	req := erg.ShareRequest{
@@ -253,14 +265,14 @@ func (h *Handler) newShare(w http.ResponseWriter, r *http.Request, a actor) {
 	}
 	s, err := h.sh.New(r.Context(), a.user, id, req)
 	if errors.Is(err, erg.ErrInvalid) {
-		h.renderShell(w, r, a, id, true, nil, erg.Message(err))
+		h.renderShell(w, r, a, id, shellData{ShareErr: erg.Message(err)})
 		return
 	}
 	if err != nil {
 		h.failPage(w, r, err)
 		return
 	}
-	h.renderShell(w, r, a, id, true, &s, "")
+	h.renderShell(w, r, a, id, shellData{NewShare: &s})
 }
 
 func (h *Handler) revokeShare(w http.ResponseWriter, r *http.Request, a actor) {

@@ -201,6 +201,8 @@ func (h *Handler) allPageRoutes() []pageRoute {
 		{"GET /grains/{id}/backup", h.backupGrain, false},
 		{"POST /grains/{id}/shares", h.newShare, false},
 		{"POST /shares/{id}/revoke", h.revokeShare, false},
+		{"POST /grains/{id}/tokens", h.newGrainToken, false},
+		{"POST /grain-tokens/{id}/revoke", h.revokeGrainToken, false},
 		{"GET /apps", h.appsPage, false},
 		{"POST /apps", h.installApp, true},
 		{"POST /apps/{id}/remove", h.removeApp, false},

@@ -16,6 +16,7 @@ import (
 
 	"erg"
 	"erg/accounts"
+	"erg/apitokens"
 	"erg/fed"
 	"erg/friends"
 	"erg/grains"
@@ -72,6 +73,8 @@ type Handler struct {
 	pages      *pages
 	updates    *updateCache
 	proxy      *httputil.ReverseProxy
+	tok        *apitokens.Service
+	apiProxy   *httputil.ReverseProxy
 }
 
 // NewHandler returns the handler for the node's web port.
@@ -88,6 +91,7 @@ func NewHandler(svc Services, opts Options, log *slog.Logger) *Handler {
 		body: bodyGuard{stall: opts.BodyStall, rate: opts.MinBodyRate}, ws: newWSLimiter(opts.MaxWebsockets),
 	}
 	h.proxy = h.newGrainProxy()
+	h.tok, h.apiProxy = svc.APITokens, h.newAPIProxy()
 	h.pages = newPages()
 	h.pageRoutes = h.allPageRoutes()
 	h.shell = h.shellRoutes()
@@ -97,6 +101,10 @@ func NewHandler(svc Services, opts Options, log *slog.Logger) *Handler {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if id, ok := h.grainHost(r.Host); ok {
 		h.serveGrain(w, r, id)
+		return
+	}
+	if h.apiHost(r.Host) {
+		h.serveAPIOrigin(w, r)
 		return
 	}
 	switch h.shellHost(r.Host) {

@@ -12,6 +12,7 @@ import (
 
 	"erg"
 	"erg/accounts"
+	"erg/apitokens"
 	"erg/friends"
 	"erg/grains"
 	"erg/install"
@@ -29,6 +30,7 @@ type Services struct {
 	Grains    *grains.Service
 	Shares    *shares.Service
 	Installer *install.Installer
+	APITokens *apitokens.Service // grains' API tokens; nil: the API origin serves nothing
 }
 
 // Backend is what spans the features, which only the node can answer: its

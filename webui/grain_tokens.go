@@ -1,0 +1,88 @@
+package webui
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+
+	"erg"
+)
+
+// Grains' API tokens (package apitokens) in the JSON API and in the share
+// dialog; the requests that use them are the API origin's (apiorigin.go).
+
+func (a *api) grainTokens(w http.ResponseWriter, r *http.Request, who erg.User) {
+	if a.tok == nil {
+		writeError(w, fmt.Errorf("%w: this node makes no grain API tokens", erg.ErrNotFound))
+		return
+	}
+	t, err := a.tok.List(r.Context(), who, r.PathValue("id"))
+	reply(w, t, err)
+}
+
+func (a *api) newGrainToken(w http.ResponseWriter, r *http.Request, who erg.User) {
+	if a.tok == nil {
+		writeError(w, fmt.Errorf("%w: this node makes no grain API tokens", erg.ErrNotFound))
+		return
+	}
+	var req erg.GrainTokenRequest
+	if err := decodeBody(w, r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	t, err := a.tok.New(r.Context(), who, r.PathValue("id"), req)
+	if err == nil {
+		w.WriteHeader(http.StatusCreated)
+	}
+	reply(w, t, err)
+}
+
+func (a *api) revokeGrainToken(w http.ResponseWriter, r *http.Request, who erg.User) {
+	if a.tok == nil {
+		writeError(w, fmt.Errorf("%w: no such token", erg.ErrNotFound))
+		return
+	}
+	reply(w, struct{}{}, a.tok.Revoke(r.Context(), who, r.PathValue("id")))
+}
+
+func (h *Handler) newGrainToken(w http.ResponseWriter, r *http.Request, a actor) {
+	id := r.PathValue("id")
+	if h.tok == nil {
+		h.failPage(w, r, fmt.Errorf("%w: this node makes no grain API tokens", erg.ErrNotFound))
+		return
+	}
+	expires, err := parseInt64(r.PostFormValue("expires"))
+	if err != nil {
+		h.renderShell(w, r, a, id, shellData{ShareErr: erg.Message(err)})
+		return
+	}
+	req := erg.GrainTokenRequest{Role: r.PostFormValue("role"), Label: r.PostFormValue("label"),
+		ForUser: r.PostFormValue("user"), ExpiresIn: expires}
+	t, err := h.tok.New(r.Context(), a.user, id, req)
+	if errors.Is(err, erg.ErrInvalid) {
+		h.renderShell(w, r, a, id, shellData{ShareErr: erg.Message(err)})
+		return
+	}
+	if err != nil {
+		h.failPage(w, r, err)
+		return
+	}
+	h.renderShell(w, r, a, id, shellData{NewToken: &t})
+}
+
+func (h *Handler) revokeGrainToken(w http.ResponseWriter, r *http.Request, a actor) {
+	if h.tok == nil {
+		h.failPage(w, r, fmt.Errorf("%w: no such token", erg.ErrNotFound))
+		return
+	}
+	if err := h.tok.Revoke(r.Context(), a.user, r.PathValue("id")); err != nil {
+		h.failPage(w, r, err)
+		return
+	}
+	grain := r.PostFormValue("grain")
+	if !validGrainID(grain) {
+		http.Redirect(w, r, "/grains", http.StatusSeeOther)
+		return
+	}
+	http.Redirect(w, r, "/grains/"+grain+"?share=1", http.StatusSeeOther)
+}
