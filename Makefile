@@ -11,7 +11,7 @@ APPS     := notes todo filedrop
 VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 export CGO_ENABLED := 0
 
-.PHONY: all build erg apps packages run test unit short bench lint clean
+.PHONY: all build erg apps packages apps-real test-apps-real bench-apps-real run test unit short bench lint clean
 
 all: build
 
@@ -44,6 +44,36 @@ packages: erg apps
 		$(BUILD)/erg app pack $(BUILD)/apps/$$app --key $$key -o $(BUILD)/packages/$$app.erg >/dev/null || exit 1; \
 	done
 	@echo "signed packages: $$(ls $(BUILD)/packages | tr '\n' ' ')"
+
+# Open-source apps ported to erg (apps/<name>/build.sh fetches each one's
+# pinned upstream release from npm or Debian), signed like the sample apps
+# into $(BUILD)/packages, where `make run` installs them from. Too big for
+# `make run` to build every time; build them once with this target.
+REAL_APPS ?= tiddlywiki
+apps-real: erg
+	@mkdir -p $(BUILD)/packages $(KEYS)
+	@for app in $(REAL_APPS); do \
+		echo "building $$app"; \
+		./apps/$$app/build.sh $(BUILD)/apps-real/$$app >/dev/null || exit 1; \
+		key=$(KEYS)/$$app.key; \
+		test -f $$key || $(BUILD)/erg app keygen --out $$key >/dev/null || exit 1; \
+		id=$$($(BUILD)/erg app id $$key) || exit 1; \
+		sed -i "s/\"id\": *\"[^\"]*\"/\"id\": \"$$id\"/" $(BUILD)/apps-real/$$app/erg.json && \
+		$(BUILD)/erg app pack $(BUILD)/apps-real/$$app --key $$key -o $(BUILD)/packages/$$app.erg 2>/dev/null || exit 1; \
+		ls -l $(BUILD)/packages/$$app.erg; \
+	done
+
+# The real apps' tests: grains on real nodes, driven in headless Chromium
+# (one at a time), with the packages apps-real built.
+test-apps-real: apps-real
+	ERG_REAL_APPS=$(CURDIR)/$(BUILD)/packages ERG_REAL_KEYS=$(CURDIR)/$(KEYS) \
+		$(GO) test -count=1 -timeout 15m -v ./apps/realapps/
+
+# The real apps' figures (cold start, memory, size, install time), each
+# beside its baseline from the same run; see BENCHMARKS.md.
+bench-apps-real: apps-real
+	ERG_REAL_APPS=$(CURDIR)/$(BUILD)/packages ERG_REAL_FIGURES=1 \
+		$(GO) test -count=1 -timeout 15m -v -run Figures ./apps/realapps/ | grep -E 'FIGURES|^(ok|FAIL|---)'
 
 run: build packages
 	$(BUILD)/erg run --data $(DATA) --listen $(LISTEN) --apps $(BUILD)/packages $(P2P_LISTEN)
