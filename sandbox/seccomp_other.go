@@ -2,11 +2,9 @@
 
 package sandbox
 
-import "golang.org/x/sys/unix"
+// x32Bit has no meaning off x86_64; the compiler needs a value.
+const x32Bit = 0x40000000
 
-// filter exists only for amd64 so far; NewRunner refuses other
-// architectures before anything would install it.
-func filter() []unix.SockFilter { panic("sandbox: no seccomp filter for this architecture") }
-
-// SeccompProgram returns nil: there is no filter for this architecture.
-func SeccompProgram() []byte { return nil }
+// sandboxPolicy exists only for amd64 so far; NewRunner refuses other
+// architectures before anything would install a filter.
+func sandboxPolicy() *policy { panic("sandbox: no seccomp table for this architecture") }

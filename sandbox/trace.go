@@ -20,7 +20,7 @@ import (
 // SECCOMP_RET_USER_NOTIF, for the calls that name a file (open, openat,
 // openat2, execve, execveat, stat, lstat, newfstatat, statx, access,
 // faccessat, faccessat2, readlink, readlinkat), and hands the filter's
-// listener fd to the host over the control socket ('T'). The deny-list
+// listener fd to the host over the control socket ('T'). The allow-list
 // filter is installed after it with TSYNC, which copies both onto every
 // thread; every process the app starts inherits them. For each call the
 // host reads the path from /proc/<tid>/mem, resolves a relative one

@@ -27,11 +27,11 @@ var tracedCalls = map[uintptr]pathArg{
 }
 
 // traceFilter notifies the listener of every traced call made with the
-// native ABI and allows everything else; the deny-list filter, installed
+// native ABI and allows everything else; the allow-list filter, installed
 // on top of it, still refuses what it refuses (its ERRNO and KILL verdicts
 // take precedence over USER_NOTIF).
 //
-//	arch != x86_64      -> allow (the deny-list filter kills it)
+//	arch != x86_64      -> allow (the allow-list filter kills it)
 //	nr in tracedCalls   -> user notif
 //	otherwise           -> allow
 func traceFilter() []unix.SockFilter {

@@ -201,6 +201,7 @@ func main() {
 		}
 		return r
 	})
+	handle("/refused", func(q query) any { return refused() })
 	handle("/kill1", func(q query) any { return result(syscall.Kill(1, syscall.SIGKILL)) })
 	handle("/symlink", func(q query) any {
 		const link = "/var/probe-link"
