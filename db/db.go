@@ -207,6 +207,14 @@ var migrations = []string{
 		last_used INTEGER NOT NULL DEFAULT 0
 	);
 	CREATE INDEX grain_tokens_grain ON grain_tokens (grain_id);`,
+	// The host uid each grain's sandbox runs as when the node runs as
+	// root, one per grain from the sandbox runner's range. No foreign key:
+	// the row outlives the grain's row until its storage is gone, so the
+	// uid is not given to another grain while files of this one remain.
+	`CREATE TABLE grain_uids (
+		grain_id TEXT PRIMARY KEY,
+		uid INTEGER NOT NULL UNIQUE
+	);`,
 }
 
 // Migrations returns the schema migrations in the order they apply; the

@@ -159,8 +159,8 @@ func (s *Service) Restore(ctx context.Context, who erg.User, r io.Reader) (erg.G
 	if m.Version < meta.AppVersion {
 		return erg.Grain{}, fmt.Errorf("%w: the backup needs %s version %d or newer; version %d is installed", erg.ErrInvalid, m.Name, meta.AppVersion, m.Version)
 	}
-	g, err := s.create(ctx, who, meta.AppID, meta.Title, func(varDir string, _ *apppkg.Manifest) error {
-		return s.unpackBackup(ctx, zr, varDir)
+	g, err := s.create(ctx, who, meta.AppID, meta.Title, func(varDir string, _ *apppkg.Manifest, uid uint32) error {
+		return s.unpackBackup(ctx, zr, varDir, uid)
 	})
 	if err != nil {
 		return erg.Grain{}, err
@@ -233,17 +233,20 @@ func checkBackup(zr *zip.Reader) (backupMeta, error) {
 	return meta, nil
 }
 
-func (s *Service) unpackBackup(ctx context.Context, zr *zip.Reader, varDir string) error {
+func (s *Service) unpackBackup(ctx context.Context, zr *zip.Reader, varDir string, grainUID uint32) error {
 	root, err := os.OpenRoot(varDir)
 	if err != nil {
 		return err
 	}
 	defer root.Close()
-	// In root mode the sandbox runs as its own uid, which must own what it
-	// finds in /var.
+	// In root mode the sandbox runs as the grain's own uid, which must own
+	// what it finds in /var.
 	runner := s.cfg.Runner
 	chown := os.Geteuid() == 0 && runner.Mode() == "root"
 	uid, gid := runner.SandboxUID()
+	if grainUID != 0 {
+		uid, gid = grainUID, grainUID
+	}
 	owned := func(name string) error {
 		if !chown {
 			return nil

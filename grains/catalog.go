@@ -94,7 +94,7 @@ func (s *Service) NewGrain(ctx context.Context, who erg.User, appRef, title stri
 
 // create makes a grain's row and storage; fill, if set, puts the
 // initial contents into its empty var dir. A failure leaves nothing.
-func (s *Service) create(ctx context.Context, who erg.User, appRef, title string, fill func(varDir string, m *apppkg.Manifest) error) (*Info, error) {
+func (s *Service) create(ctx context.Context, who erg.User, appRef, title string, fill func(varDir string, m *apppkg.Manifest, uid uint32) error) (*Info, error) {
 	m, tree, err := s.findApp(ctx, appRef)
 	if err != nil {
 		return nil, err
@@ -108,9 +108,15 @@ func (s *Service) create(ctx context.Context, who erg.User, appRef, title string
 	if err := os.MkdirAll(varDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create grain storage: %w", err)
 	}
+	uid, err := s.grainUID(ctx, id)
+	if err != nil {
+		apppkg.RemoveTree(dir)
+		return nil, err
+	}
 	if fill != nil {
-		if err := fill(varDir, m); err != nil {
+		if err := fill(varDir, m, uid); err != nil {
 			apppkg.RemoveTree(dir)
+			s.dropGrainUID(ctx, id)
 			return nil, err
 		}
 	}
@@ -119,9 +125,10 @@ func (s *Service) create(ctx context.Context, who erg.User, appRef, title string
 		id, m.ID, who.ID, title, now.Unix(), now.Unix())
 	if err != nil {
 		apppkg.RemoveTree(dir)
+		s.dropGrainUID(ctx, id)
 		return nil, fmt.Errorf("record grain: %w", err)
 	}
-	g := &Info{s: s, id: id, appID: m.ID, ownerID: who.ID, title: title, created: time.Unix(now.Unix(), 0), lastUsed: time.Unix(now.Unix(), 0), app: m, tree: tree}
+	g := &Info{s: s, id: id, appID: m.ID, ownerID: who.ID, title: title, created: time.Unix(now.Unix(), 0), lastUsed: time.Unix(now.Unix(), 0), app: m, tree: tree, uid: uid}
 	s.mu.Lock()
 	s.cache[id] = g
 	s.mu.Unlock()
@@ -200,7 +207,10 @@ func (s *Service) Remove(ctx context.Context, id string) error {
 	s.manager.forget(id)
 	dir := s.Dir(id)
 	if err := apppkg.RemoveTree(dir); err != nil {
+		// Its uid stays taken while its files remain.
 		s.log.Warn("grain storage left behind", "grain", id, "dir", dir, "err", err)
+	} else {
+		s.dropGrainUID(ctx, id)
 	}
 	s.log.Info("grain removed", "grain", id)
 	return nil

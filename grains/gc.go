@@ -48,6 +48,15 @@ func (r *treeRefs) inUse(tree string) bool {
 // startSpec is RunSpec for a grain about to start: it holds the grain's
 // package tree until treeReleased, so package GC leaves it alone.
 func (s *Service) startSpec(id string) (RunSpec, error) {
+	uid, err := s.grainUID(context.Background(), id)
+	if err != nil {
+		return RunSpec{}, err
+	}
+	s.mu.Lock()
+	if g := s.cache[id]; g != nil {
+		g.uid = uid
+	}
+	s.mu.Unlock()
 	for {
 		rs, err := s.RunSpec(id)
 		if err != nil {

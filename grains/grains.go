@@ -53,6 +53,8 @@ type Service struct {
 	bg       sync.WaitGroup
 	sessions *Sessions
 
+	uidMu sync.Mutex // serialises uid allocation (uids.go)
+
 	mu           sync.RWMutex
 	cache        map[string]*Info // every grain, by id
 	restoreLimit int64            // bytes one restore unpacks
@@ -70,6 +72,7 @@ type Info struct {
 	lastUsed time.Time
 	app      *apppkg.Manifest
 	tree     string
+	uid      uint32 // host uid of its sandbox (uids.go); 0 until known
 }
 
 // ID is the grain's id.
@@ -233,6 +236,7 @@ func (s *Service) RunSpec(id string) (RunSpec, error) {
 	rs.Env = env
 	rs.Limits.MemoryBytes = int64(m.Limits.MemoryMB) << 20
 	rs.Limits.Pids = m.Limits.Pids
+	rs.UID = g.uid
 	rs.Port = m.Port
 	return rs, nil
 }

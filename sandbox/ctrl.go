@@ -43,17 +43,18 @@ const (
 // in the 'G' message rather than in argv or the environment, so nothing of
 // it is visible in the app's /proc.
 type initConfig struct {
-	Root     string
-	Var      string
-	Detached bool // Root and Var arrive as detached mounts on rootFd and varFd
-	Stdout   bool // 'G' carries the app's stdout; else it is /dev/null
-	Stderr   bool // and its stderr
-	TmpBytes int64
-	NoFile   uint64
-	Args     []string
-	Env      []string
-	HostRO   []string // development root: see dev.go
-	Trace    bool     // send the host a seccomp listener ('T'): see trace.go
+	BecomeRoot bool // the host has just mapped root inside: become it (see lateMapping)
+	Root       string
+	Var        string
+	Detached   bool // Root and Var arrive as detached mounts on rootFd and varFd
+	Stdout     bool // 'G' carries the app's stdout; else it is /dev/null
+	Stderr     bool // and its stderr
+	TmpBytes   int64
+	NoFile     uint64
+	Args       []string
+	Env        []string
+	HostRO     []string // development root: see dev.go
+	Trace      bool     // send the host a seccomp listener ('T'): see trace.go
 }
 
 func dialMsg(id uint32, port uint16) []byte {

@@ -62,6 +62,11 @@ func runInit() {
 	if err != nil {
 		initFail(err)
 	}
+	if c.BecomeRoot {
+		if err := becomeRoot(); err != nil {
+			initFail(err)
+		}
+	}
 	// A cgroup namespace rooted at the cgroup the host has placed us in.
 	if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
 		initFail(fmt.Errorf("unshare cgroup namespace: %w", err))

@@ -27,8 +27,17 @@ import (
 var maybeInitCalled atomic.Bool
 
 // DefaultSandboxUID is the host uid and gid that root inside a sandbox is
-// when the node runs as root.
+// when the node runs as root and its Spec names no UID of its own.
 const DefaultSandboxUID = 60001
+
+// The default range of host uids a root node gives its grains one each
+// from (Config.UIDBase, UIDCount). It lies above the ranges useradd hands
+// out in /etc/subuid (100000 up to 600100000) and below 2^31, which some
+// tools still treat as signed.
+const (
+	DefaultUIDBase  = 1_500_000_000
+	DefaultUIDCount = 1_000_000
+)
 
 // Limits bound what a sandbox may use. Zero fields take the defaults.
 type Limits struct {
@@ -65,6 +74,10 @@ type Config struct {
 	// uid (and gid) that root inside every sandbox is. 0 means
 	// DefaultSandboxUID. Unprivileged, it is always the node's own uid.
 	SandboxUID uint32
+	// UIDBase and UIDCount are, when the node runs as root, the range of
+	// host uids reserved for sandboxes, one per grain (Spec.UID; the
+	// caller keeps the record of which is whose). 0 means the defaults.
+	UIDBase, UIDCount uint32
 	// Zygotes is how many empty sandboxes the runner keeps started, ready
 	// for Start to hand an app to (see zygote.go). 0 means 1; negative
 	// means none, and every Start creates its sandbox from scratch.
@@ -75,7 +88,9 @@ type Config struct {
 type Runner struct {
 	log      *slog.Logger
 	mode     string
-	uid, gid uint32 // host ids of root inside a sandbox
+	uid, gid uint32 // host ids of root inside a sandbox without a Spec.UID
+	uidBase  uint32 // root mode: the range Spec.UID must lie in
+	uidCount uint32
 	cg       *cgroups
 
 	mu      sync.Mutex
@@ -105,6 +120,16 @@ func NewRunner(cfg Config) (*Runner, error) {
 		r.uid, r.gid = cfg.SandboxUID, cfg.SandboxUID
 		if r.uid == 0 {
 			r.uid, r.gid = DefaultSandboxUID, DefaultSandboxUID
+		}
+		r.uidBase, r.uidCount = cfg.UIDBase, cfg.UIDCount
+		if r.uidBase == 0 || r.uidCount == 0 {
+			r.uidBase, r.uidCount = DefaultUIDBase, DefaultUIDCount
+		}
+		if uint64(r.uidBase)+uint64(r.uidCount) > 1<<32-1 {
+			return nil, fmt.Errorf("sandbox: uid range %d+%d passes the highest uid", r.uidBase, r.uidCount)
+		}
+		if r.uid >= r.uidBase && r.uid < r.uidBase+r.uidCount {
+			return nil, fmt.Errorf("sandbox: the default sandbox uid %d lies in the grains' uid range %d+%d", r.uid, r.uidBase, r.uidCount)
 		}
 	} else {
 		r.mode = "unprivileged"
@@ -150,14 +175,21 @@ func (r *Runner) Close() error {
 	return r.cg.close()
 }
 
-func (r *Runner) sysProcAttr() *syscall.SysProcAttr {
+// sysProcAttr is how an init is cloned. Unprivileged, its user namespace
+// maps root inside to the node's uid from the start. As root it is cloned
+// with no mapping at all (see lateMapping), unless mapped is set.
+func (r *Runner) sysProcAttr(mapped bool) *syscall.SysProcAttr {
 	a := &syscall.SysProcAttr{
 		Cloneflags: syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWPID |
 			syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS | syscall.CLONE_NEWNET | syscall.CLONE_NEWCGROUP,
-		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(r.uid), Size: 1}},
-		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(r.gid), Size: 1}},
-		Pdeathsig:   syscall.SIGKILL,
+		Pdeathsig: syscall.SIGKILL,
 	}
+	if r.mode == "root" && !mapped {
+		a.AmbientCaps = boundingCaps()
+		return a
+	}
+	a.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(r.uid), Size: 1}}
+	a.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: int(r.gid), Size: 1}}
 	if r.mode == "root" {
 		// Without switching to uid 0 *inside*, the child would stay host
 		// uid 0, unmapped in the new namespace, and lose every capability
@@ -171,7 +203,7 @@ func (r *Runner) sysProcAttr() *syscall.SysProcAttr {
 // checkNamespaces creates the namespaces once, with an init that exits at
 // once, to turn a kernel refusal into advice.
 func (r *Runner) checkNamespaces() error {
-	cmd := &exec.Cmd{Path: "/proc/self/exe", Args: []string{initArg0, modeCheck}, SysProcAttr: r.sysProcAttr()}
+	cmd := &exec.Cmd{Path: "/proc/self/exe", Args: []string{initArg0, modeCheck}, SysProcAttr: r.sysProcAttr(true)}
 	err := cmd.Run()
 	if err == nil {
 		return nil
@@ -215,6 +247,11 @@ type Spec struct {
 	Args   []string // Args[0] is the program path inside the sandbox
 	Env    []string
 	Limits Limits
+	// UID is, when the node runs as root, the host uid (and gid) root
+	// inside this sandbox is, from the runner's UIDRange; its Var is
+	// given to it, mode 0700. 0 means the runner's SandboxUID.
+	// Unprivileged it must be 0 or the node's own uid.
+	UID uint32
 	// Stdout and Stderr receive the app's output; nil discards it.
 	Stdout, Stderr io.Writer
 
@@ -262,12 +299,13 @@ func (r *Runner) checkSpec(spec *Spec) error {
 	if _, err := os.Lstat(filepath.Join(spec.Root, spec.Args[0])); errors.Is(err, fs.ErrNotExist) && !onHostRO(spec.HostRO, spec.Args[0]) {
 		return fmt.Errorf("sandbox %s: program %s not found in app tree %s", spec.Name, spec.Args[0], spec.Root)
 	}
+	uid, err := r.specUID(spec)
+	if err != nil {
+		return fmt.Errorf("sandbox %s: %w", spec.Name, err)
+	}
 	if r.mode == "root" {
-		st := fi.Sys().(*syscall.Stat_t)
-		if st.Uid != r.uid || st.Gid != r.gid {
-			if err := os.Lchown(spec.Var, int(r.uid), int(r.gid)); err != nil {
-				return fmt.Errorf("sandbox %s: give var dir to sandbox uid %d: %w", spec.Name, r.uid, err)
-			}
+		if err := ownVar(spec.Var, fi, uid); err != nil {
+			return fmt.Errorf("sandbox %s: give var dir to sandbox uid %d: %w", spec.Name, uid, err)
 		}
 	}
 	return nil
@@ -366,7 +404,7 @@ func (s *Sandbox) spawn() error {
 		Args:        []string{initArg0, modeRun},
 		Env:         []string{},
 		ExtraFiles:  []*os.File{initEnd},
-		SysProcAttr: s.r.sysProcAttr(),
+		SysProcAttr: s.r.sysProcAttr(false),
 	}
 	if s.cg.version == "v2" {
 		fd, err := s.cg.openDir()
@@ -418,19 +456,29 @@ func (s *Sandbox) run(ctx context.Context, spec Spec, limits Limits) error {
 		return err
 	}
 	cfg := initConfig{
-		Root:     spec.Root,
-		Var:      spec.Var,
-		Detached: s.r.mode == "root",
-		TmpBytes: limits.TmpBytes,
-		NoFile:   limits.NoFile,
-		Args:     spec.Args,
-		Env:      spec.Env,
-		Stdout:   spec.Stdout != nil,
-		Stderr:   spec.Stderr != nil,
-		HostRO:   spec.HostRO,
-		Trace:    spec.Trace != nil,
+		BecomeRoot: s.r.mode == "root",
+		Root:       spec.Root,
+		Var:        spec.Var,
+		Detached:   s.r.mode == "root",
+		TmpBytes:   limits.TmpBytes,
+		NoFile:     limits.NoFile,
+		Args:       spec.Args,
+		Env:        spec.Env,
+		Stdout:     spec.Stdout != nil,
+		Stderr:     spec.Stderr != nil,
+		HostRO:     spec.HostRO,
+		Trace:      spec.Trace != nil,
 	}
 	s.setTrace(spec.Trace)
+	if cfg.BecomeRoot {
+		uid, err := s.r.specUID(&spec)
+		if err == nil {
+			err = lateMapping(s.pid, uid)
+		}
+		if err != nil {
+			return fail(err)
+		}
+	}
 	var pass []int
 	if cfg.Detached {
 		// As root the host clones the two trees as detached mounts and
