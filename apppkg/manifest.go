@@ -63,7 +63,14 @@ type Action struct {
 type Limits struct {
 	MemoryMB int `json:"memoryMB,omitempty"`
 	Pids     int `json:"pids,omitempty"`
+	// CPUPercent is a ceiling on the CPU one grain may use, in percent of
+	// one core (200: two cores' worth); the node owner may change it per
+	// grain.
+	CPUPercent int `json:"cpuPercent,omitempty"`
 }
+
+// maxCPUPercent bounds limits.cpuPercent: 1024 cores' worth.
+const maxCPUPercent = 102400
 
 var (
 	appIDRe = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,127}$`)
@@ -124,6 +131,8 @@ func (m *Manifest) Validate() error {
 		return bad("limits.memoryMB", "must not be negative")
 	case m.Limits.Pids < 0:
 		return bad("limits.pids", "must not be negative")
+	case m.Limits.CPUPercent < 0 || m.Limits.CPUPercent > maxCPUPercent:
+		return bad("limits.cpuPercent", "must be between 0 (no ceiling) and %d", maxCPUPercent)
 	case len(m.Description) > 4096:
 		return bad("description", "must be at most 4096 bytes")
 	case m.Icon != "" && !isTreePath(m.Icon):

@@ -27,7 +27,7 @@ func TestManifestErrorsNameTheField(t *testing.T) {
 		t.Fatalf("valid manifest refused: %v", err)
 	}
 	full := strings.Replace(valid, `"port":80`, `"port":80,"icon":"share/icon.png","description":"d",
-		"limits":{"memoryMB":64,"pids":10},"include":["/usr/bin/python3"],"apiPath":"/dav/"`, 1)
+		"limits":{"memoryMB":64,"pids":10,"cpuPercent":50},"include":["/usr/bin/python3"],"apiPath":"/dav/"`, 1)
 	if _, err := ParseManifest([]byte(full)); err != nil {
 		t.Fatalf("full manifest refused: %v", err)
 	}
@@ -47,6 +47,8 @@ func TestManifestErrorsNameTheField(t *testing.T) {
 		{"bad permission", strings.Replace(valid, `["read"]`, `["Read!"]`, 1), `"roles[0].permissions[0]"`},
 		{"owner role missing", strings.Replace(valid, `"ownerRole":"viewer"`, `"ownerRole":"editor"`, 1), `"ownerRole"`},
 		{"negative memory", strings.Replace(valid, `"port":80`, `"port":80,"limits":{"memoryMB":-1}`, 1), `"limits.memoryMB"`},
+		{"negative cpu", strings.Replace(valid, `"port":80`, `"port":80,"limits":{"cpuPercent":-1}`, 1), `"limits.cpuPercent"`},
+		{"cpu past any machine", strings.Replace(valid, `"port":80`, `"port":80,"limits":{"cpuPercent":1000000}`, 1), `"limits.cpuPercent"`},
 		{"wrong type", strings.Replace(valid, `"version":1`, `"version":"1"`, 1), "version"},
 		{"limit the node cannot enforce", strings.Replace(valid, `"port":80`, `"port":80,"limits":{"diskMB":100}`, 1), `"diskMB"`},
 		{"unknown limit", strings.Replace(valid, `"port":80`, `"port":80,"limits":{"cpu":1}`, 1), `"cpu"`},

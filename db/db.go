@@ -211,9 +211,15 @@ var migrations = []string{
 	// root, one per grain from the sandbox runner's range. No foreign key:
 	// the row outlives the grain's row until its storage is gone, so the
 	// uid is not given to another grain while files of this one remain.
+	// grain_limits are the node owner's limits for one grain, over its
+	// app's and the node's defaults; NULL is "not set".
 	`CREATE TABLE grain_uids (
 		grain_id TEXT PRIMARY KEY,
 		uid INTEGER NOT NULL UNIQUE
+	);
+	CREATE TABLE grain_limits (
+		grain_id TEXT PRIMARY KEY REFERENCES grains(id) ON DELETE CASCADE,
+		cpu_percent INTEGER
 	);`,
 }
 

@@ -41,6 +41,9 @@ type Config struct {
 	Usernames func(ctx context.Context) (map[string]string, error)
 	// Origin is the base URL of a grain's origin on this node.
 	Origin func(id string) string
+	// CPUPercent is the CPU ceiling of grains whose app sets none, in
+	// percent of one core; 0 means none.
+	CPUPercent int
 }
 
 // Service is the node's grains.
@@ -73,6 +76,9 @@ type Info struct {
 	app      *apppkg.Manifest
 	tree     string
 	uid      uint32 // host uid of its sandbox (uids.go); 0 until known
+	// cpuPercent is the node owner's CPU ceiling for this grain, if they
+	// set one (limits.go); 0 is none at all.
+	cpuPercent *int
 }
 
 // ID is the grain's id.
@@ -104,6 +110,9 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.CPUPercent < 0 || cfg.CPUPercent > maxCPUPercent {
+		return nil, fmt.Errorf("%w: the grains' CPU ceiling is 0 (none) to %d percent of one core, not %d", erg.ErrInvalid, maxCPUPercent, cfg.CPUPercent)
+	}
 	s := &Service{cfg: cfg, log: cfg.Log, db: cfg.DB, cache: map[string]*Info{}, restoreLimit: defaultRestoreLimit,
 		sessions: NewSessions(cfg.DB)}
 	if err := s.load(ctx); err != nil {
@@ -124,8 +133,8 @@ func (s *Service) Close() {
 }
 
 func (s *Service) load(ctx context.Context) error {
-	rows, err := s.db.QueryContext(ctx, `SELECT g.id, g.app_id, g.owner_id, g.title, g.created_at, g.last_used, a.manifest, a.tree
-		FROM grains g JOIN apps a ON a.id = g.app_id`)
+	rows, err := s.db.QueryContext(ctx, `SELECT g.id, g.app_id, g.owner_id, g.title, g.created_at, g.last_used, a.manifest, a.tree, l.cpu_percent
+		FROM grains g JOIN apps a ON a.id = g.app_id LEFT JOIN grain_limits l ON l.grain_id = g.id`)
 	if err != nil {
 		return fmt.Errorf("load grains: %w", err)
 	}
@@ -134,13 +143,18 @@ func (s *Service) load(ctx context.Context) error {
 		g := Info{s: s}
 		var created, used int64
 		var manifest string
-		if err := rows.Scan(&g.id, &g.appID, &g.ownerID, &g.title, &created, &used, &manifest, &g.tree); err != nil {
+		var cpu sql.NullInt64
+		if err := rows.Scan(&g.id, &g.appID, &g.ownerID, &g.title, &created, &used, &manifest, &g.tree, &cpu); err != nil {
 			return fmt.Errorf("load grains: %w", err)
 		}
 		if err := json.Unmarshal([]byte(manifest), &g.app); err != nil {
 			return fmt.Errorf("load grains: app %s: %w", g.appID, err)
 		}
 		g.created, g.lastUsed = time.Unix(created, 0), time.Unix(used, 0)
+		if cpu.Valid {
+			v := int(cpu.Int64)
+			g.cpuPercent = &v
+		}
 		s.cache[g.id] = &g
 	}
 	return rows.Err()
@@ -236,6 +250,13 @@ func (s *Service) RunSpec(id string) (RunSpec, error) {
 	rs.Env = env
 	rs.Limits.MemoryBytes = int64(m.Limits.MemoryMB) << 20
 	rs.Limits.Pids = m.Limits.Pids
+	rs.Limits.CPUPercent = s.cfg.CPUPercent
+	if m.Limits.CPUPercent > 0 {
+		rs.Limits.CPUPercent = m.Limits.CPUPercent
+	}
+	if g.cpuPercent != nil { // the node owner's choice for this grain
+		rs.Limits.CPUPercent = *g.cpuPercent
+	}
 	rs.UID = g.uid
 	rs.Port = m.Port
 	return rs, nil

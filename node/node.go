@@ -50,6 +50,10 @@ type Config struct {
 	Name      string        // what the node calls itself to friends; default the owner's username, else the host name
 	Version   string
 	Log       *slog.Logger
+	// GrainCPUPercent is the CPU ceiling, in percent of one core, of
+	// grains whose app sets none (the owner may change it per grain); 0
+	// is none.
+	GrainCPUPercent int
 
 	// Limits on what anyone who can reach the web port, signed in or not,
 	// can hold open. Zero means the default; negative means no limit.
@@ -198,6 +202,7 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 		Derive:      n.derive,
 		Usernames:   n.usernames,
 		Origin:      n.grainOrigin,
+		CPUPercent:  cfg.GrainCPUPercent,
 	}); err != nil {
 		return nil, err
 	}

@@ -29,6 +29,11 @@ type cgroups struct {
 	pids    string
 	memsw   bool     // v1: memory.memsw.* exists (swap accounting)
 	created []string // parent dirs this runner made, removed by Close if empty
+	// The optional controllers (cgroup_cpu.go): v1 parent dirs, "" if
+	// none; v2, whether enabled. notes say why one is missing.
+	cpu, blkio  string
+	v2cpu, v2io bool
+	notes       []string
 }
 
 // detectCgroups finds a usable cgroup setup: v2 first, then v1. It returns
@@ -62,7 +67,7 @@ func v2Override(parent string) (*cgroups, error) {
 	c := &cgroups{version: "v2", v2: parent, partial: true}
 	have := readFields(filepath.Join(parent, "cgroup.controllers"))
 	var enable []string
-	for _, ctl := range []string{"memory", "pids"} {
+	for _, ctl := range []string{"memory", "pids", "cpu", "io"} {
 		if have[ctl] {
 			enable = append(enable, "+"+ctl)
 		}
@@ -72,6 +77,7 @@ func v2Override(parent string) (*cgroups, error) {
 			return nil, err
 		}
 	}
+	c.v2cpu, c.v2io = have["cpu"], have["io"]
 	return c, nil
 }
 
@@ -172,6 +178,7 @@ func detectV2(root bool) (*cgroups, error) {
 			}
 		}
 	}
+	c.enableOptionalV2(base)
 	c.v2 = filepath.Join(base, "erg")
 	if err := c.mkdirParent(c.v2); err != nil {
 		return nil, err
@@ -179,6 +186,8 @@ func detectV2(root bool) (*cgroups, error) {
 	if err := writeFile(filepath.Join(c.v2, "cgroup.subtree_control"), "+memory +pids"); err != nil {
 		return nil, err
 	}
+	c.v2cpu, c.v2io = false, false
+	c.notes = c.enableOptionalV2(c.v2)
 	return c, nil
 }
 
@@ -219,6 +228,7 @@ func detectV1(root bool) (*cgroups, error) {
 	}
 	_, err = os.Stat(filepath.Join(c.memory, "memory.memsw.limit_in_bytes"))
 	c.memsw = err == nil
+	c.notes = c.optionalV1(own, root)
 	return c, nil
 }
 
@@ -250,7 +260,7 @@ func (c *cgroups) close() error {
 // removeStale removes empty per-sandbox groups matching pattern that
 // stale says are left over, best effort.
 func (c *cgroups) removeStale(pattern string, stale func(name string) bool) {
-	for _, parent := range []string{c.v2, c.memory, c.pids} {
+	for _, parent := range []string{c.v2, c.memory, c.pids, c.cpu, c.blkio} {
 		if parent == "" {
 			continue
 		}
@@ -287,19 +297,34 @@ func staleZygote(name string) bool {
 // cgroup is the set of cgroup dirs of one sandbox.
 type cgroup struct {
 	version string
-	dirs    []string // v2: one; v1: memory, pids
+	dirs    []string // v2: one; v1: memory, pids, then cpu and blkio if used
+	cpu, io int      // index in dirs of the cpu and io (blkio) groups, -1 if none
 }
 
 // create makes the group's dirs and, if l is not nil, writes its limits.
 func (c *cgroups) create(name string, l *Limits) (g *cgroup, err error) {
-	g = &cgroup{version: c.version}
+	g = &cgroup{version: c.version, cpu: -1, io: -1}
 	switch c.version {
 	case "none":
 		return g, nil
 	case "v2":
 		g.dirs = []string{filepath.Join(c.v2, name)}
+		if c.v2cpu {
+			g.cpu = 0
+		}
+		if c.v2io {
+			g.io = 0
+		}
 	case "v1":
 		g.dirs = []string{filepath.Join(c.memory, name), filepath.Join(c.pids, name)}
+		if c.cpu != "" {
+			g.cpu = len(g.dirs)
+			g.dirs = append(g.dirs, filepath.Join(c.cpu, name))
+		}
+		if c.blkio != "" {
+			g.io = len(g.dirs)
+			g.dirs = append(g.dirs, filepath.Join(c.blkio, name))
+		}
 	}
 	defer func() {
 		if err != nil {
@@ -341,6 +366,7 @@ func (c *cgroups) setLimits(g *cgroup, l Limits) error {
 		}
 		files = append(files, [2]string{g.dirs[1] + "/pids.max", pids})
 	}
+	files = append(files, c.cpuIOFiles(g, l)...)
 	for _, f := range files {
 		if c.partial {
 			if _, err := os.Stat(f[0]); err != nil {
@@ -361,7 +387,7 @@ func (c *cgroups) canRename() bool { return c.version == "v1" || c.version == "n
 // rename gives g's dirs the name name (v1 only). The returned group names
 // the dirs as they are, also when it fails half-way.
 func (g *cgroup) rename(name string) (*cgroup, error) {
-	ng := &cgroup{version: g.version, dirs: append([]string(nil), g.dirs...)}
+	ng := &cgroup{version: g.version, dirs: append([]string(nil), g.dirs...), cpu: g.cpu, io: g.io}
 	for i, d := range g.dirs {
 		to := filepath.Join(filepath.Dir(d), name)
 		err := os.Rename(d, to)

@@ -45,6 +45,19 @@ type Limits struct {
 	Pids        int    // 0: 256 (Go init threads count too)
 	NoFile      uint64 // 0: 4096
 	TmpBytes    int64  // 0: 64 MiB (size of the /tmp tmpfs)
+	// CPUWeight is the sandbox's share of the CPU against other
+	// sandboxes when they compete, 1 to 10000 (cgroup v2's cpu.weight
+	// scale). 0: 100, everyone's default.
+	CPUWeight int
+	// CPUPercent, if set, is a ceiling on the CPU time the sandbox may
+	// use, in percent of one core (200 is two cores' worth) even when the
+	// machine is idle. 0: none.
+	CPUPercent int
+	// IOWeight is its share of disk time when sandboxes compete, 1 to
+	// 10000. 0: 100. It needs a kernel I/O controller that weighs
+	// (cgroup v2's io.weight, or the BFQ scheduler); without one it is
+	// not applied.
+	IOWeight int
 }
 
 func (l Limits) withDefaults() Limits {
@@ -60,6 +73,13 @@ func (l Limits) withDefaults() Limits {
 	if l.TmpBytes <= 0 {
 		l.TmpBytes = 64 << 20
 	}
+	if l.CPUWeight <= 0 {
+		l.CPUWeight = 100
+	}
+	if l.IOWeight <= 0 {
+		l.IOWeight = 100
+	}
+	l.CPUWeight, l.IOWeight = min(l.CPUWeight, 10000), min(l.IOWeight, 10000)
 	return l
 }
 
@@ -146,6 +166,9 @@ func NewRunner(cfg Config) (*Runner, error) {
 		log.Warn("sandboxes will run without memory and pids limits: no usable cgroups", "why", err)
 	}
 	r.cg = cg
+	if cl := r.CPULimits(); err == nil && !strings.HasPrefix(cl, "on") {
+		log.Warn("sandboxes will run without CPU limits", "why", cl)
+	}
 	r.cg.removeStale("zygote-*", staleZygote) // a crashed node's
 	r.pool.want = cfg.Zygotes
 	if r.pool.want == 0 {

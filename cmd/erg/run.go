@@ -67,6 +67,7 @@ default; 'erg grain new APP' prints a link that signs you in.`,
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", node.DefaultIdleTimeout, "close a keep-alive connection idle this long (-1s: use --read-timeout)")
 	f.DurationVar(&cfg.ReadTimeout, "read-timeout", node.DefaultReadTimeout, "a request must arrive within this, and an upload may stall no longer (-1s: no limit)")
 	f.Int64Var(&cfg.MinUploadRate, "min-upload-rate", node.DefaultMinUploadRate, "bytes per second an upload must average; slower ones are cut (-1: no minimum)")
+	f.IntVar(&cfg.GrainCPUPercent, "grain-cpu-percent", 0, "CPU ceiling of a grain whose app sets none, in percent of one core (200: two cores); 0: none, grains only share the CPU by weight")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log debug detail")
 	return cmd
 }

@@ -71,9 +71,12 @@ func delegateV1(uid, gid uint32) error {
 			}
 		}
 	}
-	for _, ctl := range []string{"memory", "pids"} {
+	for _, ctl := range []string{"memory", "pids", "cpu", "blkio"} {
 		p, ok := own[ctl]
 		if !ok {
+			if ctl == "cpu" || ctl == "blkio" {
+				continue // optional: CPU and I/O limits are then off
+			}
 			return fmt.Errorf("no %s cgroup v1 hierarchy", ctl)
 		}
 		dir := filepath.Join("/sys/fs/cgroup", ctl, p, "erg")

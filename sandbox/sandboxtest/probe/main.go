@@ -202,6 +202,24 @@ func main() {
 		return r
 	})
 	handle("/refused", func(q query) any { return refused() })
+	handle("/spin", func(q query) any { // busy on q.i("threads") threads for q.i("ms")
+		end := time.Now().Add(time.Duration(q.i("ms")) * time.Millisecond)
+		done := make(chan int)
+		for range max(1, q.i("threads")) {
+			go func() {
+				n := 0
+				for time.Now().Before(end) {
+					n++
+				}
+				done <- n
+			}()
+		}
+		total := 0
+		for range max(1, q.i("threads")) {
+			total += <-done
+		}
+		return map[string]any{"ok": true, "loops": total}
+	})
 	handle("/kill1", func(q query) any { return result(syscall.Kill(1, syscall.SIGKILL)) })
 	handle("/symlink", func(q query) any {
 		const link = "/var/probe-link"

@@ -1,0 +1,138 @@
+package sandbox_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"erg/sandbox"
+	"erg/sandbox/sandboxtest"
+)
+
+// cpuDir is the sandbox's cgroup dir holding its cpu files.
+func cpuDir(t testing.TB, sb *sandbox.Sandbox) string {
+	t.Helper()
+	for _, d := range sb.CgroupPaths() {
+		if _, err := os.Stat(filepath.Join(d, "cpu.max")); err == nil {
+			return d
+		}
+		if _, err := os.Stat(filepath.Join(d, "cpu.cfs_quota_us")); err == nil {
+			return d
+		}
+	}
+	t.Fatalf("no cpu controller among %v", sb.CgroupPaths())
+	return ""
+}
+
+func readTrim(t testing.TB, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// TestCPULimits: the weight and the ceiling reach the cgroup, and an app
+// spinning on every core under a ceiling is throttled by the kernel.
+func TestCPULimits(t *testing.T) {
+	for _, z := range []int{1, -1} {
+		r := newRunner(t, sandbox.Config{Zygotes: z})
+		if !strings.HasPrefix(r.CPULimits(), "on") {
+			t.Skipf("CPU limits: %s", r.CPULimits())
+		}
+		spec := probeSpec(t, "cpu", sandboxtest.BuildProbeTree(t))
+		spec.Limits.CPUWeight = 50
+		spec.Limits.CPUPercent = 2 // low enough to be hit even on a loaded machine
+		sb := start(t, r, spec)
+		waitReady(t, sb)
+		d := cpuDir(t, sb)
+		throttled := func() int {
+			for line := range strings.Lines(readTrim(t, filepath.Join(d, "cpu.stat"))) {
+				if v, ok := strings.CutPrefix(strings.TrimSpace(line), "nr_throttled "); ok {
+					n, _ := strconv.Atoi(v)
+					return n
+				}
+			}
+			t.Fatal("no nr_throttled in cpu.stat")
+			return 0
+		}
+		if _, err := os.Stat(filepath.Join(d, "cpu.max")); err == nil {
+			if got := readTrim(t, filepath.Join(d, "cpu.max")); got != "2000 100000" {
+				t.Errorf("cpu.max = %q, want 2000 100000", got)
+			}
+			if got := readTrim(t, filepath.Join(d, "cpu.weight")); got != "50" {
+				t.Errorf("cpu.weight = %q, want 50", got)
+			}
+		} else {
+			if got := readTrim(t, filepath.Join(d, "cpu.cfs_quota_us")); got != "2000" {
+				t.Errorf("cpu.cfs_quota_us = %q, want 2000", got)
+			}
+			if got := readTrim(t, filepath.Join(d, "cpu.shares")); got != "512" {
+				t.Errorf("cpu.shares = %q, want 512 (weight 50)", got)
+			}
+		}
+		before := throttled()
+		mustGet(t, sb, "/spin?ms=1000&threads="+strconv.Itoa(runtime.NumCPU()))
+		if after := throttled(); after <= before {
+			t.Errorf("spinning on every core under a 2%% ceiling: nr_throttled %d -> %d, want it to grow", before, after)
+		}
+		stop(t, sb)
+	}
+}
+
+// BenchmarkCPUIsolation: one grain spins on every core while another's
+// request latency is measured (p50, p99), beside the same with nobody
+// spinning, and with the spinner unlimited (default weight, no ceiling).
+// The spinner is limited to half the cores with a low weight.
+func BenchmarkCPUIsolation(b *testing.B) {
+	r := newRunner(b, sandbox.Config{Zygotes: -1})
+	if !strings.HasPrefix(r.CPULimits(), "on") {
+		b.Skipf("CPU limits: %s", r.CPULimits())
+	}
+	root := sandboxtest.BuildProbeTree(b)
+	victim := start(b, r, probeSpec(b, "victim", root))
+	waitReady(b, victim)
+	measure := func(b *testing.B, spinner *sandbox.Limits) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		if spinner != nil {
+			spec := probeSpec(b, "spinner", root)
+			spec.Limits = *spinner
+			sp := start(b, r, spec)
+			waitReady(b, sp)
+			defer stop(b, sp)
+			for range 2 { // keep it spinning for the whole run
+				go func() {
+					for ctx.Err() == nil {
+						get(ctx, sp, "/spin?ms=1000&threads="+strconv.Itoa(2*runtime.NumCPU()))
+					}
+				}()
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+		var lat []time.Duration
+		for b.Loop() {
+			t0 := time.Now()
+			status, _, err := get(context.Background(), victim, "/")
+			if err != nil || status != 200 {
+				b.Fatalf("GET /: %d %v", status, err)
+			}
+			lat = append(lat, time.Since(t0))
+		}
+		slices.Sort(lat)
+		b.ReportMetric(float64(lat[len(lat)/2])/1e6, "p50-ms")
+		b.ReportMetric(float64(lat[len(lat)*99/100])/1e6, "p99-ms")
+	}
+	b.Run("idle", func(b *testing.B) { measure(b, nil) })
+	b.Run("spinner-unlimited", func(b *testing.B) { measure(b, &sandbox.Limits{}) })
+	b.Run("spinner-limited", func(b *testing.B) {
+		measure(b, &sandbox.Limits{CPUWeight: 10, CPUPercent: 50 * runtime.NumCPU()})
+	})
+}
