@@ -11,7 +11,7 @@ APPS     := notes todo filedrop
 VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 export CGO_ENABLED := 0
 
-.PHONY: all build erg apps packages apps-real test-apps-real bench-apps-real run test unit short bench lint clean
+.PHONY: all build erg apps packages apps-real test-apps-real bench-apps-real run test unit short bench lint clean test-internet
 
 all: build
 
@@ -91,6 +91,12 @@ test:
 # and the short ones run beside them.
 unit:
 	$(GO) test -count=1 -parallel 4 -timeout 20m ./node/ ./nodetest/ ./...
+
+# The internet lab: homes behind NAT routers, built from network namespaces
+# that link only to each other, with real erg nodes in them (see
+# internal/lab). It needs root; elsewhere its tests skip and say why.
+test-internet:
+	ERG_LAB=1 $(GO) test -count=1 -v -timeout 15m ./internal/lab/
 
 # The quick loop: no erg processes, no browsers.
 short:
