@@ -42,6 +42,14 @@ type Status struct {
 	P2PAddrs     []string `json:"p2pAddrs,omitempty"`
 	Peers        int      `json:"peers"`
 	RoutingTable int      `json:"routingTable"`
+	// How other nodes reach this one: Reachability is "reachable",
+	// "mapped" (behind NAT, the router forwards a port), "relayed",
+	// "unreachable", "checking" or "local" (listening on loopback only);
+	// ReachabilityText says it in words, ReachableAddrs are the addresses
+	// that work from the internet (or through relays).
+	Reachability     string   `json:"reachability,omitempty"`
+	ReachabilityText string   `json:"reachabilityText,omitempty"`
+	ReachableAddrs   []string `json:"reachableAddrs,omitempty"`
 }
 
 // User is a local account. The owner set the node up; other users were
@@ -241,11 +249,15 @@ type FetchProgress struct {
 
 // Friend is another node this node shares grains with.
 type Friend struct {
-	Name   string    `json:"name"`   // what this node calls it: "user@Name"
-	Peer   string    `json:"peerId"` // its libp2p peer id
-	Addrs  []string  `json:"addrs,omitempty"`
-	Online bool      `json:"online"`
-	Added  time.Time `json:"added"`
+	Name   string   `json:"name"`   // what this node calls it: "user@Name"
+	Peer   string   `json:"peerId"` // its libp2p peer id
+	Addrs  []string `json:"addrs,omitempty"`
+	Online bool     `json:"online"`
+	// Path is how this node is connected to the friend's now: "direct",
+	// or "relayed" (through a relay, as when both are behind NATs that
+	// hole punching could not cross); empty when offline.
+	Path  string    `json:"path,omitempty"`
+	Added time.Time `json:"added"`
 }
 
 // FriendInvite is a one-time code another node's owner pastes to become

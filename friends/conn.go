@@ -83,7 +83,10 @@ func (s *Service) Gateway(ctx context.Context, id peer.ID) (*Conn, error) {
 	if err := s.Connect(ctx, id); err != nil {
 		return nil, fmt.Errorf("cannot reach the friend's node: %w", err)
 	}
-	st, err := s.host.Libp2p().NewStream(ctx, id, fed.CapnpProtocol)
+	// A relay the owner rents may limit its circuits (time, bytes); the
+	// session runs over one until hole punching or a friend's unlimited
+	// relay gives a better path.
+	st, err := s.host.Libp2p().NewStream(network.WithAllowLimitedConn(ctx, "friend"), id, fed.CapnpProtocol)
 	if err != nil {
 		return nil, fmt.Errorf("cannot reach the friend's node: %w", err)
 	}

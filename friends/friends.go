@@ -22,6 +22,7 @@ import (
 	"capnproto.org/go/capnp/v3/rpc"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	ma "github.com/multiformats/go-multiaddr"
 
 	"erg"
 	"erg/accounts"
@@ -134,6 +135,8 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 			h.ConnManager().Protect(id, protectTag)
 		}
 	}
+	// The host relays for friends only, and looks among them for relays.
+	s.host.SetFriends(s)
 	h.SetStreamHandler(fed.FriendProtocol, s.serveFriendRequest)
 	h.SetStreamHandler(fed.CapnpProtocol, s.serveCapnp)
 	bg, cancel := context.WithCancel(context.Background())
@@ -251,6 +254,34 @@ func (s *Service) IsFriend(p peer.ID) bool {
 	return err == nil
 }
 
+// FriendPeers are the friends with their stored addresses, for the host
+// to look for relays among.
+func (s *Service) FriendPeers() []peer.AddrInfo {
+	fs, _ := s.List(context.Background())
+	var out []peer.AddrInfo
+	for _, f := range fs {
+		id, err := peer.Decode(f.Peer)
+		if err != nil {
+			continue
+		}
+		ai := peer.AddrInfo{ID: id}
+		for _, a := range f.Addrs {
+			if m, err := ma.NewMultiaddr(a); err == nil {
+				if pi, err := peer.AddrInfoFromP2pAddr(m); err == nil && pi.ID == id {
+					ai.Addrs = append(ai.Addrs, pi.Addrs...)
+				} else if err != nil {
+					ai.Addrs = append(ai.Addrs, m)
+				}
+			}
+		}
+		out = append(out, ai)
+	}
+	return out
+}
+
+// Reachability tells how other nodes reach this one.
+func (s *Service) Reachability() p2p.Reach { return s.host.Reachability() }
+
 // Names maps friends' peer ids to their names.
 func (s *Service) Names(ctx context.Context) map[string]string {
 	out := map[string]string{}
@@ -265,6 +296,7 @@ func (s *Service) toAPI(f Friend) erg.Friend {
 	out := erg.Friend{Name: f.Name, Peer: f.Peer, Addrs: f.Addrs, Added: f.Added}
 	if id, err := peer.Decode(f.Peer); err == nil {
 		out.Online = s.host.Libp2p().Network().Connectedness(id) == network.Connected
+		out.Path = s.host.ConnPath(id)
 	}
 	return out
 }

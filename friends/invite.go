@@ -5,11 +5,13 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 
 	"erg"
 	"erg/accounts"
@@ -34,13 +36,29 @@ func (s *Service) NewInvite(ctx context.Context, who erg.User) (erg.FriendInvite
 	return erg.FriendInvite{Code: inv.String(), Expires: time.Unix(expires.Unix(), 0)}, nil
 }
 
-// addrs are the host's addresses to give another node, at most maxAddrs.
+// addrs are the host's addresses to give another node, at most maxAddrs:
+// those the internet reaches first, then the relayed ones (how a friend
+// dials a node behind NAT), then the rest (a friend on the same LAN or
+// machine).
 func (s *Service) addrs() []string {
-	a := s.host.Addrs()
-	if len(a) > maxAddrs {
-		a = a[:maxAddrs]
+	var public, relayed, rest []string
+	for _, a := range s.host.Addrs() {
+		m, err := ma.NewMultiaddr(a)
+		switch {
+		case err != nil:
+		case strings.Contains(a, "/p2p-circuit"):
+			relayed = append(relayed, a)
+		case manet.IsPublicAddr(m):
+			public = append(public, a)
+		default:
+			rest = append(rest, a)
+		}
 	}
-	return a
+	all := append(append(public, relayed...), rest...)
+	if len(all) > maxAddrs {
+		all = all[:maxAddrs]
+	}
+	return all
 }
 
 // Add redeems another node's invite code with that node, and both record

@@ -47,6 +47,7 @@ type Config struct {
 	MaxUpload int64         // largest package or backup upload; default 1 GiB
 	P2PListen []string      // libp2p listen multiaddrs; default p2p.AllInterfaces; port 0 means the node's stable port
 	Bootstrap []string      // multiaddrs (with /p2p/<id>) of peers to join the DHT through
+	Relays    []string      // multiaddrs (with /p2p/<id>) of relays to reserve a slot on when behind NAT
 	Name      string        // what the node calls itself to friends; default the owner's username, else the host name
 	Version   string
 	Log       *slog.Logger

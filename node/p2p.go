@@ -42,6 +42,7 @@ func (n *Node) startP2P(ctx context.Context) error {
 		Listen:     listen,
 		PortFile:   filepath.Join(n.cfg.DataDir, p2pPortFile),
 		Bootstrap:  n.cfg.Bootstrap,
+		Relays:     n.cfg.Relays,
 		BlocksDir:  filepath.Join(n.cfg.DataDir, blocksDir),
 		Validators: record.NamespacedValidator{appstore.ListingNamespace: appstore.ListingValidator{}},
 		Log:        log,
@@ -109,6 +110,8 @@ func (n *Node) p2pStatus(s *erg.Status) {
 	s.P2PAddrs = h.Addrs()
 	s.Peers = h.Peers()
 	s.RoutingTable = h.RoutingTableSize()
+	r := h.Reachability()
+	s.Reachability, s.ReachabilityText, s.ReachableAddrs = r.Kind, r.Describe(), r.Addrs
 }
 
 // P2PAddrs are the node's libp2p multiaddrs, for others to bootstrap from.

@@ -150,6 +150,21 @@ func P2PListen(addrs ...string) Option {
 	return func(n *Node) { n.p2pListen = append(n.p2pListen, addrs...) }
 }
 
+// DialFunc dials a network address, as net.Dialer.DialContext does.
+type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+
+// Netns runs a process node inside the network namespace ns (ip netns
+// exec), reaching its web port through dial; unless P2PListen says
+// otherwise it listens for libp2p as a plain `erg run` does, on every
+// interface and its own port. For the lab (internal/lab), whose
+// namespaces link only to each other.
+func Netns(ns string, dial DialFunc) Option {
+	return func(n *Node) { n.netns, n.dial = ns, dial }
+}
+
+// Args adds flags to a process node's `erg run`.
+func Args(args ...string) Option { return func(n *Node) { n.extra = append(n.extra, args...) } }
+
 // WithConfig changes an in-process node's Config before it starts.
 func WithConfig(f func(*node.Config)) Option { return func(n *Node) { n.mod = f } }
 
@@ -163,6 +178,9 @@ type Node struct {
 	t         *testing.T
 	bootstrap []string
 	p2pListen []string
+	netns     string
+	dial      DialFunc
+	extra     []string
 	anonymous bool
 	noApps    bool
 	process   bool
@@ -248,7 +266,7 @@ func (n *Node) startInProcess() {
 
 // listen is where the node's libp2p host listens.
 func (n *Node) listen() []string {
-	if len(n.p2pListen) == 0 {
+	if len(n.p2pListen) == 0 && n.netns == "" {
 		return p2p.Loopback
 	}
 	return n.p2pListen
@@ -268,6 +286,7 @@ func (n *Node) args() []string {
 	for _, b := range n.bootstrap {
 		args = append(args, "--bootstrap", b)
 	}
+	args = append(args, n.extra...)
 	return args
 }
 
@@ -277,6 +296,9 @@ func (n *Node) startProcess() {
 		testkit.Seed(n.t, n.DataDir)
 	}
 	cmd := exec.Command(ErgBinary(n.t), n.args()...)
+	if n.netns != "" {
+		cmd = exec.Command("ip", append([]string{"netns", "exec", n.netns, ErgBinary(n.t)}, n.args()...)...)
+	}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		n.t.Fatal(err)
@@ -379,11 +401,15 @@ func (n *Node) Browser() *http.Client {
 	}
 	addr := net.JoinHostPort("127.0.0.1", u.Port())
 	jar, _ := cookiejar.New(nil)
+	dial := n.dial
+	if dial == nil {
+		var d net.Dialer
+		dial = d.DialContext
+	}
 	return &http.Client{
 		Jar: testkit.LocalhostJar{CookieJar: jar},
 		Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "tcp", addr)
+			return dial(ctx, "tcp", addr)
 		}},
 		Timeout: 30 * time.Second,
 	}

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ipfs/boxo/bitswap"
@@ -52,6 +53,11 @@ type Config struct {
 	// addresses friends stored survive restarts. Empty leaves port 0 to
 	// the kernel.
 	PortFile string
+	// Relays are full multiaddrs (with /p2p/<id>) of relays the owner
+	// configured: when the node is not reachable from the internet, it
+	// reserves a slot on them (and on friends that relay) and advertises
+	// the relayed addresses. Used only when listening beyond loopback.
+	Relays []string
 	// Bootstrap are full multiaddrs (with /p2p/<id>) of peers to join the
 	// DHT through.
 	Bootstrap []string
@@ -81,6 +87,11 @@ type Host struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
+
+	// internet is set when the host listens beyond loopback and so runs
+	// port mapping, AutoNAT, relaying and hole punching.
+	internet bool
+	friends  atomic.Pointer[Friends]
 
 	provMu   sync.Mutex
 	provided map[cid.Cid]bool // keys the reprovide loop announces again
@@ -118,7 +129,11 @@ func New(ctx context.Context, cfg Config) (_ *Host, err error) {
 	if err != nil {
 		return nil, err
 	}
-	x := &Host{log: cfg.Log, cfg: cfg, provided: map[cid.Cid]bool{}}
+	relays, err := parseRelays(cfg.Relays)
+	if err != nil {
+		return nil, err
+	}
+	x := &Host{log: cfg.Log, cfg: cfg, provided: map[cid.Cid]bool{}, internet: BeyondLoopback(listen)}
 	defer func() {
 		if err != nil {
 			x.Close()
@@ -127,21 +142,20 @@ func New(ctx context.Context, cfg Config) (_ *Host, err error) {
 	hopts := []libp2p.Option{
 		libp2p.Identity(sk),
 		libp2p.ListenAddrs(listen...),
-		// Only the transports we mean: no websocket, webtransport or webrtc,
-		// and no relay, hole punching or AutoNAT service, so nothing
-		// reaches beyond the peers we are told about.
+		// Only the transports we mean: no websocket, webtransport or webrtc.
 		libp2p.Transport(tcp.NewTCPTransport),
 		libp2p.Transport(quic.NewTransport),
-		libp2p.DisableRelay(),
 		libp2p.DisableMetrics(),
 		libp2p.ConnectionManager(cm),
 		libp2p.ResourceManager(rm),
 		libp2p.UserAgent("erg"),
 	}
-	if BeyondLoopback(listen) {
-		// Ask the home router (UPnP IGD, NAT-PMP) to forward the port. It
-		// talks to the local network, so a node on loopback never does.
-		hopts = append(hopts, libp2p.NATPortMap())
+	if x.internet {
+		hopts = append(hopts, x.internetOptions(relays)...)
+	} else {
+		// On loopback: no relay, port mapping, AutoNAT or hole punching,
+		// so nothing reaches beyond the peers we are told about.
+		hopts = append(hopts, libp2p.DisableRelay())
 	}
 	x.h, err = libp2p.New(hopts...)
 	if err != nil {

@@ -121,3 +121,18 @@ func TestExplicitPortIsKeptAsGiven(t *testing.T) {
 		t.Error("a port file was written though no address asked for the node's port")
 	}
 }
+
+func TestLoopbackHostRunsNoInternetServices(t *testing.T) {
+	_, key, _ := ed25519.GenerateKey(rand.Reader)
+	h := startHost(t, key, "")
+	defer h.Close()
+	if r := h.Reachability(); r.Kind != p2p.LocalOnly || !strings.Contains(r.Describe(), "this machine only") {
+		t.Errorf("loopback host reachability %+v (%s)", r, r.Describe())
+	}
+	// No relay service, hole punching or AutoNAT answers here.
+	for _, p := range h.Libp2p().Mux().Protocols() {
+		if s := string(p); strings.Contains(s, "relay") || strings.Contains(s, "dcutr") || strings.Contains(s, "autonat") {
+			t.Errorf("loopback host serves %s", s)
+		}
+	}
+}

@@ -61,7 +61,7 @@ type Stream struct {
 func (x *Host) NewStream(ctx context.Context, p peer.ID, proto protocol.ID, timeout time.Duration) (*Stream, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	s, err := x.h.NewStream(ctx, p, proto)
+	s, err := x.h.NewStream(network.WithAllowLimitedConn(ctx, string(proto)), p, proto)
 	if err != nil {
 		return nil, err
 	}

@@ -12,6 +12,7 @@ import (
 // friendsData is what the Friends page shows.
 type friendsData struct {
 	Name    string
+	Reach   string // how other nodes reach this one, in words
 	Friends []erg.Friend
 	New     *erg.FriendInvite
 }
@@ -26,7 +27,7 @@ func (h *Handler) friendPages() []pageRoute {
 			return
 		}
 		h.render(w, r, code, "friends", pageData{Title: "Friends", Nav: "friends", Notice: notice, Error: errMsg,
-			Data: friendsData{Name: fb.Name(), Friends: fs, New: inv}})
+			Data: friendsData{Name: fb.Name(), Reach: fb.Reachability().Describe(), Friends: fs, New: inv}})
 	}
 	userErr := func(err error) string {
 		msg := err.Error()

@@ -74,13 +74,17 @@ func newFriendLsCmd(g *globals) *cobra.Command {
 					return
 				}
 				tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-				fmt.Fprintln(tw, "NAME\tSTATUS\tPEER")
+				fmt.Fprintln(tw, "NAME\tSTATUS\tPATH\tPEER")
 				for _, f := range fs {
 					status := "offline"
 					if f.Online {
 						status = "online"
 					}
-					fmt.Fprintf(tw, "%s\t%s\t%s\n", f.Name, status, f.Peer)
+					path := f.Path
+					if path == "" {
+						path = "-"
+					}
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", f.Name, status, path, f.Peer)
 				}
 				tw.Flush()
 			})

@@ -61,6 +61,7 @@ default; 'erg grain new APP' prints a link that signs you in.`,
 	f.StringArrayVar(&cfg.P2PListen, "p2p-listen", nil, "libp2p listen multiaddr (repeatable; default every interface, TCP and QUIC; port 0 is the node's own port, chosen once and kept in the data dir)")
 	f.StringVar(&cfg.Name, "name", "", "what this node calls itself to friends (default the owner's username, else the host name)")
 	f.StringArrayVar(&cfg.Bootstrap, "bootstrap", nil, "multiaddr with /p2p/<peer id> of a peer to join the DHT through (repeatable)")
+	f.StringArrayVar(&cfg.Relays, "relay", nil, "multiaddr with /p2p/<peer id> of a circuit relay (say, on a small rented server) to be reached through when behind NAT (repeatable; reachable friends relay anyway)")
 	f.IntVar(&cfg.MaxConns, "max-conns", node.DefaultMaxConns, "most connections open on the web port at once; more are closed at once (-1: no cap)")
 	f.IntVar(&cfg.MaxConnsPerIP, "max-conns-per-ip", node.DefaultMaxConnsPerIP, "most connections open from one client address (IPv6: one /64) (-1: no cap)")
 	f.IntVar(&cfg.MaxWebsockets, "max-websockets-per-user", node.DefaultMaxWebsockets, "most websockets one user (anonymous visitors: one address) may have open to grains; more get 429 (-1: no cap)")

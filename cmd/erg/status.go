@@ -41,6 +41,12 @@ func newStatusCmd(g *globals) *cobra.Command {
 						fmt.Fprintf(out, "  listen  %s\n", a)
 					}
 					fmt.Fprintf(out, "p2p       %d peers connected, %d in the routing table\n", s.Peers, s.RoutingTable)
+					if s.ReachabilityText != "" {
+						fmt.Fprintf(out, "reach     %s\n", s.ReachabilityText)
+						for _, a := range s.ReachableAddrs {
+							fmt.Fprintf(out, "  at      %s\n", a)
+						}
+					}
 				}
 				fmt.Fprintf(out, "apps      %d\n", len(apps))
 				for _, a := range apps {

@@ -162,7 +162,7 @@ deny 0-65535 0.0.0.0/0 0-65535
 	if err := os.WriteFile(in.upnpConf, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	in.miniupnpd = in.C.Router.Start("miniupnpd", "miniupnpd", "-d", "-f", in.upnpConf, "-P", filepath.Join(dir, "miniupnpd.pid"))
+	in.miniupnpd = in.C.Router.Daemon("miniupnpd", "miniupnpd", "-d", "-f", in.upnpConf, "-P", filepath.Join(dir, "miniupnpd.pid"))
 }
 
 // RestartRouters is what a power cut does to the homes' routers: their

@@ -128,6 +128,9 @@ func (l *Lab) teardown() {
 	l.mu.Unlock()
 	for i := len(procs) - 1; i >= 0; i-- {
 		procs[i].Stop()
+		if procs[i].quiet && l.t.Failed() {
+			l.t.Logf("lab: last output of %s:\n%s", procs[i].Name, procs[i].Output())
+		}
 	}
 	for _, ns := range nss {
 		killIn(ns.Full)

@@ -13,9 +13,10 @@ import (
 // Proc is a process running in a lab namespace; the lab stops it when the
 // test ends.
 type Proc struct {
-	Name string
-	cmd  *exec.Cmd
-	done chan struct{}
+	Name  string
+	quiet bool
+	cmd   *exec.Cmd
+	done  chan struct{}
 
 	mu  sync.Mutex
 	out []string // the last lines it wrote
@@ -28,15 +29,27 @@ const keepLines = 200
 // log, each line prefixed with name.
 func (ns *NS) Start(name string, cmd string, args ...string) *Proc {
 	ns.lab.t.Helper()
-	return ns.StartCmd(name, ns.Command(cmd, args...))
+	return ns.startCmd(name, ns.Command(cmd, args...), false)
+}
+
+// Daemon is Start for a chatty process: its output is kept, and logged
+// only if the test fails.
+func (ns *NS) Daemon(name string, cmd string, args ...string) *Proc {
+	ns.lab.t.Helper()
+	return ns.startCmd(name, ns.Command(cmd, args...), true)
 }
 
 // StartCmd starts a command made with Command (so it can be given an
 // environment or a directory first).
 func (ns *NS) StartCmd(name string, cmd *exec.Cmd) *Proc {
+	ns.lab.t.Helper()
+	return ns.startCmd(name, cmd, false)
+}
+
+func (ns *NS) startCmd(name string, cmd *exec.Cmd, quiet bool) *Proc {
 	l := ns.lab
 	l.t.Helper()
-	p := &Proc{Name: name, cmd: cmd, done: make(chan struct{})}
+	p := &Proc{Name: name, quiet: quiet, cmd: cmd, done: make(chan struct{})}
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	if err := cmd.Start(); err != nil {
@@ -54,7 +67,9 @@ func (ns *NS) StartCmd(name string, cmd *exec.Cmd) *Proc {
 				p.out = p.out[len(p.out)-keepLines:]
 			}
 			p.mu.Unlock()
-			l.t.Log(name+":", sc.Text())
+			if !quiet {
+				l.t.Log(name+":", sc.Text())
+			}
 		}
 	}()
 	go func() {

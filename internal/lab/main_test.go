@@ -1,0 +1,10 @@
+package lab
+
+import (
+	"os"
+	"testing"
+
+	"erg/nodetest"
+)
+
+func TestMain(m *testing.M) { os.Exit(nodetest.Main(m)) }
