@@ -11,7 +11,7 @@ import (
 
 type fakeFriends map[peer.ID]bool
 
-func (f fakeFriends) IsFriend(p peer.ID) bool     { return f[p] }
+func (f fakeFriends) IsFriend(p peer.ID) bool      { return f[p] }
 func (f fakeFriends) FriendPeers() []peer.AddrInfo { return nil }
 
 func newID(t *testing.T) peer.ID {
