@@ -95,9 +95,10 @@ func TestUnprivileged(t *testing.T) {
 	if r.Mode() != "unprivileged" {
 		t.Fatalf("mode %s as uid %d", r.Mode(), os.Getuid())
 	}
-	if r.Cgroups() != "v1" {
-		t.Errorf("cgroups %q, want the delegated v1 groups", r.Cgroups())
+	if r.Cgroups() == "none" {
+		t.Errorf("cgroups %q, want the delegated v1 groups or v2 subtree", r.Cgroups())
 	}
+	t.Logf("unprivileged: cgroups %s, CPU limits %s", r.Cgroups(), r.CPULimits())
 	t.Run("start-dial-stop", func(t *testing.T) {
 		sb := start(t, r, probeSpec(t, "unpriv", sandboxtest.BuildProbeTree(t)))
 		waitReady(t, sb)

@@ -380,20 +380,30 @@ func (c *cgroups) setLimits(g *cgroup, l Limits) error {
 	return nil
 }
 
-// canRename says whether groups can be renamed: cgroup v1 allows it
-// within a parent, v2 does not.
-func (c *cgroups) canRename() bool { return c.version == "v1" || c.version == "none" }
+// canRename says whether a zygote's groups can become a sandbox's: v1
+// renames them, v2 (which cannot rename a cgroup) moves the zygote into
+// new ones.
+func (c *cgroups) canRename() bool { return true }
 
-// rename gives g's dirs the name name (v1 only). The returned group names
-// the dirs as they are, also when it fails half-way.
-func (g *cgroup) rename(name string) (*cgroup, error) {
+// rename gives g's dirs the name name. The returned group names the dirs
+// as they are, also when it fails half-way. pid is the one process in the
+// group (a zygote's init, before it has forked anything): v2 cannot
+// rename a cgroup, so a group of that name is made beside it, the process
+// moved into it, and the old one removed. (Memory the init touched stays
+// charged to the old group until freed; it is a few pages.)
+func (g *cgroup) rename(name string, pid int) (*cgroup, error) {
 	ng := &cgroup{version: g.version, dirs: append([]string(nil), g.dirs...), cpu: g.cpu, io: g.io}
 	for i, d := range g.dirs {
 		to := filepath.Join(filepath.Dir(d), name)
-		err := os.Rename(d, to)
-		if err != nil && (errors.Is(err, fs.ErrExist) || errors.Is(err, unix.ENOTEMPTY)) && os.Remove(to) == nil {
-			// A group left by a crashed node: reuse the name if empty.
+		var err error
+		if g.version == "v2" {
+			err = moveV2(d, to, pid)
+		} else {
 			err = os.Rename(d, to)
+			if err != nil && (errors.Is(err, fs.ErrExist) || errors.Is(err, unix.ENOTEMPTY)) && os.Remove(to) == nil {
+				// A group left by a crashed node: reuse the name if empty.
+				err = os.Rename(d, to)
+			}
 		}
 		if err != nil {
 			return ng, fmt.Errorf("rename cgroup: %w", err)
@@ -401,6 +411,25 @@ func (g *cgroup) rename(name string) (*cgroup, error) {
 		ng.dirs[i] = to
 	}
 	return ng, nil
+}
+
+// moveV2 moves process pid from group from into a new group to (an empty
+// leftover of that name is reused) and removes from.
+func moveV2(from, to string, pid int) error {
+	if err := os.Mkdir(to, 0o755); err != nil {
+		if !errors.Is(err, fs.ErrExist) || os.Remove(to) != nil || os.Mkdir(to, 0o755) != nil {
+			return err
+		}
+	}
+	// Writing the pid moves the whole process, every thread of it.
+	if err := writeFile(filepath.Join(to, "cgroup.procs"), strconv.Itoa(pid)); err != nil {
+		os.Remove(to)
+		return err
+	}
+	if err := os.Remove(from); err != nil {
+		return fmt.Errorf("remove the zygote's group: %w", err)
+	}
+	return nil
 }
 
 // openDir returns an O_PATH fd for clone3(CLONE_INTO_CGROUP) (v2 only).

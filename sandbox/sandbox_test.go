@@ -128,7 +128,7 @@ func mustGet(t testing.TB, sb *sandbox.Sandbox, path string) string {
 // exec'd, not when it listens.
 func waitReady(t testing.TB, sb *sandbox.Sandbox) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second) // an emulated VM (make test-cgroup2) is slow
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		status, _, err := get(ctx, sb, "/")

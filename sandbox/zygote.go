@@ -33,8 +33,8 @@ import (
 // idle ones.
 //
 // cgroup v2 cannot rename a cgroup, and CgroupPaths are named after the
-// sandbox, so with v2 there is no pool (placement is cheap there anyway:
-// the init is born in its cgroup with clone3).
+// sandbox: there adopting moves the init into a new group of the
+// sandbox's name (cgroup.rename), before it has forked anything.
 
 // refillDelay bounds how long a refill waits for the sandbox that took a
 // zygote to answer its first dial.
@@ -173,7 +173,7 @@ func (s *Sandbox) adopt(name string, l Limits) error {
 	if s.reaped {
 		return errors.New("zygote ended")
 	}
-	cg, err := s.cg.rename(name)
+	cg, err := s.cg.rename(name, s.pid)
 	s.cg = cg // what the dirs are called now, also after an error
 	if err != nil {
 		return err

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // UnprivilegedUserName is the system user UnprivilegedUser creates.
@@ -51,10 +53,39 @@ func UnprivilegedUser(t testing.TB) (uid, gid uint32) {
 	if groups, err := u.GroupIds(); err == nil && len(groups) > 1 {
 		t.Fatalf("user %s has supplementary groups %v; the sandbox tests need a user without", UnprivilegedUserName, groups)
 	}
-	if err := delegateV1(uid, gid); err != nil {
+	if v2, err := delegateV2(uid, gid); err != nil {
+		t.Fatalf("delegate a cgroup v2 subtree to %s: %v", UnprivilegedUserName, err)
+	} else if v2 != "" {
+		delegatedV2 = v2
+	} else if err := delegateV1(uid, gid); err != nil {
 		t.Logf("no cgroup v1 delegation (sandboxes of %s will run without limits): %v", UnprivilegedUserName, err)
 	}
 	return uid, gid
+}
+
+// delegatedV2 is the cgroup v2 group UnprivilegedUser delegated, which
+// RerunAs starts the re-run in; "" on a cgroup v1 host.
+var delegatedV2 string
+
+// delegateV2 delegates a cgroup v2 subtree to uid the way systemd does for
+// Delegate=yes: root makes a group and gives the user it and its
+// cgroup.procs, cgroup.subtree_control and cgroup.threads. It returns ""
+// where /sys/fs/cgroup is not cgroup v2.
+func delegateV2(uid, gid uint32) (string, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs("/sys/fs/cgroup", &st); err != nil || st.Type != 0x63677270 { // CGROUP2_SUPER_MAGIC
+		return "", nil
+	}
+	dir := filepath.Join("/sys/fs/cgroup", "erg-delegated-"+UnprivilegedUserName)
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return "", err
+	}
+	for _, f := range []string{"", "cgroup.procs", "cgroup.subtree_control", "cgroup.threads"} {
+		if err := os.Chown(filepath.Join(dir, f), int(uid), int(gid)); err != nil {
+			return "", err
+		}
+	}
+	return dir, nil
 }
 
 func delegateV1(uid, gid uint32) error {
@@ -141,6 +172,16 @@ func RerunAs(t *testing.T, uid, gid uint32, env ...string) {
 		ProbeEnv + "=" + filepath.Join(bin, "probe"),
 	}, env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid, Groups: []uint32{}}}
+	if delegatedV2 != "" {
+		// Born in the delegated group: the user could not move itself
+		// there from a group it does not own.
+		fd, err := unix.Open(delegatedV2, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer syscall.Close(fd)
+		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, fd
+	}
 	out, err := cmd.CombinedOutput()
 	t.Logf("re-run as uid %d:\n%s", uid, out)
 	if err != nil {
