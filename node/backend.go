@@ -5,7 +5,6 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
-	"net"
 	"sort"
 	"time"
 
@@ -96,8 +95,8 @@ func (n *Node) OpenGrain(ctx context.Context, who erg.User, id string) (erg.Grai
 }
 
 func (n *Node) grainOrigin(id string) string {
-	_, port, _ := net.SplitHostPort(n.webLn.Addr().String())
-	return webui.GrainOrigin(n.cfg.Domain, id, port)
+	scheme, port := webScheme(n.certs, n.webLn)
+	return webui.GrainOrigin(scheme, n.cfg.Domain, id, port)
 }
 
 // grainHandle is a grain this node serves on a grain origin, one of its

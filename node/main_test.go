@@ -2,6 +2,8 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"log/slog"
 	"net"
@@ -137,9 +139,24 @@ func (n *testNode) newClient() *http.Client {
 				var d net.Dialer
 				return d.DialContext(ctx, "tcp", addr)
 			},
+			TLSClientConfig: &tls.Config{RootCAs: n.roots()},
 		},
 		Timeout: 30 * time.Second,
 	}
+}
+
+// roots are the CAs a client of the node trusts: the node's own, and the
+// test's for certificates it gave the node.
+func (n *testNode) roots() *x509.CertPool {
+	pool := x509.NewCertPool()
+	if n.cfg.TLS.Roots != nil {
+		pool = n.cfg.TLS.Roots.Clone()
+	}
+	if n.certs != nil && n.certs.CACertificate() != nil {
+		ca, _ := x509.ParseCertificate(n.certs.CACertificate())
+		pool.AddCert(ca)
+	}
+	return pool
 }
 
 // newGrain creates a grain and signs the test node's client in to it.

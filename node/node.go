@@ -8,10 +8,12 @@ package node
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/tls"
 	"database/sql"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -32,6 +34,7 @@ import (
 	"erg/sandbox"
 	"erg/shares"
 	"erg/store"
+	"erg/tlsnode"
 	"erg/webui"
 )
 
@@ -64,6 +67,8 @@ type Config struct {
 	IdleTimeout   time.Duration // close a keep-alive connection idle this long; default 2m
 	ReadTimeout   time.Duration // a request must arrive in this long, and a body may stall no longer; default 1m
 	MinUploadRate int64         // bytes/s a request body must keep up on average; default 1 KiB/s
+
+	TLS TLSConfig // HTTPS on a real domain
 }
 
 // Defaults of the limits in Config.
@@ -121,8 +126,10 @@ type Node struct {
 	store   *store.Service   // what this node published and provides, and its installs from the store
 	friends *friends.Service // other nodes this one trusts, and connections to them
 
+	certs   *tlsnode.Manager // the web port's certificate; nil when it serves plain HTTP
 	webLn   net.Listener
 	limits  *limitListener // webLn, counting connections
+	closers []io.Closer    // listeners under the servers' own (the HTTPS port's split)
 	sockLn  net.Listener
 	servers []*http.Server
 	serveWG sync.WaitGroup
@@ -248,6 +255,9 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 		return nil, err
 	}
 
+	if n.certs, err = startTLS(ctx, cfg); err != nil {
+		return nil, err
+	}
 	if err := n.listen(); err != nil {
 		return nil, err
 	}
@@ -288,13 +298,41 @@ func (n *Node) listen() error {
 	n.sockLn = sl
 
 	webLog := n.log.With("subsystem", "webui")
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
 	opts := webui.Options{Domain: n.cfg.Domain, MaxUpload: n.cfg.MaxUpload,
-		MaxWebsockets: max(n.cfg.MaxWebsockets, 0), BodyStall: max(n.cfg.ReadTimeout, 0), MinBodyRate: max(n.cfg.MinUploadRate, 0)}
+		MaxWebsockets: max(n.cfg.MaxWebsockets, 0), BodyStall: max(n.cfg.ReadTimeout, 0), MinBodyRate: max(n.cfg.MinUploadRate, 0),
+		Certs: n.certs, HTTPSPort: port}
 	svc := webui.Services{Node: n, Accounts: n.accounts, Store: n.store, Friends: n.friends, Grains: n.grains, Shares: n.shares, Installer: n.installer, APITokens: n.tokens}
-	n.serve(n.webLn, webui.NewHandler(svc, opts, webLog))
+	web := webui.NewHandler(svc, opts, webLog)
 	n.serve(sl, webui.APIHandler(svc, opts, webLog))
+	if n.certs == nil {
+		n.serve(n.webLn, web)
+		return nil
+	}
+	// One port for both: HTTPS, and plain HTTP redirected to it.
+	split := tlsnode.NewSplit(n.webLn, 10*time.Second)
+	n.closers = append(n.closers, split)
+	n.serve(tls.NewListener(split.TLS, n.certs.TLSConfig()), web)
+	n.serve(split.Plain, web.Redirector())
+	if addr := n.cfg.TLS.HTTPListen; addr != "" {
+		pl, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fmt.Errorf("plain HTTP (--http-listen): %w", err)
+		}
+		n.serve(newLimitListener(pl, max(n.cfg.MaxConns, 0), max(n.cfg.MaxConnsPerIP, 0)), web.Redirector())
+	}
+	if fp := n.certs.Status().CAFingerprint; fp != "" && n.certs.CACertificate() != nil {
+		n.log.Info("HTTPS with the node's own CA: trust it once on each device", "page", "http://"+net.JoinHostPort(n.cfg.Domain, port)+"/_erg/ca", "sha256", fp)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	n.closers = append(n.closers, closerFunc(cancel))
+	n.bg.Go(func() { n.certs.Run(ctx) })
 	return nil
 }
+
+type closerFunc func()
+
+func (f closerFunc) Close() error { f(); return nil }
 
 func (n *Node) serve(ln net.Listener, h http.Handler) {
 	// The read timeout covers a whole request, body included; handlers
@@ -338,8 +376,11 @@ func (n *Node) URL() string {
 	if n.webLn == nil {
 		return ""
 	}
-	_, port, _ := net.SplitHostPort(n.webLn.Addr().String())
-	return "http://" + n.cfg.Domain + ":" + port
+	scheme, port := webScheme(n.certs, n.webLn)
+	if port != "" {
+		return scheme + "://" + net.JoinHostPort(n.cfg.Domain, port)
+	}
+	return scheme + "://" + n.cfg.Domain
 }
 
 // Addr is the address the web port listens on.
@@ -361,6 +402,9 @@ func (n *Node) Close() error {
 		s.Close() // hijacked websockets are not closed by Shutdown
 	}
 	n.serveWG.Wait()
+	for _, c := range n.closers {
+		c.Close()
+	}
 	n.stopFed()
 	n.stopP2P()
 	if n.grains != nil {

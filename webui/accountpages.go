@@ -148,6 +148,7 @@ func (h *Handler) acceptInvite(w http.ResponseWriter, r *http.Request) {
 type settingsData struct {
 	Tokens []erg.APIToken
 	New    *erg.APIToken
+	TLS    *tlsSettings // the owner's, when the node serves HTTPS
 }
 
 func (h *Handler) settingsPage(w http.ResponseWriter, r *http.Request, a actor) {
@@ -160,7 +161,7 @@ func (h *Handler) renderSettings(w http.ResponseWriter, r *http.Request, a actor
 		h.failPage(w, r, err)
 		return
 	}
-	h.render(w, r, code, "settings", pageData{Title: "Settings", Nav: "settings", Data: settingsData{Tokens: tokens, New: tok},
+	h.render(w, r, code, "settings", pageData{Title: "Settings", Nav: "settings", Data: settingsData{Tokens: tokens, New: tok, TLS: h.tlsSettings(a)},
 		Notice: notice, Error: errMsg})
 }
 

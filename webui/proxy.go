@@ -23,6 +23,7 @@ import (
 	"erg/install"
 	"erg/shares"
 	"erg/store"
+	"erg/tlsnode"
 )
 
 // grainCookie holds a grain-origin session. It is set host-only on the
@@ -49,6 +50,12 @@ type Options struct {
 	// is cut. Either 0 means no guard beyond the server's read timeout.
 	BodyStall   time.Duration
 	MinBodyRate int64
+	// Certs is the node's certificate when the web port serves HTTPS
+	// (a real domain without --insecure-http); nil otherwise.
+	Certs *tlsnode.Manager
+	// HTTPSPort is the port HTTPS is served on, where plain HTTP
+	// redirects to ("" or "443": the default).
+	HTTPSPort string
 }
 
 // Handler serves the node's web port: each grain on its own origin
@@ -75,6 +82,8 @@ type Handler struct {
 	proxy      *httputil.ReverseProxy
 	tok        *apitokens.Service
 	apiProxy   *httputil.ReverseProxy
+	certs      *tlsnode.Manager
+	httpsPort  string
 }
 
 // NewHandler returns the handler for the node's web port.
@@ -89,6 +98,7 @@ func NewHandler(svc Services, opts Options, log *slog.Logger) *Handler {
 		b: svc.Node, acc: svc.Accounts, st: svc.Store, fr: svc.Friends, gr: svc.Grains, sh: svc.Shares, in: svc.Installer, log: log, domain: strings.ToLower(opts.Domain), maxUpload: opts.MaxUpload,
 		cop: http.NewCrossOriginProtection(), limiter: newLimiter(),
 		body: bodyGuard{stall: opts.BodyStall, rate: opts.MinBodyRate}, ws: newWSLimiter(opts.MaxWebsockets),
+		certs: opts.Certs, httpsPort: opts.HTTPSPort,
 	}
 	h.proxy = h.newGrainProxy()
 	h.tok, h.apiProxy = svc.APITokens, h.newAPIProxy()
@@ -99,6 +109,7 @@ func NewHandler(svc Services, opts Options, log *slog.Logger) *Handler {
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h.hsts(w, r)
 	if id, ok := h.grainHost(r.Host); ok {
 		h.serveGrain(w, r, id)
 		return
@@ -149,10 +160,15 @@ func (h *Handler) shellHost(host string) hostKind {
 	return hostOther
 }
 
-// GrainOrigin returns the origin a grain is served on, given the node's
-// listen port.
-func GrainOrigin(domain, id, port string) string {
-	return "http://g-" + id + "." + domain + ":" + port
+// GrainOrigin returns the origin a grain is served on, given the scheme
+// ("http" or "https") and port ("" for the scheme's default) the node's
+// web port serves.
+func GrainOrigin(scheme, domain, id, port string) string {
+	o := scheme + "://g-" + id + "." + domain
+	if port != "" {
+		o += ":" + port
+	}
+	return o
 }
 
 // grainHost extracts the grain id from a Host header of the form

@@ -6,17 +6,21 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"erg/node"
+	"erg/tlsnode"
 )
 
 func newRunCmd(g *globals) *cobra.Command {
 	cfg := node.Config{}
 	var verbose bool
+	var acme tlsnode.ACMEConfig
+	var acmeSettings []string
 	cmd := &cobra.Command{
 		Use:   "run",
 		Short: "Run the node: web UI, grain proxy and sandboxes",
@@ -24,9 +28,24 @@ func newRunCmd(g *globals) *cobra.Command {
 
 On first start it creates the data dir, the node's identity key and its
 database. Grains are served on their own origins, g-<id>.localhost:PORT by
-default; 'erg grain new APP' prints a link that signs you in.`,
+default; 'erg grain new APP' prints a link that signs you in.
+
+On a real domain (--domain example.org, with example.org and
+*.example.org pointing here) the web port serves HTTPS for the node and
+every grain with one wildcard certificate, and answers plain HTTP with a
+redirect to it. The certificate comes from, in order:
+  --tls-cert/--tls-key  files you provide, reloaded when they change;
+  --acme-dns PROVIDER   Let's Encrypt (or --acme-directory) through DNS-01,
+                        renewed before expiry; the settings are kept 0600 in
+                        the data dir, so later starts need no flags;
+  otherwise             a CA of the node's own, limited to the domain: each
+                        device trusts it once, as http://DOMAIN/ explains.
+--insecure-http serves plain HTTP instead, for a TLS proxy of your own.`,
 		Example: `  erg run --data ~/erg
-  erg run --data ~/erg --apps ./build/apps --listen 127.0.0.1:6080`,
+  erg run --data ~/erg --apps ./build/apps --listen 127.0.0.1:6080
+  erg run --data ~/erg --domain erg.home.arpa --listen :443 --http-listen :80
+  erg run --data ~/erg --domain example.org --listen :443 --acme-dns cloudflare \
+      --acme-email me@example.org --acme-setting CLOUDFLARE_DNS_API_TOKEN=...`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			level := slog.LevelInfo
@@ -35,6 +54,19 @@ default; 'erg grain new APP' prints a link that signs you in.`,
 			}
 			cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 			cfg.DataDir = g.dataDir
+			if acme.Provider != "" {
+				acme.Credentials = map[string]string{}
+				for _, kv := range acmeSettings {
+					k, v, ok := strings.Cut(kv, "=")
+					if !ok || k == "" {
+						return fmt.Errorf("--acme-setting %q: want NAME=VALUE", kv)
+					}
+					acme.Credentials[k] = v
+				}
+				cfg.TLS.ACME = &acme
+			} else if len(acmeSettings) > 0 || acme.Email != "" || acme.Directory != "" {
+				return fmt.Errorf("--acme-* flags need --acme-dns PROVIDER (one of %s)", strings.Join(tlsnode.ProviderNames(), ", "))
+			}
 			cfg.Version = version
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
@@ -69,6 +101,15 @@ default; 'erg grain new APP' prints a link that signs you in.`,
 	f.DurationVar(&cfg.ReadTimeout, "read-timeout", node.DefaultReadTimeout, "a request must arrive within this, and an upload may stall no longer (-1s: no limit)")
 	f.Int64Var(&cfg.MinUploadRate, "min-upload-rate", node.DefaultMinUploadRate, "bytes per second an upload must average; slower ones are cut (-1: no minimum)")
 	f.IntVar(&cfg.GrainCPUPercent, "grain-cpu-percent", 0, "CPU ceiling of a grain whose app sets none, in percent of one core (200: two cores); 0: none, grains only share the CPU by weight")
+	f.StringVar(&cfg.TLS.CertFile, "tls-cert", "", "HTTPS certificate chain (PEM) for DOMAIN and *.DOMAIN; read again when it changes")
+	f.StringVar(&cfg.TLS.KeyFile, "tls-key", "", "the private key (PEM) of --tls-cert")
+	f.StringVar(&acme.Provider, "acme-dns", "", "get the certificate by ACME DNS-01 through this DNS provider: "+strings.Join(tlsnode.ProviderNames(), ", "))
+	f.StringArrayVar(&acmeSettings, "acme-setting", nil, "NAME=VALUE setting of the DNS provider, as lego names them, e.g. CLOUDFLARE_DNS_API_TOKEN=... (repeatable)")
+	f.StringVar(&acme.Email, "acme-email", "", "contact address for the ACME account")
+	f.StringVar(&acme.Directory, "acme-directory", "", "ACME directory URL (default Let's Encrypt)")
+	f.StringArrayVar(&acme.Resolvers, "acme-resolver", nil, "DNS server (host:port) to check the challenge record on (repeatable; default the system's)")
+	f.BoolVar(&cfg.TLS.InsecureHTTP, "insecure-http", false, "serve plain HTTP on a real domain (behind your own TLS proxy)")
+	f.StringVar(&cfg.TLS.HTTPListen, "http-listen", "", "also answer plain HTTP here (e.g. :80) with the redirect to HTTPS")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log debug detail")
 	return cmd
 }

@@ -1,0 +1,110 @@
+package webui
+
+import (
+	"net"
+	"net/http"
+	"strings"
+
+	"erg/tlsnode"
+)
+
+// caPath and caCertPath are the page that explains how to trust the
+// node's own CA and the CA certificate itself, both on plain HTTP (a
+// device that does not trust the CA yet cannot open the HTTPS pages).
+const (
+	caPath     = "/_erg/ca"
+	caCertPath = "/_erg/ca.crt"
+)
+
+// hstsMaxAge is a year, as browsers' preload lists ask. includeSubDomains
+// covers every grain's origin, which the same wildcard certificate serves.
+const hstsHeader = "max-age=31536000; includeSubDomains"
+
+// hsts says browsers must use HTTPS for the domain and its grains from
+// now on. Only with a certificate browsers trust unaided: with the node's
+// own CA, a device that has not installed it yet could not even click
+// through the warning.
+func (h *Handler) hsts(w http.ResponseWriter, r *http.Request) {
+	if r.TLS != nil && h.certs != nil && h.certs.Status().Trusted {
+		w.Header().Set("Strict-Transport-Security", hstsHeader)
+	}
+}
+
+// Redirector serves plain HTTP when the node serves HTTPS: every request
+// for the node's names is sent to the same address over HTTPS, and with
+// the node's own CA the shell's front page and caPath explain how to
+// trust it.
+func (h *Handler) Redirector() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, isGrain := h.grainHost(r.Host)
+		kind := h.shellHost(r.Host)
+		if !isGrain && kind == hostOther {
+			http.Error(w, "This node answers to "+h.domain+", not "+r.Host+".", http.StatusMisdirectedRequest)
+			return
+		}
+		if kind == hostShell && h.certs != nil && h.certs.CACertificate() != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+			switch r.URL.Path {
+			case "/", caPath:
+				h.caPage(w, r)
+				return
+			case caCertPath:
+				w.Header().Set("Content-Type", "application/x-x509-ca-cert")
+				w.Header().Set("Content-Disposition", `attachment; filename="`+h.domain+`-ca.crt"`)
+				w.Write(h.certs.CACertificate())
+				return
+			}
+		}
+		host := h.domain // one name for the shell, as over HTTP
+		if isGrain {
+			host = strings.ToLower(hostOnly(r.Host))
+		}
+		if h.httpsPort != "" && h.httpsPort != "443" {
+			host = net.JoinHostPort(host, h.httpsPort)
+		}
+		http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), http.StatusPermanentRedirect)
+	})
+}
+
+func hostOnly(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return h
+	}
+	return hostport
+}
+
+// caPageData is what the page about trusting the node's own CA shows.
+type caPageData struct {
+	Domain      string
+	Fingerprint string
+	HTTPSURL    string
+}
+
+func (h *Handler) caPage(w http.ResponseWriter, r *http.Request) {
+	url := "https://" + h.domain
+	if h.httpsPort != "" && h.httpsPort != "443" {
+		url += ":" + h.httpsPort
+	}
+	h.render(w, r, http.StatusOK, "trust", pageData{Title: "Trust this node", Data: caPageData{
+		Domain: h.domain, Fingerprint: h.certs.Status().CAFingerprint, HTTPSURL: url + "/"}})
+}
+
+// tlsSettings is the Settings page's part on HTTPS, for the owner.
+type tlsSettings struct {
+	Status    tlsnode.Status
+	Providers []string
+	CAPage    string
+}
+
+func (h *Handler) tlsSettings(a actor) *tlsSettings {
+	if h.certs == nil || !a.user.Owner {
+		return nil
+	}
+	s := &tlsSettings{Status: h.certs.Status(), Providers: tlsnode.ProviderNames()}
+	if h.certs.CACertificate() != nil {
+		s.CAPage = "http://" + h.domain + caPath
+		if h.httpsPort != "" && h.httpsPort != "443" {
+			s.CAPage = "http://" + net.JoinHostPort(h.domain, h.httpsPort) + caPath
+		}
+	}
+	return s
+}
