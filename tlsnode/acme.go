@@ -26,6 +26,7 @@ import (
 	"github.com/go-acme/lego/v5/challenge"
 	"github.com/go-acme/lego/v5/challenge/dns01"
 	"github.com/go-acme/lego/v5/lego"
+	legolog "github.com/go-acme/lego/v5/log"
 	"github.com/go-acme/lego/v5/providers/dns/cloudflare"
 	"github.com/go-acme/lego/v5/providers/dns/digitalocean"
 	"github.com/go-acme/lego/v5/providers/dns/dnsupdate"
@@ -214,6 +215,9 @@ func newACME(cfg Config, ca *ownCA) (*acmeSource, error) {
 	if err != nil {
 		return nil, err
 	}
+	// lego logs through a logger of its own, to stdout unless told:
+	// into the node's log instead.
+	legolog.SetDefault(cfg.Log.With("subsystem", "acme"))
 	return &acmeSource{cfg: a, dir: cfg.Dir, domain: cfg.Domain, renewBefore: cfg.RenewBefore, roots: cfg.Roots,
 		fallback: &caSource{ca: ca, dir: cfg.Dir, domain: cfg.Domain}, provider: prov, state: st}, nil
 }

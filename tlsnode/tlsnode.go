@@ -156,15 +156,8 @@ func (m *Manager) Check(ctx context.Context) error {
 	next, err := m.src.refresh(ctx, cur)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if err != nil {
-		if m.status.LastError != err.Error() {
-			m.log.Error("TLS certificate", "mode", m.mode, "err", err, "serving", describe(cur))
-		}
-		m.status.LastError, m.status.LastErrorAt = err.Error(), time.Now()
-		return err
-	}
-	m.status.LastError = ""
 	if next != cur && next != nil {
+		// A new certificate, or (ACME before its first) a stand-in.
 		m.cert = next
 		leaf := next.Leaf
 		m.status.Names, m.status.NotAfter, m.status.Issuer = leaf.DNSNames, leaf.NotAfter, leaf.Issuer.CommonName
@@ -173,6 +166,14 @@ func (m *Manager) Check(ctx context.Context) error {
 		m.log.Info("TLS certificate", "mode", m.mode, "names", leaf.DNSNames, "issuer", leaf.Issuer.CommonName,
 			"expires", leaf.NotAfter.Format(time.DateOnly), "browser-trusted", m.status.Trusted)
 	}
+	if err != nil {
+		if m.status.LastError != err.Error() {
+			m.log.Error("TLS certificate", "mode", m.mode, "err", err, "serving", describe(m.cert))
+		}
+		m.status.LastError, m.status.LastErrorAt = err.Error(), time.Now()
+		return err
+	}
+	m.status.LastError = ""
 	return nil
 }
 
