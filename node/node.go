@@ -236,8 +236,8 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 		Derive:     n.derive,
 		UserByName: n.userByName,
 		APIURL: func() string {
-			_, port, _ := net.SplitHostPort(n.webLn.Addr().String())
-			return webui.APIOrigin(n.cfg.Domain, port)
+			scheme, port := webScheme(n.certs, n.webLn)
+			return webui.APIOrigin(scheme, n.cfg.Domain, port)
 		},
 	})
 	if cfg.AppsDir != "" {

@@ -38,6 +38,7 @@ func TestOwnCAServesHTTPSForTheNodeAndItsGrains(t *testing.T) {
 		"http://erg.test:" + port + "/grains?x=1":    n.URL() + "/grains?x=1",
 		"http://g-abc.erg.test:" + port + "/notes":   "https://g-abc.erg.test:" + port + "/notes",
 		"http://127.0.0.1:" + port + "/login":        n.URL() + "/login",
+		"http://api.erg.test:" + port + "/x":         "https://api.erg.test:" + port + "/x",
 		"http://erg.test:" + port + "/static/erg.js": n.URL() + "/static/erg.js",
 	} {
 		req, _ := http.NewRequest("GET", from, nil)

@@ -31,8 +31,15 @@ func (h *Handler) apiHost(host string) bool {
 	return strings.EqualFold(host, "api."+h.domain)
 }
 
-// APIOrigin is the API origin's URL, given the node's listen port.
-func APIOrigin(domain, port string) string { return "http://api." + domain + ":" + port }
+// APIOrigin is the API origin's URL, given the scheme and port ("" for
+// the scheme's default) the node's web port serves.
+func APIOrigin(scheme, domain, port string) string {
+	o := scheme + "://api." + domain
+	if port != "" {
+		o += ":" + port
+	}
+	return o
+}
 
 // apiOrigin is the API origin as the browser showing r would name it.
 func (h *Handler) apiOrigin(r *http.Request) string {

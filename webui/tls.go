@@ -37,6 +37,7 @@ func (h *Handler) hsts(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) Redirector() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, isGrain := h.grainHost(r.Host)
+		isGrain = isGrain || h.apiHost(r.Host) // like a grain: its own name, on HTTPS
 		kind := h.shellHost(r.Host)
 		if !isGrain && kind == hostOther {
 			http.Error(w, "This node answers to "+h.domain+", not "+r.Host+".", http.StatusMisdirectedRequest)
