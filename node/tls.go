@@ -28,11 +28,15 @@ type TLSConfig struct {
 	// to HTTPS and serves the page on trusting the node's own CA. The
 	// web port itself answers plain HTTP the same way.
 	HTTPListen string
+	// ACMEResolvers are the DNS servers (host:port) ACME checks its
+	// challenge records on; default the system's.
+	ACMEResolvers []string
 
 	// For tests: how often to look at the certificate again, how long
 	// before expiry to renew, and which roots count as browser-trusted.
 	CheckEvery, RenewBefore time.Duration
 	Roots                   *x509.CertPool
+	ACMEDirectoryRoots      *x509.CertPool // Pebble's HTTPS
 }
 
 const tlsDir = "tls"
@@ -76,6 +80,7 @@ func startTLS(ctx context.Context, cfg Config) (*tlsnode.Manager, error) {
 	return tlsnode.New(ctx, tlsnode.Config{
 		Dir: dir, Domain: cfg.Domain, CertFile: t.CertFile, KeyFile: t.KeyFile, ACME: acme,
 		CheckEvery: t.CheckEvery, RenewBefore: t.RenewBefore, Roots: t.Roots,
+		DirectoryRoots: t.ACMEDirectoryRoots, Resolvers: t.ACMEResolvers,
 		Log: cfg.Log.With("subsystem", "tls"),
 	})
 }

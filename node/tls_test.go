@@ -26,6 +26,7 @@ func cookieNamed(h http.Header, name string) *http.Cookie {
 }
 
 func TestOwnCAServesHTTPSForTheNodeAndItsGrains(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, func(c *Config) { c.Domain = "erg.test" })
 	if !strings.HasPrefix(n.URL(), "https://erg.test:") {
 		t.Fatalf("URL %s", n.URL())
@@ -111,6 +112,7 @@ func mustReq(t *testing.T, method, url string) *http.Request {
 }
 
 func TestTrustedCertificateFilesTurnHSTSOn(t *testing.T) {
+	t.Parallel()
 	// A CA the test's clients (the "browsers") trust, and its wildcard.
 	dir := t.TempDir()
 	issuer, err := tlsnode.New(context.Background(), tlsnode.Config{Dir: dir, Domain: "example.org"})
@@ -153,6 +155,7 @@ func TestTrustedCertificateFilesTurnHSTSOn(t *testing.T) {
 }
 
 func TestInsecureHTTPServesPlainHTTPAndWarns(t *testing.T) {
+	t.Parallel()
 	var logs bytes.Buffer
 	n := startNode(t, func(c *Config) {
 		c.Domain = "erg.test"
@@ -184,6 +187,7 @@ func TestInsecureHTTPServesPlainHTTPAndWarns(t *testing.T) {
 }
 
 func TestTLSFlagsAreCheckedAtStart(t *testing.T) {
+	t.Parallel()
 	for name, tc := range map[string]Config{
 		"files on localhost":      {Domain: "localhost", TLS: TLSConfig{CertFile: "a", KeyFile: "b"}},
 		"files and insecure-http": {Domain: "erg.test", TLS: TLSConfig{CertFile: "a", KeyFile: "b", InsecureHTTP: true}},

@@ -204,6 +204,12 @@ func writeACME(dir string, st acmeState) error {
 
 func newACME(cfg Config, ca *ownCA) (*acmeSource, error) {
 	a := *cfg.ACME
+	if a.DirectoryRoots == nil {
+		a.DirectoryRoots = cfg.DirectoryRoots
+	}
+	if len(a.Resolvers) == 0 {
+		a.Resolvers = cfg.Resolvers
+	}
 	if a.Directory == "" {
 		a.Directory = lego.DirectoryURLLetsEncrypt
 	}

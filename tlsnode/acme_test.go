@@ -25,6 +25,7 @@ func TestACMEIssuesRenewsAndKeepsServingWhenRenewalFails(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs Pebble and bind9")
 	}
+	t.Parallel()
 	env := acmetest.Start(t, "example.test")
 	dir := t.TempDir()
 	acme := env.Config()
@@ -107,6 +108,7 @@ func TestACMEFirstOrderFailingServesTheOwnCAMeanwhile(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs Pebble and bind9")
 	}
+	t.Parallel()
 	env := acmetest.Start(t, "example.test")
 	acme := env.Config()
 	acme.Credentials["DNSUPDATE_TSIG_SECRET"] = "d3JvbmcgIHNlY3JldCB3cm9uZyBzZWNyZXQgd3Jvbmc=" // bind refuses the update

@@ -48,6 +48,12 @@ type Config struct {
 	// Roots decide whether a certificate is browser-trusted (which turns
 	// HSTS on); default the system's roots.
 	Roots *x509.CertPool
+	// DirectoryRoots verify an ACME directory's HTTPS when its ACMEConfig
+	// names none (tests: Pebble's); default the system's roots.
+	DirectoryRoots *x509.CertPool
+	// Resolvers are the DNS servers that ACME checks the challenge record
+	// on when its ACMEConfig names none.
+	Resolvers []string
 
 	Log *slog.Logger
 }
@@ -151,17 +157,20 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 // Status.
 func (m *Manager) Check(ctx context.Context) error {
 	m.mu.Lock()
-	cur := m.cert
+	cur, src := m.cert, m.src
 	m.mu.Unlock()
-	next, err := m.src.refresh(ctx, cur)
+	next, err := src.refresh(ctx, cur)
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if src != m.src {
+		return nil // switched meanwhile (UseACME); the next check is the new source's
+	}
 	if next != cur && next != nil {
 		// A new certificate, or (ACME before its first) a stand-in.
 		m.cert = next
 		leaf := next.Leaf
 		m.status.Names, m.status.NotAfter, m.status.Issuer = leaf.DNSNames, leaf.NotAfter, leaf.Issuer.CommonName
-		m.status.Trusted = m.src.trusted(next)
+		m.status.Trusted = src.trusted(next)
 		m.status.Renewed = time.Now()
 		m.log.Info("TLS certificate", "mode", m.mode, "names", leaf.DNSNames, "issuer", leaf.Issuer.CommonName,
 			"expires", leaf.NotAfter.Format(time.DateOnly), "browser-trusted", m.status.Trusted)
@@ -231,13 +240,72 @@ func (m *Manager) Status() Status {
 	return s
 }
 
-// CACertificate is the node's own CA certificate in DER, or nil when the
-// node has none.
+// CACertificate is the node's own CA certificate in DER while the
+// certificate served is one it issued; nil otherwise.
 func (m *Manager) CACertificate() []byte {
-	if m.ca == nil || m.mode != ModeCA {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.ca == nil || m.cert == nil || m.cert.Leaf.Issuer.String() != m.ca.cert.Subject.String() {
 		return nil
 	}
 	return m.ca.cert.Raw
+}
+
+// UseACME switches to ACME with cfg (from the Settings page): the settings
+// are saved, 0600, and the first order runs on Run's next turn, the
+// certificate served so far serving until it succeeds.
+func (m *Manager) UseACME(cfg ACMEConfig) error {
+	m.mu.Lock()
+	mode := m.mode
+	m.mu.Unlock()
+	if mode == ModeFiles {
+		return errors.New("the node serves the certificate files given with --tls-cert and --tls-key: restart it without them to use ACME")
+	}
+	if cfg.Provider == "" {
+		return errors.New("choose a DNS provider")
+	}
+	if err := SaveACME(m.cfg.Dir, cfg); err != nil {
+		return err
+	}
+	c := m.cfg
+	c.ACME = &cfg
+	a, err := newACME(c, m.ca)
+	if err != nil {
+		return err
+	}
+	m.mu.Lock()
+	m.mode, m.src = ModeACME, a
+	m.status.Mode, m.status.Detail, m.status.LastError = ModeACME, a.detail(), ""
+	m.mu.Unlock()
+	m.Kick()
+	return nil
+}
+
+// SavedACME is the ACME setup saved in the data dir, credentials and
+// all; nil if there is none.
+func (m *Manager) SavedACME() *ACMEConfig {
+	c, err := LoadACME(m.cfg.Dir)
+	if err != nil {
+		return nil
+	}
+	return c
+}
+
+// ACME is the ACME setup in use, without its credentials' values; nil
+// when the node does not use ACME.
+func (m *Manager) ACME() *ACMEConfig {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	a, ok := m.src.(*acmeSource)
+	if !ok {
+		return nil
+	}
+	c := a.cfg
+	c.Credentials = map[string]string{}
+	for k := range a.cfg.Credentials {
+		c.Credentials[k] = ""
+	}
+	return &c
 }
 
 // TLSConfig is the server configuration for the web port. Session tickets

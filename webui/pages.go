@@ -220,6 +220,7 @@ func (h *Handler) allPageRoutes() []pageRoute {
 		{"POST /settings/tokens/{id}/revoke", h.revokeToken, false},
 	}
 	routes = append(routes, h.friendPages()...)
+	routes = append(routes, h.tlsPages()...)
 	return append(routes, h.storePages()...)
 }
 

@@ -1,10 +1,13 @@
 package webui
 
 import (
+	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 
+	"erg"
 	"erg/tlsnode"
 )
 
@@ -93,6 +96,9 @@ func (h *Handler) caPage(w http.ResponseWriter, r *http.Request) {
 type tlsSettings struct {
 	Status    tlsnode.Status
 	Providers []string
+	Settings  map[string][]string // each provider's setting names
+	ACME      *tlsnode.ACMEConfig // saved, values blanked
+	Names     []string            // ACME's saved setting names
 	CAPage    string
 }
 
@@ -100,7 +106,16 @@ func (h *Handler) tlsSettings(a actor) *tlsSettings {
 	if h.certs == nil || !a.user.Owner {
 		return nil
 	}
-	s := &tlsSettings{Status: h.certs.Status(), Providers: tlsnode.ProviderNames()}
+	s := &tlsSettings{Status: h.certs.Status(), Providers: tlsnode.ProviderNames(), Settings: map[string][]string{}}
+	for name, p := range tlsnode.Providers {
+		s.Settings[name] = p.Settings
+	}
+	if s.ACME = h.certs.ACME(); s.ACME != nil {
+		for k := range s.ACME.Credentials {
+			s.Names = append(s.Names, k)
+		}
+		slices.Sort(s.Names)
+	}
 	if h.certs.CACertificate() != nil {
 		s.CAPage = "http://" + h.domain + caPath
 		if h.httpsPort != "" && h.httpsPort != "443" {
@@ -108,4 +123,73 @@ func (h *Handler) tlsSettings(a actor) *tlsSettings {
 		}
 	}
 	return s
+}
+
+// tlsPages are the owner's HTTPS settings: set up ACME, check now.
+func (h *Handler) tlsPages() []pageRoute {
+	return []pageRoute{
+		{"POST /settings/tls/acme", h.setACME, false},
+		{"POST /settings/tls/check", h.checkTLS, false},
+	}
+}
+
+func (h *Handler) tlsOwner(w http.ResponseWriter, r *http.Request, a actor) bool {
+	if h.certs == nil {
+		h.renderSettings(w, r, a, http.StatusConflict, nil, "", "This node serves plain HTTP: HTTPS needs a real --domain (and no --insecure-http).")
+		return false
+	}
+	if !a.user.Owner {
+		h.failPage(w, r, fmt.Errorf("%w: only the node's owner sets up its certificate", erg.ErrForbidden))
+		return false
+	}
+	return true
+}
+
+// setACME takes the provider, the account's address and the provider's
+// settings (NAME=VALUE lines) and switches the node to ACME. A setting
+// left empty keeps its saved value, so the page never has to show one.
+func (h *Handler) setACME(w http.ResponseWriter, r *http.Request, a actor) {
+	if !h.tlsOwner(w, r, a) {
+		return
+	}
+	cfg := tlsnode.ACMEConfig{
+		Provider:    strings.TrimSpace(r.PostFormValue("provider")),
+		Email:       strings.TrimSpace(r.PostFormValue("email")),
+		Directory:   strings.TrimSpace(r.PostFormValue("directory")),
+		Credentials: map[string]string{},
+	}
+	old := h.certs.SavedACME()
+	for line := range strings.Lines(r.PostFormValue("settings")) {
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		k, v = strings.TrimSpace(k), strings.TrimSpace(v)
+		if !ok || k == "" {
+			h.renderSettings(w, r, a, http.StatusBadRequest, nil, "", fmt.Sprintf("%q is not NAME=VALUE.", line))
+			return
+		}
+		if v == "" && old != nil && old.Provider == cfg.Provider {
+			v = old.Credentials[k]
+		}
+		cfg.Credentials[k] = v
+	}
+	if old != nil && old.Provider == cfg.Provider {
+		cfg.Resolvers = old.Resolvers
+	}
+	if err := h.certs.UseACME(cfg); err != nil {
+		h.renderSettings(w, r, a, http.StatusBadRequest, nil, "", err.Error())
+		return
+	}
+	h.log.Info("ACME set up on the Settings page", "provider", cfg.Provider, "by", a.user.Username)
+	h.renderSettings(w, r, a, http.StatusOK, nil, "Saved. The node is ordering its certificate now; this page shows how it went.", "")
+}
+
+func (h *Handler) checkTLS(w http.ResponseWriter, r *http.Request, a actor) {
+	if !h.tlsOwner(w, r, a) {
+		return
+	}
+	h.certs.Kick()
+	h.renderSettings(w, r, a, http.StatusOK, nil, "Checking the certificate now (renewing it if it is due); reload this page to see the result.", "")
 }

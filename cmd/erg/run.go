@@ -107,7 +107,7 @@ redirect to it. The certificate comes from, in order:
 	f.StringArrayVar(&acmeSettings, "acme-setting", nil, "NAME=VALUE setting of the DNS provider, as lego names them, e.g. CLOUDFLARE_DNS_API_TOKEN=... (repeatable)")
 	f.StringVar(&acme.Email, "acme-email", "", "contact address for the ACME account")
 	f.StringVar(&acme.Directory, "acme-directory", "", "ACME directory URL (default Let's Encrypt)")
-	f.StringArrayVar(&acme.Resolvers, "acme-resolver", nil, "DNS server (host:port) to check the challenge record on (repeatable; default the system's)")
+	f.StringArrayVar(&cfg.TLS.ACMEResolvers, "acme-resolver", nil, "DNS server (host:port) to check the challenge record on (repeatable; default the system's)")
 	f.BoolVar(&cfg.TLS.InsecureHTTP, "insecure-http", false, "serve plain HTTP on a real domain (behind your own TLS proxy)")
 	f.StringVar(&cfg.TLS.HTTPListen, "http-listen", "", "also answer plain HTTP here (e.g. :80) with the redirect to HTTPS")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log debug detail")
