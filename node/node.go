@@ -34,6 +34,7 @@ import (
 	"erg/sandbox"
 	"erg/shares"
 	"erg/store"
+	"erg/tlsforward"
 	"erg/tlsnode"
 	"erg/webui"
 )
@@ -126,7 +127,8 @@ type Node struct {
 	store   *store.Service   // what this node published and provides, and its installs from the store
 	friends *friends.Service // other nodes this one trusts, and connections to them
 
-	certs   *tlsnode.Manager // the web port's certificate; nil when it serves plain HTTP
+	certs   *tlsnode.Manager    // the web port's certificate; nil when it serves plain HTTP
+	forward *tlsforward.Service // remote access through friends (HTTPS only)
 	webLn   net.Listener
 	limits  *limitListener // webLn, counting connections
 	closers []io.Closer    // listeners under the servers' own (the HTTPS port's split)
@@ -303,15 +305,21 @@ func (n *Node) listen() error {
 		MaxWebsockets: max(n.cfg.MaxWebsockets, 0), BodyStall: max(n.cfg.ReadTimeout, 0), MinBodyRate: max(n.cfg.MinUploadRate, 0),
 		Certs: n.certs, HTTPSPort: port}
 	svc := webui.Services{Node: n, Accounts: n.accounts, Store: n.store, Friends: n.friends, Grains: n.grains, Shares: n.shares, Installer: n.installer, APITokens: n.tokens}
-	web := webui.NewHandler(svc, opts, webLog)
-	n.serve(sl, webui.APIHandler(svc, opts, webLog))
 	if n.certs == nil {
+		web := webui.NewHandler(svc, opts, webLog)
+		n.serve(sl, webui.APIHandler(svc, opts, webLog))
 		n.serve(n.webLn, web)
 		return nil
 	}
-	// One port for both: HTTPS, and plain HTTP redirected to it.
+	// One port for both: HTTPS, and plain HTTP redirected to it; TLS for
+	// friends' names goes on to them, unread.
 	split := tlsnode.NewSplit(n.webLn, 10*time.Second)
 	n.closers = append(n.closers, split)
+	n.forward = newForwarder(n.p2p.host.Libp2p(), n.friends, n.cfg, split.TLS.Put, n.webLn.Addr().String(), n.log)
+	split.Forward(n.cfg.Domain, tlsforward.PeekSNI, n.forward.Forward)
+	opts.Forward = n.forward
+	web := webui.NewHandler(svc, opts, webLog)
+	n.serve(sl, webui.APIHandler(svc, opts, webLog))
 	n.serve(tls.NewListener(split.TLS, n.certs.TLSConfig()), web)
 	n.serve(split.Plain, web.Redirector())
 	if addr := n.cfg.TLS.HTTPListen; addr != "" {
@@ -404,6 +412,9 @@ func (n *Node) Close() error {
 	n.serveWG.Wait()
 	for _, c := range n.closers {
 		c.Close()
+	}
+	if n.forward != nil {
+		n.forward.Close()
 	}
 	n.stopFed()
 	n.stopP2P()

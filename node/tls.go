@@ -4,11 +4,17 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"log/slog"
 	"net"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"erg/friends"
+	"erg/tlsforward"
 	"erg/tlsnode"
 )
 
@@ -28,6 +34,10 @@ type TLSConfig struct {
 	// to HTTPS and serves the page on trusting the node's own CA. The
 	// web port itself answers plain HTTP the same way.
 	HTTPListen string
+	// PublicAddr is host:port where friends' visitors reach this node's
+	// web port when it forwards for them (their DNS points there);
+	// default the listen address.
+	PublicAddr string
 	// ACMEResolvers are the DNS servers (host:port) ACME checks its
 	// challenge records on; default the system's.
 	ACMEResolvers []string
@@ -97,4 +107,25 @@ func webScheme(certs *tlsnode.Manager, ln net.Listener) (scheme, port string) {
 		port = ""
 	}
 	return scheme, port
+}
+
+// newForwarder is remote access through friends: this node forwards TLS
+// for friends who ask, and asks friends to forward for it.
+func newForwarder(h host.Host, fr *friends.Service, cfg Config, deliver func(net.Conn) bool, listen string, log *slog.Logger) *tlsforward.Service {
+	addr := cfg.TLS.PublicAddr
+	if addr == "" {
+		addr = listen
+	}
+	return tlsforward.New(tlsforward.Config{
+		Host: h, Domain: cfg.Domain, IsFriend: fr.IsFriend,
+		FriendName: func(p peer.ID) string {
+			if f, err := fr.ByPeer(context.Background(), p.String()); err == nil {
+				return f.Name
+			}
+			return p.String()
+		},
+		Deliver: deliver,
+		WebAddr: func() string { return addr },
+		Log:     log.With("subsystem", "tlsforward"),
+	})
 }

@@ -2,7 +2,9 @@ package tlsnode
 
 import (
 	"net"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -15,6 +17,22 @@ type Split struct {
 	ln          net.Listener
 	peekTimeout time.Duration
 	TLS, Plain  *ConnQueue
+	route       atomic.Pointer[router]
+}
+
+// router sends TLS connections for names outside the node's own domain
+// elsewhere (to a friend's node, unread).
+type router struct {
+	domain  string
+	peekSNI func(net.Conn) (string, net.Conn, error)
+	forward func(c net.Conn, sni string)
+}
+
+// Forward makes TLS connections whose SNI is not domain or a name under
+// it go to forward, which owns them from then on. peekSNI reads the
+// ClientHello and gives the connection back whole.
+func (s *Split) Forward(domain string, peekSNI func(net.Conn) (string, net.Conn, error), forward func(c net.Conn, sni string)) {
+	s.route.Store(&router{domain: strings.ToLower(domain), peekSNI: peekSNI, forward: forward})
 }
 
 // NewSplit starts sorting ln's connections. A client gets peekTimeout to
@@ -44,12 +62,26 @@ func (s *Split) sort(c net.Conn) {
 		c.Close()
 		return
 	}
-	c.SetReadDeadline(time.Time{})
-	pc := &PrefixConn{Conn: c, prefix: b[:]}
+	pc := net.Conn(&PrefixConn{Conn: c, prefix: b[:]})
 	q := s.Plain
 	if b[0] == 0x16 {
 		q = s.TLS
+		if r := s.route.Load(); r != nil {
+			sni, back, err := r.peekSNI(pc)
+			if err != nil {
+				c.Close()
+				return
+			}
+			pc = back
+			sni = strings.ToLower(strings.TrimSuffix(sni, "."))
+			if sni != "" && sni != r.domain && !strings.HasSuffix(sni, "."+r.domain) && net.ParseIP(sni) == nil {
+				c.SetReadDeadline(time.Time{})
+				r.forward(pc, sni)
+				return
+			}
+		}
 	}
+	c.SetReadDeadline(time.Time{})
 	if !q.Put(pc) {
 		c.Close()
 	}

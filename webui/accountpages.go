@@ -161,7 +161,7 @@ func (h *Handler) renderSettings(w http.ResponseWriter, r *http.Request, a actor
 		h.failPage(w, r, err)
 		return
 	}
-	h.render(w, r, code, "settings", pageData{Title: "Settings", Nav: "settings", Data: settingsData{Tokens: tokens, New: tok, TLS: h.tlsSettings(a)},
+	h.render(w, r, code, "settings", pageData{Title: "Settings", Nav: "settings", Data: settingsData{Tokens: tokens, New: tok, TLS: h.tlsSettings(r, a)},
 		Notice: notice, Error: errMsg})
 }
 

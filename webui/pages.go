@@ -221,6 +221,7 @@ func (h *Handler) allPageRoutes() []pageRoute {
 	}
 	routes = append(routes, h.friendPages()...)
 	routes = append(routes, h.tlsPages()...)
+	routes = append(routes, h.remotePages()...)
 	return append(routes, h.storePages()...)
 }
 

@@ -23,6 +23,7 @@ import (
 	"erg/install"
 	"erg/shares"
 	"erg/store"
+	"erg/tlsforward"
 	"erg/tlsnode"
 )
 
@@ -56,6 +57,8 @@ type Options struct {
 	// HTTPSPort is the port HTTPS is served on, where plain HTTP
 	// redirects to ("" or "443": the default).
 	HTTPSPort string
+	// Forward is remote access through friends, when HTTPS is on.
+	Forward *tlsforward.Service
 }
 
 // Handler serves the node's web port: each grain on its own origin
@@ -84,6 +87,7 @@ type Handler struct {
 	apiProxy   *httputil.ReverseProxy
 	certs      *tlsnode.Manager
 	httpsPort  string
+	forward    *tlsforward.Service
 }
 
 // NewHandler returns the handler for the node's web port.
@@ -98,7 +102,7 @@ func NewHandler(svc Services, opts Options, log *slog.Logger) *Handler {
 		b: svc.Node, acc: svc.Accounts, st: svc.Store, fr: svc.Friends, gr: svc.Grains, sh: svc.Shares, in: svc.Installer, log: log, domain: strings.ToLower(opts.Domain), maxUpload: opts.MaxUpload,
 		cop: http.NewCrossOriginProtection(), limiter: newLimiter(),
 		body: bodyGuard{stall: opts.BodyStall, rate: opts.MinBodyRate}, ws: newWSLimiter(opts.MaxWebsockets),
-		certs: opts.Certs, httpsPort: opts.HTTPSPort,
+		certs: opts.Certs, httpsPort: opts.HTTPSPort, forward: opts.Forward,
 	}
 	h.proxy = h.newGrainProxy()
 	h.tok, h.apiProxy = svc.APITokens, h.newAPIProxy()

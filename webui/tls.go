@@ -100,13 +100,14 @@ type tlsSettings struct {
 	ACME      *tlsnode.ACMEConfig // saved, values blanked
 	Names     []string            // ACME's saved setting names
 	CAPage    string
+	Remote    *remoteSettings
 }
 
-func (h *Handler) tlsSettings(a actor) *tlsSettings {
+func (h *Handler) tlsSettings(r *http.Request, a actor) *tlsSettings {
 	if h.certs == nil || !a.user.Owner {
 		return nil
 	}
-	s := &tlsSettings{Status: h.certs.Status(), Providers: tlsnode.ProviderNames(), Settings: map[string][]string{}}
+	s := &tlsSettings{Status: h.certs.Status(), Providers: tlsnode.ProviderNames(), Settings: map[string][]string{}, Remote: h.remoteSettings(r)}
 	for name, p := range tlsnode.Providers {
 		s.Settings[name] = p.Settings
 	}

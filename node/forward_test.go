@@ -1,0 +1,198 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"erg/tlsforward"
+)
+
+// throughFriend is a browser that trusts only n's CA and whose DNS points
+// every name at the friend's web port.
+func throughFriend(n *testNode, friendAddr string) *http.Client {
+	jar, _ := cookiejar.New(nil)
+	return &http.Client{
+		Jar: jar,
+		Transport: &http.Transport{
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, "tcp", friendAddr)
+			},
+			TLSClientConfig: &tls.Config{RootCAs: n.roots()},
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		Timeout:       30 * time.Second,
+	}
+}
+
+// keyBytes are the forms A's TLS private key could be found in: its
+// PKCS#8 DER and the bare scalar.
+func keyBytes(t *testing.T, n *testNode) [][]byte {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join(n.cfg.DataDir, tlsDir, "own.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := pem.Decode(data)
+	k, err := x509.ParsePKCS8PrivateKey(b.Bytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := k.(*ecdsa.PrivateKey).Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return [][]byte{b.Bytes, d, data}
+}
+
+// TestRemoteAccessThroughAFriendEndsTLSAtHome: bob's node forwards TLS for
+// alice's domain to her node over libp2p: a browser that trusts only
+// alice's CA, its DNS pointing at bob, signs in to alice's grain through
+// him with alice's certificate. Bob refuses names nobody asked for and a
+// second friend's claim on alice's name, stops when his owner says so,
+// and never has alice's key on disk.
+func TestRemoteAccessThroughAFriendEndsTLSAtHome(t *testing.T) {
+	t.Parallel()
+	a := startNode(t, func(c *Config) { c.Domain = "alice.test"; c.Name = "alice" })
+	b := startNode(t, func(c *Config) { c.Domain = "bob.test"; c.Owner = "bob"; c.Name = "bob" })
+	befriend(t, a, b)
+	ctx := context.Background()
+	bID, _ := peer.Decode(b.NodeID2())
+	asked, err := a.forward.Ask(ctx, bID)
+	if err != nil || asked.Addr != b.Addr() {
+		t.Fatalf("ask bob: %+v %v", asked, err)
+	}
+	if rs := b.forward.Routes(); len(rs) != 1 || rs[0].Domain != "alice.test" || rs[0].Friend != "alice" {
+		t.Fatalf("bob's routes: %+v", rs)
+	}
+
+	// A visitor through bob: alice's certificate, alice's pages.
+	c := throughFriend(a, b.Addr())
+	resp, err := c.Get("https://alice.test/login")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !resp.TLS.PeerCertificates[0].Equal(a.certs.Certificate().Leaf) {
+		t.Fatalf("alice's login page through bob: %d", resp.StatusCode)
+	}
+	if !strings.Contains(string(body), "Sign in") {
+		t.Fatalf("not alice's page: %.200s", body)
+	}
+	// A grain of alice's, signed in through bob.
+	g, err := a.grains.NewGrain(ctx, a.owner(), "echo", "E")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(g.URL)
+	resp, err = c.Get("https://" + u.Hostname() + u.RequestURI())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("grain login through bob: %d", resp.StatusCode)
+	}
+	resp, err = c.Get("https://" + u.Hostname() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "hello from echo") {
+		t.Fatalf("grain through bob: %d %.200s", resp.StatusCode, body)
+	}
+
+	// Bob's own names stay bob's; a name nobody asked for gets nothing.
+	if _, err := tls.Dial("tcp", b.Addr(), &tls.Config{ServerName: "bob.test", RootCAs: b.roots()}); err != nil {
+		t.Fatalf("bob's own HTTPS: %v", err)
+	}
+	if conn, err := tls.Dial("tcp", b.Addr(), &tls.Config{ServerName: "carol.test", InsecureSkipVerify: true}); err == nil {
+		conn.Close()
+		t.Fatal("a name nobody asked for was answered")
+	}
+	// Another friend of bob's cannot claim alice's name.
+	m := startNode(t, func(c *Config) { c.Domain = "mallory.test"; c.Owner = "mallory"; c.Name = "mallory" })
+	befriend(t, m, b)
+	if reply := rawAsk(t, m, bID, "alice.test"); !strings.Contains(reply, "another friend") {
+		t.Fatalf("mallory claims alice.test: %s", reply)
+	}
+	if reply := rawAsk(t, m, bID, "test"); !strings.Contains(reply, "not a domain") {
+		t.Fatalf("mallory claims a TLD: %s", reply)
+	}
+	if reply := rawAsk(t, m, bID, "g-x.bob.test"); !strings.Contains(reply, "overlaps") {
+		t.Fatalf("mallory claims bob's own names: %s", reply)
+	}
+
+	// The test button: through bob, the handshake ends at alice's node.
+	w := a.setUp(t)
+	if code, body := w.post("/settings/remote/test", url.Values{"friend": {"bob"}}); code != 200 || !strings.Contains(body, "Remote access works") {
+		t.Fatalf("test button: %d %.300s", code, body)
+	}
+	if _, body := w.get("/settings"); !strings.Contains(body, `data-testid="remote-ok"`) {
+		t.Fatal("settings do not show the passed test")
+	}
+
+	// Bob's disk never holds alice's key.
+	secrets := keyBytes(t, a)
+	filepath.WalkDir(b.cfg.DataDir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return nil
+		}
+		data, _ := os.ReadFile(p)
+		for _, s := range secrets {
+			if bytes.Contains(data, s) {
+				t.Errorf("alice's key is in bob's %s", p)
+			}
+		}
+		return nil
+	})
+
+	// Bob's owner stops forwarding: new connections and alice's asks are
+	// refused.
+	if !b.forward.Stop("alice.test") {
+		t.Fatal("stop")
+	}
+	if conn, err := tls.Dial("tcp", b.Addr(), &tls.Config{ServerName: "alice.test", RootCAs: a.roots()}); err == nil {
+		conn.Close()
+		t.Fatal("forwarded after stop")
+	}
+	if _, err := a.forward.Ask(ctx, bID); err == nil || !strings.Contains(err.Error(), "stopped") {
+		t.Fatalf("alice asks again after stop: %v", err)
+	}
+}
+
+// NodeID2 is the node's libp2p peer id.
+func (n *testNode) NodeID2() string { return n.p2p.host.ID().String() }
+
+// rawAsk asks to is forwarded domain as a node lying about its domain
+// would, and returns the answer.
+func rawAsk(t *testing.T, from *testNode, to peer.ID, domain string) string {
+	t.Helper()
+	st, err := from.p2p.host.Libp2p().NewStream(context.Background(), to, tlsforward.AskProtocol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	fmt.Fprintf(st, "{\"domain\": %q}\n", domain)
+	reply, _ := io.ReadAll(io.LimitReader(st, 4096))
+	return string(reply)
+}
