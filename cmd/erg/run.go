@@ -109,6 +109,7 @@ redirect to it. The certificate comes from, in order:
 	f.StringVar(&acme.Directory, "acme-directory", "", "ACME directory URL (default Let's Encrypt)")
 	f.StringArrayVar(&cfg.TLS.ACMEResolvers, "acme-resolver", nil, "DNS server (host:port) to check the challenge record on (repeatable; default the system's)")
 	f.BoolVar(&cfg.TLS.InsecureHTTP, "insecure-http", false, "serve plain HTTP on a real domain (behind your own TLS proxy)")
+	f.StringVar(&cfg.TLS.PublicAddr, "public-addr", "", "host:port where friends' visitors reach this web port when it forwards HTTPS for them (default --listen)")
 	f.StringVar(&cfg.TLS.HTTPListen, "http-listen", "", "also answer plain HTTP here (e.g. :80) with the redirect to HTTPS")
 	f.BoolVarP(&verbose, "verbose", "v", false, "log debug detail")
 	return cmd
