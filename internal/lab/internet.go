@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -35,13 +36,15 @@ type Home struct {
 //	nat-a: masquerade, endpoint-independent mapping (hole punching works)
 //	nat-b: masquerade fully-random, a new port per connection (hard NAT)
 //	nat-c: masquerade and miniupnpd, answering UPnP IGD and NAT-PMP
+//	nat-d: masquerade like nat-a, so that two homes behind easy NATs
+//	       and without port mapping show hole punching (A and D)
 //
 // The routers filter as home routers do: from the internet, only replies
 // to what the LAN sent (and, on nat-c, what miniupnpd mapped) get in.
 type Internet struct {
 	*Lab
 	Inet, R, Stranger *NS
-	A, B, C           Home
+	A, B, C, D        Home
 	miniupnpd         *Proc
 	upnpConf          string
 }
@@ -73,8 +76,8 @@ func NewInternet(t testing.TB) *Internet {
 		l.Link(in.Inet, port, "", h.ns, "eth0", h.addr+"/24")
 		ports = append(ports, port)
 	}
-	homes := []*Home{&in.A, &in.B, &in.C}
-	kinds := []string{"easy", "hard", "upnp"}
+	homes := []*Home{&in.A, &in.B, &in.C, &in.D}
+	kinds := []string{"easy", "hard", "upnp", "easy"}
 	for i, h := range homes {
 		letter := string(rune('a' + i))
 		h.Kind = kinds[i]
@@ -98,8 +101,8 @@ func NewInternet(t testing.TB) *Internet {
 	return in
 }
 
-// Homes are the three homes, a, b and c.
-func (in *Internet) Homes() []Home { return []Home{in.A, in.B, in.C} }
+// Homes are the homes, a to d.
+func (in *Internet) Homes() []Home { return []Home{in.A, in.B, in.C, in.D} }
 
 // natRules is a home router's ruleset. The upnp one has the chains
 // miniupnpd fills with its mappings.
@@ -118,7 +121,17 @@ func natRules(kind string) string {
 	chain prerouting_miniupnpd {}
 	chain postrouting_miniupnpd {}`
 	}
+	// The input chain drops what the internet sends the router unasked,
+	// silently, as home routers do: a refusal (a TCP reset, an ICMP port
+	// unreachable) would end a hole punch's first packets, and the
+	// conntrack entry such a packet leaves would make the router map the
+	// home's answering packets to another port.
 	return fmt.Sprintf(`table inet erglab {
+	chain input {
+		type filter hook input priority filter; policy accept;
+		iifname "wan" ct state established,related accept
+		iifname "wan" drop
+	}
 	chain forward {
 		type filter hook forward priority filter; policy drop;
 		ct state established,related accept
@@ -178,6 +191,22 @@ func (in *Internet) RestartRouters() {
 		h.Router.Must("conntrack", "-F")
 	}
 	in.startMiniupnpd()
+}
+
+// Direct tells whether the router's NAT table holds a flow with the
+// other home's router that was answered (no [UNREPLIED]): where the
+// packets of a direct connection between the two homes go. A relayed
+// connection has flows with the relay only; a failed hole punch leaves
+// only unanswered ones.
+func (h Home) Direct(other Home) bool {
+	for _, proto := range []string{"tcp", "udp"} {
+		for _, line := range strings.Split(h.Conntrack(proto), "\n") {
+			if strings.Contains(line, "="+other.WAN+" ") && !strings.Contains(line, "UNREPLIED") {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Conntrack lists a router's NAT table entries for a protocol ("tcp" or
