@@ -191,6 +191,52 @@ type GrainTokenRequest struct {
 	ExpiresIn int64 `json:"expiresIn,omitempty"`
 }
 
+// PowerboxQuery is what a grain asks the powerbox for: a grain of one app
+// (by id or name), or a grain whose app offers an API (its manifest's
+// "offers"). Permissions, if set, are what the grain needs: a grain the
+// user holds with fewer is not offered.
+type PowerboxQuery struct {
+	App         string   `json:"app,omitempty"`
+	API         string   `json:"api,omitempty"`
+	Permissions []string `json:"permissions,omitempty"`
+}
+
+// PowerboxOption is a grain the user may pick for a powerbox request,
+// with the roles they may grant: their own and those with fewer
+// permissions.
+type PowerboxOption struct {
+	GrainID string `json:"grainId"`
+	Title   string `json:"title"`
+	AppName string `json:"appName"`
+	Owner   string `json:"owner,omitempty"`
+	From    string `json:"from,omitempty"` // the friend's node a friend's grain lives on
+	Roles   []Role `json:"roles"`
+}
+
+// PowerboxPick is the user's answer to a powerbox request.
+type PowerboxPick struct {
+	Target string `json:"target"`
+	Role   string `json:"role"`
+	Label  string `json:"label,omitempty"`
+}
+
+// Grant is a durable connection from one grain to another that a user
+// granted through the powerbox: the requesting grain reaches the target,
+// through its bridge, with the role, as that user. Token is set only when
+// the grant is claimed: it is the secret the grain's server keeps.
+type Grant struct {
+	ID             string    `json:"id"`
+	Requester      string    `json:"requester"`
+	RequesterTitle string    `json:"requesterTitle,omitempty"`
+	Target         string    `json:"target"`
+	TargetTitle    string    `json:"targetTitle,omitempty"`
+	Role           string    `json:"role"`
+	Label          string    `json:"label,omitempty"`
+	User           string    `json:"user"` // who granted it
+	Created        time.Time `json:"created"`
+	Token          string    `json:"token,omitempty"`
+}
+
 // Viewer is who is asking, as the grain will be told.
 type Viewer struct {
 	UserID      string // stable per user and grain; empty for anonymous users

@@ -40,6 +40,10 @@ type Manifest struct {
 	// node's API origin for /x reaches the app at APIPath + "x". Empty:
 	// the app offers no API, and the node makes no API tokens for it.
 	APIPath string `json:"apiPath,omitempty"`
+	// Offers names the APIs the app serves at APIPath, such as
+	// "erg.todo/v1", so that another grain can ask the powerbox for "a
+	// grain whose app offers" one.
+	Offers []string `json:"offers,omitempty"`
 	// Include lists absolute host paths the packer copies into the tree at
 	// the same place (with the shared libraries of any ELF binary among
 	// them), for native apps built around a program already on the host.
@@ -75,6 +79,7 @@ const maxCPUPercent = 102400
 var (
 	appIDRe = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9._-]{0,127}$`)
 	nameRe  = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,31}$`)
+	offerRe = regexp.MustCompile(`^[a-z0-9][a-z0-9./_-]{0,63}$`)
 )
 
 // ParseManifest decodes and validates a manifest. Unknown fields are errors,
@@ -139,6 +144,14 @@ func (m *Manifest) Validate() error {
 		return bad("icon", "must be a relative path inside the package, without '..'")
 	case m.APIPath != "" && !isAPIPath(m.APIPath):
 		return bad("apiPath", "must be a clean absolute path that ends in '/', such as \"/\" or \"/dav/\"")
+	}
+	for i, o := range m.Offers {
+		if !offerRe.MatchString(o) {
+			return bad(fmt.Sprintf("offers[%d]", i), "must be 1-64 lowercase letters, digits, '.', '/', '_' or '-'")
+		}
+		if m.APIPath == "" {
+			return bad("offers", "an app that offers an API must say where it serves it (apiPath)")
+		}
 	}
 	for i, p := range m.Include {
 		if !strings.HasPrefix(p, "/") || path.Clean(p) != p || p == "/" {

@@ -64,6 +64,8 @@ func TestManifestErrorsNameTheField(t *testing.T) {
 		{"api path escapes", strings.Replace(valid, `"port":80`, `"port":80,"apiPath":"/a/../b/"`, 1), `"apiPath"`},
 		{"api path query", strings.Replace(valid, `"port":80`, `"port":80,"apiPath":"/a?x=/"`, 1), `"apiPath"`},
 		{"api path encoded", strings.Replace(valid, `"port":80`, `"port":80,"apiPath":"/%2e%2e/"`, 1), `"apiPath"`},
+		{"bad offer", strings.Replace(valid, `"port":80`, `"port":80,"apiPath":"/","offers":["Files!"]`, 1), `"offers[0]"`},
+		{"offer without api", strings.Replace(valid, `"port":80`, `"port":80,"offers":["erg.files/v1"]`, 1), `"offers"`},
 		{"missing fields", `{"id":"a"}`, `"name"`},
 		{"null", `null`, `"id"`},
 	}

@@ -221,6 +221,33 @@ var migrations = []string{
 		grain_id TEXT PRIMARY KEY REFERENCES grains(id) ON DELETE CASCADE,
 		cpu_percent INTEGER
 	);`,
+	// The powerbox (package powerbox): claims are the single-use tokens the
+	// shell hands a grain's frame for a grain the user picked; grants are
+	// what a grain's server claimed them for, which it uses through the
+	// bridge. A target is a grain of this node's or a friend's grain
+	// served here (remote_grains), so it has no foreign key: a grant to a
+	// grain that is gone stops working and is deleted.
+	`CREATE TABLE powerbox_claims (
+		hash TEXT PRIMARY KEY,
+		requester TEXT NOT NULL REFERENCES grains(id) ON DELETE CASCADE,
+		user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+		target TEXT NOT NULL,
+		role TEXT NOT NULL,
+		label TEXT NOT NULL DEFAULT '',
+		expires_at INTEGER NOT NULL
+	);
+	CREATE TABLE powerbox_grants (
+		id TEXT PRIMARY KEY,
+		hash TEXT NOT NULL UNIQUE,
+		requester TEXT NOT NULL REFERENCES grains(id) ON DELETE CASCADE,
+		user_id TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+		target TEXT NOT NULL,
+		role TEXT NOT NULL,
+		label TEXT NOT NULL DEFAULT '',
+		created_at INTEGER NOT NULL
+	);
+	CREATE INDEX powerbox_grants_requester ON powerbox_grants (requester);
+	CREATE INDEX powerbox_grants_target ON powerbox_grants (target);`,
 }
 
 // Migrations returns the schema migrations in the order they apply; the

@@ -44,6 +44,9 @@ type Config struct {
 	// CPUPercent is the CPU ceiling of grains whose app sets none, in
 	// percent of one core; 0 means none.
 	CPUPercent int
+	// Bridge, if set, serves a grain's bridge (package powerbox) on the
+	// listeners its sandbox opens on its loopback (bridge.go).
+	Bridge func(grainID string) http.Handler
 }
 
 // Service is the node's grains.
@@ -259,6 +262,10 @@ func (s *Service) RunSpec(id string) (RunSpec, error) {
 	}
 	rs.UID = g.uid
 	rs.Port = m.Port
+	if s.cfg.Bridge != nil && m.Port != BridgePort {
+		rs.Bridge = BridgePort
+		rs.Env = append(rs.Env, bridgeEnv...)
+	}
 	return rs, nil
 }
 

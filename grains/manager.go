@@ -39,6 +39,8 @@ type grainHost interface {
 	startSpec(id string) (RunSpec, error)
 	// touchGrain records that a grain ran, for its "last used" time.
 	touchGrain(id string, t time.Time)
+	// bridge serves a started grain's bridge, if it has one (bridge.go).
+	bridge(id string, sb *sandbox.Sandbox)
 	// treeReleased is told the root of every grain sandbox whose start
 	// was asked of startSpec once that sandbox is gone (or never
 	// started).
@@ -207,6 +209,7 @@ func (m *manager) start(id string, out *ringLog) (*grainRun, error) {
 	m.starts.Add(1)
 	m.log.Info("grain started", "grain", id, "took", time.Since(t0).Round(time.Microsecond), "pid", sb.Pid())
 	m.host.touchGrain(id, time.Now())
+	m.host.bridge(id, sb)
 	port := spec.Port
 	return &grainRun{
 		sb:   sb,

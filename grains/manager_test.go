@@ -23,6 +23,8 @@ type fakeHost struct {
 
 func (h *fakeHost) startSpec(id string) (RunSpec, error) { return h.spec(id) }
 
+func (h *fakeHost) bridge(string, *sandbox.Sandbox) {}
+
 func (h *fakeHost) touchGrain(id string, _ time.Time) {
 	h.mu.Lock()
 	h.touched = append(h.touched, id)

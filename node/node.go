@@ -31,6 +31,7 @@ import (
 	"erg/friends"
 	"erg/grains"
 	"erg/install"
+	"erg/powerbox"
 	"erg/sandbox"
 	"erg/shares"
 	"erg/store"
@@ -112,6 +113,7 @@ type Node struct {
 	grains  *grains.Service    // grains, their sandboxes, sessions and backups
 	shares  *shares.Service    // sharing links and the shares users hold
 	tokens  *apitokens.Service // grains' API tokens, for the API origin
+	pbox    *powerbox.Service  // grants between grains, and their bridges
 	started time.Time
 	lock    *os.File
 
@@ -213,6 +215,7 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 		Usernames:   n.usernames,
 		Origin:      n.grainOrigin,
 		CPUPercent:  cfg.GrainCPUPercent,
+		Bridge:      func(id string) http.Handler { return n.pbox.Bridge(id) },
 	}); err != nil {
 		return nil, err
 	}
@@ -242,6 +245,7 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 			return webui.APIOrigin(scheme, n.cfg.Domain, port)
 		},
 	})
+	n.pbox = n.newPowerbox()
 	if cfg.AppsDir != "" {
 		if err := n.installer.InstallDir(ctx, cfg.AppsDir); err != nil {
 			return nil, err
@@ -304,7 +308,7 @@ func (n *Node) listen() error {
 	opts := webui.Options{Domain: n.cfg.Domain, MaxUpload: n.cfg.MaxUpload,
 		MaxWebsockets: max(n.cfg.MaxWebsockets, 0), BodyStall: max(n.cfg.ReadTimeout, 0), MinBodyRate: max(n.cfg.MinUploadRate, 0),
 		Certs: n.certs, HTTPSPort: port}
-	svc := webui.Services{Node: n, Accounts: n.accounts, Store: n.store, Friends: n.friends, Grains: n.grains, Shares: n.shares, Installer: n.installer, APITokens: n.tokens}
+	svc := webui.Services{Node: n, Accounts: n.accounts, Store: n.store, Friends: n.friends, Grains: n.grains, Shares: n.shares, Installer: n.installer, APITokens: n.tokens, Powerbox: n.pbox}
 	if n.certs == nil {
 		web := webui.NewHandler(svc, opts, webLog)
 		n.serve(sl, webui.APIHandler(svc, opts, webLog))
@@ -420,6 +424,9 @@ func (n *Node) Close() error {
 	n.stopP2P()
 	if n.grains != nil {
 		n.grains.Close()
+	}
+	if n.pbox != nil {
+		n.pbox.Close()
 	}
 	n.bg.Wait()
 	if n.sharing != nil {

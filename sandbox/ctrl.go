@@ -55,6 +55,7 @@ type initConfig struct {
 	Env        []string
 	HostRO     []string // development root: see dev.go
 	Trace      bool     // send the host a seccomp listener ('T'): see trace.go
+	Bridge     uint16   // open the bridge's listeners ('B'), TCP on this port: see bridge.go
 }
 
 func dialMsg(id uint32, port uint16) []byte {

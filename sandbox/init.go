@@ -77,6 +77,9 @@ func runInit() {
 	if err := setupLimits(c); err != nil {
 		initFail(err)
 	}
+	if err := startBridge(c); err != nil {
+		initFail(err)
+	}
 	terms := make(chan os.Signal, 1)
 	signal.Notify(terms, syscall.SIGTERM, syscall.SIGINT)
 	if c.Trace {

@@ -288,6 +288,9 @@ type Spec struct {
 	// checks or reads a link of (see trace.go). Calls come one at a time,
 	// from one goroutine, and all of them before Done is closed.
 	Trace func(path string)
+	// Bridge, if not 0, has the init open the bridge's listeners (see
+	// bridge.go): TCP on 127.0.0.1:Bridge inside, and BridgeSocket.
+	Bridge uint16
 }
 
 func (r *Runner) checkSpec(spec *Spec) error {
@@ -491,6 +494,7 @@ func (s *Sandbox) run(ctx context.Context, spec Spec, limits Limits) error {
 		Stderr:     spec.Stderr != nil,
 		HostRO:     spec.HostRO,
 		Trace:      spec.Trace != nil,
+		Bridge:     spec.Bridge,
 	}
 	s.setTrace(spec.Trace)
 	if cfg.BecomeRoot {

@@ -64,6 +64,7 @@ type Sandbox struct {
 	reaped   bool  // the init is gone: a zygote can no longer be adopted
 	err      error // set before done is closed
 	cleanErr error
+	bridge   *Bridge // from the init's 'B' (bridge.go)
 
 	stopOnce sync.Once
 
@@ -223,6 +224,9 @@ func (s *Sandbox) readLoop() {
 func (s *Sandbox) handle(b []byte, fds []int) error {
 	if len(b) == 1 && b[0] == msgTrace {
 		return s.startTracer(fds)
+	}
+	if len(b) == 1 && b[0] == msgBridge {
+		return s.takeBridge(fds) // bridge.go
 	}
 	m, err := parseInitMsg(b)
 	if err != nil {

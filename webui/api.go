@@ -17,6 +17,7 @@ import (
 	"erg/friends"
 	"erg/grains"
 	"erg/install"
+	"erg/powerbox"
 	"erg/shares"
 	"erg/store"
 )
@@ -37,6 +38,7 @@ type api struct {
 	gr        *grains.Service
 	sh        *shares.Service
 	tok       *apitokens.Service
+	pb        *powerbox.Service
 	in        *install.Installer
 	log       *slog.Logger
 	maxUpload int64
@@ -71,6 +73,10 @@ func (a *api) routes() *http.ServeMux {
 		{"GET /api/grains/{id}/tokens", a.grainTokens},
 		{"POST /api/grains/{id}/tokens", a.newGrainToken},
 		{"DELETE /api/grain-tokens/{id}", a.revokeGrainToken},
+		{"POST /api/grains/{id}/powerbox/options", a.powerboxOptions},
+		{"POST /api/grains/{id}/powerbox/pick", a.powerboxPick},
+		{"GET /api/grains/{id}/grants", a.grants},
+		{"DELETE /api/grants/{id}", a.revokeGrant},
 		{"GET /api/users", a.users},
 		{"DELETE /api/users/{name}", a.removeUser},
 		{"GET /api/invites", a.invites},
@@ -120,7 +126,7 @@ func (a *api) guard(forOwner bool, h http.HandlerFunc) http.HandlerFunc {
 // APIHandler serves the JSON API on the control socket. Whoever can reach
 // the socket (the data dir's owner-only unix socket) is the node's owner.
 func APIHandler(svc Services, opts Options, log *slog.Logger) http.Handler {
-	a := &api{b: svc.Node, acc: svc.Accounts, st: svc.Store, fr: svc.Friends, gr: svc.Grains, sh: svc.Shares, tok: svc.APITokens, in: svc.Installer, log: log, maxUpload: opts.MaxUpload, body: bodyGuard{stall: opts.BodyStall, rate: opts.MinBodyRate}}
+	a := &api{b: svc.Node, acc: svc.Accounts, st: svc.Store, fr: svc.Friends, gr: svc.Grains, sh: svc.Shares, tok: svc.APITokens, pb: svc.Powerbox, in: svc.Installer, log: log, maxUpload: opts.MaxUpload, body: bodyGuard{stall: opts.BodyStall, rate: opts.MinBodyRate}}
 	if a.maxUpload <= 0 {
 		a.maxUpload = 1 << 30
 	}
@@ -139,7 +145,7 @@ func APIHandler(svc Services, opts Options, log *slog.Logger) http.Handler {
 // `erg token new`) or a web session with its CSRF token in the
 // X-CSRF-Token header for anything that changes state.
 func (h *Handler) httpAPI() http.Handler {
-	a := &api{b: h.b, acc: h.acc, st: h.st, fr: h.fr, gr: h.gr, sh: h.sh, tok: h.tok, in: h.in, log: h.log, maxUpload: h.maxUpload, body: h.body}
+	a := &api{b: h.b, acc: h.acc, st: h.st, fr: h.fr, gr: h.gr, sh: h.sh, tok: h.tok, pb: h.pb, in: h.in, log: h.log, maxUpload: h.maxUpload, body: h.body}
 	mux := a.routes()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")

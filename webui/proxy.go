@@ -21,6 +21,7 @@ import (
 	"erg/friends"
 	"erg/grains"
 	"erg/install"
+	"erg/powerbox"
 	"erg/shares"
 	"erg/store"
 	"erg/tlsforward"
@@ -84,6 +85,7 @@ type Handler struct {
 	updates    *updateCache
 	proxy      *httputil.ReverseProxy
 	tok        *apitokens.Service
+	pb         *powerbox.Service
 	apiProxy   *httputil.ReverseProxy
 	certs      *tlsnode.Manager
 	httpsPort  string
@@ -105,7 +107,7 @@ func NewHandler(svc Services, opts Options, log *slog.Logger) *Handler {
 		certs: opts.Certs, httpsPort: opts.HTTPSPort, forward: opts.Forward,
 	}
 	h.proxy = h.newGrainProxy()
-	h.tok, h.apiProxy = svc.APITokens, h.newAPIProxy()
+	h.tok, h.apiProxy, h.pb = svc.APITokens, h.newAPIProxy(), svc.Powerbox
 	h.pages = newPages()
 	h.pageRoutes = h.allPageRoutes()
 	h.shell = h.shellRoutes()

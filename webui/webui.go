@@ -16,6 +16,7 @@ import (
 	"erg/friends"
 	"erg/grains"
 	"erg/install"
+	"erg/powerbox"
 	"erg/shares"
 	"erg/store"
 )
@@ -31,6 +32,7 @@ type Services struct {
 	Shares    *shares.Service
 	Installer *install.Installer
 	APITokens *apitokens.Service // grains' API tokens; nil: the API origin serves nothing
+	Powerbox  *powerbox.Service  // grants between grains; nil: no powerbox
 }
 
 // Backend is what spans the features, which only the node can answer: its

@@ -6,9 +6,11 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 
 	"github.com/coder/websocket"
 )
@@ -45,6 +47,37 @@ func main() {
 			return
 		}
 		w.Write(data)
+	})
+	mux.HandleFunc("/bridge", func(w http.ResponseWriter, r *http.Request) {
+		// Calls the node's bridge as an app's server would:
+		// /bridge?method=POST&path=/_erg/claim&auth=TOKEN&body=…
+		q := r.URL.Query()
+		method := q.Get("method")
+		if method == "" {
+			method = "GET"
+		}
+		base := os.Getenv("ERG_BRIDGE_URL")
+		if base == "" {
+			http.Error(w, "no ERG_BRIDGE_URL", 500)
+			return
+		}
+		req, err := http.NewRequestWithContext(r.Context(), method, base+q.Get("path"), strings.NewReader(q.Get("body")))
+		if err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		if a := q.Get("auth"); a != "" {
+			req.Header.Set("Authorization", "Bearer "+a)
+		}
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			http.Error(w, "bridge: "+err.Error(), 502)
+			return
+		}
+		defer resp.Body.Close()
+		w.Header().Set("X-Bridge-Status", strconv.Itoa(resp.StatusCode))
+		io.Copy(w, resp.Body)
 	})
 	mux.HandleFunc("/ws", func(w http.ResponseWriter, r *http.Request) {
 		c, err := websocket.Accept(w, r, nil)

@@ -1,0 +1,61 @@
+package webui
+
+import (
+	"fmt"
+	"net/http"
+
+	"erg"
+)
+
+// The powerbox in the JSON API: the shell asks what a grain's request
+// matches, and records the user's pick, which gives the frame its claim.
+// The claim's use is the bridge's (package powerbox), not the web port's.
+
+func (a *api) noPowerbox(w http.ResponseWriter) bool {
+	if a.pb == nil {
+		writeError(w, fmt.Errorf("%w: this node has no powerbox", erg.ErrNotFound))
+		return true
+	}
+	return false
+}
+
+func (a *api) powerboxOptions(w http.ResponseWriter, r *http.Request, who erg.User) {
+	if a.noPowerbox(w) {
+		return
+	}
+	var q erg.PowerboxQuery
+	if err := decodeBody(w, r, &q); err != nil {
+		writeError(w, err)
+		return
+	}
+	opts, err := a.pb.Options(r.Context(), who, r.PathValue("id"), q)
+	reply(w, opts, err)
+}
+
+func (a *api) powerboxPick(w http.ResponseWriter, r *http.Request, who erg.User) {
+	if a.noPowerbox(w) {
+		return
+	}
+	var p erg.PowerboxPick
+	if err := decodeBody(w, r, &p); err != nil {
+		writeError(w, err)
+		return
+	}
+	claim, err := a.pb.Pick(r.Context(), who, r.PathValue("id"), p)
+	reply(w, map[string]string{"claim": claim}, err)
+}
+
+func (a *api) grants(w http.ResponseWriter, r *http.Request, who erg.User) {
+	if a.noPowerbox(w) {
+		return
+	}
+	gs, err := a.pb.List(r.Context(), who, r.PathValue("id"))
+	reply(w, gs, err)
+}
+
+func (a *api) revokeGrant(w http.ResponseWriter, r *http.Request, who erg.User) {
+	if a.noPowerbox(w) {
+		return
+	}
+	reply(w, struct{}{}, a.pb.Revoke(r.Context(), who, r.PathValue("id")))
+}
