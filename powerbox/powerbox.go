@@ -89,8 +89,9 @@ type Service struct {
 	live     map[string]*liveGrant // grants with requests open, by id
 	limiters map[string]*rate.Limiter
 
-	stop chan struct{}
-	done chan struct{}
+	stop     chan struct{}
+	done     chan struct{}
+	stopOnce sync.Once
 }
 
 type liveGrant struct {
@@ -116,9 +117,9 @@ func New(cfg Config) *Service {
 	return s
 }
 
-// Close stops checking open grants.
+// Close stops checking open grants; closing twice is fine.
 func (s *Service) Close() {
-	close(s.stop)
+	s.stopOnce.Do(func() { close(s.stop) })
 	<-s.done
 }
 
