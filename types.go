@@ -99,6 +99,7 @@ type App struct {
 	OwnerRole      string   `json:"ownerRole,omitempty"`
 	HasIcon        bool     `json:"hasIcon,omitempty"`
 	APIPath        string   `json:"apiPath,omitempty"` // where it serves its API; "": it has none
+	Offers         []string `json:"offers,omitempty"`  // the APIs it serves there
 	Grains         int      `json:"grains"`            // grains of this app on the node, anyone's
 }
 

@@ -18,7 +18,7 @@ import (
 // Describe is an installed app as the API shows it.
 func Describe(m *apppkg.Manifest) erg.App {
 	a := erg.App{ID: m.ID, Name: m.Name, Version: m.Version, DisplayVersion: m.DisplayVersion, Description: m.Description,
-		OwnerRole: m.OwnerRole, HasIcon: m.Icon != "", APIPath: m.APIPath}
+		OwnerRole: m.OwnerRole, HasIcon: m.Icon != "", APIPath: m.APIPath, Offers: m.Offers}
 	for _, act := range m.Actions {
 		a.Actions = append(a.Actions, act.Title)
 	}

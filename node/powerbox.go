@@ -70,6 +70,15 @@ func (n *Node) powerboxTarget(ctx context.Context, g erg.Grain) (powerbox.Target
 			t.Permissions = strings.Split(perms, ",")
 		}
 		t.Roles = []erg.Role{{Name: g.Role, Permissions: t.Permissions}}
+		// A friend's node tells the app's name, not what it offers: an app
+		// of that name here stands in for it.
+		if apps, err := n.installer.Apps(ctx); err == nil {
+			for _, a := range apps {
+				if a.Name == g.AppName {
+					t.Offers = a.Offers
+				}
+			}
+		}
 		return t, true
 	}
 	info, err := n.grains.Lookup(g.ID)

@@ -26,6 +26,9 @@ type shellData struct {
 	Tokens    []erg.GrainToken // the grain's API tokens, if its app has an API
 	NewToken  *erg.GrainToken
 	APIOrigin string
+	// Grants are the grain's powerbox connections, both ways.
+	Grants          []erg.Grant
+	ConnectionsOpen bool
 }
 
 func (h *Handler) openShare(w http.ResponseWriter, r *http.Request) {
@@ -68,7 +71,7 @@ func (h *Handler) appOf(r *http.Request, id string) (erg.App, error) {
 }
 
 func (h *Handler) shellPage(w http.ResponseWriter, r *http.Request, a actor) {
-	h.renderShell(w, r, a, r.PathValue("id"), shellData{ShareOpen: r.URL.Query().Get("share") != ""})
+	h.renderShell(w, r, a, r.PathValue("id"), shellData{ShareOpen: r.URL.Query().Get("share") != "", ConnectionsOpen: r.URL.Query().Get("connections") != ""})
 }
 
 // renderShell shows a grain's shell page; d says what the share dialog
@@ -83,6 +86,12 @@ func (h *Handler) renderShell(w http.ResponseWriter, r *http.Request, a actor, i
 	d.Grain, d.FrameURL, d.APIOrigin = g, g.URL, h.apiOrigin(r)
 	d.ShareOpen = d.ShareOpen || d.NewShare != nil || d.NewToken != nil || d.ShareErr != ""
 	d.App, _ = h.appOf(r, g.AppID)
+	if h.pb != nil {
+		if d.Grants, err = h.pb.List(ctx, a.user, id); err != nil {
+			h.failPage(w, r, err)
+			return
+		}
+	}
 	if g.Mine {
 		if d.Shares, err = h.sh.List(ctx, a.user, id); err != nil {
 			h.failPage(w, r, err)

@@ -203,6 +203,7 @@ func (h *Handler) allPageRoutes() []pageRoute {
 		{"POST /shares/{id}/revoke", h.revokeShare, false},
 		{"POST /grains/{id}/tokens", h.newGrainToken, false},
 		{"POST /grain-tokens/{id}/revoke", h.revokeGrainToken, false},
+		{"POST /grants/{id}/revoke", h.revokeGrant, false},
 		{"GET /apps", h.appsPage, false},
 		{"POST /apps", h.installApp, true},
 		{"POST /apps/{id}/remove", h.removeApp, false},

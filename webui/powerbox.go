@@ -11,6 +11,24 @@ import (
 // matches, and records the user's pick, which gives the frame its claim.
 // The claim's use is the bridge's (package powerbox), not the web port's.
 
+// revokeGrant is the Connections dialog's Disconnect.
+func (h *Handler) revokeGrant(w http.ResponseWriter, r *http.Request, a actor) {
+	if h.pb == nil {
+		h.failPage(w, r, fmt.Errorf("%w: this node has no powerbox", erg.ErrNotFound))
+		return
+	}
+	if err := h.pb.Revoke(r.Context(), a.user, r.PathValue("id")); err != nil {
+		h.failPage(w, r, err)
+		return
+	}
+	grain := r.PostFormValue("grain")
+	if !validGrainID(grain) {
+		http.Redirect(w, r, "/grains", http.StatusSeeOther)
+		return
+	}
+	http.Redirect(w, r, "/grains/"+grain+"?connections=1", http.StatusSeeOther)
+}
+
 func (a *api) noPowerbox(w http.ResponseWriter) bool {
 	if a.pb == nil {
 		writeError(w, fmt.Errorf("%w: this node has no powerbox", erg.ErrNotFound))

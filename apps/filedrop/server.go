@@ -2,6 +2,7 @@ package main
 
 import (
 	"embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"html/template"
@@ -51,6 +52,7 @@ func (a *app) handler() http.Handler {
 	mux.HandleFunc("GET /{$}", a.servePage)
 	mux.HandleFunc("POST /upload", a.writer(a.upload))
 	mux.HandleFunc("GET /files/{name}", a.download)
+	mux.HandleFunc("GET /api/files", a.listFiles)
 	mux.HandleFunc("POST /files/{name}/delete", a.writer(a.delete))
 	// Upload and delete are plain forms: refuse them when another site
 	// submits them (Sec-Fetch-Site, or Origin against Host; the node's
@@ -260,6 +262,22 @@ func (a *app) download(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Security-Policy", "default-src 'none'; sandbox")
 	h.Set("Cache-Control", "no-cache")
 	http.ServeContent(w, r, "", info.ModTime(), f)
+}
+
+// listFiles is the drop's files as JSON, for programs and for grains that
+// reach the drop through the powerbox (the app offers erg.files/v1).
+func (a *app) listFiles(w http.ResponseWriter, r *http.Request) {
+	files, err := a.drop.list()
+	if err != nil {
+		a.log.Error("list files", "err", err)
+		http.Error(w, "The files could not be listed; try again.", http.StatusInternalServerError)
+		return
+	}
+	if files == nil {
+		files = []file{}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(files)
 }
 
 func (a *app) delete(w http.ResponseWriter, r *http.Request) {

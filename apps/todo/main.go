@@ -5,7 +5,9 @@
 // sandbox and trusts the identity headers set by the node's proxy.
 //
 // Environment: PORT is the loopback port to listen on (default 8000);
-// ERG_VAR is the data directory (default /var).
+// ERG_VAR is the data directory (default /var); ERG_BRIDGE_URL is the
+// node's bridge, through which the list reaches the file drop linked for
+// its attachments (attach.go).
 package main
 
 import (
@@ -27,5 +29,9 @@ func run(ctx context.Context, log *slog.Logger, getenv func(string) string) erro
 	if err != nil {
 		return err
 	}
-	return appkit.Serve(ctx, log, env, newApp(s, log).handler(), nil)
+	at, err := openAttachments(env.Dir, getenv("ERG_BRIDGE_URL"))
+	if err != nil {
+		return err
+	}
+	return appkit.Serve(ctx, log, env, newApp(s, at, log).handler(), nil)
 }

@@ -34,16 +34,18 @@ func identityOf(r *http.Request) identity { return appkit.IdentityOf(r) }
 
 // An app serves one list over HTTP.
 type app struct {
-	store *store
-	log   *slog.Logger
-	page  *template.Template
+	store  *store
+	attach *attachments
+	log    *slog.Logger
+	page   *template.Template
 }
 
-func newApp(s *store, log *slog.Logger) *app {
+func newApp(s *store, at *attachments, log *slog.Logger) *app {
 	return &app{
-		store: s,
-		log:   log,
-		page:  template.Must(template.ParseFS(static, "static/index.html")),
+		store:  s,
+		attach: at,
+		log:    log,
+		page:   template.Must(template.ParseFS(static, "static/index.html")),
 	}
 }
 
@@ -55,6 +57,9 @@ func (a *app) handler() http.Handler {
 	mux.HandleFunc("PATCH /api/items/{id}", a.writer(a.updateItem))
 	mux.HandleFunc("DELETE /api/items/{id}", a.writer(a.deleteItem))
 	mux.HandleFunc("GET /api/people", a.listPeople)
+	mux.HandleFunc("GET /api/attachments", a.listAttachments)
+	mux.HandleFunc("POST /api/attachments", a.writer(a.linkAttachments))
+	mux.HandleFunc("GET /api/attachments/files/{name}", a.downloadAttachment)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := identityOf(r)
 		if !id.CanRead {

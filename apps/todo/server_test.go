@@ -33,7 +33,7 @@ func startServer(t *testing.T, dir string) *httptest.Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(newApp(s, slog.New(slog.DiscardHandler)).handler())
+	ts := httptest.NewServer(newApp(s, &attachments{dir: dir}, slog.New(slog.DiscardHandler)).handler())
 	t.Cleanup(ts.Close)
 	return ts
 }
