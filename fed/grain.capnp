@@ -113,3 +113,23 @@ interface ByteStream {
   # close ends the stream; a non-empty error says it was cut short.
   close @1 (error :Text);
 }
+
+# Bridge is what a grain's app finds on its bridge socket
+# ($ERG_BRIDGE_SOCKET, a unix socket in its sandbox): the powerbox, bound
+# to that grain by where the socket is, never by anything the app says.
+# The same is served as plain HTTP on the grain's loopback
+# ($ERG_BRIDGE_URL). With kinds set, a refusal comes as a failure, as
+# Gateway's do.
+interface Bridge {
+  # claim trades a powerbox claim (which the shell gave the grain's frame
+  # for a grain the user picked) for a durable grant: grant is its secret,
+  # for open; id names it in the grain's Connections. A claim is good once,
+  # for five minutes, for this grain only.
+  claim @0 (claim :Text, label :Text, kinds :Bool) -> (grant :Text, id :Text, failure :Failure);
+
+  # open turns a grant into a capability to its target grain, which gets
+  # each request as the granting user with the granted role, below its
+  # app's apiPath. It fails once the grant is revoked or its user lost
+  # their access; so does every request on a capability already open.
+  open @1 (grant :Text, kinds :Bool) -> (grain :Grain, failure :Failure);
+}

@@ -2945,112 +2945,777 @@ func (f ByteStream_close_Results_Future) Struct() (ByteStream_close_Results, err
 	return ByteStream_close_Results(p.Struct()), err
 }
 
-const schema_b6a4bcab707b51ca = "x\xda\xa4Wol\x1cW\x11\x9f\xd9\xbd\xcb\x9e\xed;" +
-	"\xdf=\xef\xb5\xa5Pr\xc8\xb8\x08\xbb\xd4\x8d\xed\"5" +
-	"F\xc8\xe7\xa3\xc1qe\x83_\xda\x8aZ$j\xb7\xb9" +
-	"g\xdf\xd1\xbb\xbd\xf3\xee^\x0e\xab6vQ\x0c\x89(" +
-	"( \xa4R\x03\x91HA\x08\x102\x0e\xa2\x1fh?" +
-	"\x94\x8a\x0fi\xa5\x0aUJU\x82\xca\x87\xa8MK$" +
-	"\x14\x10jq\x1c5Z4\xbb\xb7\x7fb\x9f\xed$|" +
-	"{\xe77\x9e\xf9\xcd\xfcf\xe6\xf7v\xcfz$\x1b\xe9" +
-	"K(m \xf1\xc5\xe8.\xbb\xbb;\xbd\xba2\x1c=" +
-	"\x0a\xecV\x04\x88\xa2\x020P\x8cv\"\xa0:\x13\x1d" +
-	"\x02\xb4\xa7\xff\xf9\xe8;\x1f\xab\xcd}\x07x\x1a\xc9\"" +
-	"B\x16\xdf\x8f\xb6\"\xe0\xc0\xb3\xd1\x0c\x02\xda\xaf`\xe4" +
-	"\xec\x9bW:\x97=\x13\x89L~\xb5\xeb\xa3\xe4du" +
-	"\xd7\x0a\xa0\xbd\xfa\xf9\x9f\xfc\xe7\xdc]\xa3\xa7\x80\xdd\x86" +
-	"\x00\x8e\x8bQ\xa5\x07!b\xaf\x17r'\x7f4\x97_" +
-	"\x01\x96\xa6\x7f\x95\xe9\xaaOq\xe2\xefU\xe8_?\x92" +
-	"\x18\xe8X=\xb2v\x1ax\x1c\xd1~\x95?Y\xfd\xcd" +
-	"\x8b?\x7f\xde\x0d\xa2\xbe\xae,\xab\xe7\x14:\xbd\xe1\x18" +
-	"\x17V\xfevi\xcd:\xf9{7\x8e\x9b\xcd|\xcc\xf1" +
-	"\xb6\x14\xa3l~y\xcb-{\xce\xc5\xb3\x7f\x08\x1b\xfc" +
-	"\xc25\xf8\xadc\xf0\xeb\xdd\xc6\xbf\x9e<\xf4\xda\x9f\x80" +
-	"\xc5\xe5 \x1a\xa0\xfaZ\xec\xb4\xfaF\xcc\x09\x1a\x1bQ" +
-	"\xd7\xe9d\x9fy\xeb{G&?\xf7\xe6\x19`\xf1M" +
-	"\xd0\xce\xc7\x96\xd5\x8b\x8e\xfd\x85X\x1d\xd0\xce?\xd45" +
-	"\xfe\x12\x9b\x7f\x05X\x87\x9f\xe8pK\x07E\x1em!" +
-	"\xec\x0f\x8b\xee\x17\xee\xfd\xf0+g\xbd*:\xd8\xce\xb7" +
-	"8\xd8.\xb6\x90\x8b\xdb\xedK\x89\xb1\xab\xdf|{\x13" +
-	"\xb6\xd1\xd6S*o%\xfb\xf1V\x05\xd5\x0f\xe8hG" +
-	"\xb5\x1f\xdfw\xc7\x89\x0f\xdf\x01\xde\x11\xb0\xf2\xf7V\"" +
-	"N\xbd\xd0J\x11\xa3w\xdc\xf5\xf6\xb7\x8e\xdfv\xa1\x19" +
-	"\xfc\xa7\xdaN\xa9\xc7\xdb\xe8\xb4\xd4F\xb1\xefy\xf7\x93" +
-	"\xdf\xe8\xbe\xf8\xfa\xbb\x0dt\x0e\x85\xe7\xdb\\pmT" +
-	"\xb8\xc2\xe5\x87\xbf:\xf7t\xfd\xdf\xc0o\x0d\xc2\xb5\xc4" +
-	"\x9d&`\xf1\xf7\x00\xedK_88\xb5r\xe5\xaf\xef" +
-	"7\xa8v\xf2\xfb \xeeT\xe0j\x9c\\\x9c|\xfel" +
-	"z\xdaT\xd6\xc2\x06\x1fO\xf4\x90\xc1\x9d\x092\xa8\xdd" +
-	"\x7f\xa6s\xf7=W\xd66\x15`_\xe2\x07\xeax\x82" +
-	"\xd0\x8e&F\xd4\x19:\xd9\xbb\x7f\xf7\xa9\xf7>\xf1\xea" +
-	"\x9f/o\xc8\x8e\x90\xab\x93\x89\xd3\xaa\xe6\xd8\x1fJ\x10" +
-	"\xb4c\xcf\xfd\xf4\xc1\x83\xcf\xfc\xe5\xf2\xc6&#\x96\xd4" +
-	"}\xed/\xab\xe3\xed\x8e\xf3v2>\xf1\xb5\x8e\xff\xbe" +
-	"\xf0\xe5g\xd67\xa1\xe8K\xfeQ\xdd\x9b$\xc3\xcf&" +
-	"\xbf\xad.\xd1\xc9\xfe\xc7\x8bo\xbd\xff\xf2s?\xb3\xc3" +
-	"9\x95\x93NN\xb5\xe4\x10L\xda\xd3\x86V\xd4{\x0f" +
-	"krU\xaf\x0e\x1e\x10f\xb5\xa2\xe7\x85\xd1kZ\x9a" +
-	"au\x1d\x10fM)Y&\x8f\xc8\x11\x80\x08\x02\xb0" +
-	"D\x0f\x00\x8f\xc9\xc8\xd3\x12&\x1f\xaf\xe4g\x91\x05\x88" +
-	"\x00\x91\xd1\xcc\x86}\x8eh\x96\xa8k\xb3\xbd\x95\xa9)" +
-	"atMh\x86V6\x01x\xda\xf78\xdf\x0f\xc0\xbf" +
-	".#?*!Ct\xf8eOQ\x989\x19\xf91" +
-	"\x09\x99$\xa5Q\x02`Kd\xb9(#\x7fZB&" +
-	"\xcbi\x94\x01\xd8q\xb2<*#?!!F\xd2\x18" +
-	"\x01`\xdf%\xc3c2\xf2\x1fJ\x98\xb1*O\x08\x1d" +
-	"\x13 a\x020Y\xd4\xa7*\x98\x0a\xd8\x01\xc4\x14`" +
-	"\xa6R\xd7\x85\x81q\x900\x0e\x98\xac\x99\xc1\x8f\xcc\x13" +
-	"E=o\"\x82\x84\xb8Un\x860\xad\x8a!\x9c\xec" +
-	"\xe4\xb2\xc9\xe3~r\xfb\x08IVF>\x16Jn\x94" +
-	" \xdf/#\x9f\x90\x10\x1b\xb9\x8d\x93\xe1~\x19\xf9C" +
-	"\x9b _/\x9a\xdc\xac%\x1e\xb4\x0c\xa1\x95{\x0f\x97" +
-	"*\xa6 \xfa\x92\xb5\x92en\x0f\xda'\xf9\x06P\xfb" +
-	"\x94\x8c\xe7B\xb0\x9d0\xc8\x829q\xfba\x8b\x9a/" +
-	"Li\xc5R\xcd\x10\x98\x0a6\x81{\xe3\xe3E\xc2;" +
-	"\xac\x9buY\x18\x13\x88a\x84\x83\x01B\x1f`\xae\x01" +
-	"\xf01\x02\x88.\xc0C\x84\xfa\x11\x19y^\xc2!\xd3" +
-	"\xd2\xac\x9a\x89\x0aH\xa8\x00.\x14\x84\x96\x17\x86\x89\xed" +
-	"\x80\x132b*X\xa8\x80\xf4G\xb7\xbf\x1b4\xecP" +
-	"\xeb\x09\xcdP\xb4\xf25\x93\xd2\x1fLJF\x18F\xc5" +
-	"'qKWu\xa3h5u\x15\x1e\xba\xbcfi\x9b" +
-	"@\xa17\xbe\x19g~\xa9X\x119\x0a\xe0\xefE\xf4" +
-	"\x94\x96\xb1~\x90XT\xc98#\x9e\xc5\x09\xdc\xe0e" +
-	"\xbf\xd0\xf2\x8dz\xc7|\x04\xdd\x84\xa0KF\xbe'\xd4" +
-	"\x11wS\x86\x9f\x96\x91\xdf+aR\xd7\xca\xc2\xef\xd2" +
-	"#Z\xa9&\x9a\xa7;\xe2\xfc0\xc4LM\x98\xee\x86" +
-	")YxM\xf3\xf54k\xbe\xc1\x1d\x9ao\x8b]4" +
-	"\xa4\xe9f]\x18\x98\x0a\x84\xfc\xba\xbb\xef\x9ai\xa9\x17" +
-	"\xadB\xde\xd0\xea>;\xa1\xda\x1c\x08\xca\xe0\xe1\xed\xa3" +
-	"\xd2|FF~\x9f\x84\xb63\xce\xfb5\x13\xb0\xe0\x11" +
-	"\xb7\xc5\x1c\xa3\x17R\xa9k\xb3\xc4@\xca!\xd1{\xe1" +
-	"\xa0\xf7\\a39\x90\x98P0x \xa1\xa7ol" +
-	"\x92\x08\x1eWP\xf25\x1d=\x19`\xc3\x0f\x80\xc4\xf6" +
-	"*(\xfb\x8a\x8a\x9e\xec\xb1\xbb\xe9\xeeNe\xa1\xb1\x18" +
-	"\xb2\x98qvv\x16m/y\x00\xc8\xa2]\xd3\xa7\x8c" +
-	"\xa2\xd0\xf3\xce\xafp\xfb4\xe1\xd7\xdf\xf7;\xf1\xfb@" +
-	"@\xa5\xb7\x129\xd5pLF\xfe\x88\x84I\x9aUL" +
-	"\x05J\xd9\xe0\xcap\x14\xcb\x14\x00\x80,x=\xb9\xe4" +
-	"oW\xe4/j\xc5\x92R3\xc4\xf5\xb4\xf9`\xa8\xcd" +
-	"\xc9\xa5\xd7\xd8C\x86\xd0\xcc\x8a\xbeE\x9f7\x1a\xc7\xab" +
-	"\xd6N\x1bb\x9b\xc5\xbeQ\x96=\x99I\xf9\x9e4\x82" +
-	"xPF^\x08ZP\xd0t<&#\x9f\x0b\xad\xc3" +
-	"YJ\xd0\x92\x91/\x92\x84\xa6\\\x09\x9d\xef\x0c\x14\xf8" +
-	"\xff\xda\x91\x8a\xd0\xf3\xdb+\xa5\xfb\x0a\xf0\xa7>T\x8b" +
-	"\\P\x8b\x1b\x9dM\xbf\xc4\x9e\xe0\xdd\xbc_\xf4Z\x18" +
-	"\xf5`\x87zOY\xf4\x1e\xd1\x8c\xe5\x9c\x1d\xba\xd0h" +
-	"\xf3&[\x94|d\xf4Q}\xaa\xe2\x8e\xb1\xcfT\x7f" +
-	"\xc0\x14\xdbDU)\xb4\xdd\x8aDU^F^\x0d\xbd" +
-	"v\xca\x8f\x03\xf0\x92\xfb.\xcaXE\xab\xe4o\xd9\x05" +
-	"\xadZ\xfdRh\x07'\x8dJpiW\x85Q.\x9a" +
-	"f\x11\x94\x8a\xee\x93I\x97\xed\xa1\xe4%\xb7\xd9\x9c\x94" +
-	"H\x05`\x03\xf4\xc1f\xd0{\x9aA\xcf5\xa0/J" +
-	"\x88\x0d\xe4\xf3F\xf0\xa2\x1b*\x0b\xabP\xf1\xe7(Y" +
-	"\xd5\xac\x82\x9f\xc7N\x1dg\x1f\xae\xe8\x96\xd0\xad1\xc8" +
-	"\x08}\xda*`\x14$\x8cn\xe4\x90Tu\xc8\x95U" +
-	"w\xc4\x89H\xef\xf3\x0b\xf5\xd5\x97\xea\x03\xcb\x8f>K" +
-	"{\x9av\x1e\x06\xdfn\xe8},\xb2\xdb\xe9.\xa1d" +
-	"\x1cU\xceb\xc6\x11\xfaf\x1bo\xa3D\xdct\x1b\xfe" +
-	"/\x00\x00\xff\xff\xf4\x15\xbb\xdd"
+type Bridge capnp.Client
+
+// Bridge_TypeID is the unique identifier for the type Bridge.
+const Bridge_TypeID = 0x98cc593c71ff03c5
+
+func (c Bridge) Claim(ctx context.Context, params func(Bridge_claim_Params) error) (Bridge_claim_Results_Future, capnp.ReleaseFunc) {
+
+	s := capnp.Send{
+		Method: capnp.Method{
+			InterfaceID:   0x98cc593c71ff03c5,
+			MethodID:      0,
+			InterfaceName: "grain.capnp:Bridge",
+			MethodName:    "claim",
+		},
+	}
+	if params != nil {
+		s.ArgsSize = capnp.ObjectSize{DataSize: 8, PointerCount: 2}
+		s.PlaceArgs = func(s capnp.Struct) error { return params(Bridge_claim_Params(s)) }
+	}
+
+	ans, release := capnp.Client(c).SendCall(ctx, s)
+	return Bridge_claim_Results_Future{Future: ans.Future()}, release
+
+}
+
+func (c Bridge) Open(ctx context.Context, params func(Bridge_open_Params) error) (Bridge_open_Results_Future, capnp.ReleaseFunc) {
+
+	s := capnp.Send{
+		Method: capnp.Method{
+			InterfaceID:   0x98cc593c71ff03c5,
+			MethodID:      1,
+			InterfaceName: "grain.capnp:Bridge",
+			MethodName:    "open",
+		},
+	}
+	if params != nil {
+		s.ArgsSize = capnp.ObjectSize{DataSize: 8, PointerCount: 1}
+		s.PlaceArgs = func(s capnp.Struct) error { return params(Bridge_open_Params(s)) }
+	}
+
+	ans, release := capnp.Client(c).SendCall(ctx, s)
+	return Bridge_open_Results_Future{Future: ans.Future()}, release
+
+}
+
+func (c Bridge) WaitStreaming() error {
+	return capnp.Client(c).WaitStreaming()
+}
+
+// String returns a string that identifies this capability for debugging
+// purposes.  Its format should not be depended on: in particular, it
+// should not be used to compare clients.  Use IsSame to compare clients
+// for equality.
+func (c Bridge) String() string {
+	return "Bridge(" + capnp.Client(c).String() + ")"
+}
+
+// AddRef creates a new Client that refers to the same capability as c.
+// If c is nil or has resolved to null, then AddRef returns nil.
+func (c Bridge) AddRef() Bridge {
+	return Bridge(capnp.Client(c).AddRef())
+}
+
+// Release releases a capability reference.  If this is the last
+// reference to the capability, then the underlying resources associated
+// with the capability will be released.
+//
+// Release will panic if c has already been released, but not if c is
+// nil or resolved to null.
+func (c Bridge) Release() {
+	capnp.Client(c).Release()
+}
+
+// Resolve blocks until the capability is fully resolved or the Context
+// expires.
+func (c Bridge) Resolve(ctx context.Context) error {
+	return capnp.Client(c).Resolve(ctx)
+}
+
+func (c Bridge) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Client(c).EncodeAsPtr(seg)
+}
+
+func (Bridge) DecodeFromPtr(p capnp.Ptr) Bridge {
+	return Bridge(capnp.Client{}.DecodeFromPtr(p))
+}
+
+// IsValid reports whether c is a valid reference to a capability.
+// A reference is invalid if it is nil, has resolved to null, or has
+// been released.
+func (c Bridge) IsValid() bool {
+	return capnp.Client(c).IsValid()
+}
+
+// IsSame reports whether c and other refer to a capability created by the
+// same call to NewClient.  This can return false negatives if c or other
+// are not fully resolved: use Resolve if this is an issue.  If either
+// c or other are released, then IsSame panics.
+func (c Bridge) IsSame(other Bridge) bool {
+	return capnp.Client(c).IsSame(capnp.Client(other))
+}
+
+// Update the flowcontrol.FlowLimiter used to manage flow control for
+// this client. This affects all future calls, but not calls already
+// waiting to send. Passing nil sets the value to flowcontrol.NopLimiter,
+// which is also the default.
+func (c Bridge) SetFlowLimiter(lim fc.FlowLimiter) {
+	capnp.Client(c).SetFlowLimiter(lim)
+}
+
+// Get the current flowcontrol.FlowLimiter used to manage flow control
+// for this client.
+func (c Bridge) GetFlowLimiter() fc.FlowLimiter {
+	return capnp.Client(c).GetFlowLimiter()
+}
+
+// A Bridge_Server is a Bridge with a local implementation.
+type Bridge_Server interface {
+	Claim(context.Context, Bridge_claim) error
+
+	Open(context.Context, Bridge_open) error
+}
+
+// Bridge_NewServer creates a new Server from an implementation of Bridge_Server.
+func Bridge_NewServer(s Bridge_Server) *server.Server {
+	c, _ := s.(server.Shutdowner)
+	return server.New(Bridge_Methods(nil, s), s, c)
+}
+
+// Bridge_ServerToClient creates a new Client from an implementation of Bridge_Server.
+// The caller is responsible for calling Release on the returned Client.
+func Bridge_ServerToClient(s Bridge_Server) Bridge {
+	return Bridge(capnp.NewClient(Bridge_NewServer(s)))
+}
+
+// Bridge_Methods appends Methods to a slice that invoke the methods on s.
+// This can be used to create a more complicated Server.
+func Bridge_Methods(methods []server.Method, s Bridge_Server) []server.Method {
+	if cap(methods) == 0 {
+		methods = make([]server.Method, 0, 2)
+	}
+
+	methods = append(methods, server.Method{
+		Method: capnp.Method{
+			InterfaceID:   0x98cc593c71ff03c5,
+			MethodID:      0,
+			InterfaceName: "grain.capnp:Bridge",
+			MethodName:    "claim",
+		},
+		Impl: func(ctx context.Context, call *server.Call) error {
+			return s.Claim(ctx, Bridge_claim{call})
+		},
+	})
+
+	methods = append(methods, server.Method{
+		Method: capnp.Method{
+			InterfaceID:   0x98cc593c71ff03c5,
+			MethodID:      1,
+			InterfaceName: "grain.capnp:Bridge",
+			MethodName:    "open",
+		},
+		Impl: func(ctx context.Context, call *server.Call) error {
+			return s.Open(ctx, Bridge_open{call})
+		},
+	})
+
+	return methods
+}
+
+// Bridge_claim holds the state for a server call to Bridge.claim.
+// See server.Call for documentation.
+type Bridge_claim struct {
+	*server.Call
+}
+
+// Args returns the call's arguments.
+func (c Bridge_claim) Args() Bridge_claim_Params {
+	return Bridge_claim_Params(c.Call.Args())
+}
+
+// AllocResults allocates the results struct.
+func (c Bridge_claim) AllocResults() (Bridge_claim_Results, error) {
+	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 0, PointerCount: 3})
+	return Bridge_claim_Results(r), err
+}
+
+// Bridge_open holds the state for a server call to Bridge.open.
+// See server.Call for documentation.
+type Bridge_open struct {
+	*server.Call
+}
+
+// Args returns the call's arguments.
+func (c Bridge_open) Args() Bridge_open_Params {
+	return Bridge_open_Params(c.Call.Args())
+}
+
+// AllocResults allocates the results struct.
+func (c Bridge_open) AllocResults() (Bridge_open_Results, error) {
+	r, err := c.Call.AllocResults(capnp.ObjectSize{DataSize: 0, PointerCount: 2})
+	return Bridge_open_Results(r), err
+}
+
+// Bridge_List is a list of Bridge.
+type Bridge_List = capnp.CapList[Bridge]
+
+// NewBridge_List creates a new list of Bridge.
+func NewBridge_List(s *capnp.Segment, sz int32) (Bridge_List, error) {
+	l, err := capnp.NewPointerList(s, sz)
+	return capnp.CapList[Bridge](l), err
+}
+
+type Bridge_claim_Params capnp.Struct
+
+// Bridge_claim_Params_TypeID is the unique identifier for the type Bridge_claim_Params.
+const Bridge_claim_Params_TypeID = 0x9741f3438c5d7da9
+
+func NewBridge_claim_Params(s *capnp.Segment) (Bridge_claim_Params, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 8, PointerCount: 2})
+	return Bridge_claim_Params(st), err
+}
+
+func NewRootBridge_claim_Params(s *capnp.Segment) (Bridge_claim_Params, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 8, PointerCount: 2})
+	return Bridge_claim_Params(st), err
+}
+
+func ReadRootBridge_claim_Params(msg *capnp.Message) (Bridge_claim_Params, error) {
+	root, err := msg.Root()
+	return Bridge_claim_Params(root.Struct()), err
+}
+
+func (s Bridge_claim_Params) String() string {
+	str, _ := text.Marshal(0x9741f3438c5d7da9, capnp.Struct(s))
+	return str
+}
+
+func (s Bridge_claim_Params) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Bridge_claim_Params) DecodeFromPtr(p capnp.Ptr) Bridge_claim_Params {
+	return Bridge_claim_Params(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Bridge_claim_Params) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Bridge_claim_Params) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Bridge_claim_Params) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Bridge_claim_Params) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s Bridge_claim_Params) Claim() (string, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return p.Text(), err
+}
+
+func (s Bridge_claim_Params) HasClaim() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s Bridge_claim_Params) ClaimBytes() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return p.TextBytes(), err
+}
+
+func (s Bridge_claim_Params) SetClaim(v string) error {
+	return capnp.Struct(s).SetText(0, v)
+}
+
+func (s Bridge_claim_Params) Label() (string, error) {
+	p, err := capnp.Struct(s).Ptr(1)
+	return p.Text(), err
+}
+
+func (s Bridge_claim_Params) HasLabel() bool {
+	return capnp.Struct(s).HasPtr(1)
+}
+
+func (s Bridge_claim_Params) LabelBytes() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(1)
+	return p.TextBytes(), err
+}
+
+func (s Bridge_claim_Params) SetLabel(v string) error {
+	return capnp.Struct(s).SetText(1, v)
+}
+
+func (s Bridge_claim_Params) Kinds() bool {
+	return capnp.Struct(s).Bit(0)
+}
+
+func (s Bridge_claim_Params) SetKinds(v bool) {
+	capnp.Struct(s).SetBit(0, v)
+}
+
+// Bridge_claim_Params_List is a list of Bridge_claim_Params.
+type Bridge_claim_Params_List = capnp.StructList[Bridge_claim_Params]
+
+// NewBridge_claim_Params creates a new list of Bridge_claim_Params.
+func NewBridge_claim_Params_List(s *capnp.Segment, sz int32) (Bridge_claim_Params_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 8, PointerCount: 2}, sz)
+	return capnp.StructList[Bridge_claim_Params](l), err
+}
+
+// Bridge_claim_Params_Future is a wrapper for a Bridge_claim_Params promised by a client call.
+type Bridge_claim_Params_Future struct{ *capnp.Future }
+
+func (f Bridge_claim_Params_Future) Struct() (Bridge_claim_Params, error) {
+	p, err := f.Future.Ptr()
+	return Bridge_claim_Params(p.Struct()), err
+}
+
+type Bridge_claim_Results capnp.Struct
+
+// Bridge_claim_Results_TypeID is the unique identifier for the type Bridge_claim_Results.
+const Bridge_claim_Results_TypeID = 0xbab20d5aad69bc30
+
+func NewBridge_claim_Results(s *capnp.Segment) (Bridge_claim_Results, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 3})
+	return Bridge_claim_Results(st), err
+}
+
+func NewRootBridge_claim_Results(s *capnp.Segment) (Bridge_claim_Results, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 3})
+	return Bridge_claim_Results(st), err
+}
+
+func ReadRootBridge_claim_Results(msg *capnp.Message) (Bridge_claim_Results, error) {
+	root, err := msg.Root()
+	return Bridge_claim_Results(root.Struct()), err
+}
+
+func (s Bridge_claim_Results) String() string {
+	str, _ := text.Marshal(0xbab20d5aad69bc30, capnp.Struct(s))
+	return str
+}
+
+func (s Bridge_claim_Results) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Bridge_claim_Results) DecodeFromPtr(p capnp.Ptr) Bridge_claim_Results {
+	return Bridge_claim_Results(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Bridge_claim_Results) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Bridge_claim_Results) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Bridge_claim_Results) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Bridge_claim_Results) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s Bridge_claim_Results) Grant() (string, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return p.Text(), err
+}
+
+func (s Bridge_claim_Results) HasGrant() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s Bridge_claim_Results) GrantBytes() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return p.TextBytes(), err
+}
+
+func (s Bridge_claim_Results) SetGrant(v string) error {
+	return capnp.Struct(s).SetText(0, v)
+}
+
+func (s Bridge_claim_Results) Id() (string, error) {
+	p, err := capnp.Struct(s).Ptr(1)
+	return p.Text(), err
+}
+
+func (s Bridge_claim_Results) HasId() bool {
+	return capnp.Struct(s).HasPtr(1)
+}
+
+func (s Bridge_claim_Results) IdBytes() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(1)
+	return p.TextBytes(), err
+}
+
+func (s Bridge_claim_Results) SetId(v string) error {
+	return capnp.Struct(s).SetText(1, v)
+}
+
+func (s Bridge_claim_Results) Failure() (Failure, error) {
+	p, err := capnp.Struct(s).Ptr(2)
+	return Failure(p.Struct()), err
+}
+
+func (s Bridge_claim_Results) HasFailure() bool {
+	return capnp.Struct(s).HasPtr(2)
+}
+
+func (s Bridge_claim_Results) SetFailure(v Failure) error {
+	return capnp.Struct(s).SetPtr(2, capnp.Struct(v).ToPtr())
+}
+
+// NewFailure sets the failure field to a newly
+// allocated Failure struct, preferring placement in s's segment.
+func (s Bridge_claim_Results) NewFailure() (Failure, error) {
+	ss, err := NewFailure(capnp.Struct(s).Segment())
+	if err != nil {
+		return Failure{}, err
+	}
+	err = capnp.Struct(s).SetPtr(2, capnp.Struct(ss).ToPtr())
+	return ss, err
+}
+
+// Bridge_claim_Results_List is a list of Bridge_claim_Results.
+type Bridge_claim_Results_List = capnp.StructList[Bridge_claim_Results]
+
+// NewBridge_claim_Results creates a new list of Bridge_claim_Results.
+func NewBridge_claim_Results_List(s *capnp.Segment, sz int32) (Bridge_claim_Results_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 3}, sz)
+	return capnp.StructList[Bridge_claim_Results](l), err
+}
+
+// Bridge_claim_Results_Future is a wrapper for a Bridge_claim_Results promised by a client call.
+type Bridge_claim_Results_Future struct{ *capnp.Future }
+
+func (f Bridge_claim_Results_Future) Struct() (Bridge_claim_Results, error) {
+	p, err := f.Future.Ptr()
+	return Bridge_claim_Results(p.Struct()), err
+}
+func (p Bridge_claim_Results_Future) Failure() Failure_Future {
+	return Failure_Future{Future: p.Future.Field(2, nil)}
+}
+
+type Bridge_open_Params capnp.Struct
+
+// Bridge_open_Params_TypeID is the unique identifier for the type Bridge_open_Params.
+const Bridge_open_Params_TypeID = 0xc485ca748b47dbae
+
+func NewBridge_open_Params(s *capnp.Segment) (Bridge_open_Params, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 8, PointerCount: 1})
+	return Bridge_open_Params(st), err
+}
+
+func NewRootBridge_open_Params(s *capnp.Segment) (Bridge_open_Params, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 8, PointerCount: 1})
+	return Bridge_open_Params(st), err
+}
+
+func ReadRootBridge_open_Params(msg *capnp.Message) (Bridge_open_Params, error) {
+	root, err := msg.Root()
+	return Bridge_open_Params(root.Struct()), err
+}
+
+func (s Bridge_open_Params) String() string {
+	str, _ := text.Marshal(0xc485ca748b47dbae, capnp.Struct(s))
+	return str
+}
+
+func (s Bridge_open_Params) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Bridge_open_Params) DecodeFromPtr(p capnp.Ptr) Bridge_open_Params {
+	return Bridge_open_Params(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Bridge_open_Params) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Bridge_open_Params) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Bridge_open_Params) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Bridge_open_Params) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s Bridge_open_Params) Grant() (string, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return p.Text(), err
+}
+
+func (s Bridge_open_Params) HasGrant() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s Bridge_open_Params) GrantBytes() ([]byte, error) {
+	p, err := capnp.Struct(s).Ptr(0)
+	return p.TextBytes(), err
+}
+
+func (s Bridge_open_Params) SetGrant(v string) error {
+	return capnp.Struct(s).SetText(0, v)
+}
+
+func (s Bridge_open_Params) Kinds() bool {
+	return capnp.Struct(s).Bit(0)
+}
+
+func (s Bridge_open_Params) SetKinds(v bool) {
+	capnp.Struct(s).SetBit(0, v)
+}
+
+// Bridge_open_Params_List is a list of Bridge_open_Params.
+type Bridge_open_Params_List = capnp.StructList[Bridge_open_Params]
+
+// NewBridge_open_Params creates a new list of Bridge_open_Params.
+func NewBridge_open_Params_List(s *capnp.Segment, sz int32) (Bridge_open_Params_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 8, PointerCount: 1}, sz)
+	return capnp.StructList[Bridge_open_Params](l), err
+}
+
+// Bridge_open_Params_Future is a wrapper for a Bridge_open_Params promised by a client call.
+type Bridge_open_Params_Future struct{ *capnp.Future }
+
+func (f Bridge_open_Params_Future) Struct() (Bridge_open_Params, error) {
+	p, err := f.Future.Ptr()
+	return Bridge_open_Params(p.Struct()), err
+}
+
+type Bridge_open_Results capnp.Struct
+
+// Bridge_open_Results_TypeID is the unique identifier for the type Bridge_open_Results.
+const Bridge_open_Results_TypeID = 0xdb3449a486967993
+
+func NewBridge_open_Results(s *capnp.Segment) (Bridge_open_Results, error) {
+	st, err := capnp.NewStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 2})
+	return Bridge_open_Results(st), err
+}
+
+func NewRootBridge_open_Results(s *capnp.Segment) (Bridge_open_Results, error) {
+	st, err := capnp.NewRootStruct(s, capnp.ObjectSize{DataSize: 0, PointerCount: 2})
+	return Bridge_open_Results(st), err
+}
+
+func ReadRootBridge_open_Results(msg *capnp.Message) (Bridge_open_Results, error) {
+	root, err := msg.Root()
+	return Bridge_open_Results(root.Struct()), err
+}
+
+func (s Bridge_open_Results) String() string {
+	str, _ := text.Marshal(0xdb3449a486967993, capnp.Struct(s))
+	return str
+}
+
+func (s Bridge_open_Results) EncodeAsPtr(seg *capnp.Segment) capnp.Ptr {
+	return capnp.Struct(s).EncodeAsPtr(seg)
+}
+
+func (Bridge_open_Results) DecodeFromPtr(p capnp.Ptr) Bridge_open_Results {
+	return Bridge_open_Results(capnp.Struct{}.DecodeFromPtr(p))
+}
+
+func (s Bridge_open_Results) ToPtr() capnp.Ptr {
+	return capnp.Struct(s).ToPtr()
+}
+func (s Bridge_open_Results) IsValid() bool {
+	return capnp.Struct(s).IsValid()
+}
+
+func (s Bridge_open_Results) Message() *capnp.Message {
+	return capnp.Struct(s).Message()
+}
+
+func (s Bridge_open_Results) Segment() *capnp.Segment {
+	return capnp.Struct(s).Segment()
+}
+func (s Bridge_open_Results) Grain() Grain {
+	p, _ := capnp.Struct(s).Ptr(0)
+	return Grain(p.Interface().Client())
+}
+
+func (s Bridge_open_Results) HasGrain() bool {
+	return capnp.Struct(s).HasPtr(0)
+}
+
+func (s Bridge_open_Results) SetGrain(v Grain) error {
+	if !v.IsValid() {
+		return capnp.Struct(s).SetPtr(0, capnp.Ptr{})
+	}
+	seg := s.Segment()
+	in := capnp.NewInterface(seg, seg.Message().CapTable().Add(capnp.Client(v)))
+	return capnp.Struct(s).SetPtr(0, in.ToPtr())
+}
+
+func (s Bridge_open_Results) Failure() (Failure, error) {
+	p, err := capnp.Struct(s).Ptr(1)
+	return Failure(p.Struct()), err
+}
+
+func (s Bridge_open_Results) HasFailure() bool {
+	return capnp.Struct(s).HasPtr(1)
+}
+
+func (s Bridge_open_Results) SetFailure(v Failure) error {
+	return capnp.Struct(s).SetPtr(1, capnp.Struct(v).ToPtr())
+}
+
+// NewFailure sets the failure field to a newly
+// allocated Failure struct, preferring placement in s's segment.
+func (s Bridge_open_Results) NewFailure() (Failure, error) {
+	ss, err := NewFailure(capnp.Struct(s).Segment())
+	if err != nil {
+		return Failure{}, err
+	}
+	err = capnp.Struct(s).SetPtr(1, capnp.Struct(ss).ToPtr())
+	return ss, err
+}
+
+// Bridge_open_Results_List is a list of Bridge_open_Results.
+type Bridge_open_Results_List = capnp.StructList[Bridge_open_Results]
+
+// NewBridge_open_Results creates a new list of Bridge_open_Results.
+func NewBridge_open_Results_List(s *capnp.Segment, sz int32) (Bridge_open_Results_List, error) {
+	l, err := capnp.NewCompositeList(s, capnp.ObjectSize{DataSize: 0, PointerCount: 2}, sz)
+	return capnp.StructList[Bridge_open_Results](l), err
+}
+
+// Bridge_open_Results_Future is a wrapper for a Bridge_open_Results promised by a client call.
+type Bridge_open_Results_Future struct{ *capnp.Future }
+
+func (f Bridge_open_Results_Future) Struct() (Bridge_open_Results, error) {
+	p, err := f.Future.Ptr()
+	return Bridge_open_Results(p.Struct()), err
+}
+func (p Bridge_open_Results_Future) Grain() Grain {
+	return Grain(p.Future.Field(0, nil).Client())
+}
+
+func (p Bridge_open_Results_Future) Failure() Failure_Future {
+	return Failure_Future{Future: p.Future.Field(1, nil)}
+}
+
+const schema_b6a4bcab707b51ca = "x\xda\xa4X}l\x1bg\x19\x7f\x9e;;\xe7$v" +
+	"\xec\xd7\x97ml\x8c\x1aJ\x8aH\xc6\xb2&-\xd2\x16" +
+	"@I\xb3\x954U\x03\xb9n\x13\x0b4\xda\xae\xf5\x9b" +
+	"\xd8\xcc>\xbbw\xe7\x9ah\x09iQ\xb35Z\x87*" +
+	"\xd8\xe8\x1ah%\xbaI\x08\x10\x84\x16\xb1?\xb6J\x8c" +
+	"iH]\x05BH\x95\xc6\xd8\xfe\xdb\x17HP\xbeV" +
+	"\xfa\xa1E\x87\x9e\xd7\xbe\x0f'N\x9c\x8d\xff\xcew\x8f" +
+	"\x9f\xf7\xf7<\xbf\xe7\xe3w\xb7\xf9rx \xd4\x13\xfb" +
+	"u\x14$\xed\xc9p\x93\xd3\xd9\xd9~fq[\xf80" +
+	"\xb0\x1b\x11 \x8c\x0a\xc0\x96\xedM\x1b\x11P\x1di\xea" +
+	"\x07t&\xff\xf6\xe0[\x1f-M?\x0eZ;\x92E" +
+	"\x88,\xf2M-\x08\xb8\xa5\xd4\x94B@\xe7\xc73\xe3" +
+	"G\xef\xfe\xcf\xb6\xe3\xa0\xa9\xc2D\"\x939E\"'" +
+	"\xf3\xca\"\xa0\xf3[\xd9\xd9\xff\xf9\xb1\xdf=\x0d,*" +
+	";\x17\xb4G\x8a?=\xf7\xecs\x00\xa8~\"\xb2\xa0" +
+	"vF\x14\x00uS\xe41\xb5DW\xce+\x18\xba\xf8" +
+	"\xea\xf5\x8d\x0b\xee\x89\xc2\xddx\xe4\x16r\xc7#\xe4\xee" +
+	"\xcc\x17~\xf0\xef\xd7n\x1b>\x0d\xec&\x04\x10\x88\x96" +
+	"\"]\x08!\xe7Zf\xf0\xd4\xd3\xd3\xe9E`\xed\xf4" +
+	"W\x99\x1e\xbd\x1d\x11\xe1\xfc]\xfc\xf5#\xb1-\xc93" +
+	"\x07\xae\x9c\x05-\x8a\xe8C\x11\x87\xa8s\xcd\x0b\xea\x13" +
+	"\xcdt5\xdfL\xc6\x99\xc5?_\xbab\x9f\xfae\xe5" +
+	"\x9cJrzZ\x84\xb7\xbbZ(9?\xba\xe1\x86\xcd" +
+	"\xafE\x07~\x154\x18\xab\x18\xe8\xc2`\xf3\xb9\xec\xcf" +
+	"\xbe\x1a;\xfb<0\xd5\xc3s\xa8\xa5Ed\xa6\x85\x8e" +
+	"\xf8\xc9\x06\xf3\x1f\x8f\x8c\xff\xfe7+3\xd3zV\xed" +
+	"l\x15\x99i\x1dRG\xe8\xca\xf9\xf9\xebC\x8f\xdb\x17" +
+	"\xe6^v\x13M\xe7\xa9\x9fm\xbdNxZ\xcb\x80\xce" +
+	"\xf97\xbe}`\xecs\xaf\x9e\x07\x16]\x11\xdcS\xad" +
+	"\x0b\xeaI\xe1\xf0\x84\xb0M\xdf\xd71\xf2\"\x9by\x05" +
+	"X\xd2\x83v\xb95I\xd0\x96Z\x09\xda\xfd\xbc\xf3\x85" +
+	"\xad\xef\x7f\xe5\xa2\xcb\x83\x88\xee\xa9\xa8\x88\xeed\x94\\" +
+	"|w\xea{\x8f>;\xbc\xf5\xf5jt\x82\xa8\xa5\xa8" +
+	"\xe0\x1dcdp\xb3s)\xb6k\xe9[o\xae\x88n" +
+	"<vZ\xe51\xb2\xd7c\x0a\xaa\xcdm\x14^X\xff" +
+	"\xfe\x9d\xb7\x1e{\xff-\xd0\x92>\xf1\xff\x8a\x89l]" +
+	"\x8b\x11\xa4\xf0\xad\xb7\xbd\xf9\xe8\xfcMo\xd7\x8d\xaf\xed" +
+	"\xb4z\xb2M\xc4\xd7Fg\xdf\xf1\xce'\xbf\xd9\xf9\xd7" +
+	"?\xbeS\x85/\xaa\xe4r\x9b@\xbf\xd4F\xdcd\xae" +
+	"\xde\xff\xb5\xe9\xa3\xe5\x7f\x82v\xa3\x7f\xdc\xc7\xe2\xa2\xce" +
+	"6\xc5\xdf\x05t.\xdd\xbdgb\xf1\xfa\x9f\xde\xabV" +
+	"\x93H@sB\xa4\x88%\xc8\xc5\xa9\xe7.\xb6OZ" +
+	"\xca\x95\xa0AO\xa2K\x14\x880(\xdds~\xe3\x86" +
+	";\xae_Y\x91\x80\xb1\xc4wT=Ah\xc7\x13C" +
+	"\xea\x1c]9\x1b~\xf1\xa9w?~\xe1\xe5\xab\xcb\xa2" +
+	"#\xe4j>qV-\x09\xfb\xfd\x09\x82v\xe4\x99\x93" +
+	"\xf7\xee9\xfe\x87\xab\xcb\xeb\x98hT\xc7\xd8K\xaa\xce" +
+	"\x84sF\xc6\xc7\xbe\x9e\xfc\xef\x0b_>~m\x05\x8a" +
+	"\xed\xc9\xe7\xd5\x91$\x19\x0e'\x1fSO\xd0\x95\xf3\x97" +
+	"so\xbc\xf7\xd23?t\x821\x1dJ\x8a\x98\xe6\x93" +
+	"\xfd0\xe6L\x9az\xd6\xe8\xde\xa7\xcbE\xa3\xd8\xb7\x9b" +
+	"[\xc5\x82\x91\xe6f\xb7e\xeb\xa6\xdd\xb1\x9b[%%" +
+	"g[ZH\x0e\x01\x84\x10\x80\xc5\xba\x00\xb4\x88\x8cZ" +
+	"\xbb\x84\xf1\xbd\x85\xf4\x142\x1f\x11 2\x9a2A\x9f" +
+	"C\xba\xcd\xcb\xfaTwab\x82\x9b\x1d\xa3\xba\xa9\xe7" +
+	"-\x00\xad\xdd\xf38\xd3\x0b\xa0}CF\xed\xb0\x84\x0c" +
+	"Q\xf0\xcb\x0e\xd11\xd32jG$d\x92\xd4\x8e\x12" +
+	"\x00\x9b#\xcb\x832jG%d\xb2\xdc\x8e2\x00\x9b" +
+	"'\xcb\xc32j\xc7$\xc4P;\x86\x00\xd8\x13dx" +
+	"DF\xedI\x09Sv\xe1an`\x0c$\x8c\x01\xc6" +
+	"\xb3\xc6D\x01\x13>;\x80\x98\x00L\x15\xca\x0671" +
+	"\x0a\x12F\x01\xe3%\xcb\xff\x91z8k\xa4-D\x90" +
+	"\x10\x97\xc76hf\xd3\x93\xbc{_N\xcf\xe6\xdd\xd0" +
+	"\xb4\xa8\x17\xd9v\x821 \xa3\xb6+\x10\xd90\xdd\xbc" +
+	"GFmTB\xac\x066B\xf7v\xc8\xa8\xdd'a" +
+	"Jx\xf3N\xcf\xe9{y\xae\x01\x16t\xb1\xc8\x93|" +
+	"\x14Q\x8b\xc8a\x00o\x90\xa3;\xb6XO/Hl" +
+	"\x93\x82\xe8\xcd\x1et\x9b\x9e\xdd\xdc\x05\x12\x8b)\x95\xd3" +
+	"\x070^(rc\x00Gq\x156Mn\xd9\x05\x93" +
+	"\x8b\xa0\xe5\xbc\xd50\xe8\xae\x06A\xd7\x92\xb4\xee\xfcO" +
+	"\xd9\xfc^\xdb\xe4z\xbe{_\xae`q*\xd8x)" +
+	"g[k\x83\xf6\xca\xfa\x03\xa0\xf6\x8apd0\x00[" +
+	"\x1c\x83\xcc\x9f\x0c\x95\x0eX\xa5\xcaf'\xf4l\xaed" +
+	"rL\xf8\xb3\xaf\xf2\xa4\x96\xcam\x86U\x96\xb9IT" +
+	"\x06\x10\xf6\xf9\x08=\x80\x83U\x80\x0f\x11@\xac\x00\x1c" +
+	"'\xd4\x0f\xc8\xa8\xa5%\xec\xb7l\xdd.Y\xa8\x80\x84" +
+	"\x0a\xe0l\x86\xebinZ\xd8\x068*#&\xfc\x1d" +
+	"\x03H7+\x1d]\xa5\xa1A\xaeGuS\xd1\xf35" +
+	"\xb3\xa1\xd7\x9f\x0d)n\x9a\x05\x8f\xc4U]\x95\xcd\xac" +
+	"]\xd7Up\xcc\xa4u[_\x05T\xb0\x01\x89\xd6\x9c" +
+	"M\xc3\xa5\x11\xaf\xb7\xac\x83W\xc3v\xc1\xcb\xd9\xb4{" +
+	"\xb9^\x06i\x90\xa6\xc4$%\x12C\xa2\x1f\xdd\x0d\x85" +
+	"\xaeJc\x8c\xfa1\xac\xa4\xc4\xb0\xadm6)\x10\x1d" +
+	"\xb5bG\x7fe\xbch\x11/\xb4N\x0a\xadCFm" +
+	"\xb3_\x10\xb7\xd3\xbdO\xcb\xa8m]\x1e\xc4Z\xa3c" +
+	"\x07\xd7\xd3\xd5z\x0b\xb8\xef\xf2\xdd\xb3z\xfe\xe3\x86\x9e" +
+	"\xe7\x9e\xfb\x03z\xae\xc4\xeb\xd3=$~\x98|\x7f\x89" +
+	"[v\x95%\xaci\xbe\xaez$\xf55 i\x95\xed" +
+	"\xd3\xaf\x1bV\x99\x9b\x98\xf0\xd5\xe1\xba\xbb\xaffZ\x94" +
+	"\xb3v&m\xeae\xaf:\x03\xb9\xd9\xed\xa7\xc1\xc5\xdb" +
+	"C\xa9\xf9\x8c\x8c\xda\x9d\x12:b\x9c\xed\xd0-\xc0\x8c" +
+	"[\xb8\xeb\xd8#\x82h\xb7\x8aWa\xda\xa7b\xb0\x96" +
+	"\xeazsh\xbd\xe5J!+e}\x8a* !\x8a" +
+	"\xd5\x95\xed\xe8jp\xb6\x7f\x10$\xc6iy\xb8/\x11" +
+	"\xe8**6F\x85<\xa2\xa0\xe4\xc9Lt\x85\x07\xdb" +
+	"\xb6\x13$v\x97\x82\xb2\xa7\xe1\xd0\x15Z\xec\xf6\x9db" +
+	"!\xcdV\x07\xf3\x00\xa6\x84J\x18@\xc7M>\x00\x0c" +
+	"\xa0S2&\xcc,7\xd2\xe2\xd7\xca\x9dTS_\x9e" +
+	"\xc2hT_;\xfdRrW\x92F\x89\xde%\xa3\xf6" +
+	"\x80\x84q\x9a\x95\x98\xf0\xb5Y5q\xa6\xd0H\x16\x07" +
+	"\x00d\xbe\xe2\xaf$|\xad.\xfb\xa2\x9e\xcd)%\x93" +
+	"\xaf\xa7\xcd\xfa\x02mF.\xdd\xc6\xea7\xb9n\x15\x8c" +
+	"U\xfa\xacZ\xb8n\xb6\x1aM\xe85\x0ar\xb9\x10t" +
+	"\xd7|\xc2\xf3\xa4\x13\xc4=2j\x19\xbf\x058\x95\xe4" +
+	"C2j\xd3\x81u4E\x01\xda2j\x07I\xb4%" +
+	"*\xa2mf\xa3\xaf\xf9\xfe\xaf\x1d\xa5p#]?\x84" +
+	"Z\xdd\xe9M\x9d@.\x06\xfd\\|\xd0\xd9\xe0\xa5\xd8" +
+	"\x15\x1c\x1f\xde/\xba%\x8c\x86\xbf+\xdc\x97't\xdf" +
+	"\xeb\x18\x1b\x14\xbbb\xb6Z\xe6\xb5m\xe0\xf9H\x19\xc3" +
+	"\xc6D\xa1\xd2\xc6\x1eS\xbd>Sl\x05U\xb9\xc0t" +
+	"\xcd\x12Ui\x19\xb5b@_\xe7\xf7\x02h\xb9\x8a\x12" +
+	"O\xd9Y;\xe7M\xf9Y\xbdX\xfcR`\x07\xc4\xcd" +
+	"\x82\xff\xd0)r3\x9f\xb5\xac,(\x05\xc3#\x93\x1e" +
+	"\xb6\xc1\xb25\xb7\xbb\x12\x12m!X\x06\xbd\xaf\x1e\xf4" +
+	"\xaez\xd0\x07\xab\xd0\x0fJ\x88U\xe43\xa6\xff\x0e\xd1" +
+	"\x9f\xe7v\xa6\xe0\xf5Q\xbc\xa8\xdb\x19/\x8eF\x15\xe7" +
+	"\xec+\x1867\xec]\x90\xe2\xc6\xa4\x9d\xc10H\x18" +
+	"^!\xc0\xa7l\xde_\x915\xbe\x08w\xbf)\xa0q" +
+	"\xe6\xc5\xf2\x96\x85\x07O\x04D\xb8\xfbA\x02\xdd/ " +
+	"\xec\xe6\xde\x8a\x08\x17\xaah\x80^\x05\x0a\x16_C\x85" +
+	"{+\xeaC\x97\xe1\xff\x02\x00\x00\xff\xff\xef\x90q\xc8"
 
 func RegisterSchema(reg *schemas.Registry) {
 	reg.Register(&schemas.Schema{
@@ -3058,16 +3723,21 @@ func RegisterSchema(reg *schemas.Registry) {
 		Nodes: []uint64{
 			0x840541afb1142929,
 			0x8b7c751be45fec67,
+			0x9741f3438c5d7da9,
+			0x98cc593c71ff03c5,
 			0x9a22fad7d40401c9,
 			0xa2492bd9f29c3db1,
 			0xaf647c989e4268f9,
 			0xb2f776b112330d18,
 			0xb39e74f7eedaaf68,
 			0xb5400cd9301515a7,
+			0xbab20d5aad69bc30,
 			0xc1cd5d7bef721eaa,
+			0xc485ca748b47dbae,
 			0xc8d73b59768edcc8,
 			0xc97d11c04d245464,
 			0xd457fc34bb296555,
+			0xdb3449a486967993,
 			0xe382fd4c0deeff19,
 			0xe4fc901c389b6105,
 			0xe5178986e32b1c05,

@@ -1,8 +1,10 @@
 package grains
 
 import (
+	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"erg/sandbox"
@@ -30,13 +32,47 @@ func (s *Service) bridge(id string, sb *sandbox.Sandbox) {
 	}
 	h := s.cfg.Bridge(id)
 	tcp := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
-	unix := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
 	s.bg.Add(2)
 	go func() { defer s.bg.Done(); tcp.Serve(b.TCP) }()
-	go func() { defer s.bg.Done(); unix.Serve(b.Unix) }()
+	go func() { defer s.bg.Done(); s.serveBridgeSocket(id, b.Unix, sb) }()
 	go func() {
 		<-sb.Done()
 		tcp.Close()
-		unix.Close()
 	}()
+}
+
+// serveBridgeSocket hands each connection to the bridge socket to
+// Config.BridgeConn until the sandbox ends, which closes the listener and
+// every connection still open.
+func (s *Service) serveBridgeSocket(id string, l net.Listener, sb *sandbox.Sandbox) {
+	var mu sync.Mutex
+	open := map[net.Conn]bool{}
+	go func() {
+		<-sb.Done()
+		mu.Lock()
+		defer mu.Unlock()
+		for c := range open {
+			c.Close()
+		}
+	}()
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		if s.cfg.BridgeConn == nil {
+			c.Close()
+			continue
+		}
+		mu.Lock()
+		open[c] = true
+		mu.Unlock()
+		go func() {
+			s.cfg.BridgeConn(id, c)
+			c.Close()
+			mu.Lock()
+			delete(open, c)
+			mu.Unlock()
+		}()
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"path/filepath"
 	"sync"
@@ -47,6 +48,9 @@ type Config struct {
 	// Bridge, if set, serves a grain's bridge (package powerbox) on the
 	// listeners its sandbox opens on its loopback (bridge.go).
 	Bridge func(grainID string) http.Handler
+	// BridgeConn, if set, serves a connection to a grain's bridge socket
+	// (Cap'n Proto: fed.Bridge) until it closes.
+	BridgeConn func(grainID string, c net.Conn)
 }
 
 // Service is the node's grains.

@@ -216,6 +216,7 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 		Origin:      n.grainOrigin,
 		CPUPercent:  cfg.GrainCPUPercent,
 		Bridge:      func(id string) http.Handler { return n.pbox.Bridge(id) },
+		BridgeConn:  func(id string, c net.Conn) { n.pbox.ServeCapnp(id, c) },
 	}); err != nil {
 		return nil, err
 	}
