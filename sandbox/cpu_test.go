@@ -50,8 +50,17 @@ func TestCPULimits(t *testing.T) {
 		spec := probeSpec(t, "cpu", sandboxtest.BuildProbeTree(t))
 		spec.Limits.CPUWeight = 50
 		spec.Limits.CPUPercent = 2 // low enough to be hit even on a loaded machine
-		sb := start(t, r, spec)
-		waitReady(t, sb)
+		// The ceiling holds from the start: the init's setup and the
+		// probe's own start run under it, which in an emulated VM (make
+		// test-cgroup2) takes many seconds.
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		sb, err := r.Start(ctx, spec)
+		cancel()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { stop(t, sb) })
+		waitReadyWithin(t, sb, 90*time.Second)
 		d := cpuDir(t, sb)
 		throttled := func() int {
 			for line := range strings.Lines(readTrim(t, filepath.Join(d, "cpu.stat"))) {
@@ -79,7 +88,12 @@ func TestCPULimits(t *testing.T) {
 			}
 		}
 		before := throttled()
-		mustGet(t, sb, "/spin?ms=1000&threads="+strconv.Itoa(runtime.NumCPU()))
+		sctx, scancel := context.WithTimeout(context.Background(), 90*time.Second)
+		status, body, err := get(sctx, sb, "/spin?ms=1000&threads="+strconv.Itoa(runtime.NumCPU()))
+		scancel()
+		if err != nil || status != 200 {
+			t.Fatalf("GET /spin: %d %v %s", status, err, body)
+		}
 		if after := throttled(); after <= before {
 			t.Errorf("spinning on every core under a 2%% ceiling: nr_throttled %d -> %d, want it to grow", before, after)
 		}

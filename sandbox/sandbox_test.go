@@ -128,7 +128,12 @@ func mustGet(t testing.TB, sb *sandbox.Sandbox, path string) string {
 // exec'd, not when it listens.
 func waitReady(t testing.TB, sb *sandbox.Sandbox) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second) // an emulated VM (make test-cgroup2) is slow
+	waitReadyWithin(t, sb, 30*time.Second) // an emulated VM (make test-cgroup2) is slow
+}
+
+func waitReadyWithin(t testing.TB, sb *sandbox.Sandbox, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		status, _, err := get(ctx, sb, "/")

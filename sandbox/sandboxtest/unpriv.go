@@ -53,39 +53,53 @@ func UnprivilegedUser(t testing.TB) (uid, gid uint32) {
 	if groups, err := u.GroupIds(); err == nil && len(groups) > 1 {
 		t.Fatalf("user %s has supplementary groups %v; the sandbox tests need a user without", UnprivilegedUserName, groups)
 	}
-	if v2, err := delegateV2(uid, gid); err != nil {
-		t.Fatalf("delegate a cgroup v2 subtree to %s: %v", UnprivilegedUserName, err)
-	} else if v2 != "" {
-		delegatedV2 = v2
+	if isCgroup2() {
+		delegatedV2 = true // RerunAs delegates a fresh group to each re-run
 	} else if err := delegateV1(uid, gid); err != nil {
 		t.Logf("no cgroup v1 delegation (sandboxes of %s will run without limits): %v", UnprivilegedUserName, err)
 	}
 	return uid, gid
 }
 
-// delegatedV2 is the cgroup v2 group UnprivilegedUser delegated, which
-// RerunAs starts the re-run in; "" on a cgroup v1 host.
-var delegatedV2 string
+// delegatedV2 says /sys/fs/cgroup is cgroup v2: RerunAs then starts each
+// re-run in a group delegated to the user.
+var delegatedV2 bool
 
-// delegateV2 delegates a cgroup v2 subtree to uid the way systemd does for
-// Delegate=yes: root makes a group and gives the user it and its
-// cgroup.procs, cgroup.subtree_control and cgroup.threads. It returns ""
-// where /sys/fs/cgroup is not cgroup v2.
-func delegateV2(uid, gid uint32) (string, error) {
+func isCgroup2() bool {
 	var st syscall.Statfs_t
-	if err := syscall.Statfs("/sys/fs/cgroup", &st); err != nil || st.Type != 0x63677270 { // CGROUP2_SUPER_MAGIC
-		return "", nil
+	return syscall.Statfs("/sys/fs/cgroup", &st) == nil && st.Type == 0x63677270 // CGROUP2_SUPER_MAGIC
+}
+
+// delegateV2 delegates a new cgroup v2 group to uid the way systemd does
+// for Delegate=yes: root makes it and gives the user it and its
+// cgroup.procs, cgroup.subtree_control and cgroup.threads. Each re-run
+// gets its own: a node inside turns on controllers for its group's
+// children, after which no process may be placed in the group itself.
+// The cleanup removes it and what the re-run left in it.
+func delegateV2(t testing.TB, uid, gid uint32) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("/sys/fs/cgroup", "erg-delegated-"+UnprivilegedUserName+"-")
+	if err != nil {
+		t.Fatal(err)
 	}
-	dir := filepath.Join("/sys/fs/cgroup", "erg-delegated-"+UnprivilegedUserName)
-	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
-		return "", err
-	}
+	t.Cleanup(func() { removeCgroupTree(dir) })
 	for _, f := range []string{"", "cgroup.procs", "cgroup.subtree_control", "cgroup.threads"} {
 		if err := os.Chown(filepath.Join(dir, f), int(uid), int(gid)); err != nil {
-			return "", err
+			t.Fatal(err)
 		}
 	}
-	return dir, nil
+	return dir
+}
+
+// removeCgroupTree removes an empty cgroup and the groups below it.
+func removeCgroupTree(dir string) {
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if e.IsDir() {
+			removeCgroupTree(filepath.Join(dir, e.Name()))
+		}
+	}
+	os.Remove(dir)
 }
 
 func delegateV1(uid, gid uint32) error {
@@ -172,10 +186,10 @@ func RerunAs(t *testing.T, uid, gid uint32, env ...string) {
 		ProbeEnv + "=" + filepath.Join(bin, "probe"),
 	}, env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: gid, Groups: []uint32{}}}
-	if delegatedV2 != "" {
+	if delegatedV2 {
 		// Born in the delegated group: the user could not move itself
 		// there from a group it does not own.
-		fd, err := unix.Open(delegatedV2, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		fd, err := unix.Open(delegateV2(t, uid, gid), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
