@@ -107,7 +107,7 @@ lint:
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
-# The sandbox and grains tests on a cgroup-v2-only kernel (the setup of
+# The sandbox tests on a cgroup-v2-only kernel (the setup of
 # most systemd distributions), in a qemu VM over this machine's / (see
 # .ci/cgroup2-vm): as root, and as an unprivileged user in a delegated v2
 # subtree. Needs root; the binaries are built here, as the VM emulates
@@ -116,7 +116,6 @@ CGROUP2_BIN := $(BUILD)/cgroup2
 test-cgroup2:
 	@mkdir -p $(CGROUP2_BIN)
 	$(GO) test -c -o $(CGROUP2_BIN)/sandbox.test ./sandbox/
-	$(GO) test -c -o $(CGROUP2_BIN)/grains.test ./grains/
 	$(GO) build -o $(CGROUP2_BIN)/probe ./sandbox/sandboxtest/probe
 	@.ci/cgroup2-vm .ci/cgroup2-tests $(abspath $(CGROUP2_BIN)); st=$$?; \
 	if [ $$st = 3 ]; then echo "test-cgroup2: SKIPPED: the cgroup v2 VM cannot run on this machine (see above)"; exit 0; fi; \
