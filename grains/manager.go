@@ -19,8 +19,10 @@ import (
 const grainLogSize = 256 << 10
 
 // grainStartTimeout bounds how long a grain may take from start to
-// accepting its first connection.
-const grainStartTimeout = 30 * time.Second
+// accepting its first connection. Real apps are slow to start: Etherpad
+// 1.8 runs `npm ls` to find its plugins and loads some 1,500 modules,
+// 20–60 s on a busy two-core machine, so 30 s was not enough.
+const grainStartTimeout = 2 * time.Minute
 
 // grainStopGrace is how long a grain gets to exit after SIGTERM.
 const grainStopGrace = 5 * time.Second

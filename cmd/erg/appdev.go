@@ -149,7 +149,7 @@ func runAppDev(ctx context.Context, dir string, o appDevOptions, out, errOut io.
 	}
 	defer runner.Close()
 
-	rec := &recorder{dirs: hostDirs, seen: map[string]bool{}}
+	rec := &recorder{dirs: hostDirs, root: dir, seen: map[string]bool{}, checked: map[string]bool{}}
 	env := []string{"PATH=/usr/local/bin:/usr/bin:/bin", "HOME=/var", "TMPDIR=/tmp", "PORT=" + strconv.Itoa(m.Port)}
 	spec := sandbox.Spec{
 		Name:   "dev-" + strconv.Itoa(os.Getpid()),
@@ -230,26 +230,91 @@ func rolePermissions(m *apppkg.Manifest, name string) ([]string, error) {
 	return nil, fmt.Errorf("the manifest has no role %q (it has %s)", name, strings.Join(names, ", "))
 }
 
-// recorder keeps the traced paths under the host dirs.
+// recorder keeps the traced paths under the host dirs, and the
+// interpreters of the scripts among all traced paths.
 type recorder struct {
-	dirs []string
-	mu   sync.Mutex
-	seen map[string]bool
+	dirs    []string
+	root    string // the app dir: the sandbox's / for paths not under dirs
+	mu      sync.Mutex
+	seen    map[string]bool
+	checked map[string]bool // paths looked at for a #! line
 }
 
 func (r *recorder) add(p string) {
 	if strings.ContainsAny(p, "\n\r") {
 		return // cannot be a line of the list
 	}
+	host := r.hostPath(p)
+	if host {
+		r.mu.Lock()
+		r.seen[p] = true
+		r.mu.Unlock()
+	}
+	r.interpreters(p, host)
+}
+
+func (r *recorder) hostPath(p string) bool {
 	for _, d := range r.dirs {
 		if p == d || strings.HasPrefix(p, d+"/") {
-			r.mu.Lock()
-			r.seen[p] = true
-			r.mu.Unlock()
-			return
+			return true
+		}
+	}
+	return false
+}
+
+// interpreters records what a script's #! line names. The kernel starts a
+// script's interpreter without a system call the tracer sees, so without
+// this a program that runs, say, npm (a Node.js script starting
+// "#!/usr/bin/env node") works here, where the host's /usr/bin/env is
+// visible, and fails with ENOENT in a grain. For "#!/usr/bin/env NAME"
+// the NAME a grain's PATH finds is recorded too.
+func (r *recorder) interpreters(p string, host bool) {
+	r.mu.Lock()
+	done := r.checked[p]
+	r.checked[p] = true
+	r.mu.Unlock()
+	if done {
+		return
+	}
+	file := p
+	if !host {
+		file = filepath.Join(r.root, filepath.FromSlash(p))
+	}
+	fi, err := os.Stat(file)
+	if err != nil || !fi.Mode().IsRegular() || fi.Mode()&0o111 == 0 {
+		return
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return
+	}
+	head := make([]byte, 256)
+	n, _ := f.Read(head)
+	f.Close()
+	line, ok := strings.CutPrefix(string(head[:n]), "#!")
+	if !ok {
+		return
+	}
+	line, _, _ = strings.Cut(line, "\n")
+	fields := strings.Fields(line)
+	if len(fields) == 0 || !filepath.IsAbs(fields[0]) {
+		return
+	}
+	r.add(filepath.Clean(fields[0]))
+	if filepath.Base(fields[0]) == "env" && len(fields) > 1 && !strings.HasPrefix(fields[1], "-") {
+		for _, d := range grainPath {
+			if c := filepath.Join(d, fields[1]); r.hostPath(c) {
+				if _, err := os.Stat(c); err == nil {
+					r.add(c)
+					return
+				}
+			}
 		}
 	}
 }
+
+// grainPath is the PATH a grain runs with.
+var grainPath = []string{"/usr/local/bin", "/usr/bin", "/bin"}
 
 // existing returns, sorted, the recorded paths that exist on the host: the
 // rest are probes that found nothing (python looking for its zip file,

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -55,7 +56,7 @@ func TestMergeLists(t *testing.T) {
 }
 
 func TestRecorderKeepsHostDirFiles(t *testing.T) {
-	r := &recorder{dirs: []string{"/usr", "/etc"}, seen: map[string]bool{}}
+	r := &recorder{dirs: []string{"/usr", "/etc"}, root: t.TempDir(), seen: map[string]bool{}, checked: map[string]bool{}}
 	for _, p := range []string{"/usr", "/usr/bin", "/usrx", "/var/notes", "/etc/passwd", "/etc/shadow", "/usr/no-such-file-here", "/usr\n/etc/passwd"} {
 		r.add(p)
 	}
@@ -63,5 +64,35 @@ func TestRecorderKeepsHostDirFiles(t *testing.T) {
 	// /etc/shadow exists but not everyone may read it: never packed.
 	if got != "/etc/passwd /usr /usr/bin" {
 		t.Errorf("recorded %q", got)
+	}
+}
+
+// TestRecorderFollowsScriptInterpreters: a script the app runs (here one
+// in the app's own tree, as npm is in Etherpad's) names its interpreter on
+// its #! line, which the kernel starts without a call the tracer sees; the
+// recorder adds it, and for "#!/usr/bin/env NAME" the NAME a grain's PATH
+// finds. A file that is not executable names nothing.
+func TestRecorderFollowsScriptInterpreters(t *testing.T) {
+	if _, err := os.Stat("/usr/bin/env"); err != nil {
+		t.Skip("no /usr/bin/env on this host")
+	}
+	sh := ""
+	for _, p := range []string{"/usr/local/bin/sh", "/usr/bin/sh", "/bin/sh"} {
+		if _, err := os.Stat(p); err == nil {
+			sh = p
+			break
+		}
+	}
+	root := t.TempDir()
+	os.MkdirAll(filepath.Join(root, "app", "bin"), 0o755)
+	os.WriteFile(filepath.Join(root, "app", "bin", "tool"), []byte("#!/usr/bin/env sh\necho hi\n"), 0o755)
+	os.WriteFile(filepath.Join(root, "app", "bin", "notes"), []byte("#!/usr/bin/perl\n"), 0o644)
+	r := &recorder{dirs: []string{"/usr", "/bin"}, root: root, seen: map[string]bool{}, checked: map[string]bool{}}
+	r.add("/app/bin/tool")
+	r.add("/app/bin/notes")
+	r.add("/app/bin/tool") // seen once is enough
+	got := r.existing()
+	if !slices.Contains(got, "/usr/bin/env") || sh != "" && !slices.Contains(got, sh) || slices.Contains(got, "/usr/bin/perl") {
+		t.Errorf("recorded %q, want /usr/bin/env and %s", got, sh)
 	}
 }
