@@ -75,7 +75,13 @@ func (u *tab) open(n *nodetest.Node, grainID string) {
 	if err != nil {
 		u.t.Fatalf("open %s on %s: %v", grainID, n.Name, err)
 	}
-	u.do("open the grain", chromedp.Navigate(og.URL))
+	// The first request starts the grain, which for a real app may take
+	// as long as the node allows (two minutes on a busy machine).
+	ctx, cancel := context.WithTimeout(u.ctx, 150*time.Second)
+	defer cancel()
+	if err := chromedp.Run(ctx, chromedp.Navigate(og.URL)); err != nil {
+		u.t.Fatalf("open grain %s on %s: %v", grainID, n.Name, err)
+	}
 }
 
 func (u *tab) do(what string, steps ...chromedp.Action[chromedp.Void]) {
