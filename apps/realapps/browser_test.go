@@ -79,7 +79,7 @@ func (u *tab) open(n *nodetest.Node, grainID string) {
 	// as long as the node allows (two minutes on a busy machine).
 	ctx, cancel := context.WithTimeout(u.ctx, 150*time.Second)
 	defer cancel()
-	if err := chromedp.Run(ctx, chromedp.Navigate(og.URL)); err != nil {
+	if _, err := chromedp.Run(ctx, chromedp.Navigate(og.URL)); err != nil {
 		u.t.Fatalf("open grain %s on %s: %v", grainID, n.Name, err)
 	}
 }
