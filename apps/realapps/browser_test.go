@@ -108,7 +108,9 @@ func evalJS[T any](u *tab, js string) T {
 // waitJS polls a JavaScript condition until it holds.
 func (u *tab) waitJS(what, cond string) {
 	u.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	// Long: a real app's page on a busy two-core machine may take a while
+	// to connect and render.
+	deadline := time.Now().Add(90 * time.Second)
 	for {
 		ok, err := chromedp.Run(u.ctx, chromedp.Evaluate[bool](cond))
 		if err == nil && ok {

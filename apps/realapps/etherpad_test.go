@@ -2,6 +2,8 @@ package realapps
 
 import (
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -33,6 +35,14 @@ const padReady = `typeof clientVars !== "undefined" && typeof pad !== "undefined
 // her edits and imports change nothing; the pad is there after the
 // grain was stopped.
 func TestEtherpad(t *testing.T) {
+	// Not in make apps-real's default REAL_APPS yet: this test has not
+	// passed end to end (see docs/porting.md); build it with
+	// `make apps-real REAL_APPS=etherpad` to run it.
+	if dir := os.Getenv(packagesEnv); dir != "" {
+		if _, err := os.Stat(filepath.Join(dir, "etherpad.erg")); err != nil {
+			t.Skip("etherpad.erg is not built: make apps-real REAL_APPS=etherpad")
+		}
+	}
 	file := packageFile(t, "etherpad")
 	env := nodetest.New(t)
 	a := env.Node("anode")
