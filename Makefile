@@ -11,7 +11,7 @@ APPS     := notes todo filedrop
 VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 export CGO_ENABLED := 0
 
-.PHONY: all build erg apps packages apps-real test-apps-real bench-apps-real run test unit short bench lint clean test-internet test-cgroup2
+.PHONY: all build erg apps packages apps-real test-apps-real bench-apps-real run test unit short bench bench-proxy bench-tools lint clean test-internet test-cgroup2
 
 all: build
 
@@ -123,9 +123,25 @@ test-cgroup2:
 	if [ $$st = 3 ]; then echo "test-cgroup2: SKIPPED: the cgroup v2 VM cannot run on this machine (see above)"; exit 0; fi; \
 	exit $$st
 
-bench: build
+bench: build bench-tools
 	$(GO) test -run '^$$' -bench . -benchtime 50x ./sandbox/
 	$(GO) test -run '^$$' -bench . -benchtime 3x ./node/ ./apppkg/ ./appstore/ ./p2p/ ./fed/
+
+# The grain proxy beside the app straight and nginx in front of it, all
+# driven by wrk (BENCHMARKS.md, "Proxy beside nginx").
+bench-proxy: bench-tools
+	$(GO) test -run '^$$' -bench ProxyVsNginx -benchtime 3x ./node/
+
+# wrk and nginx for the proxy benchmark, from Debian where we may install
+# them; without them it says so and skips.
+bench-tools:
+	@if ! command -v wrk >/dev/null || ! { command -v nginx >/dev/null || test -x /usr/sbin/nginx; }; then \
+		if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+			apt-get install -y -qq wrk nginx-light >/dev/null 2>&1 || \
+			{ apt-get update -qq && apt-get install -y -qq wrk nginx-light >/dev/null; } || \
+			echo "bench-tools: could not install wrk and nginx-light"; \
+		else echo "bench-tools: install wrk and nginx-light (Debian) for the proxy benchmark"; fi; \
+	fi
 
 clean:
 	rm -rf $(BUILD)

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"erg/forward"
 	"erg/sandbox"
 )
 
@@ -86,7 +87,7 @@ type startOp struct {
 type grainRun struct {
 	sb        *sandbox.Sandbox
 	root      string
-	transport *http.Transport
+	transport *forward.Pool
 }
 
 func (m *manager) endRun(root string) { m.host.treeReleased(root) }
@@ -216,15 +217,9 @@ func (m *manager) start(id string, out *ringLog) (*grainRun, error) {
 	return &grainRun{
 		sb:   sb,
 		root: spec.Root,
-		transport: &http.Transport{
-			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				return sb.Dial(ctx, port)
-			},
-			MaxIdleConns:        64,
-			MaxIdleConnsPerHost: 64,
-			IdleConnTimeout:     30 * time.Second,
-			DisableCompression:  true,
-		},
+		transport: forward.New(func(ctx context.Context) (net.Conn, error) {
+			return sb.Dial(ctx, port)
+		}),
 	}, nil
 }
 
@@ -263,7 +258,7 @@ func (m *manager) watch(id string, e *grainEntry, run *grainRun) {
 		e.run = nil
 	}
 	e.mu.Unlock()
-	run.transport.CloseIdleConnections()
+	run.transport.Close()
 	if crashed {
 		err := run.sb.Err()
 		m.log.Warn("grain exited", "grain", id, "err", err)
@@ -319,7 +314,7 @@ func (m *manager) stopLocked(id string, e *grainEntry, why string) chan struct{}
 		ctx, cancel := context.WithTimeout(context.Background(), grainStopGrace)
 		err := run.sb.Stop(ctx)
 		cancel()
-		run.transport.CloseIdleConnections()
+		run.transport.Close()
 		m.endRun(run.root)
 		m.host.touchGrain(id, time.Now())
 		if err != nil {

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"io"
 	"net"
 	"sync"
 )
@@ -106,4 +107,14 @@ func (c *limitConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() { c.l.release(c.ip) })
 	return err
+}
+
+// ReadFrom lets net/http splice a long answer from a grain's socket
+// straight into the client's (forward.Pool), as the bare TCP connection
+// would.
+func (c *limitConn) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(struct{ io.Writer }{c.Conn}, r)
 }

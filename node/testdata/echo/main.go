@@ -4,6 +4,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -95,10 +96,30 @@ func main() {
 			}
 		}
 	})
+	mux.HandleFunc("/bytes", func(w http.ResponseWriter, r *http.Request) {
+		// n bytes with their length: a tiny answer, or a big download.
+		n, err := strconv.ParseInt(r.URL.Query().Get("n"), 10, 64)
+		if err != nil || n < 0 {
+			http.Error(w, "want ?n=<bytes>", http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Length", strconv.FormatInt(n, 10))
+		for n > 0 {
+			k, err := w.Write(filler[:min(n, int64(len(filler)))])
+			if err != nil {
+				return
+			}
+			n -= int64(k)
+		}
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "hello from echo")
 	})
-	countStart()
+	// Run outside a sandbox (the proxy benchmark's "straight" app), the
+	// host's /var is not the app's to write.
+	if os.Getenv("ECHO_STATELESS") == "" {
+		countStart()
+	}
 	if err := http.ListenAndServe("127.0.0.1:"+port, mux); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -106,6 +127,8 @@ func main() {
 }
 
 var startCount int
+
+var filler = bytes.Repeat([]byte("0123456789abcdef"), 4<<10)
 
 // countStart counts this grain's starts in /var, so tests can tell a
 // restarted app from the same one.
