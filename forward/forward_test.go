@@ -424,6 +424,7 @@ func TestForwardPipelining(t *testing.T) {
 
 func TestForwardStreamsBothWays(t *testing.T) {
 	chunk := make(chan struct{})
+	big := bytes.Repeat([]byte("0123456789"), 300_000)
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/stream" {
 			// Chunks as they come: the first must reach the client before
@@ -432,6 +433,11 @@ func TestForwardStreamsBothWays(t *testing.T) {
 			w.(http.Flusher).Flush()
 			<-chunk
 			io.WriteString(w, "second")
+			return
+		}
+		if r.URL.Path == "/big" {
+			w.Header().Set("Content-Length", strconv.Itoa(len(big)))
+			w.Write(big)
 			return
 		}
 		if r.URL.Path == "/head" {
@@ -466,7 +472,9 @@ func TestForwardStreamsBothWays(t *testing.T) {
 
 	// A big upload of unknown length, chunked both ways, and a big
 	// download of known length (spliced).
-	big := bytes.Repeat([]byte("0123456789"), 300_000)
+	if code, body, _ := get(t, s.Client(), s.URL+"/big"); code != 200 || body != string(big) {
+		t.Errorf("download: %d, %d bytes of %d", code, len(body), len(big))
+	}
 	req, _ := http.NewRequest("POST", s.URL+"/echo", io.NopCloser(bytes.NewReader(big)))
 	req.ContentLength = -1
 	resp, err = s.Client().Do(req)
@@ -595,3 +603,39 @@ type discardWriter struct {
 func (w *discardWriter) Header() http.Header         { return w.h }
 func (w *discardWriter) WriteHeader(code int)        { w.code = code }
 func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
+
+// Behind an HTTP/2 server (browsers over TLS), Forward speaks HTTP/1.1
+// to the upstream as before: a body of unknown length goes chunked, and
+// the answer streams through the HTTP/2 writer.
+func TestForwardBehindHTTP2(t *testing.T) {
+	u := newUpstream(t, ok("hello"))
+	p := u.pool()
+	s := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ProtoMajor != 2 {
+			t.Errorf("the front spoke %s", r.Proto)
+		}
+		if err := p.Forward(r.Context(), w, r, nil); err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+		}
+	}))
+	s.EnableHTTP2 = true
+	s.StartTLS()
+	defer s.Close()
+	for range 3 {
+		if code, body, _ := get(t, s.Client(), s.URL+"/"); code != 200 || body != "hello" {
+			t.Fatalf("%d %q", code, body)
+		}
+	}
+	resp, err := s.Client().Post(s.URL+"/up", "text/plain", io.NopCloser(strings.NewReader("body of unknown length")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	heads, bodies := u.requests()
+	if last := len(heads) - 1; !strings.HasPrefix(heads[last], "POST /up") || bodies[last] != "body of unknown length" {
+		t.Errorf("upstream got %q %q", heads[last], bodies[last])
+	}
+	if n := u.accepts.Load(); n != 1 {
+		t.Errorf("%d upstream connections", n)
+	}
+}

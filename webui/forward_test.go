@@ -82,9 +82,10 @@ func TestForwardedRequestIsRewrittenAndStartsNoGoroutine(t *testing.T) {
 		grainRequest()
 		httptest.NewRecorder()
 	})
-	// The ReverseProxy path takes about 47 (TestProxiedRequestStartsNoGoroutine).
+	// About 25 (Go 1.26); the ReverseProxy path takes about 45
+	// (TestProxiedRequestStartsNoGoroutine).
 	t.Logf("%.0f allocations per forwarded request, %.0f of them the test's request and recorder", allocs, base)
-	if allocs-base > 30 {
+	if allocs-base > 28 {
 		t.Errorf("%.0f allocations per forwarded request beyond the test's own", allocs-base)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/http/httputil"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http/httpguts"
@@ -84,6 +85,7 @@ type Handler struct {
 	pages      *pages
 	updates    *updateCache
 	proxy      *httputil.ReverseProxy
+	csp        atomic.Pointer[cspValue] // the last frame-ancestors policy made
 	tok        *apitokens.Service
 	pb         *powerbox.Service
 	apiProxy   *httputil.ReverseProxy
@@ -313,13 +315,37 @@ func (h *Handler) forwardGrain(ctx context.Context, w http.ResponseWriter, r *ht
 	for _, k := range []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {
 		delete(r.Header, k)
 	}
+	csp := h.frameAncestors(r)
 	err := f.Forward(ctx, w, r, func(hdr http.Header) {
 		// Only the node's shell may frame a grain.
-		hdr.Add("Content-Security-Policy", "frame-ancestors "+h.shellOrigin(r))
+		hdr.Add("Content-Security-Policy", csp)
 	})
 	if err != nil {
 		h.proxyFailed(w, r, id, viewer, err)
 	}
+}
+
+// frameAncestors is the policy that lets only the shell frame the grain
+// r is for. The last one made is kept: it differs only with the port and
+// scheme the browser used, which are the same for nearly every request.
+func (h *Handler) frameAncestors(r *http.Request) string {
+	port := ""
+	if i := strings.LastIndexByte(r.Host, ':'); i >= 0 && !strings.Contains(r.Host[i:], "]") {
+		port = r.Host[i:]
+	}
+	tls := r.TLS != nil
+	if c := h.csp.Load(); c != nil && c.port == port && c.tls == tls {
+		return c.value
+	}
+	c := &cspValue{port: port, tls: tls, value: "frame-ancestors " + h.shellOrigin(r)}
+	h.csp.Store(c)
+	return c.value
+}
+
+type cspValue struct {
+	port  string
+	tls   bool
+	value string
 }
 
 // proxyFailed answers a request the grain did not: 403 when the session
@@ -483,15 +509,35 @@ func setGrainHeaders(hdr http.Header, v erg.Viewer) {
 	fed.SetIdentity(hdr, v.UserID, v.Username, v.Permissions, v.SessionID)
 }
 
-// dropCookie removes one cookie from a request, keeping the others.
+// dropCookie removes one cookie from a request, keeping the others as
+// they were sent (on one Cookie line, as a browser sends them).
 func dropCookie(r *http.Request, name string) {
-	cookies := r.Cookies()
-	r.Header.Del("Cookie")
-	for _, c := range cookies {
-		if c.Name != name {
-			r.AddCookie(c)
+	vs := r.Header["Cookie"]
+	found := false
+	for _, v := range vs {
+		found = found || strings.Contains(v, name)
+	}
+	if !found {
+		return
+	}
+	var b strings.Builder
+	for _, v := range vs {
+		for part := range strings.SplitSeq(v, ";") {
+			part = strings.TrimSpace(part)
+			if k, _, _ := strings.Cut(part, "="); part == "" || strings.TrimSpace(k) == name {
+				continue
+			}
+			if b.Len() > 0 {
+				b.WriteString("; ")
+			}
+			b.WriteString(part)
 		}
 	}
+	if b.Len() == 0 {
+		delete(r.Header, "Cookie")
+		return
+	}
+	r.Header["Cookie"] = []string{b.String()}
 }
 
 // shellOrigin is the origin of the node's own pages as the browser sees
