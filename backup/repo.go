@@ -77,7 +77,7 @@ type Header struct {
 // files with their chunks.
 type Tree struct {
 	Grain GrainMeta `json:"grain"`
-	Dirs  []string  `json:"dirs"`
+	Dirs  []Folder  `json:"dirs"`
 	Files []File    `json:"files"`
 }
 
@@ -92,10 +92,22 @@ type GrainMeta struct {
 	Created    time.Time `json:"created"`
 }
 
-// File is one regular file of a snapshot.
+// Folder is one directory of a snapshot.
+type Folder struct {
+	Path string `json:"path"`
+	Mode uint32 `json:"mode"`
+	UID  uint32 `json:"uid"`
+	GID  uint32 `json:"gid"`
+}
+
+// File is one regular file of a snapshot. Owners are kept as numbers, as
+// tar does: a restore as root gives them back (a grain's files belong to
+// its sandbox's uid).
 type File struct {
 	Path   string   `json:"path"`
 	Mode   uint32   `json:"mode"`
+	UID    uint32   `json:"uid"`
+	GID    uint32   `json:"gid"`
 	Size   int64    `json:"size"`
 	MTime  int64    `json:"mtime"`
 	Chunks []string `json:"chunks"`

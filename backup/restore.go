@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"erg"
 )
 
 // Named is a destination with the name a user knows it by.
@@ -152,8 +154,9 @@ func (r *Restorer) Write(ctx context.Context, t Tree, roots map[string]string) (
 		opened[name] = o
 		return o, rel, nil
 	}
+	asRoot := os.Geteuid() == 0
 	for _, d := range t.Dirs {
-		root, rel, err := split(d)
+		root, rel, err := split(d.Path)
 		if err != nil {
 			return 0, err
 		}
@@ -162,6 +165,11 @@ func (r *Restorer) Write(ctx context.Context, t Tree, roots map[string]string) (
 		}
 		if err := root.MkdirAll(rel, 0o700); err != nil {
 			return 0, err
+		}
+		if asRoot {
+			if err := root.Lchown(rel, int(d.UID), int(d.GID)); err != nil {
+				return 0, err
+			}
 		}
 	}
 	var total int64
@@ -181,7 +189,11 @@ func (r *Restorer) Write(ctx context.Context, t Tree, roots map[string]string) (
 				return total, err
 			}
 		}
-		out, err := root.OpenFile(rel, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fs.FileMode(f.Mode)&0o700|0o600)
+		mode := fs.FileMode(f.Mode) & 0o777
+		if strings.HasPrefix(f.Path, "var/") {
+			mode = mode&0o700 | 0o600 // a grain's own files: its uid is given them after
+		}
+		out, err := root.OpenFile(rel, os.O_WRONLY|os.O_CREATE|os.O_EXCL, mode)
 		if err != nil {
 			return total, fmt.Errorf("restore %s: %w", f.Path, err)
 		}
@@ -199,6 +211,11 @@ func (r *Restorer) Write(ctx context.Context, t Tree, roots map[string]string) (
 		}
 		if err := out.Close(); err != nil {
 			return total, err
+		}
+		if asRoot {
+			if err := root.Lchown(rel, int(f.UID), int(f.GID)); err != nil {
+				return total, err
+			}
 		}
 	}
 	return total, nil
@@ -237,4 +254,24 @@ func (r *Restorer) Latest(ctx context.Context, match func(Header) bool, before f
 		return Header{}, Tree{}, fmt.Errorf("no backup of that: %w", ErrNotStored)
 	}
 	return Header{}, Tree{}, errors.New(joinErrs(errs))
+}
+
+// newestTree is the tree of the newest snapshot match accepts that opens.
+func (r *Restorer) newestTree(ctx context.Context, match func(Header) bool) (Tree, error) {
+	snaps := r.Snapshots(ctx)
+	var errs []error
+	for i := len(snaps) - 1; i >= 0; i-- {
+		if !match(snaps[i].Header) {
+			continue
+		}
+		_, t, err := r.Tree(ctx, snaps[i].Name)
+		if err == nil {
+			return t, nil
+		}
+		errs = append(errs, err)
+	}
+	if len(errs) == 0 {
+		return Tree{}, fmt.Errorf("%w: no backup of that grain", erg.ErrNotFound)
+	}
+	return Tree{}, errors.New(joinErrs(errs))
 }

@@ -6,22 +6,23 @@ import (
 	"time"
 )
 
-// Policy is how many snapshots of each grain are kept: the newest of
-// each of the last Daily days, Weekly weeks and Monthly months that have
-// one. The newest snapshot is always kept.
+// Policy is how many snapshots of each grain are kept: the Last newest,
+// and the newest of each of the last Daily days, Weekly weeks and Monthly
+// months that have one. The newest snapshot is always kept.
 type Policy struct {
+	Last    int `json:"last"`
 	Daily   int `json:"daily"`
 	Weekly  int `json:"weekly"`
 	Monthly int `json:"monthly"`
 }
 
-// DefaultPolicy keeps a week of days, a month of weeks and half a year of
+// DefaultPolicy keeps the last three, a week of days, a month of weeks and half a year of
 // months.
-var DefaultPolicy = Policy{Daily: 7, Weekly: 4, Monthly: 6}
+var DefaultPolicy = Policy{Last: 3, Daily: 7, Weekly: 4, Monthly: 6}
 
 // Check refuses a policy that keeps nothing or is absurd.
 func (p Policy) Check() error {
-	if p.Daily < 0 || p.Weekly < 0 || p.Monthly < 0 || p.Daily > 3660 || p.Weekly > 520 || p.Monthly > 1200 {
+	if p.Last < 0 || p.Last > 1000 || p.Daily < 0 || p.Weekly < 0 || p.Monthly < 0 || p.Daily > 3660 || p.Weekly > 520 || p.Monthly > 1200 {
 		return fmt.Errorf("retention counts must be between 0 and a few thousand")
 	}
 	return nil
@@ -38,8 +39,10 @@ func (p Policy) Keep(hs []Header) map[string]bool {
 			sorted[j], sorted[j-1] = sorted[j-1], sorted[j]
 		}
 	}
-	if len(sorted) > 0 {
-		keep[sorted[0].Name] = true
+	for i, h := range sorted {
+		if i == 0 || i < p.Last {
+			keep[h.Name] = true
+		}
 	}
 	bucket := func(n int, key func(time.Time) string) {
 		seen := map[string]bool{}

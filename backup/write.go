@@ -192,17 +192,18 @@ func (r *Run) Snapshot(ctx context.Context, src Source) (Result, error) {
 	for _, rootName := range names {
 		err = walkRoot(src.Roots[rootName], func(rel string, d fs.DirEntry, fi fs.FileInfo, open func() (*os.File, error)) error {
 			p := path.Join(rootName, rel)
-			if d.IsDir() {
-				tree.Dirs = append(tree.Dirs, p)
-				return nil
-			}
 			st, _ := fi.Sys().(*syscall.Stat_t)
 			var ino uint64
+			var uid, gid uint32
 			if st != nil {
-				ino = st.Ino
+				ino, uid, gid = st.Ino, st.Uid, st.Gid
+			}
+			if d.IsDir() {
+				tree.Dirs = append(tree.Dirs, Folder{Path: p, Mode: uint32(fi.Mode().Perm()), UID: uid, GID: gid})
+				return nil
 			}
 			inos[p] = ino
-			f := &File{Path: p, Mode: uint32(fi.Mode().Perm()), Size: fi.Size(), MTime: fi.ModTime().UnixNano()}
+			f := &File{Path: p, Mode: uint32(fi.Mode().Perm()), UID: uid, GID: gid, Size: fi.Size(), MTime: fi.ModTime().UnixNano()}
 			if c, ok := old[p]; ok && c.Size == f.Size && c.MTime == f.MTime && c.Ino == ino && r.haveEverywhere(c.Chunks) {
 				f.Chunks = c.Chunks
 				tree.Files = append(tree.Files, *f)

@@ -248,6 +248,43 @@ var migrations = []string{
 	);
 	CREATE INDEX powerbox_grants_requester ON powerbox_grants (requester);
 	CREATE INDEX powerbox_grants_target ON powerbox_grants (target);`,
+	// Backups: the keys the node keeps (never the recovery code), the
+	// schedule and retention, where backups go, how each went, and the
+	// space this node offers friends for theirs.
+	`CREATE TABLE backup_settings (
+		id INTEGER PRIMARY KEY CHECK (id = 1),
+		keys TEXT NOT NULL DEFAULT '',
+		every_seconds INTEGER NOT NULL DEFAULT 86400,
+		last INTEGER NOT NULL DEFAULT 3,
+		daily INTEGER NOT NULL DEFAULT 7,
+		weekly INTEGER NOT NULL DEFAULT 4,
+		monthly INTEGER NOT NULL DEFAULT 6
+	);
+	INSERT INTO backup_settings (id) VALUES (1);
+	CREATE TABLE backup_destinations (
+		id TEXT PRIMARY KEY,
+		kind TEXT NOT NULL CHECK (kind IN ('dir', 'friend')),
+		target TEXT NOT NULL,
+		added_at INTEGER NOT NULL,
+		UNIQUE (kind, target)
+	);
+	CREATE TABLE backup_status (
+		dest_id TEXT NOT NULL REFERENCES backup_destinations(id) ON DELETE CASCADE,
+		source TEXT NOT NULL,
+		last_ok INTEGER NOT NULL DEFAULT 0,
+		last_try INTEGER NOT NULL DEFAULT 0,
+		last_error TEXT NOT NULL DEFAULT '',
+		failing_since INTEGER NOT NULL DEFAULT 0,
+		size INTEGER NOT NULL DEFAULT 0,
+		pause_us INTEGER NOT NULL DEFAULT 0,
+		PRIMARY KEY (dest_id, source)
+	);
+	CREATE TABLE backup_offers (
+		peer TEXT PRIMARY KEY,
+		quota INTEGER NOT NULL,
+		restore_peer TEXT NOT NULL DEFAULT '',
+		created_at INTEGER NOT NULL
+	);`,
 }
 
 // Migrations returns the schema migrations in the order they apply; the

@@ -26,6 +26,7 @@ import (
 
 	"erg/accounts"
 	"erg/apitokens"
+	"erg/backup"
 	"erg/db"
 	"erg/fedgrains"
 	"erg/friends"
@@ -71,6 +72,8 @@ type Config struct {
 	MinUploadRate int64         // bytes/s a request body must keep up on average; default 1 KiB/s
 
 	TLS TLSConfig // HTTPS on a real domain
+
+	BackupTick time.Duration // how often the backup schedule is looked at; default 1m
 }
 
 // Defaults of the limits in Config.
@@ -128,6 +131,7 @@ type Node struct {
 
 	store   *store.Service   // what this node published and provides, and its installs from the store
 	friends *friends.Service // other nodes this one trusts, and connections to them
+	backups *backup.Service  // scheduled, encrypted backups and their restores
 
 	certs   *tlsnode.Manager    // the web port's certificate; nil when it serves plain HTTP
 	forward *tlsforward.Service // remote access through friends (HTTPS only)
@@ -261,6 +265,9 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	if err := n.startFed(ctx); err != nil {
 		return nil, err
 	}
+	if err := n.startBackups(ctx); err != nil {
+		return nil, err
+	}
 
 	if n.certs, err = startTLS(ctx, cfg); err != nil {
 		return nil, err
@@ -309,7 +316,7 @@ func (n *Node) listen() error {
 	opts := webui.Options{Domain: n.cfg.Domain, MaxUpload: n.cfg.MaxUpload,
 		MaxWebsockets: max(n.cfg.MaxWebsockets, 0), BodyStall: max(n.cfg.ReadTimeout, 0), MinBodyRate: max(n.cfg.MinUploadRate, 0),
 		Certs: n.certs, HTTPSPort: port}
-	svc := webui.Services{Node: n, Accounts: n.accounts, Store: n.store, Friends: n.friends, Grains: n.grains, Shares: n.shares, Installer: n.installer, APITokens: n.tokens, Powerbox: n.pbox}
+	svc := webui.Services{Node: n, Accounts: n.accounts, Store: n.store, Friends: n.friends, Grains: n.grains, Shares: n.shares, Installer: n.installer, APITokens: n.tokens, Powerbox: n.pbox, Backups: n.backups}
 	if n.certs == nil {
 		web := webui.NewHandler(svc, opts, webLog)
 		n.serve(sl, webui.APIHandler(svc, opts, webLog))
@@ -420,6 +427,9 @@ func (n *Node) Close() error {
 	}
 	if n.forward != nil {
 		n.forward.Close()
+	}
+	if n.backups != nil {
+		n.backups.Close()
 	}
 	n.stopFed()
 	n.stopP2P()

@@ -14,6 +14,7 @@ import (
 	"erg"
 	"erg/accounts"
 	"erg/apitokens"
+	"erg/backup"
 	"erg/friends"
 	"erg/grains"
 	"erg/install"
@@ -40,6 +41,7 @@ type api struct {
 	tok       *apitokens.Service
 	pb        *powerbox.Service
 	in        *install.Installer
+	bk        *backup.Service
 	log       *slog.Logger
 	maxUpload int64
 	body      bodyGuard
@@ -98,6 +100,9 @@ func (a *api) routes() *http.ServeMux {
 	}
 	a.registerStore(mux, a.st)
 	a.registerFriends(mux, a.fr)
+	if a.bk != nil {
+		a.registerBackups(mux, a.bk)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: no API route %s %s", erg.ErrNotFound, r.Method, r.URL.Path))
 	})
@@ -126,7 +131,7 @@ func (a *api) guard(forOwner bool, h http.HandlerFunc) http.HandlerFunc {
 // APIHandler serves the JSON API on the control socket. Whoever can reach
 // the socket (the data dir's owner-only unix socket) is the node's owner.
 func APIHandler(svc Services, opts Options, log *slog.Logger) http.Handler {
-	a := &api{b: svc.Node, acc: svc.Accounts, st: svc.Store, fr: svc.Friends, gr: svc.Grains, sh: svc.Shares, tok: svc.APITokens, pb: svc.Powerbox, in: svc.Installer, log: log, maxUpload: opts.MaxUpload, body: bodyGuard{stall: opts.BodyStall, rate: opts.MinBodyRate}}
+	a := &api{b: svc.Node, acc: svc.Accounts, st: svc.Store, fr: svc.Friends, gr: svc.Grains, sh: svc.Shares, tok: svc.APITokens, pb: svc.Powerbox, in: svc.Installer, bk: svc.Backups, log: log, maxUpload: opts.MaxUpload, body: bodyGuard{stall: opts.BodyStall, rate: opts.MinBodyRate}}
 	if a.maxUpload <= 0 {
 		a.maxUpload = 1 << 30
 	}
@@ -145,7 +150,7 @@ func APIHandler(svc Services, opts Options, log *slog.Logger) http.Handler {
 // `erg token new`) or a web session with its CSRF token in the
 // X-CSRF-Token header for anything that changes state.
 func (h *Handler) httpAPI() http.Handler {
-	a := &api{b: h.b, acc: h.acc, st: h.st, fr: h.fr, gr: h.gr, sh: h.sh, tok: h.tok, pb: h.pb, in: h.in, log: h.log, maxUpload: h.maxUpload, body: h.body}
+	a := &api{b: h.b, acc: h.acc, st: h.st, fr: h.fr, gr: h.gr, sh: h.sh, tok: h.tok, pb: h.pb, in: h.in, bk: h.bk, log: h.log, maxUpload: h.maxUpload, body: h.body}
 	mux := a.routes()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")

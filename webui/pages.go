@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -64,6 +65,9 @@ var pageFuncs = template.FuncMap{
 		return fmt.Sprintf("%d MiB", n>>20)
 	},
 	"size": FormatSize,
+	"hours": func(d erg.Duration) string {
+		return strconv.FormatFloat(time.Duration(d).Hours(), 'f', -1, 64)
+	},
 	"initial": func(s string) string {
 		for _, r := range strings.TrimSpace(s) {
 			return strings.ToUpper(string(r))
@@ -104,12 +108,17 @@ type pageData struct {
 	Nav    string
 	Error  string
 	Notice string
-	Data   any
+	// Warning is the backups' warning, on the owner's pages.
+	Warning string
+	Data    any
 }
 
 func (h *Handler) render(w http.ResponseWriter, r *http.Request, code int, page string, d pageData) {
 	if a, ok := actorOf(r); ok && d.Me == nil {
 		d.Me, d.CSRF = &a.user, a.csrf
+	}
+	if d.Me != nil && d.Me.Owner && h.bk != nil {
+		d.Warning = h.bk.Warning(r.Context())
 	}
 	var buf bytes.Buffer
 	if err := h.pages.t[page].ExecuteTemplate(&buf, "page", d); err != nil {
@@ -223,6 +232,7 @@ func (h *Handler) allPageRoutes() []pageRoute {
 	routes = append(routes, h.friendPages()...)
 	routes = append(routes, h.tlsPages()...)
 	routes = append(routes, h.remotePages()...)
+	routes = append(routes, h.backupPages()...)
 	return append(routes, h.storePages()...)
 }
 

@@ -18,6 +18,7 @@ import (
 	"erg"
 	"erg/accounts"
 	"erg/apitokens"
+	"erg/backup"
 	"erg/fed"
 	"erg/friends"
 	"erg/grains"
@@ -73,6 +74,7 @@ type Handler struct {
 	gr         *grains.Service
 	sh         *shares.Service
 	in         *install.Installer
+	bk         *backup.Service
 	log        *slog.Logger
 	domain     string
 	maxUpload  int64
@@ -103,7 +105,7 @@ func NewHandler(svc Services, opts Options, log *slog.Logger) *Handler {
 		log = slog.New(slog.DiscardHandler)
 	}
 	h := &Handler{
-		b: svc.Node, acc: svc.Accounts, st: svc.Store, fr: svc.Friends, gr: svc.Grains, sh: svc.Shares, in: svc.Installer, log: log, domain: strings.ToLower(opts.Domain), maxUpload: opts.MaxUpload,
+		b: svc.Node, acc: svc.Accounts, st: svc.Store, fr: svc.Friends, gr: svc.Grains, sh: svc.Shares, in: svc.Installer, bk: svc.Backups, log: log, domain: strings.ToLower(opts.Domain), maxUpload: opts.MaxUpload,
 		cop: http.NewCrossOriginProtection(), limiter: newLimiter(),
 		body: bodyGuard{stall: opts.BodyStall, rate: opts.MinBodyRate}, ws: newWSLimiter(opts.MaxWebsockets),
 		certs: opts.Certs, httpsPort: opts.HTTPSPort, forward: opts.Forward,

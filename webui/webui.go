@@ -13,6 +13,7 @@ import (
 	"erg"
 	"erg/accounts"
 	"erg/apitokens"
+	"erg/backup"
 	"erg/friends"
 	"erg/grains"
 	"erg/install"
@@ -33,6 +34,7 @@ type Services struct {
 	Installer *install.Installer
 	APITokens *apitokens.Service // grains' API tokens; nil: the API origin serves nothing
 	Powerbox  *powerbox.Service  // grants between grains; nil: no powerbox
+	Backups   *backup.Service    // nil: the node makes no backups
 }
 
 // Backend is what spans the features, which only the node can answer: its

@@ -49,7 +49,7 @@ through the control socket in its data dir.`,
 	root.PersistentFlags().StringVar(&g.dataDir, "data", defaultDataDir(),
 		"the node's data dir (env ERG_DATA)")
 	root.PersistentFlags().BoolVar(&g.json, "json", false, "print machine-readable JSON")
-	root.AddCommand(newRunCmd(g), newStatusCmd(g), newGrainCmd(g), newAppCmd(g), newStoreCmd(g), newShareCmd(g), newUserCmd(g), newTokenCmd(g), newFriendCmd(g))
+	root.AddCommand(newRunCmd(g), newStatusCmd(g), newGrainCmd(g), newAppCmd(g), newStoreCmd(g), newShareCmd(g), newUserCmd(g), newTokenCmd(g), newFriendCmd(g), newBackupCmd(g), newRestoreCmd(g))
 	return root
 }
 

@@ -1,0 +1,150 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"erg"
+	"erg/backup"
+)
+
+// openAndGet signs n's client in to a grain and GETs path on its origin.
+func (n *testNode) openAndGet(id, path string) (int, string) {
+	n.t.Helper()
+	g, err := n.OpenGrain(context.Background(), n.owner(), id)
+	if err != nil {
+		n.t.Fatalf("open grain: %v", err)
+	}
+	resp, err := n.http.Get(g.URL)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	origin, _, _ := strings.Cut(g.URL, "/_erg/")
+	return n.get(origin + path)
+}
+
+func mustRun(t *testing.T, n *testNode) erg.BackupRun {
+	t.Helper()
+	run, err := n.backups.Run(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(run.Failed) > 0 {
+		t.Fatalf("backup failed: %v", run.Failed)
+	}
+	return run
+}
+
+// A running grain is backed up (frozen for the copy) to a directory;
+// it comes back as a new grain at an older point in time and over
+// itself; then the whole node comes back onto an empty data dir with its
+// identity, and its grain answers as before.
+func TestBackupRestoreGrainAndNode(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t, nil)
+	id, origin := n.newGrain("echo")
+	if code, body := n.get(origin + "/write?v=first"); code != 200 {
+		t.Fatalf("write: %d %s", code, body)
+	}
+	if _, err := n.backups.Run(ctx); err == nil || !errors.Is(err, erg.ErrInvalid) {
+		t.Fatalf("a backup without a recovery code: %v", err)
+	}
+	code, err := n.backups.NewCode(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := filepath.Join(t.TempDir(), "usb")
+	if _, err := n.backups.AddDestination(ctx, erg.BackupDestinationRequest{Dir: repo}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.backups.AddDestination(ctx, erg.BackupDestinationRequest{Dir: "relative/dir"}); !errors.Is(err, erg.ErrInvalid) {
+		t.Fatalf("a relative directory: %v", err)
+	}
+	if !n.grains.Running(id) {
+		t.Fatal("the grain should be running for this test")
+	}
+	mustRun(t, n)
+	snaps, err := n.backups.Snapshots(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var first string
+	for _, s := range snaps {
+		if s.Source == id {
+			first = s.Name
+		}
+	}
+	if first == "" {
+		t.Fatalf("no snapshot of the grain in %+v", snaps)
+	}
+	st, err := n.backups.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Warning != "" || len(st.Destinations) != 1 || st.Destinations[0].LastOK.IsZero() || st.Destinations[0].Used == 0 {
+		t.Fatalf("status after a backup: %+v", st)
+	}
+	n.get(origin + "/write?v=second")
+	mustRun(t, n)
+
+	if _, err := n.backups.RestoreGrain(ctx, n.owner(), erg.BackupRestoreRequest{Code: backup.NewCode(), Grain: id}); !errors.Is(err, erg.ErrForbidden) {
+		t.Fatalf("restore with another code: %v", err)
+	}
+	old, err := n.backups.RestoreGrain(ctx, n.owner(), erg.BackupRestoreRequest{Code: code, Grain: id, Snapshot: first})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if old.Grain.ID == id {
+		t.Fatal("a restore as a new grain reused the id")
+	}
+	if _, body := n.openAndGet(old.Grain.ID, "/read"); body != "first" {
+		t.Fatalf("the grain restored to the first snapshot reads %q", body)
+	}
+	n.get(origin + "/write?v=third")
+	if _, err := n.backups.RestoreGrain(ctx, n.owner(), erg.BackupRestoreRequest{Code: code, Grain: id, Over: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, body := n.openAndGet(id, "/read"); body != "second" {
+		t.Fatalf("the grain restored over itself reads %q", body)
+	}
+
+	// Everything, onto an empty data dir.
+	nodeID := n.NodeID()
+	mustRun(t, n)
+	n.Close()
+	fresh := filepath.Join(t.TempDir(), "data")
+	os.MkdirAll(fresh, 0o700)
+	dir, err := backup.OpenDir(repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := backup.RestoreNode(ctx, code, []backup.Named{{Name: repo, Dest: dir}}, fresh, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Grains != 2 || len(res.Missing) != 0 {
+		t.Fatalf("restored %+v", res)
+	}
+	if _, err := backup.RestoreNode(ctx, code, []backup.Named{{Name: repo, Dest: dir}}, fresh, nil); err == nil {
+		t.Fatal("a restore onto a data dir holding a node went ahead")
+	}
+	m := startNode(t, func(c *Config) { c.DataDir = fresh; c.AppsDir = "" })
+	if m.NodeID() != nodeID {
+		t.Fatalf("restored node is %s, was %s", m.NodeID(), nodeID)
+	}
+	if _, body := m.openAndGet(id, "/read"); body != "second" {
+		t.Fatalf("the restored node's grain reads %q", body)
+	}
+	if _, body := m.openAndGet(old.Grain.ID, "/read"); body != "first" {
+		t.Fatalf("the restored node's other grain reads %q", body)
+	}
+	// The restored node goes on backing up into the same repository.
+	mustRun(t, m)
+}
