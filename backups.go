@@ -106,6 +106,34 @@ type BackupRun struct {
 	Written  map[string]int64 `json:"written"` // bytes per destination
 }
 
+// BackupOffer is space this node keeps for a friend's backups: the
+// friend sees it used; this node sees only sizes and dates.
+type BackupOffer struct {
+	Friend   string    `json:"friend"`
+	Peer     string    `json:"peer"`
+	Quota    int64     `json:"quota"`
+	Used     int64     `json:"used"`
+	Modified time.Time `json:"modified,omitzero"`
+}
+
+// BackupOfferRequest offers (or, with Bytes 0, withdraws) space to a friend.
+type BackupOfferRequest struct {
+	Friend string `json:"friend"`
+	Bytes  int64  `json:"bytes"`
+}
+
+// BackupOffers lists the space offered to friends.
+func (c *Client) BackupOffers(ctx context.Context) ([]BackupOffer, error) {
+	var o []BackupOffer
+	return o, c.do(ctx, "GET", "/api/backups/offers", nil, &o)
+}
+
+// OfferBackupSpace lets a friend keep up to req.Bytes of backups on this
+// node; 0 withdraws the offer and deletes what was kept.
+func (c *Client) OfferBackupSpace(ctx context.Context, req BackupOfferRequest) error {
+	return c.do(ctx, "POST", "/api/backups/offers", req, nil)
+}
+
 // RecoveryCode is a freshly made recovery code, shown once.
 type RecoveryCode struct {
 	Code string `json:"code"`

@@ -33,8 +33,10 @@ type Config struct {
 	FriendName func(ctx context.Context, peer string) string
 	// FriendPeer finds a friend's peer id by name.
 	FriendPeer func(ctx context.Context, name string) (string, error)
-	Log        *slog.Logger
-	Tick       time.Duration // how often the schedule is looked at; default 1m
+	// Held is where friends' backups kept on this node go; empty keeps none.
+	Held string
+	Log  *slog.Logger
+	Tick time.Duration // how often the schedule is looked at; default 1m
 }
 
 // Service runs the node's backups: the schedule, the runs (one at a
@@ -43,6 +45,8 @@ type Service struct {
 	cfg Config
 	log *slog.Logger
 	db  *sql.DB
+
+	holder *Holder // friends' backups this node keeps
 
 	runMu sync.Mutex // one run or restore at a time
 
@@ -73,6 +77,9 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		os.RemoveAll(filepath.Join(cfg.Dir, "staging", e.Name()))
 	}
 	s := &Service{cfg: cfg, log: cfg.Log, db: cfg.DB, stop: make(chan struct{}), done: make(chan struct{})}
+	if cfg.Held != "" {
+		s.holder = NewHolder(cfg.DB, cfg.Held, cfg.Log.With("part", "held"))
+	}
 	var last int64
 	s.db.QueryRowContext(ctx, `SELECT COALESCE(MAX(last_try), 0) FROM backup_status`).Scan(&last)
 	if last > 0 {
@@ -334,8 +341,20 @@ func (s *Service) Run(ctx context.Context) (erg.BackupRun, error) {
 		targets = append(targets, t)
 		byTarget[t] = d
 	}
+	for _, t := range targets {
+		if h, ok := t.Dest.(interface {
+			Hello(context.Context, []byte) error
+		}); ok && t.Err == nil {
+			t.Err = h.Hello(ctx, st.keys.RestorePub)
+		}
+	}
 	s.setProgress("looking at what the destinations hold")
 	run := NewRun(ctx, st.keys, targets, filepath.Join(s.cfg.Dir, "files.json"), filepath.Join(s.cfg.Dir, "staging"))
+	for _, t := range targets {
+		if t.Err != nil {
+			report.Failed = append(report.Failed, fmt.Sprintf("to %s: %v", t.Name, t.Err))
+		}
+	}
 	sources, err := s.sources(ctx)
 	if err != nil {
 		return report, err

@@ -60,11 +60,11 @@ func (s *Service) RestoreNew(ctx context.Context, who erg.User, appID string, ap
 	if m.Version < appVersion {
 		return erg.Grain{}, fmt.Errorf("%w: the backup needs %s version %d or newer; version %d is installed", erg.ErrInvalid, m.Name, appVersion, m.Version)
 	}
-	g, err := s.create(ctx, who, appID, title, func(varDir string, _ *apppkg.Manifest) error {
+	g, err := s.create(ctx, who, appID, title, func(varDir string, _ *apppkg.Manifest, uid uint32) error {
 		if err := fill(varDir); err != nil {
 			return err
 		}
-		return s.ownVar(varDir)
+		return s.ownVar(varDir, uid)
 	})
 	if err != nil {
 		return erg.Grain{}, err
@@ -81,9 +81,13 @@ func (s *Service) RestoreNew(ctx context.Context, who erg.User, appID string, ap
 // stopped, the new /var filled beside the old, and swapped in; the old
 // one goes only once the new one is whole.
 func (s *Service) RestoreOver(ctx context.Context, who erg.User, id string, fill func(varDir string) error) error {
-	if _, err := s.Own(who, id); err != nil {
+	g, err := s.Own(who, id)
+	if err != nil {
 		return err
 	}
+	s.mu.RLock()
+	uid := g.uid
+	s.mu.RUnlock()
 	dir := s.Dir(id)
 	next := filepath.Join(dir, "var.restore")
 	old := filepath.Join(dir, "var.old")
@@ -96,7 +100,7 @@ func (s *Service) RestoreOver(ctx context.Context, who erg.User, id string, fill
 		os.RemoveAll(next)
 		return err
 	}
-	if err := s.ownVar(next); err != nil {
+	if err := s.ownVar(next, uid); err != nil {
 		os.RemoveAll(next)
 		return err
 	}
@@ -118,14 +122,17 @@ func (s *Service) RestoreOver(ctx context.Context, who erg.User, id string, fill
 	return nil
 }
 
-// ownVar gives a restored /var to the sandbox's uid in root mode, where
+// ownVar gives a restored /var to the grain's uid in root mode, where
 // the grain runs as its own uid and must own what it finds.
-func (s *Service) ownVar(varDir string) error {
+func (s *Service) ownVar(varDir string, grainUID uint32) error {
 	runner := s.cfg.Runner
 	if os.Geteuid() != 0 || runner.Mode() != "root" {
 		return nil
 	}
 	uid, gid := runner.SandboxUID()
+	if grainUID != 0 {
+		uid, gid = grainUID, grainUID
+	}
 	root, err := os.OpenRoot(varDir)
 	if err != nil {
 		return err

@@ -148,3 +148,80 @@ func TestBackupRestoreGrainAndNode(t *testing.T) {
 	// The restored node goes on backing up into the same repository.
 	mustRun(t, m)
 }
+
+// A friend's node keeps A's backups within the space it offers, holds
+// nothing of them in the clear, and refuses clearly once the offer is
+// withdrawn, without touching anything on A.
+func TestBackupToAFriend(t *testing.T) {
+	ctx := context.Background()
+	a := startNode(t, nil)
+	b := startNode(t, func(c *Config) { c.Owner = "bob" })
+	befriend(t, a, b)
+	id, origin := a.newGrain("echo")
+	a.get(origin + "/write?v=PLANTED-FRIEND-CONTENT")
+	if err := a.grains.Rename(ctx, a.owner(), id, "PLANTED-FRIEND-TITLE"); err != nil {
+		t.Fatal(err)
+	}
+	code, err := a.backups.NewCode(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bobName := a.friendName(ctx, b.p2p.host.ID().String())
+	if _, err := a.backups.AddDestination(ctx, erg.BackupDestinationRequest{Friend: bobName}); err != nil {
+		t.Fatal(err)
+	}
+	run, err := a.backups.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(run.Failed) == 0 || !strings.Contains(strings.Join(run.Failed, " "), "no space offered") {
+		t.Fatalf("a backup to a friend who offered nothing: %v", run.Failed)
+	}
+	aliceName := b.friendName(ctx, a.p2p.host.ID().String())
+	if err := b.backups.OfferSpace(ctx, b.owner(), aliceName, 1<<30); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, a)
+	st, _ := a.backups.Status(ctx)
+	if d := st.Destinations[0]; d.Used == 0 || d.Quota != 1<<30 || d.LastOK.IsZero() {
+		t.Fatalf("friend destination: %+v", d)
+	}
+	offers, _ := b.backups.Offers(ctx)
+	if len(offers) != 1 || offers[0].Used == 0 {
+		t.Fatalf("B's offers: %+v", offers)
+	}
+	filepath.Walk(b.cfg.DataDir, func(p string, fi os.FileInfo, err error) error {
+		if fi != nil && fi.Mode().IsRegular() {
+			data, _ := os.ReadFile(p)
+			for _, s := range []string{"PLANTED-FRIEND-CONTENT", "PLANTED-FRIEND-TITLE"} {
+				if strings.Contains(string(data), s) {
+					t.Errorf("B's %s holds %q", p, s)
+				}
+			}
+		}
+		return nil
+	})
+	// Restore over the grain from the friend.
+	a.get(origin + "/write?v=changed")
+	if _, err := a.backups.RestoreGrain(ctx, a.owner(), erg.BackupRestoreRequest{Code: code, Grain: id, Over: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, body := a.openAndGet(id, "/read"); body != "PLANTED-FRIEND-CONTENT" {
+		t.Fatalf("restored from the friend: %q", body)
+	}
+	// Withdrawn: refused on A with B's reason; A's grain is untouched.
+	if err := b.backups.WithdrawSpace(ctx, b.owner(), aliceName); err != nil {
+		t.Fatal(err)
+	}
+	a.get(origin + "/write?v=after")
+	run, err = a.backups.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(run.Failed) == 0 || !strings.Contains(strings.Join(run.Failed, " "), "no backups for you") {
+		t.Fatalf("after the offer was withdrawn: %v", run.Failed)
+	}
+	if _, body := a.openAndGet(id, "/read"); body != "after" {
+		t.Fatalf("A's grain after a refused backup: %q", body)
+	}
+}

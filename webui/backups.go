@@ -61,6 +61,24 @@ func (a *api) registerBackups(mux *http.ServeMux, b *backup.Service) {
 		st, err := b.Status(r.Context())
 		reply(w, st, err)
 	}))
+	mux.HandleFunc("GET /api/backups/offers", owner(func(w http.ResponseWriter, r *http.Request, _ erg.User) {
+		o, err := b.Offers(r.Context())
+		reply(w, o, err)
+	}))
+	mux.HandleFunc("POST /api/backups/offers", owner(func(w http.ResponseWriter, r *http.Request, who erg.User) {
+		var req erg.BackupOfferRequest
+		if err := decodeBody(w, r, &req); err != nil {
+			writeError(w, err)
+			return
+		}
+		var err error
+		if req.Bytes == 0 {
+			err = b.WithdrawSpace(r.Context(), who, req.Friend)
+		} else {
+			err = b.OfferSpace(r.Context(), who, req.Friend, req.Bytes)
+		}
+		reply(w, struct{}{}, err)
+	}))
 	mux.HandleFunc("POST /api/backups/code", owner(func(w http.ResponseWriter, r *http.Request, _ erg.User) {
 		code, err := b.NewCode(r.Context())
 		reply(w, erg.RecoveryCode{Code: code}, err)

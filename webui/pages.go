@@ -65,6 +65,7 @@ var pageFuncs = template.FuncMap{
 		return fmt.Sprintf("%d MiB", n>>20)
 	},
 	"size": FormatSize,
+	"gib":  func(n int64) string { return strconv.FormatFloat(float64(n)/(1<<30), 'f', -1, 64) },
 	"hours": func(d erg.Duration) string {
 		return strconv.FormatFloat(time.Duration(d).Hours(), 'f', -1, 64)
 	},

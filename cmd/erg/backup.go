@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -29,7 +30,7 @@ can be read only with it. Then add a destination ('erg backup dest add
 /mnt/usb/erg'). 'erg restore' brings a whole node back onto a new machine.`,
 	}
 	cmd.AddCommand(newBackupCodeCmd(g), newBackupNowCmd(g), newBackupLsCmd(g), newBackupStatusCmd(g),
-		newBackupRestoreCmd(g), newBackupDestCmd(g), newBackupSetCmd(g))
+		newBackupRestoreCmd(g), newBackupDestCmd(g), newBackupSetCmd(g), newBackupOfferCmd(g))
 	return cmd
 }
 
@@ -300,5 +301,50 @@ func newBackupSetCmd(g *globals) *cobra.Command {
 	cmd.Flags().IntVar(&daily, "daily", 0, "daily snapshots to keep")
 	cmd.Flags().IntVar(&weekly, "weekly", 0, "weekly snapshots to keep")
 	cmd.Flags().IntVar(&monthly, "monthly", 0, "monthly snapshots to keep")
+	return cmd
+}
+
+func newBackupOfferCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "offer [FRIEND GB]",
+		Short: "Keep up to GB of a friend's backups on this node (0 stops); alone, list the offers",
+		Long: `Offer a friend space for their node's backups: 'erg backup offer bob 20'
+keeps up to 20 GB for bob, enforced here. They arrive encrypted: this node
+sees only sizes and dates, and gives them back only to bob's node (or to
+the one bob's recovery code restores). 0 withdraws the offer and deletes
+what was kept.`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) != 0 && len(args) != 2 {
+				return errors.New("give a friend and a size in GB, or nothing to list the offers")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			out := cmd.OutOrStdout()
+			if len(args) == 2 {
+				gb, err := strconv.ParseFloat(args[1], 64)
+				if err != nil || gb < 0 {
+					return fmt.Errorf("%q is not a size in GB", args[1])
+				}
+				return g.client().OfferBackupSpace(cmd.Context(), erg.BackupOfferRequest{Friend: args[0], Bytes: int64(gb * (1 << 30))})
+			}
+			offers, err := g.client().BackupOffers(cmd.Context())
+			if err != nil {
+				return err
+			}
+			return g.print(out, offers, func() {
+				if len(offers) == 0 {
+					fmt.Fprintln(out, "no space offered to friends")
+					return
+				}
+				tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+				fmt.Fprintln(tw, "FRIEND\tUSED\tOFFERED\tLAST")
+				for _, o := range offers {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", o.Friend, humanSize(o.Used), humanSize(o.Quota), when(o.Modified))
+				}
+				tw.Flush()
+			})
+		},
+	}
 	return cmd
 }

@@ -12,19 +12,20 @@ import (
 )
 
 func newRestoreCmd(g *globals) *cobra.Command {
-	var dirs []string
+	var dirs, friends []string
 	cmd := &cobra.Command{
 		Use:   "restore",
 		Short: "Make a whole node again from its backups, onto an empty data dir",
 		Long: `Restore a whole node (its identity, users, apps, grains, shares and
 friends) into the data dir (--data), which must hold no node, from backup
-directories (--from DIR). The
+directories (--from DIR) and friends' nodes that keep this node's backups
+(--friend with an invite code of theirs or a multiaddr ending /p2p/<id>). The
 recovery code is read from stdin or $ERG_RECOVERY_CODE. Then start it
 with 'erg run': friends know it again, as its key is the same.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(dirs) == 0 {
-				return errors.New("say where the backups are: --from DIR")
+			if len(dirs) == 0 && len(friends) == 0 {
+				return errors.New("say where the backups are: --from DIR or --friend INVITE")
 			}
 			code, err := readCode(cmd)
 			if err != nil {
@@ -46,6 +47,21 @@ with 'erg run': friends know it again, as its key is the same.`,
 				named = append(named, backup.Named{Name: abs, Dest: dd})
 			}
 			ctx := cmd.Context()
+			if len(friends) > 0 {
+				keys, err := backup.DeriveKeys(code)
+				if err != nil {
+					return err
+				}
+				rc, err := backup.DialForRestore(cmd.Context(), keys, friends)
+				if rc == nil {
+					return err
+				}
+				defer rc.Close()
+				if err != nil {
+					fmt.Fprintf(cmd.ErrOrStderr(), "erg: %v\n", err)
+				}
+				named = append(named, rc.Named...)
+			}
 			if err := os.MkdirAll(g.dataDir, 0o700); err != nil {
 				return err
 			}
@@ -71,5 +87,6 @@ with 'erg run': friends know it again, as its key is the same.`,
 		},
 	}
 	cmd.Flags().StringArrayVar(&dirs, "from", nil, "a backup directory (repeatable)")
+	cmd.Flags().StringArrayVar(&friends, "friend", nil, "a friend's invite code or multiaddr /…/p2p/<id> (repeatable)")
 	return cmd
 }
