@@ -2,6 +2,7 @@ package accounts
 
 import (
 	"context"
+	"crypto/subtle"
 	"fmt"
 
 	"erg"
@@ -16,6 +17,21 @@ func (s *Service) VerifyPassword(ctx context.Context, who erg.User, password str
 	}
 	if !s.checkPassword(ctx, hash, password) {
 		return fmt.Errorf("%w: the password is wrong", erg.ErrForbidden)
+	}
+	return nil
+}
+
+// CheckSetupToken says whether token is the setup link's, which alone may
+// set the node up (or restore it) before it has an owner.
+func (s *Service) CheckSetupToken(token string) error {
+	s.mu.Lock()
+	want := s.setupToken
+	s.mu.Unlock()
+	if want == "" {
+		return fmt.Errorf("%w: this node is already set up", erg.ErrForbidden)
+	}
+	if subtle.ConstantTimeCompare([]byte(token), []byte(want)) != 1 {
+		return fmt.Errorf("%w: the setup link is wrong: open the one `erg run` printed", erg.ErrForbidden)
 	}
 	return nil
 }

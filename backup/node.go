@@ -92,6 +92,13 @@ func RestoreNode(ctx context.Context, code string, dests []Named, dataDir string
 	}
 	// The database and key go in last: a data dir with them is a node,
 	// so an interrupted restore can be run again.
+	ents, _ := os.ReadDir(stage)
+	for _, e := range ents {
+		if e.Name() == "erg.db" || e.Name() == "identity.key" || !e.Type().IsRegular() {
+			continue
+		}
+		os.Rename(filepath.Join(stage, e.Name()), filepath.Join(dataDir, e.Name()))
+	}
 	for _, f := range []string{"identity.key", "erg.db"} {
 		if err := os.Rename(filepath.Join(stage, f), filepath.Join(dataDir, f)); err != nil {
 			return out, fmt.Errorf("restore %s: %w", f, err)

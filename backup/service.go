@@ -24,7 +24,11 @@ type Config struct {
 	DB       *sql.DB
 	Dir      string // the service's own files: the file cache and staging
 	Grains   *grains.Service
+	DataDir  string // the node's data dir, for a restore of the whole node
 	Identity string // the node's identity key file, backed up with the node
+	// NodeFiles are more small files of the data dir backed up with the
+	// node (the kept libp2p port, so friends' stored addresses still work).
+	NodeFiles []string
 	Packages string // installed package trees, backed up with the node
 	// Friend opens the space a friend offers this node; nil when the node
 	// has no libp2p host.
@@ -459,6 +463,11 @@ func (s *Service) sources(ctx context.Context) ([]source, error) {
 		if err := os.WriteFile(filepath.Join(stage, "identity.key"), b, 0o600); err != nil {
 			os.RemoveAll(stage)
 			return nil, err
+		}
+	}
+	for _, f := range s.cfg.NodeFiles {
+		if b, err := os.ReadFile(f); err == nil {
+			os.WriteFile(filepath.Join(stage, filepath.Base(f)), b, 0o600)
 		}
 	}
 	roots := map[string]string{"db": stage}

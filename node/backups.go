@@ -20,12 +20,14 @@ const (
 
 func (n *Node) startBackups(ctx context.Context) (err error) {
 	n.backups, err = backup.New(ctx, backup.Config{
-		DB:       n.db,
-		Dir:      filepath.Join(n.cfg.DataDir, backupDir),
-		Held:     filepath.Join(n.cfg.DataDir, heldDir),
-		Grains:   n.grains,
-		Identity: filepath.Join(n.cfg.DataDir, identityFile),
-		Packages: filepath.Join(n.cfg.DataDir, packagesDir),
+		DB:        n.db,
+		Dir:       filepath.Join(n.cfg.DataDir, backupDir),
+		Held:      filepath.Join(n.cfg.DataDir, heldDir),
+		DataDir:   n.cfg.DataDir,
+		Grains:    n.grains,
+		Identity:  filepath.Join(n.cfg.DataDir, identityFile),
+		NodeFiles: []string{filepath.Join(n.cfg.DataDir, p2pPortFile)},
+		Packages:  filepath.Join(n.cfg.DataDir, packagesDir),
 		Friend: func(ctx context.Context, p string) (backup.Destination, error) {
 			id, err := peer.Decode(p)
 			if err != nil {

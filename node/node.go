@@ -195,6 +195,12 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	if err := n.lockDataDir(); err != nil {
 		return nil, err
 	}
+	// "Restore this node" left a restored node to become this one.
+	if adopted, err := backup.AdoptPending(cfg.DataDir); err != nil {
+		return nil, fmt.Errorf("adopt the restored node: %w", err)
+	} else if adopted {
+		n.log.Info("this node is now the one restored from backups")
+	}
 	if n.key, err = loadIdentity(filepath.Join(cfg.DataDir, identityFile)); err != nil {
 		return nil, err
 	}

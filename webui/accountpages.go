@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"erg"
 )
@@ -31,8 +32,8 @@ func (h *Handler) setupPage(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	owner, _ := h.acc.Owner(r.Context())
-	h.render(w, r, http.StatusOK, "setup", pageData{Title: "Set up your node", Data: map[string]string{
-		"Token": r.URL.Query().Get("token"), "Username": owner.Username}})
+	h.render(w, r, http.StatusOK, "setup", pageData{Title: "Set up your node", Data: map[string]any{
+		"Token": r.URL.Query().Get("token"), "Username": owner.Username, "Restore": h.bk != nil}})
 }
 
 func (h *Handler) setup(w http.ResponseWriter, r *http.Request) {
@@ -44,7 +45,7 @@ func (h *Handler) setup(w http.ResponseWriter, r *http.Request) {
 	token, username, password := r.PostFormValue("token"), r.PostFormValue("username"), r.PostFormValue("password")
 	fail := func(err error) {
 		h.render(w, r, statusOf(err), "setup", pageData{Title: "Set up your node", Error: erg.Message(err),
-			Data: map[string]string{"Token": token, "Username": username}})
+			Data: map[string]any{"Token": token, "Username": username, "Restore": h.bk != nil}})
 	}
 	if password != r.PostFormValue("password2") {
 		fail(fmt.Errorf("%w: the two passwords differ", erg.ErrInvalid))
@@ -57,6 +58,41 @@ func (h *Handler) setup(w http.ResponseWriter, r *http.Request) {
 	}
 	h.setSessionCookie(w, r, session)
 	http.Redirect(w, r, "/grains", http.StatusSeeOther)
+}
+
+// restoreNode is "Restore this node" on the setup page: with the setup
+// link's token (so only whoever started the node), before it has an owner.
+func (h *Handler) restoreNode(w http.ResponseWriter, r *http.Request) {
+	if err := h.checkOrigin(r); err != nil {
+		h.failPage(w, r, err)
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, erg.MaxAPIBody)
+	token := r.PostFormValue("token")
+	data := map[string]any{"Token": token, "Restore": h.bk != nil}
+	if h.bk == nil {
+		h.failPage(w, r, erg.ErrNotFound)
+		return
+	}
+	if err := h.acc.CheckSetupToken(token); err != nil {
+		h.render(w, r, statusOf(err), "setup", pageData{Title: "Set up your node", Error: erg.Message(err), Data: data})
+		return
+	}
+	var friends []string
+	if f := strings.TrimSpace(r.PostFormValue("friend")); f != "" {
+		friends = []string{f}
+	}
+	res, err := h.bk.RestorePending(r.Context(), strings.TrimSpace(r.PostFormValue("code")), []string{strings.TrimSpace(r.PostFormValue("dir"))}, friends)
+	if err != nil {
+		h.render(w, r, http.StatusBadRequest, "setup", pageData{Title: "Set up your node", Error: "Nothing was restored: " + err.Error(), Data: data})
+		return
+	}
+	msg := fmt.Sprintf("Restored the node as it was on %s, with %d grains. Restart erg (stop it, then erg run again) to become it; then sign in as its owner.",
+		res.Time.Local().Format("2 Jan 2006 15:04"), res.Grains)
+	if len(res.Missing) > 0 {
+		msg += fmt.Sprintf(" %d grains could not be read back: %s", len(res.Missing), strings.Join(res.Missing, "; "))
+	}
+	h.render(w, r, http.StatusOK, "setup", pageData{Title: "Node restored", Notice: msg, Data: map[string]any{"Done": true}})
 }
 
 func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request) {

@@ -179,6 +179,7 @@ func (h *Handler) publicRoutes() []publicRoute {
 		{"GET /{$}", h.root},
 		{"GET /setup", h.setupPage},
 		{"POST /setup", h.setup},
+		{"POST /setup/restore", h.restoreNode},
 		{"GET /login", h.loginPage},
 		{"POST /login", h.loginPost},
 		{"GET /invite/{token}", h.invitePage},
