@@ -11,7 +11,7 @@ import (
 	"testing"
 )
 
-func testKeys(t *testing.T) (*Keys, string) {
+func testKeys(t testing.TB) (*Keys, string) {
 	t.Helper()
 	code := NewCode()
 	k, err := DeriveKeys(code)
@@ -21,7 +21,7 @@ func testKeys(t *testing.T) (*Keys, string) {
 	return k, code
 }
 
-func writeFile(t *testing.T, p string, b []byte) {
+func writeFile(t testing.TB, p string, b []byte) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		t.Fatal(err)

@@ -29,7 +29,7 @@ type Config struct {
 	// NodeFiles are more small files of the data dir backed up with the
 	// node (the kept libp2p port, so friends' stored addresses still work).
 	NodeFiles []string
-	Packages string // installed package trees, backed up with the node
+	Packages  string // installed package trees, backed up with the node
 	// Friend opens the space a friend offers this node; nil when the node
 	// has no libp2p host.
 	Friend func(ctx context.Context, peer string) (Destination, error)

@@ -81,13 +81,13 @@ func (s *Service) RestoreNew(ctx context.Context, who erg.User, appID string, ap
 // stopped, the new /var filled beside the old, and swapped in; the old
 // one goes only once the new one is whole.
 func (s *Service) RestoreOver(ctx context.Context, who erg.User, id string, fill func(varDir string) error) error {
-	g, err := s.Own(who, id)
+	if _, err := s.Own(who, id); err != nil {
+		return err
+	}
+	uid, err := s.grainUID(ctx, id)
 	if err != nil {
 		return err
 	}
-	s.mu.RLock()
-	uid := g.uid
-	s.mu.RUnlock()
 	dir := s.Dir(id)
 	next := filepath.Join(dir, "var.restore")
 	old := filepath.Join(dir, "var.old")

@@ -28,7 +28,7 @@ func TestBackupKilledMidwayLeavesNoBackup(t *testing.T) {
 	a := env.Process("knode")
 	var g erg.Grain
 	json.Unmarshal([]byte(a.CLI("grain", "new", "echo", "--title", "big", "--json")), &g)
-	big := make([]byte, 256<<20)
+	big := make([]byte, 64<<20)
 	r := rand.New(rand.NewPCG(1, 2))
 	for i := 0; i+8 <= len(big); i += 8 {
 		v := r.Uint64()
