@@ -11,6 +11,7 @@ import (
 	"erg"
 	"erg/fedgrains"
 	"erg/grains"
+	"erg/tlsnode"
 	"erg/webui"
 )
 
@@ -95,7 +96,7 @@ func (n *Node) OpenGrain(ctx context.Context, who erg.User, id string) (erg.Grai
 }
 
 func (n *Node) grainOrigin(id string) string {
-	scheme, port := webScheme(n.certs, n.webLn)
+	scheme, port := tlsnode.WebScheme(n.certs, n.webLn)
 	return webui.GrainOrigin(scheme, n.cfg.Domain, id, port)
 }
 

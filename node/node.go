@@ -252,7 +252,7 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 		Derive:     n.derive,
 		UserByName: n.userByName,
 		APIURL: func() string {
-			scheme, port := webScheme(n.certs, n.webLn)
+			scheme, port := tlsnode.WebScheme(n.certs, n.webLn)
 			return webui.APIOrigin(scheme, n.cfg.Domain, port)
 		},
 	})
@@ -275,7 +275,7 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 		return nil, err
 	}
 
-	if n.certs, err = startTLS(ctx, cfg); err != nil {
+	if n.certs, err = tlsnode.Start(ctx, cfg.Domain, filepath.Join(cfg.DataDir, tlsDir), cfg.TLS, cfg.Log); err != nil {
 		return nil, err
 	}
 	if err := n.listen(); err != nil {
@@ -333,7 +333,11 @@ func (n *Node) listen() error {
 	// friends' names goes on to them, unread.
 	split := tlsnode.NewSplit(n.webLn, 10*time.Second)
 	n.closers = append(n.closers, split)
-	n.forward = newForwarder(n.p2p.host.Libp2p(), n.friends, n.cfg, split.TLS.Put, n.webLn.Addr().String(), n.log)
+	public := n.cfg.TLS.PublicAddr
+	if public == "" {
+		public = n.webLn.Addr().String()
+	}
+	n.forward = tlsforward.ForFriends(n.p2p.host.Libp2p(), n.friends, n.cfg.Domain, split.TLS.Put, public, n.log)
 	split.Forward(n.cfg.Domain, tlsforward.PeekSNI, n.forward.Forward)
 	opts.Forward = n.forward
 	web := webui.NewHandler(svc, opts, webLog)
@@ -402,7 +406,7 @@ func (n *Node) URL() string {
 	if n.webLn == nil {
 		return ""
 	}
-	scheme, port := webScheme(n.certs, n.webLn)
+	scheme, port := tlsnode.WebScheme(n.certs, n.webLn)
 	if port != "" {
 		return scheme + "://" + net.JoinHostPort(n.cfg.Domain, port)
 	}
