@@ -397,3 +397,12 @@ func hashToken(t string) string {
 	h := sha256.Sum256([]byte(t))
 	return hex.EncodeToString(h[:])
 }
+
+// NameOf is what the owner calls a friend's node, or its peer id p when
+// it is no friend.
+func (s *Service) NameOf(ctx context.Context, p string) string {
+	if f, err := s.ByPeer(ctx, p); err == nil {
+		return f.Name
+	}
+	return p
+}

@@ -43,24 +43,6 @@ func (n *Node) Status(ctx context.Context) (erg.Status, error) {
 	return st, nil
 }
 
-// usernames maps account ids to usernames.
-func (n *Node) usernames(ctx context.Context) (map[string]string, error) {
-	rows, err := n.db.QueryContext(ctx, `SELECT id, username FROM users`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := map[string]string{}
-	for rows.Next() {
-		var id, name string
-		if err := rows.Scan(&id, &name); err != nil {
-			return nil, err
-		}
-		out[id] = name
-	}
-	return out, rows.Err()
-}
-
 // Grains implements webui.Backend.
 func (n *Node) Grains(ctx context.Context, who erg.User) ([]erg.Grain, error) {
 	out, err := n.grains.Local(ctx, who)

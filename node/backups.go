@@ -33,9 +33,9 @@ func (n *Node) startBackups(ctx context.Context) (err error) {
 			if err != nil {
 				return nil, err
 			}
-			return backup.NewRemote(n.p2p.host, id, n.friendName(ctx, p), n.friends.Connect), nil
+			return backup.NewRemote(n.p2p.host, id, n.friends.NameOf(ctx, p), n.friends.Connect), nil
 		},
-		FriendName: n.friendName,
+		FriendName: n.friends.NameOf,
 		FriendPeer: func(ctx context.Context, name string) (string, error) {
 			f, err := n.friends.ByName(ctx, name)
 			if err != nil {
@@ -51,12 +51,4 @@ func (n *Node) startBackups(ctx context.Context) (err error) {
 	}
 	n.p2p.host.Libp2p().SetStreamHandler(backup.Protocol, n.backups.ServeStream)
 	return nil
-}
-
-// friendName is what the owner calls a friend's node, or its peer id.
-func (n *Node) friendName(ctx context.Context, p string) string {
-	if f, err := n.friends.ByPeer(ctx, p); err == nil {
-		return f.Name
-	}
-	return p
 }

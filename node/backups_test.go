@@ -166,7 +166,7 @@ func TestBackupToAFriend(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bobName := a.friendName(ctx, b.p2p.host.ID().String())
+	bobName := a.friends.NameOf(ctx, b.p2p.host.ID().String())
 	if _, err := a.backups.AddDestination(ctx, erg.BackupDestinationRequest{Friend: bobName}); err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +177,7 @@ func TestBackupToAFriend(t *testing.T) {
 	if len(run.Failed) == 0 || !strings.Contains(strings.Join(run.Failed, " "), "no space offered") {
 		t.Fatalf("a backup to a friend who offered nothing: %v", run.Failed)
 	}
-	aliceName := b.friendName(ctx, a.p2p.host.ID().String())
+	aliceName := b.friends.NameOf(ctx, a.p2p.host.ID().String())
 	if err := b.backups.OfferSpace(ctx, b.owner(), aliceName, 1<<30); err != nil {
 		t.Fatal(err)
 	}

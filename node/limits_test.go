@@ -51,12 +51,12 @@ func rawGet(t *testing.T, c net.Conn, br *bufio.Reader, extra string) *http.Resp
 func TestIdleAndSilentConnectionsAreClosed(t *testing.T) {
 	n := startNode(t, func(c *Config) { c.IdleTimeout = 300 * time.Millisecond; c.ReadTimeout = 500 * time.Millisecond })
 	// Connected, never a byte sent: cut at the read (header) timeout.
-	silent := dialFrom(t, "127.0.0.1", n.Addr())
+	silent := testkit.DialFrom(t, "127.0.0.1", n.Addr())
 	if !closedWithin(silent, 3*time.Second) {
 		t.Error("a silent connection still open after 3s")
 	}
 	// A request answered, then nothing: cut at the idle timeout.
-	c := dialFrom(t, "127.0.0.1", n.Addr())
+	c := testkit.DialFrom(t, "127.0.0.1", n.Addr())
 	br := bufio.NewReader(c)
 	if resp := rawGet(t, c, br, ""); resp.StatusCode != 200 {
 		t.Fatalf("GET /login: %s", resp.Status)
@@ -137,12 +137,12 @@ func TestTricklingUploadIsCutAndASteadyOneIsNot(t *testing.T) {
 
 func TestOversizedHeadersAreRefused(t *testing.T) {
 	n := startNode(t, nil)
-	c := dialFrom(t, "127.0.0.1", n.Addr())
+	c := testkit.DialFrom(t, "127.0.0.1", n.Addr())
 	br := bufio.NewReader(c)
 	if resp := rawGet(t, c, br, "X-Pad: "+strings.Repeat("a", 16<<10)+"\r\n"); resp.StatusCode != 200 {
 		t.Errorf("16 KiB of headers: %s, want 200", resp.Status)
 	}
-	c = dialFrom(t, "127.0.0.1", n.Addr())
+	c = testkit.DialFrom(t, "127.0.0.1", n.Addr())
 	br = bufio.NewReader(c)
 	if resp := rawGet(t, c, br, "X-Pad: "+strings.Repeat("a", 65<<10)+"\r\n"); resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
 		t.Errorf("65 KiB of headers: %s, want 431", resp.Status)
@@ -181,27 +181,27 @@ func TestNodeCapsConnectionsPerAddressAndOverall(t *testing.T) {
 	n := startNode(t, func(c *Config) { c.MaxConns = 6; c.MaxConnsPerIP = 3 })
 	addr := n.Addr()
 	for range 3 {
-		dialFrom(t, "127.0.0.1", addr)
+		testkit.DialFrom(t, "127.0.0.1", addr)
 	}
 	waitOpen(t, n, 3)
-	if !closedWithin(dialFrom(t, "127.0.0.1", addr), 3*time.Second) {
+	if !closedWithin(testkit.DialFrom(t, "127.0.0.1", addr), 3*time.Second) {
 		t.Error("a fourth connection from 127.0.0.1 was kept over the per-address cap of 3")
 	}
 	other := clientFrom(n, "127.0.0.2")
 	if !getOK(t, other, n.URL()+"/login") {
 		t.Fatal("another address was not served while 127.0.0.1 was at its cap")
 	}
-	dialFrom(t, "127.0.0.3", addr)
-	dialFrom(t, "127.0.0.3", addr)
+	testkit.DialFrom(t, "127.0.0.3", addr)
+	testkit.DialFrom(t, "127.0.0.3", addr)
 	waitOpen(t, n, 6)
-	if !closedWithin(dialFrom(t, "127.0.0.4", addr), 3*time.Second) {
+	if !closedWithin(testkit.DialFrom(t, "127.0.0.4", addr), 3*time.Second) {
 		t.Error("a connection was kept over the overall cap of 6")
 	}
 	// At the cap, a client with a connection open is still served.
 	if !getOK(t, other, n.URL()+"/login") {
 		t.Error("a kept-alive client was not served at the overall cap")
 	}
-	if _, peak, _ := n.limits.stats(); peak > 6 {
+	if _, peak, _ := n.limits.Stats(); peak > 6 {
 		t.Errorf("%d connections were open at once, over the cap of 6", peak)
 	}
 }
@@ -210,7 +210,7 @@ func TestNodeCapsConnectionsPerAddressAndOverall(t *testing.T) {
 func waitOpen(t *testing.T, n *testNode, want int) {
 	t.Helper()
 	var open int
-	if testkit.Poll(3*time.Second, func() bool { open, _, _ = n.limits.stats(); return open == want }) != nil {
+	if testkit.Poll(3*time.Second, func() bool { open, _, _ = n.limits.Stats(); return open == want }) != nil {
 		t.Fatalf("%d connections open, want %d", open, want)
 	}
 }
@@ -275,7 +275,7 @@ func TestConnectionFloodIsBounded(t *testing.T) {
 	close(stop)
 	wg.Wait()
 
-	open, peak, refused := n.limits.stats()
+	open, peak, refused := n.limits.Stats()
 	t.Logf("peak %d open, %d refused, %d served to the normal client, heap %d -> %d MiB", peak, refused, served, before.HeapAlloc>>20, peakHeap>>20)
 	if peak > maxConns {
 		t.Errorf("%d connections open at once, over the cap of %d", peak, maxConns)

@@ -32,6 +32,8 @@ import (
 	"erg/friends"
 	"erg/grains"
 	"erg/install"
+	"erg/internal/connlimit"
+	"erg/p2p"
 	"erg/powerbox"
 	"erg/sandbox"
 	"erg/shares"
@@ -136,8 +138,8 @@ type Node struct {
 	certs   *tlsnode.Manager    // the web port's certificate; nil when it serves plain HTTP
 	forward *tlsforward.Service // remote access through friends (HTTPS only)
 	webLn   net.Listener
-	limits  *limitListener // webLn, counting connections
-	closers []io.Closer    // listeners under the servers' own (the HTTPS port's split)
+	limits  *connlimit.Listener // webLn, counting connections
+	closers []io.Closer         // listeners under the servers' own (the HTTPS port's split)
 	sockLn  net.Listener
 	servers []*http.Server
 	serveWG sync.WaitGroup
@@ -201,7 +203,7 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 	} else if adopted {
 		n.log.Info("this node is now the one restored from backups")
 	}
-	if n.key, err = loadIdentity(filepath.Join(cfg.DataDir, identityFile)); err != nil {
+	if n.key, err = p2p.LoadIdentity(filepath.Join(cfg.DataDir, identityFile)); err != nil {
 		return nil, err
 	}
 	if n.db, err = db.Open(ctx, filepath.Join(cfg.DataDir, dbFile)); err != nil {
@@ -222,7 +224,7 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 		Idle:        cfg.GrainIdle,
 		Log:         n.log.With("subsystem", "grains"),
 		Derive:      n.derive,
-		Usernames:   n.usernames,
+		Usernames:   func(ctx context.Context) (map[string]string, error) { return n.accounts.Usernames(ctx) }, // accounts come next
 		Origin:      n.grainOrigin,
 		CPUPercent:  cfg.GrainCPUPercent,
 		Bridge:      func(id string) http.Handler { return n.pbox.Bridge(id) },
@@ -240,7 +242,7 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 		DB:                n.db,
 		Grains:            n.grains,
 		Log:               n.log,
-		UserByName:        n.userByName,
+		UserByName:        n.accounts.UserByName,
 		URL:               n.URL,
 		ShareWithFriend:   n.sharing.ShareWithFriend,
 		RevokeFriendShare: n.sharing.RevokeFriendShare,
@@ -250,7 +252,7 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 		Grains:     n.grains,
 		Log:        n.log.With("subsystem", "apitokens"),
 		Derive:     n.derive,
-		UserByName: n.userByName,
+		UserByName: n.accounts.UserByName,
 		APIURL: func() string {
 			scheme, port := tlsnode.WebScheme(n.certs, n.webLn)
 			return webui.APIOrigin(scheme, n.cfg.Domain, port)
@@ -304,7 +306,7 @@ func (n *Node) listen() error {
 	if err != nil {
 		return fmt.Errorf("web UI: %w (is another node running? choose another address with --listen)", err)
 	}
-	n.limits = newLimitListener(ln, max(n.cfg.MaxConns, 0), max(n.cfg.MaxConnsPerIP, 0))
+	n.limits = connlimit.New(ln, max(n.cfg.MaxConns, 0), max(n.cfg.MaxConnsPerIP, 0))
 	n.webLn = n.limits
 	sock := SocketPath(n.cfg.DataDir)
 	// We hold the data dir lock, so a socket file left here is stale.
@@ -349,7 +351,7 @@ func (n *Node) listen() error {
 		if err != nil {
 			return fmt.Errorf("plain HTTP (--http-listen): %w", err)
 		}
-		n.serve(newLimitListener(pl, max(n.cfg.MaxConns, 0), max(n.cfg.MaxConnsPerIP, 0)), web.Redirector())
+		n.serve(connlimit.New(pl, max(n.cfg.MaxConns, 0), max(n.cfg.MaxConnsPerIP, 0)), web.Redirector())
 	}
 	if fp := n.certs.Status().CAFingerprint; fp != "" && n.certs.CACertificate() != nil {
 		n.log.Info("HTTPS with the node's own CA: trust it once on each device", "page", "http://"+net.JoinHostPort(n.cfg.Domain, port)+"/_erg/ca", "sha256", fp)

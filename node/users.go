@@ -32,10 +32,6 @@ func (n *Node) initAccounts(ctx context.Context) error {
 // "" when that is done.
 func (n *Node) SetupURL() string { return n.accounts.SetupURL() }
 
-func (n *Node) userByName(ctx context.Context, name string) (erg.User, error) {
-	return n.accounts.UserByName(ctx, name)
-}
-
 // RemoveUser implements webui.Backend: the user's grains go, then their
 // account, then whatever the node still holds for them.
 func (n *Node) RemoveUser(ctx context.Context, who erg.User, username string) error {

@@ -63,10 +63,15 @@ type Config struct {
 	Log *slog.Logger
 	// Derive makes a stable identifier from the node's key and parts.
 	Derive func(parts ...string) string
-	// Targets lists the grains a user may use; Target finds one of them
-	// (erg.ErrNotFound if the user may not use it, or it is gone).
-	Targets func(ctx context.Context, who erg.User) ([]Target, error)
-	Target  func(ctx context.Context, who erg.User, id string) (Target, error)
+	// Grains lists the grains a user may use, the node's and friends';
+	// Grain finds one of them (erg.ErrNotFound if the user may not use
+	// it, or it is gone).
+	Grains func(ctx context.Context, who erg.User) ([]erg.Grain, error)
+	Grain  func(ctx context.Context, who erg.User, id string) (erg.Grain, error)
+	// Local holds the node's own grains (their apps' roles and offers);
+	// Apps lists the apps installed here.
+	Local *grains.Service
+	Apps  func(ctx context.Context) ([]erg.App, error)
 	// User finds a local account by id.
 	User func(ctx context.Context, id string) (erg.User, error)
 	// Owns reports whether who owns a grain of this node's.
@@ -155,10 +160,10 @@ func (s *Service) Options(ctx context.Context, who erg.User, requester string, q
 	if err := checkQuery(q); err != nil {
 		return nil, err
 	}
-	if _, err := s.cfg.Target(ctx, who, requester); err != nil {
+	if _, err := s.target(ctx, who, requester); err != nil {
 		return nil, err
 	}
-	ts, err := s.cfg.Targets(ctx, who)
+	ts, err := s.targets(ctx, who)
 	if err != nil {
 		return nil, err
 	}
@@ -195,7 +200,7 @@ func (s *Service) Pick(ctx context.Context, who erg.User, requester string, p er
 	if !s.allow(who, requester) {
 		return "", fmt.Errorf("%w: too many powerbox requests from this grain; wait a moment", erg.ErrTooMany)
 	}
-	if _, err := s.cfg.Target(ctx, who, requester); err != nil {
+	if _, err := s.target(ctx, who, requester); err != nil {
 		return "", err
 	}
 	if s.ownerOf(ctx, requester) == "" {
@@ -205,7 +210,7 @@ func (s *Service) Pick(ctx context.Context, who erg.User, requester string, p er
 	if p.Target == requester {
 		return "", fmt.Errorf("%w: a grain cannot be granted to itself", erg.ErrInvalid)
 	}
-	t, err := s.cfg.Target(ctx, who, p.Target)
+	t, err := s.target(ctx, who, p.Target)
 	if err != nil {
 		return "", err
 	}
@@ -287,10 +292,10 @@ func (s *Service) Claim(ctx context.Context, requester, claim, label string) (er
 // use the requesting grain, and still holds the granted role (or one with
 // every permission of it) on the target. It returns the target.
 func (s *Service) check(ctx context.Context, u erg.User, requester, target, role string) (Target, error) {
-	if _, err := s.cfg.Target(ctx, u, requester); err != nil {
+	if _, err := s.target(ctx, u, requester); err != nil {
 		return Target{}, fmt.Errorf("%w: %s can no longer use the grain that holds this grant", erg.ErrForbidden, u.Username)
 	}
-	t, err := s.cfg.Target(ctx, u, target)
+	t, err := s.target(ctx, u, target)
 	if err != nil {
 		return Target{}, fmt.Errorf("%w: %s can no longer use the grain this grant is for", erg.ErrForbidden, u.Username)
 	}
@@ -460,10 +465,10 @@ func (s *Service) List(ctx context.Context, who erg.User, grainID string) ([]erg
 			continue
 		}
 		g.Created = time.Unix(created, 0)
-		if t, err := s.cfg.Target(ctx, who, g.Target); err == nil {
+		if t, err := s.target(ctx, who, g.Target); err == nil {
 			g.TargetTitle = t.Title
 		}
-		if t, err := s.cfg.Target(ctx, who, g.Requester); err == nil {
+		if t, err := s.target(ctx, who, g.Requester); err == nil {
 			g.RequesterTitle = t.Title
 		}
 		out = append(out, g)

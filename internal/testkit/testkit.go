@@ -8,6 +8,7 @@ package testkit
 import (
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -322,4 +323,17 @@ func Poll(d time.Duration, cond func() bool) error {
 // close-on-exec), so a test restarting a node in process retries.
 func LockHeld(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "another erg node is already using")
+}
+
+// DialFrom connects to addr from the loopback address src (Linux routes
+// all of 127/8 to lo, so 127.0.0.2 is a second client address).
+func DialFrom(t testing.TB, src, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
+	c, err := d.Dial("tcp", addr)
+	if err != nil {
+		t.Fatalf("dial from %s: %v", src, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }

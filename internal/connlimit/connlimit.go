@@ -1,4 +1,6 @@
-package node
+// Package connlimit caps the connections open on a listener, overall and
+// per client address, refusing over the cap at once instead of blocking.
+package connlimit
 
 import (
 	"io"
@@ -6,7 +8,7 @@ import (
 	"sync"
 )
 
-// limitListener caps the connections open on the web port, overall and
+// Listener caps the connections open on the web port, overall and
 // per client address, so that nobody can tie up the node without signing
 // in by opening connections and leaving them be.
 //
@@ -19,7 +21,7 @@ import (
 // while another address is refused, and connections already open (a
 // browser's keep-alive ones) keep working at the cap. A refused client
 // sees the connection reset or closed, and may retry.
-type limitListener struct {
+type Listener struct {
 	net.Listener
 	max, perIP int // 0 means no cap
 
@@ -30,11 +32,12 @@ type limitListener struct {
 	refus int            // connections refused, for tests
 }
 
-func newLimitListener(ln net.Listener, max, perIP int) *limitListener {
-	return &limitListener{Listener: ln, max: max, perIP: perIP, byIP: map[string]int{}}
+// New wraps ln; a cap of 0 means none.
+func New(ln net.Listener, max, perIP int) *Listener {
+	return &Listener{Listener: ln, max: max, perIP: perIP, byIP: map[string]int{}}
 }
 
-func (l *limitListener) Accept() (net.Conn, error) {
+func (l *Listener) Accept() (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
 		if err != nil {
@@ -49,7 +52,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 }
 
 // take counts a new connection from ip, or reports that it is over a cap.
-func (l *limitListener) take(ip string) bool {
+func (l *Listener) take(ip string) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.max > 0 && l.open >= l.max || l.perIP > 0 && l.byIP[ip] >= l.perIP {
@@ -62,7 +65,7 @@ func (l *limitListener) take(ip string) bool {
 	return true
 }
 
-func (l *limitListener) release(ip string) {
+func (l *Listener) release(ip string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.open--
@@ -71,9 +74,9 @@ func (l *limitListener) release(ip string) {
 	}
 }
 
-// stats reports the connections open now, the most ever open at once, and
+// Stats reports the connections open now, the most ever open at once, and
 // how many were refused.
-func (l *limitListener) stats() (open, peak, refused int) {
+func (l *Listener) Stats() (open, peak, refused int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.open, l.peak, l.refus
@@ -98,7 +101,7 @@ func clientIP(a net.Addr) string {
 
 type limitConn struct {
 	net.Conn
-	l    *limitListener
+	l    *Listener
 	ip   string
 	once sync.Once
 }

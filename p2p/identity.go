@@ -1,4 +1,4 @@
-package node
+package p2p
 
 import (
 	"crypto/ed25519"
@@ -11,10 +11,10 @@ import (
 	"os"
 )
 
-// loadIdentity reads the node's ed25519 key, creating it on first start.
+// LoadIdentity reads the node's ed25519 key, creating it on first start.
 // The key is the node's identity to its peers, so it is written owner-only
 // and a key that others can read is refused rather than used.
-func loadIdentity(path string) (ed25519.PrivateKey, error) {
+func LoadIdentity(path string) (ed25519.PrivateKey, error) {
 	data, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return createIdentity(path)

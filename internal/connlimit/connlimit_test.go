@@ -1,24 +1,13 @@
-package node
+package connlimit
 
 import (
 	"io"
 	"net"
 	"testing"
 	"time"
-)
 
-// dialFrom connects to addr from the loopback address src (Linux routes
-// all of 127/8 to lo, so 127.0.0.2 is a second client address).
-func dialFrom(t testing.TB, src, addr string) net.Conn {
-	t.Helper()
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}, Timeout: 5 * time.Second}
-	c, err := d.Dial("tcp", addr)
-	if err != nil {
-		t.Fatalf("dial from %s: %v", src, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
+	"erg/internal/testkit"
+)
 
 // greeted reports whether the server side accepted c: the test server
 // writes "ok" to every connection it gets; a refused one is closed.
@@ -39,7 +28,7 @@ func TestLimitListenerCapsOverallAndPerAddress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln := newLimitListener(inner, 3, 2)
+	ln := New(inner, 3, 2)
 	defer ln.Close()
 	accepted := make(chan net.Conn, 10)
 	go func() {
@@ -55,20 +44,20 @@ func TestLimitListenerCapsOverallAndPerAddress(t *testing.T) {
 	addr := inner.Addr().String()
 
 	for i := range 2 {
-		if !greeted(t, dialFrom(t, "127.0.0.1", addr)) {
+		if !greeted(t, testkit.DialFrom(t, "127.0.0.1", addr)) {
 			t.Fatalf("connection %d from 127.0.0.1 refused under the cap", i+1)
 		}
 	}
-	if greeted(t, dialFrom(t, "127.0.0.1", addr)) {
+	if greeted(t, testkit.DialFrom(t, "127.0.0.1", addr)) {
 		t.Error("a third connection from 127.0.0.1 was accepted over the per-address cap of 2")
 	}
-	if !greeted(t, dialFrom(t, "127.0.0.2", addr)) {
+	if !greeted(t, testkit.DialFrom(t, "127.0.0.2", addr)) {
 		t.Fatal("another address was refused while the first was at its cap")
 	}
-	if greeted(t, dialFrom(t, "127.0.0.3", addr)) {
+	if greeted(t, testkit.DialFrom(t, "127.0.0.3", addr)) {
 		t.Error("a fourth connection was accepted over the overall cap of 3")
 	}
-	if open, peak, refused := ln.stats(); open != 3 || peak != 3 || refused != 2 {
+	if open, peak, refused := ln.Stats(); open != 3 || peak != 3 || refused != 2 {
 		t.Errorf("open %d, peak %d, refused %d; want 3, 3, 2", open, peak, refused)
 	}
 
@@ -76,13 +65,13 @@ func TestLimitListenerCapsOverallAndPerAddress(t *testing.T) {
 	c := <-accepted
 	c.Close()
 	c.Close()
-	if open, _, _ := ln.stats(); open != 2 {
+	if open, _, _ := ln.Stats(); open != 2 {
 		t.Errorf("open %d after closing one, want 2", open)
 	}
-	if !greeted(t, dialFrom(t, "127.0.0.3", addr)) {
+	if !greeted(t, testkit.DialFrom(t, "127.0.0.3", addr)) {
 		t.Error("a freed slot was not given to the next connection")
 	}
-	if open, peak, _ := ln.stats(); open != 3 || peak != 3 {
+	if open, peak, _ := ln.Stats(); open != 3 || peak != 3 {
 		t.Errorf("open %d, peak %d; want 3, 3", open, peak)
 	}
 }
