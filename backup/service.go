@@ -405,6 +405,9 @@ func (s *Service) Run(ctx context.Context) (erg.BackupRun, error) {
 	}
 	report.Finished = time.Now().UTC()
 	s.log.Info("backup run", "sources", report.Sources, "failed", len(report.Failed), "took", report.Finished.Sub(report.Started))
+	for _, f := range report.Failed {
+		s.log.Warn("backup failed", "what", f) // the owner reads why in the node's log, not only a count
+	}
 	return report, nil
 }
 

@@ -50,13 +50,22 @@ func TestBackupKilledMidwayLeavesNoBackup(t *testing.T) {
 	if err := run.Start(); err != nil {
 		t.Fatal(err)
 	}
+	exited := make(chan struct{})
+	go func() { run.Wait(); close(exited) }()
 	nodetest.AwaitFor(t, 5*time.Minute, "the backup to start on a source", func() bool {
+		select {
+		case <-exited:
+			// Said at once: a run that ended (or never began) before the
+			// kill can't show what a kill leaves.
+			t.Fatalf("erg backup now ended before it could be killed: %s", runOut.String())
+		default:
+		}
 		st, err := a.Client().BackupStatus(ctx)
 		return err == nil && st.Running && strings.Contains(st.Progress, " of 2")
 	})
 	time.Sleep(300 * time.Millisecond) // well into its chunks
 	a.Kill()
-	run.Wait()
+	<-exited
 	if strings.Contains(runOut.String(), "backed up") {
 		t.Fatalf("the run finished before the kill: %s", runOut.String())
 	}
