@@ -39,6 +39,9 @@ import (
 	"github.com/go-acme/lego/v5/registration"
 )
 
+// legoDNS guards lego's process-wide DNS client (dns01.SetDefaultClient).
+var legoDNS sync.Mutex
+
 // ACMEConfig is how the node gets its wildcard certificate from an ACME
 // CA through DNS-01: a DNS provider lego supports and its credentials,
 // given as the provider's settings (the names lego documents for it,
@@ -282,6 +285,12 @@ func (s *acmeSource) obtain(ctx context.Context) (*tls.Certificate, error) {
 	}
 	var opts []dns01.ChallengeOption
 	if len(s.cfg.Resolvers) > 0 {
+		// The DNS client lego checks propagation with is one per process:
+		// an order with resolvers of its own holds it to the end, or
+		// another manager in the process (tests run several) would point
+		// it at other servers mid-order.
+		legoDNS.Lock()
+		defer legoDNS.Unlock()
 		dns01.SetDefaultClient(dns01.NewClient(&dns01.Options{RecursiveNameservers: s.cfg.Resolvers, Timeout: 5 * time.Second}))
 		opts = append(opts, dns01.DisableAuthoritativeNssPropagationRequirement())
 	}
