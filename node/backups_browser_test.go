@@ -3,8 +3,10 @@ package node
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/chromedp"
 )
@@ -40,7 +42,10 @@ func TestBrowserBackupsAndRestoreThisNode(t *testing.T) {
 		chromedp.SetValue(chromedp.CSS(`[data-testid=destination-dir]`), repo),
 		chromedp.Click(chromedp.CSS(`[data-testid=add-dir]`)),
 		chromedp.WaitVisible(chromedp.CSS(`[data-testid=notice]`)))
-	u.do("back up now", chromedp.Click(chromedp.CSS(`[data-testid=backup-now]`)), chromedp.WaitVisible(chromedp.CSS(`[data-testid=notice]`)))
+	// The notice of adding the directory is still shown: wait for the
+	// backup's own, which replaces it once the run is over.
+	u.do("back up now", chromedp.Click(chromedp.CSS(`[data-testid=backup-now]`)))
+	u.waitJSFor("the backup's notice", noticeSays("Backed up"), time.Minute)
 	if n := u.text(`[data-testid=notice]`); !strings.Contains(n, "Backed up 2 sources") {
 		t.Fatalf("after backing up: %q", n)
 	}
@@ -56,8 +61,8 @@ func TestBrowserBackupsAndRestoreThisNode(t *testing.T) {
 	u.do("restore this node", chromedp.Navigate(m.SetupURL()),
 		chromedp.SetValue(chromedp.CSS(`[data-testid=restore-node-code]`), code),
 		chromedp.SetValue(chromedp.CSS(`[data-testid=restore-node-dir]`), repo),
-		chromedp.Click(chromedp.CSS(`[data-testid=restore-node-submit]`)),
-		chromedp.WaitVisible(chromedp.CSS(`[data-testid=notice]`)))
+		chromedp.Click(chromedp.CSS(`[data-testid=restore-node-submit]`)))
+	u.waitJSFor("the restore's notice", noticeSays("grains"), time.Minute)
 	if n := u.text(`[data-testid=notice]`); !strings.Contains(n, "with 1 grains") {
 		t.Fatalf("after restoring: %q", n)
 	}
@@ -73,4 +78,9 @@ func TestBrowserBackupsAndRestoreThisNode(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(fresh, "restore-pending")); !os.IsNotExist(err) {
 		t.Errorf("restore-pending left behind: %v", err)
 	}
+}
+
+// noticeSays is a page condition: the notice shown contains text.
+func noticeSays(text string) string {
+	return `(document.querySelector('[data-testid=notice]')?.textContent || '').includes(` + strconv.Quote(text) + `)`
 }

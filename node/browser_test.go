@@ -193,7 +193,13 @@ func (u *user) settle() {
 // waitJS polls a JavaScript condition until it holds.
 func (u *user) waitJS(what, cond string) {
 	u.b.t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
+	u.waitJSFor(what, cond, 15*time.Second)
+}
+
+// waitJSFor is waitJS for work that may take longer than a page step.
+func (u *user) waitJSFor(what, cond string, d time.Duration) {
+	u.b.t.Helper()
+	deadline := time.Now().Add(d)
 	for {
 		ok, err := chromedp.Run(u.ctx, chromedp.Evaluate[bool](cond))
 		if err == nil && ok {
