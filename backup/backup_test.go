@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func testKeys(t testing.TB) (*Keys, string) {
@@ -210,11 +211,19 @@ func TestCutShortRunLeavesNoSnapshot(t *testing.T) {
 	src := t.TempDir()
 	writeFile(t, filepath.Join(src, "big"), randBytes(4<<20))
 	d, _ := OpenDir(t.TempDir())
-	// A half-written object in tmp/ from a crash is cleared on open.
-	writeFile(t, filepath.Join(d.Root(), "tmp", "put-123"), []byte("half"))
+	// A half-written object in tmp/ from a crash is cleared on open, once
+	// old; one being written now (another open while a run writes) stays.
+	old, fresh := filepath.Join(d.Root(), "tmp", "put-123"), filepath.Join(d.Root(), "tmp", "put-456")
+	writeFile(t, old, []byte("half"))
+	writeFile(t, fresh, []byte("in flight"))
+	long := time.Now().Add(-2 * staleTemp)
+	os.Chtimes(old, long, long)
 	d, _ = OpenDir(d.Root())
-	if ents, _ := os.ReadDir(filepath.Join(d.Root(), "tmp")); len(ents) != 0 {
-		t.Fatal("tmp not cleared")
+	if _, err := os.Stat(old); err == nil {
+		t.Fatal("an old half-written object was not cleared")
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Fatalf("an object in flight was removed: %v", err)
 	}
 	cut := &failing{Destination: d, n: 3}
 	run := NewRun(context.Background(), &k.NodeKeys, []*Target{{Name: "d", Dest: cut}}, "", t.TempDir())

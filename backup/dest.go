@@ -62,8 +62,12 @@ type Dir struct {
 	root string
 }
 
+// staleTemp is how old a file in a directory destination's tmp must be
+// before it counts as left by a killed run; a chunk is written in far less.
+const staleTemp = time.Hour
+
 // OpenDir opens (making it if needed) a directory destination and clears
-// what a crashed writer left in its tmp/.
+// what a crashed writer left in its tmp/ (once older than staleTemp).
 func OpenDir(root string) (*Dir, error) {
 	if !filepath.IsAbs(root) {
 		return nil, fmt.Errorf("backup directory %q must be an absolute path", root)
@@ -73,9 +77,14 @@ func OpenDir(root string) (*Dir, error) {
 			return nil, fmt.Errorf("backup directory: %w", err)
 		}
 	}
+	// What a killed run left in tmp goes, but only once it is old: the
+	// directory is opened again while a run writes (the status page, a
+	// second destination list), and its files in flight must stay.
 	ents, _ := os.ReadDir(filepath.Join(root, "tmp"))
 	for _, e := range ents {
-		os.Remove(filepath.Join(root, "tmp", e.Name()))
+		if fi, err := e.Info(); err == nil && time.Since(fi.ModTime()) > staleTemp {
+			os.Remove(filepath.Join(root, "tmp", e.Name()))
+		}
 	}
 	return &Dir{root: root}, nil
 }

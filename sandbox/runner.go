@@ -490,6 +490,16 @@ func (s *Sandbox) run(ctx context.Context, spec Spec, limits Limits) error {
 		}
 		return nil
 	case <-s.done:
+		// The init may have said why before it exited; done closes only
+		// once its messages are read, so the reason is there if it was sent
+		// (both cases ready at once, select may pick this one).
+		select {
+		case m := <-s.started:
+			if m.kind == msgError {
+				return errors.New(m.text)
+			}
+		default:
+		}
 		return fmt.Errorf("init exited during setup: %w", s.Err())
 	case <-ctx.Done():
 		return fail(ctx.Err())
