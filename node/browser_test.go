@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,6 +17,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"erg/apppkg"
+	"erg/internal/browsertest"
 	"erg/internal/testkit"
 )
 
@@ -39,13 +39,7 @@ func packApp(t *testing.T, name string, key ed25519.PrivateKey, version int64, i
 // chromiumPath finds Debian's chromium (which .ci/run installs).
 func chromiumPath(t *testing.T) string {
 	testkit.SkipShort(t, "browser tests")
-	for _, name := range []string{"chromium", "chromium-browser"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	t.Skip("chromium is not installed (apt-get install chromium): skipping the browser tests")
-	return ""
+	return browsertest.Path(t)
 }
 
 // browser is one headless Chromium shared by a test; each user gets a tab
@@ -59,23 +53,7 @@ type browser struct {
 
 func newBrowser(t *testing.T, n *testNode) *browser {
 	path := chromiumPath(t)
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(path),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 800),
-	)
-	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	t.Cleanup(cancelAlloc)
-	root, cancel := chromedp.NewContext(alloc)
-	t.Cleanup(cancel)
-	if err := chromedp.Do(root, chromedp.Navigate("about:blank")); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
+	root := browsertest.Start(t, path)
 	shot := os.Getenv("ERG_SCREENSHOTS")
 	if shot == "" {
 		shot = filepath.Join(t.TempDir(), "screenshots")

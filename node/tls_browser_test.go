@@ -24,6 +24,8 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+
+	"erg/internal/browsertest"
 )
 
 // trustingBrowser is a headless Chromium whose only added root is the
@@ -48,25 +50,9 @@ func trustingBrowser(t *testing.T, n *testNode) *browser {
 			t.Fatalf("certutil %v: %v\n%s", args, err, out)
 		}
 	}
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(path),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
+	root := browsertest.Start(t, path,
 		chromedp.Flag("host-resolver-rules", "MAP * 127.0.0.1"),
-		chromedp.Env("HOME="+home),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(1280, 800),
-	)
-	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	t.Cleanup(cancelAlloc)
-	root, cancel := chromedp.NewContext(alloc)
-	t.Cleanup(cancel)
-	if err := chromedp.Do(root, chromedp.Navigate("about:blank")); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
+		chromedp.Env("HOME="+home))
 	return &browser{t: t, root: root, node: n, shot: t.TempDir()}
 }
 

@@ -79,10 +79,5 @@ func (h *Handler) revokeGrainToken(w http.ResponseWriter, r *http.Request, a act
 		h.failPage(w, r, err)
 		return
 	}
-	grain := r.PostFormValue("grain")
-	if !validGrainID(grain) {
-		http.Redirect(w, r, "/grains", http.StatusSeeOther)
-		return
-	}
-	http.Redirect(w, r, "/grains/"+grain+"?share=1", http.StatusSeeOther)
+	backToDialog(w, r, "share")
 }

@@ -289,10 +289,17 @@ func (h *Handler) revokeShare(w http.ResponseWriter, r *http.Request, a actor) {
 		h.failPage(w, r, err)
 		return
 	}
+	backToDialog(w, r, "share")
+}
+
+// backToDialog answers a form posted from a grain's dialog (share,
+// connections) by opening that dialog again on the grain named in the
+// form, or the grains list when it names none.
+func backToDialog(w http.ResponseWriter, r *http.Request, dialog string) {
 	grain := r.PostFormValue("grain")
 	if !validGrainID(grain) {
 		http.Redirect(w, r, "/grains", http.StatusSeeOther)
 		return
 	}
-	http.Redirect(w, r, "/grains/"+grain+"?share=1", http.StatusSeeOther)
+	http.Redirect(w, r, "/grains/"+grain+"?"+dialog+"=1", http.StatusSeeOther)
 }

@@ -21,12 +21,7 @@ func (h *Handler) revokeGrant(w http.ResponseWriter, r *http.Request, a actor) {
 		h.failPage(w, r, err)
 		return
 	}
-	grain := r.PostFormValue("grain")
-	if !validGrainID(grain) {
-		http.Redirect(w, r, "/grains", http.StatusSeeOther)
-		return
-	}
-	http.Redirect(w, r, "/grains/"+grain+"?connections=1", http.StatusSeeOther)
+	backToDialog(w, r, "connections")
 }
 
 func (a *api) noPowerbox(w http.ResponseWriter) bool {
