@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -166,6 +167,14 @@ func TestRemoteAccessThroughAFriendEndsTLSAtHome(t *testing.T) {
 		return nil
 	})
 
+	// A visitor's connection left open (a browser's keep-alive) is cut
+	// when bob's node closes, rather than holding its shutdown.
+	held, err := tls.Dial("tcp", b.Addr(), &tls.Config{ServerName: "alice.test", RootCAs: a.roots()})
+	if err != nil {
+		t.Fatalf("a connection through bob: %v", err)
+	}
+	defer held.Close()
+
 	// Bob's owner stops forwarding: new connections and alice's asks are
 	// refused.
 	if !b.forward.Stop("alice.test") {
@@ -177,6 +186,17 @@ func TestRemoteAccessThroughAFriendEndsTLSAtHome(t *testing.T) {
 	}
 	if _, err := a.forward.Ask(ctx, bID); err == nil || !strings.Contains(err.Error(), "stopped") {
 		t.Fatalf("alice asks again after stop: %v", err)
+	}
+	closed := make(chan struct{})
+	go func() { b.forward.Close(); close(closed) }()
+	select {
+	case <-closed:
+	case <-time.After(20 * time.Second):
+		t.Fatal("bob's forwarder waits on the connections it forwards instead of cutting them")
+	}
+	held.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := held.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("a forwarded connection outlived the forwarder's close: %v", err)
 	}
 }
 

@@ -81,6 +81,7 @@ type Service struct {
 	routes map[string]*Route  // by domain
 	asked  map[peer.ID]*Asked // friends asked to forward for us
 	wg     sync.WaitGroup
+	live   map[net.Conn]struct{} // connections being forwarded, cut at Close
 	closed bool
 }
 
@@ -89,18 +90,23 @@ func New(cfg Config) *Service {
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{cfg: cfg, log: cfg.Log, routes: map[string]*Route{}, asked: map[peer.ID]*Asked{}}
+	s := &Service{cfg: cfg, log: cfg.Log, routes: map[string]*Route{}, asked: map[peer.ID]*Asked{}, live: map[net.Conn]struct{}{}}
 	cfg.Host.SetStreamHandler(AskProtocol, s.serveAsk)
 	cfg.Host.SetStreamHandler(ForwardProtocol, s.serveForward)
 	return s
 }
 
-// Close stops taking asks and forwarded connections.
+// Close stops taking asks and forwarded connections, and cuts the ones
+// being forwarded: a visitor's idle keep-alive connection would
+// otherwise hold the node's shutdown for as long as the browser keeps it.
 func (s *Service) Close() {
 	s.cfg.Host.RemoveStreamHandler(AskProtocol)
 	s.cfg.Host.RemoveStreamHandler(ForwardProtocol)
 	s.mu.Lock()
 	s.closed = true
+	for c := range s.live {
+		c.Close()
+	}
 	s.mu.Unlock()
 	s.wg.Wait()
 }
@@ -330,8 +336,9 @@ func (s *Service) Resume(domain string) bool {
 }
 
 // route finds the friend a name is forwarded to: the domain itself or a
-// name one label under it (the friend's grains).
-func (s *Service) route(sni string) (*Route, bool) {
+// name one label under it (the friend's grains), and counts c as live
+// until done.
+func (s *Service) route(sni string, c net.Conn) (*Route, bool) {
 	sni = strings.ToLower(sni)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -348,8 +355,17 @@ func (s *Service) route(sni string) (*Route, bool) {
 		return nil, false
 	}
 	r.Conns++
+	s.live[c] = struct{}{}
 	s.wg.Add(1)
 	return r, true
+}
+
+// done ends a forwarded connection route counted.
+func (s *Service) done(c net.Conn) {
+	s.mu.Lock()
+	delete(s.live, c)
+	s.mu.Unlock()
+	s.wg.Done()
 }
 
 // Forward takes a TLS connection whose ClientHello named sni (the
@@ -358,12 +374,12 @@ func (s *Service) route(sni string) (*Route, bool) {
 // unanswered. It returns when the connection is over.
 func (s *Service) Forward(c net.Conn, sni string) {
 	defer c.Close()
-	r, ok := s.route(sni)
+	r, ok := s.route(sni, c)
 	if !ok {
 		s.log.Debug("TLS for a name not forwarded: closed", "sni", sni, "from", c.RemoteAddr())
 		return
 	}
-	defer s.wg.Done()
+	defer s.done(c)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	st, err := s.cfg.Host.NewStream(ctx, r.Peer, ForwardProtocol)
 	cancel()
