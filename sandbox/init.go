@@ -90,14 +90,23 @@ func runInit() {
 	if err := lockDown(); err != nil {
 		initFail(err)
 	}
-	devnull, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	devnull, err := unix.Open("/dev/null", unix.O_RDWR|unix.O_CLOEXEC, 0)
 	if err != nil {
 		initFail(fmt.Errorf("open /dev/null: %w", err))
+	}
+	// The app's stdout and stderr are what the host passed for them, or
+	// else /dev/null: the init's own are the host's record of the init.
+	files := []uintptr{uintptr(devnull), uintptr(devnull), uintptr(devnull)}
+	if c.Stdout {
+		files[1] = 1
+	}
+	if c.Stderr {
+		files[2] = 2
 	}
 	pid, err := syscall.ForkExec(c.Args[0], c.Args, &syscall.ProcAttr{
 		Dir:   "/",
 		Env:   c.Env,
-		Files: []uintptr{uintptr(devnull), 1, 2},
+		Files: files,
 		Sys:   &syscall.SysProcAttr{Setsid: true},
 	})
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -349,6 +350,10 @@ func (s *Sandbox) spawn() error {
 		Env:         []string{},
 		ExtraFiles:  []*os.File{initEnd},
 		SysProcAttr: s.r.sysProcAttr(false),
+		// What the init itself writes (a Go runtime fatal error, a panic)
+		// is kept for the error if it dies; the app never gets this fd.
+		Stderr:    &s.initErr,
+		WaitDelay: time.Second,
 	}
 	if s.cg.version == "v2" {
 		fd, err := s.cg.openDir()

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -52,6 +53,7 @@ type Sandbox struct {
 	answerOnce sync.Once
 	started    chan initMsg   // first 'R' or 'E'
 	copies     sync.WaitGroup // copying the app's output to Spec.Stdout, Stderr
+	initErr    tail           // the init's own stderr
 	readerDone chan struct{}
 	done       chan struct{}
 
@@ -374,7 +376,7 @@ func (s *Sandbox) wait() {
 	case s.exit != nil:
 		s.err = exitError(*s.exit, oom)
 	default:
-		s.err = fmt.Errorf("sandbox %s init ended: %w", s.name, waitErr)
+		s.err = fmt.Errorf("sandbox %s init ended: %w%s", s.name, waitErr, s.initErr.said())
 		if ee, ok := waitErr.(*exec.ExitError); ok {
 			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() && oom {
 				s.err = fmt.Errorf("sandbox %s init killed by signal %d (out of memory)", s.name, int(ws.Signal()))
@@ -398,4 +400,34 @@ func exitError(ws unix.WaitStatus, oom bool) error {
 		return &ExitError{Code: -1, Signal: ws.Signal(), OOM: oom && ws.Signal() == unix.SIGKILL}
 	}
 	return fmt.Errorf("app ended with wait status %#x", uint32(ws))
+}
+
+// tail keeps the last bytes written to it: enough of a dying init's
+// stderr to say why.
+type tail struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+const tailMax = 2048
+
+func (t *tail) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, p...)
+	if len(t.buf) > tailMax {
+		t.buf = append(t.buf[:0], t.buf[len(t.buf)-tailMax:]...)
+	}
+	return len(p), nil
+}
+
+// said is what was written, as ": ..." on one line, or "".
+func (t *tail) said() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := strings.Join(strings.Fields(string(t.buf)), " ")
+	if s == "" {
+		return ""
+	}
+	return ": " + s
 }
