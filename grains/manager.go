@@ -197,6 +197,9 @@ func (m *manager) start(id string, out *ringLog) (*grainRun, error) {
 	sb, err := m.runner.Start(ctx, spec.Spec)
 	if err != nil {
 		m.endRun(spec.Root)
+		if b := out.Bytes(); len(b) > 0 {
+			m.log.Warn("grain failed to start", "grain", id, "err", err, "output", tail(b, 512))
+		}
 		return nil, fmt.Errorf("start grain %s: %w", id, err)
 	}
 	if err := waitListening(ctx, sb, spec.Port); err != nil {
