@@ -33,6 +33,7 @@ import (
 	"erg/grains"
 	"erg/install"
 	"erg/internal/connlimit"
+	"erg/internal/unixsock"
 	"erg/p2p"
 	"erg/powerbox"
 	"erg/sandbox"
@@ -311,9 +312,7 @@ func (n *Node) listen() error {
 	sock := SocketPath(n.cfg.DataDir)
 	// We hold the data dir lock, so a socket file left here is stale.
 	os.Remove(sock)
-	old := unix.Umask(0o177)
-	sl, err := net.Listen("unix", sock)
-	unix.Umask(old)
+	sl, err := unixsock.Listen(sock)
 	if err != nil {
 		return fmt.Errorf("control socket: %w", err)
 	}
