@@ -12,6 +12,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/coder/websocket"
 )
@@ -48,6 +50,13 @@ func main() {
 			return
 		}
 		w.Write(data)
+	})
+	mux.HandleFunc("/churn", func(w http.ResponseWriter, r *http.Request) {
+		churnOnce.Do(func() { go churn() })
+		fmt.Fprint(w, churnState())
+	})
+	mux.HandleFunc("/churn/state", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, churnState())
 	})
 	mux.HandleFunc("/bridge", func(w http.ResponseWriter, r *http.Request) {
 		// Calls the node's bridge as an app's server would:
@@ -127,6 +136,89 @@ func main() {
 }
 
 var startCount int
+
+var (
+	churnOnce sync.Once
+	// churnMu keeps the app's own reads of its records (/churn/state)
+	// from seeing one half written; a backup does not take it.
+	churnMu sync.Mutex
+)
+
+// churnSize is the size of /var/churn-data: big enough that copying it
+// while churn rewrites it would catch a write half done.
+const churnSize = 1 << 20
+
+// churn writes numbered records until the app ends: record i rewrites
+// all of /var/churn-data with i in place, then sets /var/churn-count to
+// i. Any instant of this leaves the data file all one record j and the
+// counter at j or j-1; a copy taken while it runs (not frozen) shows a
+// data file of mixed records, or a counter that does not match it.
+func churn() {
+	// Both are written in place with one write each (no truncate), so
+	// every instant between two syscalls is a state the checks accept.
+	f, err := os.OpenFile("/var/churn-data", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "echo: churn:", err)
+		return
+	}
+	cf, err := os.OpenFile("/var/churn-count", os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "echo: churn:", err)
+		return
+	}
+	buf := make([]byte, churnSize)
+	for i := 1; ; i++ {
+		rec := fmt.Appendf(nil, "%015d\n", i)
+		for off := 0; off < len(buf); off += len(rec) {
+			copy(buf[off:], rec)
+		}
+		churnMu.Lock()
+		_, err := f.WriteAt(buf, 0)
+		if err == nil {
+			_, err = cf.WriteAt(rec, 0)
+		}
+		churnMu.Unlock()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "echo: churn:", err)
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// churnState checks what churn left in /var: "ok N" with the counter
+// ("ok 0" when frozen between the first two writes), "none" before any
+// record, or what is wrong.
+func churnState() string {
+	churnMu.Lock()
+	defer churnMu.Unlock()
+	data, err := os.ReadFile("/var/churn-data")
+	if os.IsNotExist(err) || err == nil && len(data) == 0 {
+		return "none" // not yet made, or made and not yet written
+	}
+	if err != nil {
+		return err.Error()
+	}
+	if len(data) != churnSize {
+		return fmt.Sprintf("torn: data is %d bytes", len(data))
+	}
+	rec := data[:16]
+	for off := 0; off < len(data); off += len(rec) {
+		if !bytes.Equal(data[off:off+len(rec)], rec) {
+			return fmt.Sprintf("torn: record %q at 0, %q at %d", rec, data[off:off+len(rec)], off)
+		}
+	}
+	j, _ := strconv.Atoi(strings.TrimSpace(string(rec)))
+	count, err := os.ReadFile("/var/churn-count")
+	if err != nil {
+		return "torn: no counter: " + err.Error()
+	}
+	c, _ := strconv.Atoi(strings.TrimSpace(string(count)))
+	if c != j && c != j-1 {
+		return fmt.Sprintf("torn: data holds record %d, the counter says %d", j, c)
+	}
+	return fmt.Sprint("ok ", c)
+}
 
 var filler = bytes.Repeat([]byte("0123456789abcdef"), 4<<10)
 
