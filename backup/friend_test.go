@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
@@ -145,5 +146,92 @@ func TestFriendKeepsBackupsWithinTheOffer(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(hold.dir, a.ID().String())); !os.IsNotExist(err) {
 		t.Fatalf("withdrawn space still there: %v", err)
+	}
+}
+
+// withdrawAfter is a friend's destination whose owner withdraws the
+// offer after n chunks have gone, in the middle of a run.
+type withdrawAfter struct {
+	Destination
+	n        int
+	withdraw func()
+}
+
+func (w *withdrawAfter) Put(ctx context.Context, kind, name string, b []byte) error {
+	if kind == KindChunks {
+		if w.n == 0 {
+			w.withdraw()
+		}
+		w.n--
+	}
+	return w.Destination.Put(ctx, kind, name, b)
+}
+
+// A friend withdrawing the offer mid-run: the run fails with the
+// friend's reason, nothing it sent is left to pass for a backup when
+// space is offered again, and the next run completes and restores.
+func TestFriendWithdrawingMidBackup(t *testing.T) {
+	ctx := context.Background()
+	hosts := p2ptest.NewTestNet(t, 2, nil)
+	a, b := hosts[0], hosts[1]
+	hold := holderOn(t, b)
+	k, code := testKeys(t)
+	src := t.TempDir()
+	data := randBytes(8 << 20)
+	writeFile(t, filepath.Join(src, "f"), data)
+	source := Source{Kind: "grain", Grain: GrainMeta{ID: "g1"}, Roots: map[string]string{"var": src}}
+	if err := hold.Offer(ctx, a.ID().String(), 64<<20); err != nil {
+		t.Fatal(err)
+	}
+	remote := NewRemote(a, b.ID(), "bob", nil)
+	cut := &withdrawAfter{Destination: remote, n: 2, withdraw: func() {
+		if err := hold.Withdraw(ctx, a.ID().String()); err != nil {
+			t.Error(err)
+		}
+	}}
+	run := NewRun(ctx, &k.NodeKeys, []*Target{{Name: "bob", Dest: cut}}, "", t.TempDir())
+	if _, err := run.Snapshot(ctx, source); err == nil {
+		t.Fatal("a run whose offer was withdrawn midway succeeded")
+	}
+	if err := run.Targets()[0].Err; !errors.Is(err, ErrNoOffer) {
+		t.Fatalf("the run's error: %v", err)
+	}
+	if cut.n >= 0 {
+		t.Fatalf("the offer was withdrawn before the last chunk only (%d left)", cut.n)
+	}
+
+	// A put in flight as the offer ended lands after the delete.
+	late, err := hold.repo(a.ID().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := late.Put(ctx, KindSnapshots, snapshotName(time.Now()), []byte("late")); err != nil {
+		t.Fatal(err)
+	}
+	if err := hold.Offer(ctx, a.ID().String(), 64<<20); err != nil {
+		t.Fatal(err)
+	}
+	for _, kind := range []string{KindSnapshots, KindChunks} {
+		if objs, err := remote.List(ctx, kind); err != nil || len(objs) != 0 {
+			t.Fatalf("%s after the offer was made again: %v %v", kind, objs, err)
+		}
+	}
+	run = NewRun(ctx, &k.NodeKeys, []*Target{{Name: "bob", Dest: remote}}, "", t.TempDir())
+	if _, err := run.Snapshot(ctx, source); err != nil {
+		t.Fatal(err)
+	}
+	keys, _ := DeriveKeys(code)
+	r, err := NewRestorer(ctx, keys, []Named{{Name: "bob", Dest: remote}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	if _, _, err := r.Latest(ctx, func(h Header) bool { return h.Grain == "g1" }, nil, func() (map[string]string, func(), error) {
+		return map[string]string{"var": out}, func() { emptyDir(out) }, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(out, "f")); !bytes.Equal(got, data) {
+		t.Fatal("restored after the run that completed, the file differs")
 	}
 }

@@ -48,6 +48,20 @@ func (h *Holder) Offer(ctx context.Context, friendPeer string, quota int64) erro
 	if quota < 1<<20 || quota > 1<<50 {
 		return fmt.Errorf("%w: offer between 1 MiB and a petabyte", erg.ErrInvalid)
 	}
+	// A new offer starts empty: whatever a withdrawn one left (a put in
+	// flight as it ended) is not the friend's to find as a backup.
+	var had int
+	if err := h.db.QueryRowContext(ctx, `SELECT COUNT(*) FROM backup_offers WHERE peer = ?`, friendPeer).Scan(&had); err != nil {
+		return err
+	}
+	if had == 0 {
+		h.mu.Lock()
+		delete(h.used, friendPeer)
+		h.mu.Unlock()
+		if err := os.RemoveAll(h.repoDir(friendPeer)); err != nil {
+			return err
+		}
+	}
 	_, err := h.db.ExecContext(ctx, `INSERT INTO backup_offers (peer, quota, created_at) VALUES (?, ?, ?)
 		ON CONFLICT (peer) DO UPDATE SET quota = excluded.quota`, friendPeer, quota, time.Now().Unix())
 	return err

@@ -2,6 +2,7 @@ package backup
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/libp2p/go-libp2p/core/network"
@@ -69,4 +70,17 @@ func (s *Service) WithdrawSpace(ctx context.Context, who erg.User, friend string
 		return err
 	}
 	return s.holder.Withdraw(ctx, p)
+}
+
+// FriendGone ends the offer to a friend who is no longer one (either
+// side ended it) and deletes what it kept: space is offered to friends.
+func (s *Service) FriendGone(ctx context.Context, friendPeer string) {
+	if s.holder == nil {
+		return
+	}
+	if err := s.holder.Withdraw(ctx, friendPeer); err == nil {
+		s.log.Info("offer ended with the friendship", "peer", friendPeer)
+	} else if !errors.Is(err, erg.ErrNotFound) {
+		s.log.Warn("end the offer to a former friend", "peer", friendPeer, "err", err)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"erg"
 	"erg/backup"
@@ -224,4 +225,32 @@ func TestBackupToAFriend(t *testing.T) {
 	if _, body := a.openAndGet(id, "/read"); body != "after" {
 		t.Fatalf("A's grain after a refused backup: %q", body)
 	}
+	// Offered again, then the friendship ends (A ends it): B ends the
+	// offer and deletes what it kept; A's next run is refused.
+	if err := b.backups.OfferSpace(ctx, b.owner(), aliceName, 1<<30); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, a)
+	held := filepath.Join(b.cfg.DataDir, heldDir, a.p2p.host.ID().String())
+	if _, err := os.Stat(held); err != nil {
+		t.Fatalf("B keeps nothing for A: %v", err)
+	}
+	if err := a.friends.Remove(ctx, a.owner(), bobName); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, "B to forget A", func() bool { return !b.friends.IsFriend(a.p2p.host.ID()) })
+	if offers, _ := b.backups.Offers(ctx); len(offers) != 0 {
+		t.Fatalf("B's offers after the friendship ended: %+v", offers)
+	}
+	if _, err := os.Stat(held); !os.IsNotExist(err) {
+		t.Fatalf("B still keeps A's backups after the friendship ended: %v", err)
+	}
+	run, err = a.backups.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(run.Failed) == 0 {
+		t.Fatal("a backup to a former friend succeeded")
+	}
+	t.Logf("a run to a former friend: %v", run.Failed)
 }

@@ -26,13 +26,28 @@ func (n *Node) newSharing(ctx context.Context) (err error) {
 // the nodes answer friends' calls from then on.
 func (n *Node) startFed(ctx context.Context) error {
 	fs, err := friends.New(ctx, friends.Config{
-		Host:       n.p2p.host,
-		DB:         n.db,
-		Accounts:   n.accounts,
-		Name:       n.cfg.Name,
-		Log:        n.log,
-		Shares:     n.sharing,
-		Forgetting: n.sharing.Forgetting,
+		Host:     n.p2p.host,
+		DB:       n.db,
+		Accounts: n.accounts,
+		Name:     n.cfg.Name,
+		Log:      n.log,
+		Shares:   n.sharing,
+		// A friend forgotten loses its shares here, and the space
+		// offered to it with what it kept (n.backups starts after this).
+		Forgetting: func(ctx context.Context, p string) (func(), error) {
+			forgotten, err := n.sharing.Forgetting(ctx, p)
+			if err != nil {
+				return nil, err
+			}
+			return func() {
+				if forgotten != nil {
+					forgotten()
+				}
+				if n.backups != nil {
+					n.backups.FriendGone(ctx, p)
+				}
+			}, nil
+		},
 	})
 	if err != nil {
 		return err
