@@ -163,6 +163,9 @@ func TestFriendsAcrossTheInternet(t *testing.T) {
 		t.Errorf("erg friend ls --json on A: %v", paths)
 	}
 
+	// 7. C publishes an app; A finds it in the store and installs it.
+	storeAcrossTheLab(t, w)
+
 	// 5. The routers lose their NAT tables and miniupnpd restarts: the
 	// friends find each other again within 60 s, and C gets its mapping back.
 	healStart := time.Now()
