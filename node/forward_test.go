@@ -216,3 +216,52 @@ func rawAsk(t *testing.T, from *testNode, to peer.ID, domain string) string {
 	reply, _ := io.ReadAll(io.LimitReader(st, 4096))
 	return string(reply)
 }
+
+// Visitors through a friend are told apart by the home node's limits:
+// the friend passes on each visitor's address, so one visitor guessing
+// passwords is locked out and another through the same friend is not.
+func TestVisitorsThroughAFriendAreLimitedApart(t *testing.T) {
+	t.Parallel()
+	a := startNode(t, func(c *Config) { c.Domain = "alice.test"; c.Name = "alice" })
+	b := startNode(t, func(c *Config) { c.Domain = "bob.test"; c.Owner = "bob"; c.Name = "bob" })
+	befriend(t, a, b)
+	a.setUp(t)
+	bID, _ := peer.Decode(b.NodeID2())
+	if _, err := a.forward.Ask(context.Background(), bID); err != nil {
+		t.Fatal(err)
+	}
+	login := func(from, password string) int {
+		c := throughFriendFrom(a, b.Addr(), from)
+		req, _ := http.NewRequest("POST", "https://alice.test/login",
+			strings.NewReader(url.Values{"username": {"alice"}, "password": {password}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", "https://alice.test")
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatalf("sign in from %s through bob: %v", from, err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for i := range 5 {
+		if code := login("127.0.0.2", "wrong"); code != http.StatusUnauthorized {
+			t.Fatalf("wrong password %d from 127.0.0.2: %d", i+1, code)
+		}
+	}
+	if code := login("127.0.0.2", ownerPassword); code != http.StatusTooManyRequests {
+		t.Fatalf("the guessing visitor is not locked out: %d", code)
+	}
+	if code := login("127.0.0.3", ownerPassword); code != http.StatusSeeOther {
+		t.Fatalf("another visitor through the same friend is locked out too: %d", code)
+	}
+}
+
+// throughFriendFrom is throughFriend for a visitor at local address ip.
+func throughFriendFrom(n *testNode, friendAddr, ip string) *http.Client {
+	c := throughFriend(n, friendAddr)
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	c.Transport.(*http.Transport).DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return d.DialContext(ctx, "tcp", friendAddr)
+	}
+	return c
+}

@@ -32,7 +32,7 @@ import (
 // (ForwardProtocol).
 const (
 	AskProtocol     protocol.ID = "/erg/tls-forward-ask/1"
-	ForwardProtocol protocol.ID = "/erg/tls-forward/1"
+	ForwardProtocol protocol.ID = "/erg/tls-forward/2"
 )
 
 // Config is what the service needs from the node.
@@ -388,6 +388,10 @@ func (s *Service) Forward(c net.Conn, sni string) {
 		return
 	}
 	defer st.Close()
+	if err := writeVisitor(st, c.RemoteAddr()); err != nil {
+		s.log.Warn("forward TLS: friend went away", "friend", r.Friend, "sni", sni, "err", err)
+		return
+	}
 	splice(c, st)
 }
 
@@ -425,13 +429,22 @@ func (s *Service) serveForward(st network.Stream) {
 		st.Reset()
 		return
 	}
-	if !s.cfg.Deliver(&streamConn{Stream: st}) {
+	visitor, err := readVisitor(st)
+	if err != nil {
+		s.log.Info("forwarded connection refused", "friend", s.cfg.FriendName(p), "err", err)
+		st.Reset()
+		return
+	}
+	if !s.cfg.Deliver(&streamConn{Stream: st, visitor: visitor}) {
 		st.Reset()
 	}
 }
 
 // streamConn is a libp2p stream as the net.Conn an HTTPS server takes.
-type streamConn struct{ network.Stream }
+type streamConn struct {
+	network.Stream
+	visitor net.Addr // the browser's address, as the forwarding friend saw it
+}
 
 func (c *streamConn) LocalAddr() net.Addr {
 	if a, err := manet.ToNetAddr(c.Conn().LocalMultiaddr()); err == nil {
@@ -440,9 +453,14 @@ func (c *streamConn) LocalAddr() net.Addr {
 	return &net.TCPAddr{}
 }
 
-// RemoteAddr is the forwarding friend's address: the visitor's own stays
-// on the friend's side.
+// RemoteAddr is the visitor's address as the friend forwarding saw it,
+// so that the limits per client address (sign-in attempts, API tokens)
+// count each visitor, not every visitor through one friend as one; it is
+// the friend's own address if the friend said none.
 func (c *streamConn) RemoteAddr() net.Addr {
+	if c.visitor != nil {
+		return c.visitor
+	}
 	if a, err := manet.ToNetAddr(c.Conn().RemoteMultiaddr()); err == nil {
 		return a
 	}
