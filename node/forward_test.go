@@ -23,6 +23,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"erg/internal/testkit"
 	"erg/tlsforward"
 )
 
@@ -264,4 +265,80 @@ func throughFriendFrom(n *testNode, friendAddr, ip string) *http.Client {
 		return d.DialContext(ctx, "tcp", friendAddr)
 	}
 	return c
+}
+
+// Remote access survives restarts on both sides: the forwarding friend
+// keeps the names it forwards and its owner's stop; the home node asks
+// its friends again by itself.
+func TestForwardingSurvivesRestarts(t *testing.T) {
+	t.Parallel()
+	alice := func(dir string) func(*Config) {
+		return func(c *Config) { c.Domain = "alice.test"; c.Name = "alice"; keepDir(c, dir) }
+	}
+	bob := func(dir string) func(*Config) {
+		return func(c *Config) {
+			c.Domain = "bob.test"
+			c.Owner = "bob"
+			c.Name = "bob"
+			keepDir(c, dir)
+		}
+	}
+	a := startNode(t, alice(""))
+	b := startNode(t, bob(""))
+	befriend(t, a, b)
+	bID, _ := peer.Decode(b.NodeID2())
+	if _, err := a.forward.Ask(context.Background(), bID); err != nil {
+		t.Fatal(err)
+	}
+	reachesAlice := func(a, b *testNode) error {
+		resp, err := throughFriend(a, b.Addr()).Get("https://alice.test/login")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	}
+
+	// Bob's node restarts: it still forwards alice.test.
+	b.Close()
+	b = startNode(t, bob(b.cfg.DataDir))
+	if rs := b.forward.Routes(); len(rs) != 1 || rs[0].Domain != "alice.test" || rs[0].Friend != "alice" {
+		t.Fatalf("bob's routes after his restart: %+v", rs)
+	}
+	if err := reachesAlice(a, b); err != nil {
+		t.Fatalf("through bob after his restart: %v", err)
+	}
+
+	// Alice's node restarts: it asks bob again without her pressing a
+	// button, and takes his forwarded connections once he answers.
+	a.Close()
+	a = startNode(t, alice(a.cfg.DataDir))
+	testkit.Await(t, "alice's node to ask bob again", func() bool {
+		as := a.forward.Asked()
+		return len(as) == 1 && as[0].Addr == b.Addr() && as[0].Err == ""
+	})
+	if err := reachesAlice(a, b); err != nil {
+		t.Fatalf("through bob after alice's restart: %v", err)
+	}
+
+	// Bob's owner stops forwarding, and a restart does not undo it.
+	b.forward.Stop("alice.test")
+	b.Close()
+	b = startNode(t, bob(b.cfg.DataDir))
+	if rs := b.forward.Routes(); len(rs) != 1 || !rs[0].Stopped {
+		t.Fatalf("bob's stop was lost in a restart: %+v", rs)
+	}
+	if err := reachesAlice(a, b); err == nil {
+		t.Fatal("forwarded after a stop and a restart")
+	}
+}
+
+// keepDir points c at an earlier node's data dir, if dir is one.
+func keepDir(c *Config, dir string) {
+	if dir != "" {
+		c.DataDir = dir
+	}
 }

@@ -338,7 +338,7 @@ func (n *Node) listen() error {
 	if public == "" {
 		public = n.webLn.Addr().String()
 	}
-	n.forward = tlsforward.ForFriends(n.p2p.host.Libp2p(), n.friends, n.cfg.Domain, split.TLS.Put, public, n.log)
+	n.forward = tlsforward.ForFriends(n.p2p.host.Libp2p(), n.friends, n.cfg.Domain, split.TLS.Put, public, filepath.Join(n.cfg.DataDir, tlsDir, "forwarding.json"), n.log)
 	split.Forward(n.cfg.Domain, tlsforward.PeekSNI, n.forward.Forward)
 	opts.Forward = n.forward
 	web := webui.NewHandler(svc, opts, webLog)

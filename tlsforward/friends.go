@@ -13,10 +13,11 @@ import (
 
 // ForFriends is the service for a node whose friends are fr: this node
 // forwards TLS for friends who ask, and asks friends to forward for it;
-// addr is where its web port is reached.
-func ForFriends(h host.Host, fr *friends.Service, domain string, deliver func(net.Conn) bool, addr string, log *slog.Logger) *Service {
+// addr is where its web port is reached; stateFile keeps what it forwards
+// and asked for across restarts.
+func ForFriends(h host.Host, fr *friends.Service, domain string, deliver func(net.Conn) bool, addr, stateFile string, log *slog.Logger) *Service {
 	return New(Config{
-		Host: h, Domain: domain, IsFriend: fr.IsFriend,
+		Host: h, Domain: domain, IsFriend: fr.IsFriend, StateFile: stateFile,
 		FriendName: func(p peer.ID) string {
 			if f, err := fr.ByPeer(context.Background(), p.String()); err == nil {
 				return f.Name

@@ -43,6 +43,9 @@ type Config struct {
 	// and only friends' forwarded connections are taken.
 	IsFriend   func(peer.ID) bool
 	FriendName func(peer.ID) string
+	// StateFile, if set, keeps the friends asked and the names forwarded
+	// across restarts (see state.go).
+	StateFile string
 	// Deliver hands a connection a friend forwarded to this node's HTTPS
 	// server; false if it is closed.
 	Deliver func(net.Conn) bool
@@ -70,6 +73,7 @@ type Asked struct {
 	Err      string // why the friend refused, or the last test failed
 	Tested   time.Time
 	TestedOK bool
+	pending  bool // asked before a restart and not answered since
 }
 
 // Service forwards for friends and asks friends to forward for this node.
@@ -83,6 +87,8 @@ type Service struct {
 	wg     sync.WaitGroup
 	live   map[net.Conn]struct{} // connections being forwarded, cut at Close
 	closed bool
+	cancel context.CancelFunc // ends reask
+	bg     sync.WaitGroup     // reask
 }
 
 // New registers the protocols on the host.
@@ -91,8 +97,14 @@ func New(cfg Config) *Service {
 		cfg.Log = slog.New(slog.DiscardHandler)
 	}
 	s := &Service{cfg: cfg, log: cfg.Log, routes: map[string]*Route{}, asked: map[peer.ID]*Asked{}, live: map[net.Conn]struct{}{}}
+	if err := s.load(); err != nil {
+		s.log.Warn("remote access: the saved forwarding state is unreadable; starting without it", "file", cfg.StateFile, "err", err)
+	}
 	cfg.Host.SetStreamHandler(AskProtocol, s.serveAsk)
 	cfg.Host.SetStreamHandler(ForwardProtocol, s.serveForward)
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	s.bg.Go(func() { s.reask(ctx) })
 	return s
 }
 
@@ -100,6 +112,8 @@ func New(cfg Config) *Service {
 // being forwarded: a visitor's idle keep-alive connection would
 // otherwise hold the node's shutdown for as long as the browser keeps it.
 func (s *Service) Close() {
+	s.cancel()
+	s.bg.Wait()
 	s.cfg.Host.RemoveStreamHandler(AskProtocol)
 	s.cfg.Host.RemoveStreamHandler(ForwardProtocol)
 	s.mu.Lock()
@@ -128,7 +142,7 @@ func (s *Service) Ask(ctx context.Context, friend peer.ID) (Asked, error) {
 	a := Asked{Peer: friend, Friend: s.cfg.FriendName(friend)}
 	reply, err := s.ask(ctx, friend)
 	if err == nil && reply.Error != "" {
-		err = errors.New(reply.Error)
+		err = &refusal{reply.Error}
 	}
 	if err != nil {
 		a.Err = err.Error()
@@ -137,6 +151,7 @@ func (s *Service) Ask(ctx context.Context, friend peer.ID) (Asked, error) {
 	}
 	s.mu.Lock()
 	s.asked[friend] = &a
+	s.saveLocked()
 	s.mu.Unlock()
 	return a, err
 }
@@ -166,6 +181,7 @@ func (s *Service) ask(ctx context.Context, friend peer.ID) (askReply, error) {
 func (s *Service) Unask(friend peer.ID) {
 	s.mu.Lock()
 	delete(s.asked, friend)
+	s.saveLocked()
 	s.mu.Unlock()
 }
 
@@ -277,9 +293,10 @@ func (s *Service) accept(p peer.ID, domain string) error {
 	}
 	if r, ok := s.routes[domain]; ok {
 		r.Friend = s.cfg.FriendName(p)
-		return nil
+	} else {
+		s.routes[domain] = &Route{Domain: domain, Peer: p, Friend: s.cfg.FriendName(p), Since: time.Now()}
 	}
-	s.routes[domain] = &Route{Domain: domain, Peer: p, Friend: s.cfg.FriendName(p), Since: time.Now()}
+	s.saveLocked()
 	return nil
 }
 
@@ -320,6 +337,7 @@ func (s *Service) Stop(domain string) bool {
 	r, ok := s.routes[domain]
 	if ok {
 		r.Stopped = true
+		s.saveLocked()
 	}
 	return ok
 }
@@ -331,6 +349,7 @@ func (s *Service) Resume(domain string) bool {
 	r, ok := s.routes[domain]
 	if ok {
 		r.Stopped = false
+		s.saveLocked()
 	}
 	return ok
 }
