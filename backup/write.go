@@ -54,7 +54,15 @@ type Run struct {
 func NewRun(ctx context.Context, keys *NodeKeys, targets []*Target, cacheFile, staging string) *Run {
 	r := &Run{keys: keys, rk: newRunKey(), targets: targets, cache: loadCache(cacheFile), staging: staging}
 	for _, t := range targets {
+		if t.Err != nil {
+			continue // not opened (a disk unplugged): nothing to ask
+		}
 		if err := checkRepo(ctx, t.Dest, keys, true); err != nil {
+			if errors.Is(err, ErrWrongCode) {
+				// A new code was made: what is there stays as it is,
+				// readable with the old code, and nothing new goes there.
+				err = fmt.Errorf("%w; they stay there, readable with that code: back up with this node's code to another destination (or empty this one)", err)
+			}
 			t.Err = err
 			continue
 		}

@@ -254,3 +254,123 @@ func TestBackupToAFriend(t *testing.T) {
 	}
 	t.Logf("a run to a former friend: %v", run.Failed)
 }
+
+// A new recovery code (the owner lost the old one, or fears it seen):
+// backups from then on use the new keys; a destination holding the old
+// code's backups is left as it is, refused with a message that says so,
+// and still restores with the old code; a new destination takes the new
+// code's backups, which the old code does not open.
+func TestNewRecoveryCode(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t, nil)
+	id, origin := n.newGrain("echo")
+	n.get(origin + "/write?v=under-the-old-code")
+	oldCode, err := n.backups.NewCode(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	usb := filepath.Join(t.TempDir(), "usb")
+	if _, err := n.backups.AddDestination(ctx, erg.BackupDestinationRequest{Dir: usb}); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, n)
+	newCode, err := n.backups.NewCode(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if newCode == oldCode {
+		t.Fatal("the new code is the old one")
+	}
+	n.get(origin + "/write?v=under-the-new-code")
+	run, err := n.backups.Run(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if msg := strings.Join(run.Failed, " "); !strings.Contains(msg, "another recovery code") || !strings.Contains(msg, "another destination") {
+		t.Fatalf("a run to the old code's destination: %v", run.Failed)
+	}
+	if _, err := n.backups.RestoreGrain(ctx, n.owner(), erg.BackupRestoreRequest{Code: newCode, Grain: id}); !errors.Is(err, erg.ErrForbidden) {
+		t.Fatalf("the new code on the old code's backups: %v", err)
+	}
+	old, err := n.backups.RestoreGrain(ctx, n.owner(), erg.BackupRestoreRequest{Code: oldCode, Grain: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, body := n.openAndGet(old.Grain.ID, "/read"); body != "under-the-old-code" {
+		t.Fatalf("restored with the old code: %q", body)
+	}
+	d, _ := n.backups.Status(ctx)
+	for _, dest := range d.Destinations {
+		n.backups.RemoveDestination(ctx, dest.ID)
+	}
+	if _, err := n.backups.AddDestination(ctx, erg.BackupDestinationRequest{Dir: filepath.Join(t.TempDir(), "usb2")}); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, n)
+	got, err := n.backups.RestoreGrain(ctx, n.owner(), erg.BackupRestoreRequest{Code: newCode, Grain: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, body := n.openAndGet(got.Grain.ID, "/read"); body != "under-the-new-code" {
+		t.Fatalf("restored with the new code: %q", body)
+	}
+	if _, err := n.backups.RestoreGrain(ctx, n.owner(), erg.BackupRestoreRequest{Code: oldCode, Grain: id}); !errors.Is(err, erg.ErrForbidden) {
+		t.Fatalf("the old code on the new code's backups: %v", err)
+	}
+}
+
+// Backups failing for more than a day put a warning on the owner's main
+// pages; failing for less, they do not, and a run that works again ends
+// it.
+func TestBackupsFailingForADayWarn(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t, nil)
+	owner := n.setUp(t)
+	n.newGrain("echo")
+	if _, err := n.backups.NewCode(ctx); err != nil {
+		t.Fatal(err)
+	}
+	usb := filepath.Join(t.TempDir(), "usb")
+	if _, err := n.backups.AddDestination(ctx, erg.BackupDestinationRequest{Dir: usb}); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, n)
+	warned := func() bool {
+		t.Helper()
+		_, page := owner.get("/grains")
+		return strings.Contains(page, `data-testid="backup-warning"`)
+	}
+	if w := n.backups.Warning(ctx); w != "" || warned() {
+		t.Fatalf("a warning after a backup that worked: %q", w)
+	}
+	// The disk goes: runs fail, for less than a day.
+	if err := os.Rename(usb, usb+".gone"); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(usb, []byte("not a directory"), 0o600)
+	if run, err := n.backups.Run(ctx); err != nil || len(run.Failed) == 0 {
+		t.Fatalf("a run to a lost disk: %+v %v", run, err)
+	}
+	if w := n.backups.Warning(ctx); w != "" || warned() {
+		t.Fatalf("a warning after failing for less than a day: %q", w)
+	}
+	// A day and an hour later.
+	if _, err := n.db.ExecContext(ctx, `UPDATE backup_status SET failing_since = ? WHERE failing_since > 0`, time.Now().Add(-25*time.Hour).Unix()); err != nil {
+		t.Fatal(err)
+	}
+	if w := n.backups.Warning(ctx); !strings.Contains(w, "failing since") {
+		t.Fatalf("the warning after failing for a day: %q", w)
+	}
+	if !warned() {
+		t.Fatal("the grains page does not warn after backups failed for a day")
+	}
+	// The disk comes back: the next run ends the warning.
+	os.Remove(usb)
+	if err := os.Rename(usb+".gone", usb); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, n)
+	if w := n.backups.Warning(ctx); w != "" || warned() {
+		t.Fatalf("a warning after backups work again: %q", w)
+	}
+}
