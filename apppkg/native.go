@@ -73,14 +73,16 @@ func PrepareTree(dir, tmpDir string) (tree string, cleanup func(), err error) {
 	if err := copyListed(stage, listed); err != nil {
 		return "", nil, fmt.Errorf("%s: %w", FilesListFile, err)
 	}
-	var hostFiles []string
+	// An included tree is copied as a listed one is, links kept: a host
+	// tree may link to its own dirs (zoneinfo's posix/Africa -> ../Africa).
+	var included []string
 	for _, inc := range m.Include {
 		err := filepath.WalkDir(inc, func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
 				return err
 			}
 			if !d.IsDir() {
-				hostFiles = append(hostFiles, p)
+				included = append(included, p)
 			}
 			return nil
 		})
@@ -88,8 +90,8 @@ func PrepareTree(dir, tmpDir string) (tree string, cleanup func(), err error) {
 			return "", nil, fmt.Errorf("include %s: %w", inc, err)
 		}
 	}
-	if err := CopyHostFiles(stage, hostFiles); err != nil {
-		return "", nil, err
+	if err := copyListed(stage, included); err != nil {
+		return "", nil, fmt.Errorf("include: %w", err)
 	}
 	if bins, err = elfFiles(stage); err != nil {
 		return "", nil, err

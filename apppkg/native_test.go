@@ -38,6 +38,7 @@ func TestPrepareTreeAddsIncludesAndLibraries(t *testing.T) {
 	extra := filepath.Join(t.TempDir(), "share")
 	os.MkdirAll(filepath.Join(extra, "sub"), 0o755)
 	os.WriteFile(filepath.Join(extra, "sub", "data.txt"), []byte("included"), 0o644)
+	os.Symlink("../sub", filepath.Join(extra, "sub", "again")) // a link to a dir, as zoneinfo has
 	manifest := fmt.Sprintf(`{"id":%q,"name":"True","version":1,"command":["/bin/true"],"port":8000,
 		"roles":[{"name":"viewer","permissions":["read"]}],"ownerRole":"viewer","include":[%q]}`,
 		AppID(key.Public().(ed25519.PublicKey)), extra)
@@ -51,7 +52,7 @@ func TestPrepareTreeAddsIncludesAndLibraries(t *testing.T) {
 	if tree == dir {
 		t.Fatal("PrepareTree packed the tree as it was")
 	}
-	for _, want := range []string{interp, filepath.Join(extra, "sub", "data.txt"), "/bin/true"} {
+	for _, want := range []string{interp, filepath.Join(extra, "sub", "data.txt"), filepath.Join(extra, "sub", "again", "data.txt"), "/bin/true"} {
 		if _, err := os.Stat(filepath.Join(tree, want)); err != nil {
 			t.Errorf("prepared tree lacks %s: %v", want, err)
 		}
