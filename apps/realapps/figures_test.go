@@ -142,3 +142,13 @@ func TestFiguresTiddlyWiki(t *testing.T) {
 		return cmd, start
 	}, "/usr/bin/node /app/start.js")
 }
+
+func TestFiguresRadicale(t *testing.T) {
+	figures(t, "radicale", "/.web/", 3, func(tree, data string, port int) (*exec.Cmd, string) {
+		start := filepath.Join(tree, "app", "start.py")
+		cmd := exec.Command("/usr/bin/python3", "-S", "-B", start)
+		cmd.Env = append(os.Environ(), "PORT="+strconv.Itoa(port), "RADICALE_ROOT="+filepath.Join(data, "collections"),
+			"PYTHONPATH="+filepath.Join(tree, "app", "radicale", "usr", "lib", "python3", "dist-packages"), "PYTHONDONTWRITEBYTECODE=1")
+		return cmd, start
+	}, "/usr/bin/python3 -S -B /app/start.py")
+}
