@@ -22,9 +22,12 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/miekg/dns"
 
 	"erg/internal/testkit"
 	"erg/tlsforward"
+	"erg/tlsnode"
+	"erg/tlsnode/acmetest"
 )
 
 // throughFriend is a browser that trusts only n's CA and whose DNS points
@@ -340,5 +343,35 @@ func TestForwardingSurvivesRestarts(t *testing.T) {
 func keepDir(c *Config, dir string) {
 	if dir != "" {
 		c.DataDir = dir
+	}
+}
+
+// Asking a friend to forward, on Settings, points the domain's DNS at
+// the friend when the node's DNS provider takes RFC 2136 updates.
+func TestAskingAFriendPointsTheDNSAtIt(t *testing.T) {
+	testkit.SkipShort(t, "runs bind9")
+	t.Parallel()
+	env := acmetest.Start(t, "alice.test")
+	a := startNode(t, func(c *Config) { c.Domain = "alice.test"; c.Name = "alice" })
+	b := startNode(t, func(c *Config) {
+		c.Domain = "bob.test"
+		c.Owner = "bob"
+		c.Name = "bob"
+		c.TLS.PublicAddr = "192.0.2.44:443" // where visitors reach bob's node
+	})
+	befriend(t, a, b)
+	if err := tlsnode.SaveACME(filepath.Join(a.cfg.DataDir, tlsDir), env.Config()); err != nil {
+		t.Fatal(err)
+	}
+	w := a.setUp(t)
+	code, body := w.post("/settings/remote/ask", url.Values{"friend": {"bob"}})
+	if code != 200 || !strings.Contains(body, "this node pointed the DNS records of alice.test and *.alice.test there") {
+		t.Fatalf("ask bob: %d %.400s", code, body)
+	}
+	for _, name := range []string{"alice.test.", "g-abc.alice.test."} {
+		r, err := dns.Exchange(new(dns.Msg).SetQuestion(name, dns.TypeA), env.DNS)
+		if err != nil || len(r.Answer) != 1 || r.Answer[0].(*dns.A).A.String() != "192.0.2.44" {
+			t.Fatalf("%s after the ask: %v %v", name, r, err)
+		}
 	}
 }

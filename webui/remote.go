@@ -1,13 +1,18 @@
 package webui
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
+	"strings"
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"erg"
 	"erg/tlsforward"
+	"erg/tlsnode"
 )
 
 // remoteSettings is the Settings page's part on remote access through
@@ -68,8 +73,30 @@ func (h *Handler) remoteAsk(w http.ResponseWriter, r *http.Request, a actor) {
 		h.renderSettings(w, r, a, http.StatusBadGateway, nil, "", fmt.Sprintf("%s did not take it: %v", asked.Friend, err))
 		return
 	}
-	h.renderSettings(w, r, a, http.StatusOK, nil, fmt.Sprintf("%s forwards %s to this node from %s: point the DNS records of %s and *.%s there.",
-		asked.Friend, h.domain, asked.Addr, h.domain, h.domain), "")
+	msg := fmt.Sprintf("%s forwards %s to this node from %s", asked.Friend, h.domain, asked.Addr)
+	h.renderSettings(w, r, a, http.StatusOK, nil, msg+": "+h.pointDNS(r.Context(), asked.Addr), "")
+}
+
+// pointDNS sets the domain's address records to the forwarding friend's
+// address, where the node's DNS provider lets it, and says what the owner
+// still has to do.
+func (h *Handler) pointDNS(ctx context.Context, addr string) string {
+	manual := fmt.Sprintf("point the DNS records of %s and *.%s there.", h.domain, h.domain)
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return manual
+	}
+	if ap.Port() != 443 {
+		manual += fmt.Sprintf(" Browsers will need port %d in the address, as the friend's node does not take HTTPS on 443.", ap.Port())
+	}
+	switch err := h.certs.SetAddressRecords(ctx, ap.Addr()); {
+	case err == nil:
+		return strings.Replace(manual, "point the DNS records", "this node pointed the DNS records", 1)
+	case errors.Is(err, tlsnode.ErrCannotSetRecords):
+		return manual
+	default:
+		return "setting the DNS records failed (" + err.Error() + "): " + manual
+	}
 }
 
 func (h *Handler) remoteTest(w http.ResponseWriter, r *http.Request, a actor) {
