@@ -75,6 +75,30 @@ func main() {
 		}
 		return result(err)
 	})
+	// /fill writes mb MiB to path, synced, and says how much it could.
+	handle("/fill", func(q query) any {
+		f, err := os.OpenFile(q.s("path"), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+		var n int64
+		if err == nil {
+			buf := make([]byte, 1<<20)
+			mb, _ := strconv.Atoi(q.s("mb"))
+			for range mb {
+				var k int
+				k, err = f.Write(buf)
+				n += int64(k)
+				if err != nil {
+					break
+				}
+			}
+			if err == nil {
+				err = f.Sync()
+			}
+			f.Close()
+		}
+		r := result(err)
+		r["written"] = n
+		return r
+	})
 	handle("/read", func(q query) any {
 		b, err := os.ReadFile(q.s("path"))
 		r := result(err)
