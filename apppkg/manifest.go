@@ -71,7 +71,13 @@ type Limits struct {
 	// one core (200: two cores' worth); the node owner may change it per
 	// grain.
 	CPUPercent int `json:"cpuPercent,omitempty"`
+	// DiskMB bounds what one grain keeps in /var, in MiB; the node owner
+	// may change it per grain.
+	DiskMB int `json:"diskMB,omitempty"`
 }
+
+// MaxDiskMB bounds limits.diskMB: 16 TiB.
+const MaxDiskMB = 16 << 20
 
 // maxCPUPercent bounds limits.cpuPercent: 1024 cores' worth.
 const maxCPUPercent = 102400
@@ -138,6 +144,8 @@ func (m *Manifest) Validate() error {
 		return bad("limits.pids", "must not be negative")
 	case m.Limits.CPUPercent < 0 || m.Limits.CPUPercent > maxCPUPercent:
 		return bad("limits.cpuPercent", "must be between 0 (no ceiling) and %d", maxCPUPercent)
+	case m.Limits.DiskMB < 0 || m.Limits.DiskMB > MaxDiskMB:
+		return bad("limits.diskMB", "must be between 0 (the node's default) and %d", MaxDiskMB)
 	case len(m.Description) > 4096:
 		return bad("description", "must be at most 4096 bytes")
 	case m.Icon != "" && !isTreePath(m.Icon):

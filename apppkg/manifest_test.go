@@ -50,7 +50,7 @@ func TestManifestErrorsNameTheField(t *testing.T) {
 		{"negative cpu", strings.Replace(valid, `"port":80`, `"port":80,"limits":{"cpuPercent":-1}`, 1), `"limits.cpuPercent"`},
 		{"cpu past any machine", strings.Replace(valid, `"port":80`, `"port":80,"limits":{"cpuPercent":1000000}`, 1), `"limits.cpuPercent"`},
 		{"wrong type", strings.Replace(valid, `"version":1`, `"version":"1"`, 1), "version"},
-		{"limit the node cannot enforce", strings.Replace(valid, `"port":80`, `"port":80,"limits":{"diskMB":100}`, 1), `"diskMB"`},
+		{"disk past any machine", strings.Replace(valid, `"port":80`, `"port":80,"limits":{"diskMB":-1}`, 1), `"limits.diskMB"`},
 		{"unknown limit", strings.Replace(valid, `"port":80`, `"port":80,"limits":{"cpu":1}`, 1), `"cpu"`},
 		{"icon outside", strings.Replace(valid, `"port":80`, `"port":80,"icon":"../icon.png"`, 1), `"icon"`},
 		{"icon absolute", strings.Replace(valid, `"port":80`, `"port":80,"icon":"/icon.png"`, 1), `"icon"`},

@@ -285,6 +285,8 @@ var migrations = []string{
 		restore_peer TEXT NOT NULL DEFAULT '',
 		created_at INTEGER NOT NULL
 	);`,
+	// The node owner's bound on one grain's /var, in MiB (grains/disk.go).
+	`ALTER TABLE grain_limits ADD COLUMN disk_mb INTEGER;`,
 }
 
 // Migrations returns the schema migrations in the order they apply; the

@@ -159,8 +159,20 @@ func (s *Service) Restore(ctx context.Context, who erg.User, r io.Reader) (erg.G
 	if m.Version < meta.AppVersion {
 		return erg.Grain{}, fmt.Errorf("%w: the backup needs %s version %d or newer; version %d is installed", erg.ErrInvalid, m.Name, meta.AppVersion, m.Version)
 	}
+	// What the zip says it unpacks to is checked before anything is made;
+	// what it does unpack to is counted as it goes.
+	var declared int64
+	for _, zf := range zr.File {
+		declared += int64(min(zf.UncompressedSize64, 1<<62))
+	}
+	s.mu.RLock()
+	bound := s.diskBytesLocked(m, nil)
+	s.mu.RUnlock()
+	if err := s.checkRoom(who.ID, declared, bound); err != nil {
+		return erg.Grain{}, fmt.Errorf("restore %s: %w", meta.Title, err)
+	}
 	g, err := s.create(ctx, who, meta.AppID, meta.Title, func(varDir string, _ *apppkg.Manifest, uid uint32) error {
-		return s.unpackBackup(ctx, zr, varDir, uid)
+		return s.unpackBackup(ctx, zr, varDir, uid, bound)
 	})
 	if err != nil {
 		return erg.Grain{}, err
@@ -233,7 +245,7 @@ func checkBackup(zr *zip.Reader) (backupMeta, error) {
 	return meta, nil
 }
 
-func (s *Service) unpackBackup(ctx context.Context, zr *zip.Reader, varDir string, grainUID uint32) error {
+func (s *Service) unpackBackup(ctx context.Context, zr *zip.Reader, varDir string, grainUID uint32, bound int64) error {
 	root, err := os.OpenRoot(varDir)
 	if err != nil {
 		return err
@@ -254,7 +266,7 @@ func (s *Service) unpackBackup(ctx context.Context, zr *zip.Reader, varDir strin
 		return root.Lchown(name, int(uid), int(gid))
 	}
 	s.mu.RLock()
-	limit := s.restoreLimit
+	limit := min(s.restoreLimit, bound)
 	s.mu.RUnlock()
 	budget := limit
 	for _, zf := range zr.File {

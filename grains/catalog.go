@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io/fs"
 	"net/url"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -105,16 +104,20 @@ func (s *Service) create(ctx context.Context, who erg.User, appRef, title string
 	id := NewID()
 	dir := s.Dir(id)
 	varDir := filepath.Join(dir, "var")
-	if err := os.MkdirAll(varDir, 0o700); err != nil {
-		return nil, fmt.Errorf("create grain storage: %w", err)
+	if err := s.newVar(id, m); err != nil {
+		s.unmountVar(id)
+		apppkg.RemoveTree(dir)
+		return nil, err
 	}
 	uid, err := s.grainUID(ctx, id)
 	if err != nil {
+		s.unmountVar(id)
 		apppkg.RemoveTree(dir)
 		return nil, err
 	}
 	if fill != nil {
 		if err := fill(varDir, m, uid); err != nil {
+			s.unmountVar(id)
 			apppkg.RemoveTree(dir)
 			s.dropGrainUID(ctx, id)
 			return nil, err
@@ -124,6 +127,7 @@ func (s *Service) create(ctx context.Context, who erg.User, appRef, title string
 	_, err = s.db.ExecContext(ctx, `INSERT INTO grains (id, app_id, owner_id, title, created_at, last_used) VALUES (?, ?, ?, ?, ?, ?)`,
 		id, m.ID, who.ID, title, now.Unix(), now.Unix())
 	if err != nil {
+		s.unmountVar(id)
 		apppkg.RemoveTree(dir)
 		s.dropGrainUID(ctx, id)
 		return nil, fmt.Errorf("record grain: %w", err)
@@ -206,7 +210,11 @@ func (s *Service) Remove(ctx context.Context, id string) error {
 	s.Sessions().Drop(func(se Session) bool { return se.GrainID == id })
 	s.manager.forget(id)
 	dir := s.Dir(id)
-	if err := apppkg.RemoveTree(dir); err != nil {
+	err := s.removeVar(id)
+	if err == nil {
+		err = apppkg.RemoveTree(dir)
+	}
+	if err != nil {
 		// Its uid stays taken while its files remain.
 		s.log.Warn("grain storage left behind", "grain", id, "dir", dir, "err", err)
 	} else {

@@ -53,10 +53,16 @@ func (s *Service) startSpec(id string) (RunSpec, error) {
 		return RunSpec{}, err
 	}
 	s.mu.Lock()
-	if g := s.cache[id]; g != nil {
+	g := s.cache[id]
+	if g != nil {
 		g.uid = uid
 	}
 	s.mu.Unlock()
+	if g != nil {
+		if err := s.mountVar(g); err != nil {
+			return RunSpec{}, err
+		}
+	}
 	for {
 		rs, err := s.RunSpec(id)
 		if err != nil {

@@ -45,6 +45,8 @@ type Config struct {
 	// CPUPercent is the CPU ceiling of grains whose app sets none, in
 	// percent of one core; 0 means none.
 	CPUPercent int
+	// Disk bounds what grains keep (disk.go).
+	Disk DiskConfig
 	// Bridge, if set, serves a grain's bridge (package powerbox) on the
 	// listeners its sandbox opens on its loopback (bridge.go).
 	Bridge func(grainID string) http.Handler
@@ -64,6 +66,7 @@ type Service struct {
 	sessions *Sessions
 
 	uidMu sync.Mutex // serialises uid allocation (uids.go)
+	disk  diskState  // disk.go
 
 	mu           sync.RWMutex
 	cache        map[string]*Info // every grain, by id
@@ -86,6 +89,9 @@ type Info struct {
 	// cpuPercent is the node owner's CPU ceiling for this grain, if they
 	// set one (limits.go); 0 is none at all.
 	cpuPercent *int
+	// diskMB is the node owner's bound on this grain's /var, if they set
+	// one (disk.go).
+	diskMB *int
 }
 
 // ID is the grain's id.
@@ -125,7 +131,11 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	if err := s.load(ctx); err != nil {
 		return nil, err
 	}
+	if err := s.initDisk(); err != nil {
+		return nil, err
+	}
 	s.manager = newManager(cfg.Runner, cfg.Idle, cfg.Log, s)
+	s.startDiskWatch()
 	return s, nil
 }
 
@@ -135,12 +145,14 @@ func (s *Service) Sessions() *Sessions { return s.sessions }
 
 // Close stops every grain and waits for them and for package GC.
 func (s *Service) Close() {
+	s.stopDiskWatch()
 	s.manager.close()
 	s.bg.Wait()
+	s.unmountAll()
 }
 
 func (s *Service) load(ctx context.Context) error {
-	rows, err := s.db.QueryContext(ctx, `SELECT g.id, g.app_id, g.owner_id, g.title, g.created_at, g.last_used, a.manifest, a.tree, l.cpu_percent
+	rows, err := s.db.QueryContext(ctx, `SELECT g.id, g.app_id, g.owner_id, g.title, g.created_at, g.last_used, a.manifest, a.tree, l.cpu_percent, l.disk_mb
 		FROM grains g JOIN apps a ON a.id = g.app_id LEFT JOIN grain_limits l ON l.grain_id = g.id`)
 	if err != nil {
 		return fmt.Errorf("load grains: %w", err)
@@ -150,8 +162,8 @@ func (s *Service) load(ctx context.Context) error {
 		g := Info{s: s}
 		var created, used int64
 		var manifest string
-		var cpu sql.NullInt64
-		if err := rows.Scan(&g.id, &g.appID, &g.ownerID, &g.title, &created, &used, &manifest, &g.tree, &cpu); err != nil {
+		var cpu, disk sql.NullInt64
+		if err := rows.Scan(&g.id, &g.appID, &g.ownerID, &g.title, &created, &used, &manifest, &g.tree, &cpu, &disk); err != nil {
 			return fmt.Errorf("load grains: %w", err)
 		}
 		if err := json.Unmarshal([]byte(manifest), &g.app); err != nil {
@@ -161,6 +173,10 @@ func (s *Service) load(ctx context.Context) error {
 		if cpu.Valid {
 			v := int(cpu.Int64)
 			g.cpuPercent = &v
+		}
+		if disk.Valid {
+			v := int(disk.Int64)
+			g.diskMB = &v
 		}
 		s.cache[g.id] = &g
 	}

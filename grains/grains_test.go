@@ -33,6 +33,12 @@ var (
 // from a fake.
 func testService(t *testing.T) *Service {
 	t.Helper()
+	return testServiceWith(t, nil)
+}
+
+// testServiceWith is testService with its Config changed by edit first.
+func testServiceWith(t *testing.T, edit func(*Config)) *Service {
+	t.Helper()
 	runner, err := sandbox.NewRunner(sandbox.Config{Log: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Skip("no sandbox here:", err)
@@ -64,7 +70,7 @@ func testService(t *testing.T) *Service {
 	if _, err := inst.Install(ctx, install.Tree(filepath.Join(testkit.Apps(t), "echo")), install.Options{}); err != nil {
 		t.Fatal(err)
 	}
-	s, err = New(ctx, Config{
+	cfg := Config{
 		DB: sqldb, Runner: runner,
 		Dir: filepath.Join(dir, "grains"), PackagesDir: filepath.Join(dir, "packages"), TempDir: filepath.Join(dir, "tmp"),
 		InstallLock: &installMu, Idle: time.Minute,
@@ -73,7 +79,11 @@ func testService(t *testing.T) *Service {
 			return map[string]string{"owner": "olga", "bob": "bob"}, nil
 		},
 		Origin: func(id string) string { return "http://g-" + id + ".test" },
-	})
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	s, err = New(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

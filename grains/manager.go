@@ -412,6 +412,11 @@ func (m *manager) sandboxOf(id string) *sandbox.Sandbox {
 	return nil
 }
 
+// note adds a line of the node's own to a grain's log.
+func (m *manager) note(id, line string) {
+	fmt.Fprintln(m.entry(id).log, line)
+}
+
 func (m *manager) logOf(id string) []byte {
 	return m.entry(id).log.Bytes()
 }

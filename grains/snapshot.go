@@ -88,6 +88,9 @@ func (s *Service) RestoreOver(ctx context.Context, who erg.User, id string, fill
 	if err != nil {
 		return err
 	}
+	if s.hasImage(id) {
+		return s.restoreOverImage(ctx, id, uid, fill)
+	}
 	dir := s.Dir(id)
 	next := filepath.Join(dir, "var.restore")
 	old := filepath.Join(dir, "var.old")

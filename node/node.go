@@ -64,6 +64,10 @@ type Config struct {
 	// grains whose app sets none (the owner may change it per grain); 0
 	// is none.
 	GrainCPUPercent int
+	// GrainDisk bounds what grains keep in /var: each grain (default 1
+	// GiB), each user's together, and the free space a restore must
+	// leave (package grains, DiskConfig).
+	GrainDisk grains.DiskConfig
 
 	// Limits on what anyone who can reach the web port, signed in or not,
 	// can hold open. Zero means the default; negative means no limit.
@@ -228,6 +232,7 @@ func Start(ctx context.Context, cfg Config) (n *Node, err error) {
 		Usernames:   func(ctx context.Context) (map[string]string, error) { return n.accounts.Usernames(ctx) }, // accounts come next
 		Origin:      n.grainOrigin,
 		CPUPercent:  cfg.GrainCPUPercent,
+		Disk:        cfg.GrainDisk,
 		Bridge:      func(id string) http.Handler { return n.pbox.Bridge(id) },
 		BridgeConn:  func(id string, c net.Conn) { n.pbox.ServeCapnp(id, c) },
 	}); err != nil {

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -72,9 +73,24 @@ func MountImage(img, dir string, size int64) error {
 	// was mounted keeps a copy of the mount until it ends. Mounting that
 	// device again shares its file system; a second device on the same
 	// file would be two file systems writing one image.
-	if dev, err := loopOf(img); err != nil {
+	dev, err := loopOf(img)
+	if err != nil {
 		return err
-	} else if dev != "" {
+	}
+	// The kernel frees an AUTOCLEAR device a moment after its last
+	// unmount, not at it: a resize waits a little for that.
+	if fi, err := os.Stat(img); dev != "" && err == nil && fi.Size() != size {
+		for range 50 {
+			time.Sleep(10 * time.Millisecond)
+			if dev, err = loopOf(img); err != nil || dev == "" {
+				break
+			}
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if dev != "" {
 		if err := unix.Mount(dev, dir, "ext4", imageFlags, ""); err != nil {
 			return fmt.Errorf("disk image %s: mount %s at %s: %w", img, dev, dir, err)
 		}

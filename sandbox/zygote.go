@@ -224,3 +224,22 @@ func (r *Runner) waitPool(ctx context.Context) error {
 		}
 	}
 }
+
+// RefreshPool replaces the idle zygotes. Each holds a copy of the host's
+// mounts as they were when it started, so a file system unmounted since
+// (a grain's disk image, to be resized or removed) stays in use until
+// they are gone.
+func (r *Runner) RefreshPool() {
+	p := &r.pool
+	p.mu.Lock()
+	zs := p.ready
+	p.ready = nil
+	p.mu.Unlock()
+	for _, z := range zs {
+		z.kill()
+	}
+	for _, z := range zs {
+		<-z.done
+	}
+	r.startFill()
+}

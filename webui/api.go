@@ -68,6 +68,8 @@ func (a *api) routes() *http.ServeMux {
 		{"POST /api/grains/{id}/open", a.openGrain},
 		{"DELETE /api/grains/{id}", a.removeGrain},
 		{"GET /api/grains/{id}/log", a.grainLog},
+		{"GET /api/grains/{id}/disk", a.grainDisk},
+		{"PUT /api/grains/{id}/disk", a.setGrainDisk},
 		{"GET /api/grains/{id}/backup", a.backupGrain},
 		{"GET /api/grains/{id}/shares", a.shares},
 		{"POST /api/grains/{id}/shares", a.newShare},

@@ -105,6 +105,23 @@ func main() {
 			}
 		}
 	})
+	mux.HandleFunc("/fill", func(w http.ResponseWriter, r *http.Request) {
+		// mb MiB into /var/fill, synced: how a grain fills its disk.
+		mb, _ := strconv.Atoi(r.URL.Query().Get("mb"))
+		f, err := os.Create("/var/fill")
+		for i := 0; err == nil && i < mb; i++ {
+			_, err = f.Write(make([]byte, 1<<20))
+		}
+		if err == nil {
+			err = f.Sync()
+		}
+		if f != nil {
+			f.Close()
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInsufficientStorage)
+		}
+	})
 	mux.HandleFunc("/bytes", func(w http.ResponseWriter, r *http.Request) {
 		// n bytes with their length: a tiny answer, or a big download.
 		n, err := strconv.ParseInt(r.URL.Query().Get("n"), 10, 64)
