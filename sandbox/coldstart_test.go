@@ -118,6 +118,8 @@ type coldStarter struct {
 	bwVar  string // for bwrap, which keeps the node's uid
 	bwrap  string // path, or "" if not installed
 	name   string
+	// keepVar: varDir is the caller's, not removed by close.
+	keepVar bool
 }
 
 func newColdStarter(r *Runner, app BenchApp) (*coldStarter, error) {
@@ -141,7 +143,9 @@ func newColdStarter(r *Runner, app BenchApp) (*coldStarter, error) {
 }
 
 func (cs *coldStarter) close() {
-	os.RemoveAll(cs.varDir)
+	if !cs.keepVar {
+		os.RemoveAll(cs.varDir)
+	}
 	os.RemoveAll(cs.bwVar)
 }
 
@@ -267,4 +271,18 @@ func ColdStartOnce(ctx context.Context, r *Runner, app BenchApp, mode string) (t
 		return 0, errors.New("bwrap is not installed")
 	}
 	return cs.once(ctx, mode)
+}
+
+// ColdStartOn is one cold start of app in an erg sandbox whose /var is
+// varDir (say, a disk image the caller mounted there).
+func ColdStartOn(ctx context.Context, r *Runner, app BenchApp, varDir string) (time.Duration, error) {
+	cs, err := newColdStarter(r, app)
+	if err != nil {
+		return 0, err
+	}
+	defer cs.close()
+	cs.varDir, varDir = varDir, cs.varDir
+	defer os.RemoveAll(varDir)
+	cs.keepVar = true
+	return cs.once(ctx, "erg")
 }
