@@ -188,6 +188,19 @@ func (c *Client) RevokeGrainToken(ctx context.Context, tokenID string) error {
 	return c.do(ctx, "DELETE", "/api/grain-tokens/"+url.PathEscape(tokenID), nil, nil)
 }
 
+// Grants lists the powerbox grants a grain holds and those made to it
+// (its Connections), as far as the caller may see them.
+func (c *Client) Grants(ctx context.Context, grainID string) ([]Grant, error) {
+	var g []Grant
+	return g, c.do(ctx, "GET", "/api/grains/"+url.PathEscape(grainID)+"/grants", nil, &g)
+}
+
+// RevokeGrant ends a powerbox grant: its next use is refused and open
+// requests through it are cut.
+func (c *Client) RevokeGrant(ctx context.Context, grantID string) error {
+	return c.do(ctx, "DELETE", "/api/grants/"+url.PathEscape(grantID), nil, nil)
+}
+
 // Users lists the node's users.
 func (c *Client) Users(ctx context.Context) ([]User, error) {
 	var u []User

@@ -287,6 +287,18 @@ var migrations = []string{
 	);`,
 	// The node owner's bound on one grain's /var, in MiB (grains/disk.go).
 	`ALTER TABLE grain_limits ADD COLUMN disk_mb INTEGER;`,
+	// A grain removed (or a friend's grain no longer served here) takes
+	// the powerbox grants it held or was the target of with it (a target
+	// has no foreign key: it may be either), and those left by grains
+	// removed before this.
+	`CREATE TRIGGER powerbox_grants_grain_removed AFTER DELETE ON grains BEGIN
+		DELETE FROM powerbox_grants WHERE requester = OLD.id OR target = OLD.id;
+	END;
+	CREATE TRIGGER powerbox_grants_remote_grain_removed AFTER DELETE ON remote_grains BEGIN
+		DELETE FROM powerbox_grants WHERE target = OLD.id;
+	END;
+	DELETE FROM powerbox_grants WHERE requester NOT IN (SELECT id FROM grains)
+		OR (target NOT IN (SELECT id FROM grains) AND target NOT IN (SELECT id FROM remote_grains));`,
 }
 
 // Migrations returns the schema migrations in the order they apply; the

@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -146,6 +148,10 @@ func TestPowerboxGrantThroughTheBridge(t *testing.T) {
 	if code, _ := n.bridgeCall(reqOrigin, "GET", "/items", grant, ""); code != http.StatusForbidden {
 		t.Errorf("a grant to a deleted grain: %d", code)
 	}
+	// And it is gone from the requesting grain's Connections.
+	if gs, err := n.pbox.List(ctx, owner, reqID); err != nil || slices.ContainsFunc(gs, func(g erg.Grant) bool { return g.Target == never }) {
+		t.Errorf("the deleted grain's grant is still listed: %+v %v", gs, err)
+	}
 }
 
 // A frame that floods the powerbox with requests is held back, and the
@@ -236,4 +242,50 @@ func TestPowerboxGrantEndsWithTheUsersAccess(t *testing.T) {
 	if _, err := n.pbox.Open(ctx, g.ID, grant.Token); !errors.Is(err, erg.ErrForbidden) {
 		t.Errorf("a grant after bob lost the grain: %v", err)
 	}
+}
+
+// `erg grain grants` lists a grain's connections and revokes one: the
+// grant's next use through the bridge is refused.
+func TestGrantsThroughTheCLI(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, nil)
+	reqID, reqOrigin := n.newGrain("echo")
+	target, _ := n.newGrain("todo")
+	if code, _ := n.claimThrough(reqOrigin, mustPick(t, n, reqID, target)); code != 200 {
+		t.Fatalf("claim: %d", code)
+	}
+	_, grant := n.claimThrough(reqOrigin, mustPick(t, n, reqID, target))
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(ergBinary(t), append([]string{"--data", n.cfg.DataDir}, args...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("erg %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	var gs []struct{ ID, Target, Role string }
+	if err := json.Unmarshal([]byte(run("grain", "grants", "ls", reqID, "--json")), &gs); err != nil || len(gs) != 2 || gs[0].Target != target || gs[0].Role != "viewer" {
+		t.Fatalf("grants ls --json: %+v %v", gs, err)
+	}
+	if out := run("grain", "grants", "ls", target); !strings.Contains(out, gs[0].ID) || !strings.Contains(out, "viewer") {
+		t.Errorf("the target's grants ls:\n%s", out)
+	}
+	for _, g := range gs {
+		run("grain", "grants", "rm", g.ID)
+	}
+	if code, _ := n.bridgeCall(reqOrigin, "GET", "/items", grant, ""); code != http.StatusForbidden {
+		t.Errorf("a grant revoked from the CLI: %d", code)
+	}
+	if out := run("grain", "grants", "ls", reqID); !strings.Contains(out, "no connections") {
+		t.Errorf("grants ls after rm:\n%s", out)
+	}
+}
+
+func mustPick(t *testing.T, n *testNode, requester, target string) string {
+	t.Helper()
+	claim, err := n.pbox.Pick(context.Background(), n.owner(), requester, erg.PowerboxPick{Target: target, Role: "viewer"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return claim
 }

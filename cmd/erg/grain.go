@@ -20,7 +20,7 @@ func newGrainCmd(g *globals) *cobra.Command {
 		Short: "Create, list, open and remove grains (app instances)",
 	}
 	cmd.AddCommand(newGrainNewCmd(g), newGrainLsCmd(g), newGrainOpenCmd(g), newGrainRmCmd(g), newGrainLogCmd(g),
-		newGrainRenameCmd(g), newGrainBackupCmd(g), newGrainRestoreCmd(g), newGrainTokenCmd(g), newGrainDiskCmd(g))
+		newGrainRenameCmd(g), newGrainBackupCmd(g), newGrainRestoreCmd(g), newGrainTokenCmd(g), newGrainDiskCmd(g), newGrainGrantsCmd(g))
 	return cmd
 }
 
