@@ -344,11 +344,23 @@ func (s *Sandbox) spawn() error {
 		return fmt.Errorf("control socket: %w", err)
 	}
 	s.ctrl = c.(*net.UnixConn)
+	// rootFd and varFd are held from the init's first instruction (by
+	// /dev/null until the detached mounts replace them), so that nothing
+	// the Go runtime opens for itself (its netpoller's epoll and event
+	// fds, which take the lowest free numbers) can land on them and be
+	// clobbered by the dup onto them: a grain died at start with
+	// "epollwait on fd 5 failed with 9" where those numbers were free.
+	hold, err := os.Open(os.DevNull)
+	if err != nil {
+		s.ctrl.Close()
+		return fmt.Errorf("open %s: %w", os.DevNull, err)
+	}
+	defer hold.Close()
 	cmd := &exec.Cmd{
 		Path:        "/proc/self/exe",
 		Args:        []string{initArg0, modeRun},
 		Env:         []string{},
-		ExtraFiles:  []*os.File{initEnd},
+		ExtraFiles:  []*os.File{initEnd, hold, hold},
 		SysProcAttr: s.r.sysProcAttr(false),
 		// What the init itself writes (a Go runtime fatal error, a panic)
 		// is kept for the error if it dies; the app never gets this fd.
