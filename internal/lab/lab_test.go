@@ -2,13 +2,17 @@ package lab
 
 import (
 	"context"
+	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
 )
 
 // skipUnlessLab keeps the lab to `make test-internet`, which sets
@@ -118,4 +122,40 @@ func reuseAddr(network, address string, c syscall.RawConn) error {
 		return err
 	}
 	return serr
+}
+
+// TestChromiumInANamespace: the lab's Chromium runs inside its namespace:
+// it loads a page served only on that namespace's loopback, which the
+// machine's own loopback does not have.
+func TestChromiumInANamespace(t *testing.T) {
+	skipUnlessLab(t)
+	if why := Usable(); why != "" {
+		t.Skip(why)
+	}
+	l := New(t)
+	ns := l.NS("web")
+	ln, err := ns.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "<p id=where>inside %s</p>", r.Host)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	if c, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second); err == nil {
+		c.Close()
+		t.Fatalf("%s answers on the machine's loopback too: the test could not tell where the browser is", ln.Addr())
+	}
+	ctx := ns.Chromium(t)
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	url := "http://" + ln.Addr().String() + "/"
+	if err := chromedp.Do(ctx, chromedp.Navigate(url)); err != nil {
+		t.Fatalf("navigate to %s: %v", url, err)
+	}
+	got, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`#where`)))
+	if err != nil || !strings.HasPrefix(got, "inside 127.0.0.1") {
+		t.Errorf("the page in the namespace's browser: %q, %v", got, err)
+	}
 }
