@@ -50,8 +50,8 @@ packages: erg apps
 # into $(BUILD)/packages, where `make run` installs them from. Too big for
 # `make run` to build every time; build them once with this target.
 # etherpad builds and runs but its test has not passed end to end yet:
-# make apps-real REAL_APPS="tiddlywiki radicale etherpad" to build it too.
-REAL_APPS ?= tiddlywiki radicale
+# make apps-real REAL_APPS="tiddlywiki radicale mediawiki etherpad" to build it too.
+REAL_APPS ?= tiddlywiki radicale mediawiki
 apps-real: erg
 	@mkdir -p $(BUILD)/packages $(KEYS)
 	@for app in $(REAL_APPS); do \

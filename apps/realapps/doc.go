@@ -1,5 +1,5 @@
 // Package realapps holds the tests of the open-source apps ported to erg
-// (apps/tiddlywiki, apps/etherpad, ...): each installs the signed package
+// (apps/tiddlywiki, apps/radicale, apps/mediawiki, apps/etherpad): each installs the signed package
 // `make apps-real` built, runs it in grains on real nodes and drives it in
 // a headless Chromium. They run with `make test-apps-real`, which sets
 // ERG_REAL_APPS to the packages dir; without it (as in `make test`) they
