@@ -138,3 +138,53 @@ func TestBrowserPowerboxAcrossNodes(t *testing.T) {
 	f := u.frame(todo.ID)
 	f.waitJS("the list's refusal after the share ended", `document.querySelector("[data-testid=attachments-note]").textContent.includes("refused")`)
 }
+
+// TestBrowserPowerboxFloodIsRefused: a grain's frame sends two hundred
+// powerbox requests at once. The shell opens one dialog and answers every
+// other request with an error; after the user cancels, an ordinary
+// request works, and only what the user picked reached the node.
+func TestBrowserPowerboxFloodIsRefused(t *testing.T) {
+	n := startNode(t, nil)
+	n.setUp(t)
+	br := newBrowser(t, n)
+	u := br.newUser()
+	u.signIn(n)
+	ctx := context.Background()
+	drop, err := n.grains.NewGrain(ctx, n.owner(), "filedrop", "Photos")
+	if err != nil {
+		t.Fatal(err)
+	}
+	putFile(t, n, drop.ID, "beach.jpg", "not really a picture")
+	todo, err := n.grains.NewGrain(ctx, n.owner(), "todo", "Holiday")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.do("open the list", chromedp.Navigate(n.URL()+"/grains/"+todo.ID), chromedp.WaitVisible(chromedp.CSS(`[data-testid=grain-frame]`)))
+	f := u.frame(todo.ID)
+	f.waitJS("the to-do page", `!!document.querySelector("[data-testid=link-drop]")`)
+	eval[bool](f, `(() => {
+		window.flood = {errors: 0, canceled: 0, claims: 0};
+		addEventListener("message", (e) => {
+			const m = e.data && e.data.ergPowerbox;
+			if (!m || !String(m.rpcId).startsWith("flood")) return;
+			if (m.error) flood.errors++;
+			else if (m.canceled) flood.canceled++;
+			else if (m.claim) flood.claims++;
+		});
+		for (let i = 0; i < 200; i++) parent.postMessage({ergPowerbox: {rpcId: "flood" + i, query: {app: "filedrop"}, label: "flood"}}, "*");
+		return true;
+	})()`)
+	u.waitJS("one powerbox dialog", `document.getElementById("powerbox").open && document.querySelectorAll("dialog[open]").length === 1`)
+	f.waitJS("199 requests refused", `flood.errors === 199`)
+	u.settle()
+	u.do("cancel", chromedp.Click(chromedp.CSS(`[data-testid=powerbox-cancel]`)))
+	f.waitJS("the open request canceled", `flood.canceled === 1 && flood.claims === 0`)
+
+	// The shell is still the user's: the list's own request works.
+	linkDrop(t, u, todo.ID, "Photos", "beach.jpg")
+	var claims int
+	n.db.QueryRow(`SELECT count(*) FROM powerbox_claims`).Scan(&claims)
+	if gs, _ := n.pbox.List(ctx, n.owner(), todo.ID); len(gs) != 1 || claims > 1 {
+		t.Fatalf("after the flood: %d grants, %d claims; want the one the user picked", len(gs), claims)
+	}
+}
