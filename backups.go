@@ -2,6 +2,7 @@ package erg
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -10,11 +11,14 @@ import (
 type BackupStatus struct {
 	// HasCode says whether a recovery code was made: without one there
 	// are no keys and nothing is backed up.
-	HasCode      bool                `json:"hasCode"`
-	Every        Duration            `json:"every"`
-	Retention    BackupRetention     `json:"retention"`
-	Running      bool                `json:"running"`
+	HasCode   bool            `json:"hasCode"`
+	Every     Duration        `json:"every"`
+	Retention BackupRetention `json:"retention"`
+	Running   bool            `json:"running"`
+	// Progress says what is under way (a backup run or a restore) and
+	// how far it has come, in words; Step in figures.
 	Progress     string              `json:"progress,omitempty"`
+	Step         *BackupProgress     `json:"step,omitempty"`
 	LastRun      time.Time           `json:"lastRun,omitzero"`
 	NextRun      time.Time           `json:"nextRun,omitzero"`
 	Destinations []BackupDestination `json:"destinations"`
@@ -22,6 +26,39 @@ type BackupStatus struct {
 	// Warning is set when backups have failed for more than a day, or
 	// have never been made; the main pages show it.
 	Warning string `json:"warning,omitempty"`
+}
+
+// BackupProgress is how far a backup run or a restore has come: the
+// source (a grain, or the node) being worked on, and its files and bytes
+// done of the total (for a backup, those that changed since the last run).
+type BackupProgress struct {
+	What        string `json:"what"`             // "backup" or "restore"
+	Source      string `json:"source,omitempty"` // a grain's title, or "This node"
+	SourcesDone int    `json:"sourcesDone"`
+	Sources     int    `json:"sources"`
+	FilesDone   int    `json:"filesDone"`
+	Files       int    `json:"files"`
+	BytesDone   int64  `json:"bytesDone"`
+	Bytes       int64  `json:"bytes"`
+}
+
+// String is the progress in words.
+func (p BackupProgress) String() string {
+	verb := "Backing up"
+	if p.What == "restore" {
+		verb = "Restoring"
+	}
+	s := verb
+	if p.Source != "" {
+		s += " " + p.Source
+	}
+	if p.Sources > 1 {
+		s += fmt.Sprintf(" (%d of %d)", p.SourcesDone+1, p.Sources)
+	}
+	if p.Files > 0 || p.Bytes > 0 {
+		s += fmt.Sprintf(": %d of %d files, %.1f of %.1f MiB", p.FilesDone, p.Files, float64(p.BytesDone)/(1<<20), float64(p.Bytes)/(1<<20))
+	}
+	return s
 }
 
 // BackupRetention is how many snapshots are kept: the last ones, and the

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"erg"
 	"erg/db"
 )
 
@@ -26,10 +27,18 @@ type NodeRestored struct {
 // identity key and package trees; then every grain that database lists,
 // each from its newest readable snapshot. The node started on dataDir
 // afterwards is the same node to its friends (the same key).
-func RestoreNode(ctx context.Context, code string, dests []Named, dataDir string, progress func(string)) (NodeRestored, error) {
+func RestoreNode(ctx context.Context, code string, dests []Named, dataDir string, progress func(erg.BackupProgress)) (NodeRestored, error) {
 	var out NodeRestored
 	if progress == nil {
-		progress = func(string) {}
+		progress = func(erg.BackupProgress) {}
+	}
+	// step says which part is being restored; the restorer, how far.
+	step := func(p erg.BackupProgress, r *Restorer) {
+		progress(p)
+		r.Progress = func(q Progress) {
+			p.Files, p.FilesDone, p.Bytes, p.BytesDone = q.Files, q.FilesDone, q.Bytes, q.BytesDone
+			progress(p)
+		}
 	}
 	keys, err := DeriveKeys(code)
 	if err != nil {
@@ -48,7 +57,7 @@ func RestoreNode(ctx context.Context, code string, dests []Named, dataDir string
 	os.RemoveAll(stage)
 	defer os.RemoveAll(stage)
 	pkgs := filepath.Join(dataDir, "packages")
-	progress("restoring the node: its identity, database and apps")
+	step(erg.BackupProgress{What: "restore", Source: "the node: its identity, database and apps"}, r)
 	h, _, err := r.Latest(ctx, func(h Header) bool { return h.Kind == "node" }, nil, func() (map[string]string, func(), error) {
 		os.RemoveAll(stage)
 		for _, d := range []string{stage, pkgs} {
@@ -75,7 +84,7 @@ func RestoreNode(ctx context.Context, code string, dests []Named, dataDir string
 		return out, err
 	}
 	for i, id := range ids {
-		progress(fmt.Sprintf("restoring grain %d of %d", i+1, len(ids)))
+		step(erg.BackupProgress{What: "restore", Source: "grain " + id, SourcesDone: i, Sources: len(ids)}, r)
 		varDir := filepath.Join(dataDir, "grains", id, "var")
 		_, _, err := r.Latest(ctx, func(h Header) bool { return h.Kind == "grain" && h.Grain == id }, nil, func() (map[string]string, func(), error) {
 			os.RemoveAll(varDir)

@@ -71,7 +71,8 @@ func (s *Service) RestorePending(ctx context.Context, code string, dirs, friends
 	if err := os.MkdirAll(pending, 0o700); err != nil {
 		return NodeRestored{}, err
 	}
-	res, err := RestoreNode(ctx, code, named, pending, nil)
+	res, err := RestoreNode(ctx, code, named, pending, s.setStep)
+	defer s.endProgress()
 	if err != nil {
 		removeTree(pending)
 		return res, err

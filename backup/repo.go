@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -193,6 +194,7 @@ func Headers(ctx context.Context, d Destination, k *NodeKeys) (hs []Header, bad 
 type reader struct {
 	keys *Keys
 	d    Destination
+	mu   sync.Mutex // rks, for a restore's parallel chunk reads
 	rks  map[string]runKey
 }
 
@@ -204,7 +206,10 @@ func newReader(ctx context.Context, d Destination, k *Keys) (*reader, error) {
 }
 
 func (r *reader) runKey(ctx context.Context, id string) (runKey, error) {
-	if rk, ok := r.rks[id]; ok {
+	r.mu.Lock()
+	rk, ok := r.rks[id]
+	r.mu.Unlock()
+	if ok {
 		return rk, nil
 	}
 	if !isHex(id) {
@@ -214,11 +219,13 @@ func (r *reader) runKey(ctx context.Context, id string) (runKey, error) {
 	if err != nil {
 		return runKey{}, err
 	}
-	rk, err := r.keys.unwrap(id, b)
+	rk, err = r.keys.unwrap(id, b)
 	if err != nil {
 		return runKey{}, err
 	}
+	r.mu.Lock()
 	r.rks[id] = rk
+	r.mu.Unlock()
 	return rk, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 
 	"erg"
 )
@@ -27,7 +28,22 @@ type Restorer struct {
 	keys     *Keys
 	readers  []*namedReader
 	Problems []string
+	// Progress, if set, is told how far Write has come.
+	Progress func(Progress)
+
+	mu sync.Mutex // Problems, while chunks are read in parallel
 }
+
+// Progress is how far a snapshot's files have been written (a restore)
+// or read (a backup) of the total.
+type Progress struct {
+	Files, FilesDone int
+	Bytes, BytesDone int64
+}
+
+// readAhead is how many chunks a restore reads at once: a friend's node
+// or a disk answers several requests faster than one after another.
+const readAhead = 8
 
 type namedReader struct {
 	name string
@@ -121,9 +137,45 @@ func (r *Restorer) chunk(ctx context.Context, id string) ([]byte, error) {
 			return b, nil
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", nr.name, err))
+		r.mu.Lock()
 		r.Problems = append(r.Problems, fmt.Sprintf("%s: %v", nr.name, err))
+		r.mu.Unlock()
 	}
 	return nil, errors.New(joinErrs(errs))
+}
+
+type fetched struct {
+	b   []byte
+	err error
+}
+
+// prefetch reads the chunks ids in order, up to readAhead at once: each
+// is a channel that gives it, in the order of ids.
+func (r *Restorer) prefetch(ctx context.Context, ids []string) <-chan chan fetched {
+	futures := make(chan chan fetched, readAhead)
+	go func() {
+		defer close(futures)
+		sem := make(chan struct{}, readAhead)
+		for _, id := range ids {
+			f := make(chan fetched, 1)
+			select {
+			case futures <- f:
+			case <-ctx.Done():
+				return
+			}
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			go func() {
+				b, err := r.chunk(ctx, id)
+				<-sem
+				f <- fetched{b, err}
+			}()
+		}
+	}()
+	return futures
 }
 
 // Write puts a tree's files into roots (snapshot root name -> an empty
@@ -172,18 +224,43 @@ func (r *Restorer) Write(ctx context.Context, t Tree, roots map[string]string) (
 			}
 		}
 	}
+	// The files asked for, and their chunks in order, read ahead.
+	type wanted struct {
+		f    *File
+		root *os.Root
+		rel  string
+	}
+	var files []wanted
+	var ids []string
+	var p Progress
+	for i := range t.Files {
+		f := &t.Files[i]
+		root, rel, err := split(f.Path)
+		if err != nil {
+			return 0, err
+		}
+		if root != nil {
+			files = append(files, wanted{f, root, rel})
+			ids = append(ids, f.Chunks...)
+			p.Files++
+			p.Bytes += f.Size
+		}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	chunks := r.prefetch(ctx, ids)
+	report := func() {
+		if r.Progress != nil {
+			r.Progress(p)
+		}
+	}
+	report()
 	var total int64
-	for _, f := range t.Files {
+	for _, w := range files {
 		if err := ctx.Err(); err != nil {
 			return total, err
 		}
-		root, rel, err := split(f.Path)
-		if err != nil {
-			return total, err
-		}
-		if root == nil {
-			continue
-		}
+		f, root, rel := w.f, w.root, w.rel
 		if dir := path.Dir(rel); dir != "." {
 			if err := root.MkdirAll(dir, 0o700); err != nil {
 				return total, err
@@ -197,17 +274,24 @@ func (r *Restorer) Write(ctx context.Context, t Tree, roots map[string]string) (
 		if err != nil {
 			return total, fmt.Errorf("restore %s: %w", f.Path, err)
 		}
-		for _, id := range f.Chunks {
-			b, err := r.chunk(ctx, id)
-			if err != nil {
+		for range f.Chunks {
+			c, ok := <-chunks
+			if !ok {
 				out.Close()
-				return total, fmt.Errorf("restore %s: %w", f.Path, err)
+				return total, ctx.Err()
 			}
-			if _, err := out.Write(b); err != nil {
+			got := <-c
+			if got.err != nil {
+				out.Close()
+				return total, fmt.Errorf("restore %s: %w", f.Path, got.err)
+			}
+			if _, err := out.Write(got.b); err != nil {
 				out.Close()
 				return total, err
 			}
-			total += int64(len(b))
+			total += int64(len(got.b))
+			p.BytesDone += int64(len(got.b))
+			report()
 		}
 		if err := out.Close(); err != nil {
 			return total, err
@@ -217,6 +301,8 @@ func (r *Restorer) Write(ctx context.Context, t Tree, roots map[string]string) (
 				return total, err
 			}
 		}
+		p.FilesDone++
+		report()
 	}
 	return total, nil
 }

@@ -57,6 +57,7 @@ type Service struct {
 	mu       sync.Mutex
 	running  bool
 	progress string
+	step     *erg.BackupProgress
 	lastRun  time.Time
 
 	stop     chan struct{}
@@ -301,12 +302,6 @@ func (s *Service) RemoveDestination(ctx context.Context, id string) error {
 	return nil
 }
 
-func (s *Service) setProgress(p string) {
-	s.mu.Lock()
-	s.progress = p
-	s.mu.Unlock()
-}
-
 // Run backs up the node and every grain to every destination now.
 func (s *Service) Run(ctx context.Context) (erg.BackupRun, error) {
 	if !s.runMu.TryLock() {
@@ -333,7 +328,7 @@ func (s *Service) Run(ctx context.Context) (erg.BackupRun, error) {
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
-		s.running, s.progress = false, ""
+		s.running, s.progress, s.step = false, "", nil
 		s.mu.Unlock()
 	}()
 
@@ -367,7 +362,9 @@ func (s *Service) Run(ctx context.Context) (erg.BackupRun, error) {
 		if ctx.Err() != nil {
 			return report, ctx.Err()
 		}
-		s.setProgress(fmt.Sprintf("%d of %d: %s", i+1, len(sources), sourceTitle(src)))
+		step := erg.BackupProgress{What: "backup", Source: sourceTitle(src), SourcesDone: i, Sources: len(sources)}
+		s.setStep(step)
+		run.Progress = s.stepper(step)
 		before := map[*Target]error{}
 		for _, t := range targets {
 			before[t] = t.Err

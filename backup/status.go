@@ -25,6 +25,10 @@ func (s *Service) Status(ctx context.Context) (erg.BackupStatus, error) {
 		Destinations: []erg.BackupDestination{}, Sources: []erg.BackupSource{}}
 	s.mu.Lock()
 	out.Running, out.Progress, out.LastRun = s.running, s.progress, s.lastRun
+	if s.step != nil {
+		step := *s.step
+		out.Step = &step
+	}
 	s.mu.Unlock()
 	dests, err := s.destinations(ctx)
 	if err != nil {
@@ -241,6 +245,13 @@ func (s *Service) RestoreGrain(ctx context.Context, who erg.User, req erg.Backup
 	if err != nil {
 		return erg.BackupRestored{}, err
 	}
+	title := req.Grain
+	if g, err := s.cfg.Grains.Own(who, req.Grain); err == nil {
+		title = g.Title()
+	}
+	s.setStep(erg.BackupProgress{What: "restore", Source: title})
+	r.Progress = s.stepper(erg.BackupProgress{What: "restore", Source: title})
+	defer s.endProgress()
 	match := func(h Header) bool {
 		return h.Kind == "grain" && h.Grain == req.Grain && (req.Snapshot == "" || h.Name == req.Snapshot)
 	}

@@ -46,6 +46,9 @@ type Run struct {
 	targets []*Target
 	cache   *fileCache
 	staging string
+	// Progress, if set, is told how far a snapshot has come: the files
+	// that changed (copied while frozen) as they are chunked and sent.
+	Progress func(Progress)
 }
 
 // NewRun starts a run: it checks each target is this node's repository
@@ -251,13 +254,23 @@ func (r *Run) Snapshot(ctx context.Context, src Source) (Result, error) {
 		return Result{}, err
 	}
 	buf := make([]byte, chunker.MaxSize)
+	prog := Progress{Files: len(todo), Bytes: res.New}
+	report := func(n int) {
+		prog.BytesDone += int64(n)
+		if r.Progress != nil {
+			r.Progress(prog)
+		}
+	}
+	report(0)
 	for _, p := range todo {
 		f := &tree.Files[p.i]
-		ids, err := r.chunkFile(ctx, p.local, buf)
+		ids, err := r.chunkFile(ctx, p.local, buf, report)
 		if err != nil {
 			return Result{}, fmt.Errorf("%s: %w", f.Path, err)
 		}
 		f.Chunks = ids
+		prog.FilesDone++
+		report(0)
 	}
 	h := Header{Kind: src.Kind, Grain: src.Grain.ID, Time: time.Now().UTC(), Files: len(tree.Files), Pause: res.Pause, Key: r.rk.id}
 	seen := map[string]bool{}
@@ -292,7 +305,7 @@ func (r *Run) Snapshot(ctx context.Context, src Source) (Result, error) {
 	return res, nil
 }
 
-func (r *Run) chunkFile(ctx context.Context, local string, buf []byte) ([]string, error) {
+func (r *Run) chunkFile(ctx context.Context, local string, buf []byte, sent func(int)) ([]string, error) {
 	f, err := os.Open(local)
 	if err != nil {
 		return nil, err
@@ -313,6 +326,7 @@ func (r *Run) chunkFile(ctx context.Context, local string, buf []byte) ([]string
 			return nil, err
 		}
 		ids = append(ids, id)
+		sent(len(c.Data))
 	}
 }
 

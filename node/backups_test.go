@@ -71,7 +71,28 @@ func TestBackupRestoreGrainAndNode(t *testing.T) {
 	if !n.grains.Running(id) {
 		t.Fatal("the grain should be running for this test")
 	}
-	mustRun(t, n)
+	// The first run (the node's packages, tens of MiB) says how far it
+	// has come while it goes, and nothing once it is over.
+	done := make(chan struct{})
+	go func() { defer close(done); mustRun(t, n) }()
+	var steps []erg.BackupProgress
+	for running := true; running; {
+		select {
+		case <-done:
+			running = false
+		case <-time.After(2 * time.Millisecond):
+		}
+		if st, err := n.backups.Status(ctx); err == nil && st.Step != nil {
+			steps = append(steps, *st.Step)
+		}
+	}
+	var moved bool
+	for _, p := range steps {
+		moved = moved || p.What == "backup" && p.BytesDone > 0 && p.BytesDone <= p.Bytes && p.Sources == 2
+	}
+	if !moved {
+		t.Fatalf("no progress seen during the run: %+v", steps)
+	}
 	snaps, err := n.backups.Snapshots(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -89,7 +110,7 @@ func TestBackupRestoreGrainAndNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Warning != "" || len(st.Destinations) != 1 || st.Destinations[0].LastOK.IsZero() || st.Destinations[0].Used == 0 {
+	if st.Warning != "" || st.Progress != "" || st.Step != nil || len(st.Destinations) != 1 || st.Destinations[0].LastOK.IsZero() || st.Destinations[0].Used == 0 {
 		t.Fatalf("status after a backup: %+v", st)
 	}
 	n.get(origin + "/write?v=second")

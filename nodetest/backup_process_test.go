@@ -98,8 +98,8 @@ func TestBackupToFriendsAndRestoreFromOne(t *testing.T) {
 	if err != nil {
 		t.Fatalf("erg restore: %v\n%s", err, out)
 	}
-	if !strings.Contains(string(out), "with 2 grains") {
-		t.Errorf("erg restore said:\n%s", out)
+	if !strings.Contains(string(out), "with 2 grains") || !strings.Contains(string(out), "Restoring grain") || !strings.Contains(string(out), " files, ") {
+		t.Errorf("erg restore said (its progress, then what it did):\n%s", out)
 	}
 	a.Restart()
 	c.Restart()

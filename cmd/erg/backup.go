@@ -60,9 +60,19 @@ func newBackupNowCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "now",
 		Short: "Back up everything now, and wait until it is done",
-		Args:  cobra.NoArgs,
+		Long: `Back up the node and every grain to every destination now, and wait
+until it is done, printing on stderr how far it has come (the grain worked
+on, its changed files and bytes sent of the total). With --json, stdout is
+the API's answer and nothing else is printed.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			run, err := g.client().BackupNow(cmd.Context())
+			c := g.client()
+			stop := func() {}
+			if !g.json {
+				stop = watchProgress(cmd.Context(), c, cmd.ErrOrStderr())
+			}
+			run, err := c.BackupNow(cmd.Context())
+			stop()
 			if err != nil {
 				return err
 			}
@@ -133,8 +143,8 @@ func printBackupStatus(out io.Writer, st erg.BackupStatus) {
 		fmt.Fprintf(out, "warning: %s\n", st.Warning)
 	}
 	fmt.Fprintf(out, "every %s, keeping the last %d, %d daily, %d weekly, %d monthly\n", st.Every, st.Retention.Last, st.Retention.Daily, st.Retention.Weekly, st.Retention.Monthly)
-	if st.Running {
-		fmt.Fprintf(out, "running: %s\n", st.Progress)
+	if st.Progress != "" {
+		fmt.Fprintf(out, "now: %s\n", st.Progress)
 	}
 	fmt.Fprintf(out, "last run: %s; next: %s\n\n", when(st.LastRun), when(st.NextRun))
 	tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
@@ -201,14 +211,21 @@ func newBackupRestoreCmd(g *globals) *cobra.Command {
 		Short: "Restore a grain from its backups (asks for the recovery code)",
 		Long: `Restore a grain from the newest snapshot that reads whole (or --snapshot
 NAME from 'erg backup ls') as a new grain, or with --over over the grain
-itself. The recovery code is read from stdin or $ERG_RECOVERY_CODE.`,
+itself. The recovery code is read from stdin or $ERG_RECOVERY_CODE. How
+far it has come is printed on stderr (not with --json).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			code, err := readCode(cmd)
 			if err != nil {
 				return err
 			}
-			res, err := g.client().BackupRestore(cmd.Context(), erg.BackupRestoreRequest{Code: code, Grain: args[0], Snapshot: snapshot, Over: over})
+			c := g.client()
+			stop := func() {}
+			if !g.json {
+				stop = watchProgress(cmd.Context(), c, cmd.ErrOrStderr())
+			}
+			res, err := c.BackupRestore(cmd.Context(), erg.BackupRestoreRequest{Code: code, Grain: args[0], Snapshot: snapshot, Over: over})
+			stop()
 			if err != nil {
 				return err
 			}

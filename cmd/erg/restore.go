@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"erg"
 	"erg/backup"
 )
 
@@ -21,7 +22,9 @@ friends) into the data dir (--data), which must hold no node, from backup
 directories (--from DIR) and friends' nodes that keep this node's backups
 (--friend with an invite code of theirs or a multiaddr ending /p2p/<id>). The
 recovery code is read from stdin or $ERG_RECOVERY_CODE. Then start it
-with 'erg run': friends know it again, as its key is the same.`,
+with 'erg run': friends know it again, as its key is the same. How far it
+has come (the part restored, its files and bytes of the total) is printed
+on stderr, not with --json.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if len(dirs) == 0 && len(friends) == 0 {
@@ -66,11 +69,11 @@ with 'erg run': friends know it again, as its key is the same.`,
 				return err
 			}
 			out := cmd.OutOrStdout()
-			res, err := backup.RestoreNode(ctx, code, named, g.dataDir, func(s string) {
-				if !g.json {
-					fmt.Fprintln(cmd.ErrOrStderr(), s)
-				}
-			})
+			var progress func(erg.BackupProgress)
+			if !g.json {
+				progress = progressLines(cmd.ErrOrStderr())
+			}
+			res, err := backup.RestoreNode(ctx, code, named, g.dataDir, progress)
 			if err != nil {
 				return err
 			}
