@@ -89,9 +89,7 @@ func TestBackupToFriendsAndRestoreFromOne(t *testing.T) {
 	invite := strings.TrimSpace(lastLine(b.CLI("friend", "invite")))
 	a.Kill()
 	c.Stop()
-	if err := os.RemoveAll(a.DataDir); err != nil {
-		t.Fatal(err)
-	}
+	a.Wipe()
 	cmd := exec.Command(nodetest.ErgBinary(t), "--data", a.DataDir, "restore", "--friend", invite)
 	cmd.Env = append(os.Environ(), "ERG_RECOVERY_CODE="+rc.Code)
 	out, err := cmd.CombinedOutput()

@@ -204,6 +204,8 @@ func (e *Env) add(name string, opts []Option) *Node {
 		o(n)
 	}
 	e.nodes[name] = n
+	// Before the data dir goes: what a killed node left mounted in it.
+	e.t.Cleanup(func() { unmountUnder(n.DataDir) })
 	return n
 }
 

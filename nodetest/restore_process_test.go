@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"testing"
 
@@ -50,9 +49,7 @@ func TestRestoreThisNodeThenRestart(t *testing.T) {
 
 	invite := strings.TrimSpace(lastLine(b.CLI("friend", "invite")))
 	a.Kill()
-	if err := os.RemoveAll(a.DataDir); err != nil {
-		t.Fatal(err)
-	}
+	a.Wipe()
 	a.Restart() // an empty data dir: a new node, waiting to be set up
 	if a.Status().PeerID == peerID {
 		t.Fatal("the new node has the lost one's peer id before any restore")
