@@ -37,6 +37,9 @@ type Package struct {
 	closer      io.Closer
 }
 
+// UnpackedBytes is what the package's files take unpacked, in bytes.
+func (p *Package) UnpackedBytes() int64 { return p.bytes }
+
 // Close releases the file OpenFile opened. It is safe on any Package.
 func (p *Package) Close() error {
 	if p.closer == nil {

@@ -310,7 +310,17 @@ func (s *Service) checkRoom(ownerID string, n, bound int64) error {
 			return fmt.Errorf("%w: it unpacks to %d MiB and the user's grains keep %d MiB, more than their %d MiB together", erg.ErrTooLarge, n>>20, total>>20, lim>>20)
 		}
 	}
-	free, _, err := sandbox.FreeSpace(s.cfg.Dir)
+	return s.CheckFree(n)
+}
+
+// CheckFree refuses to add n bytes to the grains' disk (a restore, an
+// app's package) when that would leave less free than the node's floor.
+func (s *Service) CheckFree(n int64) error {
+	dir := s.cfg.Dir // made with the first grain: until then, its parent's disk
+	for _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) && dir != filepath.Dir(dir); _, err = os.Stat(dir) {
+		dir = filepath.Dir(dir)
+	}
+	free, _, err := sandbox.FreeSpace(dir)
 	if err != nil {
 		return err
 	}

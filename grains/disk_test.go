@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"erg"
+	"erg/sandbox"
 )
 
 // A grain on a 16 MiB image: its app gets ENOSPC writing 64 MiB while
@@ -107,6 +108,22 @@ func TestGrainDiskBound(t *testing.T) {
 	}
 	t.Cleanup(s2.Close)
 	ha, _ = s2.Handle(a.ID)
+	// The kernel lets go of the old sandboxes' copies of the mount a
+	// moment after they end; until it has, a start keeps the old size
+	// and a later one resizes.
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		get(t, ha, "/")
+		if _, size, err := sandbox.ImageUsage(s2.varDir(a.ID)); err == nil && size > 16<<20 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the grain's image was not resized to its new bound at any start")
+		}
+		if err := s2.Stop(ctx, a.ID, "test"); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	if body := get(t, ha, "/fill?mb=20"); body != "" {
 		t.Errorf("20 MiB into the grain raised to 32 MiB: %q", body)
 	}

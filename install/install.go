@@ -45,6 +45,9 @@ type Config struct {
 	// Collect, if set, is called under Lock after a package is installed,
 	// to remove the trees no longer used.
 	Collect func(ctx context.Context) error
+	// Room, if set, is asked before a package is unpacked whether the
+	// disk has room for what it unpacks to; an error refuses the install.
+	Room func(size int64) error
 }
 
 // Installer installs apps into one node's packages/ and apps table.
@@ -135,6 +138,11 @@ func (in *Installer) Install(ctx context.Context, src Source, opts Options) (Res
 	}
 	created := false
 	if _, err := os.Stat(dest); errors.Is(err, os.ErrNotExist) {
+		if c.pkg != nil && in.cfg.Room != nil {
+			if err := in.cfg.Room(c.pkg.UnpackedBytes()); err != nil {
+				return Result{}, fmt.Errorf("install %s: %w", c.m.Name, err)
+			}
+		}
 		if err := c.unpack(ctx, dest, opts.Progress); err != nil {
 			return Result{}, err
 		}

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"database/sql"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -288,5 +289,40 @@ func TestInstallFileAndTree(t *testing.T) {
 	os.Remove(filepath.Join(tree, "proc"))
 	if _, err := in.Install(ctx, Tree(tree), Options{}); err == nil {
 		t.Error("installed a tree without its mount points")
+	}
+}
+
+// An install the disk has no room for, by what the package unpacks to,
+// is refused before anything is written.
+func TestInstallRefusedWithoutRoom(t *testing.T) {
+	ctx := context.Background()
+	in, pkgs := newInstaller(t)
+	var asked int64
+	in.cfg.Room = func(n int64) error {
+		asked = n
+		return fmt.Errorf("%w: no room for %d bytes", erg.ErrTooLarge, n)
+	}
+	key, _ := apppkg.GenerateKey()
+	var buf bytes.Buffer
+	if _, err := apppkg.Pack(ctx, writeApp(t, key, 1, 256<<10), key, &buf, apppkg.PackOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "app.erg")
+	if err := os.WriteFile(p, buf.Bytes(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := in.Install(ctx, File(p), Options{}); !errors.Is(err, erg.ErrTooLarge) {
+		t.Fatalf("install without room: %v", err)
+	}
+	if asked < 256<<10 {
+		t.Errorf("Room asked for %d bytes, less than the package's 256 KiB file", asked)
+	}
+	if es, _ := os.ReadDir(pkgs); len(es) != 0 {
+		t.Errorf("a refused install left %d entries in packages/", len(es))
+	}
+	var n int
+	in.cfg.DB.QueryRow(`SELECT COUNT(*) FROM apps`).Scan(&n)
+	if n != 0 {
+		t.Errorf("a refused install recorded %d apps", n)
 	}
 }

@@ -24,5 +24,6 @@ func (n *Node) newInstaller() *install.Installer {
 		Log:      n.log,
 		Recorded: func(m *apppkg.Manifest, tree string) { n.grains.AppRecorded(m, tree) },
 		Collect:  func(ctx context.Context) error { return n.grains.CollectPackagesLocked(ctx) },
+		Room:     func(size int64) error { return n.grains.CheckFree(size) },
 	})
 }

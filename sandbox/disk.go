@@ -80,7 +80,7 @@ func MountImage(img, dir string, size int64) error {
 	// The kernel frees an AUTOCLEAR device a moment after its last
 	// unmount, not at it: a resize waits a little for that.
 	if fi, err := os.Stat(img); dev != "" && err == nil && fi.Size() != size {
-		for range 50 {
+		for range 200 {
 			time.Sleep(10 * time.Millisecond)
 			if dev, err = loopOf(img); err != nil || dev == "" {
 				break

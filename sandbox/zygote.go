@@ -47,6 +47,7 @@ type zygotePool struct {
 	ready   []*Sandbox // spawned, maybe still booting
 	filling bool
 	closed  bool
+	gen     int // RefreshPool's count: a zygote made before one is stale
 	fillers sync.WaitGroup
 }
 
@@ -79,6 +80,7 @@ func (r *Runner) fill() {
 			p.mu.Unlock()
 			return
 		}
+		gen := p.gen
 		p.mu.Unlock()
 		z, err := r.newZygote()
 		if err != nil {
@@ -94,6 +96,12 @@ func (r *Runner) fill() {
 			z.kill()
 			<-z.done
 			return // filling stays true: no more fills
+		}
+		if p.gen != gen { // made while a refresh asked for new ones
+			p.mu.Unlock()
+			z.kill()
+			<-z.done
+			continue
 		}
 		p.ready = append(p.ready, z)
 		p.mu.Unlock()
@@ -234,6 +242,7 @@ func (r *Runner) RefreshPool() {
 	p.mu.Lock()
 	zs := p.ready
 	p.ready = nil
+	p.gen++
 	p.mu.Unlock()
 	for _, z := range zs {
 		z.kill()
