@@ -81,6 +81,7 @@ func TestCgroupV2(t *testing.T) {
 	if got := mustGet(t, sb, "/"); got != "ok" {
 		t.Errorf("GET / = %q", got)
 	}
+	checkUsageV2(t, sb, paths[0], spec.Limits)
 	// The app ignores SIGTERM and the deadline has passed: Stop must kill
 	// the group (cgroup.kill).
 	ctx, cancel := context.WithCancel(context.Background())
@@ -94,4 +95,31 @@ func TestCgroupV2(t *testing.T) {
 		t.Errorf("Err() = %v", sb.Err())
 	}
 	gone(t, paths)
+}
+
+// checkUsageV2: Usage reads a v2 group (TestCgroupV2 runs in make
+// test-cgroup2's VM too): CPU time from cpu.stat, which every v2 group
+// has, grows while the app works; memory and the limits where the
+// parent offers the memory controller.
+func checkUsageV2(t *testing.T, sb *sandbox.Sandbox, dir string, l sandbox.Limits) {
+	t.Helper()
+	before, err := sb.Usage()
+	if err != nil {
+		t.Fatalf("Usage: %v", err)
+	}
+	mustGet(t, sb, "/memhog?mb=16&keep=1")
+	mustGet(t, sb, "/spin?ms=300&threads=1")
+	after, err := sb.Usage()
+	if err != nil {
+		t.Fatalf("Usage: %v", err)
+	}
+	t.Logf("usage before %+v, after %+v", before, after)
+	if after.CPU-before.CPU < 100*time.Millisecond {
+		t.Errorf("after 300 ms of spinning, CPU time %v -> %v", before.CPU, after.CPU)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "memory.max")); err == nil {
+		if after.MemoryBytes < 16<<20 || after.MemoryLimitBytes != l.MemoryBytes {
+			t.Errorf("holding 16 MiB under a %d-byte limit: memory %d, limit %d", l.MemoryBytes, after.MemoryBytes, after.MemoryLimitBytes)
+		}
+	}
 }

@@ -188,7 +188,9 @@ func main() {
 			hog = append(hog, b)
 		}
 		n := len(hog)
-		hog = nil
+		if q.s("keep") == "" { // keep=1 holds it, for a test of what the node sees
+			hog = nil
+		}
 		return map[string]any{"ok": true, "survived_mb": n}
 	})
 	handle("/nofile", func(q query) any {
