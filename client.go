@@ -118,6 +118,13 @@ func (c *Client) RenameGrain(ctx context.Context, id, title string) (Grain, erro
 	return g, c.do(ctx, "PATCH", "/api/grains/"+url.PathEscape(id), RenameRequest{Title: title}, &g)
 }
 
+// SetGrainLimits sets the node owner's limits for a grain (see
+// GrainLimitsRequest) and returns the grain with its usage and limits.
+func (c *Client) SetGrainLimits(ctx context.Context, id string, req GrainLimitsRequest) (Grain, error) {
+	var g Grain
+	return g, c.do(ctx, "PATCH", "/api/grains/"+url.PathEscape(id)+"/limits", req, &g)
+}
+
 // BackupGrain writes the grain's backup zip to w.
 func (c *Client) BackupGrain(ctx context.Context, id string, w io.Writer) error {
 	req, err := http.NewRequestWithContext(ctx, "GET", c.base+"/api/grains/"+url.PathEscape(id)+"/backup", nil)

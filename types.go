@@ -122,6 +122,9 @@ type Grain struct {
 	// URL is set only by NewGrain, OpenGrain and OpenShare: it carries a
 	// one-time login token for the grain's origin.
 	URL string `json:"url,omitempty"`
+	// Usage is set for the grain's owner only (and for the node's owner
+	// in AllGrains).
+	Usage *GrainUsage `json:"usage,omitempty"`
 }
 
 // NodeGrain is a grain in the owner's list of every grain on the node.

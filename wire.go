@@ -54,3 +54,12 @@ type InstallEvent struct {
 	Error    string         `json:"error,omitempty"`
 	Kind     Kind           `json:"kind,omitempty"`
 }
+
+// GrainLimitsRequest is the body of PATCH /api/grains/{id}/limits, the
+// node owner's limits for one grain over its app's and the node's
+// defaults. A field left out is left as it is; 0 goes back to the
+// default. They apply from the grain's next start.
+type GrainLimitsRequest struct {
+	// CPUPercent is a CPU ceiling in percent of one core (200: two cores).
+	CPUPercent *int `json:"cpuPercent,omitempty"`
+}

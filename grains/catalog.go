@@ -209,6 +209,7 @@ func (s *Service) Remove(ctx context.Context, id string) error {
 	s.mu.Unlock()
 	s.Sessions().Drop(func(se Session) bool { return se.GrainID == id })
 	s.manager.forget(id)
+	s.forgetUsage(id)
 	dir := s.Dir(id)
 	err := s.removeVar(id)
 	if err == nil {
@@ -244,10 +245,10 @@ func (s *Service) All(ctx context.Context, who erg.User) ([]erg.NodeGrain, error
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		out = append(out, erg.NodeGrain{
-			Grain: s.ToAPI(g, who, "", names),
-			Size:  dirSize(filepath.Join(s.Dir(g.id), "var")),
-		})
+		ng := erg.NodeGrain{Grain: s.ToAPI(g, who, "", names)}
+		ng.Size, _, _ = s.measureVar(g.id)
+		ng.Usage = s.usageOf(g)
+		out = append(out, ng)
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Owner != out[j].Owner {

@@ -67,6 +67,7 @@ type Service struct {
 
 	uidMu sync.Mutex // serialises uid allocation (uids.go)
 	disk  diskState  // disk.go
+	use   usageState // usage.go
 
 	mu           sync.RWMutex
 	cache        map[string]*Info // every grain, by id
@@ -136,6 +137,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 	}
 	s.manager = newManager(cfg.Runner, cfg.Idle, cfg.Log, s)
 	s.startDiskWatch()
+	s.startUsage()
 	return s, nil
 }
 
@@ -146,6 +148,7 @@ func (s *Service) Sessions() *Sessions { return s.sessions }
 // Close stops every grain and waits for them and for package GC.
 func (s *Service) Close() {
 	s.stopDiskWatch()
+	s.stopUsage()
 	s.manager.close()
 	s.bg.Wait()
 	s.unmountAll()
@@ -367,7 +370,7 @@ func (s *Service) Local(ctx context.Context, who erg.User) ([]erg.Grain, error) 
 	s.mu.RUnlock()
 	out := make([]erg.Grain, 0, len(mine))
 	for _, g := range mine {
-		out = append(out, s.ToAPI(g, who, "", names))
+		out = append(out, s.withUsage(s.ToAPI(g, who, "", names), g, who))
 	}
 	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT grain_id FROM share_holders WHERE user_id = ?`, who.ID)
 	if err != nil {

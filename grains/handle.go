@@ -33,7 +33,7 @@ func (h Handle) Describe(ctx context.Context, who erg.User) (erg.Grain, error) {
 	if err != nil {
 		return erg.Grain{}, err
 	}
-	return h.s.ToAPI(g, who, role, names), nil
+	return h.s.withUsage(h.s.ToAPI(g, who, role, names), g, who), nil
 }
 
 // Open is Describe with a one-time login URL for the grain's origin.

@@ -44,3 +44,22 @@ func (s *Service) SetCPUPercent(ctx context.Context, who erg.User, id string, pc
 	s.mu.Unlock()
 	return nil
 }
+
+// ForNodeOwner is any grain on the node with its usage and limits, for
+// the node's owner.
+func (s *Service) ForNodeOwner(ctx context.Context, who erg.User, id string) (erg.Grain, error) {
+	if err := accounts.RequireOwner(who); err != nil {
+		return erg.Grain{}, err
+	}
+	g, err := s.Lookup(id)
+	if err != nil {
+		return erg.Grain{}, err
+	}
+	names, err := s.cfg.Usernames(ctx)
+	if err != nil {
+		return erg.Grain{}, err
+	}
+	out := s.ToAPI(g, who, "", names)
+	out.Usage = s.usageOf(g)
+	return out, nil
+}

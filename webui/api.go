@@ -65,6 +65,7 @@ func (a *api) routes() *http.ServeMux {
 		{"POST /api/grains/restore", a.restoreGrain},
 		{"GET /api/grains/{id}", a.grain},
 		{"PATCH /api/grains/{id}", a.renameGrain},
+		{"PATCH /api/grains/{id}/limits", a.setGrainLimits},
 		{"POST /api/grains/{id}/open", a.openGrain},
 		{"DELETE /api/grains/{id}", a.removeGrain},
 		{"GET /api/grains/{id}/log", a.grainLog},
@@ -312,6 +313,23 @@ func (a *api) renameGrain(w http.ResponseWriter, r *http.Request, who erg.User) 
 		return
 	}
 	g, err := a.b.Grain(r.Context(), who, id)
+	reply(w, g, err)
+}
+
+// setGrainLimits sets the node owner's limits for a grain (0: back to the
+// default) and answers with the grain, its usage and limits.
+func (a *api) setGrainLimits(w http.ResponseWriter, r *http.Request, who erg.User) {
+	var req erg.GrainLimitsRequest
+	if err := decodeBody(w, r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	id := r.PathValue("id")
+	if err := setGrainLimits(r.Context(), a.gr, who, id, req); err != nil {
+		writeError(w, err)
+		return
+	}
+	g, err := a.gr.ForNodeOwner(r.Context(), who, id)
 	reply(w, g, err)
 }
 

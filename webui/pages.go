@@ -64,8 +64,12 @@ var pageFuncs = template.FuncMap{
 		}
 		return fmt.Sprintf("%d MiB", n>>20)
 	},
-	"size": FormatSize,
-	"gib":  func(n int64) string { return strconv.FormatFloat(float64(n)/(1<<30), 'f', -1, 64) },
+	"size":  FormatSize,
+	"usage": usageLine,
+	"limitsOf": func(g erg.Grain, csrf, back string) limitsView {
+		return limitsView{Grain: g, CSRF: csrf, Back: back}
+	},
+	"gib": func(n int64) string { return strconv.FormatFloat(float64(n)/(1<<30), 'f', -1, 64) },
 	"hours": func(d erg.Duration) string {
 		return strconv.FormatFloat(time.Duration(d).Hours(), 'f', -1, 64)
 	},
@@ -207,6 +211,7 @@ func (h *Handler) allPageRoutes() []pageRoute {
 		{"POST /grains/restore", h.restoreGrain, true},
 		{"GET /grains/{id}", h.shellPage, false},
 		{"POST /grains/{id}/rename", h.renameGrain, false},
+		{"POST /grains/{id}/limits", h.setLimitsPage, false},
 		{"GET /grains/{id}/delete", h.confirmDeleteGrain, false},
 		{"POST /grains/{id}/delete", h.deleteGrain, false},
 		{"GET /grains/{id}/backup", h.backupGrain, false},

@@ -11,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"erg"
-	"erg/webui"
 )
 
 func newGrainCmd(g *globals) *cobra.Command {
@@ -20,7 +19,7 @@ func newGrainCmd(g *globals) *cobra.Command {
 		Short: "Create, list, open and remove grains (app instances)",
 	}
 	cmd.AddCommand(newGrainNewCmd(g), newGrainLsCmd(g), newGrainOpenCmd(g), newGrainRmCmd(g), newGrainLogCmd(g),
-		newGrainRenameCmd(g), newGrainBackupCmd(g), newGrainRestoreCmd(g), newGrainTokenCmd(g), newGrainDiskCmd(g), newGrainGrantsCmd(g))
+		newGrainRenameCmd(g), newGrainBackupCmd(g), newGrainRestoreCmd(g), newGrainTokenCmd(g), newGrainDiskCmd(g), newGrainGrantsCmd(g), newGrainLimitsCmd(g))
 	return cmd
 }
 
@@ -72,8 +71,13 @@ func newGrainLsCmd(g *globals) *cobra.Command {
 		Use:     "ls",
 		Aliases: []string{"list"},
 		Short:   "List grains",
-		Long:    "List your grains and those shared with you; with --all (the node's owner only), every grain on the node with its owner and size.",
-		Args:    cobra.NoArgs,
+		Long: `List your grains and those shared with you; with --all (the node's owner only), every grain on the node
+with its owner. For your own grains (and with --all, everyone's) it shows what each uses: CPU time of its
+current run, or of its last run since the node started when stopped ("-": not run since), memory now and
+its limit, and the size of its /var. Warnings say a grain is near a limit or a limit stopped it.
+--json prints the API's JSON: "usage" holds cpuSeconds, memoryBytes, memoryPeakBytes, diskBytes, the
+limits (memoryLimitBytes, processLimit, cpuPercent) and warnings.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if all {
 				return listAllGrains(cmd, g)
@@ -89,11 +93,12 @@ func newGrainLsCmd(g *globals) *cobra.Command {
 					return
 				}
 				tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-				fmt.Fprintln(tw, "ID\tAPP\tTITLE\tSTATE\tLAST USED")
+				fmt.Fprintln(tw, "ID\tAPP\tTITLE\tSTATE\tLAST USED\tCPU\tMEMORY\tDISK")
 				for _, gr := range gs {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", gr.ID, gr.AppName, gr.Title, runState(gr), ago(gr.LastUsed))
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", gr.ID, gr.AppName, gr.Title, runState(gr), ago(gr.LastUsed), usageCols(gr.Usage))
 				}
 				tw.Flush()
+				printWarnings(out, gs)
 			})
 		},
 	}
@@ -113,11 +118,14 @@ func listAllGrains(cmd *cobra.Command, g *globals) error {
 			return
 		}
 		tw := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tOWNER\tAPP\tTITLE\tSIZE\tSTATE\tLAST USED")
+		fmt.Fprintln(tw, "ID\tOWNER\tAPP\tTITLE\tSTATE\tLAST USED\tCPU\tMEMORY\tDISK")
+		all := make([]erg.Grain, 0, len(gs))
 		for _, gr := range gs {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", gr.ID, gr.Owner, gr.AppName, gr.Title, webui.FormatSize(gr.Size), runState(gr.Grain), ago(gr.LastUsed))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", gr.ID, gr.Owner, gr.AppName, gr.Title, runState(gr.Grain), ago(gr.LastUsed), usageCols(gr.Usage))
+			all = append(all, gr.Grain)
 		}
 		tw.Flush()
+		printWarnings(out, all)
 	})
 }
 

@@ -1,0 +1,284 @@
+package grains
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"erg"
+	"erg/sandbox"
+)
+
+// Resource use: what each grain uses, read from its sandbox's cgroup
+// (sandbox.Usage) when someone asks and every usagePeriod while it runs.
+// The periodic read is what a stopped grain shows (its last run's CPU
+// time and peak, as last read: the cgroup is gone once it stops), and
+// what the node warns from, once per run, in its log and the grain's: a
+// grain near its memory or process limit, whose processes the kernel
+// killed at the memory limit, or which the memory limit stopped. The
+// figures live in memory only: a grain not run since the node started
+// shows none.
+
+// usagePeriod is how often running grains' usage is read.
+const usagePeriod = 2 * time.Second
+
+// nearLimit is the share of a limit past which a grain is warned about.
+const nearLimit = 0.9
+
+// diskAge is how long a grain's /var size is reused before it is walked
+// again: listing grains must not walk every file every time.
+const diskAge = 30 * time.Second
+
+// usageState is the service's record of its grains' usage.
+type usageState struct {
+	stop chan struct{} // closed by Close
+	done chan struct{} // closed when the sampler has ended
+
+	mu   sync.Mutex
+	runs map[string]*usageRun // by grain id
+	disk map[string]diskSize
+}
+
+type diskSize struct {
+	bytes, bound int64
+	enforced     bool
+	at           time.Time
+}
+
+// usageRun is what is known of a grain's current or last run.
+type usageRun struct {
+	sb        *sandbox.Sandbox
+	last      sandbox.Usage
+	stoppedBy string          // why a limit ended the run, "" if none did
+	warned    map[string]bool // kinds of warning logged for this run
+}
+
+// startUsage starts the sampler; Close stops it.
+func (s *Service) startUsage() {
+	s.use = usageState{stop: make(chan struct{}), done: make(chan struct{}), runs: map[string]*usageRun{}, disk: map[string]diskSize{}}
+	go func() {
+		defer close(s.use.done)
+		t := time.NewTicker(usagePeriod)
+		defer t.Stop()
+		for {
+			select {
+			case <-s.use.stop:
+				return
+			case <-t.C:
+				s.sampleAll()
+			}
+		}
+	}()
+}
+
+func (s *Service) stopUsage() {
+	close(s.use.stop)
+	<-s.use.done
+}
+
+// sampleAll reads every running grain's usage and notices runs that
+// ended, logging the warnings each brings for the first time.
+func (s *Service) sampleAll() {
+	s.mu.RLock()
+	ids := make([]string, 0, len(s.cache))
+	for id := range s.cache {
+		ids = append(ids, id)
+	}
+	s.mu.RUnlock()
+	for _, id := range ids {
+		s.sample(id)
+	}
+}
+
+// sample brings grain id's record up to date and returns it (nil for a
+// grain not run since the node started).
+func (s *Service) sample(id string) *usageRun {
+	sb := s.manager.sandboxOf(id)
+	s.use.mu.Lock()
+	run := s.use.runs[id]
+	s.use.mu.Unlock()
+	if run != nil && run.sb != sb {
+		// The run seen last has ended: did a limit end it?
+		s.ended(id, run)
+	}
+	if sb == nil {
+		return run
+	}
+	u, err := sb.Usage()
+	if err != nil {
+		return run // it is stopping; its last figures stand
+	}
+	s.use.mu.Lock()
+	if run == nil || run.sb != sb {
+		run = &usageRun{sb: sb, warned: map[string]bool{}}
+		s.use.runs[id] = run
+	}
+	// On v1 CPU time is summed over the live processes (sandbox.Usage):
+	// read as the run ends, it falls. A run's time only grows.
+	u.CPU = max(u.CPU, run.last.CPU)
+	u.MemoryPeakBytes = max(u.MemoryPeakBytes, run.last.MemoryPeakBytes)
+	run.last = u
+	s.use.mu.Unlock()
+	for _, w := range warnings(u, true) {
+		s.warnOnce(id, run, w)
+	}
+	return run
+}
+
+// ended records, once, that run's sandbox is gone, and why if a limit
+// was the cause.
+func (s *Service) ended(id string, run *usageRun) {
+	s.use.mu.Lock()
+	sb := run.sb
+	run.sb = nil
+	s.use.mu.Unlock()
+	if sb == nil {
+		return
+	}
+	select {
+	case <-sb.Done():
+	default:
+		return // replaced while still stopping; nothing to learn yet
+	}
+	var ee *sandbox.ExitError
+	if errors.As(sb.Err(), &ee) && ee.OOM {
+		s.use.mu.Lock()
+		run.stoppedBy = "stopped by its memory limit (out of memory)"
+		s.use.mu.Unlock()
+		s.warnOnce(id, run, warning{"stopped", run.stoppedBy})
+	}
+}
+
+// warnOnce logs w for grain id unless this run logged its kind before.
+func (s *Service) warnOnce(id string, run *usageRun, w warning) {
+	s.use.mu.Lock()
+	seen := run.warned[w.kind]
+	run.warned[w.kind] = true
+	s.use.mu.Unlock()
+	if seen {
+		return
+	}
+	s.log.Warn("grain at a limit", "grain", id, "warning", w.text)
+	fmt.Fprintf(s.manager.entry(id).log, "erg: %s\n", w.text)
+}
+
+type warning struct{ kind, text string }
+
+// warnings are what u says of a grain near or at its limits; running says
+// whether u is of a run still going (the near-limit ones only hold then).
+func warnings(u sandbox.Usage, running bool) []warning {
+	var out []warning
+	if running && u.MemoryLimitBytes > 0 && float64(u.MemoryBytes) > nearLimit*float64(u.MemoryLimitBytes) {
+		out = append(out, warning{"memory", fmt.Sprintf("memory at %.0f%% of its limit (%d of %d MiB)",
+			100*float64(u.MemoryBytes)/float64(u.MemoryLimitBytes), u.MemoryBytes>>20, u.MemoryLimitBytes>>20)})
+	}
+	if running && u.PidsLimit > 0 && float64(u.Pids) > nearLimit*float64(u.PidsLimit) {
+		out = append(out, warning{"pids", fmt.Sprintf("%d processes and threads, near its limit of %d", u.Pids, u.PidsLimit)})
+	}
+	if u.OOMKills > 0 {
+		out = append(out, warning{"oom", fmt.Sprintf("the kernel killed %d of its processes at its memory limit", u.OOMKills)})
+	}
+	if u.PidsLimitHits > 0 {
+		out = append(out, warning{"pidsmax", fmt.Sprintf("%d new processes or threads refused at its limit of %d", u.PidsLimitHits, u.PidsLimit)})
+	}
+	return out
+}
+
+// usageOf is grain g's usage and limits, read now where it runs.
+func (s *Service) usageOf(g *Info) *erg.GrainUsage {
+	rs, err := s.RunSpec(g.id)
+	if err != nil {
+		return nil
+	}
+	out := &erg.GrainUsage{
+		MemoryLimitBytes: rs.Limits.MemoryBytes,
+		ProcessLimit:     rs.Limits.Pids,
+		CPUPercent:       rs.Limits.CPUPercent,
+	}
+	out.DiskBytes, out.DiskLimitBytes, out.DiskEnforced = s.varUse(g.id)
+	if out.DiskLimitBytes > 0 && float64(out.DiskBytes) > nearLimit*float64(out.DiskLimitBytes) {
+		out.Warnings = append(out.Warnings, fmt.Sprintf("disk at %.0f%% of its limit (%d of %d MiB)",
+			100*float64(out.DiskBytes)/float64(out.DiskLimitBytes), out.DiskBytes>>20, out.DiskLimitBytes>>20))
+	}
+	s.mu.RLock()
+	if g.cpuPercent != nil {
+		out.CPUPercentSet = *g.cpuPercent
+	}
+	s.mu.RUnlock()
+	run := s.sample(g.id)
+	if run == nil {
+		return out
+	}
+	s.use.mu.Lock()
+	u, running, stoppedBy := run.last, run.sb != nil, run.stoppedBy
+	s.use.mu.Unlock()
+	out.Measured = true
+	out.CPUSeconds = u.CPU.Seconds()
+	out.MemoryPeakBytes = u.MemoryPeakBytes
+	if running {
+		out.MemoryBytes, out.Processes = u.MemoryBytes, u.Pids
+	}
+	for _, w := range warnings(u, running) {
+		out.Warnings = append(out.Warnings, w.text)
+	}
+	if stoppedBy != "" {
+		out.Warnings = append(out.Warnings, stoppedBy)
+	}
+	return out
+}
+
+// withUsage adds grain g's usage to out, if who owns it.
+func (s *Service) withUsage(out erg.Grain, g *Info, who erg.User) erg.Grain {
+	if g.OwnerID() == who.ID {
+		out.Usage = s.usageOf(g)
+	}
+	return out
+}
+
+// varUse is what grain id keeps in /var, its bound, and whether the
+// kernel enforces it (disk.go). A /var the node measures by walking it is
+// walked at most every diskAge.
+func (s *Service) varUse(id string) (used, bound int64, enforced bool) {
+	s.use.mu.Lock()
+	d, ok := s.use.disk[id]
+	s.use.mu.Unlock()
+	if ok && time.Since(d.at) < diskAge {
+		return d.bytes, d.bound, d.enforced
+	}
+	return s.measureVar(id)
+}
+
+// measureVar measures grain id's /var now.
+func (s *Service) measureVar(id string) (used, bound int64, enforced bool) {
+	used, bound, enforced, err := s.DiskUse(id)
+	if err != nil {
+		used = dirSize(s.varDir(id)) // what can be read of it
+	}
+	s.use.mu.Lock()
+	s.use.disk[id] = diskSize{bytes: used, bound: bound, enforced: enforced, at: time.Now()}
+	s.use.mu.Unlock()
+	return used, bound, enforced
+}
+
+// forgetUsage drops a removed grain's record.
+func (s *Service) forgetUsage(id string) {
+	s.use.mu.Lock()
+	delete(s.use.runs, id)
+	delete(s.use.disk, id)
+	s.use.mu.Unlock()
+}
+
+// Usage is the usage and limits of one of who's grains (or, for the
+// node's owner, anyone's).
+func (s *Service) Usage(ctx context.Context, who erg.User, id string) (*erg.GrainUsage, error) {
+	g, err := s.Lookup(id)
+	if err != nil {
+		return nil, err
+	}
+	if g.OwnerID() != who.ID && !who.Owner {
+		return nil, fmt.Errorf("%w: no grain %q", erg.ErrNotFound, id)
+	}
+	return s.usageOf(g), ctx.Err()
+}
