@@ -11,11 +11,17 @@ import (
 	"erg/grains"
 )
 
+// maxCPUPercent is grains' bound on a CPU ceiling: 1024 cores' worth.
+const maxCPUPercent = 102400
+
 // setGrainLimits applies the node owner's limits for one grain from the
 // API's or the settings form's request: a field left out stays as it is,
 // 0 goes back to the app's (or the node's) default.
 func setGrainLimits(ctx context.Context, gr *grains.Service, who erg.User, id string, req erg.GrainLimitsRequest) error {
 	if req.CPUPercent != nil {
+		if n := *req.CPUPercent; n < 0 || n > maxCPUPercent {
+			return fmt.Errorf("%w: a CPU ceiling is 1 to %d percent of one core, or 0 for the app's or the node's default, not %d", erg.ErrInvalid, maxCPUPercent, n)
+		}
 		var pct *int
 		if *req.CPUPercent != 0 {
 			pct = req.CPUPercent
