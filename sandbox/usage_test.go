@@ -2,6 +2,7 @@ package sandbox_test
 
 import (
 	"testing"
+	"time"
 
 	"erg/sandbox"
 	"erg/sandbox/sandboxtest"
@@ -30,7 +31,7 @@ func TestUsage(t *testing.T) {
 	}
 	const mb = 40
 	mustGet(t, sb, "/memhog?mb=40&keep=1")
-	mustGet(t, sb, "/spin?ms=300&threads=1")
+	mustGet(t, sb, "/spin?ms=500&threads=2")
 	after, err := sb.Usage()
 	if err != nil {
 		t.Fatal(err)
@@ -38,8 +39,8 @@ func TestUsage(t *testing.T) {
 	if after.MemoryBytes < mb<<20 || after.MemoryPeakBytes != 0 && after.MemoryPeakBytes < after.MemoryBytes {
 		t.Errorf("after holding %d MiB: memory %d, peak %d", mb, after.MemoryBytes, after.MemoryPeakBytes)
 	}
-	if after.CPU-before.CPU < 200e6 {
-		t.Errorf("after 300 ms of spinning, CPU time %v -> %v", before.CPU, after.CPU)
+	if after.CPU-before.CPU < 20*time.Millisecond {
+		t.Errorf("after 500 ms of spinning on two threads, CPU time %v -> %v", before.CPU, after.CPU)
 	}
 	if after.OOMKills != 0 {
 		t.Errorf("%d OOM kills", after.OOMKills)

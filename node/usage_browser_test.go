@@ -1,0 +1,48 @@
+package node
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/chromedp/chromedp"
+)
+
+// TestBrowserGrainUsage: the Grains page shows a grain's CPU time, memory
+// against its limit and a warning when it nears the limit; the node's
+// owner sets its CPU ceiling in the grain's menu, and All grains on the
+// Users page shows the same figures.
+func TestBrowserGrainUsage(t *testing.T) {
+	n := startNode(t, nil)
+	n.setUp(t)
+	id, origin := n.newGrain("probe") // the probe's limit: 64 MiB
+	for _, mb := range []string{"40", "18"} { // past 90% of it, in steps the collector keeps up with
+		if code, body := n.get(origin + "/memhog?keep=1&mb=" + mb); code != 200 {
+			t.Fatalf("memhog: %d %s", code, body)
+		}
+	}
+	br := newBrowser(t, n)
+	u := br.newUser()
+	u.signIn(n)
+	row := `[data-grain="` + id + `"] `
+	u.do("the grains page", chromedp.Navigate(n.URL()+"/grains"), chromedp.WaitVisible(chromedp.CSS(row+`[data-testid=usage]`)))
+	if s := u.text(row + `[data-testid=usage]`); !strings.Contains(s, "CPU ") || !strings.Contains(s, "of 64 MiB") || !strings.Contains(s, "no CPU ceiling") {
+		t.Errorf("usage on the grains page: %q", s)
+	}
+	if w := u.text(row + `[data-testid=usage-warning]`); !strings.Contains(w, "memory at") {
+		t.Errorf("warning on the grains page: %q", w)
+	}
+	u.screenshot("grain-usage")
+	u.do("set a CPU ceiling",
+		chromedp.Click(chromedp.CSS(row+`summary`)),
+		chromedp.SetValue(chromedp.CSS(row+`[data-testid=cpu-percent]`), "50"),
+		chromedp.Click(chromedp.CSS(row+`[data-testid=set-limits]`)))
+	u.waitJS("the page with the ceiling", `(document.querySelector('`+row+`[data-testid=usage]')?.textContent || '').includes('CPU ceiling 50%')`)
+	if rs, _ := n.grains.RunSpec(id); rs.Limits.CPUPercent != 50 {
+		t.Errorf("the grain's next start gets a ceiling of %d%%", rs.Limits.CPUPercent)
+	}
+	u.do("all grains", chromedp.Navigate(n.URL()+"/users"), chromedp.WaitVisible(chromedp.CSS(row+`[data-testid=usage]`)))
+	if s := u.text(row + `[data-testid=usage]`); !strings.Contains(s, "of 64 MiB") || !strings.Contains(s, "CPU ceiling 50%") {
+		t.Errorf("usage in all grains: %q", s)
+	}
+	u.screenshot("all-grains-usage")
+}
