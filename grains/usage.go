@@ -33,8 +33,9 @@ const diskAge = 30 * time.Second
 
 // usageState is the service's record of its grains' usage.
 type usageState struct {
-	stop chan struct{} // closed by Close
-	done chan struct{} // closed when the sampler has ended
+	stop     chan struct{} // closed by Close (which may be called again)
+	stopOnce sync.Once
+	done     chan struct{} // closed when the sampler has ended
 
 	mu   sync.Mutex
 	runs map[string]*usageRun // by grain id
@@ -57,7 +58,8 @@ type usageRun struct {
 
 // startUsage starts the sampler; Close stops it.
 func (s *Service) startUsage() {
-	s.use = usageState{stop: make(chan struct{}), done: make(chan struct{}), runs: map[string]*usageRun{}, disk: map[string]diskSize{}}
+	s.use.stop, s.use.done = make(chan struct{}), make(chan struct{})
+	s.use.runs, s.use.disk = map[string]*usageRun{}, map[string]diskSize{}
 	go func() {
 		defer close(s.use.done)
 		t := time.NewTicker(usagePeriod)
@@ -74,7 +76,7 @@ func (s *Service) startUsage() {
 }
 
 func (s *Service) stopUsage() {
-	close(s.use.stop)
+	s.use.stopOnce.Do(func() { close(s.use.stop) })
 	<-s.use.done
 }
 

@@ -14,7 +14,7 @@ import (
 func TestBrowserGrainUsage(t *testing.T) {
 	n := startNode(t, nil)
 	n.setUp(t)
-	id, origin := n.newGrain("probe") // the probe's limit: 64 MiB
+	id, origin := n.newGrain("probe")         // the probe's limit: 64 MiB
 	for _, mb := range []string{"40", "18"} { // past 90% of it, in steps the collector keeps up with
 		if code, body := n.get(origin + "/memhog?keep=1&mb=" + mb); code != 200 {
 			t.Fatalf("memhog: %d %s", code, body)
