@@ -100,8 +100,9 @@ func (s *Service) sample(id string) *usageRun {
 	sb := s.manager.sandboxOf(id)
 	s.use.mu.Lock()
 	run := s.use.runs[id]
+	gone := run != nil && run.sb != sb
 	s.use.mu.Unlock()
-	if run != nil && run.sb != sb {
+	if gone {
 		// The run seen last has ended: did a limit end it?
 		s.ended(id, run)
 	}
