@@ -245,8 +245,7 @@ func (s *Service) All(ctx context.Context, who erg.User) ([]erg.NodeGrain, error
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		ng := erg.NodeGrain{Grain: s.ToAPI(g, who, "", names)}
-		ng.Size, _, _ = s.measureVar(g.id)
+		ng := erg.NodeGrain{Grain: s.ToAPI(g, who, "", names), Size: dirSize(s.varDir(g.id))}
 		ng.Usage = s.usageOf(g)
 		out = append(out, ng)
 	}
