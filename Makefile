@@ -11,7 +11,7 @@ APPS     := notes todo filedrop
 VERSION  := $(shell git describe --always --dirty 2>/dev/null || echo dev)
 export CGO_ENABLED := 0
 
-.PHONY: all build erg apps packages apps-real test-apps-real bench-apps-real run test unit short bench bench-proxy bench-tools lint clean test-internet test-cgroup2
+.PHONY: all build erg apps packages apps-real test-apps-real bench-apps-real run test unit short bench bench-proxy bench-tools lint clean test-internet bench-internet test-cgroup2
 
 all: build
 
@@ -99,6 +99,12 @@ unit:
 # internal/lab). It needs root; elsewhere its tests skip and say why.
 test-internet:
 	ERG_LAB=1 $(GO) test -count=1 -v -timeout 15m ./internal/lab/
+
+# Figures from the lab (BENCHMARKS.md, "Friends across the internet"), each
+# beside its baseline from the same run; not part of test-internet.
+bench-internet:
+	@ERG_LAB_BENCH=1 $(GO) test -count=1 -v -timeout 15m -run TestBenchGrainPaths ./internal/lab/ > $${TMPDIR:-/tmp}/erg-bench-internet.log 2>&1; st=$$?; \
+	grep -E '_test.go|^(--- |ok|FAIL)' $${TMPDIR:-/tmp}/erg-bench-internet.log; echo "(the whole run: $${TMPDIR:-/tmp}/erg-bench-internet.log)"; exit $$st
 
 # The quick loop: no erg processes, no browsers.
 short:

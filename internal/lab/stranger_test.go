@@ -18,6 +18,8 @@ type strangerPlan struct {
 	Relay     string           `json:"relay"`
 	Targets   []strangerTarget `json:"targets"`
 	Protocols []string         `json:"protocols"`
+	Ping      []string         `json:"ping,omitempty"`
+	PingCount int              `json:"pingCount,omitempty"`
 }
 
 type strangerTarget struct {
@@ -27,8 +29,9 @@ type strangerTarget struct {
 }
 
 type strangerReport struct {
-	RelayConnect string `json:"relayConnect"`
-	Reserve      string `json:"reserve"`
+	RelayConnect string             `json:"relayConnect"`
+	Reserve      string             `json:"reserve"`
+	Pings        map[string][]int64 `json:"pings"`
 	Targets      []struct {
 		Name    string            `json:"name"`
 		Circuit string            `json:"circuit"`
@@ -54,13 +57,13 @@ func advertised(n *nodetest.Node) []string {
 	return out
 }
 
-// runStranger runs the stranger command in the stranger's namespace with
-// plan and returns its report.
-func runStranger(t *testing.T, w *world, plan strangerPlan) strangerReport {
+// runStranger runs the stranger command in namespace ns with plan and
+// returns its report.
+func runStranger(t *testing.T, ns *NS, plan strangerPlan) strangerReport {
 	t.Helper()
 	bin := testkit.GoBuild(t, "./internal/lab/stranger", filepath.Join(testkit.Dir(t), "bin", "stranger"))
 	js, _ := json.Marshal(plan)
-	cmd := w.Stranger.Command(bin, string(js))
+	cmd := ns.Command(bin, string(js))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -71,7 +74,9 @@ func runStranger(t *testing.T, w *world, plan strangerPlan) strangerReport {
 	if err := json.Unmarshal(out, &rep); err != nil {
 		t.Fatalf("stranger's report: %v\n%s", err, out)
 	}
-	t.Logf("stranger: %s", bytes.TrimSpace(out))
+	if len(plan.Ping) == 0 {
+		t.Logf("stranger: %s", bytes.TrimSpace(out))
+	}
 	return rep
 }
 
@@ -88,7 +93,7 @@ func strangerGetsNothing(t *testing.T, w *world) {
 	for _, n := range []*nodetest.Node{w.a, w.b, w.c} {
 		plan.Targets = append(plan.Targets, strangerTarget{Name: n.Name, ID: n.Status().PeerID, Addrs: advertised(n)})
 	}
-	rep := runStranger(t, w, plan)
+	rep := runStranger(t, w.Stranger, plan)
 	if rep.RelayConnect != "" {
 		t.Fatalf("the stranger could not even connect to R, so nothing below says R refused it: %s", rep.RelayConnect)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/libp2p/go-libp2p/core/protocol"
 	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
+	"github.com/libp2p/go-libp2p/p2p/protocol/ping"
 	ma "github.com/multiformats/go-multiaddr"
 )
 
@@ -31,6 +32,10 @@ type Plan struct {
 	Relay     string   `json:"relay"` // the relay's address, with /p2p/<id>
 	Targets   []Target `json:"targets"`
 	Protocols []string `json:"protocols"`
+	// Ping, if set, is all it does: libp2p pings (which any peer answers)
+	// to each address, the raw round trip of a path for the benchmarks.
+	Ping      []string `json:"ping,omitempty"` // addresses with /p2p/<id>
+	PingCount int      `json:"pingCount,omitempty"`
 }
 
 // Target is a node to try, with the addresses it advertises.
@@ -45,6 +50,8 @@ type Report struct {
 	RelayConnect string         `json:"relayConnect"` // connecting to the relay itself
 	Reserve      string         `json:"reserve"`      // a relay reservation on it
 	Targets      []TargetReport `json:"targets"`
+	// Pings are the round trips to each Ping address, in microseconds.
+	Pings map[string][]int64 `json:"pings,omitempty"`
 }
 
 // TargetReport is what happened with one target.
@@ -67,6 +74,10 @@ func main() {
 	if err := json.Unmarshal([]byte(os.Args[1]), &plan); err != nil {
 		fmt.Fprintln(os.Stderr, "stranger: bad plan:", err)
 		os.Exit(2)
+	}
+	run := run
+	if len(plan.Ping) > 0 {
+		run = pings
 	}
 	rep, err := run(plan)
 	if err != nil {
@@ -169,4 +180,39 @@ func tryStream(ctx context.Context, open func(context.Context, peer.ID, ...proto
 		return "open" // it even spoke first
 	}
 	return err.Error()
+}
+
+// pings measures the raw libp2p round trip to each address: a connection,
+// then PingCount pings on it.
+func pings(plan Plan) (Report, error) {
+	rep := Report{Pings: map[string][]int64{}}
+	h, err := libp2p.New(libp2p.NoListenAddrs)
+	if err != nil {
+		return rep, err
+	}
+	defer h.Close()
+	for _, s := range plan.Ping {
+		ai, err := peer.AddrInfoFromString(s)
+		if err != nil {
+			return rep, fmt.Errorf("ping %s: %w", s, err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		if err := h.Connect(ctx, *ai); err != nil {
+			cancel()
+			return rep, fmt.Errorf("connect to %s: %w", s, err)
+		}
+		results := ping.Ping(ctx, h, ai.ID)
+		var rtts []int64
+		for len(rtts) < plan.PingCount {
+			r := <-results
+			if r.Error != nil {
+				cancel()
+				return rep, fmt.Errorf("ping %s: %w", s, r.Error)
+			}
+			rtts = append(rtts, r.RTT.Microseconds())
+		}
+		cancel()
+		rep.Pings[s] = rtts
+	}
+	return rep, nil
 }
