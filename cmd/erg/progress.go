@@ -39,7 +39,7 @@ func progressLines(w io.Writer) func(erg.BackupProgress) {
 func watchProgress(ctx context.Context, c *erg.Client, w io.Writer) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
-	print := progressLines(w)
+	show := progressLines(w)
 	go func() {
 		defer close(done)
 		tick := time.NewTicker(progressEvery / 2)
@@ -52,7 +52,7 @@ func watchProgress(ctx context.Context, c *erg.Client, w io.Writer) (stop func()
 			}
 			st, err := c.BackupStatus(ctx)
 			if err == nil && st.Step != nil {
-				print(*st.Step)
+				show(*st.Step)
 			}
 		}
 	}()
