@@ -27,6 +27,9 @@ type GrainUsage struct {
 	// CPUPercentSet is the node owner's own ceiling for this grain, over
 	// its app's and the node's default; 0: none set.
 	CPUPercentSet int `json:"cpuPercentSet,omitempty"`
+	// DiskMBSet is the node owner's bound on its /var in MiB (erg grain
+	// disk); 0: none set.
+	DiskMBSet int `json:"diskMBSet,omitempty"`
 	// Warnings say it is near a limit or was stopped by one.
 	Warnings []string `json:"warnings,omitempty"`
 }

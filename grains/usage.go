@@ -43,9 +43,9 @@ type usageState struct {
 }
 
 type diskSize struct {
-	bytes, bound int64
-	enforced     bool
-	at           time.Time
+	bytes    int64
+	enforced bool
+	at       time.Time
 }
 
 // usageRun is what is known of a grain's current or last run.
@@ -200,7 +200,13 @@ func (s *Service) usageOf(g *Info) *erg.GrainUsage {
 		ProcessLimit:     rs.Limits.Pids,
 		CPUPercent:       rs.Limits.CPUPercent,
 	}
-	out.DiskBytes, out.DiskLimitBytes, out.DiskEnforced = s.varUse(g.id)
+	out.DiskBytes, out.DiskEnforced = s.varUse(g.id)
+	out.DiskLimitBytes = s.diskBytes(g)
+	s.mu.RLock()
+	if g.diskMB != nil {
+		out.DiskMBSet = *g.diskMB
+	}
+	s.mu.RUnlock()
 	if out.DiskLimitBytes > 0 && float64(out.DiskBytes) > nearLimit*float64(out.DiskLimitBytes) {
 		out.Warnings = append(out.Warnings, fmt.Sprintf("disk at %.0f%% of its limit (%d of %d MiB)",
 			100*float64(out.DiskBytes)/float64(out.DiskLimitBytes), out.DiskBytes>>20, out.DiskLimitBytes>>20))
@@ -240,29 +246,24 @@ func (s *Service) withUsage(out erg.Grain, g *Info, who erg.User) erg.Grain {
 	return out
 }
 
-// varUse is what grain id keeps in /var, its bound, and whether the
-// kernel enforces it (disk.go). A /var the node measures by walking it is
-// walked at most every diskAge.
-func (s *Service) varUse(id string) (used, bound int64, enforced bool) {
+// varUse is what grain id keeps in /var and whether the kernel bounds it
+// (disk.go), measured at most every diskAge: a /var the node measures is
+// walked.
+func (s *Service) varUse(id string) (used int64, enforced bool) {
 	s.use.mu.Lock()
 	d, ok := s.use.disk[id]
 	s.use.mu.Unlock()
 	if ok && time.Since(d.at) < diskAge {
-		return d.bytes, d.bound, d.enforced
+		return d.bytes, d.enforced
 	}
-	return s.measureVar(id)
-}
-
-// measureVar measures grain id's /var now.
-func (s *Service) measureVar(id string) (used, bound int64, enforced bool) {
-	used, bound, enforced, err := s.DiskUse(id)
+	used, _, enforced, err := s.DiskUse(id)
 	if err != nil {
 		used = dirSize(s.varDir(id)) // what can be read of it
 	}
 	s.use.mu.Lock()
-	s.use.disk[id] = diskSize{bytes: used, bound: bound, enforced: enforced, at: time.Now()}
+	s.use.disk[id] = diskSize{bytes: used, enforced: enforced, at: time.Now()}
 	s.use.mu.Unlock()
-	return used, bound, enforced
+	return used, enforced
 }
 
 // forgetUsage drops a removed grain's record.

@@ -12,7 +12,7 @@ import (
 // TestBrowserGrainUsage: the Grains page shows a grain's CPU time, memory
 // against its limit and a warning when it nears the limit; the node's
 // owner sets its CPU ceiling in the grain's menu, and All grains on the
-// Users page shows the same figures.
+// Users page shows the same figures. The same form sets its disk bound.
 func TestBrowserGrainUsage(t *testing.T) {
 	n := startNode(t, nil)
 	n.setUp(t)
@@ -44,10 +44,14 @@ func TestBrowserGrainUsage(t *testing.T) {
 	u.do("set a CPU ceiling",
 		chromedp.Click(chromedp.CSS(row+`summary`)),
 		chromedp.SetValue(chromedp.CSS(row+`[data-testid=cpu-percent]`), "50"),
+		chromedp.SetValue(chromedp.CSS(row+`[data-testid=disk-mb]`), "200"),
 		chromedp.Click(chromedp.CSS(row+`[data-testid=set-limits]`)))
 	u.waitJS("the page with the ceiling", `(document.querySelector('`+row+`[data-testid=usage]')?.textContent || '').includes('CPU ceiling 50%')`)
 	if rs, _ := n.grains.RunSpec(id); rs.Limits.CPUPercent != 50 {
 		t.Errorf("the grain's next start gets a ceiling of %d%%", rs.Limits.CPUPercent)
+	}
+	if s := u.text(row + `[data-testid=usage]`); !strings.Contains(s, "of 200 MiB") {
+		t.Errorf("after setting a disk bound of 200 MiB: %q", s)
 	}
 	u.do("all grains", chromedp.Navigate(n.URL()+"/users"), chromedp.WaitVisible(chromedp.CSS(row+`[data-testid=usage]`)))
 	if s := u.text(row + `[data-testid=usage]`); !strings.Contains(s, "of 64 MiB") || !strings.Contains(s, "CPU ceiling 50%") {

@@ -55,12 +55,33 @@ func limitsForm(r *http.Request) (erg.GrainLimitsRequest, error) {
 	return req, nil
 }
 
+// diskForm reads the settings form's disk bound in MiB: nil (empty or 0)
+// goes back to the app's or the node's.
+func diskForm(r *http.Request) (*int, error) {
+	v := strings.TrimSpace(r.PostFormValue("diskMB"))
+	if v == "" || v == "0" {
+		return nil, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return nil, fmt.Errorf("%w: a disk bound is a whole number of MiB, not %q", erg.ErrInvalid, v)
+	}
+	return &n, nil
+}
+
 // setLimitsPage is the settings form's POST, for the node's owner: it
 // sets the limits and goes back to the page it came from.
 func (h *Handler) setLimitsPage(w http.ResponseWriter, r *http.Request, a actor) {
 	req, err := limitsForm(r)
+	var diskMB *int
+	if err == nil {
+		diskMB, err = diskForm(r)
+	}
 	if err == nil {
 		err = setGrainLimits(r.Context(), h.gr, a.user, r.PathValue("id"), req)
+	}
+	if err == nil && r.Form.Has("diskMB") {
+		err = h.gr.SetDiskMB(r.Context(), a.user, r.PathValue("id"), diskMB)
 	}
 	if err != nil {
 		h.failPage(w, r, err)
