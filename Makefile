@@ -115,16 +115,19 @@ lint:
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
-# The sandbox tests on a cgroup-v2-only kernel (the setup of
-# most systemd distributions), in a qemu VM over this machine's / (see
-# .ci/cgroup2-vm): as root, and as an unprivileged user in a delegated v2
-# subtree. Needs root; the binaries are built here, as the VM emulates
+# The sandbox tests, and a few grains and node tests, on a cgroup-v2-only
+# kernel (the setup of most systemd distributions), in a qemu VM over this
+# machine's / (see .ci/cgroup2-vm and .ci/cgroup2-tests): as root, and as
+# an unprivileged user in a delegated v2 subtree. Needs root; the binaries are built here, as the VM emulates
 # the CPU and is slow. Exit status 3 from the VM means it cannot run here.
 CGROUP2_BIN := $(BUILD)/cgroup2
 test-cgroup2:
 	@mkdir -p $(CGROUP2_BIN)
 	$(GO) test -c -o $(CGROUP2_BIN)/sandbox.test ./sandbox/
-	$(GO) build -o $(CGROUP2_BIN)/probe ./sandbox/sandboxtest/probe
+	$(GO) test -c -o $(CGROUP2_BIN)/grains.test ./grains/
+	$(GO) test -c -o $(CGROUP2_BIN)/node.test ./node/
+	CGO_ENABLED=0 $(GO) build -o $(CGROUP2_BIN)/probe ./sandbox/sandboxtest/probe
+	@rm -rf $(CGROUP2_BIN)/apps; GO=$(GO) .ci/test-apps $(abspath $(CGROUP2_BIN))/apps
 	@.ci/cgroup2-vm .ci/cgroup2-tests $(abspath $(CGROUP2_BIN)); st=$$?; \
 	if [ $$st = 3 ]; then echo "test-cgroup2: SKIPPED: the cgroup v2 VM cannot run on this machine (see above)"; exit 0; fi; \
 	exit $$st

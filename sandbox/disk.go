@@ -293,7 +293,9 @@ func DiskUsage(dir string) (int64, error) {
 		if err := unix.Lstat(p, &st); err != nil {
 			return nil
 		}
-		if st.Dev != root.Dev {
+		// Only a directory can be another mount; overlayfs gives files
+		// their lower layer's device, not the directory's.
+		if d.IsDir() && st.Dev != root.Dev {
 			return filepath.SkipDir
 		}
 		total += st.Blocks * 512
