@@ -49,9 +49,7 @@ packages: erg apps
 # pinned upstream release from npm or Debian), signed like the sample apps
 # into $(BUILD)/packages, where `make run` installs them from. Too big for
 # `make run` to build every time; build them once with this target.
-# etherpad builds and runs but its test has not passed end to end yet:
-# make apps-real REAL_APPS="tiddlywiki radicale mediawiki etherpad" to build it too.
-REAL_APPS ?= tiddlywiki radicale mediawiki
+REAL_APPS ?= tiddlywiki radicale mediawiki etherpad
 apps-real: erg
 	@mkdir -p $(BUILD)/packages $(KEYS)
 	@for app in $(REAL_APPS); do \
