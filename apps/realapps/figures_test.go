@@ -161,3 +161,23 @@ func TestFiguresMediaWiki(t *testing.T) {
 		return cmd, filepath.Join(tree, "app", "router.php")
 	}, " -t /app/mediawiki /app/router.php")
 }
+
+func TestFiguresEtherpad(t *testing.T) {
+	figures(t, "etherpad", "/p/pad", 3, func(tree, data string, port int) (*exec.Cmd, string) {
+		// The package's settings.json with its /var paths moved to data.
+		root := filepath.Join(tree, "app", "etherpad")
+		b, err := os.ReadFile(filepath.Join(root, "settings.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		settings := filepath.Join(data, "settings.json")
+		if err := os.WriteFile(settings, bytes.ReplaceAll(b, []byte(`"/var/`), []byte(`"`+data+`/`)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		server := filepath.Join(root, "src", "node", "server.js")
+		cmd := exec.Command("/usr/bin/node", server, "--settings", settings,
+			"--sessionkey", filepath.Join(data, "SESSIONKEY.txt"), "--apikey", filepath.Join(data, "APIKEY.txt"))
+		cmd.Env = append(os.Environ(), "PORT="+strconv.Itoa(port))
+		return cmd, server
+	}, "--apikey /var/APIKEY.txt")
+}
