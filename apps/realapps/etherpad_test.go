@@ -78,7 +78,8 @@ func TestEtherpad(t *testing.T) {
 	if evalJS[bool](carol, `(`+padJS+`).body.isContentEditable`) {
 		t.Error("carol's pad is editable")
 	}
-	typeInPad(carol, " Carol forged this.") // her own editor takes it; the server must not
+	typeInPad(carol, " Carol forged this.") // her own editor takes it and sends it; the server must drop it
+	carol.waitJS("carol's edit in her own editor", `(`+padJS+`).body.innerText.includes("Carol forged this.")`)
 	code := evalJS[int](carol, `(() => { const f = new FormData(); f.append("file", new Blob(["Carol imported this."], {type: "text/plain"}), "x.txt"); return fetch("/p/pad/import", {method: "POST", body: f}).then(r => r.status); })()`)
 	if code < 400 {
 		t.Errorf("carol's import = %d", code)
@@ -109,4 +110,7 @@ func TestEtherpad(t *testing.T) {
 	again := br.newTab()
 	again.open(a, g.ID)
 	again.waitJS("the pad after a restart", padReady+` && (`+padJS+`).body.innerText.includes("Alice again.")`)
+	if _, body := a.Open(g).Get("/p/pad/export/txt"); !strings.Contains(body, "Bob too.") || strings.Contains(body, "Carol") {
+		t.Errorf("the pad after a restart: %q", body)
+	}
 }
