@@ -266,8 +266,18 @@ func (s *Service) RestoreGrain(ctx context.Context, who erg.User, req erg.Backup
 		out.Snapshot, out.Time = h.Name, h.Time
 		return nil
 	}
+	// What the newest readable snapshot unpacks to is checked against the
+	// disk bounds before anything is written.
+	t, err := r.newestTree(ctx, match)
+	if err != nil {
+		return out, err
+	}
+	var size int64
+	for _, f := range t.Files {
+		size += max(f.Size, 0)
+	}
 	if req.Over {
-		if err := s.cfg.Grains.RestoreOver(ctx, who, req.Grain, fill); err != nil {
+		if err := s.cfg.Grains.RestoreOver(ctx, who, req.Grain, size, fill); err != nil {
 			return out, err
 		}
 		g, err := s.cfg.Grains.Own(who, req.Grain)
@@ -276,13 +286,8 @@ func (s *Service) RestoreGrain(ctx context.Context, who erg.User, req erg.Backup
 		}
 		out.Grain = erg.Grain{ID: g.ID(), Title: g.Title()}
 	} else {
-		// The app and title are in the tree: read the newest readable one
-		// first to know which app the new grain is of.
-		t, err := r.newestTree(ctx, match)
-		if err != nil {
-			return out, err
-		}
-		g, err := s.cfg.Grains.RestoreNew(ctx, who, t.Grain.AppID, t.Grain.AppVersion, t.Grain.Title, fill)
+		// The app and title are in the tree.
+		g, err := s.cfg.Grains.RestoreNew(ctx, who, t.Grain.AppID, t.Grain.AppVersion, t.Grain.Title, size, fill)
 		if err != nil {
 			return out, err
 		}

@@ -47,9 +47,11 @@ func (s *Service) Freeze(id string) (thaw func(), err error) {
 	return sb.Freeze()
 }
 
-// RestoreNew makes a grain of appID for who, its /var filled by fill. The
-// app must be installed, at the version the backup needs or newer.
-func (s *Service) RestoreNew(ctx context.Context, who erg.User, appID string, appVersion int64, title string, fill func(varDir string) error) (erg.Grain, error) {
+// RestoreNew makes a grain of appID for who, its /var filled by fill
+// with what the backup says is size bytes: refused up front past the
+// grain's disk bound, its owner's or the disk's floor. The app must be
+// installed, at the version the backup needs or newer.
+func (s *Service) RestoreNew(ctx context.Context, who erg.User, appID string, appVersion int64, title string, size int64, fill func(varDir string) error) (erg.Grain, error) {
 	m, _, err := s.findApp(ctx, appID)
 	if errors.Is(err, erg.ErrNotFound) {
 		return erg.Grain{}, fmt.Errorf("%w: the backup is of app %s, which is not installed: install it first", erg.ErrInvalid, appID)
@@ -59,6 +61,12 @@ func (s *Service) RestoreNew(ctx context.Context, who erg.User, appID string, ap
 	}
 	if m.Version < appVersion {
 		return erg.Grain{}, fmt.Errorf("%w: the backup needs %s version %d or newer; version %d is installed", erg.ErrInvalid, m.Name, appVersion, m.Version)
+	}
+	s.mu.RLock()
+	bound := s.diskBytesLocked(m, nil)
+	s.mu.RUnlock()
+	if err := s.checkRoom(who.ID, size, bound); err != nil {
+		return erg.Grain{}, fmt.Errorf("restore %s: %w", title, err)
 	}
 	g, err := s.create(ctx, who, appID, title, func(varDir string, _ *apppkg.Manifest, uid uint32) error {
 		if err := fill(varDir); err != nil {
@@ -77,12 +85,30 @@ func (s *Service) RestoreNew(ctx context.Context, who erg.User, appID string, ap
 	return s.ToAPI(g, who, "", names), nil
 }
 
-// RestoreOver replaces a grain's /var with what fill writes: the grain is
-// stopped, the new /var filled beside the old, and swapped in; the old
-// one goes only once the new one is whole.
-func (s *Service) RestoreOver(ctx context.Context, who erg.User, id string, fill func(varDir string) error) error {
-	if _, err := s.Own(who, id); err != nil {
+// RestoreOver replaces a grain's /var with what fill writes, which the
+// backup says is size bytes (refused up front past the grain's bound,
+// or past its owner's or the disk's floor counting what it replaces): the
+// grain is stopped, the new /var filled beside the old, and swapped in;
+// the old one goes only once the new one is whole.
+func (s *Service) RestoreOver(ctx context.Context, who erg.User, id string, size int64, fill func(varDir string) error) error {
+	g, err := s.Own(who, id)
+	if err != nil {
 		return err
+	}
+	if size > s.diskBytes(g) {
+		return fmt.Errorf("restore %s: %w: it unpacks to %d MiB, more than the grain's %d MiB", g.Title(), erg.ErrTooLarge, size>>20, s.diskBytes(g)>>20)
+	}
+	used, _, _, err := s.DiskUse(id)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	// The new /var is filled beside the old one, so both count for the
+	// floor; for the user's bound the old one goes.
+	if err := s.checkRoom(g.OwnerID(), max(size-used, 0), 0); err != nil {
+		return fmt.Errorf("restore %s: %w", g.Title(), err)
+	}
+	if err := s.CheckFree(size); err != nil {
+		return fmt.Errorf("restore %s: %w", g.Title(), err)
 	}
 	uid, err := s.grainUID(ctx, id)
 	if err != nil {

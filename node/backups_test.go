@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -393,5 +394,45 @@ func TestBackupsFailingForADayWarn(t *testing.T) {
 	mustRun(t, n)
 	if w := n.backups.Warning(ctx); w != "" || warned() {
 		t.Fatalf("a warning after backups work again: %q", w)
+	}
+}
+
+// A grain restored from a backup snapshot is checked against the disk
+// bounds before anything is written: as a new grain it counts in full
+// against its owner's bound, over itself only what it adds.
+func TestSnapshotRestoresAreBoundedUpFront(t *testing.T) {
+	ctx := context.Background()
+	n := startNode(t, func(c *Config) { c.GrainDisk.UserMB = 40 })
+	big := bytes.Repeat([]byte("erg"), 5<<20) // 15 MiB
+	a, _ := n.newGrain("echo")
+	b, _ := n.newGrain("echo")
+	for _, id := range []string{a, b} {
+		if err := os.WriteFile(filepath.Join(n.grains.Dir(id), "var", "big"), big, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, err := n.backups.NewCode(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.backups.AddDestination(ctx, erg.BackupDestinationRequest{Dir: filepath.Join(t.TempDir(), "usb")}); err != nil {
+		t.Fatal(err)
+	}
+	mustRun(t, n)
+	for _, id := range []string{a, b} {
+		used, bound, enforced, _ := n.grains.DiskUse(id)
+		t.Logf("grain %s keeps %d KiB of %d MiB (kernel-bound: %v)", id, used>>10, bound>>20, enforced)
+	}
+
+	count := n.grains.Count()
+	_, err = n.backups.RestoreGrain(ctx, n.owner(), erg.BackupRestoreRequest{Code: code, Grain: a})
+	if !errors.Is(err, erg.ErrTooLarge) || !strings.Contains(err.Error(), "together") {
+		t.Fatalf("a 15 MiB restore beside 30 MiB under a 40 MiB bound: %v", err)
+	}
+	if n.grains.Count() != count {
+		t.Fatalf("the refused restore left a grain: %d grains, were %d", n.grains.Count(), count)
+	}
+	if _, err := n.backups.RestoreGrain(ctx, n.owner(), erg.BackupRestoreRequest{Code: code, Grain: a, Over: true}); err != nil {
+		t.Fatalf("a restore over the grain itself, adding nothing: %v", err)
 	}
 }
