@@ -196,13 +196,7 @@ func (s *Service) removeVar(id string) error {
 }
 
 func (s *Service) unmountAll() {
-	s.mu.RLock()
-	ids := make([]string, 0, len(s.cache))
-	for id := range s.cache {
-		ids = append(ids, id)
-	}
-	s.mu.RUnlock()
-	for _, id := range ids {
+	for _, id := range s.ids() {
 		if err := s.unmountVar(id); err != nil {
 			s.log.Warn("unmount grain /var", "grain", id, "err", err)
 		}
@@ -356,13 +350,7 @@ func (s *Service) stopDiskWatch() {
 }
 
 func (s *Service) checkDisks(ctx context.Context) {
-	s.mu.RLock()
-	ids := make([]string, 0, len(s.cache))
-	for id := range s.cache {
-		ids = append(ids, id)
-	}
-	s.mu.RUnlock()
-	for _, id := range ids {
+	for _, id := range s.ids() {
 		if ctx.Err() != nil || !s.manager.running(id) {
 			continue
 		}

@@ -83,13 +83,7 @@ func (s *Service) stopUsage() {
 // sampleAll reads every running grain's usage and notices runs that
 // ended, logging the warnings each brings for the first time.
 func (s *Service) sampleAll() {
-	s.mu.RLock()
-	ids := make([]string, 0, len(s.cache))
-	for id := range s.cache {
-		ids = append(ids, id)
-	}
-	s.mu.RUnlock()
-	for _, id := range ids {
+	for _, id := range s.ids() {
 		s.sample(id)
 	}
 }
@@ -285,4 +279,16 @@ func (s *Service) Usage(ctx context.Context, who erg.User, id string) (*erg.Grai
 		return nil, fmt.Errorf("%w: no grain %q", erg.ErrNotFound, id)
 	}
 	return s.usageOf(g), ctx.Err()
+}
+
+// ids lists every grain's id, for work over them all done outside the
+// lock.
+func (s *Service) ids() []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	ids := make([]string, 0, len(s.cache))
+	for id := range s.cache {
+		ids = append(ids, id)
+	}
+	return ids
 }

@@ -60,16 +60,14 @@ func jsString(s string) string {
 	return string(append(b, '"'))
 }
 
-// TestBrowserPowerboxLinksAFileDrop: in a to-do list the owner clicks
-// "Link a file drop"; the shell's powerbox dialog offers their file drops
-// (and not the list itself); they pick one; the list's server claims the
-// grant through its bridge and lists the drop's files. The connection is
-// listed on both grains and disconnecting it stops the list's access.
-func TestBrowserPowerboxLinksAFileDrop(t *testing.T) {
-	n := startNode(t, nil)
+// listAndDrop starts a node whose owner, signed in in Chromium, has a
+// file drop "Photos" holding beach.jpg and a to-do list "Holiday", open in
+// the tab.
+func listAndDrop(t *testing.T) (n *testNode, u *user, drop, todo erg.Grain) {
+	t.Helper()
+	n = startNode(t, nil)
 	n.setUp(t)
-	br := newBrowser(t, n)
-	u := br.newUser()
+	u = newBrowser(t, n).newUser()
 	u.signIn(n)
 	ctx := context.Background()
 	drop, err := n.grains.NewGrain(ctx, n.owner(), "filedrop", "Photos")
@@ -77,11 +75,22 @@ func TestBrowserPowerboxLinksAFileDrop(t *testing.T) {
 		t.Fatal(err)
 	}
 	putFile(t, n, drop.ID, "beach.jpg", "not really a picture")
-	todo, err := n.grains.NewGrain(ctx, n.owner(), "todo", "Holiday")
+	todo, err = n.grains.NewGrain(ctx, n.owner(), "todo", "Holiday")
 	if err != nil {
 		t.Fatal(err)
 	}
 	u.do("open the list", chromedp.Navigate(n.URL()+"/grains/"+todo.ID), chromedp.WaitVisible(chromedp.CSS(`[data-testid=grain-frame]`)))
+	return n, u, drop, todo
+}
+
+// TestBrowserPowerboxLinksAFileDrop: in a to-do list the owner clicks
+// "Link a file drop"; the shell's powerbox dialog offers their file drops
+// (and not the list itself); they pick one; the list's server claims the
+// grant through its bridge and lists the drop's files. The connection is
+// listed on both grains and disconnecting it stops the list's access.
+func TestBrowserPowerboxLinksAFileDrop(t *testing.T) {
+	n, u, drop, todo := listAndDrop(t)
+	ctx := context.Background()
 	linkDrop(t, u, todo.ID, "Photos", "beach.jpg")
 
 	for _, id := range []string{todo.ID, drop.ID} {
@@ -144,22 +153,8 @@ func TestBrowserPowerboxAcrossNodes(t *testing.T) {
 // other request with an error; after the user cancels, an ordinary
 // request works, and only what the user picked reached the node.
 func TestBrowserPowerboxFloodIsRefused(t *testing.T) {
-	n := startNode(t, nil)
-	n.setUp(t)
-	br := newBrowser(t, n)
-	u := br.newUser()
-	u.signIn(n)
+	n, u, _, todo := listAndDrop(t)
 	ctx := context.Background()
-	drop, err := n.grains.NewGrain(ctx, n.owner(), "filedrop", "Photos")
-	if err != nil {
-		t.Fatal(err)
-	}
-	putFile(t, n, drop.ID, "beach.jpg", "not really a picture")
-	todo, err := n.grains.NewGrain(ctx, n.owner(), "todo", "Holiday")
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.do("open the list", chromedp.Navigate(n.URL()+"/grains/"+todo.ID), chromedp.WaitVisible(chromedp.CSS(`[data-testid=grain-frame]`)))
 	f := u.frame(todo.ID)
 	f.waitJS("the to-do page", `!!document.querySelector("[data-testid=link-drop]")`)
 	eval[bool](f, `(() => {
