@@ -273,8 +273,10 @@ func throughFriendFrom(n *testNode, friendAddr, ip string) *http.Client {
 // Remote access survives restarts on both sides: the forwarding friend
 // keeps the names it forwards and its owner's stop; the home node asks
 // its friends again by itself.
+//
+// Not parallel: its nodes restart on their kept libp2p ports, which a
+// node another test starts meanwhile could take.
 func TestForwardingSurvivesRestarts(t *testing.T) {
-	t.Parallel()
 	alice := func(dir string) func(*Config) {
 		return func(c *Config) { c.Domain = "alice.test"; c.Name = "alice"; keepDir(c, dir) }
 	}
