@@ -23,7 +23,10 @@ func (s *Service) Handle(id string) (Handle, error) {
 	return Handle{s, g}, nil
 }
 
-// Describe returns the grain as who sees it, if who may use it.
+// Describe returns the grain as who sees it, if who may use it, without
+// its resource use: the powerbox describes grains on every use of a
+// grant, and reading a sandbox's cgroup there would be work on a hot
+// path. WithUsage adds it where a page shows it.
 func (h Handle) Describe(ctx context.Context, who erg.User) (erg.Grain, error) {
 	g, role, _, err := h.s.Access(ctx, who, h.g.id)
 	if err != nil {
@@ -33,7 +36,7 @@ func (h Handle) Describe(ctx context.Context, who erg.User) (erg.Grain, error) {
 	if err != nil {
 		return erg.Grain{}, err
 	}
-	return h.s.withUsage(h.s.ToAPI(g, who, role, names), g, who), nil
+	return h.s.ToAPI(g, who, role, names), nil
 }
 
 // Open is Describe with a one-time login URL for the grain's origin.

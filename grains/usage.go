@@ -232,6 +232,16 @@ func (s *Service) usageOf(g *Info) *erg.GrainUsage {
 	return out
 }
 
+// WithUsage adds to out, one of this node's grains, its usage if who
+// owns it; a friend's grain is returned as it is.
+func (s *Service) WithUsage(out erg.Grain, who erg.User) erg.Grain {
+	g, err := s.Lookup(out.ID)
+	if err != nil {
+		return out
+	}
+	return s.withUsage(out, g, who)
+}
+
 // withUsage adds grain g's usage to out, if who owns it.
 func (s *Service) withUsage(out erg.Grain, g *Info, who erg.User) erg.Grain {
 	if g.OwnerID() == who.ID {

@@ -59,8 +59,18 @@ func (n *Node) Grains(ctx context.Context, who erg.User) ([]erg.Grain, error) {
 	return out, nil
 }
 
-// Grain implements webui.Backend.
+// Grain implements webui.Backend: the grain as who sees it, with its
+// resource use if it is theirs.
 func (n *Node) Grain(ctx context.Context, who erg.User, id string) (erg.Grain, error) {
+	g, err := describe(ctx, n, who, id)
+	if err != nil {
+		return g, err
+	}
+	return n.grains.WithUsage(g, who), nil
+}
+
+// describe is a grain of n's, local or a friend's, as who sees it.
+func describe(ctx context.Context, n *Node, who erg.User, id string) (erg.Grain, error) {
 	h, err := n.resolve(id)
 	if err != nil {
 		return erg.Grain{}, err

@@ -18,11 +18,14 @@ func (n *Node) newPowerbox() *powerbox.Service {
 		Log:    n.log.With("subsystem", "powerbox"),
 		Derive: n.derive,
 		Grains: n.Grains,
-		Grain:  n.Grain,
-		Local:  n.grains,
-		Apps:   n.installer.Apps,
-		User:   n.accounts.User,
-		Owns:   func(who erg.User, id string) bool { _, err := n.grains.Own(who, id); return err == nil },
+		// Without usage (Node.Grain's): grants are checked on every use.
+		Grain: func(ctx context.Context, who erg.User, id string) (erg.Grain, error) {
+			return describe(ctx, n, who, id)
+		},
+		Local: n.grains,
+		Apps:  n.installer.Apps,
+		User:  n.accounts.User,
+		Owns:  func(who erg.User, id string) bool { _, err := n.grains.Own(who, id); return err == nil },
 		Acquire: func(ctx context.Context, id string) (http.RoundTripper, func(), error) {
 			h, err := n.resolve(id)
 			if err != nil {
