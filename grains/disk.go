@@ -291,6 +291,15 @@ func (s *Service) checkRoom(ownerID string, n, bound int64) error {
 	if bound > 0 && n > bound {
 		return fmt.Errorf("%w: it unpacks to %d MiB, more than the grain's %d MiB", erg.ErrTooLarge, n>>20, bound>>20)
 	}
+	if err := s.checkUser(ownerID, n); err != nil {
+		return err
+	}
+	return s.CheckFree(n)
+}
+
+// checkUser refuses to add n bytes to ownerID's grains past the bound on
+// what one user's grains keep together.
+func (s *Service) checkUser(ownerID string, n int64) error {
 	if lim := int64(s.cfg.Disk.UserMB) << 20; lim > 0 {
 		var total int64
 		for _, id := range s.OwnedBy(ownerID) {
@@ -304,7 +313,7 @@ func (s *Service) checkRoom(ownerID string, n, bound int64) error {
 			return fmt.Errorf("%w: it unpacks to %d MiB and the user's grains keep %d MiB, more than their %d MiB together", erg.ErrTooLarge, n>>20, total>>20, lim>>20)
 		}
 	}
-	return s.CheckFree(n)
+	return nil
 }
 
 // CheckFree refuses to add n bytes to the grains' disk (a restore, an

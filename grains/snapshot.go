@@ -104,7 +104,7 @@ func (s *Service) RestoreOver(ctx context.Context, who erg.User, id string, size
 	}
 	// The new /var is filled beside the old one, so both count for the
 	// floor; for the user's bound the old one goes.
-	if err := s.checkRoom(g.OwnerID(), max(size-used, 0), 0); err != nil {
+	if err := s.checkUser(g.OwnerID(), max(size-used, 0)); err != nil {
 		return fmt.Errorf("restore %s: %w", g.Title(), err)
 	}
 	if err := s.CheckFree(size); err != nil {

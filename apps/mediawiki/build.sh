@@ -23,22 +23,11 @@ debs=(
 	"mediawiki-classes=1:1.39.17-1+deb12u2 c5a10bbb4738ee69f54fed22eec4514a7cec95b500cfc355f58a76817a8ff944"
 )
 
+. "$here/../debs.sh"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 mkdir "$tmp/x"
-for d in "${debs[@]}"; do
-	set -- $d
-	pkg="${1%%=*}" version="${1#*=}" want="$2"
-	(cd "$tmp" && apt-get download -q=2 -o APT::Sandbox::User=root "$pkg=$version")
-	deb="$(ls "$tmp/${pkg}_"*.deb)"
-	got="$(sha256sum "$deb" | cut -d' ' -f1)"
-	if [ "$got" != "$want" ]; then
-		echo "$(basename "$deb"): sha256 $got, want $want" >&2
-		exit 1
-	fi
-	dpkg-deb -x "$deb" "$tmp/x"
-	rm "$deb"
-done
+fetch_debs "$tmp/x" "${debs[@]}"
 
 rm -rf "$out"
 mkdir -p "$out/app" "$out/dev" "$out/proc" "$out/tmp" "$out/var"

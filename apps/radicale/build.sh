@@ -18,23 +18,10 @@ debs=(
 	"python3-six=1.16.0-4 fd189e9cecbcf17a1fc20aec30055c8afa9c1eec00cd6e7ab385087a2ab3b0d3"
 )
 
-tmp="$(mktemp -d)"
-trap 'rm -rf "$tmp"' EXIT
+. "$here/../debs.sh"
 rm -rf "$out"
 mkdir -p "$out/app/radicale" "$out/dev" "$out/proc" "$out/tmp" "$out/var"
-for d in "${debs[@]}"; do
-	set -- $d
-	pkg="${1%%=*}" version="${1#*=}" want="$2"
-	(cd "$tmp" && apt-get download -q=2 -o APT::Sandbox::User=root "$pkg=$version")
-	deb="$(ls "$tmp/${pkg}_"*.deb)"
-	got="$(sha256sum "$deb" | cut -d' ' -f1)"
-	if [ "$got" != "$want" ]; then
-		echo "$(basename "$deb"): sha256 $got, want $want" >&2
-		exit 1
-	fi
-	dpkg-deb -x "$deb" "$out/app/radicale"
-	rm "$deb"
-done
+fetch_debs "$out/app/radicale" "${debs[@]}"
 # Only the Python modules are used; Debian's docs and metadata for them
 # stay out of the package (the .egg-info dirs stay: Radicale reads its
 # version from its own).

@@ -37,17 +37,9 @@ const padReady = `typeof clientVars !== "undefined" && typeof pad !== "undefined
 // her edits and imports change nothing; the pad is there after the
 // grain was stopped.
 func TestEtherpad(t *testing.T) {
-	file := packageFile(t, "etherpad")
-	env := nodetest.New(t)
-	a := env.Node("anode")
-	b := env.Node("bnode", nodetest.Owner("bob"), nodetest.Bootstrap(a.Status().P2PAddrs[:1]...))
+	env, a, b, g := onTwoFriends(t, "etherpad", "pad", "Pad")
 	c := env.Node("cnode", nodetest.Owner("carol"))
-	env.Befriend(a, b)
 	env.Befriend(a, c)
-	app, took := install(t, a, file)
-	t.Logf("installed %s in %v", app.ID, took)
-	viaStore(t, a, b, file, app.ID, "pad")
-	g := a.NewGrain(app.ID, "Pad")
 	a.ShareWith(g, b, "editor")
 	a.ShareWith(g, c, "viewer")
 

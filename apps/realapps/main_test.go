@@ -65,6 +65,23 @@ func publish(t *testing.T, n *nodetest.Node, file, tag string) {
 	t.Logf("erg app publish: %s", n.CLI(args...))
 }
 
+// onTwoFriends installs the package of the real app name on a node a,
+// publishes it in the store under tag and installs it from there on b, a
+// friend of a's with owner bob, and makes a grain of it titled title on
+// a.
+func onTwoFriends(t *testing.T, name, tag, title string) (env *nodetest.Env, a, b *nodetest.Node, g erg.Grain) {
+	t.Helper()
+	file := packageFile(t, name)
+	env = nodetest.New(t)
+	a = env.Node("anode")
+	b = env.Node("bnode", nodetest.Owner("bob"), nodetest.Bootstrap(a.Status().P2PAddrs[:1]...))
+	env.Befriend(a, b)
+	app, took := install(t, a, file)
+	t.Logf("installed %s in %v", app.ID, took)
+	viaStore(t, a, b, file, app.ID, tag)
+	return env, a, b, a.NewGrain(app.ID, title)
+}
+
 // viaStore publishes the package from a, and installs it on b from the
 // store by its app id, as `erg app install APPID` does.
 func viaStore(t *testing.T, a, b *nodetest.Node, file, appID, tag string) {

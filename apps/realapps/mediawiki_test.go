@@ -30,15 +30,7 @@ func (u *tab) goTo(path string) {
 // edit form nor the API saves his edits; the page is there after the
 // grain was stopped.
 func TestMediaWiki(t *testing.T) {
-	file := packageFile(t, "mediawiki")
-	env := nodetest.New(t)
-	a := env.Node("anode")
-	b := env.Node("bnode", nodetest.Owner("bob"), nodetest.Bootstrap(a.Status().P2PAddrs[:1]...))
-	env.Befriend(a, b)
-	app, took := install(t, a, file)
-	t.Logf("installed %s in %v", app.ID, took)
-	viaStore(t, a, b, file, app.ID, "wiki")
-	g := a.NewGrain(app.ID, "Wiki")
+	_, a, b, g := onTwoFriends(t, "mediawiki", "wiki", "Wiki")
 
 	br := newBrowser(t)
 	alice := br.newTab()

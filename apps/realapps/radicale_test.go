@@ -123,15 +123,7 @@ func syncCollection(token string) string {
 // friend with a viewer share, sees it there too and cannot change it; the
 // events are there after the grain was stopped.
 func TestRadicale(t *testing.T) {
-	file := packageFile(t, "radicale")
-	env := nodetest.New(t)
-	a := env.Node("anode")
-	b := env.Node("bnode", nodetest.Owner("bob"), nodetest.Bootstrap(a.Status().P2PAddrs[:1]...))
-	env.Befriend(a, b)
-	app, took := install(t, a, file)
-	t.Logf("installed %s in %v", app.ID, took)
-	viaStore(t, a, b, file, app.ID, "calendar")
-	g := a.NewGrain(app.ID, "Calendar")
+	_, a, b, g := onTwoFriends(t, "radicale", "calendar", "Calendar")
 	ctx := context.Background()
 	edTok, err := a.Client().NewGrainToken(ctx, g.ID, erg.GrainTokenRequest{Role: "editor", Label: "calendar app"})
 	if err != nil {

@@ -25,15 +25,7 @@ const visibleEditButton = `[...document.querySelectorAll('button[title="Edit thi
 // forging the header TiddlyWiki trusts; the wiki survives the grain's
 // stop and a backup restored as a new grain.
 func TestTiddlyWiki(t *testing.T) {
-	file := packageFile(t, "tiddlywiki")
-	env := nodetest.New(t)
-	a := env.Node("anode")
-	b := env.Node("bnode", nodetest.Owner("bob"), nodetest.Bootstrap(a.Status().P2PAddrs[:1]...))
-	env.Befriend(a, b)
-	app, took := install(t, a, file)
-	t.Logf("installed %s in %v", app.ID, took)
-	viaStore(t, a, b, file, app.ID, "wiki")
-	g := a.NewGrain(app.ID, "Wiki")
+	_, a, b, g := onTwoFriends(t, "tiddlywiki", "wiki", "Wiki")
 
 	br := newBrowser(t)
 	alice := br.newTab()

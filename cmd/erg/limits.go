@@ -89,15 +89,21 @@ func usageText(u *erg.GrainUsage) string {
 	if u == nil {
 		return "-"
 	}
-	cpu := "-"
+	cpu, mem := cpuAndMemory(u)
+	return fmt.Sprintf("CPU %s, memory %s of %s, disk %s", cpu, mem, limitText(u.MemoryLimitBytes), webui.FormatSize(u.DiskBytes))
+}
+
+// cpuAndMemory are a grain's CPU time and memory in use, "-" for what is
+// not known (a grain not run since the node started, or not running).
+func cpuAndMemory(u *erg.GrainUsage) (cpu, mem string) {
+	cpu, mem = "-", "-"
 	if u.Measured {
 		cpu = strconv.FormatFloat(u.CPUSeconds, 'f', 2, 64) + " s"
 	}
-	mem := "-"
 	if u.MemoryBytes > 0 {
 		mem = webui.FormatSize(u.MemoryBytes)
 	}
-	return fmt.Sprintf("CPU %s, memory %s of %s, disk %s", cpu, mem, limitText(u.MemoryLimitBytes), webui.FormatSize(u.DiskBytes))
+	return cpu, mem
 }
 
 // usageCols are the CPU, MEMORY and DISK columns of 'erg grain ls'.
@@ -105,14 +111,7 @@ func usageCols(u *erg.GrainUsage) string {
 	if u == nil {
 		return "\t\t"
 	}
-	cpu := "-"
-	if u.Measured {
-		cpu = strconv.FormatFloat(u.CPUSeconds, 'f', 2, 64) + " s"
-	}
-	mem := "-"
-	if u.MemoryBytes > 0 {
-		mem = webui.FormatSize(u.MemoryBytes)
-	}
+	cpu, mem := cpuAndMemory(u)
 	if u.MemoryLimitBytes > 0 {
 		mem += "/" + webui.FormatSize(u.MemoryLimitBytes)
 	}
