@@ -13,6 +13,7 @@ import (
 	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 )
 
@@ -219,4 +220,21 @@ func (m *Manifest) Role(name string) (Role, bool) {
 		}
 	}
 	return Role{}, false
+}
+
+// RolesWithin returns the roles that hold no permission the named role
+// lacks, itself among them, in the manifest's order: the roles a user who
+// holds it may hand on. An unknown role has none.
+func (m *Manifest) RolesWithin(name string) []Role {
+	own, ok := m.Role(name)
+	if !ok {
+		return nil
+	}
+	var out []Role
+	for _, r := range m.Roles {
+		if !slices.ContainsFunc(r.Permissions, func(p string) bool { return !slices.Contains(own.Permissions, p) }) {
+			out = append(out, r)
+		}
+	}
+	return out
 }

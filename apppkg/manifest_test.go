@@ -81,3 +81,27 @@ func TestManifestErrorsNameTheField(t *testing.T) {
 		})
 	}
 }
+
+func TestRolesWithin(t *testing.T) {
+	m := Manifest{Roles: []Role{
+		{Name: "viewer", Permissions: []string{"read"}},
+		{Name: "commenter", Permissions: []string{"read", "comment"}},
+		{Name: "editor", Permissions: []string{"read", "write"}},
+		{Name: "owner", Permissions: []string{"read", "write", "comment", "admin"}},
+	}}
+	names := func(rs []Role) string {
+		var out []string
+		for _, r := range rs {
+			out = append(out, r.Name)
+		}
+		return strings.Join(out, ",")
+	}
+	for role, want := range map[string]string{
+		"viewer": "viewer", "commenter": "viewer,commenter", "editor": "viewer,editor",
+		"owner": "viewer,commenter,editor,owner", "nobody": "",
+	} {
+		if got := names(m.RolesWithin(role)); got != want {
+			t.Errorf("within %s: %q, want %q", role, got, want)
+		}
+	}
+}

@@ -299,6 +299,12 @@ var migrations = []string{
 	END;
 	DELETE FROM powerbox_grants WHERE requester NOT IN (SELECT id FROM grains)
 		OR (target NOT IN (SELECT id FROM grains) AND target NOT IN (SELECT id FROM remote_grains));`,
+	// What a friend's grain's app offers (comma-separated, as permissions
+	// are) and the roles its share hands on (JSON: name, title,
+	// permissions), so the powerbox can offer it and grant less than the
+	// share; empty for shares from before, until they are restored.
+	`ALTER TABLE remote_grains ADD COLUMN offers TEXT NOT NULL DEFAULT '';
+	ALTER TABLE remote_grains ADD COLUMN roles TEXT NOT NULL DEFAULT '';`,
 }
 
 // Migrations returns the schema migrations in the order they apply; the

@@ -17,7 +17,7 @@ import (
 // refusingShares refuses every call with err.
 type refusingShares struct{ err error }
 
-func (s refusingShares) Restore(context.Context, string, string, []byte) (*GrainServer, ShareInfo, error) {
+func (s refusingShares) Restore(context.Context, string, string, []byte, string) (*GrainServer, ShareInfo, error) {
 	return nil, ShareInfo{}, s.err
 }
 func (s refusingShares) Offer(context.Context, string, Offer) error     { return s.err }

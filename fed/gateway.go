@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"capnproto.org/go/capnp/v3"
+
 	"erg"
 )
 
@@ -30,6 +32,10 @@ var ErrTooManyRestores error = &erg.Error{Kind: erg.TooMany, Msg: "too many rest
 type ShareInfo struct {
 	Title, AppName, Role string
 	Permissions          []string
+	// Offers are the APIs the grain's app offers; Roles the app's roles
+	// the friend's node may hand on, none above Role.
+	Offers []string
+	Roles  []erg.Role
 }
 
 // Offer is a share another node made for this one, as it arrives.
@@ -48,8 +54,9 @@ type Offer struct {
 type Shares interface {
 	// Restore returns a live grain for token if peer (a libp2p peer id,
 	// authenticated by the connection) holds that share, for user on
-	// peer's node; otherwise an error wrapping ErrUnknownToken.
-	Restore(ctx context.Context, peer, user string, token []byte) (*GrainServer, ShareInfo, error)
+	// peer's node, with role ("": the share's; another no higher than
+	// it); otherwise an error wrapping ErrUnknownToken.
+	Restore(ctx context.Context, peer, user string, token []byte, role string) (*GrainServer, ShareInfo, error)
 	// Offer records a share peer made for this node.
 	Offer(ctx context.Context, peer string, o Offer) error
 	// Withdraw marks a share peer offered as revoked; hash is the SHA-256
@@ -118,7 +125,11 @@ func (g *gatewayServer) restore(ctx context.Context, args Gateway_restore_Params
 	if len(user) > 64 {
 		return nil, ShareInfo{}, erg.E(erg.Invalid, "the user name is longer than 64 bytes")
 	}
-	gs, info, err := g.shares.Restore(ctx, g.peer, user, token)
+	role, err := args.Role()
+	if err != nil || len(role) > 64 {
+		return nil, ShareInfo{}, erg.E(erg.Invalid, "the role name is not text of at most 64 bytes")
+	}
+	gs, info, err := g.shares.Restore(ctx, g.peer, user, token, role)
 	if err != nil {
 		if errors.Is(err, ErrUnknownToken) {
 			return nil, ShareInfo{}, ErrUnknownToken
@@ -220,39 +231,102 @@ func (g *gatewayServer) Unfriend(ctx context.Context, call Gateway_unfriend) err
 	})
 }
 
-// readInfo decodes GrainInfo, bounding the permission list.
+// Bounds on what a GrainInfo lists.
+const (
+	maxInfoNames = 64 // permissions, offers and roles, each
+	maxInfoName  = 64 // bytes of one name
+)
+
+// readInfo decodes GrainInfo, bounding its lists.
 func readInfo(gi GrainInfo) (ShareInfo, error) {
 	var info ShareInfo
 	info.Title, _ = gi.Title()
 	info.AppName, _ = gi.AppName()
 	info.Role, _ = gi.Role()
-	ps, err := gi.Permissions()
+	var err error
+	if info.Permissions, err = readNames(gi.Permissions, "permission"); err != nil {
+		return info, err
+	}
+	if info.Offers, err = readNames(gi.Offers, "offer"); err != nil {
+		return info, err
+	}
+	roles, err := gi.Roles()
 	if err != nil {
 		return info, err
 	}
-	if ps.Len() > 64 {
-		return info, errors.New("more than 64 permissions")
+	if roles.Len() > maxInfoNames {
+		return info, fmt.Errorf("more than %d roles", maxInfoNames)
 	}
-	for i := 0; i < ps.Len(); i++ {
-		p, _ := ps.At(i)
-		if len(p) > 64 {
-			return info, errors.New("a permission name is over 64 bytes")
+	for i := 0; i < roles.Len(); i++ {
+		r := roles.At(i)
+		var role erg.Role
+		role.Name, _ = r.Name()
+		role.Title, _ = r.Title()
+		if len(role.Name) > maxInfoName || len(role.Title) > 200 {
+			return info, errors.New("a role's name is over 64 bytes or its title over 200")
 		}
-		info.Permissions = append(info.Permissions, p)
+		if role.Permissions, err = readNames(r.Permissions, "permission"); err != nil {
+			return info, err
+		}
+		info.Roles = append(info.Roles, role)
 	}
 	return info, nil
+}
+
+// readNames reads a list of names, bounded in count and length.
+func readNames(list func() (capnp.TextList, error), what string) ([]string, error) {
+	ps, err := list()
+	if err != nil {
+		return nil, err
+	}
+	if ps.Len() > maxInfoNames {
+		return nil, fmt.Errorf("more than %d %ss", maxInfoNames, what)
+	}
+	var out []string
+	for i := 0; i < ps.Len(); i++ {
+		p, _ := ps.At(i)
+		if len(p) > maxInfoName {
+			return nil, fmt.Errorf("a name among the %ss is over %d bytes", what, maxInfoName)
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }
 
 func writeInfo(gi GrainInfo, info ShareInfo) error {
 	gi.SetTitle(info.Title)
 	gi.SetAppName(info.AppName)
 	gi.SetRole(info.Role)
-	perms, err := gi.NewPermissions(int32(len(info.Permissions)))
+	if err := writeNames(gi.NewPermissions, info.Permissions); err != nil {
+		return err
+	}
+	if err := writeNames(gi.NewOffers, info.Offers); err != nil {
+		return err
+	}
+	roles, err := gi.NewRoles(int32(len(info.Roles)))
 	if err != nil {
 		return err
 	}
-	for i, p := range info.Permissions {
-		perms.Set(i, p)
+	for i, r := range info.Roles {
+		ri := roles.At(i)
+		ri.SetName(r.Name)
+		ri.SetTitle(r.Title)
+		if err := writeNames(ri.NewPermissions, r.Permissions); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func writeNames(newList func(int32) (capnp.TextList, error), names []string) error {
+	list, err := newList(int32(len(names)))
+	if err != nil {
+		return err
+	}
+	for i, n := range names {
+		if err := list.Set(i, n); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -312,13 +386,27 @@ func SendWithdraw(ctx context.Context, gw Gateway, hash []byte) error {
 }
 
 // Restore asks a friend's node (through its Gateway) for the grain behind
-// token, for user. The caller releases the returned Grain. A refusal of
-// kind NotFound is ErrUnknownToken, one of kind TooMany is
-// ErrTooManyRestores; an older node's refusal has kind Internal.
+// token, for user, with the share's role. The caller releases the
+// returned Grain. A refusal of kind NotFound is ErrUnknownToken, one of
+// kind TooMany is ErrTooManyRestores; an older node's refusal has kind
+// Internal.
 func Restore(ctx context.Context, gw Gateway, token []byte, user string) (Grain, ShareInfo, error) {
+	return RestoreAs(ctx, gw, token, user, "")
+}
+
+// RestoreAs is Restore with a role no higher than the share's (one of
+// its ShareInfo's Roles); "" is the share's own. A node that answers
+// with another role (an older one, which ignores the role) is refused
+// here, its grain released: a user must never get more than was asked.
+func RestoreAs(ctx context.Context, gw Gateway, token []byte, user, role string) (Grain, ShareInfo, error) {
 	fut, release := gw.Restore(ctx, func(p Gateway_restore_Params) error {
 		if err := p.SetToken(token); err != nil {
 			return err
+		}
+		if role != "" {
+			if err := p.SetRole(role); err != nil {
+				return err
+			}
 		}
 		p.SetKinds(true)
 		return p.SetUser(user)
@@ -340,6 +428,9 @@ func Restore(ctx context.Context, gw Gateway, token []byte, user string) (Grain,
 	var info ShareInfo
 	if gi, err := res.Info(); err == nil {
 		info, _ = readInfo(gi)
+	}
+	if role != "" && info.Role != role {
+		return Grain{}, ShareInfo{}, erg.E(erg.Forbidden, "the friend's node gave the role %q, not %q as asked (it may be an older erg)", info.Role, role)
 	}
 	return res.Grain().AddRef(), info, nil
 }

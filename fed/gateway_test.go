@@ -6,10 +6,13 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
 	"capnproto.org/go/capnp/v3"
+
+	"erg"
 )
 
 // memShares is a share table for testing the gateway on its own; the
@@ -19,14 +22,26 @@ type memShares struct {
 	token  []byte
 	server *GrainServer
 	asked  []string
+	// oldNode answers as a node from before restore took a role: with
+	// the share's, whatever was asked.
+	oldNode bool
 }
 
-func (m *memShares) Restore(_ context.Context, peer, user string, token []byte) (*GrainServer, ShareInfo, error) {
+func (m *memShares) Restore(_ context.Context, peer, user string, token []byte, role string) (*GrainServer, ShareInfo, error) {
 	m.asked = append(m.asked, user)
 	if peer != m.holder || !bytes.Equal(token, m.token) || m.server.Revoked() {
 		return nil, ShareInfo{}, ErrUnknownToken
 	}
-	return m.server, ShareInfo{Title: "Plans", AppName: "Notes", Role: "viewer", Permissions: []string{"read"}}, nil
+	info := ShareInfo{Title: "Plans", AppName: "Notes", Role: "editor", Permissions: []string{"read", "write"},
+		Offers: []string{"notes/v1"},
+		Roles:  []erg.Role{{Name: "viewer", Title: "Can view", Permissions: []string{"read"}}, {Name: "editor", Permissions: []string{"read", "write"}}}}
+	switch {
+	case role == "viewer" && !m.oldNode:
+		info.Role, info.Permissions = role, []string{"read"}
+	case role != "" && role != "editor" && !m.oldNode:
+		return nil, ShareInfo{}, erg.E(erg.Forbidden, "no role %q to hand on", role)
+	}
+	return m.server, info, nil
 }
 
 func (m *memShares) Offer(context.Context, string, Offer) error { return errors.New("no offers here") }
@@ -58,9 +73,28 @@ func TestGatewayRestore(t *testing.T) {
 		t.Fatal(err)
 	}
 	g.Release()
-	if info.Title != "Plans" || info.Role != "viewer" || len(info.Permissions) != 1 || info.Permissions[0] != "read" {
+	if info.Title != "Plans" || info.Role != "editor" || strings.Join(info.Permissions, ",") != "read,write" ||
+		strings.Join(info.Offers, ",") != "notes/v1" || len(info.Roles) != 2 || info.Roles[0].Title != "Can view" ||
+		strings.Join(info.Roles[1].Permissions, ",") != "read,write" {
 		t.Errorf("info %+v", info)
 	}
+	// A lower role, asked for, is what comes back; one the share cannot
+	// hand on is refused with its kind.
+	g, info, err = RestoreAs(ctx, dialGateway(t, "peerB", shares, lim), shares.token, "bob", "viewer")
+	if err != nil || info.Role != "viewer" || strings.Join(info.Permissions, ",") != "read" {
+		t.Errorf("restore as viewer: %+v %v", info, err)
+	}
+	g.Release()
+	if _, _, err := RestoreAs(ctx, dialGateway(t, "peerB", shares, lim), shares.token, "bob", "admin"); erg.KindOf(err) != erg.Forbidden {
+		t.Errorf("restore as a role above the share's: %v", err)
+	}
+	// A node that ignores the role and answers with the share's is
+	// refused by the asker: never more than asked for.
+	shares.oldNode = true
+	if _, _, err := RestoreAs(ctx, dialGateway(t, "peerB", shares, lim), shares.token, "bob", "viewer"); erg.KindOf(err) != erg.Forbidden {
+		t.Errorf("an old node's answer with the share's role: %v", err)
+	}
+	shares.oldNode = false
 
 	// The right token from the wrong node, a guessed token, an oversized
 	// one: all look the same to the asker.

@@ -28,7 +28,13 @@ interface Gateway {
   # user is that user's name on the friend's node; the grain will see
   # "user@<friend's node name>", the name the owner's node knows the friend
   # by. Fails if the token is unknown, revoked, or held by another peer.
-  restore @0 (token :Data, user :Text, kinds :Bool) -> (grain :Grain, info :GrainInfo, failure :Failure);
+  #
+  # role, if set, asks for the grain with that role instead of the share's:
+  # one of info.roles, none higher than the share's, so the friend's node
+  # can hand on less than the share gives (its powerbox does). An older
+  # node ignores it and answers with the share's role, which info.role
+  # says: a caller that asked for a role checks it got that one.
+  restore @0 (token :Data, user :Text, kinds :Bool, role :Text) -> (grain :Grain, info :GrainInfo, failure :Failure);
 
   # offer delivers a share the calling node made for this node: the token
   # to restore it with later, what it is, the owner's name on the calling
@@ -59,6 +65,19 @@ struct GrainInfo {
   appName @1 :Text;
   role @2 :Text;
   permissions @3 :List(Text);
+  # offers names the APIs the grain's app serves (its manifest's offers),
+  # so the friend's powerbox can offer the grain to a request for one.
+  offers @4 :List(Text);
+  # roles are the app's roles that hold no permission the share's role
+  # lacks, the share's own among them: those a user of the friend's node
+  # may hand on (restore's role).
+  roles @5 :List(RoleInfo);
+}
+
+struct RoleInfo {
+  name @0 :Text;
+  title @1 :Text;
+  permissions @2 :List(Text);
 }
 
 # Grain relays HTTP exchanges, websockets included, into one grain as one

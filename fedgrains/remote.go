@@ -8,11 +8,13 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -37,32 +39,51 @@ type remoteGrain struct {
 	id, peer, userID            string
 	token                       []byte
 	title, appName, role, owner string
-	perms                       []string
+	perms, offers               []string
+	roles                       []erg.Role // those the share hands on
 	revoked                     bool
 	created                     time.Time
-	mu                          sync.Mutex // guards rt while restoring
-	rt                          *fed.Transport
-	conn                        *rpc.Conn
+	mu                          sync.Mutex // guards caps while restoring
+	// caps are the live capabilities into the grain: "" the share's
+	// role, any other a role no higher that the powerbox handed on.
+	caps map[string]liveCap
+}
+
+type liveCap struct {
+	rt   *fed.Transport
+	conn *rpc.Conn
 }
 
 func (s *Service) loadRemote(ctx context.Context) error {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, peer, token, user_id, title, app_name, role, permissions, owner, revoked, created_at FROM remote_grains`)
+	rows, err := s.db.QueryContext(ctx, `SELECT id, peer, token, user_id, title, app_name, role, permissions, offers, roles, owner, revoked, created_at FROM remote_grains`)
 	if err != nil {
 		return fmt.Errorf("load shared grains: %w", err)
 	}
 	defer rows.Close()
 	for rows.Next() {
 		g := &remoteGrain{}
-		var perms string
+		var perms, offers, roles string
 		var created int64
-		if err := rows.Scan(&g.id, &g.peer, &g.token, &g.userID, &g.title, &g.appName, &g.role, &perms, &g.owner, &g.revoked, &created); err != nil {
+		if err := rows.Scan(&g.id, &g.peer, &g.token, &g.userID, &g.title, &g.appName, &g.role, &perms, &offers, &roles, &g.owner, &g.revoked, &created); err != nil {
 			return err
 		}
-		g.perms = splitList(perms)
+		g.perms, g.offers = splitList(perms), splitList(offers)
+		if roles != "" {
+			json.Unmarshal([]byte(roles), &g.roles)
+		}
 		g.created = time.Unix(created, 0)
 		s.remote[g.id] = g
 	}
 	return rows.Err()
+}
+
+// rolesJSON is how remote_grains keeps the roles a share hands on.
+func rolesJSON(rs []erg.Role) string {
+	if len(rs) == 0 {
+		return ""
+	}
+	b, _ := json.Marshal(rs)
+	return string(b)
 }
 
 func splitList(s string) []string {
@@ -107,8 +128,9 @@ func (s *Service) Offer(ctx context.Context, peerID string, o fed.Offer) error {
 	if _, err := accounts.CheckUsername(o.Owner); err != nil {
 		return erg.E(erg.Invalid, "the owner's name is not a valid erg username")
 	}
-	if strings.ContainsAny(o.Info.Role, ",") || strings.ContainsFunc(strings.Join(o.Info.Permissions, ""), func(r rune) bool { return r == ',' }) {
-		return erg.E(erg.Invalid, "role and permission names hold no commas")
+	if strings.ContainsAny(o.Info.Role, ",") || strings.Contains(strings.Join(o.Info.Permissions, ""), ",") ||
+		strings.Contains(strings.Join(o.Info.Offers, ""), ",") {
+		return erg.E(erg.Invalid, "role, permission and offer names hold no commas")
 	}
 	var count int
 	s.db.QueryRowContext(ctx, `SELECT count(*) FROM remote_grains WHERE peer = ?`, peerID).Scan(&count)
@@ -120,11 +142,14 @@ func (s *Service) Offer(ctx context.Context, peerID string, o fed.Offer) error {
 		title = "Untitled " + o.Info.AppName
 	}
 	g := &remoteGrain{id: grains.NewID(), peer: peerID, userID: userID, token: o.Token, title: title, appName: o.Info.AppName,
-		role: o.Info.Role, perms: o.Info.Permissions, owner: o.Owner, created: time.Unix(time.Now().Unix(), 0)}
-	err := s.db.QueryRowContext(ctx, `INSERT INTO remote_grains (id, peer, token, user_id, title, app_name, role, permissions, owner, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-		ON CONFLICT (peer, token) DO UPDATE SET title = excluded.title, role = excluded.role, permissions = excluded.permissions, revoked = 0
-		RETURNING id`, g.id, peerID, g.token, userID, g.title, g.appName, g.role, strings.Join(g.perms, ","), g.owner, g.created.Unix()).Scan(&g.id)
+		role: o.Info.Role, perms: o.Info.Permissions, offers: o.Info.Offers, roles: handedOn(o.Info),
+		owner: o.Owner, created: time.Unix(time.Now().Unix(), 0)}
+	err := s.db.QueryRowContext(ctx, `INSERT INTO remote_grains (id, peer, token, user_id, title, app_name, role, permissions, offers, roles, owner, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (peer, token) DO UPDATE SET title = excluded.title, role = excluded.role, permissions = excluded.permissions,
+			offers = excluded.offers, roles = excluded.roles, revoked = 0
+		RETURNING id`, g.id, peerID, g.token, userID, g.title, g.appName, g.role, strings.Join(g.perms, ","),
+		strings.Join(g.offers, ","), rolesJSON(g.roles), g.owner, g.created.Unix()).Scan(&g.id)
 	if err != nil {
 		return fmt.Errorf("record share: %w", err)
 	}
@@ -166,10 +191,10 @@ func (s *Service) markRevoked(g *remoteGrain) {
 	}
 	s.db.Exec(`UPDATE remote_grains SET revoked = 1 WHERE id = ?`, g.id)
 	g.mu.Lock()
-	if g.rt != nil {
-		g.rt.Grain.Release()
+	for _, c := range g.caps {
+		c.rt.Grain.Release()
 	}
-	g.rt, g.conn = nil, nil
+	g.caps = nil
 	g.mu.Unlock()
 	s.log.Info("a friend revoked a share", "grain", g.id, "title", g.title)
 }
@@ -286,18 +311,19 @@ func (s *Service) loadRemoteSession(ctx context.Context, hash string, g *remoteG
 	}, nil
 }
 
-// restoreRemote returns a transport into a remote grain, restoring the
-// share over Cap'n Proto if this node has no live capability for it.
-func (s *Service) restoreRemote(ctx context.Context, g *remoteGrain) (*fed.Transport, error) {
+// restoreRemote returns a transport into a remote grain with role ("":
+// the share's), restoring the share over Cap'n Proto if this node has no
+// live capability for it.
+func (s *Service) restoreRemote(ctx context.Context, g *remoteGrain, role string) (*fed.Transport, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.rt != nil {
+	if c, ok := g.caps[role]; ok {
 		select {
-		case <-g.conn.Done():
-			g.rt.Grain.Release()
-			g.rt, g.conn = nil, nil
+		case <-c.conn.Done():
+			c.rt.Grain.Release()
+			delete(g.caps, role)
 		default:
-			return g.rt, nil
+			return c.rt, nil
 		}
 	}
 	s.mu.Lock()
@@ -321,7 +347,7 @@ func (s *Service) restoreRemote(ctx context.Context, g *remoteGrain) (*fed.Trans
 		if c, err = s.friends.Gateway(ctx, id); err != nil {
 			return nil, err
 		}
-		grain, info, err = fed.Restore(ctx, c.Gateway(), g.token, u.Username)
+		grain, info, err = fed.RestoreAs(ctx, c.Gateway(), g.token, u.Username, role)
 		if err == nil || attempt > 0 || ctx.Err() != nil || !friends.ConnectionLost(err) {
 			break
 		}
@@ -337,24 +363,54 @@ func (s *Service) restoreRemote(ctx context.Context, g *remoteGrain) (*fed.Trans
 	if err != nil {
 		return nil, err
 	}
+	if role == "" {
+		s.learn(g, info)
+	}
+	if g.caps == nil {
+		g.caps = map[string]liveCap{}
+	}
+	rt := &fed.Transport{Grain: grain}
+	g.caps[role] = liveCap{rt: rt, conn: c.RPC()}
+	return rt, nil
+}
+
+// learn keeps what the owner's node says of a grain now (its role, title,
+// what its app offers and which roles the share hands on), which may have
+// changed since the share came, or the share may be from before some of
+// it was sent.
+func (s *Service) learn(g *remoteGrain, info fed.ShareInfo) {
 	s.mu.Lock()
-	g.role, g.perms = info.Role, info.Permissions
+	changed := g.role != info.Role || !slices.Equal(g.perms, info.Permissions) || !slices.Equal(g.offers, info.Offers) ||
+		rolesJSON(g.roles) != rolesJSON(handedOn(info)) || info.Title != "" && g.title != info.Title
+	g.role, g.perms, g.offers, g.roles = info.Role, info.Permissions, info.Offers, handedOn(info)
 	if info.Title != "" {
 		g.title = info.Title
 	}
+	role, perms, offers, roles, title := g.role, strings.Join(g.perms, ","), strings.Join(g.offers, ","), rolesJSON(g.roles), g.title
 	s.mu.Unlock()
-	g.rt, g.conn = &fed.Transport{Grain: grain}, c.RPC()
-	return g.rt, nil
+	if changed {
+		s.db.Exec(`UPDATE remote_grains SET role = ?, permissions = ?, offers = ?, roles = ?, title = ? WHERE id = ?`,
+			role, perms, offers, roles, title, g.id)
+	}
 }
 
-// dropRemoteRT forgets a capability that failed, so the next request
+// handedOn is the roles a share's info says it hands on; an owner's node
+// from before roles were sent hands on only the share's own.
+func handedOn(info fed.ShareInfo) []erg.Role {
+	if len(info.Roles) == 0 {
+		return []erg.Role{{Name: info.Role, Permissions: info.Permissions}}
+	}
+	return info.Roles
+}
+
+// dropRT forgets a capability that failed, so the next request
 // restores the share again.
-func (g *remoteGrain) dropRT(t *fed.Transport) {
+func (g *remoteGrain) dropRT(role string, t *fed.Transport) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if g.rt == t {
-		g.rt.Grain.Release()
-		g.rt, g.conn = nil, nil
+	if c, ok := g.caps[role]; ok && c.rt == t {
+		c.rt.Grain.Release()
+		delete(g.caps, role)
 	}
 }
 
@@ -363,13 +419,29 @@ func (g *remoteGrain) dropRT(t *fed.Transport) {
 // dropped) is restored again on the next request, which is retried once
 // if it had no body.
 func (rh Handle) Acquire(ctx context.Context) (http.RoundTripper, func(), error) {
+	return rh.AcquireAs(ctx, "")
+}
+
+// AcquireAs is Acquire with a role the share hands on (one of its
+// Roles; "" is the share's own), which the owner's node enforces: the
+// powerbox hands on less than the share gives this way.
+func (rh Handle) AcquireAs(ctx context.Context, role string) (http.RoundTripper, func(), error) {
 	s, g := rh.s, rh.g
-	if _, err := s.restoreRemote(ctx, g); err != nil && !errors.Is(err, errShareRevoked) {
+	s.mu.Lock()
+	if role == g.role {
+		role = ""
+	}
+	known := role == "" || slices.ContainsFunc(g.roles, func(r erg.Role) bool { return r.Name == role })
+	s.mu.Unlock()
+	if !known {
+		return nil, nil, erg.E(erg.Forbidden, "the share of %q does not hand on the role %q", g.title, role)
+	}
+	if _, err := s.restoreRemote(ctx, g, role); err != nil && !errors.Is(err, errShareRevoked) {
 		return nil, nil, err
 	}
 	return roundTripFunc(func(req *http.Request) (*http.Response, error) {
 		for attempt := 0; ; attempt++ {
-			t, err := s.restoreRemote(req.Context(), g)
+			t, err := s.restoreRemote(req.Context(), g, role)
 			if errors.Is(err, errShareRevoked) {
 				return revokedResponse(req), nil
 			}
@@ -384,7 +456,7 @@ func (rh Handle) Acquire(ctx context.Context) (http.RoundTripper, func(), error)
 				s.markRevoked(g)
 				return revokedResponse(req), nil
 			}
-			g.dropRT(t)
+			g.dropRT(role, t)
 			if attempt > 0 || req.Context().Err() != nil || (req.Body != nil && req.Body != http.NoBody) {
 				return nil, err
 			}

@@ -21,6 +21,7 @@ import (
 
 	"erg"
 	"erg/accounts"
+	"erg/apppkg"
 	"erg/fed"
 	"erg/grains"
 	"erg/shares"
@@ -57,7 +58,6 @@ func (s *Service) ShareWithFriend(ctx context.Context, who erg.User, g *grains.I
 		return erg.Share{}, fmt.Errorf("%w: a share expires within a year, or never (0)", erg.ErrInvalid)
 	}
 	m, title := g.App(), g.Title()
-	role, _ := m.Role(req.Role)
 	now := time.Now()
 	sh := erg.Share{ID: shares.NewID(), GrainID: g.ID(), Role: req.Role, Label: label, Created: time.Unix(now.Unix(), 0),
 		Friend: f.Name, FriendUser: friendUser}
@@ -72,8 +72,7 @@ func (s *Service) ShareWithFriend(ctx context.Context, who erg.User, g *grains.I
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, sh.ID, grains.HashToken(string(token)), g.ID(), sh.Role, label, now.Unix(), expires, f.Peer, friendUser); err != nil {
 		return erg.Share{}, fmt.Errorf("new share: %w", err)
 	}
-	offer := fed.Offer{Token: token, Owner: who.Username, User: friendUser,
-		Info: fed.ShareInfo{Title: title, AppName: m.Name, Role: sh.Role, Permissions: role.Permissions}}
+	offer := fed.Offer{Token: token, Owner: who.Username, User: friendUser, Info: shareInfo(m, title, sh.Role, sh.Role)}
 	dctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	err = s.friends.Call(dctx, id, func(gw fed.Gateway) error { return fed.SendOffer(dctx, gw, offer) })
@@ -127,7 +126,7 @@ func (s *Service) revokeServers(shareID string) {
 
 // Restore implements fed.Shares: a friend's node turns a share token into
 // a grain capability for one of its users.
-func (s *Service) Restore(ctx context.Context, peerID, user string, token []byte) (*fed.GrainServer, fed.ShareInfo, error) {
+func (s *Service) Restore(ctx context.Context, peerID, user string, token []byte, asked string) (*fed.GrainServer, fed.ShareInfo, error) {
 	if err := s.await(ctx); err != nil {
 		return nil, fed.ShareInfo{}, err
 	}
@@ -158,11 +157,17 @@ func (s *Service) Restore(ctx context.Context, peerID, user string, token []byte
 		return nil, fed.ShareInfo{}, fed.ErrUnknownToken
 	}
 	m, title := g.App(), g.Title()
-	rl, _ := m.Role(role)
+	if asked == "" {
+		asked = role
+	}
+	info := shareInfo(m, title, role, asked)
+	if info.Role == "" {
+		return nil, fed.ShareInfo{}, erg.E(erg.Forbidden, "this share cannot hand on the role %q: it gives %q, and hands on only roles no higher", asked, role)
+	}
 	v := erg.Viewer{
 		UserID:      s.derive("friend-user-id", peerID, uname, grainID),
 		Username:    uname + "@" + f.Name,
-		Permissions: rl.Permissions,
+		Permissions: info.Permissions,
 		SessionID:   s.derive("friend-session", grains.RandomToken()),
 	}
 	gs := fed.NewGrainServer(s.grainTransport(grainID), func(r *http.Request) {
@@ -190,8 +195,22 @@ func (s *Service) Restore(ctx context.Context, peerID, user string, token []byte
 		gs.OnRelease()
 		return nil, fed.ShareInfo{}, fed.ErrUnknownToken
 	}
-	s.log.Info("friend restored a share", "friend", f.Name, "user", uname, "grain", grainID, "role", role)
-	return gs, fed.ShareInfo{Title: title, AppName: m.Name, Role: role, Permissions: rl.Permissions}, nil
+	s.log.Info("friend restored a share", "friend", f.Name, "user", uname, "grain", grainID, "role", info.Role)
+	return gs, info, nil
+}
+
+// shareInfo describes a grain shared with role to the friend's node, as
+// seen with the role as, one no higher than role; as higher than role
+// (or unknown) leaves Role empty.
+func shareInfo(m *apppkg.Manifest, title, role, as string) fed.ShareInfo {
+	info := fed.ShareInfo{Title: title, AppName: m.Name, Offers: m.Offers}
+	for _, r := range m.RolesWithin(role) {
+		info.Roles = append(info.Roles, erg.Role{Name: r.Name, Title: r.Title, Permissions: r.Permissions})
+		if r.Name == as {
+			info.Role, info.Permissions = r.Name, r.Permissions
+		}
+	}
+	return info
 }
 
 // grainTransport sends each request into a local grain, starting it if

@@ -50,7 +50,7 @@ const (
 // Proto connections: the grains shared between the nodes. It is
 // fed.Shares less Unfriend, which the Service answers itself.
 type Shares interface {
-	Restore(ctx context.Context, peer, user string, token []byte) (*fed.GrainServer, fed.ShareInfo, error)
+	Restore(ctx context.Context, peer, user string, token []byte, role string) (*fed.GrainServer, fed.ShareInfo, error)
 	Offer(ctx context.Context, peer string, o fed.Offer) error
 	Withdraw(ctx context.Context, peer string, hash []byte) error
 }

@@ -30,7 +30,7 @@ type noShares struct {
 	forgotten []string
 }
 
-func (*noShares) Restore(context.Context, string, string, []byte) (*fed.GrainServer, fed.ShareInfo, error) {
+func (*noShares) Restore(context.Context, string, string, []byte, string) (*fed.GrainServer, fed.ShareInfo, error) {
 	return nil, fed.ShareInfo{}, fed.ErrUnknownToken
 }
 func (*noShares) Offer(context.Context, string, fed.Offer) error { return nil }

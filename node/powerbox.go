@@ -5,7 +5,7 @@ import (
 	"net/http"
 
 	"erg"
-
+	"erg/fedgrains"
 	"erg/powerbox"
 )
 
@@ -23,13 +23,15 @@ func (n *Node) newPowerbox() *powerbox.Service {
 			return describe(ctx, n, who, id)
 		},
 		Local: n.grains,
-		Apps:  n.installer.Apps,
 		User:  n.accounts.User,
 		Owns:  func(who erg.User, id string) bool { _, err := n.grains.Own(who, id); return err == nil },
-		Acquire: func(ctx context.Context, id string) (http.RoundTripper, func(), error) {
+		Acquire: func(ctx context.Context, id, role string) (http.RoundTripper, func(), error) {
 			h, err := n.resolve(id)
 			if err != nil {
 				return nil, nil, err
+			}
+			if rh, ok := h.(fedgrains.Handle); ok {
+				return rh.AcquireAs(ctx, role)
 			}
 			return h.Acquire(ctx)
 		},

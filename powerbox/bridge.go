@@ -65,7 +65,7 @@ func (b *bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	stop := context.AfterFunc(a.Viewer.Session, cancel)
 	defer stop()
-	rt, release, err := b.s.cfg.Acquire(ctx, a.Target)
+	rt, release, err := b.s.cfg.Acquire(ctx, a.Target, a.Role)
 	if err != nil {
 		bridgeError(w, erg.E(erg.Unavailable, "the grain could not start: %v", err), 0)
 		return

@@ -38,7 +38,7 @@ func (b *capnpBridge) Open(ctx context.Context, grant string) (http.RoundTripper
 	if err != nil {
 		return nil, nil, nil, nil, err
 	}
-	rt, release, err := b.s.cfg.Acquire(ctx, a.Target)
+	rt, release, err := b.s.cfg.Acquire(ctx, a.Target, a.Role)
 	if err != nil {
 		a.Release()
 		return nil, nil, nil, nil, err

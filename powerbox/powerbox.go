@@ -68,16 +68,17 @@ type Config struct {
 	// it, or it is gone).
 	Grains func(ctx context.Context, who erg.User) ([]erg.Grain, error)
 	Grain  func(ctx context.Context, who erg.User, id string) (erg.Grain, error)
-	// Local holds the node's own grains (their apps' roles and offers);
-	// Apps lists the apps installed here.
+	// Local holds the node's own grains (their apps' roles and offers).
 	Local *grains.Service
-	Apps  func(ctx context.Context) ([]erg.App, error)
 	// User finds a local account by id.
 	User func(ctx context.Context, id string) (erg.User, error)
 	// Owns reports whether who owns a grain of this node's.
 	Owns func(who erg.User, grainID string) bool
-	// Acquire leases a transport into a grain, local or a friend's.
-	Acquire func(ctx context.Context, id string) (http.RoundTripper, func(), error)
+	// Acquire leases a transport into a grain, local or a friend's; role
+	// is the one granted, which a friend's grain is reached with (the
+	// owner's node enforces it), while a local grain is told it on each
+	// request.
+	Acquire func(ctx context.Context, id, role string) (http.RoundTripper, func(), error)
 	// RequestRate bounds powerbox requests per user and requesting grain;
 	// default 1 a second with bursts of 10.
 	RequestRate  rate.Limit
@@ -309,6 +310,7 @@ func (s *Service) check(ctx context.Context, u erg.User, requester, target, role
 type Access struct {
 	GrantID string
 	Target  string
+	Role    string
 	APIPath string // "" for a friend's grain
 	// Viewer is who the target is told is asking: the granting user with
 	// the granted role's permissions. Its Session is cancelled when the
@@ -357,7 +359,7 @@ func (s *Service) Open(ctx context.Context, requester, token string) (Access, er
 	}
 	lctx, release := s.hold(id)
 	return Access{
-		GrantID: id, Target: target, APIPath: t.APIPath,
+		GrantID: id, Target: target, Role: role, APIPath: t.APIPath,
 		Viewer: erg.Viewer{
 			UserID: s.cfg.Derive("user-id", u.ID, target), Username: u.Username, Permissions: perms,
 			SessionID: s.cfg.Derive("grant", id), Session: lctx, Account: u.ID,

@@ -2,7 +2,7 @@ package powerbox
 
 import (
 	"context"
-	"slices"
+	"encoding/json"
 	"strings"
 
 	"erg"
@@ -44,21 +44,16 @@ func (s *Service) describe(ctx context.Context, g erg.Grain) (Target, bool) {
 		if g.Revoked {
 			return t, false
 		}
-		// A friend's grain: the role the friend gave is all there is.
-		var perms string
-		s.db.QueryRowContext(ctx, `SELECT permissions FROM remote_grains WHERE id = ?`, g.ID).Scan(&perms)
-		if perms != "" {
-			t.Permissions = strings.Split(perms, ",")
+		// A friend's grain: what the friend's node said of it, the roles
+		// its share hands on among it (the owner's node enforces them).
+		var perms, offers, roles string
+		s.db.QueryRowContext(ctx, `SELECT permissions, offers, roles FROM remote_grains WHERE id = ?`, g.ID).Scan(&perms, &offers, &roles)
+		t.Permissions, t.Offers = splitList(perms), splitList(offers)
+		if roles != "" {
+			json.Unmarshal([]byte(roles), &t.Roles)
 		}
-		t.Roles = []erg.Role{{Name: g.Role, Permissions: t.Permissions}}
-		// A friend's node tells the app's name, not what it offers: an app
-		// of that name here stands in for it.
-		if apps, err := s.cfg.Apps(ctx); err == nil {
-			for _, a := range apps {
-				if a.Name == g.AppName {
-					t.Offers = a.Offers
-				}
-			}
+		if len(t.Roles) == 0 {
+			t.Roles = []erg.Role{{Name: g.Role, Permissions: t.Permissions}}
 		}
 		return t, true
 	}
@@ -72,11 +67,15 @@ func (s *Service) describe(ctx context.Context, g erg.Grain) (Target, bool) {
 		return t, false
 	}
 	t.Permissions, t.Offers, t.APIPath = own.Permissions, m.Offers, m.APIPath
-	for _, r := range m.Roles {
-		// Offered only the roles whose permissions the user holds all of.
-		if !slices.ContainsFunc(r.Permissions, func(p string) bool { return !slices.Contains(own.Permissions, p) }) {
-			t.Roles = append(t.Roles, erg.Role{Name: r.Name, Title: r.Title, Permissions: r.Permissions})
-		}
+	for _, r := range m.RolesWithin(g.Role) {
+		t.Roles = append(t.Roles, erg.Role{Name: r.Name, Title: r.Title, Permissions: r.Permissions})
 	}
 	return t, true
+}
+
+func splitList(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, ",")
 }
