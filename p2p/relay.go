@@ -32,12 +32,13 @@ func (x *Host) friendsOf() Friends {
 	return nil
 }
 
-// relayResources are the relay's limits. A friend's grain session over
+// RelayResources are the relay's limits. A friend's grain session over
 // the relay may last hours and move gigabytes (a download, a backup), so
 // a circuit has no time or data cap (libp2p's default of 2 minutes and
 // 128 KiB ends a session mid-page); the ACL admits only friends, and the
-// counts below bound what they can hold open at once.
-func relayResources() relayv2.Resources {
+// counts below bound what they can hold open at once. The lab's raw
+// relay (internal/lab) runs with the same, to be the baseline of erg's.
+func RelayResources() relayv2.Resources {
 	r := relayv2.DefaultResources()
 	r.Limit = nil
 	r.MaxReservations = 64     // friends with a slot here
@@ -76,7 +77,7 @@ func (x *Host) internetOptions(relays []peer.AddrInfo) []libp2p.Option {
 		libp2p.EnableAutoNATv2(),
 		libp2p.EnableNATService(),
 		// Relay for friends once reachable.
-		libp2p.EnableRelayService(relayv2.WithResources(relayResources()), relayv2.WithACL(friendsOnly{x})),
+		libp2p.EnableRelayService(relayv2.WithResources(RelayResources()), relayv2.WithACL(friendsOnly{x})),
 		// When not reachable, reserve on friends that relay and on the
 		// owner's relays, at once (libp2p waits 3 minutes by default).
 		libp2p.EnableAutoRelayWithPeerSource(x.relayCandidates(relays),

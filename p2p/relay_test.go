@@ -51,7 +51,7 @@ func TestRelayServesFriendsOnly(t *testing.T) {
 			t.Errorf("%s: connect = %v, want %v", tc.name, got, tc.want)
 		}
 	}
-	if r := relayResources(); r.Limit != nil {
+	if r := RelayResources(); r.Limit != nil {
 		t.Errorf("relayed friends' sessions are cut at %v / %d bytes", r.Limit.Duration, r.Limit.Data)
 	}
 }

@@ -1,15 +1,21 @@
 package lab
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
+	"erg/internal/testkit"
 	"erg/nodetest"
 	"erg/p2p"
 )
@@ -105,6 +111,8 @@ func TestBenchGrainPaths(t *testing.T) {
 		t.Log(line)
 	}
 
+	downloads(t, w)
+
 	// The routers lose their NAT tables (and C's its mappings): how long
 	// until a request to each friend's grain works again.
 	healStart := time.Now()
@@ -142,4 +150,206 @@ func answers(win *nodetest.Window, d time.Duration) bool {
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	return resp.StatusCode == http.StatusOK
+}
+
+// downloads measures a 50 MiB download to A's browser from an echo
+// grain's /bytes: A's own (no path between nodes), C's over the direct
+// path and B's relayed through R, three times each; then the same bytes
+// over a raw libp2p stream on each path, once over TCP and once over QUIC
+// (the lab helper's bulk mode): plain hosts in A's, B's and C's homes,
+// behind the same routers, the one in C's home mapped by C's router as
+// C's node is, and a relay in R's namespace with erg's relay limits
+// (p2p.RelayResources) carrying A's to B's. Which transport carried erg's
+// bytes the routers' byte counts tell. It logs each download's MB/s (the
+// median) beside its raw streams'.
+func downloads(t *testing.T, w *world) {
+	const runs = 3
+	type path struct {
+		name  string
+		on    *nodetest.Node
+		legs  []Home   // the routers the bytes cross, and the peer of each
+		peers []string // (for the transport they used)
+		erg   float64  // MB/s, the median run
+		wire  string   // the transport that carried erg's bytes
+		raw   map[string]float64
+	}
+	paths := []*path{
+		{name: "A's own grain (baseline)", on: w.a},
+		{name: "C's grain, direct", on: w.c, legs: []Home{w.A}, peers: []string{w.C.WAN}},
+		{name: "B's grain, relayed through R", on: w.b, legs: []Home{w.A, w.B}, peers: []string{RAddr, RAddr}},
+	}
+	for _, p := range paths {
+		g := p.on.NewGrain("echo", "download "+p.on.Name)
+		p.raw = map[string]float64{}
+		if p.on != w.a {
+			p.on.ShareWith(g, w.a, "editor") // echo's one role
+		}
+		win := w.a.Open(g)
+		win.HTTP.Timeout = 5 * time.Minute
+		if code, _ := win.Get("/bytes?n=100"); code != 200 {
+			t.Fatalf("%s: /bytes = %d", p.name, code)
+		}
+		before := carried(p.legs, p.peers)
+		var secs []float64
+		for range runs {
+			start := time.Now()
+			resp, err := win.HTTP.Get(win.Origin + "/bytes?n=" + strconv.Itoa(downloadBytes))
+			if err != nil {
+				t.Fatalf("%s: download: %v", p.name, err)
+			}
+			n, err := io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if err != nil || n != downloadBytes || resp.StatusCode != 200 {
+				t.Fatalf("%s: download: %s, %d of %d bytes, %v", p.name, resp.Status, n, downloadBytes, err)
+			}
+			secs = append(secs, time.Since(start).Seconds())
+		}
+		p.erg = mbps(secs)
+		p.wire = transport(before, carried(p.legs, p.peers))
+	}
+
+	// The raw streams. Seeds name the helper hosts: 1 the relay, 2 and 5
+	// the servers in B's home (reserved over TCP and over QUIC), 3 the
+	// server in C's home, 4 the client in A's.
+	relay := startBulk(t, w.R, "raw relay", bulkPlan{Role: "relay", Seed: 1, Allow: []byte{2, 4, 5}})
+	mapped := startBulk(t, w.C.Host, "raw server in C's home", bulkPlan{Role: "serve", Seed: 3, PortMap: true})
+	for wire, seed := range map[string]byte{"tcp": 2, "quic": 5} {
+		viaR := startBulk(t, w.B.Host, "raw server in B's home over "+wire, bulkPlan{Role: "serve", Seed: seed, Relay: onWire(t, relay.Addrs, wire)})
+		for i, server := range []string{onWire(t, mapped.Addrs, wire), onWire(t, viaR.Addrs, wire)} {
+			rep := fetchBulk(t, w.A.Host, bulkPlan{Role: "fetch", Seed: 4, Server: server, Bytes: downloadBytes, Runs: runs})
+			paths[i+1].raw[wire] = mbps(rep.Seconds)
+		}
+	}
+	for _, p := range paths {
+		line := fmt.Sprintf("%-32s 50 MiB download %6.1f MB/s", p.name, p.erg)
+		if p.on != w.a {
+			line += fmt.Sprintf(" over %-4s  raw libp2p stream: tcp %6.1f MB/s, quic %6.1f MB/s", p.wire, p.raw["tcp"], p.raw["quic"])
+			if raw, ok := p.raw[p.wire]; ok {
+				line += fmt.Sprintf("  (%.2f of the raw stream on its transport)", p.erg/raw)
+			}
+		}
+		t.Log(line)
+	}
+}
+
+// downloadBytes is the size of the download benchmarks: 50 MiB.
+const downloadBytes = 50 << 20
+
+// mbps is the median rate of downloads of downloadBytes that took secs.
+func mbps(secs []float64) float64 {
+	s := slices.Clone(secs)
+	slices.Sort(s)
+	return downloadBytes / 1e6 / s[len(s)/2]
+}
+
+// carried is, for each leg, the bytes its router's flows with its peer
+// carried so far, over TCP and over UDP.
+func carried(legs []Home, peers []string) [][2]int64 {
+	var out [][2]int64
+	for i, h := range legs {
+		out = append(out, [2]int64{h.Bytes("tcp", peers[i]), h.Bytes("udp", peers[i])})
+	}
+	return out
+}
+
+// transport says which transport carried every leg's bytes between two
+// counts ("tcp" or "quic", the one that moved at least the downloads'
+// bytes on each leg), or what each leg moved when they differ.
+func transport(before, after [][2]int64) string {
+	var wires []string
+	for i := range before {
+		tcp, udp := after[i][0]-before[i][0], after[i][1]-before[i][1]
+		switch {
+		case tcp > downloadBytes && udp < downloadBytes:
+			wires = append(wires, "tcp")
+		case udp > downloadBytes && tcp < downloadBytes:
+			wires = append(wires, "quic")
+		default:
+			wires = append(wires, fmt.Sprintf("(tcp %d MB, udp %d MB)", tcp>>20, udp>>20))
+		}
+	}
+	if len(wires) > 0 && slices.Equal(wires, slices.Repeat(wires[:1], len(wires))) {
+		return wires[0]
+	}
+	return strings.Join(wires, " and ")
+}
+
+// onWire is the public address in addrs on transport wire ("tcp" or
+// "quic").
+func onWire(t *testing.T, addrs []string, wire string) string {
+	t.Helper()
+	for _, a := range addrs {
+		if strings.HasPrefix(a, "/ip4/1.2.0.") && strings.Contains(a, map[string]string{"tcp": "/tcp/", "quic": "/quic-v1/"}[wire]) {
+			return a
+		}
+	}
+	t.Fatalf("no public %s address in %v", wire, addrs)
+	return ""
+}
+
+// bulkPlan, bulkReady and bulkReport mirror the helper's Bulk, BulkReady
+// and BulkReport (internal/lab/stranger/bulk.go).
+type bulkPlan struct {
+	Role    string `json:"role"`
+	Allow   []byte `json:"allow,omitempty"`
+	PortMap bool   `json:"portMap,omitempty"`
+	Relay   string `json:"relay,omitempty"`
+	Server  string `json:"server,omitempty"`
+	Bytes   int64  `json:"bytes,omitempty"`
+	Runs    int    `json:"runs,omitempty"`
+	Seed    byte   `json:"seed,omitempty"`
+}
+
+type bulkReady struct {
+	ID    string   `json:"id"`
+	Addrs []string `json:"addrs"`
+}
+
+type bulkReport struct {
+	Seconds []float64 `json:"seconds"`
+	Via     string    `json:"via"`
+}
+
+// startBulk starts a bulk relay or server in ns and waits until it says
+// where it can be reached; the lab stops it when the test ends.
+func startBulk(t *testing.T, ns *NS, name string, b bulkPlan) bulkReady {
+	t.Helper()
+	bin := testkit.GoBuild(t, "./internal/lab/stranger", filepath.Join(testkit.Dir(t), "bin", "stranger"))
+	js, _ := json.Marshal(map[string]any{"bulk": b})
+	p := ns.Daemon(name, bin, string(js))
+	var r bulkReady
+	nodetest.AwaitFor(t, 90*time.Second, name+" to be reachable", func() bool {
+		select {
+		case <-p.Done():
+			t.Fatalf("%s exited: %s", name, p.Output())
+		default:
+		}
+		for _, line := range strings.Split(p.Output(), "\n") {
+			if strings.HasPrefix(line, "{") && json.Unmarshal([]byte(line), &r) == nil && len(r.Addrs) > 0 {
+				return true
+			}
+		}
+		return false
+	})
+	t.Logf("%s: %v", name, r.Addrs)
+	return r
+}
+
+// fetchBulk runs a bulk download from ns and returns its report.
+func fetchBulk(t *testing.T, ns *NS, b bulkPlan) bulkReport {
+	t.Helper()
+	bin := testkit.GoBuild(t, "./internal/lab/stranger", filepath.Join(testkit.Dir(t), "bin", "stranger"))
+	js, _ := json.Marshal(map[string]any{"bulk": b})
+	cmd := ns.Command(bin, string(js))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("raw download from %s: %v\n%s", b.Server, err, stderr.String())
+	}
+	var rep bulkReport
+	if err := json.Unmarshal(out, &rep); err != nil || len(rep.Seconds) == 0 {
+		t.Fatalf("raw download's report: %v\n%s", err, out)
+	}
+	return rep
 }

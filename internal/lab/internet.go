@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -91,6 +92,9 @@ func NewInternet(t testing.TB) *Internet {
 		l.Link(h.Router, "lan", fmt.Sprintf("192.168.%d.1/24", i+1), h.Host, "eth0", h.LAN+"/24")
 		h.Host.Route("default", "via", fmt.Sprintf("192.168.%d.1", i+1))
 		h.Router.Sysctl("net.ipv4.ip_forward=1")
+		// Count each flow's bytes (Home.Bytes), so a benchmark can tell
+		// which transport carried a download.
+		h.Router.Sysctl("net.netfilter.nf_conntrack_acct=1")
 		h.Router.Nft(natRules(h.Kind))
 	}
 	in.Inet.Bridge("br0", "", ports...)
@@ -214,4 +218,22 @@ func (h Home) Direct(other Home) bool {
 func (h Home) Conntrack(proto string) string {
 	out, _ := h.Router.Run("conntrack", "-L", "-p", proto)
 	return out
+}
+
+// Bytes is what the router's flows of proto ("tcp" or "udp") with ip
+// carried so far, both ways.
+func (h Home) Bytes(proto, ip string) int64 {
+	var n int64
+	for _, line := range strings.Split(h.Conntrack(proto), "\n") {
+		if !strings.Contains(line, "="+ip+" ") {
+			continue
+		}
+		for _, f := range strings.Fields(line) {
+			if v, ok := strings.CutPrefix(f, "bytes="); ok {
+				b, _ := strconv.ParseInt(v, 10, 64)
+				n += b
+			}
+		}
+	}
+	return n
 }

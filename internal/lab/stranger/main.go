@@ -4,7 +4,10 @@
 // for the lab's tests to assert on. It takes one argument, a JSON Plan.
 //
 // It is a plain go-libp2p host, not an erg node, so that nothing erg does
-// for its own peers (friends, invites) colours what a stranger gets.
+// for its own peers (friends, invites) colours what a stranger gets. For
+// the same reason it is also the benchmarks' raw libp2p baseline: its ping
+// mode measures a path's round trip, its bulk mode (bulk.go) a path's
+// stream throughput.
 package main
 
 import (
@@ -36,6 +39,9 @@ type Plan struct {
 	// to each address, the raw round trip of a path for the benchmarks.
 	Ping      []string `json:"ping,omitempty"` // addresses with /p2p/<id>
 	PingCount int      `json:"pingCount,omitempty"`
+	// Bulk, if set, is all it does: one part of the raw stream baseline
+	// of the download benchmarks (bulk.go).
+	Bulk *Bulk `json:"bulk,omitempty"`
 }
 
 // Target is a node to try, with the addresses it advertises.
@@ -74,6 +80,13 @@ func main() {
 	if err := json.Unmarshal([]byte(os.Args[1]), &plan); err != nil {
 		fmt.Fprintln(os.Stderr, "stranger: bad plan:", err)
 		os.Exit(2)
+	}
+	if plan.Bulk != nil {
+		if err := bulk(*plan.Bulk); err != nil {
+			fmt.Fprintln(os.Stderr, "stranger:", err)
+			os.Exit(1)
+		}
+		return
 	}
 	run := run
 	if len(plan.Ping) > 0 {
