@@ -92,6 +92,8 @@ type Host struct {
 	// port mapping, AutoNAT, relaying and hole punching.
 	internet bool
 	friends  atomic.Pointer[Friends]
+	reachMu  sync.Mutex
+	reached  map[string]time.Time // mappings a friend dialled back, and when
 
 	provMu   sync.Mutex
 	provided map[cid.Cid]bool // keys the reprovide loop announces again
@@ -133,7 +135,7 @@ func New(ctx context.Context, cfg Config) (_ *Host, err error) {
 	if err != nil {
 		return nil, err
 	}
-	x := &Host{log: cfg.Log, cfg: cfg, provided: map[cid.Cid]bool{}, internet: BeyondLoopback(listen)}
+	x := &Host{log: cfg.Log, cfg: cfg, provided: map[cid.Cid]bool{}, internet: BeyondLoopback(listen), reached: map[string]time.Time{}}
 	defer func() {
 		if err != nil {
 			x.Close()
@@ -208,6 +210,11 @@ func New(ctx context.Context, cfg Config) (_ *Host, err error) {
 	x.closers = append(x.closers, x.bswap.Close)
 	x.bsvc = blockservice.New(x.bs, x.bswap)
 	x.h.SetStreamHandler(DAGProtocol, x.serveDAG)
+	if x.internet {
+		x.h.SetStreamHandler(DialBackProtocol, newDialBacker(x.ctx, x.friendsOf).serve)
+		x.wg.Add(1)
+		go x.confirmMappings()
+	}
 
 	x.wg.Add(1)
 	go x.reprovideLoop()

@@ -14,7 +14,8 @@ const (
 	// from the internet (AutoNAT confirmed it).
 	Reachable = "reachable"
 	// Mapped: the node is behind NAT, and the router forwards a port to
-	// it (UPnP or NAT-PMP, or by hand) that AutoNAT confirmed reachable.
+	// it (UPnP or NAT-PMP, or by hand) that AutoNAT confirmed reachable,
+	// or a friend dialled back (dialback.go).
 	Mapped = "mapped"
 	// Relayed: the node is behind NAT and reached through relays.
 	Relayed = "relayed"
@@ -88,6 +89,12 @@ func (x *Host) Reachability() Reach {
 			}
 			r.Addrs = append(r.Addrs, full(a))
 		}
+	}
+	for _, a := range x.friendMapped() {
+		if r.Kind == "" {
+			r.Kind = Mapped
+		}
+		r.Addrs = append(r.Addrs, full(a))
 	}
 	if r.Kind != "" {
 		return r

@@ -10,6 +10,7 @@ import (
 	"erg/fed"
 	"erg/internal/testkit"
 	"erg/nodetest"
+	"erg/p2p"
 )
 
 // Plan, Target, Report and TargetReport mirror the stranger command's
@@ -84,11 +85,11 @@ func runStranger(t *testing.T, ns *NS, plan strangerPlan) strangerReport {
 // no one befriended (it has no invite code) can connect to R, which is
 // public, but R refuses it a reservation and a circuit to A; A and B,
 // behind their NATs, it cannot reach at all; C, which its router maps,
-// it can connect to, and C resets its grain and federation stream.
+// it can connect to, and C resets its federation and dial-back streams.
 func strangerGetsNothing(t *testing.T, w *world) {
 	plan := strangerPlan{
 		Relay:     publicAddr(t, w.r, RAddr), // with /p2p/<R>
-		Protocols: []string{fed.CapnpProtocol},
+		Protocols: []string{fed.CapnpProtocol, p2p.DialBackProtocol},
 	}
 	for _, n := range []*nodetest.Node{w.a, w.b, w.c} {
 		plan.Targets = append(plan.Targets, strangerTarget{Name: n.Name, ID: n.Status().PeerID, Addrs: advertised(n)})
