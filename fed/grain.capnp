@@ -136,15 +136,17 @@ interface ByteStream {
 # Bridge is what a grain's app finds on its bridge socket
 # ($ERG_BRIDGE_SOCKET, a unix socket in its sandbox): the powerbox, bound
 # to that grain by where the socket is, never by anything the app says.
-# The same is served as plain HTTP on the grain's loopback
-# ($ERG_BRIDGE_URL). With kinds set, a refusal comes as a failure, as
-# Gateway's do.
+# The node's plain HTTP face of it, on the grain's loopback
+# ($ERG_BRIDGE_URL), is a client of this same interface: a claim there is
+# a claim call, and each request an open and a request on the Grain it
+# gives. With kinds set, a refusal comes as a failure, as Gateway's do.
 interface Bridge {
   # claim trades a powerbox claim (which the shell gave the grain's frame
   # for a grain the user picked) for a durable grant: grant is its secret,
-  # for open; id names it in the grain's Connections. A claim is good once,
-  # for five minutes, for this grain only.
-  claim @0 (claim :Text, label :Text, kinds :Bool) -> (grant :Text, id :Text, failure :Failure);
+  # for open; id names it in the grain's Connections, target is the grain
+  # it reaches and role the role it has there. A claim is good once, for
+  # five minutes, for this grain only.
+  claim @0 (claim :Text, label :Text, kinds :Bool) -> (grant :Text, id :Text, failure :Failure, target :Text, role :Text);
 
   # open turns a grant into a capability to its target grain, which gets
   # each request as the granting user with the granted role, below its

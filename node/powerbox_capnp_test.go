@@ -2,18 +2,22 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
 	"capnproto.org/go/capnp/v3"
+	"github.com/coder/websocket"
 
 	"erg"
 	"erg/fed"
+	"erg/grains"
 	"erg/sandbox"
 )
 
@@ -133,5 +137,94 @@ func TestPowerboxBridgeSpeaksCapnp(t *testing.T) {
 		if resp.StatusCode == 200 {
 			t.Error("the Grain capability still works after the grant was revoked")
 		}
+	}
+}
+
+// The bridge's HTTP face is a client of its Cap'n Proto one: a request
+// with forged identity headers reaches the target with the node's, the
+// same through either face, and a websocket works through the HTTP face
+// as it does through the proxy.
+func TestPowerboxBridgeFacesAgree(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, nil)
+	ctx := context.Background()
+	reqID, _ := n.newGrain("echo")
+	target, _ := n.newGrain("echo")
+	claim, _ := n.pbox.Pick(ctx, n.owner(), reqID, erg.PowerboxPick{Target: target, Role: "editor"})
+	bridge := bridgeSocket(t, n, reqID)
+	grant, err := fed.ClaimGrant(ctx, bridge, claim, "faces")
+	if err != nil || grant.Target != target || grant.Role != "editor" || grant.ID == "" {
+		t.Fatalf("claim on the socket: %+v %v", grant, err)
+	}
+	sb := n.grains.SandboxOf(reqID)
+	inGrain := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return sb.Dial(ctx, grains.BridgePort) },
+	}}
+	g, err := fed.OpenGrant(ctx, bridge, grant.Token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Release()
+	overSocket := &http.Client{Transport: &fed.Transport{Grain: g}}
+
+	forged := http.Header{
+		"X-Erg-User-Id": {"forged"}, "X-Sandstorm-Username": {"forged"}, "X_Erg_Permissions": {"forged"},
+		"Cookie": {"grain=forged"}, "X-Erg-Via-Grain": {"forged"}, "X-Forwarded-For": {"forged"},
+	}
+	seen := func(c *http.Client, path string) http.Header {
+		t.Helper()
+		req, _ := http.NewRequest("GET", "http://127.0.0.1"+path, nil)
+		req.Header = forged.Clone()
+		req.Header.Set("Authorization", "Bearer "+grant.Token)
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var h http.Header
+		if err := json.NewDecoder(resp.Body).Decode(&h); err != nil || resp.StatusCode != 200 {
+			t.Fatalf("GET %s: %s %v", path, resp.Status, err)
+		}
+		return h
+	}
+	overHTTP := seen(inGrain, "/headers")
+	for name, h := range map[string]http.Header{"HTTP": overHTTP, "capnp": seen(overSocket, "/headers")} {
+		for k, vs := range h {
+			if slices.ContainsFunc(vs, func(v string) bool { return strings.Contains(v, "forged") }) {
+				t.Errorf("through the %s face the target is told %s: %q", name, k, vs)
+			}
+		}
+		if h.Get("Authorization") != "" || h.Get("Cookie") != "" {
+			t.Errorf("through the %s face the target gets credentials: %v", name, h)
+		}
+		for _, k := range []string{"X-Sandstorm-Username", "X-Sandstorm-Permissions", "X-Sandstorm-User-Id", "X-Erg-Via-Grain"} {
+			if h.Get(k) == "" || h.Get(k) != overHTTP.Get(k) {
+				t.Errorf("%s through the %s face: %q, through HTTP %q", k, name, h.Get(k), overHTTP.Get(k))
+			}
+		}
+	}
+	if overHTTP.Get("X-Sandstorm-Permissions") != "read,write" {
+		t.Errorf("the editor grant's permissions: %q", overHTTP.Get("X-Sandstorm-Permissions"))
+	}
+
+	req, _ := http.NewRequest("GET", "http://127.0.0.1/a/../headers", nil)
+	req.Header.Set("Authorization", "Bearer "+grant.Token)
+	if resp, err := inGrain.Do(req); err != nil || resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("a dotted path on the HTTP face: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+
+	ws, _, err := websocket.Dial(ctx, "ws://127.0.0.1/ws", &websocket.DialOptions{HTTPClient: inGrain,
+		HTTPHeader: http.Header{"Authorization": {"Bearer " + grant.Token}}})
+	if err != nil {
+		t.Fatalf("a websocket through the HTTP face: %v", err)
+	}
+	defer ws.CloseNow()
+	if err := ws.Write(ctx, websocket.MessageText, []byte("over the bridge")); err != nil {
+		t.Fatal(err)
+	}
+	if _, data, err := ws.Read(ctx); err != nil || string(data) != "over the bridge" {
+		t.Errorf("the websocket's echo: %q %v", data, err)
 	}
 }

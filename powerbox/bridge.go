@@ -25,6 +25,12 @@ import (
 //	    -> the target grain's answer to /path (below its app's apiPath)
 //
 // Refusals are JSON {"error": "…", "kind": "…"} with the kind's status.
+//
+// This HTTP face is a client of the grain's Cap'n Proto Bridge (capnp.go),
+// the one an app may also reach on its bridge socket: a claim is a claim
+// call, and each request an open and an exchange on the Grain it gives,
+// so what a grant may do, and what the target is told, is decided in one
+// place for both.
 
 // BridgeHeader is the header a target grain is told the requesting grain
 // in: an id stable for the pair of grains, meaningless elsewhere.
@@ -32,18 +38,18 @@ const BridgeHeader = "X-Erg-Via-Grain"
 
 // Bridge serves the bridge of the grain requester.
 func (s *Service) Bridge(requester string) http.Handler {
-	return &bridge{s: s, requester: requester, proxy: s.bridgeProxy()}
+	return &bridge{b: &capnpBridge{s: s, requester: requester}}
 }
 
-type bridge struct {
-	s         *Service
-	requester string
-	proxy     *httputil.ReverseProxy
-}
+type bridge struct{ b *capnpBridge }
 
 func (b *bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// A capability of its own for each request: nothing outlives it, as
+	// nothing tells this handler when the grain's sandbox is gone.
+	bc := fed.NewBridge(b.b)
+	defer bc.Release()
 	if r.URL.Path == "/_erg/claim" {
-		b.claim(w, r)
+		claim(w, r, bc)
 		return
 	}
 	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
@@ -55,26 +61,16 @@ func (b *bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		bridgeError(w, erg.E(erg.Invalid, "the path has a . or .. segment"), 0)
 		return
 	}
-	a, err := b.s.Open(r.Context(), b.requester, strings.TrimSpace(tok))
+	g, err := fed.OpenGrant(r.Context(), bc, strings.TrimSpace(tok))
 	if err != nil {
 		bridgeError(w, err, 0)
 		return
 	}
-	defer a.Release()
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	stop := context.AfterFunc(a.Viewer.Session, cancel)
-	defer stop()
-	rt, release, err := b.s.cfg.Acquire(ctx, a.Target, a.Role)
-	if err != nil {
-		bridgeError(w, erg.E(erg.Unavailable, "the grain could not start: %v", err), 0)
-		return
-	}
-	defer release()
-	b.proxy.ServeHTTP(w, r.WithContext(&proxied{Context: ctx, a: a, rt: rt}))
+	defer g.Release()
+	bridgeProxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), grainKey{}, &fed.Transport{Grain: g})))
 }
 
-func (b *bridge) claim(w http.ResponseWriter, r *http.Request) {
+func claim(w http.ResponseWriter, r *http.Request, bc fed.Bridge) {
 	if r.Method != http.MethodPost {
 		bridgeError(w, erg.E(erg.Invalid, "claim with POST"), http.StatusMethodNotAllowed)
 		return
@@ -87,7 +83,7 @@ func (b *bridge) claim(w http.ResponseWriter, r *http.Request) {
 		bridgeError(w, erg.E(erg.Invalid, `the body must be JSON like {"claim": "ergclaim_…"}`), 0)
 		return
 	}
-	g, err := b.s.Claim(r.Context(), b.requester, req.Claim, req.Label)
+	g, err := fed.ClaimGrant(r.Context(), bc, req.Claim, req.Label)
 	if err != nil {
 		bridgeError(w, err, 0)
 		return
@@ -111,61 +107,31 @@ func bridgeError(w http.ResponseWriter, err error, code int) {
 	json.NewEncoder(w).Encode(erg.ErrorReply{Error: err.Error(), Kind: erg.KindOf(err)})
 }
 
-// proxied carries a bridge request's grant and transport to the proxy.
-type proxied struct {
-	context.Context
-	a  Access
-	rt http.RoundTripper
+// grainKey carries a bridge request's transport, over the Grain its grant
+// opened, to the proxy.
+type grainKey struct{}
+
+type grainTransport struct{}
+
+func (grainTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	return r.Context().Value(grainKey{}).(*fed.Transport).RoundTrip(r)
 }
 
-type proxiedKey struct{}
-
-func (p *proxied) Value(key any) any {
-	if key == (proxiedKey{}) {
-		return p
-	}
-	return p.Context.Value(key)
-}
-
-func proxiedOf(r *http.Request) *proxied { return r.Context().Value(proxiedKey{}).(*proxied) }
-
-type bridgeTransport struct{}
-
-func (bridgeTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	return proxiedOf(r).rt.RoundTrip(r)
-}
-
-func (s *Service) bridgeProxy() *httputil.ReverseProxy {
-	return &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			p := proxiedOf(pr.In)
-			pr.Out.URL.Scheme, pr.Out.URL.Host, pr.Out.Host = "http", "grain", "grain"
-			if p.a.APIPath != "" {
-				pr.Out.URL.Path = p.a.APIPath + strings.TrimPrefix(pr.In.URL.Path, "/")
-				if pr.In.URL.RawPath != "" {
-					pr.Out.URL.RawPath = p.a.APIPath + strings.TrimPrefix(pr.In.URL.RawPath, "/")
-				}
-			}
-			pr.Out.Header.Del("Authorization")
-			pr.Out.Header.Del("Cookie")
-			v := p.a.Viewer
-			fed.SetIdentity(pr.Out.Header, v.UserID, v.Username, v.Permissions, v.SessionID)
-			pr.Out.Header.Set(BridgeHeader, p.a.Via)
-		},
-		Transport: bridgeTransport{},
-		ModifyResponse: func(resp *http.Response) error {
-			resp.Header.Del("Set-Cookie")
-			return nil
-		},
-		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			p := proxiedOf(r)
-			if p.a.Viewer.Session.Err() != nil {
-				bridgeError(w, errBadGrant, 0)
-				return
-			}
-			bridgeError(w, erg.E(erg.Unavailable, "the grain did not answer: %v", err), 0)
-		},
-	}
+// bridgeProxy streams an exchange, websockets included, through the
+// Grain; the Grain's side (capnp.go) sets the path, who is asking and
+// what the answer may carry.
+var bridgeProxy = &httputil.ReverseProxy{
+	Rewrite: func(pr *httputil.ProxyRequest) {
+		pr.Out.URL.Scheme, pr.Out.URL.Host, pr.Out.Host = "http", "grain", "grain"
+	},
+	Transport: grainTransport{},
+	ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+		if errors.Is(err, fed.ErrRevoked) {
+			bridgeError(w, errBadGrant, 0)
+			return
+		}
+		bridgeError(w, erg.E(erg.Unavailable, "the grain did not answer: %v", err), 0)
+	},
 }
 
 // dotSegment reports whether a path has a "." or ".." segment.

@@ -6,9 +6,11 @@ import (
 	"net/http"
 	"path"
 	"strings"
+	"sync/atomic"
 
 	"capnproto.org/go/capnp/v3"
 
+	"erg"
 	"erg/fed"
 )
 
@@ -25,14 +27,16 @@ type capnpBridge struct {
 	requester string
 }
 
-func (b *capnpBridge) Claim(ctx context.Context, claim, label string) (string, string, error) {
-	g, err := b.s.Claim(ctx, b.requester, claim, label)
-	return g.Token, g.ID, err
+func (b *capnpBridge) Claim(ctx context.Context, claim, label string) (erg.Grant, error) {
+	return b.s.Claim(ctx, b.requester, claim, label)
 }
 
 // Open leases the grant's target for as long as the Grain capability it
-// becomes is held; each request on it is checked again (Open), as the
-// HTTP bridge's are.
+// becomes is held. Each request on it but the first is checked again
+// (Open): the first follows the check the open itself made, which is
+// all an HTTP request on the bridge, one open and one request, costs.
+// Between requests the watch checks the grant twice a second, as it does
+// every grant in use, and revokes the capability when it stops holding.
 func (b *capnpBridge) Open(ctx context.Context, grant string) (http.RoundTripper, func(*http.Request), context.Context, func(), error) {
 	a, err := b.s.Open(ctx, b.requester, grant)
 	if err != nil {
@@ -43,25 +47,41 @@ func (b *capnpBridge) Open(ctx context.Context, grant string) (http.RoundTripper
 		a.Release()
 		return nil, nil, nil, nil, err
 	}
+	var first atomic.Bool
+	first.Store(true)
 	check := roundTripFunc(func(req *http.Request) (*http.Response, error) {
-		again, err := b.s.Open(req.Context(), b.requester, grant)
-		if err != nil {
-			return nil, err
+		if !first.Swap(false) {
+			again, err := b.s.Open(req.Context(), b.requester, grant)
+			if err != nil {
+				return nil, err
+			}
+			again.Release() // a holds the grant's context open meanwhile
 		}
-		again.Release() // a holds the grant's context open meanwhile
-		return rt.RoundTrip(req)
+		resp, err := rt.RoundTrip(req)
+		if err == nil {
+			// A grain sets no cookie in another's name.
+			resp.Header.Del("Set-Cookie")
+		}
+		return resp, err
 	})
 	prepare := func(req *http.Request) {
 		if a.APIPath != "" {
-			p := req.URL.Path
+			p, raw := req.URL.Path, req.URL.RawPath
 			if dotSegment(p) {
-				p = path.Clean("/" + p) // it stays below apiPath
+				p, raw = path.Clean("/"+p), "" // it stays below apiPath
 			}
 			req.URL.Path = a.APIPath + strings.TrimPrefix(p, "/")
 			req.URL.RawPath = ""
+			if raw != "" {
+				req.URL.RawPath = a.APIPath + strings.TrimPrefix(raw, "/")
+			}
 		}
-		req.Header.Del("Authorization")
-		req.Header.Del("Cookie")
+		req.Host = "grain"
+		// Nothing of the requesting grain's credentials, cookies or
+		// claims about where it is passes on.
+		for _, h := range []string{"Authorization", "Cookie", "Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {
+			req.Header.Del(h)
+		}
 		v := a.Viewer
 		fed.SetIdentity(req.Header, v.UserID, v.Username, v.Permissions, v.SessionID)
 		req.Header.Set(BridgeHeader, a.Via)
