@@ -16,6 +16,7 @@ import (
 // up; then a new node on an empty data dir becomes the old one with
 // "Restore this node" on its setup page.
 func TestBrowserBackupsAndRestoreThisNode(t *testing.T) {
+	t.Parallel()
 	a := startNode(t, nil)
 	a.setUp(t)
 	id, origin := a.newGrain("echo")

@@ -17,6 +17,7 @@ import (
 // grain not frozen for it shows a file of mixed records or a counter
 // that does not match (the echo app's /churn checks both).
 func TestBackupOfAGrainWritingIsConsistent(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	n := startNode(t, nil)
 	id, origin := n.newGrain("echo")

@@ -49,6 +49,7 @@ func mustRun(t *testing.T, n *testNode) erg.BackupRun {
 // itself; then the whole node comes back onto an empty data dir with its
 // identity, and its grain answers as before.
 func TestBackupRestoreGrainAndNode(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	n := startNode(t, nil)
 	id, origin := n.newGrain("echo")
@@ -176,6 +177,7 @@ func TestBackupRestoreGrainAndNode(t *testing.T) {
 // nothing of them in the clear, and refuses clearly once the offer is
 // withdrawn, without touching anything on A.
 func TestBackupToAFriend(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	a := startNode(t, nil)
 	b := startNode(t, func(c *Config) { c.Owner = "bob" })
@@ -283,6 +285,7 @@ func TestBackupToAFriend(t *testing.T) {
 // and still restores with the old code; a new destination takes the new
 // code's backups, which the old code does not open.
 func TestNewRecoveryCode(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	n := startNode(t, nil)
 	id, origin := n.newGrain("echo")
@@ -345,6 +348,7 @@ func TestNewRecoveryCode(t *testing.T) {
 // pages; failing for less, they do not, and a run that works again ends
 // it.
 func TestBackupsFailingForADayWarn(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	n := startNode(t, nil)
 	owner := n.setUp(t)
@@ -401,6 +405,7 @@ func TestBackupsFailingForADayWarn(t *testing.T) {
 // bounds before anything is written: as a new grain it counts in full
 // against its owner's bound, over itself only what it adds.
 func TestSnapshotRestoresAreBoundedUpFront(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	n := startNode(t, func(c *Config) { c.GrainDisk.UserMB = 40 })
 	big := bytes.Repeat([]byte("erg"), 5<<20) // 15 MiB

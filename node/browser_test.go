@@ -42,24 +42,24 @@ func chromiumPath(t *testing.T) string {
 	return browsertest.Path(t)
 }
 
-// browser is one headless Chromium shared by a test; each user gets a tab
-// in a browser context of its own (its own cookies).
+// browser is a test's part of the test process's shared headless
+// Chromium (a browser context of its own); each user gets a tab in a
+// browser context of its own (its own cookies).
 type browser struct {
 	t    *testing.T
 	root context.Context
 	node *testNode
-	shot string // screenshot dir
+	shot string // screenshot dir; none unless ERG_SCREENSHOTS names one
 }
 
 func newBrowser(t *testing.T, n *testNode) *browser {
-	path := chromiumPath(t)
-	root := browsertest.Start(t, path)
+	testkit.SkipShort(t, "browser tests")
+	root := browsertest.Shared(t)
 	shot := os.Getenv("ERG_SCREENSHOTS")
-	if shot == "" {
-		shot = filepath.Join(t.TempDir(), "screenshots")
+	if shot != "" {
+		os.MkdirAll(shot, 0o755)
+		t.Logf("screenshots in %s", shot)
 	}
-	os.MkdirAll(shot, 0o755)
-	t.Logf("screenshots in %s", shot)
 	return &browser{t: t, root: root, node: n, shot: shot}
 }
 
@@ -190,9 +190,14 @@ func (u *user) waitJSFor(what, cond string, d time.Duration) {
 	}
 }
 
-// screenshot saves the page at a desktop and a phone width.
+// screenshot saves the page at a desktop and a phone width, when
+// ERG_SCREENSHOTS names a dir for them (docs/screenshots is made so):
+// they are for people to look at, and cost a test run seconds.
 func (u *user) screenshot(name string) {
 	u.b.t.Helper()
+	if u.b.shot == "" {
+		return
+	}
 	for _, size := range []struct {
 		suffix        string
 		width, height int64
@@ -238,6 +243,7 @@ func grainIDFromURL(t *testing.T, loc string) string {
 // joins; a backup restores with its content; the grain's frame is its own
 // origin and cannot read the shell's cookies.
 func TestBrowser(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, func(c *Config) { c.AppsDir = ""; c.Owner = "alice" })
 	key, _ := apppkg.GenerateKey()
 	pkg := packApp(t, "notes", key, 1, noteIcon)

@@ -14,6 +14,7 @@ import (
 // websocket to Y are refused before Y sees them. Y's own page still
 // writes and opens its websocket.
 func TestBrowserGrainCannotWriteToAnotherGrain(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil)
 	n.setUp(t)
 	br := newBrowser(t, n)

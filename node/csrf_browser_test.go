@@ -44,6 +44,7 @@ func browserOwner(t *testing.T, b *browser, n *testNode) *user {
 // port, and a grain's own script on a node with its own domain, post
 // FormData to the shell with the owner's cookies. Nothing changes.
 func TestBrowserMultipartCSRF(t *testing.T) {
+	t.Parallel()
 	chromiumPath(t)
 	ctx := context.Background()
 

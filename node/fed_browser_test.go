@@ -22,6 +22,7 @@ func (u *user) signIn(n *testNode) {
 // dialog; in a browser on B the note opens from "Shared with me" on B's
 // own grain origin, and what is typed there shows live in A's browser.
 func TestBrowserFriendsShareANote(t *testing.T) {
+	t.Parallel()
 	a := startNode(t, func(c *Config) { c.Name = "anode" })
 	bn := startNode(t, func(c *Config) { c.Name = "bnode" })
 	a.setUp(t)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"erg/apppkg"
+	"erg/internal/browsertest"
 	"erg/internal/testkit"
 	"erg/p2p"
 	"erg/sandbox"
@@ -26,9 +27,11 @@ import (
 // globals. Sandboxes share the runner's cgroup parent (<own cgroup>/erg)
 // and, as root, the sandbox uid, as any two nodes on a host do. Serial
 // are: the limits tests (see limits_test.go); TestConcurrentLoginsAreLimited,
-// which lifts the connection caps and counts refusals; the browser tests,
-// one chromium at a time (several at once on two cores failed to fork
-// their GPU process); the escape battery, which
+// which lifts the connection caps and counts refusals; the browser test
+// that needs a Chromium of its own (its own trusted roots), as several
+// at once on two cores failed to fork their GPU process; the other
+// browser tests share one Chromium (browsertest.Shared), each in a
+// browser context of its own, and run in parallel; the escape battery, which
 // re-runs the test binary as another user; TestFriendFoundThroughTheDHT
 // (see there); the tests that build and run programs (native, python);
 // and the tests that use t.Setenv (the CLI over HTTP), which cannot be
@@ -36,6 +39,7 @@ import (
 func TestMain(m *testing.M) {
 	sandbox.MaybeInit()
 	code := m.Run()
+	browsertest.Close()
 	testkit.Cleanup()
 	os.Exit(code)
 }

@@ -89,6 +89,7 @@ func listAndDrop(t *testing.T) (n *testNode, u *user, drop, todo erg.Grain) {
 // grant through its bridge and lists the drop's files. The connection is
 // listed on both grains and disconnecting it stops the list's access.
 func TestBrowserPowerboxLinksAFileDrop(t *testing.T) {
+	t.Parallel()
 	n, u, drop, todo := listAndDrop(t)
 	ctx := context.Background()
 	linkDrop(t, u, todo.ID, "Photos", "beach.jpg")
@@ -114,6 +115,7 @@ func TestBrowserPowerboxLinksAFileDrop(t *testing.T) {
 // friend's grain among B's own, and lists its files over the federation
 // link. When A revokes the share the grant stops.
 func TestBrowserPowerboxAcrossNodes(t *testing.T) {
+	t.Parallel()
 	a := startNode(t, func(c *Config) { c.Name = "anode" })
 	b := startNode(t, func(c *Config) { c.Name = "bnode" })
 	a.setUp(t)
@@ -153,6 +155,7 @@ func TestBrowserPowerboxAcrossNodes(t *testing.T) {
 // other request with an error; after the user cancels, an ordinary
 // request works, and only what the user picked reached the node.
 func TestBrowserPowerboxFloodIsRefused(t *testing.T) {
+	t.Parallel()
 	n, u, _, todo := listAndDrop(t)
 	ctx := context.Background()
 	f := u.frame(todo.ID)

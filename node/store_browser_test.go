@@ -40,6 +40,7 @@ func publishApp(t *testing.T, n *testNode, key ed25519.PrivateKey, pkgFile []byt
 // lands on the Apps page with the app there; when a newer version is
 // published the Apps page offers it, and Update installs it.
 func TestBrowserStore(t *testing.T) {
+	t.Parallel()
 	pub := startNode(t, func(c *Config) { c.P2PListen = []string{"/ip4/127.0.0.1/tcp/0"} })
 	// The browsing node starts without the test apps, so its Apps page
 	// shows what came from the store.

@@ -53,7 +53,7 @@ func trustingBrowser(t *testing.T, n *testNode) *browser {
 	root := browsertest.Start(t, path,
 		chromedp.Flag("host-resolver-rules", "MAP * 127.0.0.1"),
 		chromedp.Env("HOME="+home))
-	return &browser{t: t, root: root, node: n, shot: t.TempDir()}
+	return &browser{t: t, root: root, node: n}
 }
 
 // mintWithNodeCA signs a certificate for names with the node's CA key, as

@@ -18,6 +18,7 @@ import (
 )
 
 func TestOversizedUploadsAreRefusedWithoutFillingTheDisk(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, func(c *Config) { c.MaxUpload = 1 << 20 })
 	alice := n.setUp(t)
 	tmp := filepath.Join(n.cfg.DataDir, "tmp")

@@ -14,6 +14,7 @@ import (
 // owner sets its CPU ceiling in the grain's menu, and All grains on the
 // Users page shows the same figures. The same form sets its disk bound.
 func TestBrowserGrainUsage(t *testing.T) {
+	t.Parallel()
 	n := startNode(t, nil)
 	n.setUp(t)
 	id, origin := n.newGrain("probe") // the probe's limit: 64 MiB
