@@ -33,9 +33,10 @@ import (
 // browser tests share one Chromium (browsertest.Shared), each in a
 // browser context of its own, and run in parallel; the escape battery, which
 // re-runs the test binary as another user; TestFriendFoundThroughTheDHT
-// (see there); the tests that build and run programs (native, python);
-// and the tests that use t.Setenv (the CLI over HTTP), which cannot be
-// parallel.
+// (see there); and the tests that build and run programs (native,
+// python). The CLI over HTTP takes its ERG_URL and ERG_TOKEN in the
+// command's own environment (ergProcess.overHTTP), not t.Setenv, which
+// would keep a test serial.
 func TestMain(m *testing.M) {
 	sandbox.MaybeInit()
 	code := m.Run()

@@ -168,6 +168,7 @@ func ergWeb(t *testing.T, p *ergProcess) (*web, string) {
 }
 
 func TestCLIOwnerListsAndRemovesEveryGrain(t *testing.T) {
+	t.Parallel()
 	data := filepath.Join(t.TempDir(), "data")
 	p := startErg(t, data)
 	var mine erg.Grain
@@ -210,16 +211,13 @@ func TestCLIOwnerListsAndRemovesEveryGrain(t *testing.T) {
 	if code != http.StatusCreated || json.Unmarshal([]byte(body), &tok) != nil {
 		t.Fatalf("bob's token: %d %s", code, body)
 	}
-	t.Setenv("ERG_URL", base)
-	t.Setenv("ERG_TOKEN", tok.Token)
-	if out := p.erg(true, "grain", "ls", "--all"); !strings.Contains(out, "only the node's owner") {
+	bobCLI := p.overHTTP(base, tok.Token)
+	if out := bobCLI.erg(true, "grain", "ls", "--all"); !strings.Contains(out, "only the node's owner") {
 		t.Errorf("bob: grain ls --all: %s", out)
 	}
-	if out := p.erg(true, "grain", "rm", mine.ID); !strings.Contains(out, "no grain") {
+	if out := bobCLI.erg(true, "grain", "rm", mine.ID); !strings.Contains(out, "no grain") {
 		t.Errorf("bob: grain rm of alice's: %s", out)
 	}
-	os.Unsetenv("ERG_URL")
-	os.Unsetenv("ERG_TOKEN")
 
 	// The owner removes it over the control socket.
 	p.erg(false, "grain", "rm", bg.ID)

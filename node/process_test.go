@@ -3,6 +3,7 @@ package node
 import (
 	"bufio"
 	"context"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -20,6 +21,14 @@ type ergProcess struct {
 	bin  string
 	data string
 	cmd  *exec.Cmd
+	env  []string // added to the client commands' environment
+}
+
+// overHTTP is p with its client commands sent to the API at url with an
+// API token (ERG_URL, ERG_TOKEN) instead of over the control socket: the
+// environment is the command's own, so tests that use it stay parallel.
+func (p *ergProcess) overHTTP(url, token string) *ergProcess {
+	return &ergProcess{t: p.t, bin: p.bin, data: p.data, env: []string{"ERG_URL=" + url, "ERG_TOKEN=" + token}}
 }
 
 // ergBinary builds the erg command; a test that runs it is a process
@@ -88,6 +97,9 @@ func (p *ergProcess) stop(sig syscall.Signal) {
 func (p *ergProcess) erg(wantErr bool, args ...string) string {
 	p.t.Helper()
 	cmd := exec.Command(p.bin, append([]string{"--data", p.data}, args...)...)
+	if p.env != nil {
+		cmd.Env = append(os.Environ(), p.env...)
+	}
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

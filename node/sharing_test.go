@@ -84,6 +84,7 @@ func TestShareLinksRefuseForgedExpiredAndForeign(t *testing.T) {
 }
 
 func TestCLIUsersSharesBackupsAndTokens(t *testing.T) {
+	t.Parallel()
 	p := startErg(t, filepath.Join(t.TempDir(), "data"))
 	var g erg.Grain
 	json.Unmarshal([]byte(p.erg(false, "grain", "new", "notes", "--json")), &g)
@@ -135,13 +136,12 @@ func TestCLIUsersSharesBackupsAndTokens(t *testing.T) {
 	if st.Status.URL == "" {
 		t.Fatal("status --json has no URL")
 	}
-	t.Setenv("ERG_URL", st.Status.URL)
-	t.Setenv("ERG_TOKEN", tok.Token)
-	if out := p.erg(false, "grain", "ls"); !strings.Contains(out, "Plans") || !strings.Contains(out, restored.ID) {
+	remote := p.overHTTP(st.Status.URL, tok.Token)
+	if out := remote.erg(false, "grain", "ls"); !strings.Contains(out, "Plans") || !strings.Contains(out, restored.ID) {
 		t.Errorf("grain ls over HTTP:\n%s", out)
 	}
-	p.erg(false, "token", "rm", tok.ID)
-	if out := p.erg(true, "grain", "ls"); !strings.Contains(out, "unknown API token") {
+	remote.erg(false, "token", "rm", tok.ID)
+	if out := remote.erg(true, "grain", "ls"); !strings.Contains(out, "unknown API token") {
 		t.Errorf("a revoked token: %s", out)
 	}
 }
