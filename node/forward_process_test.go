@@ -1,10 +1,8 @@
 package node
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"io/fs"
 	"net"
@@ -12,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -22,48 +19,6 @@ import (
 	"erg"
 	"erg/internal/testkit"
 )
-
-// processHolds reports whether any readable mapping of the process's
-// memory contains one of secrets.
-func processHolds(t *testing.T, pid int, secrets [][]byte) bool {
-	t.Helper()
-	maps, err := os.Open(fmt.Sprintf("/proc/%d/maps", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer maps.Close()
-	mem, err := os.Open(fmt.Sprintf("/proc/%d/mem", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer mem.Close()
-	sc := bufio.NewScanner(maps)
-	scanned := 0
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		if len(f) < 2 || f[1][0] != 'r' {
-			continue
-		}
-		lo, hi, _ := strings.Cut(f[0], "-")
-		start, _ := strconv.ParseUint(lo, 16, 64)
-		end, _ := strconv.ParseUint(hi, 16, 64)
-		if end-start > 1<<30 {
-			continue // reserved arena address space, not resident data
-		}
-		buf := make([]byte, end-start)
-		n, _ := mem.ReadAt(buf, int64(start))
-		scanned += n
-		for _, s := range secrets {
-			if bytes.Contains(buf[:n], s) {
-				return true
-			}
-		}
-	}
-	if scanned < 1<<20 {
-		t.Fatalf("read only %d bytes of the process's memory", scanned)
-	}
-	return false
-}
 
 // TestForwardingProcessNeverHoldsTheKey: bob's node runs as its own `erg
 // run` process and forwards alice's HTTPS while a visitor signs in to her
@@ -133,10 +88,10 @@ func TestForwardingProcessNeverHoldsTheKey(t *testing.T) {
 	}
 
 	secrets := keyBytes(t, a)
-	if !processHolds(t, os.Getpid(), secrets) {
+	if !testkit.ProcessHolds(t, os.Getpid(), secrets) {
 		t.Fatal("the check does not find the key even in alice's own process")
 	}
-	if processHolds(t, cmd.Process.Pid, secrets) {
+	if testkit.ProcessHolds(t, cmd.Process.Pid, secrets) {
 		t.Fatal("bob's process memory holds alice's TLS key")
 	}
 	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {

@@ -344,6 +344,17 @@ func (n *Node) startProcess() {
 // IsProcess says whether the node runs as an `erg run` process.
 func (n *Node) IsProcess() bool { return n.process }
 
+// Pid is the process id of a process node's `erg run` (ip netns exec
+// runs it in its own place), 0 when none runs.
+func (n *Node) Pid() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.cmd == nil {
+		return 0
+	}
+	return n.cmd.Process.Pid
+}
+
 // Stop stops the node gracefully (SIGTERM for a process); it does nothing
 // if the node is stopped.
 func (n *Node) Stop() { n.stop(syscall.SIGTERM) }

@@ -105,6 +105,21 @@ func NewInternet(t testing.TB) *Internet {
 	return in
 }
 
+// Join adds a namespace to the internet, at addr on its bridge: a
+// network with a public address and no NAT (a café's, say, or a
+// server's). The lab is checked to be sealed again.
+func (in *Internet) Join(name, addr string) *NS {
+	in.t.Helper()
+	ns := in.NS(name)
+	port := "p-" + name
+	in.Link(in.Inet, port, "", ns, "eth0", addr+"/24")
+	in.Inet.Must("ip", "link", "set", port, "master", "br0")
+	if err := in.Sealed(); err != nil {
+		in.t.Fatalf("lab is not sealed: %v", err)
+	}
+	return ns
+}
+
 // Homes are the homes, a to d.
 func (in *Internet) Homes() []Home { return []Home{in.A, in.B, in.C, in.D} }
 

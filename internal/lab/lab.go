@@ -16,6 +16,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"strconv"
@@ -101,6 +102,7 @@ func CleanLeftovers(t testing.TB) {
 		t.Logf("lab: removing %s, left by a crashed run (pid %d)", name, pid)
 		killIn(name)
 		exec.Command("ip", "netns", "del", name).Run()
+		os.RemoveAll(filepath.Join(netnsEtc, name))
 	}
 }
 
@@ -137,6 +139,29 @@ func (l *Lab) teardown() {
 		if out, err := exec.Command("ip", "netns", "del", ns.Full).CombinedOutput(); err != nil {
 			l.t.Errorf("lab: remove namespace %s: %v: %s", ns.Full, err, out)
 		}
+		if err := os.RemoveAll(filepath.Join(netnsEtc, ns.Full)); err != nil {
+			l.t.Errorf("lab: %v", err)
+		}
+	}
+}
+
+// netnsEtc holds, per namespace, files that `ip netns exec` puts over
+// /etc's own for the programs it runs there (resolv.conf).
+const netnsEtc = "/etc/netns"
+
+// Resolver makes programs started in the namespace ask the DNS server
+// at addr (an IP address, port 53) for names, as a network's DHCP would
+// tell them: /etc/netns/NAME/resolv.conf, which `ip netns exec` mounts
+// over /etc/resolv.conf. Sockets the test process opens in the
+// namespace (DialContext) do not read it.
+func (ns *NS) Resolver(addr string) {
+	ns.lab.t.Helper()
+	dir := filepath.Join(netnsEtc, ns.Full)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		ns.lab.t.Fatalf("lab: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "resolv.conf"), []byte("nameserver "+addr+"\n"), 0o644); err != nil {
+		ns.lab.t.Fatalf("lab: %v", err)
 	}
 }
 
