@@ -94,7 +94,7 @@ func findZone(ctx context.Context, client *dns.Client, server, name string) (str
 			break
 		}
 	}
-	return "", fmt.Errorf("%s at %s holds no zone for %s", server, server, name)
+	return "", fmt.Errorf("the DNS server at %s holds no zone for %s", server, name)
 }
 
 func orString(s, def string) string {
