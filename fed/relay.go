@@ -23,6 +23,7 @@ import (
 	"strings"
 	"sync"
 
+	"capnproto.org/go/capnp/v3"
 	"capnproto.org/go/capnp/v3/flowcontrol"
 	"golang.org/x/net/http/httpguts"
 
@@ -290,7 +291,12 @@ func (s *GrainServer) respond(ctx context.Context, resp *http.Response, whole []
 	}
 	out := fut.Body().AddRef()
 	defer out.Release()
-	out.SetFlowLimiter(flowcontrol.NewFixedLimiter(flowWindow))
+	// A responder that gave no stream (a friend's node may send
+	// anything) leaves a null capability: writes to it fail, and it
+	// takes no limiter.
+	if capnp.Client(out).IsValid() {
+		out.SetFlowLimiter(flowcontrol.NewFixedLimiter(flowWindow))
+	}
 
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		rwc, ok := resp.Body.(io.ReadWriteCloser)

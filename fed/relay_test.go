@@ -334,3 +334,53 @@ func TestOversizedMessageEndsOnlyThatConnection(t *testing.T) {
 		t.Errorf("other connections after an oversized message: %d", code)
 	}
 }
+
+// A Grain served in process (as the bridge's HTTP face uses one) answers a
+// request without a body before Transport has looked at the body stream
+// it has none of: many such requests, one after another and at once, all
+// get their answer.
+func TestTransportInProcess(t *testing.T) {
+	answer := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		return &http.Response{StatusCode: 200, Header: http.Header{}, Body: io.NopCloser(strings.NewReader("ok")), ContentLength: 2}, nil
+	})
+	gs := NewGrainServer(answer, nil)
+	g := gs.Client()
+	defer g.Release()
+	c := &http.Client{Transport: &Transport{Grain: g}}
+	get := func() error {
+		resp, err := c.Get("http://grain/")
+		if err != nil {
+			return err
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(b) != "ok" {
+			return fmt.Errorf("%s %q", resp.Status, b)
+		}
+		return nil
+	}
+	for range 500 {
+		if err := get(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() {
+			var err error
+			for i := 0; i < 200 && err == nil; i++ {
+				err = get()
+			}
+			errs <- err
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
