@@ -2,11 +2,14 @@ package install
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sort"
 
 	"erg"
 	"erg/apppkg"
@@ -50,6 +53,51 @@ func (t treeSource) open(ctx context.Context, _ apppkg.SizeLimits, _ erg.Install
 			}
 			return nil
 		}}, nil
+}
+
+// hashTree hashes names, modes and contents, so a rebuilt app with any
+// change lands in a new directory and running grains keep the old one.
+func hashTree(root string) (string, error) {
+	h := sha256.New()
+	var paths []string
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		paths = append(paths, p)
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	sort.Strings(paths)
+	for _, p := range paths {
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return "", err
+		}
+		rel, _ := filepath.Rel(root, p)
+		fmt.Fprintf(h, "%s\x00%o\x00", rel, fi.Mode())
+		switch {
+		case fi.Mode().IsRegular():
+			f, err := os.Open(p)
+			if err != nil {
+				return "", err
+			}
+			_, err = io.Copy(h, f)
+			f.Close()
+			if err != nil {
+				return "", err
+			}
+		case fi.Mode()&fs.ModeSymlink != 0:
+			t, err := os.Readlink(p)
+			if err != nil {
+				return "", err
+			}
+			io.WriteString(h, t)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // copyTree copies regular files, dirs and symlinks, and leaves the copy

@@ -176,8 +176,7 @@ func template(t testing.TB) string { return filepath.Join(Dir(t), "installed") }
 
 // Seed gives a new node's data dir the app trees an earlier node of this
 // test process installed from Apps, as hard links: the node still reads
-// the apps dir and records the apps (hashing each tree, which install
-// remembers for the process while the tree is unchanged), but finds each
+// the apps dir, hashes every tree and records the apps, but finds each
 // tree in place and copies none. Trees are read-only once installed, so
 // nodes cannot change one another's. Before any node has been started
 // (and after Remember), Seed does nothing.
