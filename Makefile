@@ -98,10 +98,10 @@ unit:
 test-internet:
 	ERG_LAB=1 $(GO) test -count=1 -v -timeout 15m ./internal/lab/
 
-# Figures from the lab (BENCHMARKS.md, "Friends across the internet"), each
+# Figures from the lab (BENCHMARKS.md, "Friends across NATs" and "HTTPS"), each
 # beside its baseline from the same run; not part of test-internet.
 bench-internet:
-	@ERG_LAB_BENCH=1 $(GO) test -count=1 -v -timeout 15m -run TestBenchGrainPaths ./internal/lab/ > $${TMPDIR:-/tmp}/erg-bench-internet.log 2>&1; st=$$?; \
+	@ERG_LAB_BENCH=1 $(GO) test -count=1 -v -timeout 15m -run 'TestBenchGrainPaths|TestBenchHTTPSThroughAFriend' ./internal/lab/ > $${TMPDIR:-/tmp}/erg-bench-internet.log 2>&1; st=$$?; \
 	grep -E '_test.go|^(--- |ok|FAIL)' $${TMPDIR:-/tmp}/erg-bench-internet.log; echo "(the whole run: $${TMPDIR:-/tmp}/erg-bench-internet.log)"; exit $$st
 
 # The quick loop: no erg processes, no browsers.
