@@ -15,7 +15,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -33,23 +32,7 @@ import (
 // desktop), resolving every name to loopback.
 func trustingBrowser(t *testing.T, n *testNode) *browser {
 	path := chromiumPath(t)
-	certutil, err := exec.LookPath("certutil")
-	if err != nil {
-		t.Skip("certutil is not installed (apt-get install libnss3-tools)")
-	}
-	home := t.TempDir()
-	db := "sql:" + filepath.Join(home, ".pki", "nssdb")
-	os.MkdirAll(filepath.Join(home, ".pki", "nssdb"), 0o700)
-	caFile := filepath.Join(t.TempDir(), "ca.crt")
-	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: n.certs.CACertificate()}), 0o644)
-	for _, args := range [][]string{
-		{"-N", "-d", db, "--empty-password"},
-		{"-A", "-d", db, "-t", "C,,", "-n", "erg node CA", "-i", caFile},
-	} {
-		if out, err := exec.Command(certutil, args...).CombinedOutput(); err != nil {
-			t.Fatalf("certutil %v: %v\n%s", args, err, out)
-		}
-	}
+	home := browsertest.TrustingHome(t, "erg node CA", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: n.certs.CACertificate()}))
 	root := browsertest.Start(t, path,
 		chromedp.Flag("host-resolver-rules", "MAP * 127.0.0.1"),
 		chromedp.Env("HOME="+home))

@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -231,6 +232,12 @@ func (tb *tab) grainFrame(id string) string {
 func TestHTTPSThroughAFriend(t *testing.T) {
 	skipUnlessLab(t)
 	w := newHTTPSWorld(t)
+	// The lab stays sealed with the café and the internet's servers in it.
+	for _, ns := range []*NS{w.Inet, w.cafe, w.R, w.A.Host} {
+		if err := ns.Unreachable(hostAddr(t)); err != nil {
+			t.Error(err)
+		}
+	}
 
 	// A got its certificate from Pebble, through the DNS on the internet.
 	leaf, secrets := w.aliceCert(t)
@@ -259,7 +266,16 @@ func TestHTTPSThroughAFriend(t *testing.T) {
 	athome.wait("the note at home to connect", noteConnected, 30*time.Second)
 
 	// In the café: R's address for every name of alice's, A's certificate.
-	cafe := w.browser(t, w.cafe, "alice in the café", "")
+	// R's own name (told the browser by hand: the café's DNS does not
+	// know it) has a certificate from R's own CA, which the browser does
+	// not trust: it checks what it is shown.
+	cafe := w.browser(t, w.cafe, "alice in the café", "MAP rita.test "+RAddr)
+	ctx, cancel := context.WithTimeout(cafe.ctx, 15*time.Second)
+	_, err = chromedp.Run(ctx, chromedp.Navigate("https://rita.test/"))
+	cancel()
+	if le := (*chromedp.LoadError)(nil); !errors.As(err, &le) || !strings.Contains(le.ErrorText, "ERR_CERT_AUTHORITY_INVALID") {
+		t.Fatalf("the café's browser on R's own name, whose CA it does not trust: %v", err)
+	}
 	cafe.do("sign in through R",
 		chromedp.Navigate("https://"+aliceDomain+"/login"),
 		chromedp.SetValue(chromedp.CSS(`[data-testid=login-username]`), "alice"),
