@@ -25,8 +25,10 @@ import (
 // nodes: the baseline), C's grain over the direct path (C's router maps
 // its port), and B's grain relayed through R (B is behind the hard NAT);
 // then the raw libp2p round trip of each path from a plain libp2p host in
-// the same homes; then the time from a NAT flush on every router until
-// each friend's grain answers again. It is a measurement, not a check of
+// the same homes; then a 50 MiB download over each path, and over D's
+// punched one, beside a raw libp2p stream on it (downloads); then the time
+// from a NAT flush on every router until each friend's grain answers
+// again. It is a measurement, not a check of
 // speed: it runs with `make bench-internet` (ERG_LAB_BENCH=1) and logs
 // each figure beside its baseline from the same run.
 func TestBenchGrainPaths(t *testing.T) {
@@ -154,46 +156,87 @@ func answers(win *nodetest.Window, d time.Duration) bool {
 
 // downloads measures a 50 MiB download to A's browser from an echo
 // grain's /bytes: A's own (no path between nodes), C's over the direct
-// path and B's relayed through R, three times each; then the same bytes
-// over a raw libp2p stream on each path, once over TCP and once over QUIC
-// (the lab helper's bulk mode): plain hosts in A's, B's and C's homes,
-// behind the same routers, the one in C's home mapped by C's router as
-// C's node is, and a relay in R's namespace with erg's relay limits
-// (p2p.RelayResources) carrying A's to B's. Which transport carried erg's
-// bytes the routers' byte counts tell. It logs each download's MB/s (the
-// median) beside its raw streams'.
+// path (C's mapping), B's relayed through R, and D's where A and D punched
+// through; beside each, the same bytes over a raw libp2p stream on the
+// same path, over TCP and over QUIC (the lab helper's bulk mode): plain
+// hosts in A's, B's, C's and D's homes, behind the same routers, the one
+// in C's home mapped by C's router as C's node is, and a relay in R's
+// namespace with erg's relay limits (p2p.RelayResources) carrying A's to
+// B's (and A's to D's until they punch through). Erg's and the raw
+// downloads take turns, three rounds, so the loaded machine weighs on
+// both alike. Which transport carried erg's bytes the routers' byte counts
+// tell. It logs the median MB/s of each.
 func downloads(t *testing.T, w *world) {
-	const runs = 3
+	const rounds = 3
 	type path struct {
 		name  string
 		on    *nodetest.Node
 		legs  []Home   // the routers the bytes cross, and the peer of each
 		peers []string // (for the transport they used)
-		erg   float64  // MB/s, the median run
-		wire  string   // the transport that carried erg's bytes
-		raw   map[string]float64
+		win   *nodetest.Window
+		erg   []float64 // seconds
+		wire  string    // the transport that carried erg's bytes
+		raw   map[string]bulkPlan
+		rawS  map[string][]float64 // by the transport the raw stream used
 	}
 	paths := []*path{
 		{name: "A's own grain (baseline)", on: w.a},
 		{name: "C's grain, direct", on: w.c, legs: []Home{w.A}, peers: []string{w.C.WAN}},
 		{name: "B's grain, relayed through R", on: w.b, legs: []Home{w.A, w.B}, peers: []string{RAddr, RAddr}},
 	}
+	// D, behind an easy NAT like A's and with no mapping, is direct only
+	// when the hole punch worked, which it does in most runs, not all.
+	w.env.Befriend(w.r, w.d)
+	awaitReach(t, w.d, p2p.Relayed)
+	w.env.Befriend(w.a, w.d)
+	punched := testkit.Poll(30*time.Second, func() bool {
+		f, _ := friend(w.a, "dnode")
+		return f.Path == "direct"
+	}) == nil
+	if punched {
+		paths = append(paths, &path{name: "D's grain, hole-punched", on: w.d, legs: []Home{w.A}, peers: []string{w.D.WAN}})
+	} else {
+		t.Log("A and D stayed relayed in this run: no hole-punched download")
+	}
 	for _, p := range paths {
 		g := p.on.NewGrain("echo", "download "+p.on.Name)
-		p.raw = map[string]float64{}
 		if p.on != w.a {
 			p.on.ShareWith(g, w.a, "editor") // echo's one role
 		}
-		win := w.a.Open(g)
-		win.HTTP.Timeout = 5 * time.Minute
-		if code, _ := win.Get("/bytes?n=100"); code != 200 {
+		p.win = w.a.Open(g)
+		p.win.HTTP.Timeout = 5 * time.Minute
+		if code, _ := p.win.Get("/bytes?n=100"); code != 200 {
 			t.Fatalf("%s: /bytes = %d", p.name, code)
 		}
-		before := carried(p.legs, p.peers)
-		var secs []float64
-		for range runs {
+		p.raw, p.rawS = map[string]bulkPlan{}, map[string][]float64{}
+	}
+
+	// The raw streams' hosts. Seeds name them: 1 the relay, 2 and 5 the
+	// servers in B's home (reserved over TCP and over QUIC), 3 the server
+	// in C's home, 4 the client in A's, 6 the server in D's home.
+	relay := startBulk(t, w.R, "raw relay", bulkPlan{Role: "relay", Seed: 1, Allow: []byte{2, 4, 5, 6}})
+	mapped := startBulk(t, w.C.Host, "raw server in C's home", bulkPlan{Role: "serve", Seed: 3, PortMap: true})
+	fetch := bulkPlan{Role: "fetch", Seed: 4, Bytes: downloadBytes, Runs: 1}
+	for wire, seed := range map[string]byte{"tcp": 2, "quic": 5} {
+		viaR := startBulk(t, w.B.Host, "raw server in B's home over "+wire, bulkPlan{Role: "serve", Seed: seed, Relay: onWire(t, relay.Addrs, wire)})
+		fetch.Server = onWire(t, mapped.Addrs, wire)
+		paths[1].raw[wire] = fetch
+		fetch.Server = onWire(t, viaR.Addrs, wire)
+		paths[2].raw[wire] = fetch
+	}
+	if punched {
+		// Met through the relay, then punched through: over whichever
+		// transport the punch got through on.
+		viaR := startBulk(t, w.D.Host, "raw server in D's home", bulkPlan{Role: "serve", Seed: 6, Relay: onWire(t, relay.Addrs, "tcp"), Punch: true})
+		fetch.Server, fetch.Punch = viaR.Addrs[0], true
+		paths[3].raw["punched"] = fetch
+	}
+
+	for range rounds {
+		for _, p := range paths {
+			before := carried(p.legs, p.peers)
 			start := time.Now()
-			resp, err := win.HTTP.Get(win.Origin + "/bytes?n=" + strconv.Itoa(downloadBytes))
+			resp, err := p.win.HTTP.Get(p.win.Origin + "/bytes?n=" + strconv.Itoa(downloadBytes))
 			if err != nil {
 				t.Fatalf("%s: download: %v", p.name, err)
 			}
@@ -202,30 +245,30 @@ func downloads(t *testing.T, w *world) {
 			if err != nil || n != downloadBytes || resp.StatusCode != 200 {
 				t.Fatalf("%s: download: %s, %d of %d bytes, %v", p.name, resp.Status, n, downloadBytes, err)
 			}
-			secs = append(secs, time.Since(start).Seconds())
-		}
-		p.erg = mbps(secs)
-		p.wire = transport(before, carried(p.legs, p.peers))
-	}
-
-	// The raw streams. Seeds name the helper hosts: 1 the relay, 2 and 5
-	// the servers in B's home (reserved over TCP and over QUIC), 3 the
-	// server in C's home, 4 the client in A's.
-	relay := startBulk(t, w.R, "raw relay", bulkPlan{Role: "relay", Seed: 1, Allow: []byte{2, 4, 5}})
-	mapped := startBulk(t, w.C.Host, "raw server in C's home", bulkPlan{Role: "serve", Seed: 3, PortMap: true})
-	for wire, seed := range map[string]byte{"tcp": 2, "quic": 5} {
-		viaR := startBulk(t, w.B.Host, "raw server in B's home over "+wire, bulkPlan{Role: "serve", Seed: seed, Relay: onWire(t, relay.Addrs, wire)})
-		for i, server := range []string{onWire(t, mapped.Addrs, wire), onWire(t, viaR.Addrs, wire)} {
-			rep := fetchBulk(t, w.A.Host, bulkPlan{Role: "fetch", Seed: 4, Server: server, Bytes: downloadBytes, Runs: runs})
-			paths[i+1].raw[wire] = mbps(rep.Seconds)
+			p.erg = append(p.erg, time.Since(start).Seconds())
+			p.wire = transport(before, carried(p.legs, p.peers))
+			for _, plan := range p.raw {
+				rep := fetchBulk(t, w.A.Host, plan)
+				wire := "tcp"
+				if strings.Contains(rep.Via, "/quic-v1") {
+					wire = "quic"
+				}
+				p.rawS[wire] = append(p.rawS[wire], rep.Seconds...)
+			}
 		}
 	}
 	for _, p := range paths {
-		line := fmt.Sprintf("%-32s 50 MiB download %6.1f MB/s", p.name, p.erg)
+		erg := mbps(p.erg)
+		line := fmt.Sprintf("%-32s 50 MiB download %6.1f MB/s", p.name, erg)
 		if p.on != w.a {
-			line += fmt.Sprintf(" over %-4s  raw libp2p stream: tcp %6.1f MB/s, quic %6.1f MB/s", p.wire, p.raw["tcp"], p.raw["quic"])
-			if raw, ok := p.raw[p.wire]; ok {
-				line += fmt.Sprintf("  (%.2f of the raw stream on its transport)", p.erg/raw)
+			line += fmt.Sprintf(" over %-4s  raw libp2p stream:", p.wire)
+			for _, wire := range []string{"tcp", "quic"} {
+				if secs, ok := p.rawS[wire]; ok {
+					line += fmt.Sprintf(" %s %6.1f MB/s", wire, mbps(secs))
+				}
+			}
+			if secs, ok := p.rawS[p.wire]; ok {
+				line += fmt.Sprintf("  (%.2f of the raw stream on its transport)", erg/mbps(secs))
 			}
 		}
 		t.Log(line)
@@ -295,6 +338,7 @@ type bulkPlan struct {
 	PortMap bool   `json:"portMap,omitempty"`
 	Relay   string `json:"relay,omitempty"`
 	Server  string `json:"server,omitempty"`
+	Punch   bool   `json:"punch,omitempty"`
 	Bytes   int64  `json:"bytes,omitempty"`
 	Runs    int    `json:"runs,omitempty"`
 	Seed    byte   `json:"seed,omitempty"`

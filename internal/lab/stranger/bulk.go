@@ -23,6 +23,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
 	relayv2 "github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
+	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
@@ -42,7 +43,8 @@ import (
 //     is asked for (at most maxBulk); it asks its router for a port mapping
 //     (PortMap, as erg nodes do) or reserves a slot on Relay.
 //   - "fetch": a host that connects to Server (directly, or through the
-//     relay when the address is a circuit) and downloads Bytes, Runs times.
+//     relay when the address is a circuit, then, with Punch, over the
+//     connection the hole punch made) and downloads Bytes, Runs times.
 //
 // relay and serve print one JSON line (BulkReady) once they can be reached,
 // then run until they are stopped; fetch prints a BulkReport.
@@ -52,6 +54,7 @@ type Bulk struct {
 	PortMap   bool   `json:"portMap,omitempty"`   // serve: wait for the router's mapping
 	Relay     string `json:"relay,omitempty"`     // serve: reserve on this relay (with /p2p/<id>)
 	Server    string `json:"server,omitempty"`    // fetch: the server's address (with /p2p/<id>)
+	Punch     bool   `json:"punch,omitempty"`     // serve, fetch: hole punching on; fetch waits for a direct connection
 	Transport string `json:"transport,omitempty"` // fetch: "tcp" or "quic", for the report
 	Bytes     int64  `json:"bytes,omitempty"`
 	Runs      int    `json:"runs,omitempty"`
@@ -150,6 +153,9 @@ func bulkRelay(b Bulk) error {
 
 func bulkServe(b Bulk) error {
 	opts := []libp2p.Option{libp2p.EnableRelay()}
+	if b.Punch {
+		opts = append(opts, libp2p.EnableHolePunching())
+	}
 	if b.PortMap {
 		opts = append(opts, libp2p.NATPortMap())
 	}
@@ -173,6 +179,11 @@ func bulkServe(b Bulk) error {
 		}
 		if _, err := client.Reserve(ctx, h, *relay); err != nil {
 			return fmt.Errorf("reserve on the relay: %w", err)
+		}
+		if b.Punch {
+			if err := awaitPunchable(ctx, h); err != nil {
+				return err
+			}
 		}
 		for _, a := range relay.Addrs {
 			addrs = append(addrs, a.Encapsulate(ma.StringCast("/p2p/"+relay.ID.String()+"/p2p-circuit")))
@@ -233,16 +244,52 @@ func bulkFetch(b Bulk) error {
 	if b.Bytes <= 0 || b.Bytes > maxBulk || b.Runs <= 0 {
 		return fmt.Errorf("bytes %d, runs %d: want 1 to %d bytes, at least one run", b.Bytes, b.Runs, maxBulk)
 	}
-	// No hole punching: the path measured is the one asked for.
-	h, err := bulkHost(b.Seed, libp2p.EnableRelay())
+	// No hole punching unless asked: the path measured is the one asked for.
+	opts := []libp2p.Option{libp2p.EnableRelay()}
+	if b.Punch {
+		opts = append(opts, libp2p.EnableHolePunching())
+	}
+	h, err := bulkHost(b.Seed, opts...)
 	if err != nil {
 		return err
 	}
 	defer h.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
+	if b.Punch {
+		// Learn a public address from the relay first: until it has one,
+		// the host does not answer the punch the server starts at once.
+		relay, _ := ma.SplitFunc(ai.Addrs[0], func(c ma.Component) bool { return c.Code() == ma.P_CIRCUIT })
+		rai, err := peer.AddrInfoFromP2pAddr(relay)
+		if err != nil {
+			return fmt.Errorf("relay of %s: %w", b.Server, err)
+		}
+		if err := h.Connect(ctx, *rai); err != nil {
+			return fmt.Errorf("connect to the relay: %w", err)
+		}
+		if err := awaitPunchable(ctx, h); err != nil {
+			return err
+		}
+	}
 	if err := h.Connect(network.WithAllowLimitedConn(ctx, "bench"), *ai); err != nil {
 		return fmt.Errorf("connect to %s: %w", b.Server, err)
+	}
+	if b.Punch {
+		// The server punches when the relayed connection opens; a stream
+		// takes the direct connection once there is one.
+		direct := func() bool {
+			for _, c := range h.Network().ConnsToPeer(ai.ID) {
+				if _, err := c.RemoteMultiaddr().ValueForProtocol(ma.P_CIRCUIT); err != nil {
+					return true
+				}
+			}
+			return false
+		}
+		for start := time.Now(); !direct(); time.Sleep(100 * time.Millisecond) {
+			if time.Since(start) > 30*time.Second {
+				return errors.New("no direct connection 30 s after the relayed one: the hole punch failed")
+			}
+		}
 	}
 	var rep BulkReport
 	for range b.Runs {
@@ -265,6 +312,20 @@ func bulkFetch(b Bulk) error {
 		s.Close()
 	}
 	return json.NewEncoder(os.Stdout).Encode(rep)
+}
+
+// awaitPunchable waits until h answers hole punches: libp2p starts the
+// protocol once the host knows a public address of its own (here, the
+// one the relay observed).
+func awaitPunchable(ctx context.Context, h host.Host) error {
+	for !slices.Contains(h.Mux().Protocols(), holepunch.Protocol) {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("no public address to punch from: %v", h.Addrs())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return nil
 }
 
 func ready(h host.Host, addrs []ma.Multiaddr) error {
