@@ -33,15 +33,25 @@ const spliceMin = 64 << 10
 // cut answer never looks whole. The end of ctx cuts the exchange.
 // Upgrades are not forwarded here (Upgrade is hop-by-hop; see RoundTrip).
 func (p *Pool) Forward(ctx context.Context, w http.ResponseWriter, r *http.Request, answer func(http.Header)) error {
-	target, err := requestTarget(r)
+	ex, resp, err := p.open(ctx, r)
 	if err != nil {
 		return err
+	}
+	ex.answer(w, resp, answer)
+	return nil
+}
+
+// open sends r on a pooled connection and reads the answer's head.
+func (p *Pool) open(ctx context.Context, r *http.Request) (exchange, *http.Response, error) {
+	target, err := requestTarget(r)
+	if err != nil {
+		return exchange{}, nil, err
 	}
 	hasBody := r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody
 	for {
 		c, reused, err := p.get(ctx)
 		if err != nil {
-			return err
+			return exchange{}, nil, err
 		}
 		ex := exchange{p: p, c: c, r: r, ctx: ctx}
 		resp, err := ex.send(target, hasBody)
@@ -55,12 +65,11 @@ func (p *Pool) Forward(ctx context.Context, w http.ResponseWriter, r *http.Reque
 				continue
 			}
 			if ctxErr := ctx.Err(); ctxErr != nil {
-				return ctxErr
+				return exchange{}, nil, ctxErr
 			}
-			return err
+			return exchange{}, nil, err
 		}
-		ex.answer(w, resp, answer)
-		return nil
+		return ex, resp, nil
 	}
 }
 

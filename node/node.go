@@ -147,6 +147,7 @@ type Node struct {
 	closers []io.Closer         // listeners under the servers' own (the HTTPS port's split)
 	sockLn  net.Listener
 	servers []*http.Server
+	web     *webui.Handler // plain HTTP's, whose grain loop Close stops
 	serveWG sync.WaitGroup
 }
 
@@ -333,6 +334,10 @@ func (n *Node) listen() error {
 		web := webui.NewHandler(svc, opts, webLog)
 		n.serve(sl, webui.APIHandler(svc, opts, webLog))
 		n.serve(n.webLn, web)
+		// Grain connections its loop serves outside net/http come back
+		// here for whatever the loop leaves to the server.
+		n.serve(web.HandedBack(), web)
+		n.web = web
 		return nil
 	}
 	// One port for both: HTTPS, and plain HTTP redirected to it; TLS for
@@ -433,6 +438,9 @@ func (n *Node) Close() error {
 	defer cancel()
 	for _, s := range n.servers {
 		s.Shutdown(ctx)
+	}
+	if n.web != nil {
+		n.web.Shutdown(ctx) // the grain loop's connections, hijacked
 	}
 	for _, s := range n.servers {
 		s.Close() // hijacked websockets are not closed by Shutdown

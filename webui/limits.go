@@ -27,19 +27,27 @@ func (g bodyGuard) guard(w http.ResponseWriter, r *http.Request) {
 	if g.stall <= 0 || g.rate <= 0 || r.Body == nil || r.Body == http.NoBody {
 		return
 	}
-	rc := http.NewResponseController(w)
+	g.guardConn(r, http.NewResponseController(w).SetReadDeadline)
+}
+
+// guardConn is guard for a body read straight from a connection (the
+// grain loop's), whose read deadline setDeadline sets.
+func (g bodyGuard) guardConn(r *http.Request, setDeadline func(time.Time) error) {
+	if g.stall <= 0 || g.rate <= 0 || r.Body == nil || r.Body == http.NoBody {
+		return
+	}
 	deadline := time.Now().Add(g.stall)
-	if rc.SetReadDeadline(deadline) != nil {
+	if setDeadline(deadline) != nil {
 		return // not a connection we can set deadlines on (a test's recorder)
 	}
-	r.Body = &guardedBody{ReadCloser: r.Body, rc: rc, g: g, deadline: deadline}
+	r.Body = &guardedBody{ReadCloser: r.Body, setDeadline: setDeadline, g: g, deadline: deadline}
 }
 
 type guardedBody struct {
 	io.ReadCloser
-	rc       *http.ResponseController
-	g        bodyGuard
-	deadline time.Time
+	setDeadline func(time.Time) error
+	g           bodyGuard
+	deadline    time.Time
 }
 
 func (b *guardedBody) Read(p []byte) (int, error) {
@@ -53,7 +61,7 @@ func (b *guardedBody) Read(p []byte) (int, error) {
 		if limit := now.Add(b.g.stall); b.deadline.After(limit) {
 			b.deadline = limit
 		}
-		b.rc.SetReadDeadline(b.deadline)
+		b.setDeadline(b.deadline)
 	}
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		err = errBodyTooSlow

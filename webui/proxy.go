@@ -13,8 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/net/http/httpguts"
-
 	"erg"
 	"erg/accounts"
 	"erg/apitokens"
@@ -87,6 +85,7 @@ type Handler struct {
 	pages      *pages
 	updates    *updateCache
 	proxy      *httputil.ReverseProxy
+	loops      *grainLoops              // grain connections served outside net/http
 	csp        atomic.Pointer[cspValue] // the last frame-ancestors policy made
 	tok        *apitokens.Service
 	pb         *powerbox.Service
@@ -111,6 +110,7 @@ func NewHandler(svc Services, opts Options, log *slog.Logger) *Handler {
 		certs: opts.Certs, httpsPort: opts.HTTPSPort, forward: opts.Forward,
 	}
 	h.proxy = h.newGrainProxy()
+	h.loops = newGrainLoops(h)
 	h.tok, h.apiProxy, h.pb = svc.APITokens, h.newAPIProxy(), svc.Powerbox
 	h.pages = newPages()
 	h.pageRoutes = h.allPageRoutes()
@@ -212,57 +212,24 @@ func validGrainID(id string) bool {
 }
 
 func (h *Handler) serveGrain(w http.ResponseWriter, r *http.Request, id string) {
-	ctx := r.Context()
-	g, err := h.b.ResolveGrain(ctx, id)
-	if errors.Is(err, erg.ErrNotFound) {
-		http.Error(w, "No such grain on this node.", http.StatusNotFound)
+	g, viewer, refused := h.admit(r, id)
+	if refused != nil {
+		refused(w)
 		return
 	}
-	if err != nil {
-		h.fail(w, r, err)
-		return
+	if gc := h.serveAdmitted(w, r, id, g, viewer); gc != nil {
+		// The connection is the grain loop's now (grainconn.go): its
+		// later requests are read, checked and forwarded there.
+		gc.serve()
 	}
-	if r.URL.Path == loginPath {
-		h.login(w, r, g)
-		return
-	}
-	if crossOrigin(r) {
-		// Every grain's frame sits under the shell's site and so shares
-		// its partitioned cookie: without this check one grain's script
-		// could post, signed in, to the user's other grains.
-		http.Error(w, "Only this grain's own pages may change it.", http.StatusForbidden)
-		return
-	}
-	c, err := r.Cookie(grainCookie)
-	if err != nil {
-		http.Error(w, "Not signed in to this grain. Open it from your node's page.", http.StatusUnauthorized)
-		return
-	}
-	viewer, err := g.Viewer(ctx, c.Value)
-	if err != nil {
-		if errors.Is(err, erg.ErrForbidden) || errors.Is(err, erg.ErrNotFound) {
-			http.Error(w, "Your access to this grain has ended.", http.StatusForbidden)
-			return
-		}
-		h.fail(w, r, err)
-		return
-	}
-	// A session that loses its access (revoked share, removed user) is
-	// cut at once: cancelling the request closes the grain's side of a
-	// websocket, which ends the proxy's copy and closes the browser's.
-	// The session's context cancels it; no goroutine waits on it.
-	// The session's end, when it has one, cuts the request too.
-	var cancel context.CancelFunc
-	if viewer.Expires.IsZero() {
-		ctx, cancel = context.WithCancel(ctx)
-	} else {
-		ctx, cancel = context.WithDeadline(ctx, viewer.Expires)
-	}
+}
+
+// serveAdmitted forwards an admitted request to its grain. When the
+// grain loop takes the connection over to serve this request, it
+// returns the loop, to go on with once this request's lease is released.
+func (h *Handler) serveAdmitted(w http.ResponseWriter, r *http.Request, id string, g GrainHandle, viewer erg.Viewer) *grainConn {
+	ctx, cancel := sessionContext(r.Context(), viewer)
 	defer cancel()
-	if viewer.Session != nil {
-		stop := context.AfterFunc(viewer.Session, cancel)
-		defer stop()
-	}
 	if isUpgrade(r) {
 		// A websocket holds a connection here and one to the grain (for a
 		// friend's grain, a stream to its node) for as long as it is
@@ -273,7 +240,7 @@ func (h *Handler) serveGrain(w http.ResponseWriter, r *http.Request, id string) 
 		}
 		if !h.ws.acquire(key) {
 			http.Error(w, "Too many websockets open; close some tabs and try again.", http.StatusTooManyRequests)
-			return
+			return nil
 		}
 		defer h.ws.release(key)
 		// Once upgraded it is a websocket's own business how long it
@@ -289,15 +256,25 @@ func (h *Handler) serveGrain(w http.ResponseWriter, r *http.Request, id string) 
 	if err != nil {
 		h.log.Warn("grain did not start", "grain", id, "err", err)
 		http.Error(w, "The grain could not start: "+err.Error(), http.StatusBadGateway)
-		return
+		return nil
 	}
 	defer release()
+	if rl, ok := rt.(relayer); ok {
+		if gc := h.loops.take(w, r, id); gc != nil {
+			if gc.relay(ctx, r, rl, viewer) {
+				return gc
+			}
+			gc.close()
+			return nil
+		}
+	}
 	if f, ok := rt.(forwarder); ok && !isUpgrade(r) {
 		h.forwardGrain(ctx, w, r, f, id, viewer)
-		return
+		return nil
 	}
 	p := &proxied{Context: ctx, id: id, viewer: viewer, rt: rt, in: r}
 	h.proxy.ServeHTTP(w, r.WithContext(p))
+	return nil
 }
 
 // forwarder is a grain transport that sends a request and streams its
@@ -310,13 +287,7 @@ type forwarder interface {
 // forwardGrain is the lean path to a local grain: the same rewrite as the
 // ReverseProxy's, made in place on the request the server parsed.
 func (h *Handler) forwardGrain(ctx context.Context, w http.ResponseWriter, r *http.Request, f forwarder, id string, viewer erg.Viewer) {
-	setGrainHeaders(r.Header, viewer)
-	dropCookie(r, grainCookie)
-	// What ReverseProxy drops before its Rewrite: a client's word on
-	// where the request came from.
-	for _, k := range []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {
-		delete(r.Header, k)
-	}
+	rewriteForGrain(r, viewer)
 	csp := h.frameAncestors(r)
 	err := f.Forward(ctx, w, r, func(hdr http.Header) {
 		// Only the node's shell may frame a grain.
@@ -324,6 +295,18 @@ func (h *Handler) forwardGrain(ctx context.Context, w http.ResponseWriter, r *ht
 	})
 	if err != nil {
 		h.proxyFailed(w, r, id, viewer, err)
+	}
+}
+
+// rewriteForGrain makes the request the grain sees, in place: the node's
+// word on who is asking, without the grain cookie and without what
+// ReverseProxy drops before its Rewrite (a client's word on where the
+// request came from).
+func rewriteForGrain(r *http.Request, viewer erg.Viewer) {
+	setGrainHeaders(r.Header, viewer)
+	dropCookie(r, grainCookie)
+	for _, k := range []string{"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {
+		delete(r.Header, k)
 	}
 }
 
@@ -420,34 +403,6 @@ func (t grainTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	// Only the node's shell may frame a grain.
 	resp.Header.Add("Content-Security-Policy", "frame-ancestors "+t.h.shellOrigin(p.in))
 	return resp, nil
-}
-
-// crossOrigin reports whether r is a state-changing request (any method
-// but GET, HEAD and OPTIONS) or a websocket upgrade that a browser says
-// comes from a page other than the grain's own origin: an Origin that is
-// not the grain's scheme, host and port, or a Sec-Fetch-Site of
-// cross-site or same-site. A request with neither header (curl, an old
-// browser) passes, as nothing shows it comes from another page.
-func crossOrigin(r *http.Request) bool {
-	switch r.Method {
-	case http.MethodGet, http.MethodHead, http.MethodOptions:
-		if !httpguts.HeaderValuesContainsToken(r.Header["Connection"], "upgrade") && r.Header.Get("Upgrade") == "" {
-			return false
-		}
-	}
-	switch r.Header.Get("Sec-Fetch-Site") {
-	case "cross-site", "same-site":
-		return true
-	}
-	origin := r.Header.Values("Origin")
-	if len(origin) == 0 {
-		return false
-	}
-	scheme := "http://"
-	if r.TLS != nil {
-		scheme = "https://"
-	}
-	return len(origin) != 1 || !strings.EqualFold(origin[0], scheme+r.Host)
 }
 
 // copyBuffers saves the proxy a 32 KiB allocation per request.
