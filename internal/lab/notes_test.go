@@ -50,14 +50,24 @@ func (tb *tab) do(what string, steps ...chromedp.Action[chromedp.Void]) {
 func (tb *tab) wait(what, cond string, d time.Duration) {
 	tb.t.Helper()
 	deadline := time.Now().Add(d)
+	// Each look has a deadline of its own: a tab that stopped answering
+	// fails the test at d rather than holding it to go test's timeout,
+	// which would skip the lab's teardown.
+	look := func(a chromedp.Action[string]) (string, error) {
+		ctx, cancel := context.WithTimeout(tb.ctx, 5*time.Second)
+		defer cancel()
+		return chromedp.Run(ctx, a)
+	}
 	for {
-		ok, err := chromedp.Run(tb.ctx, chromedp.Evaluate[bool](cond))
+		ctx, cancel := context.WithTimeout(tb.ctx, 5*time.Second)
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](cond))
+		cancel()
 		if err == nil && ok {
 			return
 		}
 		if time.Now().After(deadline) {
-			loc, _ := chromedp.Run(tb.ctx, chromedp.Location())
-			body, _ := chromedp.Run(tb.ctx, chromedp.Evaluate[string](`document.body ? document.body.innerText.slice(0, 500) : ""`))
+			loc, _ := look(chromedp.Location())
+			body, _ := look(chromedp.Evaluate[string](`document.body ? document.body.innerText.slice(0, 500) : ""`))
 			tb.t.Fatalf("%s: waiting for %s (%s): %v (at %s: %q)", tb.who, what, cond, err, loc, body)
 		}
 		time.Sleep(50 * time.Millisecond)
