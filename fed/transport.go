@@ -76,33 +76,27 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	// The call returns as soon as the owner's node has accepted the
 	// exchange, or fails when it refuses (revoked, malformed); the answer
 	// itself comes through the responder.
-	type callResult struct {
-		answer *startResult
-		err    error
-	}
-	callDone := make(chan callResult, 1)
-	go func() {
-		res, err := fut.Struct()
-		var ans *startResult
-		if err != nil {
-			err = callError(err)
-		} else if res.HasFailure() {
-			err = resultFailure(true, res.Failure)
-		} else if res.HasAnswer() {
-			ans, err = readAnswer(res)
-		}
-		release()
-		callDone <- callResult{ans, err}
-	}()
 	var answered *startResult
 	select {
-	case r := <-callDone:
-		if r.err != nil {
-			return fail(remoteError(r.err))
-		}
-		answered = r.answer
+	case <-fut.Done():
 	case <-ctx.Done():
+		// The call's answer is released once it comes, by nobody else.
+		go func() { <-fut.Done(); release() }()
 		return fail(ctx.Err())
+	}
+	// Read on this goroutine: a goroutine of its own to wait for the
+	// answer would be one more handoff on every request.
+	res, err := fut.Struct()
+	if err != nil {
+		err = callError(err)
+	} else if res.HasFailure() {
+		err = resultFailure(true, res.Failure)
+	} else if res.HasAnswer() {
+		answered, err = readAnswer(res)
+	}
+	release()
+	if err != nil {
+		return fail(remoteError(err))
 	}
 	// A request without a body sends nothing on the body stream: the
 	// owner's side never reads it, and every message saved is latency

@@ -289,3 +289,48 @@ func mustPick(t *testing.T, n *testNode, requester, target string) string {
 	}
 	return claim
 }
+
+// The bridge keeps a grant's Grain open between requests; when the
+// target's sandbox goes (its app crashed), requests reach it started
+// again, and a revocation still cuts the next.
+func TestPowerboxBridgeAfterTheTargetCrashed(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, nil)
+	reqID, reqOrigin := n.newGrain("echo")
+	target, _ := n.newGrain("echo")
+	claim, err := n.pbox.Pick(context.Background(), n.owner(), reqID, erg.PowerboxPick{Target: target, Role: "editor"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, grant := n.claimThrough(reqOrigin, claim)
+	pid := func() string {
+		t.Helper()
+		code, body := n.bridgeCall(reqOrigin, "GET", "/pid", grant, "")
+		if code != 200 {
+			t.Fatalf("GET /pid through the bridge: %d %s", code, body)
+		}
+		return body
+	}
+	first := pid()
+	if again := pid(); again != first {
+		t.Fatalf("the target restarted between two requests: %s, %s", first, again)
+	}
+	if code, _ := n.bridgeCall(reqOrigin, "GET", "/crash", grant, ""); code == 200 {
+		t.Fatal("the crash answered 200")
+	}
+	// Until the node has seen the app exit, a request may still find the
+	// old sandbox (as through the proxy); then one reaches a new start.
+	// Requests come more often than a kept Grain idles out: one kept for
+	// good on the old sandbox would never get there.
+	testkit.Await(t, "the target started again through the bridge", func() bool {
+		code, body := n.bridgeCall(reqOrigin, "GET", "/pid", grant, "")
+		return code == 200 && body != first
+	})
+	gs, _ := n.pbox.List(context.Background(), n.owner(), reqID)
+	if err := n.pbox.Revoke(context.Background(), n.owner(), gs[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := n.bridgeCall(reqOrigin, "GET", "/pid", grant, ""); code != http.StatusForbidden {
+		t.Errorf("the kept Grain after its grant was revoked: %d", code)
+	}
+}

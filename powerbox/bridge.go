@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"strings"
+	"sync"
+	"time"
 
 	"erg"
 	"erg/fed"
@@ -36,19 +38,93 @@ import (
 // in: an id stable for the pair of grains, meaningless elsewhere.
 const BridgeHeader = "X-Erg-Via-Grain"
 
+// keepOpen is how long the HTTP face keeps a grant's Grain open after its
+// last request, so that a burst of requests opens it once. Each request
+// on it is checked again all the same, and it is revoked when the grant
+// stops holding; holding it keeps the target leased that much longer.
+const keepOpen = 5 * time.Second
+
 // Bridge serves the bridge of the grain requester.
 func (s *Service) Bridge(requester string) http.Handler {
-	return &bridge{b: &capnpBridge{s: s, requester: requester}}
+	return &bridge{b: &capnpBridge{s: s, requester: requester}, open: map[string]*openGrain{}}
 }
 
-type bridge struct{ b *capnpBridge }
+type bridge struct {
+	b *capnpBridge
 
-func (b *bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	// A capability of its own for each request: nothing outlives it, as
-	// nothing tells this handler when the grain's sandbox is gone.
+	mu   sync.Mutex
+	open map[string]*openGrain // by grant
+}
+
+// openGrain is a grant's Grain the HTTP face holds open.
+type openGrain struct {
+	t     *fed.Transport
+	users int         // requests on it now
+	idle  *time.Timer // releases it keepOpen after the last
+	gone  bool        // no longer in open: released when unused
+}
+
+// grain returns the open Grain of a grant, opening it if there is none;
+// done gives it back, with whether it went stale.
+func (b *bridge) grain(ctx context.Context, grant string) (*openGrain, error) {
+	b.mu.Lock()
+	if og := b.open[grant]; og != nil {
+		og.users++
+		if og.idle != nil {
+			og.idle.Stop() // one that fired meanwhile finds it in use
+		}
+		b.mu.Unlock()
+		return og, nil
+	}
+	b.mu.Unlock()
+	// A capability of its own for the open: nothing tells this handler
+	// when the grain's sandbox is gone, so nothing may outlive its use.
 	bc := fed.NewBridge(b.b)
 	defer bc.Release()
+	g, err := fed.OpenGrant(ctx, bc, grant)
+	if err != nil {
+		return nil, err
+	}
+	og := &openGrain{t: &fed.Transport{Grain: g}, users: 1}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if other := b.open[grant]; other != nil {
+		og.gone = true // two opened at once: keep the first for later
+	} else {
+		b.open[grant] = og
+	}
+	return og, nil
+}
+
+func (b *bridge) done(grant string, og *openGrain, stale bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if stale && !og.gone {
+		og.gone = true
+		delete(b.open, grant)
+	}
+	if og.users--; og.users > 0 {
+		return
+	}
+	if og.gone {
+		og.t.Grain.Release()
+		return
+	}
+	og.idle = time.AfterFunc(keepOpen, func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if og.users == 0 && !og.gone {
+			og.gone = true
+			delete(b.open, grant)
+			og.t.Grain.Release()
+		}
+	})
+}
+
+func (b *bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == "/_erg/claim" {
+		bc := fed.NewBridge(b.b)
+		defer bc.Release()
 		claim(w, r, bc)
 		return
 	}
@@ -61,13 +137,21 @@ func (b *bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		bridgeError(w, erg.E(erg.Invalid, "the path has a . or .. segment"), 0)
 		return
 	}
-	g, err := fed.OpenGrant(r.Context(), bc, strings.TrimSpace(tok))
+	grant := strings.TrimSpace(tok)
+	og, err := b.grain(r.Context(), grant)
 	if err != nil {
 		bridgeError(w, err, 0)
 		return
 	}
-	defer g.Release()
-	bridgeProxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), grainKey{}, &fed.Transport{Grain: g})))
+	u := &use{og: og}
+	defer func() { b.done(grant, og, u.stale) }()
+	bridgeProxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), grainKey{}, u)))
+}
+
+// use is one request's use of an open Grain.
+type use struct {
+	og    *openGrain
+	stale bool
 }
 
 func claim(w http.ResponseWriter, r *http.Request, bc fed.Bridge) {
@@ -92,15 +176,21 @@ func claim(w http.ResponseWriter, r *http.Request, bc fed.Bridge) {
 	json.NewEncoder(w).Encode(map[string]string{"id": g.ID, "token": g.Token, "target": g.Target, "role": g.Role})
 }
 
+// statusOf is the status a refusal of err's kind is answered with.
+func statusOf(err error) int {
+	code := map[erg.Kind]int{
+		erg.NotFound: 404, erg.Invalid: 400, erg.Forbidden: 403, erg.Unauthenticated: 401,
+		erg.TooMany: 429, erg.Unavailable: 502,
+	}[erg.KindOf(err)]
+	if code == 0 {
+		code = 500
+	}
+	return code
+}
+
 func bridgeError(w http.ResponseWriter, err error, code int) {
 	if code == 0 {
-		code = map[erg.Kind]int{
-			erg.NotFound: 404, erg.Invalid: 400, erg.Forbidden: 403, erg.Unauthenticated: 401,
-			erg.TooMany: 429, erg.Unavailable: 502,
-		}[erg.KindOf(err)]
-		if code == 0 {
-			code = 500
-		}
+		code = statusOf(err)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(code)
@@ -114,7 +204,12 @@ type grainKey struct{}
 type grainTransport struct{}
 
 func (grainTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	return r.Context().Value(grainKey{}).(*fed.Transport).RoundTrip(r)
+	u := r.Context().Value(grainKey{}).(*use)
+	resp, err := u.og.t.RoundTrip(r)
+	// Revoked, or its lease no good (the target's sandbox went): the
+	// next request opens the grant again, and learns which.
+	u.stale = err != nil || resp.StatusCode == http.StatusBadGateway
+	return resp, err
 }
 
 // bridgeProxy streams an exchange, websockets included, through the

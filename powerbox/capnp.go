@@ -1,7 +1,11 @@
 package powerbox
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"path"
@@ -53,7 +57,9 @@ func (b *capnpBridge) Open(ctx context.Context, grant string) (http.RoundTripper
 		if !first.Swap(false) {
 			again, err := b.s.Open(req.Context(), b.requester, grant)
 			if err != nil {
-				return nil, err
+				// Answered, not failed: the app learns why, with the
+				// status the HTTP face gives a refused open.
+				return refusal(req, err), nil
 			}
 			again.Release() // a holds the grant's context open meanwhile
 		}
@@ -92,3 +98,18 @@ func (b *capnpBridge) Open(ctx context.Context, grant string) (http.RoundTripper
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// refusal is the answer to a request on an open Grain whose grant no
+// longer holds: JSON {"error", "kind"} with the kind's status.
+func refusal(req *http.Request, err error) *http.Response {
+	body, _ := json.Marshal(erg.ErrorReply{Error: err.Error(), Kind: erg.KindOf(err)})
+	code := statusOf(err)
+	return &http.Response{
+		StatusCode: code, Status: fmt.Sprintf("%d %s", code, http.StatusText(code)),
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header:        http.Header{"Content-Type": {"application/json"}},
+		Body:          io.NopCloser(bytes.NewReader(body)),
+		ContentLength: int64(len(body)),
+		Request:       req,
+	}
+}
