@@ -151,7 +151,7 @@ func (m *Manifest) Validate() error {
 		return bad("description", "must be at most 4096 bytes")
 	case m.Icon != "" && !isTreePath(m.Icon):
 		return bad("icon", "must be a relative path inside the package, without '..'")
-	case m.APIPath != "" && !isAPIPath(m.APIPath):
+	case m.APIPath != "" && !IsAPIPath(m.APIPath):
 		return bad("apiPath", "must be a clean absolute path that ends in '/', such as \"/\" or \"/dav/\"")
 	}
 	for i, o := range m.Offers {
@@ -200,9 +200,10 @@ func isTreePath(p string) bool {
 		p != ".." && !strings.HasPrefix(p, "../") && !strings.ContainsRune(p, 0)
 }
 
-// isAPIPath reports whether p is a clean absolute URL path ending in "/"
-// with nothing a URL would read as other than path.
-func isAPIPath(p string) bool {
+// IsAPIPath reports whether p is a clean absolute URL path ending in "/"
+// with nothing a URL would read as other than path: what a manifest's
+// apiPath must be, and a friend's node's word for one.
+func IsAPIPath(p string) bool {
 	if p == "/" {
 		return true
 	}

@@ -305,6 +305,9 @@ var migrations = []string{
 	// share; empty for shares from before, until they are restored.
 	`ALTER TABLE remote_grains ADD COLUMN offers TEXT NOT NULL DEFAULT '';
 	ALTER TABLE remote_grains ADD COLUMN roles TEXT NOT NULL DEFAULT '';`,
+	// Where a friend's grain's app serves its API, so a powerbox grant to
+	// it gets the same paths as one to a grain here; empty: none known.
+	`ALTER TABLE remote_grains ADD COLUMN api_path TEXT NOT NULL DEFAULT '';`,
 }
 
 // Migrations returns the schema migrations in the order they apply; the

@@ -36,6 +36,9 @@ type ShareInfo struct {
 	// the friend's node may hand on, none above Role.
 	Offers []string
 	Roles  []erg.Role
+	// APIPath is where the grain's app serves its API; the receiver
+	// checks it is one (apppkg.IsAPIPath).
+	APIPath string
 }
 
 // Offer is a share another node made for this one, as it arrives.
@@ -243,6 +246,10 @@ func readInfo(gi GrainInfo) (ShareInfo, error) {
 	info.Title, _ = gi.Title()
 	info.AppName, _ = gi.AppName()
 	info.Role, _ = gi.Role()
+	info.APIPath, _ = gi.ApiPath()
+	if len(info.APIPath) > 256 {
+		return info, errors.New("the apiPath is over 256 bytes")
+	}
 	var err error
 	if info.Permissions, err = readNames(gi.Permissions, "permission"); err != nil {
 		return info, err
@@ -297,6 +304,11 @@ func writeInfo(gi GrainInfo, info ShareInfo) error {
 	gi.SetTitle(info.Title)
 	gi.SetAppName(info.AppName)
 	gi.SetRole(info.Role)
+	if info.APIPath != "" {
+		if err := gi.SetApiPath(info.APIPath); err != nil {
+			return err
+		}
+	}
 	if err := writeNames(gi.NewPermissions, info.Permissions); err != nil {
 		return err
 	}

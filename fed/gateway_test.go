@@ -33,8 +33,8 @@ func (m *memShares) Restore(_ context.Context, peer, user string, token []byte, 
 		return nil, ShareInfo{}, ErrUnknownToken
 	}
 	info := ShareInfo{Title: "Plans", AppName: "Notes", Role: "editor", Permissions: []string{"read", "write"},
-		Offers: []string{"notes/v1"},
-		Roles:  []erg.Role{{Name: "viewer", Title: "Can view", Permissions: []string{"read"}}, {Name: "editor", Permissions: []string{"read", "write"}}}}
+		Offers: []string{"notes/v1"}, APIPath: "/notes/",
+		Roles: []erg.Role{{Name: "viewer", Title: "Can view", Permissions: []string{"read"}}, {Name: "editor", Permissions: []string{"read", "write"}}}}
 	switch {
 	case role == "viewer" && !m.oldNode:
 		info.Role, info.Permissions = role, []string{"read"}
@@ -74,7 +74,7 @@ func TestGatewayRestore(t *testing.T) {
 	}
 	g.Release()
 	if info.Title != "Plans" || info.Role != "editor" || strings.Join(info.Permissions, ",") != "read,write" ||
-		strings.Join(info.Offers, ",") != "notes/v1" || len(info.Roles) != 2 || info.Roles[0].Title != "Can view" ||
+		strings.Join(info.Offers, ",") != "notes/v1" || info.APIPath != "/notes/" || len(info.Roles) != 2 || info.Roles[0].Title != "Can view" ||
 		strings.Join(info.Roles[1].Permissions, ",") != "read,write" {
 		t.Errorf("info %+v", info)
 	}

@@ -72,6 +72,10 @@ struct GrainInfo {
   # lacks, the share's own among them: those a user of the friend's node
   # may hand on (restore's role).
   roles @5 :List(RoleInfo);
+  # apiPath is where the grain's app serves its API (its manifest's
+  # apiPath, "" for none), so the friend's powerbox sends a grant's
+  # requests below it, as the owner's own does.
+  apiPath @6 :Text;
 }
 
 struct RoleInfo {

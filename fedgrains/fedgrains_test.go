@@ -168,9 +168,12 @@ func TestOfferRefused(t *testing.T) {
 	a := newNode(t, "anode")
 	befriend(t, a, b)
 	for name, o := range map[string]fed.Offer{
-		"no such user":   {Token: []byte("t"), Owner: "olga", User: "nobody"},
-		"a bad owner":    {Token: []byte("t"), Owner: "Not A Name!"},
-		"a comma'd role": {Token: []byte("t"), Owner: "olga", Info: fed.ShareInfo{Role: "a,b"}},
+		"no such user":        {Token: []byte("t"), Owner: "olga", User: "nobody"},
+		"a bad owner":         {Token: []byte("t"), Owner: "Not A Name!"},
+		"a comma'd role":      {Token: []byte("t"), Owner: "olga", Info: fed.ShareInfo{Role: "a,b"}},
+		"a comma'd offer":     {Token: []byte("t"), Owner: "olga", Info: fed.ShareInfo{Role: "viewer", Offers: []string{"a,b"}}},
+		"a climbing apiPath":  {Token: []byte("t"), Owner: "olga", Info: fed.ShareInfo{Role: "viewer", APIPath: "/api/../../"}},
+		"a query for apiPath": {Token: []byte("t"), Owner: "olga", Info: fed.ShareInfo{Role: "viewer", APIPath: "/?x=/"}},
 	} {
 		if err := b.Offer(ctx, a.host.ID().String(), o); erg.KindOf(err) != erg.Invalid {
 			t.Errorf("%s: %v", name, err)

@@ -24,6 +24,7 @@ import (
 
 	"erg"
 	"erg/accounts"
+	"erg/apppkg"
 	"erg/fed"
 	"erg/friends"
 	"erg/grains"
@@ -41,6 +42,7 @@ type remoteGrain struct {
 	title, appName, role, owner string
 	perms, offers               []string
 	roles                       []erg.Role // those the share hands on
+	apiPath                     string
 	revoked                     bool
 	created                     time.Time
 	mu                          sync.Mutex // guards caps while restoring
@@ -55,7 +57,7 @@ type liveCap struct {
 }
 
 func (s *Service) loadRemote(ctx context.Context) error {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, peer, token, user_id, title, app_name, role, permissions, offers, roles, owner, revoked, created_at FROM remote_grains`)
+	rows, err := s.db.QueryContext(ctx, `SELECT id, peer, token, user_id, title, app_name, role, permissions, offers, roles, api_path, owner, revoked, created_at FROM remote_grains`)
 	if err != nil {
 		return fmt.Errorf("load shared grains: %w", err)
 	}
@@ -64,7 +66,7 @@ func (s *Service) loadRemote(ctx context.Context) error {
 		g := &remoteGrain{}
 		var perms, offers, roles string
 		var created int64
-		if err := rows.Scan(&g.id, &g.peer, &g.token, &g.userID, &g.title, &g.appName, &g.role, &perms, &offers, &roles, &g.owner, &g.revoked, &created); err != nil {
+		if err := rows.Scan(&g.id, &g.peer, &g.token, &g.userID, &g.title, &g.appName, &g.role, &perms, &offers, &roles, &g.apiPath, &g.owner, &g.revoked, &created); err != nil {
 			return err
 		}
 		g.perms, g.offers = splitList(perms), splitList(offers)
@@ -132,6 +134,9 @@ func (s *Service) Offer(ctx context.Context, peerID string, o fed.Offer) error {
 		strings.Contains(strings.Join(o.Info.Offers, ""), ",") {
 		return erg.E(erg.Invalid, "role, permission and offer names hold no commas")
 	}
+	if o.Info.APIPath != "" && !apppkg.IsAPIPath(o.Info.APIPath) {
+		return erg.E(erg.Invalid, "the offered grain's apiPath is not a clean absolute path ending in /")
+	}
 	var count int
 	s.db.QueryRowContext(ctx, `SELECT count(*) FROM remote_grains WHERE peer = ?`, peerID).Scan(&count)
 	if count >= maxRemoteGrainsPerFriend {
@@ -142,14 +147,14 @@ func (s *Service) Offer(ctx context.Context, peerID string, o fed.Offer) error {
 		title = "Untitled " + o.Info.AppName
 	}
 	g := &remoteGrain{id: grains.NewID(), peer: peerID, userID: userID, token: o.Token, title: title, appName: o.Info.AppName,
-		role: o.Info.Role, perms: o.Info.Permissions, offers: o.Info.Offers, roles: handedOn(o.Info),
+		role: o.Info.Role, perms: o.Info.Permissions, offers: o.Info.Offers, roles: handedOn(o.Info), apiPath: o.Info.APIPath,
 		owner: o.Owner, created: time.Unix(time.Now().Unix(), 0)}
-	err := s.db.QueryRowContext(ctx, `INSERT INTO remote_grains (id, peer, token, user_id, title, app_name, role, permissions, offers, roles, owner, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	err := s.db.QueryRowContext(ctx, `INSERT INTO remote_grains (id, peer, token, user_id, title, app_name, role, permissions, offers, roles, api_path, owner, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (peer, token) DO UPDATE SET title = excluded.title, role = excluded.role, permissions = excluded.permissions,
-			offers = excluded.offers, roles = excluded.roles, revoked = 0
+			offers = excluded.offers, roles = excluded.roles, api_path = excluded.api_path, revoked = 0
 		RETURNING id`, g.id, peerID, g.token, userID, g.title, g.appName, g.role, strings.Join(g.perms, ","),
-		strings.Join(g.offers, ","), rolesJSON(g.roles), g.owner, g.created.Unix()).Scan(&g.id)
+		strings.Join(g.offers, ","), rolesJSON(g.roles), g.apiPath, g.owner, g.created.Unix()).Scan(&g.id)
 	if err != nil {
 		return fmt.Errorf("record share: %w", err)
 	}
@@ -379,18 +384,21 @@ func (s *Service) restoreRemote(ctx context.Context, g *remoteGrain, role string
 // changed since the share came, or the share may be from before some of
 // it was sent.
 func (s *Service) learn(g *remoteGrain, info fed.ShareInfo) {
+	if info.APIPath != "" && !apppkg.IsAPIPath(info.APIPath) {
+		info.APIPath = ""
+	}
 	s.mu.Lock()
-	changed := g.role != info.Role || !slices.Equal(g.perms, info.Permissions) || !slices.Equal(g.offers, info.Offers) ||
+	changed := g.apiPath != info.APIPath || g.role != info.Role || !slices.Equal(g.perms, info.Permissions) || !slices.Equal(g.offers, info.Offers) ||
 		rolesJSON(g.roles) != rolesJSON(handedOn(info)) || info.Title != "" && g.title != info.Title
-	g.role, g.perms, g.offers, g.roles = info.Role, info.Permissions, info.Offers, handedOn(info)
+	g.role, g.perms, g.offers, g.roles, g.apiPath = info.Role, info.Permissions, info.Offers, handedOn(info), info.APIPath
 	if info.Title != "" {
 		g.title = info.Title
 	}
-	role, perms, offers, roles, title := g.role, strings.Join(g.perms, ","), strings.Join(g.offers, ","), rolesJSON(g.roles), g.title
+	role, perms, offers, roles, title, apiPath := g.role, strings.Join(g.perms, ","), strings.Join(g.offers, ","), rolesJSON(g.roles), g.title, g.apiPath
 	s.mu.Unlock()
 	if changed {
-		s.db.Exec(`UPDATE remote_grains SET role = ?, permissions = ?, offers = ?, roles = ?, title = ? WHERE id = ?`,
-			role, perms, offers, roles, title, g.id)
+		s.db.Exec(`UPDATE remote_grains SET role = ?, permissions = ?, offers = ?, roles = ?, title = ?, api_path = ? WHERE id = ?`,
+			role, perms, offers, roles, title, apiPath, g.id)
 	}
 }
 

@@ -203,7 +203,7 @@ func (s *Service) Restore(ctx context.Context, peerID, user string, token []byte
 // seen with the role as, one no higher than role; as higher than role
 // (or unknown) leaves Role empty.
 func shareInfo(m *apppkg.Manifest, title, role, as string) fed.ShareInfo {
-	info := fed.ShareInfo{Title: title, AppName: m.Name, Offers: m.Offers}
+	info := fed.ShareInfo{Title: title, AppName: m.Name, Offers: m.Offers, APIPath: m.APIPath}
 	for _, r := range m.RolesWithin(role) {
 		info.Roles = append(info.Roles, erg.Role{Name: r.Name, Title: r.Title, Permissions: r.Permissions})
 		if r.Name == as {

@@ -65,10 +65,10 @@ func TestPowerboxFriendsGrainsOffersAndRoles(t *testing.T) {
 	a, b, list, req, reqOrigin, remote := friendsTodo(t, "editor")
 	ctx := context.Background()
 
-	var offers string
-	b.db.QueryRow(`SELECT offers FROM remote_grains WHERE id = ?`, remote.ID).Scan(&offers)
-	if offers != "erg.todo/v1" {
-		t.Errorf("b holds the friend's grain as offering %q", offers)
+	var offers, apiPath string
+	b.db.QueryRow(`SELECT offers, api_path FROM remote_grains WHERE id = ?`, remote.ID).Scan(&offers, &apiPath)
+	if offers != "erg.todo/v1" || apiPath != "/api/" {
+		t.Errorf("b holds the friend's grain as offering %q at %q", offers, apiPath)
 	}
 	opts, err := b.pbox.Options(ctx, b.owner(), req, erg.PowerboxQuery{API: "erg.todo/v1"})
 	if err != nil {
@@ -89,22 +89,22 @@ func TestPowerboxFriendsGrainsOffersAndRoles(t *testing.T) {
 		t.Errorf("the friend's list is offered for an API its app does not offer")
 	}
 
-	// A friend's grain gets the paths as they are named (it has no
-	// apiPath known here): the to-do app's API is below /api/.
+	// A grant's paths are below the app's apiPath (/api/ for the to-do
+	// app), for a friend's grain as for one here.
 	viewer := grantOn(t, b, req, reqOrigin, remote.ID, "viewer")
-	if code, body := b.bridgeCall(reqOrigin, "GET", "/api/items", viewer, ""); code != 200 || !strings.Contains(body, "feed the cat") {
+	if code, body := b.bridgeCall(reqOrigin, "GET", "/items", viewer, ""); code != 200 || !strings.Contains(body, "feed the cat") {
 		t.Fatalf("read the friend's list through a viewer grant: %d %s", code, body)
 	}
-	if code, body := b.bridgeCall(reqOrigin, "POST", "/api/items", viewer, `{"text":"defaced"}`); code != http.StatusForbidden {
+	if code, body := b.bridgeCall(reqOrigin, "POST", "/items", viewer, `{"text":"defaced"}`); code != http.StatusForbidden {
 		t.Errorf("a write through a viewer grant on an editor share: %d %s", code, body)
 	}
 	editor := grantOn(t, b, req, reqOrigin, remote.ID, "editor")
-	if code, body := b.bridgeCall(reqOrigin, "POST", "/api/items", editor, `{"text":"water the plants"}`); code != http.StatusCreated {
+	if code, body := b.bridgeCall(reqOrigin, "POST", "/items", editor, `{"text":"water the plants"}`); code != http.StatusCreated {
 		t.Errorf("a write through an editor grant: %d %s", code, body)
 	}
 	// The viewer grant still reads, and still cannot write, with the
 	// editor's capability open beside it.
-	if code, _ := b.bridgeCall(reqOrigin, "POST", "/api/items", viewer, `{"text":"defaced"}`); code != http.StatusForbidden {
+	if code, _ := b.bridgeCall(reqOrigin, "POST", "/items", viewer, `{"text":"defaced"}`); code != http.StatusForbidden {
 		t.Errorf("a viewer grant's write after an editor grant's: %d", code)
 	}
 	_, items, _ := (&apiCall{t: t, n: a, auth: bearer(a.grainToken(list, "viewer", "").Token)}).do("GET", "/items", "")
@@ -139,7 +139,7 @@ func TestPowerboxFriendsGrainsOffersAndRoles(t *testing.T) {
 func stopsWithin(t *testing.T, b *testNode, reqOrigin, grant string, start time.Time, d time.Duration) time.Duration {
 	t.Helper()
 	for {
-		code, body := b.bridgeCall(reqOrigin, "GET", "/api/items", grant, "")
+		code, body := b.bridgeCall(reqOrigin, "GET", "/items", grant, "")
 		took := time.Since(start)
 		if code == http.StatusForbidden {
 			return took
@@ -160,7 +160,7 @@ func TestPowerboxFriendsGrantStops(t *testing.T) {
 	a, b, list, req, reqOrigin, remote := friendsTodo(t, "viewer")
 	ctx := context.Background()
 	grant := grantOn(t, b, req, reqOrigin, remote.ID, "viewer")
-	if code, body := b.bridgeCall(reqOrigin, "GET", "/api/items", grant, ""); code != 200 {
+	if code, body := b.bridgeCall(reqOrigin, "GET", "/items", grant, ""); code != 200 {
 		t.Fatalf("the grant before: %d %s", code, body)
 	}
 	shs, err := a.shares.List(ctx, a.owner(), list)
@@ -188,7 +188,7 @@ func TestPowerboxFriendsGrantStops(t *testing.T) {
 		t.Fatal("the share made again is not on b")
 	}
 	grant = grantOn(t, b, req, reqOrigin, again.ID, "viewer")
-	if code, body := b.bridgeCall(reqOrigin, "GET", "/api/items", grant, ""); code != 200 {
+	if code, body := b.bridgeCall(reqOrigin, "GET", "/items", grant, ""); code != 200 {
 		t.Fatalf("the second grant before: %d %s", code, body)
 	}
 	start = time.Now()

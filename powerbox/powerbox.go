@@ -52,8 +52,9 @@ type Target struct {
 	Role        string
 	Permissions []string
 	Roles       []erg.Role
-	// APIPath is where its app serves its API; a friend's grain has none
-	// known here, and gets requests at the paths they name.
+	// APIPath is where its app serves its API, as the friend's node said
+	// for a friend's grain; one without (from an older node, or not
+	// restored since) gets requests at the paths they name.
 	APIPath string
 }
 
@@ -311,7 +312,7 @@ type Access struct {
 	GrantID string
 	Target  string
 	Role    string
-	APIPath string // "" for a friend's grain
+	APIPath string // "" for a friend's grain whose apiPath is not known
 	// Viewer is who the target is told is asking: the granting user with
 	// the granted role's permissions. Its Session is cancelled when the
 	// grant is revoked or stops holding; Release must be called after.

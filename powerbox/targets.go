@@ -47,7 +47,7 @@ func (s *Service) describe(ctx context.Context, g erg.Grain) (Target, bool) {
 		// A friend's grain: what the friend's node said of it, the roles
 		// its share hands on among it (the owner's node enforces them).
 		var perms, offers, roles string
-		s.db.QueryRowContext(ctx, `SELECT permissions, offers, roles FROM remote_grains WHERE id = ?`, g.ID).Scan(&perms, &offers, &roles)
+		s.db.QueryRowContext(ctx, `SELECT permissions, offers, roles, api_path FROM remote_grains WHERE id = ?`, g.ID).Scan(&perms, &offers, &roles, &t.APIPath)
 		t.Permissions, t.Offers = splitList(perms), splitList(offers)
 		if roles != "" {
 			json.Unmarshal([]byte(roles), &t.Roles)
