@@ -164,6 +164,9 @@ func Netns(ns string, dial DialFunc) Option {
 // Args adds flags to a process node's `erg run`.
 func Args(args ...string) Option { return func(n *Node) { n.extra = append(n.extra, args...) } }
 
+// Environ adds variables (NAME=VALUE) to a process node's environment.
+func Environ(kv ...string) Option { return func(n *Node) { n.environ = append(n.environ, kv...) } }
+
 // WithConfig changes an in-process node's Config before it starts.
 func WithConfig(f func(*node.Config)) Option { return func(n *Node) { n.mod = f } }
 
@@ -180,6 +183,7 @@ type Node struct {
 	netns     string
 	dial      DialFunc
 	extra     []string
+	environ   []string
 	anonymous bool
 	noApps    bool
 	process   bool
@@ -300,6 +304,9 @@ func (n *Node) startProcess() {
 	cmd := exec.Command(ErgBinary(n.t), n.args()...)
 	if n.netns != "" {
 		cmd = exec.Command("ip", append([]string{"netns", "exec", n.netns, ErgBinary(n.t)}, n.args()...)...)
+	}
+	if len(n.environ) > 0 {
+		cmd.Env = append(os.Environ(), n.environ...)
 	}
 	n.mu.Lock()
 	n.setupURL = ""

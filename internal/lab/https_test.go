@@ -65,8 +65,8 @@ func newHTTPSWorld(t *testing.T) *httpsWorld {
 		nodetest.Args("--domain", "rita.test", "--listen", ":443", "--public-addr", RAddr+":443"))
 	// A's ACME client trusts Pebble's HTTPS through lego's own setting
 	// for a CA outside the system's roots.
-	t.Setenv("LEGO_CA_CERTIFICATES", w.acme.DirectoryRootsFile)
 	w.a = w.env.Process("anode", nodetest.Netns(in.A.Host.Full, in.A.Host.DialContext), nodetest.Owner("alice"),
+		nodetest.Environ("LEGO_CA_CERTIFICATES="+w.acme.DirectoryRootsFile),
 		nodetest.Args(append(acmeFlags(w.acme), "--domain", aliceDomain, "--listen", ":443")...))
 	w.env.Befriend(w.r, w.a)
 	awaitOnline(t, 60*time.Second, w.a, "rnode")
