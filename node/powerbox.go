@@ -5,7 +5,6 @@ import (
 	"net/http"
 
 	"erg"
-	"erg/fedgrains"
 	"erg/powerbox"
 )
 
@@ -26,14 +25,10 @@ func (n *Node) newPowerbox() *powerbox.Service {
 		User:  n.accounts.User,
 		Owns:  func(who erg.User, id string) bool { _, err := n.grains.Own(who, id); return err == nil },
 		Acquire: func(ctx context.Context, id, role string) (http.RoundTripper, func(), error) {
-			h, err := n.resolve(id)
-			if err != nil {
-				return nil, nil, err
+			if rh, err := n.sharing.Handle(id); err == nil {
+				return rh.AcquireAs(ctx, role) // the friend's node enforces the role
 			}
-			if rh, ok := h.(fedgrains.Handle); ok {
-				return rh.AcquireAs(ctx, role)
-			}
-			return h.Acquire(ctx)
+			return n.grains.Acquire(ctx, id)
 		},
 	})
 }
