@@ -211,7 +211,7 @@ func (s *Service) Remove(ctx context.Context, id string) error {
 	s.manager.forget(id)
 	s.forgetUsage(id)
 	dir := s.Dir(id)
-	err := s.removeVar(id)
+	err := s.unmountVar(id)
 	if err == nil {
 		err = apppkg.RemoveTree(dir)
 	}

@@ -21,12 +21,12 @@ import (
 // a write past it and nothing else fills. The node mounts an image when
 // the grain is made or first started, keeps it mounted, and unmounts it
 // when the grain is removed or the node stops; a change of bound resizes
-// it at the next start. Every sandbox copies the host's mounts when it is
-// made and keeps the copies of the images mounted then until it ends (in
-// its user namespace they are locked to the root it detaches), so a
-// removed grain's space comes back, and a resize happens, once the
-// sandboxes started meanwhile have stopped; until then a start mounts the
-// same device again, never a second file system on one image. A grain from before images keeps its plain var
+// it at the next start. Only the grain's own sandbox holds its image
+// (others are cloned from a mount namespace without images, see
+// sandbox/mounts.go), so a removed grain's space comes back at once. A
+// node killed before it could unmount leaves its images mounted: the next
+// start unmounts them first (sandbox.UnmountImagesUnder, under Dir only).
+// A grain from before images keeps its plain var
 // dir (copying its files into an image would double them on the disk at
 // the worst moment), and so does every grain of an unprivileged node:
 // those the node measures every DiskConfig.Check and stops when over,
@@ -92,6 +92,14 @@ func (s *Service) initDisk() error {
 		s.log.Warn("the kernel cannot bound grains' /var here: the node measures them and stops a grain over its bound, but cannot stop its writes", "why", err)
 	default:
 		s.disk.images = true
+		// A node killed before it could unmount its images left them
+		// mounted: they would hold the data dir busy, and keep an image
+		// at its old size.
+		if n, err := sandbox.UnmountImagesUnder(s.cfg.Dir); err != nil {
+			return fmt.Errorf("unmount the grains' images a previous run left mounted: %w", err)
+		} else if n > 0 {
+			s.log.Info("unmounted the grains' images a previous run left mounted", "count", n)
+		}
 	}
 	return nil
 }
@@ -164,35 +172,21 @@ func (s *Service) mountVar(g *Info) error {
 	size := s.diskBytes(g)
 	v := s.varDir(id)
 	if fi, err := os.Stat(s.imagePath(id)); err == nil && fi.Size() != size {
-		// Resized only when nothing holds it (else at a later start):
-		// idle zygotes hold every mount there was when they started.
+		// Unmounted to be resized: the grain is stopped, so nothing
+		// else holds it.
 		if err := sandbox.UnmountImage(v); err != nil {
 			return err
 		}
-		s.cfg.Runner.RefreshPool()
 	}
 	return sandbox.MountImage(s.imagePath(id), v, size)
 }
 
-// unmountVar unmounts a removed grain's image, if it has one.
+// unmountVar unmounts a grain's image, if it has one.
 func (s *Service) unmountVar(id string) error {
 	if !s.hasImage(id) {
 		return nil
 	}
 	return sandbox.UnmountImage(s.varDir(id))
-}
-
-// removeVar unmounts a removed grain's image and lets the idle zygotes
-// go, so that its space comes back once the image is deleted.
-func (s *Service) removeVar(id string) error {
-	if !s.hasImage(id) {
-		return nil
-	}
-	if err := sandbox.UnmountImage(s.varDir(id)); err != nil {
-		return err
-	}
-	s.cfg.Runner.RefreshPool()
-	return nil
 }
 
 func (s *Service) unmountAll() {

@@ -108,21 +108,11 @@ func TestGrainDiskBound(t *testing.T) {
 	}
 	t.Cleanup(s2.Close)
 	ha, _ = s2.Handle(a.ID)
-	// The kernel lets go of the old sandboxes' copies of the mount a
-	// moment after they end; until it has, a start keeps the old size
-	// and a later one resizes.
-	for deadline := time.Now().Add(20 * time.Second); ; {
-		get(t, ha, "/")
-		if _, size, err := sandbox.ImageUsage(s2.varDir(a.ID)); err == nil && size > 16<<20 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the grain's image was not resized to its new bound at any start")
-		}
-		if err := s2.Stop(ctx, a.ID, "test"); err != nil {
-			t.Fatal(err)
-		}
-		time.Sleep(100 * time.Millisecond)
+	// Nothing but its own sandbox, stopped with the old service, held the
+	// image: its first start resizes it.
+	get(t, ha, "/")
+	if _, size, err := sandbox.ImageUsage(s2.varDir(a.ID)); err != nil || size <= 16<<20 {
+		t.Fatalf("the grain's image is %d bytes after its first start at a 32 MiB bound (%v)", size, err)
 	}
 	if body := get(t, ha, "/fill?mb=20"); body != "" {
 		t.Errorf("20 MiB into the grain raised to 32 MiB: %q", body)
@@ -139,6 +129,61 @@ func TestGrainDiskBound(t *testing.T) {
 	}
 	if _, err := os.Stat(s2.imagePath(a.ID)); !os.IsNotExist(err) {
 		t.Errorf("the removed grain's image: %v", err)
+	}
+}
+
+// A removed grain's image is gone at once, its loop device and its file,
+// though another grain's sandbox and a zygote were started while it was
+// mounted: neither holds a copy of it.
+func TestRemovedGrainFreesItsImage(t *testing.T) {
+	s := testServiceWith(t, func(c *Config) { c.Disk.GrainMB = 64 })
+	if !s.disk.images {
+		t.Skip("no disk images here (not root, or no loop devices or e2fsprogs)")
+	}
+	ctx := context.Background()
+	a, err := s.NewGrain(ctx, owner, "echo", "removed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ha, _ := s.Handle(a.ID)
+	if body := get(t, ha, "/fill?mb=32"); body != "" {
+		t.Fatalf("fill: %q", body)
+	}
+	b, err := s.NewGrain(ctx, owner, "echo", "stays")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hb, _ := s.Handle(b.ID)
+	if body := get(t, hb, "/write?v=kept"); body != "" {
+		t.Fatalf("write = %q", body)
+	}
+	dir := s.Dir(a.ID)
+	if len(sandbox.ImageLoops(dir)) != 1 {
+		t.Fatalf("grain %s's image is on loop devices %v, want one", a.ID, sandbox.ImageLoops(dir))
+	}
+	free, _, _ := sandbox.FreeSpace(s.cfg.Dir)
+	if err := s.Remove(ctx, a.ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("the removed grain's dir: %v", err)
+	}
+	// The kernel frees an unmounted loop device a moment after, not at
+	// the unmount.
+	deadline := time.Now().Add(5 * time.Second)
+	for len(sandbox.ImageLoops(dir)) > 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if loops := sandbox.ImageLoops(dir); len(loops) > 0 {
+		t.Fatalf("the removed grain's image is still on %v while grain %s runs", loops, b.ID)
+	}
+	after, _, _ := sandbox.FreeSpace(s.cfg.Dir)
+	t.Logf("free space on the grains' disk: %d MiB more after the removal", (after-free)>>20)
+	if !s.Running(b.ID) {
+		t.Error("the other grain stopped")
+	}
+	if body := get(t, hb, "/read"); body != "kept" {
+		t.Errorf("the other grain reads %q", body)
 	}
 }
 

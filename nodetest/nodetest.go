@@ -209,7 +209,7 @@ func (e *Env) add(name string, opts []Option) *Node {
 	}
 	e.nodes[name] = n
 	// Before the data dir goes: what a killed node left mounted in it.
-	e.t.Cleanup(func() { unmountUnder(n.DataDir) })
+	e.t.Cleanup(func() { sandbox.UnmountImagesUnder(n.DataDir) })
 	return n
 }
 

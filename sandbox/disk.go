@@ -20,10 +20,11 @@ import (
 // loop device, mounted where the var dir is. A write past its size gets
 // ENOSPC inside the grain and touches nothing else. The mount lives in the
 // node's mount namespace, not a sandbox's: it stays while the node runs
-// (a sandbox start costs nothing more) and across a crash of the node
-// (MountImage finds it mounted), and UnmountImage ends it when the grain
-// is removed or the node stops; the loop device goes with the last
-// unmount (LO_FLAGS_AUTOCLEAR).
+// (a sandbox start costs nothing more), and UnmountImage ends it when the
+// grain is removed or the node stops; the loop device goes with the last
+// unmount (LO_FLAGS_AUTOCLEAR). Sandboxes get their own image as a
+// detached mount and no copy of any other (mounts.go); what a killed node
+// left mounted, UnmountImagesUnder ends.
 
 // DiskImages says whether MountImage can work here, and if not why: it
 // needs root (mount, loop devices), /dev/loop-control and mkfs.ext4,
@@ -69,10 +70,11 @@ func MountImage(img, dir string, size int64) error {
 	} else if m {
 		return nil
 	}
-	// A loop device may still back img: a sandbox or zygote made while it
-	// was mounted keeps a copy of the mount until it ends. Mounting that
-	// device again shares its file system; a second device on the same
-	// file would be two file systems writing one image.
+	// A loop device may still back img: the grain's sandbox, just
+	// stopped, holds its copy of the mount until the kernel has reaped
+	// it. Mounting that device again shares its file system; a second
+	// device on the same file would be two file systems writing one
+	// image.
 	dev, err := loopOf(img)
 	if err != nil {
 		return err

@@ -1,12 +1,16 @@
 package sandbox_test
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"erg/sandbox"
 	"erg/sandbox/sandboxtest"
@@ -118,5 +122,101 @@ func TestDiskImageGrows(t *testing.T) {
 	}
 	if _, size, err := sandbox.ImageUsage(varDir); err != nil || size <= 16<<20 {
 		t.Fatalf("grown image is %d bytes (%v), want over 16 MiB", size, err)
+	}
+}
+
+// A sandbox started while another's image is mounted, from scratch or
+// from a zygote, holds no copy of it: unmounted, the image's loop device
+// goes while that sandbox and the refilled pool run.
+func TestSandboxesHoldNoOtherImage(t *testing.T) {
+	if err := sandbox.DiskImages(); err != nil {
+		t.Skipf("no disk images here: %v", err)
+	}
+	for _, zygotes := range []int{-1, 1} {
+		t.Run(fmt.Sprintf("zygotes=%d", zygotes), func(t *testing.T) {
+			r := newRunner(t, sandbox.Config{Zygotes: zygotes})
+			root := sandboxtest.BuildProbeTree(t)
+			dir := t.TempDir()
+			img, varDir := filepath.Join(dir, "var.img"), filepath.Join(dir, "var")
+			if err := os.Mkdir(varDir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if err := sandbox.MountImage(img, varDir, 16<<20); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { sandbox.UnmountImage(varDir) })
+			// The first zygote may predate the mount; the one refilled
+			// after this start does not.
+			for i := range 2 {
+				sb := start(t, r, probeSpec(t, fmt.Sprintf("other-%d", i), root))
+				waitReady(t, sb)
+				if zygotes > 0 {
+					if err := sandbox.WaitPool(context.Background(), r); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			if err := sandbox.UnmountImage(varDir); err != nil {
+				t.Fatal(err)
+			}
+			// The kernel frees the device a moment after the unmount.
+			deadline := time.Now().Add(5 * time.Second)
+			for len(sandbox.ImageLoops(dir)) > 0 && time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond)
+			}
+			if loops := sandbox.ImageLoops(dir); len(loops) > 0 {
+				t.Fatalf("the unmounted image is still on %v while the other sandboxes run", loops)
+			}
+		})
+	}
+}
+
+// UnmountImagesUnder ends what a killed node left below its data dir (a
+// mounted image, in a dir whose name has a space, and a loop device set
+// up on an image but never mounted) and nothing outside it.
+func TestUnmountImagesUnder(t *testing.T) {
+	if err := sandbox.DiskImages(); err != nil {
+		t.Skipf("no disk images here: %v", err)
+	}
+	data, outside := filepath.Join(t.TempDir(), "data dir"), t.TempDir()
+	mount := func(dir string) string {
+		t.Helper()
+		v := filepath.Join(dir, "var")
+		if err := os.MkdirAll(v, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := sandbox.MountImage(filepath.Join(dir, "var.img"), v, 8<<20); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { sandbox.UnmountImage(v) })
+		return v
+	}
+	mine, theirs := mount(filepath.Join(data, "a")), mount(outside)
+	loose := filepath.Join(data, "loose.img")
+	if err := os.WriteFile(loose, make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("losetup", "-f", loose).CombinedOutput(); err != nil {
+		t.Skipf("losetup: %v %s", err, out)
+	}
+	if n := len(sandbox.ImageLoops(data)); n != 2 {
+		t.Fatalf("%d loop devices under the data dir before, want 2", n)
+	}
+	n, err := sandbox.UnmountImagesUnder(data)
+	if err != nil || n != 2 {
+		t.Fatalf("UnmountImagesUnder = %d, %v; want 2, nil", n, err)
+	}
+	if m, _ := sandbox.Mounted(mine); m {
+		t.Error("the image under the data dir is still mounted")
+	}
+	if m, _ := sandbox.Mounted(theirs); !m {
+		t.Error("the image outside the data dir was unmounted")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for len(sandbox.ImageLoops(data)) > 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if loops := sandbox.ImageLoops(data); len(loops) > 0 {
+		t.Errorf("loop devices left under the data dir: %v", loops)
 	}
 }

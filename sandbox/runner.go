@@ -378,7 +378,11 @@ func (s *Sandbox) spawn() error {
 		cmd.SysProcAttr.UseCgroupFD = true
 		cmd.SysProcAttr.CgroupFD = fd
 	}
-	if err := cmd.Start(); err != nil {
+	start := cmd.Start
+	if s.r.mode == "root" {
+		start = func() error { return startInSpawnNS(cmd) } // see mounts.go
+	}
+	if err := start(); err != nil {
 		s.ctrl.Close()
 		return fmt.Errorf("start init: %w", err)
 	}

@@ -47,7 +47,6 @@ type zygotePool struct {
 	ready   []*Sandbox // spawned, maybe still booting
 	filling bool
 	closed  bool
-	gen     int // RefreshPool's count: a zygote made before one is stale
 	fillers sync.WaitGroup
 }
 
@@ -80,7 +79,6 @@ func (r *Runner) fill() {
 			p.mu.Unlock()
 			return
 		}
-		gen := p.gen
 		p.mu.Unlock()
 		z, err := r.newZygote()
 		if err != nil {
@@ -96,12 +94,6 @@ func (r *Runner) fill() {
 			z.kill()
 			<-z.done
 			return // filling stays true: no more fills
-		}
-		if p.gen != gen { // made while a refresh asked for new ones
-			p.mu.Unlock()
-			z.kill()
-			<-z.done
-			continue
 		}
 		p.ready = append(p.ready, z)
 		p.mu.Unlock()
@@ -231,24 +223,4 @@ func (r *Runner) waitPool(ctx context.Context) error {
 		case <-time.After(200 * time.Microsecond):
 		}
 	}
-}
-
-// RefreshPool replaces the idle zygotes. Each holds a copy of the host's
-// mounts as they were when it started, so a file system unmounted since
-// (a grain's disk image, to be resized or removed) stays in use until
-// they are gone.
-func (r *Runner) RefreshPool() {
-	p := &r.pool
-	p.mu.Lock()
-	zs := p.ready
-	p.ready = nil
-	p.gen++
-	p.mu.Unlock()
-	for _, z := range zs {
-		z.kill()
-	}
-	for _, z := range zs {
-		<-z.done
-	}
-	r.startFill()
 }
