@@ -19,9 +19,9 @@ import (
 // e2fsprogs, a grain made now gets its own ext4 image (Dir/<id>/var.img)
 // mounted at Dir/<id>/var (sandbox.MountImage): the kernel says ENOSPC to
 // a write past it and nothing else fills. The node mounts an image when
-// the grain is made or first started, keeps it mounted, and unmounts it
-// when the grain is removed or the node stops; a change of bound resizes
-// it at the next start. Only the grain's own sandbox holds its image
+// the grain is made and when the node starts, keeps it mounted, and
+// unmounts it when the grain is removed or the node stops; a change of
+// bound resizes it at the grain's next start. Only the grain's own sandbox holds its image
 // (others are cloned from a mount namespace without images, see
 // sandbox/mounts.go), so a removed grain's space comes back at once. A
 // node killed before it could unmount leaves its images mounted: the next
@@ -100,6 +100,7 @@ func (s *Service) initDisk() error {
 		} else if n > 0 {
 			s.log.Info("unmounted the grains' images a previous run left mounted", "count", n)
 		}
+		s.mountAll()
 	}
 	return nil
 }
@@ -187,6 +188,21 @@ func (s *Service) unmountVar(id string) error {
 		return nil
 	}
 	return sandbox.UnmountImage(s.varDir(id))
+}
+
+// mountAll mounts every grain's image, at its bound, when the node
+// starts: what the node reads of a grain's /var without starting it (a
+// backup, its disk use) is on the image.
+func (s *Service) mountAll() {
+	for _, id := range s.ids() {
+		g, err := s.Lookup(id)
+		if err == nil && s.hasImage(id) {
+			err = s.mountVar(g)
+		}
+		if err != nil {
+			s.log.Warn("mount grain /var", "grain", id, "err", err)
+		}
+	}
 }
 
 func (s *Service) unmountAll() {
