@@ -93,10 +93,14 @@ func MountImage(img, dir string, size int64) error {
 		}
 	}
 	if dev != "" {
-		if err := unix.Mount(dev, dir, "ext4", imageFlags, ""); err != nil {
+		err := unix.Mount(dev, dir, "ext4", imageFlags, "")
+		if err == nil {
+			return nil
+		}
+		// Freed between finding and mounting it: a fresh device below.
+		if again, _ := loopOf(img); again == dev {
 			return fmt.Errorf("disk image %s: mount %s at %s: %w", img, dev, dir, err)
 		}
-		return nil
 	}
 	fi, err := os.Stat(img)
 	switch {

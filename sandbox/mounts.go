@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -190,6 +191,12 @@ func UnmountImagesUnder(dir string) (int, error) {
 		} else if !errors.Is(err, unix.ENXIO) {
 			errs = append(errs, fmt.Errorf("free %s: %w", dev, err))
 		}
+	}
+	// The kernel frees a device a moment after its last unmount, not at
+	// it: until then a MountImage would find the dying device and try to
+	// mount it again.
+	for deadline := time.Now().Add(5 * time.Second); len(ImageLoops(dir)) > 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
 	}
 	return n, errors.Join(errs...)
 }
