@@ -103,7 +103,9 @@ func awaitNoLoops(t *testing.T, dir, msg string) {
 // namespace (the node's), bottom first.
 func mountsAt(t *testing.T, dir string) []string {
 	t.Helper()
-	b, err := os.ReadFile("/proc/self/mountinfo")
+	// thread-self: the main thread may be the one sandboxes are cloned
+	// from, in a mount namespace of its own (sandbox/mounts.go).
+	b, err := os.ReadFile("/proc/thread-self/mountinfo")
 	if err != nil {
 		t.Fatal(err)
 	}

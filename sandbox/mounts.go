@@ -31,6 +31,10 @@ import (
 // /dev (and, for a traced dev tree, the host dirs it binds): its app
 // tree and /var arrive as detached mounts taken in the node's namespace.
 
+// The spawning thread may be the process's main thread, whose view
+// /proc/self shows: what reads the node's own mounts reads
+// /proc/thread-self.
+
 // spawnNS is the thread that clones every root-mode init. A mount
 // namespace can only be entered per thread (unshare with CLONE_NEWNS
 // unshares the thread's fs too), and an init's Pdeathsig fires when the
@@ -156,7 +160,9 @@ func UnmountImagesUnder(dir string) (int, error) {
 		return 0, err
 	}
 	under := func(p string) bool { return strings.HasPrefix(p, dir+"/") }
-	ms, err := readMounts("/proc/self/mountinfo")
+	// The calling thread's view, which is the node's: /proc/self is the
+	// main thread's, which may be the spawning thread.
+	ms, err := readMounts("/proc/thread-self/mountinfo")
 	if err != nil {
 		return 0, err
 	}
