@@ -172,6 +172,9 @@ func (l *grainLoops) setBusy(gc *grainConn, busy bool) bool {
 }
 
 func (l *grainLoops) remove(gc *grainConn) {
+	if gc.sessStop != nil {
+		gc.sessStop() // unhooks it from the session's context
+	}
 	gc.cancel()
 	l.mu.Lock()
 	delete(l.conns, gc)
@@ -197,6 +200,12 @@ type grainConn struct {
 
 	csp    string
 	answer func(http.Header)
+
+	// The last session's context (sessionCtx).
+	sess     context.Context
+	sessStop context.CancelFunc
+	sessOf   context.Context
+	sessEnd  time.Time
 }
 
 // serve answers the connection's requests after its first, until it is
@@ -317,8 +326,7 @@ func (gc *grainConn) serveOne(r *http.Request) bool {
 		gc.handBack()
 		return false
 	}
-	ctx, cancel := sessionContext(gc.ctx, viewer)
-	defer cancel()
+	ctx := gc.sessionCtx(viewer)
 	if r.Body != http.NoBody {
 		h.body.guardConn(r, gc.c.SetReadDeadline)
 	}
@@ -335,6 +343,21 @@ func (gc *grainConn) serveOne(r *http.Request) bool {
 		return false
 	}
 	return gc.relay(ctx, r, rl, viewer)
+}
+
+// sessionCtx is the context requests of viewer's session are cut by:
+// one per connection and session (its requests follow one another), so
+// that a request costs no context, timer or hook of its own.
+func (gc *grainConn) sessionCtx(viewer erg.Viewer) context.Context {
+	if gc.sess != nil && gc.sess.Err() == nil && gc.sessOf == viewer.Session && gc.sessEnd.Equal(viewer.Expires) {
+		return gc.sess
+	}
+	if gc.sessStop != nil {
+		gc.sessStop()
+	}
+	gc.sess, gc.sessStop = sessionContext(gc.ctx, viewer)
+	gc.sessOf, gc.sessEnd = viewer.Session, viewer.Expires
+	return gc.sess
 }
 
 // relay rewrites r and has the grain answer it. false: the connection is

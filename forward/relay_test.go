@@ -1,0 +1,111 @@
+package forward
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+)
+
+// relayed sends a request for method and path through Relay and returns
+// what the client received, raw.
+func relayed(t *testing.T, p *Pool, method, path string) (string, bool, error) {
+	t.Helper()
+	r, err := http.NewRequest(method, "http://grain"+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.RequestURI = path
+	var out bytes.Buffer
+	started, err := p.Relay(context.Background(), bufio.NewWriter(&out), &out, r, func(h http.Header) { h.Add("X-Added", "1") })
+	return out.String(), started, err
+}
+
+// Whatever the upstream's framing, the answer on the client's connection
+// is framed by Relay: its length, or chunked (with the trailers), or no
+// body where none may follow; hop-by-hop headers and values that could
+// split the answer stay behind.
+func TestRelayFramesTheAnswerItself(t *testing.T) {
+	u := newUpstream(t, func(c net.Conn, head string, _ int) bool {
+		switch {
+		case strings.HasPrefix(head, "GET /length"):
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\n\r\nhello")
+		case strings.HasPrefix(head, "GET /chunked"):
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Sum\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\nX-Sum: 5\r\n\r\n")
+		case strings.HasPrefix(head, "HEAD"):
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+		case strings.HasPrefix(head, "GET /none"):
+			io.WriteString(c, "HTTP/1.1 304 Not Modified\r\nContent-Length: 1000\r\n\r\n")
+		case strings.HasPrefix(head, "GET /toend"):
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nto the end")
+			return false
+		}
+		return true
+	})
+	p := u.pool()
+	for _, tc := range []struct {
+		method, path string
+		want, not    []string
+		body         string
+	}{
+		{"GET", "/length", []string{"HTTP/1.1 200 OK\r\n", "Content-Length: 5\r\n", "X-Added: 1\r\n", "\r\n\r\nhello"}, []string{"X-Hop", "Keep-Alive", "Connection"}, "hello"},
+		{"GET", "/chunked", []string{"Transfer-Encoding: chunked\r\n", "Trailer: X-Sum\r\n", "\r\n0\r\nX-Sum: 5\r\n\r\n"}, []string{"Content-Length"}, "abcde"},
+		{"HEAD", "/", []string{"Content-Length: 1000\r\n"}, []string{"chunked"}, ""},
+		{"GET", "/none", []string{"HTTP/1.1 304 Not Modified\r\n", "Content-Length: 1000\r\n"}, []string{"chunked"}, ""},
+		{"GET", "/toend", []string{"Transfer-Encoding: chunked\r\n", "a\r\nto the end\r\n0\r\n\r\n"}, []string{"Connection"}, "to the end"},
+	} {
+		got, started, err := relayed(t, p, tc.method, tc.path)
+		if err != nil || !started {
+			t.Errorf("%s %s: started %v, %v", tc.method, tc.path, started, err)
+			continue
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(got, w) {
+				t.Errorf("%s %s: no %q in %q", tc.method, tc.path, w, got)
+			}
+		}
+		for _, n := range tc.not {
+			if strings.Contains(got, n) {
+				t.Errorf("%s %s: %q in %q", tc.method, tc.path, n, got)
+			}
+		}
+		// Each answer is one whole HTTP/1.1 response and nothing after it.
+		br := bufio.NewReader(strings.NewReader(got))
+		resp, err := http.ReadResponse(br, &http.Request{Method: tc.method})
+		if err != nil {
+			t.Errorf("%s %s: %v", tc.method, tc.path, err)
+			continue
+		}
+		if body, _ := io.ReadAll(resp.Body); string(body) != tc.body {
+			t.Errorf("%s %s: body %q", tc.method, tc.path, body)
+		}
+		if rest, _ := io.ReadAll(br); len(rest) > 0 {
+			t.Errorf("%s %s: %q after the answer", tc.method, tc.path, rest)
+		}
+	}
+}
+
+// An upstream that cannot answer leaves nothing written: the caller
+// answers. One that cuts its answer short says so, started.
+func TestRelayErrors(t *testing.T) {
+	u := newUpstream(t, func(c net.Conn, head string, _ int) bool {
+		if strings.HasPrefix(head, "GET /cut") {
+			fmt.Fprint(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this")
+		}
+		return false
+	})
+	p := u.pool()
+	got, started, err := relayed(t, p, "GET", "/nothing")
+	if err == nil || started || got != "" {
+		t.Errorf("no answer: %q, started %v, %v", got, started, err)
+	}
+	got, started, err = relayed(t, p, "GET", "/cut")
+	if err == nil || !started {
+		t.Errorf("a cut answer: %q, started %v, %v", got, started, err)
+	}
+}
