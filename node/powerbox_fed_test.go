@@ -3,7 +3,10 @@ package node
 import (
 	"context"
 	"errors"
+	"io"
+	"net"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -11,6 +14,7 @@ import (
 
 	"erg"
 	"erg/fed"
+	"erg/grains"
 )
 
 // friendsTodo starts nodes anode and bnode, friends, with a to-do list on
@@ -197,4 +201,60 @@ func TestPowerboxFriendsGrantStops(t *testing.T) {
 	}
 	took = stopsWithin(t, b, reqOrigin, grant, start, time.Second)
 	t.Logf("the grant stopped %v after the friendship ended", took)
+}
+
+// A download under way through a grant to a friend's grain is cut within
+// a second of the share being revoked on the owner's node.
+func TestPowerboxFriendsGrantCutsOpenRequests(t *testing.T) {
+	t.Parallel()
+	a := startNode(t, func(c *Config) { c.Name = "anode" })
+	b := startNode(t, func(c *Config) { c.Name = "bnode" })
+	a.setUp(t)
+	b.setUp(t)
+	befriend(t, a, b)
+	ctx := context.Background()
+	drop, err := a.grains.NewGrain(ctx, a.owner(), "filedrop", "A's films")
+	if err != nil {
+		t.Fatal(err)
+	}
+	putFile(t, a, drop.ID, "film.bin", strings.Repeat("x", 64<<20))
+	share, err := a.shares.New(ctx, a.owner(), drop.ID, erg.ShareRequest{Role: "viewer", Friend: "bnode"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	remote := sharedWith(t, b, b.owner(), "A's films")
+	req, reqOrigin := b.newGrain("echo")
+	grant := grantOn(t, b, req, reqOrigin, remote.ID, "viewer")
+	if os.Geteuid() != 0 {
+		t.Skip("dialling into a sandbox's network namespace needs root")
+	}
+	sb := b.grains.SandboxOf(req)
+	inGrain := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return sb.Dial(ctx, grains.BridgePort) },
+	}}
+	r, _ := http.NewRequest("GET", "http://127.0.0.1/files/film.bin", nil)
+	r.Header.Set("Authorization", "Bearer "+grant)
+	resp, err := inGrain.Do(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	buf := make([]byte, 1<<20)
+	if _, err := io.ReadFull(resp.Body, buf); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("the download's first MiB: %s %v", resp.Status, err)
+	}
+	// The download waits on this reader; then the share ends.
+	start := time.Now()
+	if err := a.shares.Revoke(ctx, a.owner(), share.ID); err != nil {
+		t.Fatal(err)
+	}
+	n, err := io.Copy(io.Discard, resp.Body)
+	took := time.Since(start)
+	if err == nil {
+		t.Fatalf("the download ran to its end (%d bytes more) after the share was revoked", n)
+	}
+	if took > time.Second {
+		t.Errorf("the download was cut %v after the share was revoked", took)
+	}
+	t.Logf("the open download was cut %v after the share was revoked, %d MiB of 64 read", took, (n+int64(len(buf)))>>20)
 }
