@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -12,6 +13,8 @@ import (
 
 	"erg"
 	"erg/sandbox"
+
+	"golang.org/x/sys/unix"
 )
 
 // A node killed with a grain running leaves the grain's /var image
@@ -66,11 +69,20 @@ func TestKilledNodesImagesAreUnmountedAtStart(t *testing.T) {
 	if len(before) != 1 || len(sandbox.ImageLoops(data)) == 0 {
 		t.Fatalf("the killed node left mounts %v and loop devices %v: nothing to test", before, sandbox.ImageLoops(data))
 	}
+	// Mark the killed node's mount (noexec, which the node never sets):
+	// mount ids are reused as soon as they are free, so only a mark tells
+	// a new mount from the old one kept.
+	if err := unix.Mount("", varDir, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOATIME|unix.MS_NOEXEC, ""); err != nil {
+		t.Fatalf("mark the killed node's mount: %v", err)
+	}
+	if opts := mountOptions(t, varDir); len(opts) != 1 || !slices.Contains(strings.Split(opts[0], ","), "noexec") {
+		t.Fatalf("the killed node's mount, marked, has options %v", opts)
+	}
 	p.start()
 	// The node unmounted what the killed one left and mounted the image
 	// again, once: a new mount, not the old one kept or one on top of it.
-	if after := mountsAt(t, varDir); len(after) != 1 || after[0] == before[0] {
-		t.Errorf("after the restart the grain's /var has mounts %v; the killed node's was %v", after, before)
+	if opts := mountOptions(t, varDir); len(opts) != 1 || slices.Contains(strings.Split(opts[0], ","), "noexec") {
+		t.Errorf("after the restart the grain's /var has mounts with options %v; the killed node's was marked noexec", opts)
 	}
 	if body := visit("/read?path=/var/before-kill"); !strings.Contains(body, `"data":"x"`) {
 		t.Errorf("after the restart the grain reads %s", body)
@@ -101,7 +113,14 @@ func awaitNoLoops(t *testing.T, dir, msg string) {
 
 // mountsAt lists the ids of the mounts at dir in this process's mount
 // namespace (the node's), bottom first.
-func mountsAt(t *testing.T, dir string) []string {
+func mountsAt(t *testing.T, dir string) []string { return mountFields(t, dir, 0) }
+
+// mountOptions lists the per-mount options of the mounts at dir, bottom
+// first.
+func mountOptions(t *testing.T, dir string) []string { return mountFields(t, dir, 5) }
+
+// mountFields lists field i of mountinfo's lines for the mounts at dir.
+func mountFields(t *testing.T, dir string, i int) []string {
 	t.Helper()
 	// thread-self: the main thread may be the one sandboxes are cloned
 	// from, in a mount namespace of its own (sandbox/mounts.go).
@@ -111,8 +130,8 @@ func mountsAt(t *testing.T, dir string) []string {
 	}
 	var ids []string
 	for line := range strings.SplitSeq(string(b), "\n") {
-		if f := strings.Fields(line); len(f) > 4 && f[4] == dir {
-			ids = append(ids, f[0])
+		if f := strings.Fields(line); len(f) > 5 && f[4] == dir {
+			ids = append(ids, f[i])
 		}
 	}
 	return ids
