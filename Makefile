@@ -85,12 +85,13 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 test:
 	@$(MAKE) --no-print-directory -j2 lint unit
 
-# -parallel 4: the parallel tests mostly wait (on sandboxes starting, nodes
-# dialling, pages loading), so more of them than cores overlap well. The
-# two longest packages are named first so that go test starts them first
-# and the short ones run beside them.
+# -parallel 4 and -p 4: the tests mostly wait (on sandboxes starting,
+# nodes dialling, pages loading), so more tests and more packages than
+# cores overlap well; with -p 2 the other packages, one after another,
+# took as long as node beside them. The longest packages are named first
+# so that go test starts them first and the short ones run beside them.
 unit:
-	$(GO) test -count=1 -parallel 4 -timeout 20m ./node/ ./nodetest/ ./...
+	$(GO) test -count=1 -p 4 -parallel 4 -timeout 20m ./node/ ./nodetest/ ./tlsnode/ ./...
 
 # The internet lab: homes behind NAT routers, built from network namespaces
 # that link only to each other, with real erg nodes in them (see

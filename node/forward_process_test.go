@@ -1,10 +1,8 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"io"
-	"io/fs"
 	"net"
 	"net/url"
 	"os"
@@ -94,16 +92,7 @@ func TestForwardingProcessNeverHoldsTheKey(t *testing.T) {
 	if testkit.ProcessHolds(t, cmd.Process.Pid, secrets) {
 		t.Fatal("bob's process memory holds alice's TLS key")
 	}
-	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() {
-			return nil
-		}
-		data, _ := os.ReadFile(p)
-		for _, s := range secrets {
-			if bytes.Contains(data, s) {
-				t.Errorf("alice's key is in bob's %s", p)
-			}
-		}
-		return nil
-	})
+	for _, p := range testkit.FilesHolding(dir, secrets) {
+		t.Errorf("alice's key is in bob's %s", p)
+	}
 }

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/tls"
@@ -10,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -158,18 +156,9 @@ func TestRemoteAccessThroughAFriendEndsTLSAtHome(t *testing.T) {
 
 	// Bob's disk never holds alice's key.
 	secrets := keyBytes(t, a)
-	filepath.WalkDir(b.cfg.DataDir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() {
-			return nil
-		}
-		data, _ := os.ReadFile(p)
-		for _, s := range secrets {
-			if bytes.Contains(data, s) {
-				t.Errorf("alice's key is in bob's %s", p)
-			}
-		}
-		return nil
-	})
+	for _, p := range testkit.FilesHolding(b.cfg.DataDir, secrets) {
+		t.Errorf("alice's key is in bob's %s", p)
+	}
 
 	// A visitor's connection left open (a browser's keep-alive) is cut
 	// when bob's node closes, rather than holding its shutdown.

@@ -1,14 +1,12 @@
 package lab
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -311,18 +309,9 @@ func TestHTTPSThroughAFriend(t *testing.T) {
 	if testkit.ProcessHolds(t, w.r.Pid(), secrets) {
 		t.Error("R's process memory holds A's TLS key")
 	}
-	filepath.WalkDir(w.r.DataDir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() {
-			return nil
-		}
-		data, _ := os.ReadFile(p)
-		for _, s := range secrets {
-			if bytes.Contains(data, s) {
-				t.Errorf("A's key is in R's %s", p)
-			}
-		}
-		return nil
-	})
+	for _, p := range testkit.FilesHolding(w.r.DataDir, secrets) {
+		t.Errorf("A's key is in R's %s", p)
+	}
 }
 
 // newTab is another tab of the browser whose context is ctx, open until

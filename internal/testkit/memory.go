@@ -4,7 +4,9 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -52,4 +54,24 @@ func ProcessHolds(t testing.TB, pid int, secrets [][]byte) bool {
 		t.Fatalf("read only %d bytes of process %d's memory", scanned, pid)
 	}
 	return false
+}
+
+// FilesHolding lists the regular files below dir whose contents hold one
+// of secrets: the disk's side of ProcessHolds.
+func FilesHolding(dir string, secrets [][]byte) []string {
+	var found []string
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return nil
+		}
+		data, _ := os.ReadFile(p)
+		for _, s := range secrets {
+			if bytes.Contains(data, s) {
+				found = append(found, p)
+				break
+			}
+		}
+		return nil
+	})
+	return found
 }
