@@ -3,6 +3,7 @@ package lab
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -20,6 +21,28 @@ type world struct {
 	*Internet
 	env              *nodetest.Env
 	r, s, a, b, c, d *nodetest.Node
+}
+
+// answersTCP says whether the first TCP address of addrs (libp2p
+// multiaddrs) takes a connection from ns: a mapping the router has now,
+// not one a node still lists, and a friend confirmed, from before the
+// router restarted.
+func answersTCP(ns *NS, addrs []string) bool {
+	for _, a := range addrs {
+		f := strings.Split(a, "/") // "", "ip4", ip, "tcp", port, ...
+		if len(f) < 5 || f[3] != "tcp" {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		c, err := ns.DialContext(ctx, "tcp", net.JoinHostPort(f[2], f[4]))
+		cancel()
+		if err != nil {
+			return false
+		}
+		c.Close()
+		return true
+	}
+	return false
 }
 
 // publicAddr is a node's libp2p TCP address on ip.
@@ -206,7 +229,8 @@ func TestFriendsAcrossTheInternet(t *testing.T) {
 				listed = time.Since(healStart)
 			}
 		}
-		return cs2.Reachability == p2p.Mapped && strings.Contains(cs2.ReachableAddrs[0], "/ip4/"+w.C.WAN+"/")
+		return cs2.Reachability == p2p.Mapped && strings.Contains(cs2.ReachableAddrs[0], "/ip4/"+w.C.WAN+"/") &&
+			answersTCP(w.Stranger, cs2.ReachableAddrs)
 	}); err != nil {
 		t.Errorf("C %v after the routers restarted: %s %v, addresses %v; want mapped by its router again within 60 s",
 			time.Since(healStart).Round(time.Second), cs2.ReachabilityText, cs2.ReachableAddrs, cs2.P2PAddrs)
