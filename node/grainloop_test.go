@@ -38,6 +38,16 @@ func dialRaw(t *testing.T, n *testNode) *rawConn {
 	return &rawConn{t: t, c: c, br: bufio.NewReader(c)}
 }
 
+// inLoop dials n and makes one request with s on the connection, which
+// puts it in the grain loop for what the test sends next.
+func inLoop(t *testing.T, n *testNode, s grainSession) *rawConn {
+	t.Helper()
+	rc := dialRaw(t, n)
+	rc.send(s.req("GET", "/bytes?n=2"))
+	rc.read("GET")
+	return rc
+}
+
 func (rc *rawConn) send(s string) {
 	rc.t.Helper()
 	if _, err := io.WriteString(rc.c, s); err != nil {
@@ -182,9 +192,7 @@ func TestGrainLoopChecksEverySession(t *testing.T) {
 		t.Errorf("no session on the same connection: %d %s", code, body)
 	}
 
-	rc = dialRaw(t, n)
-	rc.send(s.req("GET", "/bytes?n=2"))
-	rc.read("GET")
+	rc = inLoop(t, n, s)
 	forged := grainSession{host: s.host, cookie: "erg_grain=" + strings.Repeat("A", 43)}
 	rc.send(forged.req("GET", "/headers"))
 	if code, body := rc.read("GET"); code != http.StatusForbidden && code != http.StatusUnauthorized {
@@ -335,9 +343,7 @@ func TestGrainLoopHandsWebsocketsBack(t *testing.T) {
 	n := startNode(t, nil)
 	_, origin := n.newGrain("echo")
 	s := sessionOf(t, n.http.Jar, origin)
-	rc := dialRaw(t, n)
-	rc.send(s.req("GET", "/bytes?n=2"))
-	rc.read("GET")
+	rc := inLoop(t, n, s)
 	rc.send(s.req("GET", "/ws", "Connection: Upgrade", "Upgrade: websocket", "Sec-WebSocket-Version: 13",
 		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="))
 	rc.c.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -357,9 +363,7 @@ func TestGrainLoopTimesOutIdleAndSlowHeads(t *testing.T) {
 	_, origin := n.newGrain("echo")
 	s := sessionOf(t, n.http.Jar, origin)
 
-	rc := dialRaw(t, n)
-	rc.send(s.req("GET", "/bytes?n=2"))
-	rc.read("GET")
+	rc := inLoop(t, n, s)
 	rc.send(s.req("GET", "/bytes?n=2"))
 	rc.read("GET")
 	start := time.Now()
@@ -370,9 +374,7 @@ func TestGrainLoopTimesOutIdleAndSlowHeads(t *testing.T) {
 		t.Errorf("closed after %v, before the idle timeout", d)
 	}
 
-	rc = dialRaw(t, n)
-	rc.send(s.req("GET", "/bytes?n=2"))
-	rc.read("GET")
+	rc = inLoop(t, n, s)
 	head := s.req("GET", "/bytes?n=2")
 	rc.send(head[:20])
 	start = time.Now()
@@ -399,9 +401,7 @@ func TestGrainLoopClosesWithTheNode(t *testing.T) {
 	n := startNode(t, nil)
 	_, origin := n.newGrain("echo")
 	s := sessionOf(t, n.http.Jar, origin)
-	rc := dialRaw(t, n)
-	rc.send(s.req("GET", "/bytes?n=2"))
-	rc.read("GET")
+	rc := inLoop(t, n, s)
 	done := make(chan struct{})
 	go func() { n.Close(); close(done) }()
 	if !rc.closed(5 * time.Second) {

@@ -116,21 +116,8 @@ func TestBrowserPowerboxLinksAFileDrop(t *testing.T) {
 // link. When A revokes the share the grant stops.
 func TestBrowserPowerboxAcrossNodes(t *testing.T) {
 	t.Parallel()
-	a := startNode(t, func(c *Config) { c.Name = "anode" })
-	b := startNode(t, func(c *Config) { c.Name = "bnode" })
-	a.setUp(t)
-	b.setUp(t)
-	befriend(t, a, b)
+	a, b, share := friendsFileDrop(t, "A's photos", "mountain.jpg", "not really a picture either")
 	ctx := context.Background()
-	drop, err := a.grains.NewGrain(ctx, a.owner(), "filedrop", "A's photos")
-	if err != nil {
-		t.Fatal(err)
-	}
-	putFile(t, a, drop.ID, "mountain.jpg", "not really a picture either")
-	share, err := a.shares.New(ctx, a.owner(), drop.ID, erg.ShareRequest{Role: "viewer", Friend: "bnode"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	sharedWith(t, b, b.owner(), "A's photos")
 	todo, err := b.grains.NewGrain(ctx, b.owner(), "todo", "Trip")
 	if err != nil {

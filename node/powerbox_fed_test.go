@@ -207,21 +207,8 @@ func TestPowerboxFriendsGrantStops(t *testing.T) {
 // a second of the share being revoked on the owner's node.
 func TestPowerboxFriendsGrantCutsOpenRequests(t *testing.T) {
 	t.Parallel()
-	a := startNode(t, func(c *Config) { c.Name = "anode" })
-	b := startNode(t, func(c *Config) { c.Name = "bnode" })
-	a.setUp(t)
-	b.setUp(t)
-	befriend(t, a, b)
+	a, b, share := friendsFileDrop(t, "A's films", "film.bin", strings.Repeat("x", 64<<20))
 	ctx := context.Background()
-	drop, err := a.grains.NewGrain(ctx, a.owner(), "filedrop", "A's films")
-	if err != nil {
-		t.Fatal(err)
-	}
-	putFile(t, a, drop.ID, "film.bin", strings.Repeat("x", 64<<20))
-	share, err := a.shares.New(ctx, a.owner(), drop.ID, erg.ShareRequest{Role: "viewer", Friend: "bnode"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	remote := sharedWith(t, b, b.owner(), "A's films")
 	req, reqOrigin := b.newGrain("echo")
 	grant := grantOn(t, b, req, reqOrigin, remote.ID, "viewer")
@@ -257,4 +244,27 @@ func TestPowerboxFriendsGrantCutsOpenRequests(t *testing.T) {
 		t.Errorf("the download was cut %v after the share was revoked", took)
 	}
 	t.Logf("the open download was cut %v after the share was revoked, %d MiB of 64 read", took, (n+int64(len(buf)))>>20)
+}
+
+// friendsFileDrop starts two befriended nodes, anode and bnode, and shares
+// a file drop of a's titled title, holding one file, with b's node as a
+// viewer.
+func friendsFileDrop(t *testing.T, title, file, content string) (a, b *testNode, share erg.Share) {
+	t.Helper()
+	a = startNode(t, func(c *Config) { c.Name = "anode" })
+	b = startNode(t, func(c *Config) { c.Name = "bnode" })
+	a.setUp(t)
+	b.setUp(t)
+	befriend(t, a, b)
+	ctx := context.Background()
+	drop, err := a.grains.NewGrain(ctx, a.owner(), "filedrop", title)
+	if err != nil {
+		t.Fatal(err)
+	}
+	putFile(t, a, drop.ID, file, content)
+	share, err = a.shares.New(ctx, a.owner(), drop.ID, erg.ShareRequest{Role: "viewer", Friend: "bnode"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, b, share
 }

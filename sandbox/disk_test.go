@@ -26,15 +26,7 @@ func TestDiskImageBoundsVar(t *testing.T) {
 	}
 	r := newRunner(t, sandbox.Config{})
 	root := sandboxtest.BuildProbeTree(t)
-	dir := t.TempDir()
-	img, varDir := filepath.Join(dir, "var.img"), filepath.Join(dir, "var")
-	if err := os.Mkdir(varDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := sandbox.MountImage(img, varDir, 16<<20); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sandbox.UnmountImage(varDir) })
+	img, varDir := mountedImage(t, t.TempDir(), 16<<20)
 	if m, err := sandbox.Mounted(varDir); err != nil || !m {
 		t.Fatalf("var dir not mounted after MountImage: %v %v", m, err)
 	}
@@ -99,15 +91,7 @@ func TestDiskImageGrows(t *testing.T) {
 	if err := sandbox.DiskImages(); err != nil {
 		t.Skipf("no disk images here: %v", err)
 	}
-	dir := t.TempDir()
-	img, varDir := filepath.Join(dir, "var.img"), filepath.Join(dir, "var")
-	if err := os.Mkdir(varDir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := sandbox.MountImage(img, varDir, 16<<20); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sandbox.UnmountImage(varDir) })
+	img, varDir := mountedImage(t, t.TempDir(), 16<<20)
 	if err := os.WriteFile(filepath.Join(varDir, "small"), []byte("x"), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -137,14 +121,7 @@ func TestSandboxesHoldNoOtherImage(t *testing.T) {
 			r := newRunner(t, sandbox.Config{Zygotes: zygotes})
 			root := sandboxtest.BuildProbeTree(t)
 			dir := t.TempDir()
-			img, varDir := filepath.Join(dir, "var.img"), filepath.Join(dir, "var")
-			if err := os.Mkdir(varDir, 0o700); err != nil {
-				t.Fatal(err)
-			}
-			if err := sandbox.MountImage(img, varDir, 16<<20); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { sandbox.UnmountImage(varDir) })
+			_, varDir := mountedImage(t, dir, 16<<20)
 			// The first zygote may predate the mount; the one refilled
 			// after this start does not.
 			for i := range 2 {
@@ -179,19 +156,8 @@ func TestUnmountImagesUnder(t *testing.T) {
 		t.Skipf("no disk images here: %v", err)
 	}
 	data, outside := filepath.Join(t.TempDir(), "data dir"), t.TempDir()
-	mount := func(dir string) string {
-		t.Helper()
-		v := filepath.Join(dir, "var")
-		if err := os.MkdirAll(v, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		if err := sandbox.MountImage(filepath.Join(dir, "var.img"), v, 8<<20); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { sandbox.UnmountImage(v) })
-		return v
-	}
-	mine, theirs := mount(filepath.Join(data, "a")), mount(outside)
+	_, mine := mountedImage(t, filepath.Join(data, "a"), 8<<20)
+	_, theirs := mountedImage(t, outside, 8<<20)
 	loose := filepath.Join(data, "loose.img")
 	if err := os.WriteFile(loose, make([]byte, 1<<20), 0o600); err != nil {
 		t.Fatal(err)
@@ -219,4 +185,19 @@ func TestUnmountImagesUnder(t *testing.T) {
 	if loops := sandbox.ImageLoops(data); len(loops) > 0 {
 		t.Errorf("loop devices left under the data dir: %v", loops)
 	}
+}
+
+// mountedImage makes dir/var and mounts a new image, dir/var.img of size
+// bytes, at it until the test ends.
+func mountedImage(t *testing.T, dir string, size int64) (img, varDir string) {
+	t.Helper()
+	img, varDir = filepath.Join(dir, "var.img"), filepath.Join(dir, "var")
+	if err := os.MkdirAll(varDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := sandbox.MountImage(img, varDir, size); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sandbox.UnmountImage(varDir) })
+	return img, varDir
 }
