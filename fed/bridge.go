@@ -54,15 +54,16 @@ func (s *bridgeServer) Claim(ctx context.Context, call Bridge_claim) error {
 		}
 		return err
 	}
-	for _, set := range []struct {
-		f func(string) error
-		v string
-	}{{res.SetGrant, g.Token}, {res.SetId, g.ID}, {res.SetTarget, g.Target}, {res.SetRole, g.Role}} {
-		if err := set.f(set.v); err != nil {
-			return err
-		}
+	if err := res.SetGrant(g.Token); err != nil {
+		return err
 	}
-	return nil
+	if err := res.SetId(g.ID); err != nil {
+		return err
+	}
+	if err := res.SetTarget(g.Target); err != nil {
+		return err
+	}
+	return res.SetRole(g.Role)
 }
 
 // Open implements Bridge_Server.

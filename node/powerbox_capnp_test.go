@@ -60,23 +60,8 @@ func TestPowerboxBridgeSpeaksCapnp(t *testing.T) {
 	other := bridgeSocket(t, n, otherID)
 
 	claim := func(b fed.Bridge, c string) (string, error) {
-		fut, release := b.Claim(ctx, func(p fed.Bridge_claim_Params) error {
-			p.SetKinds(true)
-			return p.SetClaim(c)
-		})
-		defer release()
-		res, err := fut.Struct()
-		if err != nil {
-			return "", err
-		}
-		if res.HasFailure() {
-			f, _ := res.Failure()
-			kind, _ := f.Kind()
-			reason, _ := f.Reason()
-			return "", &erg.Error{Kind: erg.ParseKind(kind), Msg: reason}
-		}
-		g, _ := res.Grant()
-		return g, nil
+		g, err := fed.ClaimGrant(ctx, b, c, "")
+		return g.Token, err
 	}
 	c1, _ := n.pbox.Pick(ctx, owner, reqID, erg.PowerboxPick{Target: target, Role: "viewer"})
 	if _, err := claim(other, c1); erg.KindOf(err) != erg.Forbidden {
@@ -87,22 +72,7 @@ func TestPowerboxBridgeSpeaksCapnp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	open := func(b fed.Bridge, g string) (fed.Grain, error) {
-		fut, _ := b.Open(ctx, func(p fed.Bridge_open_Params) error {
-			p.SetKinds(true)
-			return p.SetGrant(g)
-		})
-		res, err := fut.Struct()
-		if err != nil {
-			return fed.Grain{}, err
-		}
-		if res.HasFailure() {
-			f, _ := res.Failure()
-			reason, _ := f.Reason()
-			return fed.Grain{}, fmt.Errorf("%s", reason)
-		}
-		return res.Grain().AddRef(), nil
-	}
+	open := func(b fed.Bridge, g string) (fed.Grain, error) { return fed.OpenGrant(ctx, b, g) }
 	if _, err := open(other, grant); err == nil {
 		t.Error("another grain opened the grant")
 	}
