@@ -170,6 +170,11 @@ func TestGrainLoopServesPipelinedRequests(t *testing.T) {
 	if code, body := rc.read("GET"); code != 200 || body != "012" {
 		t.Errorf("after 100 KiB: %d %q", code, body)
 	}
+	// Every request after the first was the loop's: without it, net/http
+	// would have answered the same.
+	if got := n.web.LoopServed(); got < 7 {
+		t.Errorf("the grain loop served %d of the 8 requests after the first", got)
+	}
 }
 
 // Every request on a connection is checked again: one without its
