@@ -200,16 +200,14 @@ func (s *Service) usageOf(g *Info) *erg.GrainUsage {
 	if g.diskMB != nil {
 		out.DiskMBSet = *g.diskMB
 	}
+	if g.cpuPercent != nil {
+		out.CPUPercentSet = *g.cpuPercent
+	}
 	s.mu.RUnlock()
 	if out.DiskLimitBytes > 0 && float64(out.DiskBytes) > nearLimit*float64(out.DiskLimitBytes) {
 		out.Warnings = append(out.Warnings, fmt.Sprintf("disk at %.0f%% of its limit (%d of %d MiB)",
 			100*float64(out.DiskBytes)/float64(out.DiskLimitBytes), out.DiskBytes>>20, out.DiskLimitBytes>>20))
 	}
-	s.mu.RLock()
-	if g.cpuPercent != nil {
-		out.CPUPercentSet = *g.cpuPercent
-	}
-	s.mu.RUnlock()
 	run := s.sample(g.id)
 	if run == nil {
 		return out

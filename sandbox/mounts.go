@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -166,7 +167,7 @@ func UnmountImagesUnder(dir string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	n := 0
+	var ended []string // the devices this call unmounted or freed
 	var errs []error
 	for _, m := range ms {
 		if m.image() && under(m.point) {
@@ -174,7 +175,7 @@ func UnmountImagesUnder(dir string) (int, error) {
 				errs = append(errs, err)
 				continue
 			}
-			n++
+			ended = append(ended, m.source)
 		}
 	}
 	// A loop device configured but never mounted (a node killed between
@@ -193,18 +194,21 @@ func UnmountImagesUnder(dir string) (int, error) {
 		err = unix.IoctlSetInt(fd, unix.LOOP_CLR_FD, 0)
 		unix.Close(fd)
 		if err == nil {
-			n++
+			ended = append(ended, dev)
 		} else if !errors.Is(err, unix.ENXIO) {
 			errs = append(errs, fmt.Errorf("free %s: %w", dev, err))
 		}
 	}
 	// The kernel frees a device a moment after its last unmount, not at
 	// it: until then a MountImage would find the dying device and try to
-	// mount it again.
-	for deadline := time.Now().Add(5 * time.Second); len(ImageLoops(dir)) > 0 && time.Now().Before(deadline); {
-		time.Sleep(10 * time.Millisecond)
+	// mount it again. Only the devices ended here are waited for: one
+	// left alone above (still held) would stall every start for nothing.
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if !slices.ContainsFunc(ImageLoops(dir), func(d string) bool { return slices.Contains(ended, d) }) {
+			break
+		}
 	}
-	return n, errors.Join(errs...)
+	return len(ended), errors.Join(errs...)
 }
 
 func mounted(ms []mountEntry, dev string) bool {
