@@ -21,9 +21,10 @@ import (
 // a write past it and nothing else fills. The node mounts an image when
 // the grain is made and when the node starts, keeps it mounted, and
 // unmounts it when the grain is removed or the node stops; a change of
-// bound resizes it at the grain's next start. Only the grain's own sandbox holds its image
-// (others are cloned from a mount namespace without images, see
-// sandbox/mounts.go), so a removed grain's space comes back at once. A
+// bound resizes it at the grain's next start or the node's. Only the
+// grain's own sandbox holds its image (others are cloned from a mount
+// namespace without images, see sandbox/mounts.go), so a removed grain's
+// space comes back at once. A
 // node killed before it could unmount leaves its images mounted: the next
 // start unmounts them first (sandbox.UnmountImagesUnder, under Dir only).
 // A grain from before images keeps its plain var
