@@ -189,12 +189,21 @@ func statusOf(err error) int {
 }
 
 func bridgeError(w http.ResponseWriter, err error, code int) {
+	code, body := errorReply(err, code)
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	w.Write(body)
+}
+
+// errorReply is the one error answer of both the bridge's faces, the HTTP
+// one and a Grain's refusal: JSON {"error", "kind"} with the kind's
+// status, or with code if it is not 0.
+func errorReply(err error, code int) (int, []byte) {
 	if code == 0 {
 		code = statusOf(err)
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(erg.ErrorReply{Error: err.Error(), Kind: erg.KindOf(err)})
+	body, _ := json.Marshal(erg.ErrorReply{Error: err.Error(), Kind: erg.KindOf(err)})
+	return code, append(body, '\n')
 }
 
 // grainKey carries a bridge request's transport, over the Grain its grant

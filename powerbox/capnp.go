@@ -3,7 +3,6 @@ package powerbox
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -100,10 +99,9 @@ type roundTripFunc func(*http.Request) (*http.Response, error)
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
 
 // refusal is the answer to a request on an open Grain whose grant no
-// longer holds: JSON {"error", "kind"} with the kind's status.
+// longer holds: the reply the HTTP face writes for a refused open.
 func refusal(req *http.Request, err error) *http.Response {
-	body, _ := json.Marshal(erg.ErrorReply{Error: err.Error(), Kind: erg.KindOf(err)})
-	code := statusOf(err)
+	code, body := errorReply(err, 0)
 	return &http.Response{
 		StatusCode: code, Status: fmt.Sprintf("%d %s", code, http.StatusText(code)),
 		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
