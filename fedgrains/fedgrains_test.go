@@ -292,3 +292,48 @@ func TestSharedGrainServedAndRevoked(t *testing.T) {
 		return len(gs) == 1 && gs[0].Revoked
 	})
 }
+
+// TestLaterInfoChecked: what the owner's node says of a grain on a
+// restore is held to the rules of its offer, and a refused answer
+// changes nothing, in memory or on disk.
+func TestLaterInfoChecked(t *testing.T) {
+	ctx := context.Background()
+	a, b := newNode(t, "anode"), newNode(t, "bnode")
+	befriend(t, a, b)
+	offer(t, a, b, "Plans")
+	gs := b.List(ctx, owner)
+	if len(gs) != 1 {
+		t.Fatalf("b lists %+v", gs)
+	}
+	b.mu.Lock()
+	g := b.remote[gs[0].ID]
+	b.mu.Unlock()
+	stored := func() (role, perms, apiPath string) {
+		t.Helper()
+		if err := b.db.QueryRow(`SELECT role, permissions, api_path FROM remote_grains WHERE id = ?`, g.id).Scan(&role, &perms, &apiPath); err != nil {
+			t.Fatal(err)
+		}
+		return role, perms, apiPath
+	}
+	for name, info := range map[string]fed.ShareInfo{
+		"a comma'd role":       {Role: "a,b", Permissions: []string{"read", "write"}},
+		"a comma'd permission": {Role: "editor", Permissions: []string{"read,write"}},
+		"a climbing apiPath":   {Role: "editor", Permissions: []string{"read"}, APIPath: "/api/../../"},
+	} {
+		if err := b.learn(g, info); erg.KindOf(err) != erg.Invalid {
+			t.Errorf("%s: %v", name, err)
+		}
+		if gs := b.List(ctx, owner); len(gs) != 1 || gs[0].Role != "viewer" || gs[0].Title != "Plans" {
+			t.Errorf("%s: b lists %+v", name, gs)
+		}
+		if role, perms, apiPath := stored(); role != "viewer" || perms != "read" || apiPath != "" {
+			t.Errorf("%s: stored %q %q %q", name, role, perms, apiPath)
+		}
+	}
+	if err := b.learn(g, fed.ShareInfo{Role: "editor", Permissions: []string{"read", "write"}, APIPath: "/api/"}); err != nil {
+		t.Fatal(err)
+	}
+	if role, perms, apiPath := stored(); role != "editor" || perms != "read,write" || apiPath != "/api/" {
+		t.Errorf("after a good answer, stored %q %q %q", role, perms, apiPath)
+	}
+}

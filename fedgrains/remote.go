@@ -130,12 +130,8 @@ func (s *Service) Offer(ctx context.Context, peerID string, o fed.Offer) error {
 	if _, err := accounts.CheckUsername(o.Owner); err != nil {
 		return erg.E(erg.Invalid, "the owner's name is not a valid erg username")
 	}
-	if strings.ContainsAny(o.Info.Role, ",") || strings.Contains(strings.Join(o.Info.Permissions, ""), ",") ||
-		strings.Contains(strings.Join(o.Info.Offers, ""), ",") {
-		return erg.E(erg.Invalid, "role, permission and offer names hold no commas")
-	}
-	if o.Info.APIPath != "" && !apppkg.IsAPIPath(o.Info.APIPath) {
-		return erg.E(erg.Invalid, "the offered grain's apiPath is not a clean absolute path ending in /")
+	if err := checkInfo(o.Info); err != nil {
+		return err
 	}
 	var count int
 	s.db.QueryRowContext(ctx, `SELECT count(*) FROM remote_grains WHERE peer = ?`, peerID).Scan(&count)
@@ -369,7 +365,7 @@ func (s *Service) restoreRemote(ctx context.Context, g *remoteGrain, role string
 		return nil, err
 	}
 	if role == "" {
-		s.learn(g, info)
+		s.learn(g, info) // refused, it leaves what the share had
 	}
 	if g.caps == nil {
 		g.caps = map[string]liveCap{}
@@ -379,13 +375,29 @@ func (s *Service) restoreRemote(ctx context.Context, g *remoteGrain, role string
 	return rt, nil
 }
 
+// checkInfo is what a friend's node may say of a grain it shares, when
+// it offers the share and each time it answers a restore: names are kept
+// comma-joined, and the apiPath is put before request paths.
+func checkInfo(info fed.ShareInfo) error {
+	if strings.ContainsAny(info.Role, ",") || strings.Contains(strings.Join(info.Permissions, ""), ",") ||
+		strings.Contains(strings.Join(info.Offers, ""), ",") {
+		return erg.E(erg.Invalid, "role, permission and offer names hold no commas")
+	}
+	if info.APIPath != "" && !apppkg.IsAPIPath(info.APIPath) {
+		return erg.E(erg.Invalid, "the offered grain's apiPath is not a clean absolute path ending in /")
+	}
+	return nil
+}
+
 // learn keeps what the owner's node says of a grain now (its role, title,
 // what its app offers and which roles the share hands on), which may have
 // changed since the share came, or the share may be from before some of
-// it was sent.
-func (s *Service) learn(g *remoteGrain, info fed.ShareInfo) {
-	if info.APIPath != "" && !apppkg.IsAPIPath(info.APIPath) {
-		info.APIPath = ""
+// it was sent. What the offer would have been refused for is refused
+// here too, and what was kept stays: the capability it came with still
+// serves, under the roles known before.
+func (s *Service) learn(g *remoteGrain, info fed.ShareInfo) error {
+	if err := checkInfo(info); err != nil {
+		return err
 	}
 	s.mu.Lock()
 	changed := g.apiPath != info.APIPath || g.role != info.Role || !slices.Equal(g.perms, info.Permissions) || !slices.Equal(g.offers, info.Offers) ||
@@ -400,6 +412,7 @@ func (s *Service) learn(g *remoteGrain, info fed.ShareInfo) {
 		s.db.Exec(`UPDATE remote_grains SET role = ?, permissions = ?, offers = ?, roles = ?, title = ?, api_path = ? WHERE id = ?`,
 			role, perms, offers, roles, title, apiPath, g.id)
 	}
+	return nil
 }
 
 // handedOn is the roles a share's info says it hands on; an owner's node
