@@ -208,6 +208,21 @@ func (s *Service) remoteToAPI(g *remoteGrain, names map[string]string) erg.Grain
 		Created: g.created, LastUsed: g.created, From: from, Revoked: g.revoked}
 }
 
+// Info is what the friend's node said of a grain it shared, as this
+// node keeps it; false if it holds no grain by id.
+func (s *Service) Info(id string) (fed.ShareInfo, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.remote[id]
+	if g == nil {
+		return fed.ShareInfo{}, false
+	}
+	// learn replaces the slices, never writes into them: a copy of each
+	// is the caller's.
+	return fed.ShareInfo{Title: g.title, AppName: g.appName, Role: g.role, Permissions: slices.Clone(g.perms),
+		Offers: slices.Clone(g.offers), Roles: slices.Clone(g.roles), APIPath: g.apiPath}, true
+}
+
 // List lists the grains friends shared with who.
 func (s *Service) List(ctx context.Context, who erg.User) []erg.Grain {
 	names := s.friends.Names(ctx)

@@ -21,9 +21,10 @@ func (n *Node) newPowerbox() *powerbox.Service {
 		Grain: func(ctx context.Context, who erg.User, id string) (erg.Grain, error) {
 			return describe(ctx, n, who, id)
 		},
-		Local: n.grains,
-		User:  n.accounts.User,
-		Owns:  func(who erg.User, id string) bool { _, err := n.grains.Own(who, id); return err == nil },
+		Local:   n.grains,
+		Friends: n.sharing,
+		User:    n.accounts.User,
+		Owns:    func(who erg.User, id string) bool { _, err := n.grains.Own(who, id); return err == nil },
 		Acquire: func(ctx context.Context, id, role string) (http.RoundTripper, func(), error) {
 			if rh, err := n.sharing.Handle(id); err == nil {
 				return rh.AcquireAs(ctx, role) // the friend's node enforces the role

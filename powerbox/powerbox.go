@@ -23,6 +23,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"erg"
+	"erg/fedgrains"
 	"erg/grains"
 )
 
@@ -69,8 +70,10 @@ type Config struct {
 	// it, or it is gone).
 	Grains func(ctx context.Context, who erg.User) ([]erg.Grain, error)
 	Grain  func(ctx context.Context, who erg.User, id string) (erg.Grain, error)
-	// Local holds the node's own grains (their apps' roles and offers).
-	Local *grains.Service
+	// Local holds the node's own grains (their apps' roles and offers),
+	// Friends what friends' nodes said of the grains they shared.
+	Local   *grains.Service
+	Friends *fedgrains.Service
 	// User finds a local account by id.
 	User func(ctx context.Context, id string) (erg.User, error)
 	// Owns reports whether who owns a grain of this node's.

@@ -2,8 +2,6 @@ package powerbox
 
 import (
 	"context"
-	"encoding/json"
-	"strings"
 
 	"erg"
 )
@@ -16,7 +14,7 @@ func (s *Service) targets(ctx context.Context, who erg.User) ([]Target, error) {
 	}
 	out := make([]Target, 0, len(gs))
 	for _, g := range gs {
-		if t, ok := s.describe(ctx, g); ok {
+		if t, ok := s.describe(g); ok {
 			out = append(out, t)
 		}
 	}
@@ -29,7 +27,7 @@ func (s *Service) target(ctx context.Context, who erg.User, id string) (Target, 
 	if err != nil {
 		return Target{}, err
 	}
-	t, ok := s.describe(ctx, g)
+	t, ok := s.describe(g)
 	if !ok {
 		return Target{}, erg.E(erg.NotFound, "no grain %q", id)
 	}
@@ -38,7 +36,7 @@ func (s *Service) target(ctx context.Context, who erg.User, id string) (Target, 
 
 // describe is a grain as the powerbox sees it, for the user g was
 // described to; a friend's grain whose share was revoked is none.
-func (s *Service) describe(ctx context.Context, g erg.Grain) (Target, bool) {
+func (s *Service) describe(g erg.Grain) (Target, bool) {
 	t := Target{ID: g.ID, Title: g.Title, AppID: g.AppID, AppName: g.AppName, Owner: g.Owner, From: g.From, Role: g.Role}
 	if g.From != "" {
 		if g.Revoked {
@@ -46,12 +44,11 @@ func (s *Service) describe(ctx context.Context, g erg.Grain) (Target, bool) {
 		}
 		// A friend's grain: what the friend's node said of it, the roles
 		// its share hands on among it (the owner's node enforces them).
-		var perms, offers, roles string
-		s.db.QueryRowContext(ctx, `SELECT permissions, offers, roles, api_path FROM remote_grains WHERE id = ?`, g.ID).Scan(&perms, &offers, &roles, &t.APIPath)
-		t.Permissions, t.Offers = splitList(perms), splitList(offers)
-		if roles != "" {
-			json.Unmarshal([]byte(roles), &t.Roles)
+		info, ok := s.cfg.Friends.Info(g.ID)
+		if !ok {
+			return t, false
 		}
+		t.Permissions, t.Offers, t.Roles, t.APIPath = info.Permissions, info.Offers, info.Roles, info.APIPath
 		if len(t.Roles) == 0 {
 			t.Roles = []erg.Role{{Name: g.Role, Permissions: t.Permissions}}
 		}
@@ -71,11 +68,4 @@ func (s *Service) describe(ctx context.Context, g erg.Grain) (Target, bool) {
 		t.Roles = append(t.Roles, erg.Role{Name: r.Name, Title: r.Title, Permissions: r.Permissions})
 	}
 	return t, true
-}
-
-func splitList(s string) []string {
-	if s == "" {
-		return nil
-	}
-	return strings.Split(s, ",")
 }
