@@ -21,6 +21,7 @@ import (
 type savedState struct {
 	Asked  []string     `json:"asked"`
 	Routes []savedRoute `json:"routes"`
+	n      uint64       // which copy (stateLocked) it is
 }
 
 type savedRoute struct {
@@ -63,17 +64,32 @@ func (s *Service) load() error {
 	return nil
 }
 
-// saveLocked writes the state file (0600, through a rename); s.mu held.
-func (s *Service) saveLocked() {
-	if s.cfg.StateFile == "" {
-		return
-	}
-	var st savedState
+// stateLocked is a copy of what is saved, numbered after the last one
+// taken; s.mu held.
+func (s *Service) stateLocked() savedState {
+	s.taken++
+	st := savedState{n: s.taken}
 	for p := range s.asked {
 		st.Asked = append(st.Asked, p.String())
 	}
 	for _, r := range s.routes {
 		st.Routes = append(st.Routes, savedRoute{Domain: r.Domain, Peer: r.Peer.String(), Since: r.Since, Stopped: r.Stopped})
+	}
+	return st
+}
+
+// save writes a copy stateLocked took to the state file (0600, through a
+// rename), outside s.mu: the disk holds up neither a friend's ask nor a
+// forwarded connection. Two saves may race to the file after their
+// copies were taken; one never writes over a later copy than its own.
+func (s *Service) save(st savedState) {
+	if s.cfg.StateFile == "" {
+		return
+	}
+	s.saveMu.Lock()
+	defer s.saveMu.Unlock()
+	if st.n <= s.saved {
+		return
 	}
 	b, _ := json.Marshal(st)
 	tmp := s.cfg.StateFile + ".tmp"
@@ -86,7 +102,9 @@ func (s *Service) saveLocked() {
 	}
 	if err != nil {
 		s.log.Warn("remote access: could not save the forwarding state; a restart will forget changes", "err", err)
+		return
 	}
+	s.saved = st.n
 }
 
 // reask asks again, until each answers, the friends asked before the

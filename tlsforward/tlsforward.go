@@ -89,6 +89,10 @@ type Service struct {
 	closed bool
 	cancel context.CancelFunc // ends reask
 	bg     sync.WaitGroup     // reask
+	taken  uint64             // copies of the saved state taken (stateLocked)
+
+	saveMu sync.Mutex // one write of the state file at a time
+	saved  uint64     // the copy last written
 }
 
 // New registers the protocols on the host.
@@ -151,8 +155,9 @@ func (s *Service) Ask(ctx context.Context, friend peer.ID) (Asked, error) {
 	}
 	s.mu.Lock()
 	s.asked[friend] = &a
-	s.saveLocked()
+	st := s.stateLocked()
 	s.mu.Unlock()
+	s.save(st)
 	return a, err
 }
 
@@ -181,8 +186,9 @@ func (s *Service) ask(ctx context.Context, friend peer.ID) (askReply, error) {
 func (s *Service) Unask(friend peer.ID) {
 	s.mu.Lock()
 	delete(s.asked, friend)
-	s.saveLocked()
+	st := s.stateLocked()
 	s.mu.Unlock()
+	s.save(st)
 }
 
 // Asked lists the friends asked to forward for this node.
@@ -277,7 +283,21 @@ func (s *Service) accept(p peer.ID, domain string) error {
 		return fmt.Errorf("%s overlaps this node's own domain %s", domain, own)
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	err := s.routeLocked(p, domain)
+	var st savedState
+	if err == nil {
+		st = s.stateLocked()
+	}
+	s.mu.Unlock()
+	if err == nil {
+		s.save(st)
+	}
+	return err
+}
+
+// routeLocked forwards domain for p, if no other friend's route is in
+// the way; s.mu held.
+func (s *Service) routeLocked(p peer.ID, domain string) error {
 	for d, r := range s.routes {
 		if r.Peer == p && r.Stopped {
 			return errors.New("this node's owner stopped forwarding for you")
@@ -296,7 +316,6 @@ func (s *Service) accept(p peer.ID, domain string) error {
 	} else {
 		s.routes[domain] = &Route{Domain: domain, Peer: p, Friend: s.cfg.FriendName(p), Since: time.Now()}
 	}
-	s.saveLocked()
 	return nil
 }
 
@@ -333,25 +352,31 @@ func (s *Service) Routes() []Route {
 // new ones refused, and so are the friend's asks until Resume.
 func (s *Service) Stop(domain string) bool {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	r, ok := s.routes[domain]
-	if ok {
-		r.Stopped = true
-		s.saveLocked()
+	if !ok {
+		s.mu.Unlock()
+		return false
 	}
-	return ok
+	r.Stopped = true
+	st := s.stateLocked()
+	s.mu.Unlock()
+	s.save(st)
+	return true
 }
 
 // Resume forwards for the friend again.
 func (s *Service) Resume(domain string) bool {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	r, ok := s.routes[domain]
-	if ok {
-		r.Stopped = false
-		s.saveLocked()
+	if !ok {
+		s.mu.Unlock()
+		return false
 	}
-	return ok
+	r.Stopped = false
+	st := s.stateLocked()
+	s.mu.Unlock()
+	s.save(st)
+	return true
 }
 
 // route finds the friend a name is forwarded to: the domain itself or a
