@@ -334,3 +334,35 @@ func TestPowerboxBridgeAfterTheTargetCrashed(t *testing.T) {
 		t.Errorf("the kept Grain after its grant was revoked: %d", code)
 	}
 }
+
+// A target that answers 502 itself has answered: the requester gets the
+// answer, and its grant's Grain stays open on the same sandbox (a target
+// that failed under it ends it: TestPowerboxBridgeAfterTheTargetCrashed).
+func TestPowerboxBridgeKeepsATargetAnswering502(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, nil)
+	reqID, reqOrigin := n.newGrain("echo")
+	target, _ := n.newGrain("echo")
+	claim, err := n.pbox.Pick(context.Background(), n.owner(), reqID, erg.PowerboxPick{Target: target, Role: "editor"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, grant := n.claimThrough(reqOrigin, claim)
+	code, first := n.bridgeCall(reqOrigin, "GET", "/pid", grant, "")
+	if code != 200 {
+		t.Fatalf("GET /pid through the bridge: %d %s", code, first)
+	}
+	opens := n.pbox.Opens()
+	// Well within keepOpen of each other: one Grain serves them all.
+	for range 3 {
+		if code, body := n.bridgeCall(reqOrigin, "GET", "/status?code=502", grant, ""); code != http.StatusBadGateway || body != "echo answers 502\n" {
+			t.Fatalf("the target's own 502: %d %q", code, body)
+		}
+		if code, body := n.bridgeCall(reqOrigin, "GET", "/pid", grant, ""); code != 200 || body != first {
+			t.Fatalf("after the target's 502: %d %q, not the first start's %q", code, body, first)
+		}
+	}
+	if got := n.pbox.Opens(); got != opens {
+		t.Errorf("the grant was opened %d times more after the target's 502s", got-opens)
+	}
+}

@@ -143,15 +143,21 @@ func (b *bridge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		bridgeError(w, err, 0)
 		return
 	}
-	u := &use{og: og}
-	defer func() { b.done(grant, og, u.stale) }()
+	u := &use{b: b, grant: grant, og: og}
+	defer func() {
+		if u.og != nil { // nil: given up, and no other opened
+			b.done(grant, u.og, u.stale)
+		}
+	}()
 	bridgeProxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), grainKey{}, u)))
 }
 
 // use is one request's use of an open Grain.
 type use struct {
+	b     *bridge
+	grant string
 	og    *openGrain
-	stale bool
+	stale bool // the Grain ended: give it up
 }
 
 func claim(w http.ResponseWriter, r *http.Request, bc fed.Bridge) {
@@ -215,11 +221,36 @@ type grainTransport struct{}
 func (grainTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	u := r.Context().Value(grainKey{}).(*use)
 	resp, err := u.og.t.RoundTrip(r)
-	// Revoked, or its lease no good (the target's sandbox went): the
-	// next request opens the grant again, and learns which.
-	u.stale = err != nil || resp.StatusCode == http.StatusBadGateway
+	if err == nil {
+		return resp, nil // any status: the target's answer
+	}
+	u.stale = true
+	if !errors.Is(err, fed.ErrRevoked) {
+		return nil, err
+	}
+	// The Grain ended, since it was opened for an earlier request: its
+	// grant stopped holding, or the target failed under it (capnp.go).
+	// Opening the grant again says which, and leases the target anew.
+	u.b.done(u.grant, u.og, true)
+	u.og = nil
+	og, oerr := u.b.grain(r.Context(), u.grant)
+	if oerr != nil {
+		return nil, refused{oerr}
+	}
+	u.og, u.stale = og, false
+	if r.Body != nil && r.Body != http.NoBody {
+		// Not sent, but perhaps read in part: the app sends it again.
+		return nil, erg.E(erg.Unavailable, "the target grain started again; send the request again")
+	}
+	resp, err = og.t.RoundTrip(r)
+	u.stale = err != nil
 	return resp, err
 }
+
+// refused is an open of a grant refused: its refusal is the answer.
+type refused struct{ error }
+
+func (r refused) Unwrap() error { return r.error }
 
 // bridgeProxy streams an exchange, websockets included, through the
 // Grain; the Grain's side (capnp.go) sets the path, who is asking and
@@ -230,7 +261,15 @@ var bridgeProxy = &httputil.ReverseProxy{
 	},
 	Transport: grainTransport{},
 	ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-		if errors.Is(err, fed.ErrRevoked) {
+		var no refused
+		switch {
+		case errors.As(err, &no):
+			bridgeError(w, no.error, 0)
+			return
+		case erg.KindOf(err) == erg.Unavailable:
+			bridgeError(w, err, 0)
+			return
+		case errors.Is(err, fed.ErrRevoked):
 			bridgeError(w, errBadGrant, 0)
 			return
 		}

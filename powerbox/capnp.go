@@ -50,6 +50,10 @@ func (b *capnpBridge) Open(ctx context.Context, grant string) (http.RoundTripper
 		a.Release()
 		return nil, nil, nil, nil, err
 	}
+	// The Grain ends with the grant, or when the target fails under it
+	// (its sandbox went): the lease is on that sandbox, and a new open
+	// starts the grain again. An answer, whatever its status, ends nothing.
+	stopped, end := context.WithCancel(a.Viewer.Session)
 	var first atomic.Bool
 	first.Store(true)
 	check := roundTripFunc(func(req *http.Request) (*http.Response, error) {
@@ -63,11 +67,15 @@ func (b *capnpBridge) Open(ctx context.Context, grant string) (http.RoundTripper
 			again.Release() // a holds the grant's context open meanwhile
 		}
 		resp, err := rt.RoundTrip(req)
-		if err == nil {
-			// A grain sets no cookie in another's name.
-			resp.Header.Del("Set-Cookie")
+		if err != nil {
+			if req.Context().Err() == nil { // not the asker's giving up
+				end()
+			}
+			return nil, err
 		}
-		return resp, err
+		// A grain sets no cookie in another's name.
+		resp.Header.Del("Set-Cookie")
+		return resp, nil
 	})
 	prepare := func(req *http.Request) {
 		if a.APIPath != "" {
@@ -91,7 +99,8 @@ func (b *capnpBridge) Open(ctx context.Context, grant string) (http.RoundTripper
 		fed.SetIdentity(req.Header, v.UserID, v.Username, v.Permissions, v.SessionID)
 		req.Header.Set(BridgeHeader, a.Via)
 	}
-	return check, prepare, a.Viewer.Session, func() { release(); a.Release() }, nil
+	b.s.opens.Add(1)
+	return check, prepare, stopped, func() { end(); release(); a.Release() }, nil
 }
 
 type roundTripFunc func(*http.Request) (*http.Response, error)

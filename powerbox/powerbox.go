@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -102,7 +103,13 @@ type Service struct {
 	stop     chan struct{}
 	done     chan struct{}
 	stopOnce sync.Once
+
+	opens atomic.Int64 // Grains opened (Opens)
 }
+
+// Opens counts the Grains opened on grants, by either face of the bridge,
+// for tests and status.
+func (s *Service) Opens() int64 { return s.opens.Load() }
 
 type liveGrant struct {
 	ctx    context.Context

@@ -34,6 +34,11 @@ func main() {
 		fmt.Fprintln(os.Stderr, "echo: crashing on request")
 		os.Exit(3)
 	})
+	mux.HandleFunc("/status", func(w http.ResponseWriter, r *http.Request) {
+		// An answer of any status: /status?code=502 is the app's own.
+		code, _ := strconv.Atoi(r.URL.Query().Get("code"))
+		http.Error(w, "echo answers "+strconv.Itoa(code), code)
+	})
 	mux.HandleFunc("/say", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Println(r.URL.Query().Get("msg"))
 	})
