@@ -49,6 +49,9 @@ func BenchmarkProxyVsNginx(b *testing.B) {
 		{name: "direct", url: "http://" + app.addr, pids: func() []int { return []int{app.pid} }},
 	}
 	if ngx := startNginx(b, app.addr); ngx != nil {
+		// The straight app behind nginx, so that the app columns of
+		// nginx and erg compare an app behind a proxy with another.
+		ngx.app = func() []int { return []int{app.pid} }
 		targets = append(targets, ngx)
 	} else {
 		fmt.Println("nginx is not installed (apt-get install nginx-light): its column is skipped")
