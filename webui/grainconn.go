@@ -17,6 +17,7 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"erg"
+	"erg/tlsnode"
 )
 
 // The grain loop. A plain HTTP/1.1 connection to a grain's origin whose
@@ -49,11 +50,9 @@ type grainLoops struct {
 	h      *Handler
 	ctx    context.Context // the loop's requests; cancelled when Shutdown gives up waiting
 	cancel context.CancelFunc
-	on     atomic.Bool  // someone serves HandedBack
-	served atomic.Int64 // requests the loop admitted and served itself
-	back   chan net.Conn
-	done   chan struct{} // HandedBack's listener was closed
-	once   sync.Once
+	on     atomic.Bool        // someone serves HandedBack
+	served atomic.Int64       // requests the loop admitted and served itself
+	back   *tlsnode.ConnQueue // connections given back to net/http (HandedBack)
 
 	mu      sync.Mutex
 	conns   map[*grainConn]bool // true while serving a request
@@ -62,7 +61,7 @@ type grainLoops struct {
 }
 
 func newGrainLoops(h *Handler) *grainLoops {
-	l := &grainLoops{h: h, back: make(chan net.Conn), done: make(chan struct{}), conns: map[*grainConn]bool{}}
+	l := &grainLoops{h: h, back: tlsnode.NewConnQueue(loopAddr{}), conns: map[*grainConn]bool{}}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	return l
 }
@@ -72,7 +71,7 @@ func newGrainLoops(h *Handler) *grainLoops {
 // turns the loop on; without it every request stays with net/http.
 func (h *Handler) HandedBack() net.Listener {
 	h.loops.on.Store(true)
-	return handedBack{h.loops}
+	return h.loops.back
 }
 
 // LoopServed counts the requests the grain loop admitted and served
@@ -420,9 +419,7 @@ func (gc *grainConn) handBack() {
 	prefix = append(prefix, gc.in.prefix...)
 	rc := &returnedConn{Conn: gc.c, prefix: prefix}
 	gc.c.SetReadDeadline(time.Time{})
-	select {
-	case gc.l.back <- rc:
-	case <-gc.l.done:
+	if !gc.l.back.Put(rc) { // HandedBack's listener was closed
 		gc.c.Close()
 	}
 }
@@ -520,25 +517,7 @@ func (c *returnedConn) ReadFrom(r io.Reader) (int64, error) {
 	return io.Copy(struct{ io.Writer }{c.Conn}, r)
 }
 
-// handedBack is the listener net/http takes returned connections from.
-type handedBack struct{ l *grainLoops }
-
-func (hb handedBack) Accept() (net.Conn, error) {
-	select {
-	case c := <-hb.l.back:
-		return c, nil
-	case <-hb.l.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (hb handedBack) Close() error {
-	hb.l.once.Do(func() { close(hb.l.done) })
-	return nil
-}
-
-func (hb handedBack) Addr() net.Addr { return loopAddr{} }
-
+// loopAddr is HandedBack's address.
 type loopAddr struct{}
 
 func (loopAddr) Network() string { return "grain-loop" }
