@@ -109,3 +109,47 @@ func TestRelayErrors(t *testing.T) {
 		t.Errorf("a cut answer: %q, started %v, %v", got, started, err)
 	}
 }
+
+// An answer longer than spliceMin goes from the upstream's socket to the
+// client past cw's buffer: whole, after what the head's read buffered,
+// and leaving the upstream's connection ready for the next request. Cut
+// short, it says so.
+func TestRelayLongAnswer(t *testing.T) {
+	long := bytes.Repeat([]byte("0123456789abcdef"), 2*spliceMin/16)
+	long = append(long, "tail"...)
+	u := newUpstream(t, func(c net.Conn, head string, _ int) bool {
+		switch {
+		case strings.HasPrefix(head, "GET /long"):
+			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", len(long))
+			c.Write(long)
+			return true
+		case strings.HasPrefix(head, "GET /cut"):
+			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", 2*len(long))
+			c.Write(long)
+		}
+		return false
+	})
+	p := u.pool()
+	for i := range 2 {
+		got, started, err := relayed(t, p, "GET", "/long")
+		if err != nil || !started {
+			t.Fatalf("answer %d: started %v, %v", i, started, err)
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(strings.NewReader(got)), &http.Request{Method: "GET"})
+		if err != nil {
+			t.Fatalf("answer %d: %v", i, err)
+		}
+		if body, _ := io.ReadAll(resp.Body); !bytes.Equal(body, long) {
+			t.Errorf("answer %d: %d bytes, not the %d sent", i, len(body), len(long))
+		}
+		if !strings.HasSuffix(got, "tail") {
+			t.Errorf("answer %d: more after the body", i)
+		}
+	}
+	if n := u.accepts.Load(); n != 1 {
+		t.Errorf("the upstream took %d connections for two answers, not 1", n)
+	}
+	if _, started, err := relayed(t, p, "GET", "/cut"); err == nil || !started {
+		t.Errorf("a long answer cut short: started %v, %v", started, err)
+	}
+}
