@@ -146,25 +146,8 @@ func (ex *exchange) relayLength(cw *bufio.Writer, client io.Writer, resp *http.R
 func (ex *exchange) relayChunked(cw *bufio.Writer, resp *http.Response) (bool, error) {
 	bp := buffers.Get().(*[]byte)
 	defer buffers.Put(bp)
-	buf := *bp
-	var num [16]byte
-	for {
-		n, rerr := resp.Body.Read(buf)
-		if n > 0 {
-			cw.Write(strconv.AppendInt(num[:0], int64(n), 16))
-			cw.WriteString("\r\n")
-			cw.Write(buf[:n])
-			cw.WriteString("\r\n")
-			if err := cw.Flush(); err != nil {
-				return false, err
-			}
-		}
-		if rerr == io.EOF {
-			break
-		}
-		if rerr != nil {
-			return false, rerr
-		}
+	if _, err := io.CopyBuffer(chunkedWriter{cw}, resp.Body, *bp); err != nil {
+		return false, err
 	}
 	cw.WriteString("0\r\n")
 	for k, vs := range resp.Trailer {
