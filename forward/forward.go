@@ -184,20 +184,15 @@ func (ex *exchange) copyBody(w http.ResponseWriter, resp *http.Response) (clean 
 	}
 	c := ex.c
 	if rest := resp.ContentLength - int64(c.br.Buffered()); rest >= spliceMin {
-		if rf, ok := w.(io.ReaderFrom); ok {
+		if _, ok := w.(io.ReaderFrom); ok {
 			// What the head's read already buffered, then the rest
-			// straight from the socket (splice(2) where both ends are
-			// TCP sockets).
+			// straight from the socket.
 			head, _ := c.br.Peek(c.br.Buffered())
 			if _, err := w.Write(head); err != nil {
 				return false, err
 			}
 			c.br.Discard(len(head))
-			n, err := rf.ReadFrom(&io.LimitedReader{R: c.nc, N: rest})
-			if err == nil && n < rest {
-				err = io.ErrUnexpectedEOF
-			}
-			return err == nil, err
+			return c.copyRest(w, rest)
 		}
 	}
 	// An answer of unknown length (chunked, or to the connection's end)
@@ -412,4 +407,15 @@ func validMethod(m string) bool {
 		}
 	}
 	return true
+}
+
+// copyRest copies the last rest bytes of an answer's body, past what c's
+// reader buffered, from c's socket to dst: splice(2) where dst is a TCP
+// socket or passes its ReadFrom on. true: the body was read to its end.
+func (c *conn) copyRest(dst io.Writer, rest int64) (bool, error) {
+	n, err := io.Copy(dst, &io.LimitedReader{R: c.nc, N: rest})
+	if err == nil && n < rest {
+		err = io.ErrUnexpectedEOF
+	}
+	return err == nil, err
 }

@@ -128,11 +128,7 @@ func (ex *exchange) relayLength(cw *bufio.Writer, client io.Writer, resp *http.R
 		if err := cw.Flush(); err != nil {
 			return false, err
 		}
-		n, err := io.Copy(client, &io.LimitedReader{R: c.nc, N: rest})
-		if err == nil && n < rest {
-			err = io.ErrUnexpectedEOF
-		}
-		return err == nil, err
+		return c.copyRest(client, rest)
 	}
 	if _, err := io.Copy(cw, resp.Body); err != nil {
 		return false, err
