@@ -104,3 +104,14 @@ func crossOrigin(r *http.Request) bool {
 	}
 	return len(origin) != 1 || !strings.EqualFold(origin[0], scheme+r.Host)
 }
+
+// grainFailed is the answer to a request the grain did not answer, on
+// either path: 403 when the viewer's session ended meanwhile (which cut
+// it), else 502, logged.
+func (h *Handler) grainFailed(r *http.Request, id string, viewer erg.Viewer, err error) (int, string) {
+	if s := viewer.Session; s != nil && s.Err() != nil {
+		return http.StatusForbidden, "Your access to this grain has ended."
+	}
+	h.log.Warn("grain request failed", "grain", id, "path", r.URL.Path, "err", err)
+	return http.StatusBadGateway, "The grain did not answer."
+}

@@ -381,12 +381,8 @@ func (gc *grainConn) relay(ctx context.Context, r *http.Request, rl relayer, vie
 		return false // cut: the client must not take it for whole
 	}
 	if err != nil {
-		if s := viewer.Session; s != nil && s.Err() != nil {
-			gc.refuse(r, http.StatusForbidden, "Your access to this grain has ended.")
-		} else {
-			h.log.Warn("grain request failed", "grain", gc.id, "path", r.URL.Path, "err", err)
-			gc.refuse(r, http.StatusBadGateway, "The grain did not answer.")
-		}
+		code, msg := h.grainFailed(r, gc.id, viewer, err)
+		gc.refuse(r, code, msg)
 	}
 	// A body not read to its end leaves the rest of it where the next
 	// request's head would be.

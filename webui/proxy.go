@@ -336,12 +336,8 @@ type cspValue struct {
 // proxyFailed answers a request the grain did not: 403 when the session
 // ended meanwhile, else 502.
 func (h *Handler) proxyFailed(w http.ResponseWriter, r *http.Request, id string, viewer erg.Viewer, err error) {
-	if s := viewer.Session; s != nil && s.Err() != nil {
-		http.Error(w, "Your access to this grain has ended.", http.StatusForbidden)
-		return
-	}
-	h.log.Warn("grain request failed", "grain", id, "path", r.URL.Path, "err", err)
-	http.Error(w, "The grain did not answer.", http.StatusBadGateway)
+	code, msg := h.grainFailed(r, id, viewer, err)
+	http.Error(w, msg, code)
 }
 
 // proxied is what the Handler's one ReverseProxy needs to know of the
