@@ -293,16 +293,24 @@ func mustPick(t *testing.T, n *testNode, requester, target string) string {
 // The bridge keeps a grant's Grain open between requests; when the
 // target's sandbox goes (its app crashed), requests reach it started
 // again, and a revocation still cuts the next.
-func TestPowerboxBridgeAfterTheTargetCrashed(t *testing.T) {
-	t.Parallel()
-	n := startNode(t, nil)
-	reqID, reqOrigin := n.newGrain("echo")
+// echoGrant is two echo grains on a new node, the first holding a grant
+// to the second as editor: the requester's id and origin, and the grant.
+func echoGrant(t *testing.T) (n *testNode, reqID, reqOrigin, grant string) {
+	t.Helper()
+	n = startNode(t, nil)
+	reqID, reqOrigin = n.newGrain("echo")
 	target, _ := n.newGrain("echo")
 	claim, err := n.pbox.Pick(context.Background(), n.owner(), reqID, erg.PowerboxPick{Target: target, Role: "editor"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, grant := n.claimThrough(reqOrigin, claim)
+	_, grant = n.claimThrough(reqOrigin, claim)
+	return n, reqID, reqOrigin, grant
+}
+
+func TestPowerboxBridgeAfterTheTargetCrashed(t *testing.T) {
+	t.Parallel()
+	n, reqID, reqOrigin, grant := echoGrant(t)
 	pid := func() string {
 		t.Helper()
 		code, body := n.bridgeCall(reqOrigin, "GET", "/pid", grant, "")
@@ -340,14 +348,7 @@ func TestPowerboxBridgeAfterTheTargetCrashed(t *testing.T) {
 // that failed under it ends it: TestPowerboxBridgeAfterTheTargetCrashed).
 func TestPowerboxBridgeKeepsATargetAnswering502(t *testing.T) {
 	t.Parallel()
-	n := startNode(t, nil)
-	reqID, reqOrigin := n.newGrain("echo")
-	target, _ := n.newGrain("echo")
-	claim, err := n.pbox.Pick(context.Background(), n.owner(), reqID, erg.PowerboxPick{Target: target, Role: "editor"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, grant := n.claimThrough(reqOrigin, claim)
+	n, _, reqOrigin, grant := echoGrant(t)
 	code, first := n.bridgeCall(reqOrigin, "GET", "/pid", grant, "")
 	if code != 200 {
 		t.Fatalf("GET /pid through the bridge: %d %s", code, first)

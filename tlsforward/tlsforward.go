@@ -350,29 +350,19 @@ func (s *Service) Routes() []Route {
 
 // Stop stops forwarding for a friend: open connections are left to end,
 // new ones refused, and so are the friend's asks until Resume.
-func (s *Service) Stop(domain string) bool {
-	s.mu.Lock()
-	r, ok := s.routes[domain]
-	if !ok {
-		s.mu.Unlock()
-		return false
-	}
-	r.Stopped = true
-	st := s.stateLocked()
-	s.mu.Unlock()
-	s.save(st)
-	return true
-}
+func (s *Service) Stop(domain string) bool { return s.setStopped(domain, true) }
 
 // Resume forwards for the friend again.
-func (s *Service) Resume(domain string) bool {
+func (s *Service) Resume(domain string) bool { return s.setStopped(domain, false) }
+
+func (s *Service) setStopped(domain string, stopped bool) bool {
 	s.mu.Lock()
 	r, ok := s.routes[domain]
 	if !ok {
 		s.mu.Unlock()
 		return false
 	}
-	r.Stopped = false
+	r.Stopped = stopped
 	st := s.stateLocked()
 	s.mu.Unlock()
 	s.save(st)
