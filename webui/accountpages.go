@@ -33,7 +33,7 @@ func (h *Handler) setupPage(w http.ResponseWriter, r *http.Request) {
 	}
 	owner, _ := h.acc.Owner(r.Context())
 	h.render(w, r, http.StatusOK, "setup", pageData{Title: "Set up your node", Data: map[string]any{
-		"Token": r.URL.Query().Get("token"), "Username": owner.Username, "Restore": h.bk != nil}})
+		"Token": r.URL.Query().Get("token"), "Username": owner.Username}})
 }
 
 func (h *Handler) setup(w http.ResponseWriter, r *http.Request) {
@@ -45,7 +45,7 @@ func (h *Handler) setup(w http.ResponseWriter, r *http.Request) {
 	token, username, password := r.PostFormValue("token"), r.PostFormValue("username"), r.PostFormValue("password")
 	fail := func(err error) {
 		h.render(w, r, statusOf(err), "setup", pageData{Title: "Set up your node", Error: erg.Message(err),
-			Data: map[string]any{"Token": token, "Username": username, "Restore": h.bk != nil}})
+			Data: map[string]any{"Token": token, "Username": username}})
 	}
 	if password != r.PostFormValue("password2") {
 		fail(fmt.Errorf("%w: the two passwords differ", erg.ErrInvalid))
@@ -69,11 +69,7 @@ func (h *Handler) restoreNode(w http.ResponseWriter, r *http.Request) {
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, erg.MaxAPIBody)
 	token := r.PostFormValue("token")
-	data := map[string]any{"Token": token, "Restore": h.bk != nil}
-	if h.bk == nil {
-		h.failPage(w, r, erg.ErrNotFound)
-		return
-	}
+	data := map[string]any{"Token": token}
 	if err := h.acc.CheckSetupToken(token); err != nil {
 		h.render(w, r, statusOf(err), "setup", pageData{Title: "Set up your node", Error: erg.Message(err), Data: data})
 		return

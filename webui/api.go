@@ -103,9 +103,7 @@ func (a *api) routes() *http.ServeMux {
 	}
 	a.registerStore(mux, a.st)
 	a.registerFriends(mux, a.fr)
-	if a.bk != nil {
-		a.registerBackups(mux, a.bk)
-	}
+	a.registerBackups(mux, a.bk)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, fmt.Errorf("%w: no API route %s %s", erg.ErrNotFound, r.Method, r.URL.Path))
 	})

@@ -75,10 +75,6 @@ func setAPIHeaders(hdr http.Header) {
 
 func (h *Handler) serveAPIOrigin(w http.ResponseWriter, r *http.Request) {
 	setAPIHeaders(w.Header())
-	if h.tok == nil {
-		http.Error(w, "This node serves no grain APIs.", http.StatusNotFound)
-		return
-	}
 	secret, ok := apiCredential(r)
 	if !ok {
 		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {

@@ -18,12 +18,8 @@ type backupsData struct {
 	Restored  *erg.BackupRestored
 }
 
-// backupPages adds the Backups page (the owner's only), if the node
-// makes backups.
+// backupPages adds the Backups page (the owner's only).
 func (h *Handler) backupPages() []pageRoute {
-	if h.bk == nil {
-		return nil
-	}
 	bk := h.bk
 	render := func(w http.ResponseWriter, r *http.Request, code int, d backupsData, notice, errMsg string) {
 		st, err := bk.Status(r.Context())

@@ -29,7 +29,7 @@ func (h *Handler) friendPages() []pageRoute {
 			return
 		}
 		d := friendsData{Name: fb.Name(), Reach: fb.Reachability().Describe(), Friends: fs, New: inv}
-		if h.bk != nil && a.user.Owner {
+		if a.user.Owner {
 			d.Offers = h.offersByFriend(r)
 		}
 		h.render(w, r, code, "friends", pageData{Title: "Friends", Nav: "friends", Notice: notice, Error: errMsg, Data: d})
@@ -66,10 +66,6 @@ func (h *Handler) friendPages() []pageRoute {
 			render(w, r, a, http.StatusOK, nil, "You are now friends with "+f.Name+".", "")
 		}, false},
 		{"POST /friends/{name}/offer", func(w http.ResponseWriter, r *http.Request, a actor) {
-			if h.bk == nil {
-				h.failPage(w, r, erg.ErrNotFound)
-				return
-			}
 			name := r.PathValue("name")
 			gb, err := strconv.ParseFloat(strings.TrimSpace(r.PostFormValue("gb")), 64)
 			if err != nil || gb < 0 {

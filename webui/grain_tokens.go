@@ -2,7 +2,6 @@ package webui
 
 import (
 	"errors"
-	"fmt"
 	"net/http"
 
 	"erg"
@@ -12,19 +11,11 @@ import (
 // dialog; the requests that use them are the API origin's (apiorigin.go).
 
 func (a *api) grainTokens(w http.ResponseWriter, r *http.Request, who erg.User) {
-	if a.tok == nil {
-		writeError(w, fmt.Errorf("%w: this node makes no grain API tokens", erg.ErrNotFound))
-		return
-	}
 	t, err := a.tok.List(r.Context(), who, r.PathValue("id"))
 	reply(w, t, err)
 }
 
 func (a *api) newGrainToken(w http.ResponseWriter, r *http.Request, who erg.User) {
-	if a.tok == nil {
-		writeError(w, fmt.Errorf("%w: this node makes no grain API tokens", erg.ErrNotFound))
-		return
-	}
 	var req erg.GrainTokenRequest
 	if err := decodeBody(w, r, &req); err != nil {
 		writeError(w, err)
@@ -38,19 +29,11 @@ func (a *api) newGrainToken(w http.ResponseWriter, r *http.Request, who erg.User
 }
 
 func (a *api) revokeGrainToken(w http.ResponseWriter, r *http.Request, who erg.User) {
-	if a.tok == nil {
-		writeError(w, fmt.Errorf("%w: no such token", erg.ErrNotFound))
-		return
-	}
 	reply(w, struct{}{}, a.tok.Revoke(r.Context(), who, r.PathValue("id")))
 }
 
 func (h *Handler) newGrainToken(w http.ResponseWriter, r *http.Request, a actor) {
 	id := r.PathValue("id")
-	if h.tok == nil {
-		h.failPage(w, r, fmt.Errorf("%w: this node makes no grain API tokens", erg.ErrNotFound))
-		return
-	}
 	expires, err := parseInt64(r.PostFormValue("expires"))
 	if err != nil {
 		h.renderShell(w, r, a, id, shellData{ShareErr: erg.Message(err)})
@@ -71,10 +54,6 @@ func (h *Handler) newGrainToken(w http.ResponseWriter, r *http.Request, a actor)
 }
 
 func (h *Handler) revokeGrainToken(w http.ResponseWriter, r *http.Request, a actor) {
-	if h.tok == nil {
-		h.failPage(w, r, fmt.Errorf("%w: no such token", erg.ErrNotFound))
-		return
-	}
 	if err := h.tok.Revoke(r.Context(), a.user, r.PathValue("id")); err != nil {
 		h.failPage(w, r, err)
 		return

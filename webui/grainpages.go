@@ -86,18 +86,16 @@ func (h *Handler) renderShell(w http.ResponseWriter, r *http.Request, a actor, i
 	d.Grain, d.FrameURL, d.APIOrigin = g, g.URL, h.apiOrigin(r)
 	d.ShareOpen = d.ShareOpen || d.NewShare != nil || d.NewToken != nil || d.ShareErr != ""
 	d.App, _ = h.appOf(r, g.AppID)
-	if h.pb != nil {
-		if d.Grants, err = h.pb.List(ctx, a.user, id); err != nil {
-			h.failPage(w, r, err)
-			return
-		}
+	if d.Grants, err = h.pb.List(ctx, a.user, id); err != nil {
+		h.failPage(w, r, err)
+		return
 	}
 	if g.Mine {
 		if d.Shares, err = h.sh.List(ctx, a.user, id); err != nil {
 			h.failPage(w, r, err)
 			return
 		}
-		if h.tok != nil && d.App.APIPath != "" {
+		if d.App.APIPath != "" {
 			if d.Tokens, err = h.tok.List(ctx, a.user, id); err != nil {
 				h.failPage(w, r, err)
 				return

@@ -122,7 +122,7 @@ func (h *Handler) render(w http.ResponseWriter, r *http.Request, code int, page 
 	if a, ok := actorOf(r); ok && d.Me == nil {
 		d.Me, d.CSRF = &a.user, a.csrf
 	}
-	if d.Me != nil && d.Me.Owner && h.bk != nil {
+	if d.Me != nil && d.Me.Owner {
 		d.Warning = h.bk.Warning(r.Context())
 	}
 	var buf bytes.Buffer

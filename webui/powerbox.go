@@ -1,7 +1,6 @@
 package webui
 
 import (
-	"fmt"
 	"net/http"
 
 	"erg"
@@ -13,10 +12,6 @@ import (
 
 // revokeGrant is the Connections dialog's Disconnect.
 func (h *Handler) revokeGrant(w http.ResponseWriter, r *http.Request, a actor) {
-	if h.pb == nil {
-		h.failPage(w, r, fmt.Errorf("%w: this node has no powerbox", erg.ErrNotFound))
-		return
-	}
 	if err := h.pb.Revoke(r.Context(), a.user, r.PathValue("id")); err != nil {
 		h.failPage(w, r, err)
 		return
@@ -24,18 +19,7 @@ func (h *Handler) revokeGrant(w http.ResponseWriter, r *http.Request, a actor) {
 	backToDialog(w, r, "connections")
 }
 
-func (a *api) noPowerbox(w http.ResponseWriter) bool {
-	if a.pb == nil {
-		writeError(w, fmt.Errorf("%w: this node has no powerbox", erg.ErrNotFound))
-		return true
-	}
-	return false
-}
-
 func (a *api) powerboxOptions(w http.ResponseWriter, r *http.Request, who erg.User) {
-	if a.noPowerbox(w) {
-		return
-	}
 	var q erg.PowerboxQuery
 	if err := decodeBody(w, r, &q); err != nil {
 		writeError(w, err)
@@ -46,9 +30,6 @@ func (a *api) powerboxOptions(w http.ResponseWriter, r *http.Request, who erg.Us
 }
 
 func (a *api) powerboxPick(w http.ResponseWriter, r *http.Request, who erg.User) {
-	if a.noPowerbox(w) {
-		return
-	}
 	var p erg.PowerboxPick
 	if err := decodeBody(w, r, &p); err != nil {
 		writeError(w, err)
@@ -59,16 +40,10 @@ func (a *api) powerboxPick(w http.ResponseWriter, r *http.Request, who erg.User)
 }
 
 func (a *api) grants(w http.ResponseWriter, r *http.Request, who erg.User) {
-	if a.noPowerbox(w) {
-		return
-	}
 	gs, err := a.pb.List(r.Context(), who, r.PathValue("id"))
 	reply(w, gs, err)
 }
 
 func (a *api) revokeGrant(w http.ResponseWriter, r *http.Request, who erg.User) {
-	if a.noPowerbox(w) {
-		return
-	}
 	reply(w, struct{}{}, a.pb.Revoke(r.Context(), who, r.PathValue("id")))
 }

@@ -23,7 +23,8 @@ import (
 )
 
 // Services is what the web port serves: the feature services the node
-// built, and the node itself for what spans them.
+// built, and the node itself for what spans them. Every one is
+// required: the node builds them all.
 type Services struct {
 	Node      Backend
 	Accounts  *accounts.Service
@@ -32,9 +33,9 @@ type Services struct {
 	Grains    *grains.Service
 	Shares    *shares.Service
 	Installer *install.Installer
-	APITokens *apitokens.Service // grains' API tokens; nil: the API origin serves nothing
-	Powerbox  *powerbox.Service  // grants between grains; nil: no powerbox
-	Backups   *backup.Service    // nil: the node makes no backups
+	APITokens *apitokens.Service // grains' API tokens
+	Powerbox  *powerbox.Service  // grants between grains
+	Backups   *backup.Service
 }
 
 // Backend is what spans the features, which only the node can answer: its
