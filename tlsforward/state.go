@@ -78,6 +78,22 @@ func (s *Service) stateLocked() savedState {
 	return st
 }
 
+// change makes a change to what is saved under s.mu and, if f made it
+// (returned nil), saves a copy of the result outside the lock.
+func (s *Service) change(f func() error) error {
+	s.mu.Lock()
+	err := f()
+	var st savedState
+	if err == nil {
+		st = s.stateLocked()
+	}
+	s.mu.Unlock()
+	if err == nil {
+		s.save(st)
+	}
+	return err
+}
+
 // save writes a copy stateLocked took to the state file (0600, through a
 // rename), outside s.mu: the disk holds up neither a friend's ask nor a
 // forwarded connection. Two saves may race to the file after their

@@ -153,11 +153,7 @@ func (s *Service) Ask(ctx context.Context, friend peer.ID) (Asked, error) {
 	} else {
 		a.Addr = reply.Addr
 	}
-	s.mu.Lock()
-	s.asked[friend] = &a
-	st := s.stateLocked()
-	s.mu.Unlock()
-	s.save(st)
+	s.change(func() error { s.asked[friend] = &a; return nil })
 	return a, err
 }
 
@@ -184,11 +180,7 @@ func (s *Service) ask(ctx context.Context, friend peer.ID) (askReply, error) {
 
 // Unask stops taking forwarded connections from a friend.
 func (s *Service) Unask(friend peer.ID) {
-	s.mu.Lock()
-	delete(s.asked, friend)
-	st := s.stateLocked()
-	s.mu.Unlock()
-	s.save(st)
+	s.change(func() error { delete(s.asked, friend); return nil })
 }
 
 // Asked lists the friends asked to forward for this node.
@@ -282,17 +274,7 @@ func (s *Service) accept(p peer.ID, domain string) error {
 	if domain == own || strings.HasSuffix(domain, "."+own) || strings.HasSuffix(own, "."+domain) {
 		return fmt.Errorf("%s overlaps this node's own domain %s", domain, own)
 	}
-	s.mu.Lock()
-	err := s.routeLocked(p, domain)
-	var st savedState
-	if err == nil {
-		st = s.stateLocked()
-	}
-	s.mu.Unlock()
-	if err == nil {
-		s.save(st)
-	}
-	return err
+	return s.change(func() error { return s.routeLocked(p, domain) })
 }
 
 // routeLocked forwards domain for p, if no other friend's route is in
@@ -356,18 +338,17 @@ func (s *Service) Stop(domain string) bool { return s.setStopped(domain, true) }
 func (s *Service) Resume(domain string) bool { return s.setStopped(domain, false) }
 
 func (s *Service) setStopped(domain string, stopped bool) bool {
-	s.mu.Lock()
-	r, ok := s.routes[domain]
-	if !ok {
-		s.mu.Unlock()
-		return false
-	}
-	r.Stopped = stopped
-	st := s.stateLocked()
-	s.mu.Unlock()
-	s.save(st)
-	return true
+	return s.change(func() error {
+		r, ok := s.routes[domain]
+		if !ok {
+			return errNoRoute
+		}
+		r.Stopped = stopped
+		return nil
+	}) == nil
 }
+
+var errNoRoute = errors.New("no such route")
 
 // route finds the friend a name is forwarded to: the domain itself or a
 // name one label under it (the friend's grains), and counts c as live
