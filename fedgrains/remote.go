@@ -380,7 +380,11 @@ func (s *Service) restoreRemote(ctx context.Context, g *remoteGrain, role string
 		return nil, err
 	}
 	if role == "" {
-		s.learn(g, info) // refused, it leaves what the share had
+		if err := s.learn(g, info); err != nil {
+			// What the share had stays, and the restore serves: only
+			// the log says the friend's node broke the rules.
+			s.log.Warn("a friend's node described a shared grain against the rules; kept what was known", "grain", g.id, "peer", g.peer, "err", err)
+		}
 	}
 	if g.caps == nil {
 		g.caps = map[string]liveCap{}
