@@ -1,6 +1,7 @@
 package tlsnode
 
 import (
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -115,6 +116,22 @@ func (c *PrefixConn) Read(p []byte) (int, error) {
 	}
 	return c.Conn.Read(p)
 }
+
+// Pending is what of the prefix Read has not given yet.
+func (c *PrefixConn) Pending() []byte { return c.prefix }
+
+// ReadFrom passes the connection's own on, so that a server writing a
+// long answer onto it still splices or sends a file straight to the
+// socket.
+func (c *PrefixConn) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(writerOnly{c.Conn}, r)
+}
+
+// writerOnly hides a ReadFrom, so that io.Copy does not call it again.
+type writerOnly struct{ io.Writer }
 
 // ConnQueue is a net.Listener fed by Put: http.Server serves it like any
 // other.

@@ -240,3 +240,36 @@ func TestSplitServesTLSAndPlainHTTPOnOnePort(t *testing.T) {
 		t.Fatal("a silent client was answered")
 	}
 }
+
+// readFromConn is a connection whose ReadFrom is counted.
+type readFromConn struct {
+	net.Conn
+	readFrom int
+}
+
+func (c *readFromConn) ReadFrom(r io.Reader) (int64, error) {
+	c.readFrom++
+	return io.Copy(io.Discard, r)
+}
+
+// A PrefixConn reads its prefix first, says what of it is left, and
+// passes a ReadFrom on to the connection under it (a server's splice).
+func TestPrefixConnReadsItsPrefixFirstAndPassesReadFromOn(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	go io.WriteString(b, "rest")
+	inner := &readFromConn{Conn: a}
+	pc := NewPrefixConn(inner, []byte("GET "))
+	buf := make([]byte, 3)
+	if n, _ := pc.Read(buf); string(buf[:n]) != "GET" || string(pc.Pending()) != " " {
+		t.Fatalf("first read %q, pending %q", buf[:n], pc.Pending())
+	}
+	got, _ := io.ReadAll(io.LimitReader(pc, 5))
+	if string(got) != " rest" || len(pc.Pending()) != 0 {
+		t.Errorf("then %q, pending %q", got, pc.Pending())
+	}
+	if n, err := pc.ReadFrom(strings.NewReader("answer")); n != 6 || err != nil || inner.readFrom != 1 {
+		t.Errorf("ReadFrom: %d, %v; the connection's own called %d times", n, err, inner.readFrom)
+	}
+}

@@ -131,8 +131,8 @@ func (l *grainLoops) take(w http.ResponseWriter, r *http.Request, id string) *gr
 	if err != nil {
 		return nil
 	}
-	if rc, ok := c.(*returnedConn); ok && len(rc.prefix) == 0 {
-		c = rc.Conn // back again: no need to read through the wrapper
+	if pc, ok := c.(*tlsnode.PrefixConn); ok && len(pc.Pending()) == 0 {
+		c = pc.Conn // back again: no need to read through the wrapper
 	}
 	gc := &grainConn{l: l, id: id, c: c, remote: r.RemoteAddr,
 		idle: srv.IdleTimeout, header: srv.ReadHeaderTimeout, read: srv.ReadTimeout, maxHeader: srv.MaxHeaderBytes}
@@ -413,9 +413,8 @@ func (gc *grainConn) handBack() {
 	gc.gone = true
 	prefix := append(gc.in.pending, gc.in.rec...)
 	prefix = append(prefix, gc.in.prefix...)
-	rc := &returnedConn{Conn: gc.c, prefix: prefix}
 	gc.c.SetReadDeadline(time.Time{})
-	if !gc.l.back.Put(rc) { // HandedBack's listener was closed
+	if !gc.l.back.Put(tlsnode.NewPrefixConn(gc.c, prefix)) { // HandedBack's listener was closed
 		gc.c.Close()
 	}
 }
@@ -488,30 +487,6 @@ func (b *countedBody) Read(p []byte) (int, error) {
 }
 
 func (b *countedBody) whole() bool { return b.eof || b.want >= 0 && b.n == b.want }
-
-// returnedConn is a connection handed back to net/http, the bytes the
-// loop had read of it first.
-type returnedConn struct {
-	net.Conn
-	prefix []byte
-}
-
-func (c *returnedConn) Read(p []byte) (int, error) {
-	if len(c.prefix) > 0 {
-		n := copy(p, c.prefix)
-		c.prefix = c.prefix[n:]
-		return n, nil
-	}
-	return c.Conn.Read(p)
-}
-
-// ReadFrom keeps the server's splicing of long answers.
-func (c *returnedConn) ReadFrom(r io.Reader) (int64, error) {
-	if rf, ok := c.Conn.(io.ReaderFrom); ok {
-		return rf.ReadFrom(r)
-	}
-	return io.Copy(struct{ io.Writer }{c.Conn}, r)
-}
 
 // loopAddr is HandedBack's address.
 type loopAddr struct{}
