@@ -171,13 +171,7 @@ func TestRemovedGrainFreesItsImage(t *testing.T) {
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Errorf("the removed grain's dir: %v", err)
 	}
-	// The kernel frees an unmounted loop device a moment after, not at
-	// the unmount.
-	deadline := time.Now().Add(5 * time.Second)
-	for len(sandbox.ImageLoops(dir)) > 0 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if loops := sandbox.ImageLoops(dir); len(loops) > 0 {
+	if loops := sandbox.AwaitLoopsFreed(dir, sandbox.ImageLoops(dir), 5*time.Second); len(loops) > 0 {
 		t.Fatalf("the removed grain's image is still on %v while grain %s runs", loops, b.ID)
 	}
 	// The 32 MiB it filled come back to the disk. Other tests write to the

@@ -92,22 +92,11 @@ func TestKilledNodesImagesAreUnmountedAtStart(t *testing.T) {
 	}
 	p.stop(syscall.SIGTERM)
 
-	awaitNoLoops(t, data, "after the node stopped its images are still on")
+	if loops := sandbox.AwaitLoopsFreed(data, sandbox.ImageLoops(data), 5*time.Second); len(loops) > 0 {
+		t.Errorf("after the node stopped its images are still on %v", loops)
+	}
 	if err := os.RemoveAll(data); err != nil {
 		t.Fatalf("remove the stopped node's data dir: %v", err)
-	}
-}
-
-// awaitNoLoops fails the test unless, within a few seconds, no loop device
-// is backed by a file under dir.
-func awaitNoLoops(t *testing.T, dir, msg string) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for len(sandbox.ImageLoops(dir)) > 0 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if loops := sandbox.ImageLoops(dir); len(loops) > 0 {
-		t.Errorf("%s %v", msg, loops)
 	}
 }
 

@@ -83,7 +83,9 @@ func BenchmarkColdStart(b *testing.B) {
 			if err := sandbox.UnmountImage(v); err != nil {
 				b.Fatal(err)
 			}
-			waitLoopFree(b, img)
+			if loops := sandbox.AwaitLoopsFreed(dir, sandbox.ImageLoops(dir), 2*time.Second); len(loops) > 0 {
+				b.Fatalf("loop devices of %s not freed: %v", img, loops)
+			}
 			b.StartTimer()
 			t0 := time.Now()
 			if err := sandbox.MountImage(img, v, 64<<20); err != nil {
@@ -98,19 +100,6 @@ func BenchmarkColdStart(b *testing.B) {
 			b.ReportMetric(float64(st.P50+p50["erg"])/float64(p50["bwrap"]), "p50-(mount+erg)/bwrap")
 		}
 	})
-}
-
-// waitLoopFree waits until no loop device is backed by img: the kernel
-// frees one a moment after its last unmount.
-func waitLoopFree(b *testing.B, img string) {
-	for range 200 {
-		out, _ := exec.Command("losetup", "-j", img).Output()
-		if len(out) == 0 {
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	b.Fatalf("loop device of %s not freed", img)
 }
 
 func TestColdStart(t *testing.T) {

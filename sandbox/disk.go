@@ -132,17 +132,15 @@ func loopOf(img string) (string, error) {
 		}
 		return "", fmt.Errorf("disk image %s: %w", img, err)
 	}
-	devs, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
-	for _, b := range devs {
-		dev := "/dev/" + filepath.Base(filepath.Dir(filepath.Dir(b)))
-		fd, err := unix.Open(dev, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	for _, l := range loopDevices() {
+		fd, err := unix.Open(l.dev, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			continue
 		}
 		info, err := unix.IoctlLoopGetStatus64(fd)
 		unix.Close(fd)
 		if err == nil && info.Inode == st.Ino && info.Device == st.Dev {
-			return dev, nil
+			return l.dev, nil
 		}
 	}
 	return "", nil

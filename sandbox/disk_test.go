@@ -136,12 +136,7 @@ func TestSandboxesHoldNoOtherImage(t *testing.T) {
 			if err := sandbox.UnmountImage(varDir); err != nil {
 				t.Fatal(err)
 			}
-			// The kernel frees the device a moment after the unmount.
-			deadline := time.Now().Add(5 * time.Second)
-			for len(sandbox.ImageLoops(dir)) > 0 && time.Now().Before(deadline) {
-				time.Sleep(20 * time.Millisecond)
-			}
-			if loops := sandbox.ImageLoops(dir); len(loops) > 0 {
+			if loops := sandbox.AwaitLoopsFreed(dir, sandbox.ImageLoops(dir), 5*time.Second); len(loops) > 0 {
 				t.Fatalf("the unmounted image is still on %v while the other sandboxes run", loops)
 			}
 		})
@@ -178,12 +173,46 @@ func TestUnmountImagesUnder(t *testing.T) {
 	if m, _ := sandbox.Mounted(theirs); !m {
 		t.Error("the image outside the data dir was unmounted")
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for len(sandbox.ImageLoops(data)) > 0 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if loops := sandbox.ImageLoops(data); len(loops) > 0 {
+	if loops := sandbox.AwaitLoopsFreed(data, sandbox.ImageLoops(data), 5*time.Second); len(loops) > 0 {
 		t.Errorf("loop devices left under the data dir: %v", loops)
+	}
+}
+
+// AwaitLoopsFreed waits only for the devices it is given: a device still
+// held under the same dir does not keep it waiting, and it returns as
+// soon as the one it waits for is freed.
+func TestAwaitLoopsFreed(t *testing.T) {
+	if err := sandbox.DiskImages(); err != nil {
+		t.Skipf("no disk images here: %v", err)
+	}
+	dir := t.TempDir()
+	held := filepath.Join(dir, "held.img")
+	if err := os.WriteFile(held, make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("losetup", "-f", "--show", held).Output()
+	if err != nil {
+		t.Skipf("losetup: %v", err)
+	}
+	dev := strings.TrimSpace(string(out))
+	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
+	if loops := sandbox.ImageLoops(dir); len(loops) != 1 || loops[0] != dev {
+		t.Fatalf("ImageLoops = %v, want [%s]", loops, dev)
+	}
+	t0 := time.Now()
+	if left := sandbox.AwaitLoopsFreed(dir, nil, 5*time.Second); len(left) > 0 || time.Since(t0) > time.Second {
+		t.Errorf("waiting for no device returned %v after %v", left, time.Since(t0))
+	}
+	t0 = time.Now()
+	if left := sandbox.AwaitLoopsFreed(dir, []string{dev}, 100*time.Millisecond); len(left) != 1 || time.Since(t0) < 100*time.Millisecond {
+		t.Errorf("waiting 100ms for a held device returned %v after %v", left, time.Since(t0))
+	}
+	if out, err := exec.Command("losetup", "-d", dev).CombinedOutput(); err != nil {
+		t.Fatalf("losetup -d: %v %s", err, out)
+	}
+	t0 = time.Now()
+	if left := sandbox.AwaitLoopsFreed(dir, []string{dev}, 5*time.Second); len(left) > 0 || time.Since(t0) > 2*time.Second {
+		t.Errorf("waiting for a freed device returned %v after %v", left, time.Since(t0))
 	}
 }
 

@@ -199,15 +199,11 @@ func UnmountImagesUnder(dir string) (int, error) {
 			errs = append(errs, fmt.Errorf("free %s: %w", dev, err))
 		}
 	}
-	// The kernel frees a device a moment after its last unmount, not at
-	// it: until then a MountImage would find the dying device and try to
-	// mount it again. Only the devices ended here are waited for: one
-	// left alone above (still held) would stall every start for nothing.
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if !slices.ContainsFunc(ImageLoops(dir), func(d string) bool { return slices.Contains(ended, d) }) {
-			break
-		}
-	}
+	// Until the kernel has freed them, a MountImage would find the dying
+	// devices and try to mount them again. Only the devices ended here are
+	// waited for: one left alone above (still held) would stall every
+	// start for nothing.
+	AwaitLoopsFreed(dir, ended, 5*time.Second)
 	return len(ended), errors.Join(errs...)
 }
 
@@ -228,12 +224,40 @@ func ImageLoops(dir string) []string {
 		return nil
 	}
 	var devs []string
-	files, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err == nil && strings.HasPrefix(string(b), dir+"/") {
-			devs = append(devs, "/dev/"+filepath.Base(filepath.Dir(filepath.Dir(f))))
+	for _, l := range loopDevices() {
+		if strings.HasPrefix(l.backing, dir+"/") {
+			devs = append(devs, l.dev)
 		}
 	}
 	return devs
+}
+
+// AwaitLoopsFreed waits, for up to timeout, until none of devs is backed
+// by a file below dir, and returns those that still are. The kernel frees
+// a loop device a moment after its last unmount, not at it.
+func AwaitLoopsFreed(dir string, devs []string, timeout time.Duration) []string {
+	for deadline := time.Now().Add(timeout); ; time.Sleep(10 * time.Millisecond) {
+		left := slices.DeleteFunc(ImageLoops(dir), func(d string) bool { return !slices.Contains(devs, d) })
+		if len(left) == 0 || time.Now().After(deadline) {
+			return left
+		}
+	}
+}
+
+// loopDevice is a configured loop device and the path of its backing
+// file as the kernel shows it (a deleted file's ends in " (deleted)").
+type loopDevice struct{ dev, backing string }
+
+// loopDevices lists the configured loop devices.
+func loopDevices() []loopDevice {
+	var ls []loopDevice
+	files, _ := filepath.Glob("/sys/block/loop*/loop/backing_file")
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue // freed since the glob
+		}
+		ls = append(ls, loopDevice{dev: "/dev/" + filepath.Base(filepath.Dir(filepath.Dir(f))), backing: strings.TrimSuffix(string(b), "\n")})
+	}
+	return ls
 }
