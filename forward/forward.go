@@ -104,6 +104,9 @@ func (ex *exchange) send(target string, hasBody bool) (*http.Response, error) {
 	if _, err := c.br.Peek(1); err != nil {
 		return nil, staleOr(err, false)
 	}
+	if resp, ok := c.heads.response(c.br, ex.r.Method); ok {
+		return resp, nil
+	}
 	for {
 		resp, err := http.ReadResponse(c.br, ex.r)
 		if err != nil {

@@ -88,6 +88,7 @@ type conn struct {
 	nc        net.Conn
 	br        *bufio.Reader
 	bw        *bufio.Writer
+	heads     Heads // the answers' heads
 	idleSince time.Time
 }
 

@@ -153,3 +153,39 @@ func TestRelayLongAnswer(t *testing.T) {
 		t.Errorf("a long answer cut short: started %v, %v", started, err)
 	}
 }
+
+// A plain answer's head is read by Heads, not by http.ReadResponse, on
+// both of Relay's and Forward's paths, and relayed whole; the answers
+// after it on the same connection too.
+func TestPlainAnswersAreReadByHeads(t *testing.T) {
+	u := newUpstream(t, ok("hello"))
+	p := u.pool()
+	for i := range 2 {
+		got, started, err := relayed(t, p, "GET", "/")
+		if err != nil || !started || !strings.HasSuffix(got, "\r\nContent-Length: 5\r\n\r\nhello") || !strings.Contains(got, "\r\nX-App: yes\r\n") {
+			t.Fatalf("answer %d: %q, started %v, %v", i, got, started, err)
+		}
+		if quick := p.idleConn().heads.resp.StatusCode; quick != 200 {
+			t.Errorf("answer %d: not read by Heads", i)
+		}
+	}
+	s := front(t, p)
+	for i := range 2 {
+		if code, body, h := get(t, s.Client(), s.URL); code != 200 || body != "hello" || h.Get("X-App") != "yes" {
+			t.Errorf("Forward %d: %d %q %v", i, code, body, h)
+		}
+	}
+	if n := u.accepts.Load(); n != 1 {
+		t.Errorf("%d upstream connections", n)
+	}
+}
+
+// idleConn is the one idle connection (for tests).
+func (p *Pool) idleConn() *conn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.idle) != 1 {
+		panic(fmt.Sprintf("%d idle connections", len(p.idle)))
+	}
+	return p.idle[0]
+}

@@ -17,14 +17,16 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"erg"
+	"erg/forward"
 	"erg/tlsnode"
 )
 
 // The grain loop. A plain HTTP/1.1 connection to a grain's origin whose
 // first request passed every check is taken out of net/http's server
 // (hijacked) and served here, one request after another: each head is
-// read with net/http's own parser (http.ReadRequest) and checked as the
-// server checks it, every request is admitted again (the grain, its
+// read by forward.Heads when it is of the plainest kind, else with
+// net/http's own parser (http.ReadRequest), and checked as the server
+// checks it, every request is admitted again (the grain, its
 // origin, the session: admit, as for the first), rewritten and relayed
 // into the grain by forward.Pool.Relay, which writes the answer onto
 // the connection itself. The server would cost per request a goroutine
@@ -52,6 +54,7 @@ type grainLoops struct {
 	cancel context.CancelFunc
 	on     atomic.Bool        // someone serves HandedBack
 	served atomic.Int64       // requests the loop admitted and served itself
+	quick  atomic.Int64       // heads it read with forward.Heads, not http.ReadRequest
 	back   *tlsnode.ConnQueue // connections given back to net/http (HandedBack)
 
 	mu      sync.Mutex
@@ -196,6 +199,7 @@ type grainConn struct {
 	c      net.Conn
 	remote string
 	in     clientReader
+	heads  forward.Heads // the requests' heads, when plain
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	gone   bool // handed back to net/http
@@ -259,6 +263,17 @@ func (gc *grainConn) next() (*http.Request, bool) {
 		gc.c.SetReadDeadline(time.Now().Add(gc.header))
 	}
 	gc.in.startHead(gc.br, gc.maxHeader)
+	if r, ok := gc.heads.Request(gc.br); ok {
+		gc.in.record = false
+		gc.in.limit = -1
+		if !serverWouldTake(r) {
+			gc.handBack()
+			return nil, false
+		}
+		gc.l.quick.Add(1)
+		r.RemoteAddr = gc.remote
+		return r, true
+	}
 	r, err := http.ReadRequest(gc.br)
 	gc.in.record = false
 	gc.in.limit = -1
