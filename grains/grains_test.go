@@ -31,13 +31,13 @@ var (
 // testService is a Service on a fresh data dir with a real database, the
 // real sandbox runner and the echo test app installed. Usernames come
 // from a fake.
-func testService(t *testing.T) *Service {
+func testService(t testing.TB) *Service {
 	t.Helper()
 	return testServiceWith(t, nil)
 }
 
 // testServiceWith is testService with its Config changed by edit first.
-func testServiceWith(t *testing.T, edit func(*Config)) *Service {
+func testServiceWith(t testing.TB, edit func(*Config)) *Service {
 	t.Helper()
 	runner, err := sandbox.NewRunner(sandbox.Config{Log: slog.New(slog.DiscardHandler)})
 	if err != nil {

@@ -12,8 +12,11 @@ import (
 )
 
 // Resource use: what each grain uses, read from its sandbox's cgroup
-// (sandbox.Usage) when someone asks and every usagePeriod while it runs.
-// The periodic read is what a stopped grain shows (its last run's CPU
+// (sandbox.Usage) every usagePeriod while it runs, and when someone asks
+// for one grain's. A list of grains shows the periodic read's figures,
+// reading only a run the sampler has not seen yet: live reads of every
+// running grain were nearly all of a list's time (BenchmarkGrainsList). The periodic read is what a
+// stopped grain shows (its last run's CPU
 // time and peak, as last read: the cgroup is gone once it stops), and
 // what the node warns from, once per run, in its log and the grain's: a
 // grain near its memory or process limit, whose processes the kernel
@@ -86,6 +89,21 @@ func (s *Service) sampleAll() {
 	for _, id := range s.ids() {
 		s.sample(id)
 	}
+}
+
+// recorded is grain id's record as the sampler left it, if that is of the
+// run the grain is in now (or, stopped, of its last run, whose end the
+// sampler noticed); otherwise it brings the record up to date first: a
+// run started since would have none, one ended since be shown running.
+func (s *Service) recorded(id string) *usageRun {
+	sb := s.manager.sandboxOf(id)
+	s.use.mu.Lock()
+	run := s.use.runs[id]
+	s.use.mu.Unlock()
+	if run != nil && run.sb == sb {
+		return run
+	}
+	return s.sample(id)
 }
 
 // sample brings grain id's record up to date and returns it (nil for a
@@ -183,7 +201,8 @@ func warnings(u sandbox.Usage, running bool) []warning {
 	return out
 }
 
-// usageOf is grain g's usage and limits, read now where it runs.
+// usageOf is grain g's usage and limits, from its record (recorded): at
+// most usagePeriod old where it runs.
 func (s *Service) usageOf(g *Info) *erg.GrainUsage {
 	rs, err := s.RunSpec(g.id)
 	if err != nil {
@@ -208,7 +227,7 @@ func (s *Service) usageOf(g *Info) *erg.GrainUsage {
 		out.Warnings = append(out.Warnings, fmt.Sprintf("disk at %.0f%% of its limit (%d of %d MiB)",
 			100*float64(out.DiskBytes)/float64(out.DiskLimitBytes), out.DiskBytes>>20, out.DiskLimitBytes>>20))
 	}
-	run := s.sample(g.id)
+	run := s.recorded(g.id)
 	if run == nil {
 		return out
 	}
@@ -230,12 +249,15 @@ func (s *Service) usageOf(g *Info) *erg.GrainUsage {
 	return out
 }
 
-// WithUsage adds to out, one of this node's grains, its usage if who
-// owns it; a friend's grain is returned as it is.
+// WithUsage adds to out, one of this node's grains, its usage read now
+// if who owns it; a friend's grain is returned as it is.
 func (s *Service) WithUsage(out erg.Grain, who erg.User) erg.Grain {
 	g, err := s.Lookup(out.ID)
 	if err != nil {
 		return out
+	}
+	if g.OwnerID() == who.ID {
+		s.sample(g.id)
 	}
 	return s.withUsage(out, g, who)
 }
@@ -277,7 +299,7 @@ func (s *Service) forgetUsage(id string) {
 }
 
 // Usage is the usage and limits of one of who's grains (or, for the
-// node's owner, anyone's).
+// node's owner, anyone's), read now.
 func (s *Service) Usage(ctx context.Context, who erg.User, id string) (*erg.GrainUsage, error) {
 	g, err := s.Lookup(id)
 	if err != nil {
@@ -286,6 +308,7 @@ func (s *Service) Usage(ctx context.Context, who erg.User, id string) (*erg.Grai
 	if g.OwnerID() != who.ID && !who.Owner {
 		return nil, fmt.Errorf("%w: no grain %q", erg.ErrNotFound, id)
 	}
+	s.sample(id)
 	return s.usageOf(g), ctx.Err()
 }
 

@@ -120,3 +120,55 @@ func hasWarning(u *erg.GrainUsage, part string) bool {
 	}
 	return false
 }
+
+// A list of grains shows the sampler's figures, without reading each
+// running grain's cgroup again: memory taken since the last sample shows
+// after the next. A run the sampler has not seen yet is read at once (a
+// grain just started has figures), and one that ended since is seen to
+// have ended, why included.
+func TestGrainsListUsesTheSamplersFigures(t *testing.T) {
+	s := testService(t)
+	s.stopUsage() // the test samples when it means to
+	ctx := context.Background()
+	inst := install.New(install.Config{DB: s.db, Dir: s.cfg.PackagesDir, Lock: s.cfg.InstallLock, Log: slog.New(slog.DiscardHandler), Recorded: s.AppRecorded})
+	if _, err := inst.Install(ctx, install.Tree(filepath.Join(testkit.Apps(t), "probe")), install.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	g, err := s.NewGrain(ctx, bob, "probe", "hog") // the probe's limit: 64 MiB
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _ := s.Handle(g.ID)
+	listed := func() *erg.GrainUsage {
+		t.Helper()
+		l, err := s.Local(ctx, bob)
+		if err != nil || len(l) != 1 || l[0].Usage == nil {
+			t.Fatalf("bob's list: %+v, %v", l, err)
+		}
+		return l[0].Usage
+	}
+	if err := try(h, "/"); err != nil {
+		t.Fatal(err)
+	}
+	started := listed()
+	if !started.Measured || started.MemoryBytes == 0 || started.Processes == 0 {
+		t.Errorf("just started, the list shows %+v", started)
+	}
+	if err := try(h, "/memhog?mb=40&keep=1"); err != nil {
+		t.Fatal(err)
+	}
+	if u := listed(); u.MemoryBytes >= 40<<20 {
+		t.Errorf("the list read the grain's cgroup again: %d MiB before the next sample", u.MemoryBytes>>20)
+	}
+	s.sampleAll()
+	if u := listed(); u.MemoryBytes < 40<<20 {
+		t.Errorf("after a sample the list shows %d MiB, want 40 or more", u.MemoryBytes>>20)
+	}
+	try(h, "/memhog?mb=100") // killed on the way
+	testkit.AwaitFor(t, 10*time.Second, "the list showing the grain stopped by its memory limit", func() bool {
+		return hasWarning(listed(), "stopped by its memory limit")
+	})
+	if u := listed(); u.MemoryBytes != 0 || u.Processes != 0 || !u.Measured {
+		t.Errorf("stopped: the list shows %+v", u)
+	}
+}
