@@ -465,24 +465,16 @@ func replyError(resp *http.Response) error {
 	return e.Err()
 }
 
+// kindOfStatus is the kind whose HTTPStatus code is; a gateway's 502 or
+// 504 is Unavailable too.
 func kindOfStatus(code int) Kind {
-	switch code {
-	case http.StatusNotFound:
-		return NotFound
-	case http.StatusBadRequest:
-		return Invalid
-	case http.StatusForbidden:
-		return Forbidden
-	case http.StatusUnauthorized:
-		return Unauthenticated
-	case http.StatusConflict:
-		return Conflict
-	case http.StatusRequestEntityTooLarge:
-		return TooLarge
-	case http.StatusTooManyRequests:
-		return TooMany
-	case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:
+	if code == http.StatusBadGateway || code == http.StatusGatewayTimeout {
 		return Unavailable
+	}
+	for k, n := range kindNames {
+		if n.status == code {
+			return Kind(k)
+		}
 	}
 	return Internal
 }

@@ -3,6 +3,7 @@ package erg
 import (
 	"errors"
 	"fmt"
+	"net/http"
 )
 
 // Kind says what sort of failure an error is, so a caller can decide on it
@@ -22,16 +23,19 @@ const (
 	Unavailable                 // a peer or resource cannot be reached now
 )
 
-var kindNames = [...]struct{ wire, text string }{
-	Internal:        {"internal", "internal error"},
-	NotFound:        {"not_found", "not found"},
-	Invalid:         {"invalid", "invalid request"},
-	Forbidden:       {"forbidden", "forbidden"},
-	Unauthenticated: {"unauthenticated", "not signed in"},
-	Conflict:        {"conflict", "conflict"},
-	TooLarge:        {"too_large", "too large"},
-	TooMany:         {"too_many", "too many requests"},
-	Unavailable:     {"unavailable", "unavailable"},
+var kindNames = [...]struct {
+	wire, text string
+	status     int // HTTPStatus
+}{
+	Internal:        {"internal", "internal error", http.StatusInternalServerError},
+	NotFound:        {"not_found", "not found", http.StatusNotFound},
+	Invalid:         {"invalid", "invalid request", http.StatusBadRequest},
+	Forbidden:       {"forbidden", "forbidden", http.StatusForbidden},
+	Unauthenticated: {"unauthenticated", "not signed in", http.StatusUnauthorized},
+	Conflict:        {"conflict", "conflict", http.StatusConflict},
+	TooLarge:        {"too_large", "too large", http.StatusRequestEntityTooLarge},
+	TooMany:         {"too_many", "too many requests", http.StatusTooManyRequests},
+	Unavailable:     {"unavailable", "unavailable", http.StatusServiceUnavailable},
 }
 
 // String is the kind as a person reads it.
@@ -40,6 +44,16 @@ func (k Kind) String() string {
 		return kindNames[k].text
 	}
 	return kindNames[Internal].text
+}
+
+// HTTPStatus is the status an HTTP answer carrying an error of kind k
+// has: the JSON API's, and the client reads a kind back from it when an
+// answer has none (kindOfStatus).
+func (k Kind) HTTPStatus() int {
+	if int(k) < len(kindNames) {
+		return kindNames[k].status
+	}
+	return kindNames[Internal].status
 }
 
 // MarshalText gives the kind's wire name, e.g. "not_found".

@@ -49,3 +49,31 @@ func TestErrorKindsSurviveWrappingAndTheWire(t *testing.T) {
 		t.Error("an unknown kind should read as internal")
 	}
 }
+
+// Every kind has an HTTP status of its own, and an answer that carries no
+// kind is read back as the kind of its status.
+func TestKindHTTPStatus(t *testing.T) {
+	tests := []struct {
+		kind Kind
+		code int
+	}{
+		{Internal, 500}, {NotFound, 404}, {Invalid, 400}, {Forbidden, 403}, {Unauthenticated, 401},
+		{Conflict, 409}, {TooLarge, 413}, {TooMany, 429}, {Unavailable, 503},
+	}
+	if len(tests) != len(kindNames) {
+		t.Fatalf("%d kinds tested of %d", len(tests), len(kindNames))
+	}
+	for _, tc := range tests {
+		if got := tc.kind.HTTPStatus(); got != tc.code {
+			t.Errorf("%v.HTTPStatus() = %d, want %d", tc.kind, got, tc.code)
+		}
+		if got := kindOfStatus(tc.code); got != tc.kind {
+			t.Errorf("kindOfStatus(%d) = %v, want %v", tc.code, got, tc.kind)
+		}
+	}
+	for code, want := range map[int]Kind{502: Unavailable, 504: Unavailable, 418: Internal, 200: Internal} {
+		if got := kindOfStatus(code); got != want {
+			t.Errorf("kindOfStatus(%d) = %v, want %v", code, got, want)
+		}
+	}
+}

@@ -182,16 +182,18 @@ func claim(w http.ResponseWriter, r *http.Request, bc fed.Bridge) {
 	json.NewEncoder(w).Encode(map[string]string{"id": g.ID, "token": g.Token, "target": g.Target, "role": g.Role})
 }
 
-// statusOf is the status a refusal of err's kind is answered with.
+// statusOf is the status a refusal of err's kind is answered with: the
+// JSON API's (erg.Kind.HTTPStatus), but 502 for Unavailable. The bridge
+// is a gateway to the target grain, and Unavailable here is the target
+// not answering, starting again under the request or not reachable (a
+// friend's node away): HTTP's 502, as the node's grain proxy and API
+// origin answer the same failures. The body's kind tells it from a 502
+// the target app gives, which is an answer like any other.
 func statusOf(err error) int {
-	code := map[erg.Kind]int{
-		erg.NotFound: 404, erg.Invalid: 400, erg.Forbidden: 403, erg.Unauthenticated: 401,
-		erg.TooMany: 429, erg.Unavailable: 502,
-	}[erg.KindOf(err)]
-	if code == 0 {
-		code = 500
+	if k := erg.KindOf(err); k != erg.Unavailable {
+		return k.HTTPStatus()
 	}
-	return code
+	return http.StatusBadGateway
 }
 
 func bridgeError(w http.ResponseWriter, err error, code int) {

@@ -520,25 +520,7 @@ func statusOf(err error) int {
 	case errors.Is(err, errUnsupportedMedia):
 		return http.StatusUnsupportedMediaType
 	}
-	switch erg.KindOf(err) {
-	case erg.NotFound:
-		return http.StatusNotFound
-	case erg.Invalid:
-		return http.StatusBadRequest
-	case erg.Forbidden:
-		return http.StatusForbidden
-	case erg.Unauthenticated:
-		return http.StatusUnauthorized
-	case erg.Conflict:
-		return http.StatusConflict
-	case erg.TooLarge:
-		return http.StatusRequestEntityTooLarge
-	case erg.TooMany:
-		return http.StatusTooManyRequests
-	case erg.Unavailable:
-		return http.StatusServiceUnavailable
-	}
-	return http.StatusInternalServerError
+	return erg.KindOf(err).HTTPStatus()
 }
 
 func writeError(w http.ResponseWriter, err error) {
