@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"slices"
 	"sync"
 	"time"
 
@@ -48,11 +47,6 @@ const (
 	// dialBackTimeout bounds the answerer's dial; the asker waits a bit
 	// longer for the answer.
 	dialBackTimeout = 10 * time.Second
-	// mappingTrust is how long a friend's answer stands before the node
-	// asks again; askEvery how soon it asks again at first when no friend
-	// got in (and twice as soon when no friend could be asked).
-	mappingTrust = 10 * time.Minute
-	askEvery     = 20 * time.Second
 )
 
 // dialBacker answers friends' dial-back requests.
@@ -172,96 +166,6 @@ func askDialBack(ctx context.Context, h host.Host, p peer.ID, a ma.Multiaddr) (b
 		return false, fmt.Errorf("dial-back from %s: %w", p, err)
 	}
 	return b == dialBackReached, nil
-}
-
-// mappings are the addresses the host's router maps to it: its public
-// addresses on no interface of its own, as AutoNAT v2 tracks them, with
-// whether AutoNAT confirmed each.
-func (x *Host) mappings() map[string]bool {
-	c, ok := x.h.(confirmedAddrs)
-	if !ok {
-		return nil
-	}
-	local := localIPs()
-	out := map[string]bool{}
-	reachable, unreachable, unknown := c.ConfirmedAddrs()
-	for i, list := range [][]ma.Multiaddr{reachable, unreachable, unknown} {
-		for _, a := range list {
-			if ip, err := manet.ToIP(a); err == nil && manet.IsPublicAddr(a) && !local[ip.String()] {
-				out[a.String()] = i == 0
-			}
-		}
-	}
-	return out
-}
-
-// friendMapped are the mappings AutoNAT has not confirmed but a friend
-// got in at lately.
-func (x *Host) friendMapped() []ma.Multiaddr {
-	var out []ma.Multiaddr
-	for a, confirmed := range x.mappings() {
-		if !confirmed && x.friendReached(a) {
-			out = append(out, ma.StringCast(a))
-		}
-	}
-	slices.SortFunc(out, ma.Multiaddr.Compare)
-	return out
-}
-
-// friendReached is whether a friend got in at a (a mapping) lately.
-func (x *Host) friendReached(a string) bool {
-	x.reachMu.Lock()
-	defer x.reachMu.Unlock()
-	t, ok := x.reached[a]
-	return ok && time.Since(t) < mappingTrust
-}
-
-// confirmMappings asks friends to dial the node at each mapping that
-// neither AutoNAT nor a friend confirmed lately: at once when the router
-// maps a new port (after a restart, say). When friends answer that they
-// could not get in (an observed address no router forwards, say), it asks
-// again later and later; when none could be asked (the connections are
-// being made again), soon.
-func (x *Host) confirmMappings() {
-	defer x.wg.Done()
-	tick := time.NewTicker(2 * time.Second)
-	defer tick.Stop()
-	type ask struct {
-		next time.Time
-		wait time.Duration
-	}
-	asks := map[string]ask{}
-	for {
-		select {
-		case <-x.ctx.Done():
-			return
-		case <-tick.C:
-		}
-		maps := x.mappings()
-		for a := range asks {
-			if _, ok := maps[a]; !ok {
-				delete(asks, a)
-			}
-		}
-		for a, confirmed := range maps {
-			if confirmed || x.friendReached(a) || time.Now().Before(asks[a].next) {
-				continue
-			}
-			switch answered, reached := x.askFriends(a); {
-			case reached:
-				delete(asks, a)
-				x.reachMu.Lock()
-				x.reached[a] = time.Now()
-				x.reachMu.Unlock()
-				x.log.Info("a friend reached this node at its router's mapping", "addr", a)
-			case answered:
-				wait := min(max(2*asks[a].wait, askEvery), mappingTrust)
-				asks[a] = ask{next: time.Now().Add(wait), wait: wait}
-			default:
-				asks[a] = ask{next: time.Now().Add(askEvery / 2), wait: asks[a].wait}
-			}
-		}
-	}
 }
 
 // askFriends asks up to two friends connected directly (a relayed

@@ -92,8 +92,7 @@ type Host struct {
 	// port mapping, AutoNAT, relaying and hole punching.
 	internet bool
 	friends  atomic.Pointer[Friends]
-	reachMu  sync.Mutex
-	reached  map[string]time.Time // mappings a friend dialled back, and when
+	maps     *mappingState
 
 	provMu   sync.Mutex
 	provided map[cid.Cid]bool // keys the reprovide loop announces again
@@ -135,7 +134,7 @@ func New(ctx context.Context, cfg Config) (_ *Host, err error) {
 	if err != nil {
 		return nil, err
 	}
-	x := &Host{log: cfg.Log, cfg: cfg, provided: map[cid.Cid]bool{}, internet: BeyondLoopback(listen), reached: map[string]time.Time{}}
+	x := &Host{log: cfg.Log, cfg: cfg, provided: map[cid.Cid]bool{}, internet: BeyondLoopback(listen), maps: newMappingState()}
 	defer func() {
 		if err != nil {
 			x.Close()
@@ -212,7 +211,12 @@ func New(ctx context.Context, cfg Config) (_ *Host, err error) {
 	x.h.SetStreamHandler(DAGProtocol, x.serveDAG)
 	if x.internet {
 		x.h.SetStreamHandler(DialBackProtocol, newDialBacker(x.ctx, x.friendsOf).serve)
-		x.wg.Add(1)
+		sub, err := x.subscribeMappings()
+		if err != nil {
+			return nil, fmt.Errorf("p2p event bus: %w", err)
+		}
+		x.wg.Add(2)
+		go x.watchMappings(sub)
 		go x.confirmMappings()
 	}
 

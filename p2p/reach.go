@@ -2,6 +2,7 @@ package p2p
 
 import (
 	"net"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
 	ma "github.com/multiformats/go-multiaddr"
@@ -60,45 +61,37 @@ type confirmedAddrs interface {
 	ConfirmedAddrs() (reachable, unreachable, unknown []ma.Multiaddr)
 }
 
-// Reachability tells how other nodes can reach this one now.
+// Reachability tells how other nodes can reach this one now. It reads
+// AutoNAT v2's findings and the node's interfaces once.
 func (x *Host) Reachability() Reach {
 	if !x.internet {
 		return Reach{Kind: LocalOnly}
 	}
 	full := func(a ma.Multiaddr) string { return a.String() + "/p2p/" + x.h.ID().String() }
-	var reachable []ma.Multiaddr
+	var reachable, unreachable, unknown []ma.Multiaddr
 	if c, ok := x.h.(confirmedAddrs); ok {
-		reachable, _, _ = c.ConfirmedAddrs()
+		reachable, unreachable, unknown = c.ConfirmedAddrs()
 	}
 	local := localIPs()
-	var r Reach
+	maps := mappingsOf(reachable, unreachable, unknown, local)
+	var own, mapped []string
 	for _, a := range reachable {
-		if !manet.IsPublicAddr(a) {
-			continue
-		}
-		ip, err := manet.ToIP(a)
-		if err != nil {
-			continue
-		}
-		if local[ip.String()] {
-			r.Kind = Reachable
-			r.Addrs = append([]string{full(a)}, r.Addrs...)
-		} else {
-			if r.Kind == "" {
-				r.Kind = Mapped
-			}
-			r.Addrs = append(r.Addrs, full(a))
+		if maps[a.String()] {
+			mapped = append(mapped, full(a))
+		} else if ip, err := manet.ToIP(a); err == nil && manet.IsPublicAddr(a) && local[ip.String()] {
+			own = append(own, full(a))
 		}
 	}
-	for _, a := range x.friendMapped() {
-		if r.Kind == "" {
-			r.Kind = Mapped
-		}
-		r.Addrs = append(r.Addrs, full(a))
+	for _, a := range x.maps.friendReached(maps, time.Now()) {
+		mapped = append(mapped, full(a))
 	}
-	if r.Kind != "" {
-		return r
+	switch {
+	case len(own) > 0:
+		return Reach{Kind: Reachable, Addrs: append(own, mapped...)}
+	case len(mapped) > 0:
+		return Reach{Kind: Mapped, Addrs: mapped}
 	}
+	var r Reach
 	for _, a := range x.h.Addrs() {
 		if _, err := a.ValueForProtocol(ma.P_CIRCUIT); err == nil {
 			r.Kind = Relayed
