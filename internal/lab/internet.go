@@ -48,6 +48,7 @@ type Internet struct {
 	A, B, C, D        Home
 	miniupnpd         *Proc
 	upnpConf          string
+	upnpPort          int // miniupnpd's UPnP control port (HTTP)
 }
 
 // NewInternet builds the topology, checks it is sealed, and starts
@@ -101,6 +102,7 @@ func NewInternet(t testing.TB) *Internet {
 	if err := l.Sealed(); err != nil {
 		t.Fatalf("lab is not sealed: %v", err)
 	}
+	in.upnpPort = 5000 // OpenWrt's
 	in.startMiniupnpd()
 	return in
 }
@@ -177,7 +179,7 @@ func (in *Internet) startMiniupnpd() {
 	in.upnpConf = filepath.Join(dir, "miniupnpd.conf")
 	conf := fmt.Sprintf(`ext_ifname=wan
 listening_ip=lan
-http_port=0
+http_port=%d
 enable_natpmp=yes
 enable_upnp=yes
 secure_mode=yes
@@ -190,7 +192,7 @@ upnp_nat_chain=prerouting_miniupnpd
 upnp_nat_postrouting_chain=postrouting_miniupnpd
 allow 1024-65535 192.168.3.0/24 1024-65535
 deny 0-65535 0.0.0.0/0 0-65535
-`, os.Getpid())
+`, in.upnpPort, os.Getpid())
 	if err := os.WriteFile(in.upnpConf, []byte(conf), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -198,18 +200,46 @@ deny 0-65535 0.0.0.0/0 0-65535
 }
 
 // RestartRouters is what a power cut does to the homes' routers: their
-// NAT tables are flushed (conntrack -F) and miniupnpd restarts, forgetting
-// its mappings.
+// NAT tables are flushed (conntrack -F) and miniupnpd restarts,
+// forgetting its mappings, on a new control port (as miniupnpd's
+// default, http_port=0, picks one at each start): go-libp2p finds the
+// router again only after three failed renewals, and maps a new
+// external port.
 func (in *Internet) RestartRouters() {
 	in.t.Helper()
-	in.miniupnpd.Stop()
-	in.C.Router.Must("nft", "flush", "chain", "inet", "erglab", "miniupnpd")
-	in.C.Router.Must("nft", "flush", "chain", "inet", "erglab", "prerouting_miniupnpd")
-	in.C.Router.Must("nft", "flush", "chain", "inet", "erglab", "postrouting_miniupnpd")
+	in.upnpPort++
+	in.RestartMiniupnpd()
 	for _, h := range in.Homes() {
 		h.Router.Must("conntrack", "-F")
 	}
+}
+
+// RestartMiniupnpd restarts nat-c's miniupnpd on its control port, which
+// forgets its mappings and the rules it made for them: nothing from the
+// internet gets into C's home until go-libp2p's next renewal (it renews
+// every 20 s) maps the same external port again, with nothing on the
+// node seeing that the mapping was gone.
+func (in *Internet) RestartMiniupnpd() {
+	in.t.Helper()
+	in.miniupnpd.Stop()
+	for _, chain := range []string{"miniupnpd", "prerouting_miniupnpd", "postrouting_miniupnpd"} {
+		in.C.Router.Must("nft", "flush", "chain", "inet", "erglab", chain)
+	}
 	in.startMiniupnpd()
+}
+
+// DropIncoming makes the router drop every new connection from the
+// internet into the home, mapped or not (TCP and UDP alike), until the
+// returned func is called; connections open now carry on.
+func (h Home) DropIncoming() (undo func()) {
+	h.Router.Nft(`table inet ergdrop {
+	chain forward {
+		type filter hook forward priority filter - 1; policy accept;
+		iifname "wan" ct state new drop
+	}
+}
+`)
+	return func() { h.Router.Must("nft", "delete", "table", "inet", "ergdrop") }
 }
 
 // Direct tells whether the router's NAT table holds a flow with the
