@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -28,13 +27,9 @@ import (
 // the same homes; then a 50 MiB download over each path, and over D's
 // punched one, beside a raw libp2p stream on it (downloads); then the time
 // from a NAT flush on every router until each friend's grain answers
-// again. It is a measurement, not a check of
-// speed: it runs with `make bench-internet` (ERG_LAB_BENCH=1) and logs
-// each figure beside its baseline from the same run.
+// again (skipUnlessLabBench).
 func TestBenchGrainPaths(t *testing.T) {
-	if os.Getenv("ERG_LAB_BENCH") == "" {
-		t.Skip("the lab's benchmarks run with make bench-internet (as root)")
-	}
+	skipUnlessLabBench(t)
 	w := newWorld(t)
 	for _, n := range []*nodetest.Node{w.a, w.b, w.c} {
 		w.env.Befriend(w.r, n)

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/cookiejar"
-	"os"
 	"slices"
 	"sync"
 	"testing"
@@ -22,13 +21,10 @@ import (
 // (the same TLS, grain and client, no friend in between), and from A's
 // own home on the LAN. Each figure is requests per second with 4
 // keep-alive connections at once, p50 and p99 of them, and p50 with a
-// new connection (TCP and a full TLS handshake) per request. It is a
-// measurement, not a check of speed: it runs with `make bench-internet`
-// (ERG_LAB_BENCH=1) and logs each figure beside its baseline.
+// new connection (TCP and a full TLS handshake) per request
+// (skipUnlessLabBench).
 func TestBenchHTTPSThroughAFriend(t *testing.T) {
-	if os.Getenv("ERG_LAB_BENCH") == "" {
-		t.Skip("the lab's benchmarks run with make bench-internet (as root)")
-	}
+	skipUnlessLabBench(t)
 	w := newHTTPSWorld(t)
 	w.askR(t, w.homeBrowser(t))
 	// The port forward an owner whose router allows it would set up.

@@ -25,6 +25,16 @@ func skipUnlessLab(t *testing.T) {
 	}
 }
 
+// skipUnlessLabBench keeps the lab's benchmarks to `make bench-internet`,
+// which sets ERG_LAB_BENCH=1. They are measurements, not checks of
+// speed: each logs its figures beside a baseline from the same run.
+func skipUnlessLabBench(t *testing.T) {
+	t.Helper()
+	if os.Getenv("ERG_LAB_BENCH") == "" {
+		t.Skip("the lab's benchmarks run with make bench-internet (as root)")
+	}
+}
+
 // hostAddr is an address of the machine's own network, which no lab
 // namespace may reach.
 func hostAddr(t *testing.T) string {
