@@ -3,7 +3,6 @@ package lab
 import (
 	"context"
 	"encoding/json"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -20,27 +19,6 @@ type world struct {
 	*Internet
 	env              *nodetest.Env
 	r, s, a, b, c, d *nodetest.Node
-}
-
-// answersTCP says whether the first TCP address of addrs (libp2p
-// multiaddrs) takes a connection from ns: whether a node saying it is
-// mapped by its router is right.
-func answersTCP(ns *NS, addrs []string) bool {
-	for _, a := range addrs {
-		f := strings.Split(a, "/") // "", "ip4", ip, "tcp", port, ...
-		if len(f) < 5 || f[3] != "tcp" {
-			continue
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		c, err := ns.DialContext(ctx, "tcp", net.JoinHostPort(f[2], f[4]))
-		cancel()
-		if err != nil {
-			return false
-		}
-		c.Close()
-		return true
-	}
-	return false
 }
 
 // publicAddr is a node's libp2p TCP address on ip.
@@ -239,8 +217,8 @@ func TestFriendsAcrossTheInternet(t *testing.T) {
 	} else {
 		t.Logf("C mapped by its router again %v after the routers restarted (it stopped saying so after %v): %v",
 			time.Since(healStart).Round(time.Second), gone.Round(time.Second), cs2.ReachableAddrs)
-		if !answersTCP(w.Stranger, cs2.ReachableAddrs) {
-			t.Errorf("C says %q %v, but a stranger cannot connect there", cs2.ReachabilityText, cs2.ReachableAddrs)
+		if err := answersAt(t, w.Stranger, publicAddr(t, w.r, RAddr), w.c, cs2.ReachableAddrs); err != nil {
+			t.Errorf("C says %q, but a stranger cannot connect there: %v", cs2.ReachabilityText, err)
 		}
 	}
 

@@ -3,6 +3,8 @@ package lab
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -79,6 +81,27 @@ func runStranger(t *testing.T, ns *NS, plan strangerPlan) strangerReport {
 		t.Logf("stranger: %s", bytes.TrimSpace(out))
 	}
 	return rep
+}
+
+// answersAt checks that a libp2p host in ns that no one befriended (the
+// stranger command) connects to n at each of addrs (n's full multiaddrs,
+// with /p2p/<id>), at that address alone: whether n is right to say its
+// router maps them. relay is R's address, which the command connects to
+// first.
+func answersAt(t *testing.T, ns *NS, relay string, n *nodetest.Node, addrs []string) error {
+	t.Helper()
+	id := n.Status().PeerID
+	var errs []error
+	for _, a := range addrs {
+		rep := runStranger(t, ns, strangerPlan{Relay: relay,
+			Targets: []strangerTarget{{Name: n.Name, ID: id, Addrs: []string{strings.TrimSuffix(a, "/p2p/"+id)}}}})
+		if len(rep.Targets) != 1 {
+			errs = append(errs, fmt.Errorf("%s: the stranger's report has %d targets", a, len(rep.Targets)))
+		} else if c := rep.Targets[0].Connect; c != "" {
+			errs = append(errs, fmt.Errorf("%s: %s", a, c))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // strangerGetsNothing is scenario 6: a libp2p host on the internet that
