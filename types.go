@@ -130,7 +130,12 @@ type Grain struct {
 // NodeGrain is a grain in the owner's list of every grain on the node.
 type NodeGrain struct {
 	Grain
-	Size int64 `json:"size"` // bytes of files in its /var
+	// Size is the bytes its /var takes on disk, Usage.DiskBytes: what its
+	// disk bound counts (blocks in use; on its own image, the image's),
+	// measured at most every 30 s. Until December 2026 it summed its
+	// files' lengths, which is less for small files (each takes a block)
+	// and more for sparse ones.
+	Size int64 `json:"size"`
 }
 
 // Share is a capability to a grain with a role. URL is set only when the

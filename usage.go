@@ -15,7 +15,7 @@ type GrainUsage struct {
 	MemoryBytes     int64 `json:"memoryBytes"`
 	MemoryPeakBytes int64 `json:"memoryPeakBytes,omitempty"`
 	Processes       int   `json:"processes"` // now, counting the sandbox's init
-	DiskBytes       int64 `json:"diskBytes"` // what its /var holds
+	DiskBytes       int64 `json:"diskBytes"` // what its /var takes on disk: blocks in use
 	// The limits, as its next start (or its current run) applies them.
 	// DiskEnforced says the kernel bounds its /var (its own file-system
 	// image); otherwise the node measures it and stops it when over.

@@ -6,7 +6,6 @@ import (
 	"encoding/base32"
 	"encoding/json"
 	"fmt"
-	"io/fs"
 	"net/url"
 	"path/filepath"
 	"sort"
@@ -245,8 +244,9 @@ func (s *Service) All(ctx context.Context, who erg.User) ([]erg.NodeGrain, error
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		ng := erg.NodeGrain{Grain: s.ToAPI(g, who, "", names), Size: dirSize(s.varDir(g.id))}
+		ng := erg.NodeGrain{Grain: s.ToAPI(g, who, "", names)}
 		ng.Usage = s.usageOf(g)
+		ng.Size, _ = s.varUse(g.id) // ng.Usage.DiskBytes, measured once
 		out = append(out, ng)
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -259,25 +259,6 @@ func (s *Service) All(ctx context.Context, who erg.User) ([]erg.NodeGrain, error
 		return out[i].ID < out[j].ID
 	})
 	return out, nil
-}
-
-// dirSize sums the sizes of the files under dir, not following symlinks
-// (a grain's link counts as the link, not what it points at). What cannot
-// be read is skipped: the figure is for the owner to spot big grains.
-func dirSize(dir string) int64 {
-	var total int64
-	filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return nil
-		}
-		if d.Type().IsRegular() || d.Type()&fs.ModeSymlink != 0 {
-			if info, err := d.Info(); err == nil { // Lstat: WalkDir does not follow links
-				total += info.Size()
-			}
-		}
-		return nil
-	})
-	return total
 }
 
 // Log is the kept output of one of who's grains.

@@ -280,10 +280,8 @@ func (s *Service) varUse(id string) (used int64, enforced bool) {
 	if ok && time.Since(d.at) < diskAge {
 		return d.bytes, d.enforced
 	}
-	used, _, enforced, err := s.DiskUse(id)
-	if err != nil {
-		used = dirSize(s.varDir(id)) // what can be read of it
-	}
+	// On an error, used is what could be read of it.
+	used, _, enforced, _ = s.DiskUse(id)
 	s.use.mu.Lock()
 	s.use.disk[id] = diskSize{bytes: used, enforced: enforced, at: time.Now()}
 	s.use.mu.Unlock()

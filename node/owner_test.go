@@ -16,6 +16,7 @@ import (
 
 	"erg"
 	"erg/internal/testkit"
+	"erg/webui"
 )
 
 // bobsGrain has bob make an echo grain over the API, sign in to it and
@@ -78,8 +79,8 @@ func TestOwnerSeesAndRemovesEveryGrain(t *testing.T) {
 	if got.Owner != "bob" || got.AppID != "echo" || got.AppName != "Echo" || got.Title != "bob's big one" || !got.Running || got.Mine {
 		t.Errorf("bob's grain in the owner's list: %+v", got)
 	}
-	if got.Size < 5000 || got.Size >= 1<<20 {
-		t.Errorf("bob's grain size = %d, want its 5000-byte file and a link", got.Size)
+	if got.Size < 5000 || got.Size >= 1<<20 || got.Usage == nil || got.Size != got.Usage.DiskBytes {
+		t.Errorf("bob's grain size = %d, want its 5000-byte file and a link on disk, as its usage says (%+v)", got.Size, got.Usage)
 	}
 	if a := findNodeGrain(all, ag.ID); a.Owner != "alice" || !a.Mine || a.Running {
 		t.Errorf("alice's grain in the list: %+v", a)
@@ -108,9 +109,10 @@ func TestOwnerSeesAndRemovesEveryGrain(t *testing.T) {
 		t.Fatal("alice's grain is gone")
 	}
 
-	// The users page lists it; deleting asks first and needs the CSRF token.
+	// The users page lists it, with the disk it takes; deleting asks first
+	// and needs the CSRF token.
 	if code, body := alice.get("/users"); code != 200 || !strings.Contains(body, bg.ID) || !strings.Contains(body, "bob&#39;s big one") ||
-		!strings.Contains(body, "4.9 KiB") {
+		!strings.Contains(body, webui.FormatSize(got.Size)+" on disk") {
 		t.Errorf("users page: %d\n%s", code, body)
 	}
 	if code, body := alice.get("/users/grains/" + bg.ID + "/delete"); code != 200 || !strings.Contains(body, `action="/users/grains/`+bg.ID+`/delete"`) {

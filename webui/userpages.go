@@ -84,7 +84,7 @@ func (h *Handler) confirmDeleteNodeGrain(w http.ResponseWriter, r *http.Request,
 	}
 	h.render(w, r, http.StatusOK, "confirm", pageData{Title: "Delete " + g.Title + "?", Nav: "users", Data: map[string]string{
 		"Question": fmt.Sprintf("Delete %s’s grain “%s” and everything in it?", g.Owner, g.Title),
-		"Detail": fmt.Sprintf("It is a %s grain holding %s. It is stopped if running, and everything shared from it stops working. This cannot be undone.",
+		"Detail": fmt.Sprintf("It is a %s grain taking %s on disk. It is stopped if running, and everything shared from it stops working. This cannot be undone.",
 			g.AppName, FormatSize(g.Size)),
 		"Action": "/users/grains/" + url.PathEscape(g.ID) + "/delete", "Button": "Delete grain", "Cancel": "/users",
 	}})
