@@ -157,11 +157,14 @@ func wholeHead(br *bufio.Reader) ([]byte, int) {
 	}
 	end += 4
 	for i, c := range b[:end] {
+		if headByte[c] {
+			continue
+		}
 		switch {
 		case c == '\n' && (i == 0 || b[i-1] != '\r'), c == '\r' && b[i+1] != '\n':
 			return nil, -1 // a bare LF or CR: lines net/http would cut otherwise
-		case c >= 0x80 || c < ' ' && c != '\t' && c != '\r' && c != '\n' || c == 0x7f:
-			return nil, -1
+		case c != '\r' && c != '\n':
+			return nil, -1 // a control byte, or not ASCII
 		}
 	}
 	return b, end
@@ -229,10 +232,7 @@ func plainTarget(t string) bool {
 			inQuery = true
 		case c == '#' || c <= ' ' || c >= 0x7f:
 			return false
-		case inQuery:
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("-._~$&+,/:;=@", c) >= 0:
-		default:
+		case !inQuery && !pathByte[c]:
 			return false
 		}
 	}
@@ -274,12 +274,25 @@ func token(s string) bool {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
+		if !tokenByte[s[i]] {
 			return false
 		}
 	}
 	return true
+}
+
+// The bytes a head may hold on a line (visible ASCII, space, tab), a
+// token, and a path net/url takes as it is.
+var headByte, tokenByte, pathByte = byteSets()
+
+func byteSets() (head, token, path [256]bool) {
+	for c := 0; c < 256; c++ {
+		alnum := 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
+		head[c] = c == '\t' || ' ' <= c && c < 0x7f
+		token[c] = alnum || strings.IndexByte("!#$%&'*+-.^_`|~", byte(c)) >= 0
+		path[c] = alnum || strings.IndexByte("-._~$&+,/:;=@", byte(c)) >= 0
+	}
+	return head, token, path
 }
 
 // canonical reports whether a token is in textproto's canonical form

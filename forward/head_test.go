@@ -225,3 +225,39 @@ func FuzzHeadsResponse(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, in string) { checkResponse(t, in) })
 }
+
+// A browser's request head read by Heads and by http.ReadRequest, each
+// from a reader filled anew per read.
+func BenchmarkRequestHead(b *testing.B) {
+	head := "GET /static/app.js?v=3 HTTP/1.1\r\nHost: g-abc.localhost:6080\r\nConnection: keep-alive\r\n" +
+		"User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36\r\n" +
+		"Accept: */*\r\nSec-Fetch-Site: same-origin\r\nSec-Fetch-Mode: no-cors\r\nSec-Fetch-Dest: script\r\n" +
+		"Referer: http://g-abc.localhost:6080/\r\nAccept-Encoding: gzip, deflate, br\r\nAccept-Language: en-GB,en;q=0.9\r\n" +
+		"Cookie: erg_grain=0123456789abcdef0123456789abcdef0123456789a\r\n\r\n"
+	sr := strings.NewReader(head)
+	br := bufio.NewReaderSize(sr, 4096)
+	refill := func() {
+		sr.Reset(head)
+		br.Reset(sr)
+		br.Peek(1)
+	}
+	b.Run("Heads", func(b *testing.B) {
+		var hs Heads
+		b.ReportAllocs()
+		for b.Loop() {
+			refill()
+			if _, ok := hs.Request(br); !ok {
+				b.Fatal("not taken")
+			}
+		}
+	})
+	b.Run("ReadRequest", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			refill()
+			if _, err := http.ReadRequest(br); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
