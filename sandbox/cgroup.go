@@ -1,13 +1,13 @@
 package sandbox
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -105,26 +105,21 @@ func ownCgroups() (map[string]string, error) {
 }
 
 // cgroup2Mount finds the unified hierarchy: /sys/fs/cgroup itself on a
-// pure v2 system, or a cgroup2 mount elsewhere on a hybrid one.
+// pure v2 system, or a cgroup2 mount elsewhere on a hybrid one (the
+// shallowest, if there are several).
 func cgroup2Mount() (string, error) {
 	var st unix.Statfs_t
 	if unix.Statfs("/sys/fs/cgroup", &st) == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
 		return "/sys/fs/cgroup", nil
 	}
-	f, err := os.Open("/proc/self/mountinfo")
+	ms, err := readMounts("/proc/self/mountinfo")
 	if err != nil {
 		return "", err
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// ... mountpoint ... - fstype source options
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		fields := strings.Fields(pre)
-		if !ok || len(fields) < 5 || !strings.HasPrefix(post, "cgroup2 ") {
-			continue
+	for _, m := range slices.Backward(ms) { // deepest first
+		if m.fstype == "cgroup2" {
+			return m.point, nil
 		}
-		return fields[4], nil
 	}
 	return "", errors.New("no cgroup2 mount")
 }
