@@ -34,6 +34,7 @@ type cgroups struct {
 	cpu, blkio  string
 	v2cpu, v2io bool
 	notes       []string
+	nodeGroup   bool // v1: this runner placed the node in its cpu group (cgroup_node.go)
 }
 
 // detectCgroups finds a usable cgroup setup: v2 first, then v1. It returns
@@ -81,7 +82,8 @@ func v2Override(parent string) (*cgroups, error) {
 	return c, nil
 }
 
-// ownCgroups parses /proc/self/cgroup: controller (or "" for v2) -> path.
+// ownCgroups parses /proc/self/cgroup: controller (or "" for v2) -> path,
+// the node group (cgroup_node.go) taken off.
 func ownCgroups() (map[string]string, error) {
 	b, err := os.ReadFile("/proc/self/cgroup")
 	if err != nil {
@@ -93,12 +95,13 @@ func ownCgroups() (map[string]string, error) {
 		if len(parts) != 3 {
 			continue
 		}
+		p := ownPath(parts[2])
 		if parts[1] == "" {
-			own[""] = parts[2]
+			own[""] = p
 			continue
 		}
 		for _, ctl := range strings.Split(parts[1], ",") {
-			own[ctl] = parts[2]
+			own[ctl] = p
 		}
 	}
 	return own, nil
@@ -155,7 +158,7 @@ func detectV2(root bool) (*cgroups, error) {
 			if !errors.Is(err, unix.EBUSY) {
 				return nil, err
 			}
-			leaf := filepath.Join(base, "node")
+			leaf := filepath.Join(base, nodeGroupName)
 			if err := c.mkdirParent(leaf); err != nil {
 				return nil, err
 			}
@@ -173,16 +176,24 @@ func detectV2(root bool) (*cgroups, error) {
 			}
 		}
 	}
-	c.enableOptionalV2(base)
-	c.v2 = filepath.Join(base, "erg")
-	if err := c.mkdirParent(c.v2); err != nil {
+	c.notes = c.enableOptionalV2(base)
+	c.v2 = base
+	if p == "/" {
+		// The root cgroup: the sandboxes and the node's leaf go in a
+		// group of their own, not among the machine's top groups.
+		c.v2 = filepath.Join(base, "erg")
+		if err := c.mkdirParent(c.v2); err != nil {
+			return nil, err
+		}
+		if err := writeFile(filepath.Join(c.v2, "cgroup.subtree_control"), "+memory +pids"); err != nil {
+			return nil, err
+		}
+		c.v2cpu, c.v2io = false, false
+		c.notes = c.enableOptionalV2(c.v2)
+	}
+	if err := c.v2NodeLeaf(c.v2); err != nil {
 		return nil, err
 	}
-	if err := writeFile(filepath.Join(c.v2, "cgroup.subtree_control"), "+memory +pids"); err != nil {
-		return nil, err
-	}
-	c.v2cpu, c.v2io = false, false
-	c.notes = c.enableOptionalV2(c.v2)
 	return c, nil
 }
 
@@ -224,6 +235,11 @@ func detectV1(root bool) (*cgroups, error) {
 	_, err = os.Stat(filepath.Join(c.memory, "memory.memsw.limit_in_bytes"))
 	c.memsw = err == nil
 	c.notes = c.optionalV1(own, root)
+	if c.cpu != "" && root {
+		if err := c.joinNodeGroupV1(c.cpu); err != nil {
+			c.notes = append(c.notes, "the node stays outside a cpu group of its own: "+err.Error())
+		}
+	}
 	return c, nil
 }
 
@@ -242,7 +258,7 @@ func (c *cgroups) mkdirParent(dir string) error {
 
 // close removes the parent dirs this runner created, if they are empty.
 func (c *cgroups) close() error {
-	var errs []error
+	errs := []error{c.leaveNodeGroup()}
 	for i := len(c.created) - 1; i >= 0; i-- {
 		if err := os.Remove(c.created[i]); err != nil && !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, unix.EBUSY) {
 			errs = append(errs, err)

@@ -48,7 +48,8 @@ func (c *cgroups) optionalV1(own map[string]string, root bool) (notes []string) 
 }
 
 // v1Parent is <hierarchy>/<own cgroup>/erg in controller ctl's v1
-// hierarchy, created as root, or checked to be delegated otherwise.
+// hierarchy, created as root, or checked to be delegated otherwise; the
+// cpu hierarchy's is <own cgroup> itself as root.
 func (c *cgroups) v1Parent(own map[string]string, ctl string, root bool) (string, error) {
 	hier := filepath.Join("/sys/fs/cgroup", ctl)
 	var st unix.Statfs_t
@@ -60,6 +61,11 @@ func (c *cgroups) v1Parent(own map[string]string, ctl string, root bool) (string
 		return "", fmt.Errorf("no %s entry in /proc/self/cgroup", ctl)
 	}
 	dir := filepath.Join(hier, p, "erg")
+	if root && ctl == "cpu" {
+		// Flat: the sandboxes' cpu groups beside the node's own
+		// (cgroup_node.go).
+		return filepath.Join(hier, p), nil
+	}
 	if root {
 		if err := c.mkdirParent(dir); err != nil {
 			return "", err
@@ -108,7 +114,7 @@ func (c *cgroups) cpuIOFiles(g *cgroup, l Limits) [][2]string {
 			if quota == "max" {
 				quota = "-1"
 			}
-			files = append(files, [2]string{d + "/cpu.shares", strconv.Itoa(max(2, l.CPUWeight*1024/100))},
+			files = append(files, [2]string{d + "/cpu.shares", strconv.Itoa(v1Shares(l.CPUWeight))},
 				[2]string{d + "/cpu.cfs_period_us", strconv.Itoa(cfsPeriod)},
 				[2]string{d + "/cpu.cfs_quota_us", quota})
 		}

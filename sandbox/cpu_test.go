@@ -150,3 +150,72 @@ func BenchmarkCPUIsolation(b *testing.B) {
 		measure(b, &sandbox.Limits{CPUWeight: 10, CPUPercent: 50 * runtime.NumCPU()})
 	})
 }
+
+// TestCPUGroupLayout: as root (v1 and v2) and unprivileged in a delegated
+// v2 subtree, the node's process runs in a cpu group of its own weighted
+// ten times a sandbox's default, and each sandbox's cpu group sits beside
+// it (a claimed zygote's too), not in one group that all sandboxes share.
+// Unprivileged v1 keeps the delegated <own>/erg and the node where it is.
+func TestCPUGroupLayout(t *testing.T) {
+	for _, z := range []int{1, -1} {
+		t.Run("zygotes-"+strconv.Itoa(z), func(t *testing.T) {
+			checkCPULayout(t, newRunner(t, sandbox.Config{Zygotes: z}))
+		})
+	}
+	t.Run("unprivileged", func(t *testing.T) {
+		if !sandboxtest.InRerun() {
+			uid, gid := sandboxtest.UnprivilegedUser(t)
+			sandboxtest.RerunAs(t, uid, gid)
+			return
+		}
+		for _, z := range []int{1, -1} {
+			checkCPULayout(t, newRunner(t, sandbox.Config{Zygotes: z}))
+		}
+	})
+}
+
+func checkCPULayout(t *testing.T, r *sandbox.Runner) {
+	t.Helper()
+	if !strings.HasPrefix(r.CPULimits(), "on") {
+		t.Skipf("CPU limits: %s", r.CPULimits())
+	}
+	node := r.NodeCgroup()
+	if r.Cgroups() == "v1" && r.Mode() == "unprivileged" {
+		if node != "" {
+			t.Errorf("unprivileged v1: NodeCgroup() = %q, want none", node)
+		}
+		return
+	}
+	if node == "" {
+		t.Fatalf("%s %s: the node is in no cpu group of its own", r.Mode(), r.Cgroups())
+	}
+	if procs := strings.Fields(readTrim(t, filepath.Join(node, "cgroup.procs"))); !slices.Contains(procs, strconv.Itoa(os.Getpid())) {
+		t.Errorf("%s/cgroup.procs = %v, want this process (%d) in it", node, procs, os.Getpid())
+	}
+	weight := func(dir string) string {
+		if r.Cgroups() == "v2" {
+			return readTrim(t, filepath.Join(dir, "cpu.weight"))
+		}
+		return readTrim(t, filepath.Join(dir, "cpu.shares"))
+	}
+	nodeWant, sbWant := "1000", "100"
+	if r.Cgroups() == "v1" {
+		nodeWant, sbWant = "10240", "1024"
+	}
+	if got := weight(node); got != nodeWant {
+		t.Errorf("the node's group %s: weight %s, want %s", node, got, nodeWant)
+	}
+	sb := start(t, r, probeSpec(t, "layout", sandboxtest.BuildProbeTree(t)))
+	waitReady(t, sb)
+	d := cpuDir(t, sb)
+	if filepath.Dir(d) != filepath.Dir(node) {
+		t.Errorf("the sandbox's cpu group %s is not beside the node's %s", d, node)
+	}
+	if got := weight(d); got != sbWant {
+		t.Errorf("the sandbox's group %s: weight %s, want %s", d, got, sbWant)
+	}
+	if procs := strings.Fields(readTrim(t, filepath.Join(d, "cgroup.procs"))); !slices.Contains(procs, strconv.Itoa(sb.Pid())) {
+		t.Errorf("%s/cgroup.procs = %v, want the sandbox's init %d", d, procs, sb.Pid())
+	}
+	stop(t, sb)
+}
