@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"golang.org/x/sys/unix"
 )
 
 // Where the CPU groups sit: each sandbox's cpu group is made directly in
@@ -91,7 +93,7 @@ func (c *cgroups) joinNodeGroupV1(parent string) error {
 }
 
 // leaveNodeGroup undoes joinNodeGroupV1 when the last runner that joined
-// closes: the process goes back and the group is removed.
+// closes: the process goes back and the group is removed if empty.
 func (c *cgroups) leaveNodeGroup() error {
 	if !c.nodeGroup {
 		return nil
@@ -105,7 +107,14 @@ func (c *cgroups) leaveNodeGroup() error {
 	if err := writeFile(nodeGroup.back, strconv.Itoa(os.Getpid())); err != nil {
 		return err
 	}
-	return os.Remove(nodeGroup.dir)
+	// Another node on the host (every node's process shares it, as
+	// their sandboxes share the parent) or children this one started
+	// while in it keep it busy: it is then left to the last, or to the
+	// next node, which reuses it.
+	if err := os.Remove(nodeGroup.dir); err != nil && !errors.Is(err, unix.EBUSY) {
+		return err
+	}
+	return nil
 }
 
 // v2NodeLeaf moves this process into parent/erg.node (made if missing)
