@@ -44,15 +44,7 @@ func TestGrainUsage(t *testing.T) {
 	var logged bytes.Buffer
 	s.log = slog.New(slog.NewTextHandler(&logged, nil))
 	ctx := context.Background()
-	inst := install.New(install.Config{DB: s.db, Dir: s.cfg.PackagesDir, Lock: s.cfg.InstallLock, Log: slog.New(slog.DiscardHandler), Recorded: s.AppRecorded})
-	if _, err := inst.Install(ctx, install.Tree(filepath.Join(testkit.Apps(t), "probe")), install.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	g, err := s.NewGrain(ctx, bob, "probe", "hog") // the probe's limit: 64 MiB
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, _ := s.Handle(g.ID)
+	g, h := bobsProbe(t, s)
 	usage := func(who erg.User) *erg.GrainUsage {
 		t.Helper()
 		u, err := s.Usage(ctx, who, g.ID)
@@ -130,15 +122,7 @@ func TestGrainsListUsesTheSamplersFigures(t *testing.T) {
 	s := testService(t)
 	s.stopUsage() // the test samples when it means to
 	ctx := context.Background()
-	inst := install.New(install.Config{DB: s.db, Dir: s.cfg.PackagesDir, Lock: s.cfg.InstallLock, Log: slog.New(slog.DiscardHandler), Recorded: s.AppRecorded})
-	if _, err := inst.Install(ctx, install.Tree(filepath.Join(testkit.Apps(t), "probe")), install.Options{}); err != nil {
-		t.Fatal(err)
-	}
-	g, err := s.NewGrain(ctx, bob, "probe", "hog") // the probe's limit: 64 MiB
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, _ := s.Handle(g.ID)
+	_, h := bobsProbe(t, s)
 	listed := func() *erg.GrainUsage {
 		t.Helper()
 		l, err := s.Local(ctx, bob)
@@ -171,4 +155,21 @@ func TestGrainsListUsesTheSamplersFigures(t *testing.T) {
 	if u := listed(); u.MemoryBytes != 0 || u.Processes != 0 || !u.Measured {
 		t.Errorf("stopped: the list shows %+v", u)
 	}
+}
+
+// bobsProbe installs the probe app in s and makes bob a grain of it (the
+// probe's memory limit: 64 MiB), not started.
+func bobsProbe(t *testing.T, s *Service) (erg.Grain, Handle) {
+	t.Helper()
+	ctx := context.Background()
+	inst := install.New(install.Config{DB: s.db, Dir: s.cfg.PackagesDir, Lock: s.cfg.InstallLock, Log: slog.New(slog.DiscardHandler), Recorded: s.AppRecorded})
+	if _, err := inst.Install(ctx, install.Tree(filepath.Join(testkit.Apps(t), "probe")), install.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	g, err := s.NewGrain(ctx, bob, "probe", "hog")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _ := s.Handle(g.ID)
+	return g, h
 }
