@@ -2,11 +2,15 @@ package node
 
 import (
 	"context"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/chromedp/chromedp"
+
+	"erg"
+	"erg/internal/testkit"
 )
 
 // TestBrowserGrainUsage: the Grains page shows a grain's CPU time, memory
@@ -30,6 +34,14 @@ func TestBrowserGrainUsage(t *testing.T) {
 	if code, body := n.get(origin + "/memhog?keep=1&mb=" + strconv.FormatInt(max(more, 1), 10)); code != 200 {
 		t.Fatalf("memhog: %d %s", code, body)
 	}
+	// Lists show the 2 s usage sampler's figures: wait until it has seen
+	// the grain past 90%, as a user reloading the page would.
+	testkit.Await(t, "the grain's warning in the owner's list", func() bool {
+		l, err := n.grains.Local(context.Background(), n.owner())
+		return err == nil && slices.ContainsFunc(l, func(g erg.Grain) bool {
+			return g.ID == id && g.Usage != nil && len(g.Usage.Warnings) > 0
+		})
+	})
 	br := newBrowser(t, n)
 	u := br.newUser()
 	u.signIn(n)
