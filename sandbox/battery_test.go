@@ -113,5 +113,8 @@ func TestUnprivileged(t *testing.T) {
 	t.Run("battery-without-zygotes", func(t *testing.T) {
 		runBattery(t, newRunner(t, sandbox.Config{Zygotes: -1}))
 	})
-	t.Run("cold-start", func(t *testing.T) { testColdStart(t, r) })
+	t.Run("cold-start", func(t *testing.T) { testColdStart(t, r, 20) })
+	t.Run("cold-start-without-zygotes", func(t *testing.T) {
+		testColdStart(t, newRunner(t, sandbox.Config{Zygotes: -1}), 10)
+	})
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +17,8 @@ import (
 // BenchmarkColdStart: from no process to the probe's first HTTP 200.
 func BenchmarkColdStart(b *testing.B) {
 	r := newRunner(b, sandbox.Config{})
+	// erg-nozygote: every start creates its sandbox from scratch.
+	cold := newRunner(b, sandbox.Config{Zygotes: -1})
 	app := sandbox.BenchApp{Root: sandboxtest.BuildProbeTree(b), Args: sandboxtest.ProbeArgs}
 	p50 := map[string]time.Duration{}
 	// erg-img: /var on a disk image the host keeps mounted, as the node
@@ -32,7 +35,7 @@ func BenchmarkColdStart(b *testing.B) {
 		}
 		b.Cleanup(func() { sandbox.UnmountImage(imgVar) })
 	}
-	for _, mode := range []string{"plain", "bwrap", "erg", "erg-img"} {
+	for _, mode := range []string{"plain", "bwrap", "erg", "erg-nozygote", "erg-img"} {
 		b.Run(mode, func(b *testing.B) {
 			if _, err := exec.LookPath("bwrap"); mode == "bwrap" && err != nil {
 				b.Skip("bwrap not installed (apt-get install bubblewrap)")
@@ -44,9 +47,12 @@ func BenchmarkColdStart(b *testing.B) {
 			for b.Loop() {
 				var d time.Duration
 				var err error
-				if mode == "erg-img" {
+				switch mode {
+				case "erg-img":
 					d, err = sandbox.ColdStartOn(context.Background(), r, app, imgVar)
-				} else {
+				case "erg-nozygote":
+					d, err = sandbox.ColdStartOnce(context.Background(), cold, app, "erg")
+				default:
 					d, err = sandbox.ColdStartOnce(context.Background(), r, app, mode)
 				}
 				if err != nil {
@@ -58,7 +64,7 @@ func BenchmarkColdStart(b *testing.B) {
 			p50[mode] = st.P50
 			b.ReportMetric(float64(st.P50)/1e6, "p50-ms")
 			b.ReportMetric(float64(st.P95)/1e6, "p95-ms")
-			if (mode == "erg" || mode == "erg-img") && p50["bwrap"] > 0 {
+			if strings.HasPrefix(mode, "erg") && p50["bwrap"] > 0 {
 				b.ReportMetric(float64(st.P50)/float64(p50["bwrap"]), "p50-"+mode+"/bwrap")
 			}
 		})
@@ -102,18 +108,21 @@ func BenchmarkColdStart(b *testing.B) {
 	})
 }
 
+// TestColdStart measures cold starts with the zygote pool (the node's
+// default) and without it, so that `make test-cgroup2` prints both on a
+// v2 kernel; TestUnprivileged does the same as an unprivileged user.
 func TestColdStart(t *testing.T) {
-	r := newRunner(t, sandbox.Config{})
-	testColdStart(t, r)
+	t.Run("zygote", func(t *testing.T) { testColdStart(t, newRunner(t, sandbox.Config{}), 20) })
+	t.Run("without-zygotes", func(t *testing.T) { testColdStart(t, newRunner(t, sandbox.Config{Zygotes: -1}), 10) })
 }
 
-func testColdStart(t *testing.T, r *sandbox.Runner) {
+func testColdStart(t *testing.T, r *sandbox.Runner, n int) {
 	app := sandbox.BenchApp{Root: sandboxtest.BuildProbeTree(t), Args: sandboxtest.ProbeArgs}
-	rep, err := sandbox.ColdStart(context.Background(), r, app, 20)
+	rep, err := sandbox.ColdStart(context.Background(), r, app, n)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("cold start, %s mode:\n%s", r.Mode(), rep)
+	t.Logf("cold start, %s mode (%s):\n%s", r.Mode(), t.Name(), rep)
 	want := 2
 	if _, err := exec.LookPath("bwrap"); err == nil {
 		want = 3
@@ -122,7 +131,7 @@ func testColdStart(t *testing.T, r *sandbox.Runner) {
 		t.Fatalf("%d modes measured, want %d", len(rep.Modes), want)
 	}
 	for _, m := range rep.Modes {
-		if m.N != 20 || m.P50 <= 0 || m.P95 < m.P50 {
+		if m.N != n || m.P50 <= 0 || m.P95 < m.P50 {
 			t.Errorf("bad stats %+v", m)
 		}
 	}
