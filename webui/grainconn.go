@@ -263,18 +263,10 @@ func (gc *grainConn) next() (*http.Request, bool) {
 		gc.c.SetReadDeadline(time.Now().Add(gc.header))
 	}
 	gc.in.startHead(gc.br, gc.maxHeader)
-	if r, ok := gc.heads.Request(gc.br); ok {
-		gc.in.record = false
-		gc.in.limit = -1
-		if !serverWouldTake(r) {
-			gc.handBack()
-			return nil, false
-		}
-		gc.l.quick.Add(1)
-		r.RemoteAddr = gc.remote
-		return r, true
+	r, quick := gc.heads.Request(gc.br) // err is nil here: Peek's, checked above
+	if !quick {
+		r, err = http.ReadRequest(gc.br)
 	}
-	r, err := http.ReadRequest(gc.br)
 	gc.in.record = false
 	gc.in.limit = -1
 	switch {
@@ -287,6 +279,9 @@ func (gc *grainConn) next() (*http.Request, bool) {
 	case err != nil || !serverWouldTake(r):
 		gc.handBack()
 		return nil, false
+	}
+	if quick {
+		gc.l.quick.Add(1)
 	}
 	r.RemoteAddr = gc.remote
 	if r.Body != http.NoBody {
