@@ -15,8 +15,8 @@ import (
 // (sandbox.Usage) every usagePeriod while it runs, and when someone asks
 // for one grain's. A list of grains shows the periodic read's figures,
 // reading only a run the sampler has not seen yet: live reads of every
-// running grain were nearly all of a list's time (BenchmarkGrainsList). The periodic read is what a
-// stopped grain shows (its last run's CPU
+// running grain were nearly all of a list's time (BenchmarkGrainsList).
+// The periodic read is what a stopped grain shows (its last run's CPU
 // time and peak, as last read: the cgroup is gone once it stops), and
 // what the node warns from, once per run, in its log and the grain's: a
 // grain near its memory or process limit, whose processes the kernel
