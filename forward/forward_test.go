@@ -143,6 +143,15 @@ func TestForwardReusesOneConnection(t *testing.T) {
 	if n := u.accepts.Load(); n != 1 {
 		t.Errorf("%d connections to the upstream for 20 sequential requests", n)
 	}
+	// The pool reads and writes its TCP connection with raw calls.
+	p := u.pool()
+	s2 := front(t, p)
+	get(t, s2.Client(), s2.URL+"/y")
+	p.mu.Lock()
+	if len(p.idle) != 1 || p.idle[0].sock == nil {
+		t.Errorf("the pooled connection is read through a Socket: %v", len(p.idle) == 1 && p.idle[0].sock != nil)
+	}
+	p.mu.Unlock()
 	heads, _ := u.requests()
 	if !strings.HasPrefix(heads[3], "GET /x?i=3") || !strings.Contains(heads[3], "X-Identity: alice") {
 		t.Errorf("upstream got %q", heads[3])

@@ -11,6 +11,7 @@ package forward
 import (
 	"bufio"
 	"context"
+	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -88,7 +89,8 @@ type conn struct {
 	nc        net.Conn
 	br        *bufio.Reader
 	bw        *bufio.Writer
-	heads     Heads // the answers' heads
+	sock      *Socket // what br and bw read and write; nil: nc itself
+	heads     Heads   // the answers' heads
 	idleSince time.Time
 }
 
@@ -110,7 +112,15 @@ func (p *Pool) get(ctx context.Context) (c *conn, reused bool, err error) {
 	if err != nil {
 		return nil, false, err
 	}
-	return &conn{nc: nc, br: bufio.NewReaderSize(nc, 4<<10), bw: bufio.NewWriterSize(nc, 4<<10)}, false, nil
+	// The buffers read and write the socket with raw calls (Socket);
+	// splicing a long answer and closing still go through nc.
+	c = &conn{nc: nc}
+	var rw io.ReadWriter = nc
+	if c.sock = NewSocket(nc); c.sock != nil {
+		rw = c.sock
+	}
+	c.br, c.bw = bufio.NewReaderSize(rw, 4<<10), bufio.NewWriterSize(rw, 4<<10)
+	return c, false, nil
 }
 
 // put keeps c for the next request, or closes it.

@@ -55,6 +55,7 @@ type grainLoops struct {
 	on     atomic.Bool        // someone serves HandedBack
 	served atomic.Int64       // requests the loop admitted and served itself
 	quick  atomic.Int64       // heads it read with forward.Heads, not http.ReadRequest
+	raw    atomic.Int64       // connections it reads and writes through a forward.Socket
 	back   *tlsnode.ConnQueue // connections given back to net/http (HandedBack)
 
 	mu      sync.Mutex
@@ -150,6 +151,13 @@ func (l *grainLoops) take(w http.ResponseWriter, r *http.Request, id string) *gr
 		gc.maxHeader = http.DefaultMaxHeaderBytes
 	}
 	gc.in.c, gc.in.limit = c, -1
+	if s := forward.NewSocket(c); s != nil {
+		// Read and write the socket with raw calls; deadlines, splicing
+		// (Relay's client) and closing still go through c.
+		gc.in.c = s
+		brw.Writer.Reset(s) // empty: Hijack just reset it onto c
+		l.raw.Add(1)
+	}
 	// The connection's own context: each request's context registers
 	// with it, not with the loop's, which every connection shares.
 	gc.ctx, gc.cancel = context.WithCancel(l.ctx)
@@ -433,7 +441,7 @@ func (gc *grainConn) handBack() {
 // server had read ahead, then the connection. While a head is read it
 // bounds it and keeps its bytes, for a head handed back.
 type clientReader struct {
-	c       net.Conn
+	c       io.Reader
 	prefix  []byte
 	limit   int64 // bytes the head may still take; < 0: no bound
 	record  bool

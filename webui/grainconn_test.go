@@ -100,4 +100,9 @@ func TestGrainLoopReadsPlainHeadsItself(t *testing.T) {
 	if served, quick := h.loops.served.Load(), h.loops.quick.Load(); served != 3 || quick != 2 {
 		t.Errorf("the loop served %d requests and read %d heads itself, want 3 and 2", served, quick)
 	}
+	// It read and wrote the client's socket with raw calls
+	// (forward.Socket).
+	if raw := h.loops.raw.Load(); raw != 1 {
+		t.Errorf("the loop read %d connections through a Socket, want 1", raw)
+	}
 }

@@ -3,9 +3,11 @@
 package connlimit
 
 import (
+	"errors"
 	"io"
 	"net"
 	"sync"
+	"syscall"
 )
 
 // Listener caps the connections open on the web port, overall and
@@ -120,4 +122,13 @@ func (c *limitConn) ReadFrom(r io.Reader) (int64, error) {
 		return rf.ReadFrom(r)
 	}
 	return io.Copy(struct{ io.Writer }{c.Conn}, r)
+}
+
+// SyscallConn passes the socket on, for callers that read and write it
+// themselves (forward.Socket); closing stays with this connection.
+func (c *limitConn) SyscallConn() (syscall.RawConn, error) {
+	if sc, ok := c.Conn.(syscall.Conn); ok {
+		return sc.SyscallConn()
+	}
+	return nil, errors.ErrUnsupported
 }

@@ -3,6 +3,7 @@ package connlimit
 import (
 	"io"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -86,5 +87,40 @@ func TestClientIPGroupsIPv6By64(t *testing.T) {
 	}
 	if got := clientIP(&net.TCPAddr{IP: net.ParseIP("127.0.0.2"), Port: 9}); got != "127.0.0.2" {
 		t.Errorf("clientIP(127.0.0.2:9) = %s", got)
+	}
+}
+
+// TestConnOffersItsSocket: the grain loop reads and writes a web port
+// connection with raw calls (forward.Socket), which needs its socket.
+func TestConnOffersItsSocket(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := New(inner, 3, 2)
+	defer ln.Close()
+	go func() {
+		if c, err := net.Dial("tcp", inner.Addr().String()); err == nil {
+			defer c.Close()
+			time.Sleep(time.Second)
+		}
+	}()
+	c, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		t.Fatal("a capped connection hides its socket")
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fd uintptr
+	rc.Control(func(f uintptr) { fd = f })
+	if fd == 0 {
+		t.Fatal("no descriptor behind the connection")
 	}
 }
