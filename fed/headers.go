@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/net/http/httpguts"
 )
@@ -48,6 +49,40 @@ func cleanHeaders(h http.Header) (upgrade string) {
 // with "_" and "." read as "-" (as CGI, WSGI and Rack servers fold them)
 // and any case, it starts with X-Erg- or X-Sandstorm-.
 func IsIdentityHeader(name string) bool {
+	// The proxy asks of every header of every request: an ASCII name is
+	// read in place, without the lowered copy the rule is written as.
+	const longest = len("x-sandstorm-")
+	for i := 0; i < len(name) && i < longest; i++ {
+		if name[i] >= utf8.RuneSelf {
+			return isIdentityFolded(name) // lowering may change the length
+		}
+	}
+	return foldedPrefix(name, "x-erg-") || foldedPrefix(name, "x-sandstorm-")
+}
+
+// foldedPrefix reports whether the ASCII start of name, lowered and with
+// "_" and "." read as "-", is p.
+func foldedPrefix(name, p string) bool {
+	if len(name) < len(p) {
+		return false
+	}
+	for i := range len(p) {
+		c := name[i]
+		switch {
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		case c == '_' || c == '.':
+			c = '-'
+		}
+		if c != p[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// isIdentityFolded is IsIdentityHeader as its rule says it.
+func isIdentityFolded(name string) bool {
 	n := strings.Map(func(r rune) rune {
 		switch r {
 		case '_', '.':

@@ -128,3 +128,31 @@ func TestRelayDropsSmuggledHeadersFromAMisbehavingNode(t *testing.T) {
 		}
 	}
 }
+
+// IsIdentityHeader reads an ASCII name in place as its rule reads the
+// name lowered and folded, and allocates nothing for it.
+func TestIsIdentityHeaderAsItsRule(t *testing.T) {
+	names := append([]string{"", "X", "x-erg", "X-Erg-", "X-Sandstorm-", "X-SANDSTORM_", "x.erg.", "X-Erg\u212a",
+		"\u212a-erg-x", "X-Erg-\u0130", "X-\u0130rg-", "XX-Erg-", "X-Ergo-", "x-sandstorm", "x-sandstorm.-"}, smuggled...)
+	// Every name of up to 5 bytes from the rule's letters and their kin.
+	alphabet := []byte("xXeErRgG-_.s")
+	var gen func(prefix []byte)
+	gen = func(prefix []byte) {
+		names = append(names, string(prefix))
+		if len(prefix) == 5 {
+			return
+		}
+		for _, c := range alphabet {
+			gen(append(prefix, c))
+		}
+	}
+	gen(nil)
+	for _, name := range names {
+		if got, want := IsIdentityHeader(name), isIdentityFolded(name); got != want {
+			t.Errorf("IsIdentityHeader(%q) = %v, its rule says %v", name, got, want)
+		}
+	}
+	if a := testing.AllocsPerRun(100, func() { IsIdentityHeader("X-Forwarded-Host"); IsIdentityHeader("X-Erg-Username") }); a != 0 {
+		t.Errorf("%.0f allocations to read two names", a)
+	}
+}

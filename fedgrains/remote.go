@@ -290,7 +290,7 @@ func (rh Handle) Redeem(ctx context.Context, token string) (string, error) {
 // refusal.
 func (rh Handle) Viewer(ctx context.Context, session string) (erg.Viewer, error) {
 	s, g := rh.s, rh.g
-	se, err := s.grains.Sessions().Check(ctx, grains.HashToken(session), g.id, func(ctx context.Context, hash string) (grains.Session, error) {
+	se, err := s.grains.Sessions().Check(ctx, session, g.id, func(ctx context.Context, hash string) (grains.Session, error) {
 		return s.loadRemoteSession(ctx, hash, g)
 	})
 	if err != nil {

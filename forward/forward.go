@@ -33,7 +33,7 @@ const spliceMin = 64 << 10
 // cut answer never looks whole. The end of ctx cuts the exchange.
 // Upgrades are not forwarded here (Upgrade is hop-by-hop; see RoundTrip).
 func (p *Pool) Forward(ctx context.Context, w http.ResponseWriter, r *http.Request, answer func(http.Header)) error {
-	ex, resp, err := p.open(ctx, r)
+	ex, resp, err := p.open(ctx, r, false)
 	if err != nil {
 		return err
 	}
@@ -41,8 +41,10 @@ func (p *Pool) Forward(ctx context.Context, w http.ResponseWriter, r *http.Reque
 	return nil
 }
 
-// open sends r on a pooled connection and reads the answer's head.
-func (p *Pool) open(ctx context.Context, r *http.Request) (exchange, *http.Response, error) {
+// open sends r on a pooled connection and reads the answer's head. relay:
+// the answer is written out before the connection's next (Relay), so its
+// header's values may go where the last answer's did.
+func (p *Pool) open(ctx context.Context, r *http.Request, relay bool) (exchange, *http.Response, error) {
 	target, err := requestTarget(r)
 	if err != nil {
 		return exchange{}, nil, err
@@ -53,7 +55,7 @@ func (p *Pool) open(ctx context.Context, r *http.Request) (exchange, *http.Respo
 		if err != nil {
 			return exchange{}, nil, err
 		}
-		ex := exchange{p: p, c: c, r: r, ctx: ctx}
+		ex := exchange{p: p, c: c, r: r, ctx: ctx, relaying: relay}
 		resp, err := ex.send(target, hasBody)
 		if err != nil {
 			ex.end(false)
@@ -75,12 +77,13 @@ func (p *Pool) open(ctx context.Context, r *http.Request) (exchange, *http.Respo
 
 // exchange is one request and answer on one connection.
 type exchange struct {
-	p    *Pool
-	c    *conn
-	r    *http.Request
-	ctx  context.Context
-	stop func() bool // undoes the context's hook on the connection
-	body chan error  // the request body's writer, when there is one
+	p        *Pool
+	c        *conn
+	r        *http.Request
+	ctx      context.Context
+	stop     func() bool // undoes the context's hook on the connection
+	body     chan error  // the request body's writer, when there is one
+	relaying bool        // Relay's: see open
 }
 
 // send writes the request (its body from a goroutine of its own) and
@@ -89,13 +92,14 @@ func (ex *exchange) send(target string, hasBody bool) (*http.Response, error) {
 	c := ex.c
 	// The request's end (the client gone, the session dropped) cuts the
 	// connection; no goroutine waits for it.
-	ex.stop = context.AfterFunc(ex.ctx, func() { c.nc.SetDeadline(aLongTimeAgo) })
+	ex.stop = context.AfterFunc(ex.ctx, c.cut)
 	if err := writeHead(c.bw, ex.r, target, hasBody); err != nil {
 		return nil, err
 	}
 	if hasBody {
-		ex.body = make(chan error, 1)
-		go func() { ex.body <- writeBody(c, ex.r) }()
+		body, r := make(chan error, 1), ex.r // not ex: it stays on its caller's stack
+		go func() { body <- writeBody(c, r) }()
+		ex.body = body
 	} else if err := c.bw.Flush(); err != nil {
 		return nil, staleOr(err, true)
 	}
@@ -104,7 +108,7 @@ func (ex *exchange) send(target string, hasBody bool) (*http.Response, error) {
 	if _, err := c.br.Peek(1); err != nil {
 		return nil, staleOr(err, false)
 	}
-	if resp, ok := c.heads.response(c.br, ex.r.Method); ok {
+	if resp, ok := c.heads.response(c.br, ex.r.Method, ex.relaying); ok {
 		return resp, nil
 	}
 	for {

@@ -24,7 +24,13 @@ import (
 // differential tests in head_test.go hold the two side by side).
 // Anything else is left unread, for net/http to read.
 type Heads struct {
-	h    http.Header
+	h http.Header
+	// vals backs the values of the kept map: one slot a field. A
+	// request's head reuses it (its Request is gone by the next head); an
+	// answer's reuses it only when asked (Relay writes the answer out
+	// before the next; Forward hands the values to a ResponseWriter that
+	// may keep them).
+	vals []string
 	url  url.URL
 	req  http.Request
 	resp http.Response
@@ -49,7 +55,7 @@ func (hs *Heads) Request(br *bufio.Reader) (*http.Request, bool) {
 	h := hs.header()
 	var host string
 	hosts := 0
-	if !hs.fields(rest, func(key, value string) bool {
+	if !hs.fields(rest, true, func(key, value string) bool {
 		switch key {
 		case "Content-Length", "Transfer-Encoding", "Trailer", "Pragma":
 			// A body's framing, and the fields net/http rewrites.
@@ -87,7 +93,7 @@ func (hs *Heads) Request(br *bufio.Reader) (*http.Request, bool) {
 // has a length given once (not a HEAD's, a 204's or a 304's, and not
 // chunked) from br. The Response and its Body are the ones Heads keeps.
 // false: br is as it was, for http.ReadResponse.
-func (hs *Heads) response(br *bufio.Reader, method string) (*http.Response, bool) {
+func (hs *Heads) response(br *bufio.Reader, method string, reuse bool) (*http.Response, bool) {
 	if method == http.MethodHead {
 		return nil, false
 	}
@@ -102,7 +108,7 @@ func (hs *Heads) response(br *bufio.Reader, method string) (*http.Response, bool
 	}
 	h := hs.header()
 	length := int64(-1)
-	if !hs.fields(rest, func(key, value string) bool {
+	if !hs.fields(rest, reuse, func(key, value string) bool {
 		switch key {
 		case "Content-Length":
 			if length >= 0 || value == "" || strings.Trim(value, "0123456789") != "" {
@@ -172,11 +178,22 @@ func wholeHead(br *bufio.Reader) ([]byte, int) {
 
 // fields reads the header lines of s (each ending in CRLF, the blank line
 // not included) into the kept map, asking take of each; false at the
-// first field it refuses or that net/http would read otherwise.
-func (hs *Heads) fields(s string, take func(key, value string) bool) bool {
+// first field it refuses or that net/http would read otherwise. reuse:
+// the values may go in the array the last head's did.
+func (hs *Heads) fields(s string, reuse bool, take func(key, value string) bool) bool {
 	h := hs.h
 	// One array for the values, a slot each, as textproto does.
-	vals := make([]string, strings.Count(s, "\r\n"))
+	n := strings.Count(s, "\r\n")
+	var vals []string
+	switch {
+	case !reuse:
+		vals = make([]string, n) // not kept: a later head must not write where these went
+	case cap(hs.vals) >= n:
+		vals = hs.vals[:n]
+	default:
+		hs.vals = make([]string, n)
+		vals = hs.vals
+	}
 	for s != "" {
 		line, rest, _ := strings.Cut(s, "\r\n")
 		s = rest

@@ -2,9 +2,11 @@ package forward
 
 import (
 	"bufio"
+	"fmt"
 	"io"
 	"net/http"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -168,7 +170,7 @@ var otherResponses = []string{
 func checkResponse(t *testing.T, in string) bool {
 	var hs Heads
 	br := fill(in)
-	got, ok := hs.response(br, "GET")
+	got, ok := hs.response(br, "GET", true)
 	if !ok {
 		if br.Buffered() != min(len(in), 4096) {
 			t.Fatalf("%q: not taken, but %d bytes read", in, min(len(in), 4096)-br.Buffered())
@@ -260,4 +262,34 @@ func BenchmarkRequestHead(b *testing.B) {
 			}
 		}
 	})
+}
+
+// A Heads read again puts a request's values where the last request's
+// went, and an answer's only when asked: values handed out for an answer
+// not read to be reused (Forward's, which a ResponseWriter may keep) are
+// never written over.
+func TestHeadsReuseValuesOnlyWhereAsked(t *testing.T) {
+	var hs Heads
+	r1, ok := hs.Request(fill("GET /a HTTP/1.1\r\nHost: h\r\nX-One: 1\r\nX-Two: 2\r\n\r\n"))
+	if !ok || r1.Header.Get("X-One") != "1" {
+		t.Fatalf("first request: %v %v", ok, r1)
+	}
+	r2, ok := hs.Request(fill("GET /b HTTP/1.1\r\nHost: h\r\nX-Three: 3\r\nX-One: one\r\n\r\n"))
+	if !ok || r2.Header.Get("X-Three") != "3" || r2.Header.Get("X-One") != "one" || len(r2.Header) != 2 {
+		t.Fatalf("second request's header %v", r2.Header)
+	}
+	kept, ok := hs.response(fill("HTTP/1.1 200 OK\r\nX-A: a\r\nContent-Length: 0\r\n\r\n"), "GET", false)
+	if !ok {
+		t.Fatal("answer not read")
+	}
+	a := kept.Header["X-A"]
+	for i, reuse := range []bool{true, true, false, true} {
+		resp, ok := hs.response(fill(fmt.Sprintf("HTTP/1.1 200 OK\r\nX-B: %d\r\nContent-Length: 0\r\n\r\n", i)), "GET", reuse)
+		if !ok || resp.Header.Get("X-B") != strconv.Itoa(i) {
+			t.Fatalf("answer %d: %v", i, resp.Header)
+		}
+	}
+	if a[0] != "a" {
+		t.Errorf("an answer's value kept from before was written over: %q", a)
+	}
 }

@@ -92,6 +92,7 @@ type conn struct {
 	sock      *Socket // what br and bw read and write; nil: nc itself
 	heads     Heads   // the answers' heads
 	idleSince time.Time
+	cut       func() // cuts the connection where it blocks: a request's end (made once, not per request)
 }
 
 // get returns an idle connection (reused true) or a new one.
@@ -115,6 +116,7 @@ func (p *Pool) get(ctx context.Context) (c *conn, reused bool, err error) {
 	// The buffers read and write the socket with raw calls (Socket);
 	// splicing a long answer and closing still go through nc.
 	c = &conn{nc: nc}
+	c.cut = func() { nc.SetDeadline(aLongTimeAgo) }
 	var rw io.ReadWriter = nc
 	if c.sock = NewSocket(nc); c.sock != nil {
 		rw = c.sock

@@ -25,7 +25,7 @@ import (
 // answer was cut, and the caller must close the client's connection so
 // that it never looks whole. The end of ctx cuts the exchange.
 func (p *Pool) Relay(ctx context.Context, cw *bufio.Writer, client io.Writer, r *http.Request, answer func(http.Header)) (started bool, err error) {
-	ex, resp, err := p.open(ctx, r)
+	ex, resp, err := p.open(ctx, r, true)
 	if err != nil {
 		return false, err
 	}
@@ -41,9 +41,10 @@ func (ex *exchange) relay(cw *bufio.Writer, client io.Writer, resp *http.Respons
 		add(h)
 	}
 	code := resp.StatusCode
-	var num [8]byte
 	cw.WriteString("HTTP/1.1 ")
-	cw.Write(strconv.AppendInt(num[:0], int64(code), 10))
+	// Numbers are written into cw's own buffer (AvailableBuffer): no
+	// array of ours escapes through Write.
+	cw.Write(strconv.AppendInt(cw.AvailableBuffer(), int64(code), 10))
 	cw.WriteByte(' ')
 	cw.WriteString(http.StatusText(code))
 	cw.WriteString("\r\n")
@@ -69,7 +70,7 @@ func (ex *exchange) relay(cw *bufio.Writer, client io.Writer, resp *http.Respons
 		}
 	case resp.ContentLength >= 0:
 		cw.WriteString("Content-Length: ")
-		cw.Write(strconv.AppendInt(num[:0], resp.ContentLength, 10))
+		cw.Write(strconv.AppendInt(cw.AvailableBuffer(), resp.ContentLength, 10))
 		cw.WriteString("\r\n")
 	default:
 		cw.WriteString("Transfer-Encoding: chunked\r\n")

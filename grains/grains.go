@@ -449,6 +449,21 @@ func RandomToken() string {
 
 // HashToken is what the database keeps of a secret token.
 func HashToken(t string) string {
-	h := sha256.Sum256([]byte(t))
-	return hex.EncodeToString(h[:])
+	var b [sha256.Size * 2]byte
+	return string(hashToken(&b, t))
+}
+
+// hashToken writes HashToken(t) into b and returns it, allocating
+// nothing for a token of up to 64 bytes (every token RandomToken makes):
+// a lookup by it, m[string(b)], costs none either.
+func hashToken(b *[sha256.Size * 2]byte, t string) []byte {
+	var sum [sha256.Size]byte
+	if len(t) <= len(b) {
+		n := copy(b[:], t) // a copy on the stack, which []byte(t) is not past 32 bytes
+		sum = sha256.Sum256(b[:n])
+	} else {
+		sum = sha256.Sum256([]byte(t))
+	}
+	hex.Encode(b[:], sum[:])
+	return b[:]
 }

@@ -3,6 +3,8 @@ package grains
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"io"
 	"log/slog"
@@ -283,5 +285,22 @@ func TestBackupRestores(t *testing.T) {
 	}
 	if _, err := s.All(ctx, bob); !errors.Is(err, erg.ErrForbidden) {
 		t.Errorf("All for a user: %v", err)
+	}
+}
+
+// HashToken is SHA-256 in hex for a token of any length, on the stack or
+// not, and a cached session's check allocates nothing for its hash.
+func TestHashToken(t *testing.T) {
+	for _, n := range []int{0, 1, 32, 43, 64, 65, 200} {
+		tok := strings.Repeat("k", n)
+		sum := sha256.Sum256([]byte(tok))
+		if got, want := HashToken(tok), hex.EncodeToString(sum[:]); got != want {
+			t.Errorf("HashToken of %d bytes = %s, want %s", n, got, want)
+		}
+	}
+	tok := RandomToken()
+	var b [64]byte
+	if a := testing.AllocsPerRun(100, func() { hashToken(&b, tok) }); a != 0 {
+		t.Errorf("hashing a session token allocates %.0f times", a)
 	}
 }

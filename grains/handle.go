@@ -10,7 +10,9 @@ import (
 // Handle is a grain of this node's own, on its grain origin: the proxy's
 // view of it, and the node's API's.
 type Handle struct {
-	s *Service
+	// One pointer, the grain's (which knows its Service): a Handle in an
+	// interface, as the proxy takes it on every request, costs no
+	// allocation.
 	g *Info
 }
 
@@ -20,7 +22,7 @@ func (s *Service) Handle(id string) (Handle, error) {
 	if err != nil {
 		return Handle{}, err
 	}
-	return Handle{s, g}, nil
+	return Handle{g}, nil
 }
 
 // Describe returns the grain as who sees it, if who may use it, without
@@ -28,35 +30,35 @@ func (s *Service) Handle(id string) (Handle, error) {
 // grant, and reading a sandbox's cgroup there would be work on a hot
 // path. WithUsage adds it where a page shows it.
 func (h Handle) Describe(ctx context.Context, who erg.User) (erg.Grain, error) {
-	g, role, _, err := h.s.Access(ctx, who, h.g.id)
+	g, role, _, err := h.g.s.Access(ctx, who, h.g.id)
 	if err != nil {
 		return erg.Grain{}, err
 	}
-	names, err := h.s.cfg.Usernames(ctx)
+	names, err := h.g.s.cfg.Usernames(ctx)
 	if err != nil {
 		return erg.Grain{}, err
 	}
-	return h.s.ToAPI(g, who, role, names), nil
+	return h.g.s.ToAPI(g, who, role, names), nil
 }
 
 // Open is Describe with a one-time login URL for the grain's origin.
 func (h Handle) Open(ctx context.Context, who erg.User) (erg.Grain, error) {
-	g, role, shareID, err := h.s.Access(ctx, who, h.g.id)
+	g, role, shareID, err := h.g.s.Access(ctx, who, h.g.id)
 	if err != nil {
 		return erg.Grain{}, err
 	}
-	return h.s.WithLoginURL(ctx, g, who.ID, shareID, role)
+	return h.g.s.WithLoginURL(ctx, g, who.ID, shareID, role)
 }
 
 // Redeem spends a one-time login token for the grain and returns a session token.
 func (h Handle) Redeem(ctx context.Context, token string) (string, error) {
-	return h.s.Sessions().Redeem(ctx, LocalGrain, h.g.id, token)
+	return h.g.s.Sessions().Redeem(ctx, LocalGrain, h.g.id, token)
 }
 
 // Viewer authenticates a session token for the grain.
 func (h Handle) Viewer(ctx context.Context, session string) (erg.Viewer, error) {
-	s, g := h.s, h.g
-	se, err := s.Sessions().Check(ctx, HashToken(session), g.id, func(ctx context.Context, hash string) (Session, error) {
+	s, g := h.g.s, h.g
+	se, err := s.Sessions().Check(ctx, session, g.id, func(ctx context.Context, hash string) (Session, error) {
 		return s.loadSession(ctx, hash, g)
 	})
 	if err != nil {
@@ -78,5 +80,5 @@ func (h Handle) Viewer(ctx context.Context, session string) (erg.Viewer, error) 
 
 // Acquire starts the grain if needed and leases a transport into it.
 func (h Handle) Acquire(ctx context.Context) (http.RoundTripper, func(), error) {
-	return h.s.manager.acquire(ctx, h.g.id)
+	return h.g.s.manager.acquire(ctx, h.g.id)
 }

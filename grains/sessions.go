@@ -130,12 +130,15 @@ func (t *Sessions) forgetExpired(ctx context.Context, now time.Time) {
 // Check finds a live session, from memory when it can: the proxy asks on
 // every request, and a database read there would cost more than the rest
 // of the proxy. load reads it from the database; local and friends'
-// grains share the cache and its revocation generation.
-func (t *Sessions) Check(ctx context.Context, hash, grainID string, load func(ctx context.Context, hash string) (Session, error)) (Session, error) {
+// grains share the cache and its revocation generation. The token's
+// hash is made on the stack: a cached session costs no allocation.
+func (t *Sessions) Check(ctx context.Context, token, grainID string, load func(ctx context.Context, hash string) (Session, error)) (Session, error) {
 	now := time.Now()
+	var buf [64]byte
+	key := hashToken(&buf, token)
 	for {
 		t.mu.RLock()
-		s, ok := t.m[hash]
+		s, ok := t.m[string(key)]
 		gen := t.revokeGen
 		t.mu.RUnlock()
 		if ok {
@@ -144,6 +147,7 @@ func (t *Sessions) Check(ctx context.Context, hash, grainID string, load func(ct
 			}
 			return s, nil
 		}
+		hash := string(key)
 		s, err := load(ctx, hash)
 		if err != nil {
 			return Session{}, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/textproto"
 	"strings"
 
 	"golang.org/x/net/http/httpguts"
@@ -26,7 +27,7 @@ func (h *Handler) admit(r *http.Request, id string) (GrainHandle, erg.Viewer, fu
 		}
 	}
 	if err != nil {
-		return nil, erg.Viewer{}, func(w http.ResponseWriter) { h.fail(w, r, err) }
+		return nil, erg.Viewer{}, failed(h, r, err)
 	}
 	if r.URL.Path == loginPath {
 		return nil, erg.Viewer{}, func(w http.ResponseWriter) { h.login(w, r, g) }
@@ -39,22 +40,82 @@ func (h *Handler) admit(r *http.Request, id string) (GrainHandle, erg.Viewer, fu
 			http.Error(w, "Only this grain's own pages may change it.", http.StatusForbidden)
 		}
 	}
-	c, err := r.Cookie(grainCookie)
-	if err != nil {
+	session, ok := cookieValue(r, grainCookie)
+	if !ok {
 		return nil, erg.Viewer{}, func(w http.ResponseWriter) {
 			http.Error(w, "Not signed in to this grain. Open it from your node's page.", http.StatusUnauthorized)
 		}
 	}
-	viewer, err := g.Viewer(ctx, c.Value)
+	viewer, err := g.Viewer(ctx, session)
 	if err != nil {
 		if errors.Is(err, erg.ErrForbidden) || errors.Is(err, erg.ErrNotFound) {
 			return nil, erg.Viewer{}, func(w http.ResponseWriter) {
 				http.Error(w, "Your access to this grain has ended.", http.StatusForbidden)
 			}
 		}
-		return nil, erg.Viewer{}, func(w http.ResponseWriter) { h.fail(w, r, err) }
+		return nil, erg.Viewer{}, failed(h, r, err)
 	}
 	return g, viewer, nil
+}
+
+// failed answers with h.fail. A closure of its own, not one in admit:
+// one there would keep admit's err on the heap for every request.
+func failed(h *Handler, r *http.Request, err error) func(http.ResponseWriter) {
+	return func(w http.ResponseWriter) { h.fail(w, r, err) }
+}
+
+// cookieValue is r.Cookie(name)'s value, read in place: every request
+// to a grain carries its session cookie, and r.Cookie allocates each
+// cookie it parses. It reads the Cookie lines as net/http's readCookies
+// does (the first cookie of that name whose value is valid, quoted or
+// not); past net/http's default bound on cookies it asks r.Cookie, which
+// applies it.
+func cookieValue(r *http.Request, name string) (string, bool) {
+	lines := r.Header["Cookie"]
+	n := 0
+	for _, line := range lines {
+		n += strings.Count(line, ";") + 1
+	}
+	if n > maxCookies {
+		c, err := r.Cookie(name)
+		if err != nil {
+			return "", false
+		}
+		return c.Value, true
+	}
+	for _, line := range lines {
+		line = textproto.TrimString(line)
+		for len(line) > 0 {
+			var part string
+			part, line, _ = strings.Cut(line, ";")
+			k, v, _ := strings.Cut(textproto.TrimString(part), "=")
+			if textproto.TrimString(k) != name {
+				continue
+			}
+			if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
+				v = v[1 : len(v)-1]
+			}
+			if validCookieValue(v) {
+				return v, true
+			}
+		}
+	}
+	return "", false
+}
+
+// maxCookies is net/http's default bound on the cookies of a request
+// (httpcookiemaxnum): past it, it reads none.
+const maxCookies = 3000
+
+// validCookieValue is net/http's test of a cookie's value (RFC 6265's
+// cookie-octets, and space and comma, which browsers send).
+func validCookieValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if b := v[i]; b < 0x20 || b >= 0x7f || b == '"' || b == ';' || b == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 // sessionContext is ctx cut when the viewer's session ends. A session

@@ -168,8 +168,14 @@ func (l *grainLoops) take(w http.ResponseWriter, r *http.Request, id string) *gr
 	gc.br = bufio.NewReaderSize(&gc.in, 4<<10)
 	gc.bw = brw.Writer // the server's, reset onto the connection
 	gc.answer = func(hdr http.Header) {
-		// Only the node's shell may frame a grain.
-		hdr.Add("Content-Security-Policy", gc.csp)
+		// Only the node's shell may frame a grain. The value's slice is
+		// the connection's: Relay writes the answer out before the next.
+		if vs := hdr["Content-Security-Policy"]; vs != nil {
+			hdr["Content-Security-Policy"] = append(vs, gc.csp)
+			return
+		}
+		gc.cspv[0] = gc.csp
+		hdr["Content-Security-Policy"] = gc.cspv[:1:1]
 	}
 	l.mu.Lock()
 	l.conns[gc] = true
@@ -216,6 +222,7 @@ type grainConn struct {
 	maxHeader          int
 
 	csp    string
+	cspv   [1]string // the answer's Content-Security-Policy, when the grain sent none
 	answer func(http.Header)
 
 	// The last session's context (sessionCtx).
