@@ -58,14 +58,14 @@ type grainLoops struct {
 	raw    atomic.Int64       // connections it reads and writes through a forward.Socket
 	back   *tlsnode.ConnQueue // connections given back to net/http (HandedBack)
 
+	closing atomic.Bool // Shutdown began
 	mu      sync.Mutex
-	conns   map[*grainConn]bool // true while serving a request
-	closing bool
+	conns   map[*grainConn]struct{}
 	wg      sync.WaitGroup
 }
 
 func newGrainLoops(h *Handler) *grainLoops {
-	l := &grainLoops{h: h, back: tlsnode.NewConnQueue(loopAddr{}), conns: map[*grainConn]bool{}}
+	l := &grainLoops{h: h, back: tlsnode.NewConnQueue(loopAddr{}), conns: map[*grainConn]struct{}{}}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	return l
 }
@@ -88,10 +88,10 @@ func (h *Handler) LoopServed() int64 { return h.loops.served.Load() }
 // closes the rest. Call it after the servers' Shutdown.
 func (h *Handler) Shutdown(ctx context.Context) error {
 	l := h.loops
+	l.closing.Store(true)
 	l.mu.Lock()
-	l.closing = true
-	for gc, busy := range l.conns {
-		if !busy {
+	for gc := range l.conns {
+		if !gc.busy.Load() {
 			gc.c.Close()
 		}
 	}
@@ -125,10 +125,7 @@ func (l *grainLoops) take(w http.ResponseWriter, r *http.Request, id string) *gr
 	if srv == nil || !ok {
 		return nil
 	}
-	l.mu.Lock()
-	closing := l.closing
-	l.mu.Unlock()
-	if closing {
+	if l.closing.Load() {
 		return nil
 	}
 	c, brw, err := hj.Hijack()
@@ -177,20 +174,23 @@ func (l *grainLoops) take(w http.ResponseWriter, r *http.Request, id string) *gr
 		gc.cspv[0] = gc.csp
 		hdr["Content-Security-Policy"] = gc.cspv[:1:1]
 	}
+	gc.busy.Store(true)
 	l.mu.Lock()
-	l.conns[gc] = true
+	l.conns[gc] = struct{}{}
 	l.wg.Add(1)
 	l.mu.Unlock()
 	return gc
 }
 
 // setBusy records whether gc is serving a request, and reports false
-// when the loop is closing: gc is to close.
+// when the loop is closing: gc is to close. Two atomics, no lock: every
+// request passes here twice. Shutdown stores closing before it reads
+// busy, and gc stores busy before it reads closing, so of a connection
+// going idle as Shutdown begins one of the two sees the other and closes
+// it.
 func (l *grainLoops) setBusy(gc *grainConn, busy bool) bool {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.conns[gc] = busy
-	return !l.closing
+	gc.busy.Store(busy)
+	return !l.closing.Load()
 }
 
 func (l *grainLoops) remove(gc *grainConn) {
@@ -216,7 +216,11 @@ type grainConn struct {
 	heads  forward.Heads // the requests' heads, when plain
 	br     *bufio.Reader
 	bw     *bufio.Writer
-	gone   bool // handed back to net/http
+	gone   bool        // handed back to net/http
+	busy   atomic.Bool // serving a request (setBusy)
+	// When the read deadline was last set for an idle wait; zero when
+	// another deadline (a head's, a body's) was set since.
+	idleSet time.Time
 
 	idle, header, read time.Duration
 	maxHeader          int
@@ -265,7 +269,13 @@ func (gc *grainConn) next() (*http.Request, bool) {
 		return nil, false
 	}
 	if gc.idle > 0 {
-		gc.c.SetReadDeadline(time.Now().Add(gc.idle))
+		// Moving the deadline costs a timer's update. One set for the
+		// last wait serves while it is nearly whole: the connection may
+		// close up to a 64th of the idle timeout early.
+		if now := time.Now(); gc.idleSet.IsZero() || now.Sub(gc.idleSet) >= gc.idle/64 {
+			gc.c.SetReadDeadline(now.Add(gc.idle))
+			gc.idleSet = now
+		}
 	}
 	_, err := gc.br.Peek(1)
 	if !gc.l.setBusy(gc, true) || err != nil {
@@ -276,6 +286,7 @@ func (gc *grainConn) next() (*http.Request, bool) {
 		// Slow to send the rest of its head: as long as the server would
 		// wait for any head.
 		gc.c.SetReadDeadline(time.Now().Add(gc.header))
+		gc.idleSet = time.Time{}
 	}
 	gc.in.startHead(gc.br, gc.maxHeader)
 	r, quick := gc.heads.Request(gc.br) // err is nil here: Peek's, checked above
@@ -307,6 +318,7 @@ func (gc *grainConn) next() (*http.Request, bool) {
 		} else {
 			gc.c.SetReadDeadline(time.Time{})
 		}
+		gc.idleSet = time.Time{} // and the body guard may move it
 	}
 	return r, true
 }

@@ -38,7 +38,10 @@ func (b *relayingBackend) ResolveGrain(ctx context.Context, id string) (GrainHan
 // loopServer serves h on a loopback port with the grain loop on, as the
 // node does, in front of an app that answers with the username and the
 // cookies it was sent.
-func loopServer(t *testing.T) (*Handler, string) {
+func loopServer(t *testing.T) (*Handler, string) { return loopServerIdle(t, 0) }
+
+// loopServerIdle is loopServer with the servers' IdleTimeout.
+func loopServerIdle(t *testing.T, idle time.Duration) (*Handler, string) {
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "%s %s %q", r.URL.Path, r.Header.Get("X-Erg-Username"), r.Header["Cookie"])
 	}))
@@ -54,8 +57,8 @@ func loopServer(t *testing.T) (*Handler, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
-	back := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: idle}
+	back := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: idle}
 	go srv.Serve(ln)
 	go back.Serve(h.HandedBack())
 	t.Cleanup(func() {
@@ -104,5 +107,48 @@ func TestGrainLoopReadsPlainHeadsItself(t *testing.T) {
 	// (forward.Socket).
 	if raw := h.loops.raw.Load(); raw != 1 {
 		t.Errorf("the loop read %d connections through a Socket, want 1", raw)
+	}
+}
+
+// A connection the loop serves is kept while requests come more often
+// than the idle timeout, however long that goes on, and closed once none
+// has come for the idle timeout (the loop moves the deadline only now
+// and then, not for every request).
+func TestGrainLoopIdleTimeoutCountsFromTheLastRequest(t *testing.T) {
+	const idle = 300 * time.Millisecond
+	h, addr := loopServerIdle(t, idle)
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_, port, _ := net.SplitHostPort(addr)
+	req := "GET /x HTTP/1.1\r\nHost: g-abc.localhost:" + port + "\r\nCookie: " + grainCookie + "=s\r\n\r\n"
+	br := bufio.NewReader(c)
+	start := time.Now()
+	var last time.Time // of the last answer
+	for i := 0; ; i++ {
+		io.WriteString(c, req)
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d, %v after the first: %v", i, time.Since(start).Round(time.Millisecond), err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		last = time.Now()
+		if last.Sub(start) > 4*idle {
+			break
+		}
+		time.Sleep(idle / 10)
+	}
+	if h.loops.served.Load() < 10 {
+		t.Fatalf("the loop served %d requests", h.loops.served.Load())
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := br.ReadByte(); err != io.EOF {
+		t.Fatalf("the idle connection: %v, want it closed", err)
+	}
+	if d := time.Since(last); d < idle-idle/32 || d > idle+time.Second {
+		t.Errorf("closed %v after the last answer, the idle timeout is %v", d, idle)
 	}
 }
