@@ -274,20 +274,22 @@ func TestPublishedListingsAreAnnouncedOnceJoined(t *testing.T) {
 		t.Fatalf("the package was announced before the host joined: %v", ps)
 	}
 	close(joined)
+	// The listing, its package's providers and its keywords are put one
+	// after another: wait for all three.
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		got, err := searcher.Lookup(ctx, appID)
+		var rep *appstore.SearchReport
 		if err == nil && got.Version == 1 && len(hosts[1].FindProviders(ctx, pkgCID, 1)) == 1 {
-			break
+			rep, err = searcher.Search(ctx, "restarts")
+			if err == nil && len(rep.Results) == 1 && rep.Results[0].AppID == appID {
+				break
+			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the listing was not announced after the host joined: %v", err)
+			t.Fatalf("the listing was not announced after the host joined: search %+v, %v", rep, err)
 		}
 		time.Sleep(50 * time.Millisecond)
-	}
-	rep, err := searcher.Search(ctx, "restarts")
-	if err != nil || len(rep.Results) != 1 || rep.Results[0].AppID != appID {
-		t.Fatalf("search after the announcement = %+v, %v", rep, err)
 	}
 
 	done := make(chan struct{})
