@@ -16,7 +16,7 @@ import (
 // the node's own cgroup, and the node's process moves into a group of its
 // own beside them, weighted above every sandbox:
 //
-//	<node's cgroup>/erg.node   the node (cpu.weight 1000, v1 cpu.shares 10240)
+//	<node's cgroup>/erg.node   the node (cpu.weight 300, v1 cpu.shares 3072)
 //	<node's cgroup>/g-...      a sandbox (cpu.weight 100 by default)
 //
 // So a sandbox that spins is charged alone, and a sandbox that wakes to
@@ -39,9 +39,14 @@ import (
 // take it.
 const nodeGroupName = "erg.node"
 
-// nodeCPUWeight is the node's cpu.weight: ten times a sandbox's default
-// (100).
-const nodeCPUWeight = 1000
+// nodeCPUWeight is the node's cpu.weight: three times a sandbox's
+// default (100). Enough that a spinning grain leaves the proxy its turn
+// (BenchmarkCPUIsolationProxy within 2x of idle either way), and not so
+// much that the node, waking for every request, keeps preempting the
+// grain it forwards to: at ten times, a grain's answers waited twice as
+// long at the tail (BENCHMARKS.md, "The node's weight: three times a
+// grain's").
+const nodeCPUWeight = 300
 
 // nodeGroup counts the runners of this process that placed it in a v1
 // node group, so that the last to close moves it back.

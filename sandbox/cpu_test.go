@@ -198,9 +198,9 @@ func checkCPULayout(t *testing.T, r *sandbox.Runner) {
 		}
 		return readTrim(t, filepath.Join(dir, "cpu.shares"))
 	}
-	nodeWant, sbWant := "1000", "100"
+	nodeWant, sbWant := "300", "100"
 	if r.Cgroups() == "v1" {
-		nodeWant, sbWant = "10240", "1024"
+		nodeWant, sbWant = "3072", "1024"
 	}
 	if got := weight(node); got != nodeWant {
 		t.Errorf("the node's group %s: weight %s, want %s", node, got, nodeWant)
