@@ -449,14 +449,17 @@ func RandomToken() string {
 
 // HashToken is what the database keeps of a secret token.
 func HashToken(t string) string {
-	var b [sha256.Size * 2]byte
+	var b hashBuf
 	return string(hashToken(&b, t))
 }
+
+// hashBuf holds a token's hash in hex.
+type hashBuf [sha256.Size * 2]byte
 
 // hashToken writes HashToken(t) into b and returns it, allocating
 // nothing for a token of up to 64 bytes (every token RandomToken makes):
 // a lookup by it, m[string(b)], costs none either.
-func hashToken(b *[sha256.Size * 2]byte, t string) []byte {
+func hashToken(b *hashBuf, t string) []byte {
 	var sum [sha256.Size]byte
 	if len(t) <= len(b) {
 		n := copy(b[:], t) // a copy on the stack, which []byte(t) is not past 32 bytes

@@ -299,7 +299,7 @@ func TestHashToken(t *testing.T) {
 		}
 	}
 	tok := RandomToken()
-	var b [64]byte
+	var b hashBuf
 	if a := testing.AllocsPerRun(100, func() { hashToken(&b, tok) }); a != 0 {
 		t.Errorf("hashing a session token allocates %.0f times", a)
 	}

@@ -134,7 +134,7 @@ func (t *Sessions) forgetExpired(ctx context.Context, now time.Time) {
 // hash is made on the stack: a cached session costs no allocation.
 func (t *Sessions) Check(ctx context.Context, token, grainID string, load func(ctx context.Context, hash string) (Session, error)) (Session, error) {
 	now := time.Now()
-	var buf [64]byte
+	var buf hashBuf
 	key := hashToken(&buf, token)
 	for {
 		t.mu.RLock()

@@ -429,8 +429,9 @@ func TestGrainLoopClosesWithTheNode(t *testing.T) {
 func TestGrainLoopAllocations(t *testing.T) {
 	n := startNode(t, nil)
 	_, origin := n.newGrain("echo")
-	rc := inLoop(t, n, sessionOf(t, n.http.Jar, origin))
-	req := []byte(sessionOf(t, n.http.Jar, origin).req("GET", "/bytes?n=100",
+	s := sessionOf(t, n.http.Jar, origin)
+	rc := inLoop(t, n, s)
+	req := []byte(s.req("GET", "/bytes?n=100",
 		"User-Agent: Mozilla/5.0 (X11; Linux x86_64)", "Accept: */*", "Accept-Language: en"))
 	buf := make([]byte, 4096)
 	one := func() {
