@@ -392,6 +392,7 @@ func (n *Node) serve(ln net.Listener, h http.Handler) {
 		ReadTimeout:       max(n.cfg.ReadTimeout, 0),
 		IdleTimeout:       max(n.cfg.IdleTimeout, 0),
 		MaxHeaderBytes:    maxHeaderBytes,
+		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: tlsnode.MaxStreams}, // where TLS offers h2
 		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
 	}
 	n.servers = append(n.servers, srv)

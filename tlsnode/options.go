@@ -26,6 +26,9 @@ type Options struct {
 	// to HTTPS and serves the page on trusting the node's own CA. The
 	// web port itself answers plain HTTP the same way.
 	HTTPListen string
+	// HTTP2 offers browsers HTTP/2 over TLS beside HTTP/1.1 (ALPN "h2").
+	// Off by default; see Manager.TLSConfig for what changes with it.
+	HTTP2 bool
 	// PublicAddr is host:port where friends' visitors reach this node's
 	// web port when it forwards for them (their DNS points there);
 	// default the listen address.
@@ -80,7 +83,7 @@ func Start(ctx context.Context, domain, dir string, t Options, log *slog.Logger)
 		Dir: dir, Domain: domain, CertFile: t.CertFile, KeyFile: t.KeyFile, ACME: acme,
 		CheckEvery: t.CheckEvery, RenewBefore: t.RenewBefore, Roots: t.Roots,
 		DirectoryRoots: t.ACMEDirectoryRoots, Resolvers: t.ACMEResolvers,
-		Log: log.With("subsystem", "tls"),
+		HTTP2: t.HTTP2, Log: log.With("subsystem", "tls"),
 	})
 }
 

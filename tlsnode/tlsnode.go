@@ -54,6 +54,8 @@ type Config struct {
 	// Resolvers are the DNS servers that ACME checks the challenge record
 	// on when its ACMEConfig names none.
 	Resolvers []string
+	// HTTP2 offers HTTP/2 in TLSConfig's ALPN beside HTTP/1.1.
+	HTTP2 bool
 
 	Log *slog.Logger
 }
@@ -74,6 +76,7 @@ type Status struct {
 	Renewed       time.Time // when the current certificate was loaded or issued
 	LastError     string    // the last failure to load or renew, "" after a success
 	LastErrorAt   time.Time
+	HTTP2         bool // TLSConfig offers HTTP/2 (Config.HTTP2)
 }
 
 // source is one place certificates come from.
@@ -237,6 +240,7 @@ func (m *Manager) Status() Status {
 	defer m.mu.Unlock()
 	s := m.status
 	s.Names = append([]string(nil), s.Names...)
+	s.HTTP2 = m.cfg.HTTP2
 	return s
 }
 
@@ -308,15 +312,32 @@ func (m *Manager) ACME() *ACMEConfig {
 	return &c
 }
 
+// MaxStreams bounds the requests one HTTP/2 connection to the web port
+// carries at once (net/http's default is 250). The caps on the web port
+// count connections, which bound HTTP/1.1's requests in flight one for
+// one; over HTTP/2 a client's bound is its connections times this. 32 is
+// more than a page's assets ask for at once (a browser queues the rest).
+const MaxStreams = 32
+
 // TLSConfig is the server configuration for the web port. Session tickets
 // stay on (resumed handshakes are much cheaper); their keys rotate in
-// memory as crypto/tls does. HTTP/1.1 only, as over plain HTTP: the
-// grain proxy's websockets take over the connection, which HTTP/2 has no
-// way to do, and the web port's caps count connections.
+// memory as crypto/tls does.
+//
+// HTTP/1.1 only unless Config.HTTP2. With it, a browser that offers h2
+// gets HTTP/2, and websockets still come on HTTP/1.1 connections of
+// their own: net/http's HTTP/2 server does not announce extended
+// CONNECT (RFC 8441), which is how a browser would carry one over
+// HTTP/2. What changes is the web port's caps: they count connections,
+// and one HTTP/2 connection carries many requests at once (the server
+// bounds them per connection: MaxStreams).
 func (m *Manager) TLSConfig() *tls.Config {
+	protos := []string{"http/1.1"}
+	if m.cfg.HTTP2 {
+		protos = []string{"h2", "http/1.1"}
+	}
 	return &tls.Config{
 		MinVersion: tls.VersionTLS12,
-		NextProtos: []string{"http/1.1"},
+		NextProtos: protos,
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 			if c := m.Certificate(); c != nil {
 				return c, nil

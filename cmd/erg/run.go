@@ -114,6 +114,7 @@ redirect to it. The certificate comes from, in order:
 	f.BoolVar(&cfg.TLS.InsecureHTTP, "insecure-http", false, "serve plain HTTP on a real domain (behind your own TLS proxy)")
 	f.StringVar(&cfg.TLS.PublicAddr, "public-addr", "", "host:port where friends' visitors reach this web port when it forwards HTTPS for them (default --listen)")
 	f.StringVar(&cfg.TLS.HTTPListen, "http-listen", "", "also answer plain HTTP here (e.g. :80) with the redirect to HTTPS")
+	f.BoolVar(&cfg.TLS.HTTP2, "http2", false, fmt.Sprintf("offer browsers HTTP/2 over HTTPS beside HTTP/1.1 (websockets stay on HTTP/1.1; one connection carries up to %d requests at once, where the connection caps count it once)", tlsnode.MaxStreams))
 	f.BoolVarP(&verbose, "verbose", "v", false, "log debug detail")
 	return cmd
 }
