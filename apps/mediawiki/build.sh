@@ -9,9 +9,13 @@ out="${1:-$here/../../build/apps-real/mediawiki}"
 
 # The PHP modules MediaWiki needs must be on this machine: the package
 # carries the host's php and the modules erg app dev saw it load.
+# (php -m is read once, not piped into grep -q: under pipefail, grep
+# leaving at its first match can kill php with SIGPIPE mid-list, and the
+# module would count as missing.)
+mods="$(php -m 2>/dev/null || true)"
 missing=()
 for m in pdo_sqlite intl mbstring xml; do
-	php -m 2>/dev/null | grep -qix "$m" || missing+=("$m")
+	grep -qix "$m" <<<"$mods" || missing+=("$m")
 done
 if ((${#missing[@]})); then
 	echo "mediawiki needs the PHP modules ${missing[*]}: apt-get install php-cli php-sqlite3 php-intl php-mbstring php-xml" >&2
