@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"html"
 	"io"
 	"net/http"
 	"net/url"
@@ -18,6 +19,7 @@ import (
 	"github.com/coder/websocket"
 	"golang.org/x/net/http2"
 
+	"erg"
 	"erg/tlsnode"
 )
 
@@ -323,4 +325,67 @@ func loadFor(b *testing.B, c *http.Client, url string, workers int, d time.Durat
 	slices.Sort(all)
 	at := func(p int) float64 { return float64(all[len(all)*p/100]) / 1e6 }
 	return float64(len(all)) / time.Since(t0).Seconds(), at(50), at(99)
+}
+
+// TestRevokingAShareCutsItsOpenHTTP2Requests: over HTTP/2, where one
+// connection carries a visitor's requests side by side, revoking the
+// share cuts the download in flight on it at once and refuses the next
+// request on that same connection.
+func TestRevokingAShareCutsItsOpenHTTP2Requests(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, func(c *Config) { c.Domain = "erg.test"; c.TLS.HTTP2 = true })
+	alice := n.setUp(t)
+	ctx := context.Background()
+	g, err := n.grains.NewGrain(ctx, alice.user(), "echo", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh, err := n.shares.New(ctx, alice.user(), g.ID, erg.ShareRequest{Role: "editor", Anonymous: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	visitor := n.webClient(t)
+	visitor.c.Transport.(*http.Transport).ForceAttemptHTTP2 = true
+	visitor.c.Timeout = 0 // the download below runs until it is cut
+	code, body := visitor.get(strings.TrimPrefix(sh.URL, n.URL()))
+	m := frameRe.FindStringSubmatch(body)
+	if code != 200 || m == nil {
+		t.Fatalf("the share link: %d, no frame", code)
+	}
+	if code, _ := visitor.get(html.UnescapeString(m[1])); code != http.StatusSeeOther {
+		t.Fatalf("the frame's login: %d", code)
+	}
+	origin := n.grainOrigin(g.ID)
+
+	resp, err := visitor.c.Get(origin + "/bytes?n=" + strconv.Itoa(1<<30))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.ProtoMajor != 2 || resp.StatusCode != 200 {
+		t.Fatalf("the visitor's download: %s %s", resp.Proto, resp.Status)
+	}
+	if _, err := io.ReadFull(resp.Body, make([]byte, 64<<10)); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.shares.Revoke(ctx, alice.user(), sh.ID); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(io.Discard, resp.Body)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("the download ran to its end after revocation")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the download was still running 10 s after revocation")
+	}
+	after, _ := fetchAll(t, visitor.c, mustReq(t, "GET", origin+"/headers"))
+	if after.ProtoMajor != 2 || after.StatusCode != http.StatusForbidden {
+		t.Errorf("the visitor's next request: %s %s, want 403 over HTTP/2", after.Proto, after.Status)
+	}
 }
