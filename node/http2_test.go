@@ -18,6 +18,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/coder/websocket"
 	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/hpack"
 
 	"erg"
 	"erg/tlsnode"
@@ -153,26 +154,35 @@ func TestHTTP2OverTLSOnlyWhenAskedAndCheckedAsHTTP1(t *testing.T) {
 	}
 }
 
-// maxStreamsAnnounced opens an HTTP/2 connection to n's web port and
-// returns the SETTINGS_MAX_CONCURRENT_STREAMS its server sends first.
-func maxStreamsAnnounced(t *testing.T, n *testNode) uint32 {
+// h2Conn opens an HTTP/2 connection to n's web port by hand, preface and
+// SETTINGS sent, for frames no client library would write.
+func h2Conn(t *testing.T, n *testNode) *http2.Framer {
 	t.Helper()
 	c, err := tls.Dial("tcp", n.Addr(), &tls.Config{ServerName: "erg.test", RootCAs: n.roots(), NextProtos: []string{"h2"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	if p := c.ConnectionState().NegotiatedProtocol; p != "h2" {
 		t.Fatalf("ALPN chose %q", p)
 	}
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c.SetDeadline(time.Now().Add(20 * time.Second))
 	if _, err := io.WriteString(c, http2.ClientPreface); err != nil {
 		t.Fatal(err)
 	}
 	fr := http2.NewFramer(c, c)
+	fr.ReadMetaHeaders = hpack.NewDecoder(4096, nil)
 	if err := fr.WriteSettings(); err != nil {
 		t.Fatal(err)
 	}
+	return fr
+}
+
+// maxStreamsAnnounced returns the SETTINGS_MAX_CONCURRENT_STREAMS that
+// n's HTTP/2 server sends first.
+func maxStreamsAnnounced(t *testing.T, n *testNode) uint32 {
+	t.Helper()
+	fr := h2Conn(t, n)
 	for {
 		f, err := fr.ReadFrame()
 		if err != nil {
@@ -387,5 +397,90 @@ func TestRevokingAShareCutsItsOpenHTTP2Requests(t *testing.T) {
 	after, _ := fetchAll(t, visitor.c, mustReq(t, "GET", origin+"/headers"))
 	if after.ProtoMajor != 2 || after.StatusCode != http.StatusForbidden {
 		t.Errorf("the visitor's next request: %s %s, want 403 over HTTP/2", after.Proto, after.Status)
+	}
+}
+
+// TestHTTP2FramesNoClientWouldSendReachNoGrain: HTTP/2 carries header
+// values and names as bytes, where HTTP/1.1 has lines; written by hand,
+// a value with a line break inside (an identity header smuggled into the
+// HTTP/1.1 head the grain reads), a Transfer-Encoding, an uppercase name
+// and a name with a space in it are each refused, and the grain never
+// hears of them; a well-formed stream on the same connection is
+// answered, so the frames are read.
+func TestHTTP2FramesNoClientWouldSendReachNoGrain(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, func(c *Config) { c.Domain = "erg.test"; c.TLS.HTTP2 = true })
+	_, origin := n.newGrain("echo")
+	ou, _ := url.Parse(origin)
+	var cookie string
+	for _, ck := range n.http.Jar.Cookies(ou) {
+		cookie = ck.Name + "=" + ck.Value
+	}
+	bad := [][2]string{
+		{"x-note", "a\r\nx-erg-username: mallory"},
+		{"x-note", "a\nx-erg-username: mallory"},
+		{"transfer-encoding", "chunked"},
+		{"X-Erg-Username", "mallory"},
+		{"x-erg-username mallory", "x"},
+	}
+	fr := h2Conn(t, n)
+	var buf strings.Builder
+	enc := hpack.NewEncoder(&buf)
+	send := func(id uint32, extra [2]string) {
+		buf.Reset()
+		for _, f := range [][2]string{{":method", "GET"}, {":scheme", "https"}, {":authority", ou.Host}, {":path", "/headers"}, {"cookie", cookie}, extra} {
+			enc.WriteField(hpack.HeaderField{Name: f[0], Value: f[1]})
+		}
+		if err := fr.WriteHeaders(http2.HeadersFrameParam{StreamID: id, BlockFragment: []byte(buf.String()), EndStream: true, EndHeaders: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, h := range bad {
+		send(uint32(2*i+1), h)
+	}
+	good := uint32(2*len(bad) + 1)
+	send(good, [2]string{"x-note", "fine"})
+
+	status := map[uint32]string{}
+	bodies := map[uint32]*strings.Builder{}
+	for id := uint32(1); id <= good; id += 2 {
+		bodies[id] = &strings.Builder{}
+	}
+	open := len(bad) + 1
+	for open > 0 {
+		f, err := fr.ReadFrame()
+		if err != nil {
+			t.Fatalf("with %d streams unanswered: %v", open, err)
+		}
+		switch f := f.(type) {
+		case *http2.MetaHeadersFrame:
+			status[f.StreamID] = f.PseudoValue("status")
+			if f.StreamEnded() {
+				open--
+			}
+		case *http2.DataFrame:
+			bodies[f.StreamID].Write(f.Data())
+			fr.WriteWindowUpdate(0, uint32(len(f.Data())))
+			fr.WriteWindowUpdate(f.StreamID, uint32(len(f.Data())))
+			if f.StreamEnded() {
+				open--
+			}
+		case *http2.RSTStreamFrame:
+			status[f.StreamID] = "reset: " + f.ErrCode.String()
+			open--
+		case *http2.GoAwayFrame:
+			t.Fatalf("GOAWAY %v with %d streams unanswered", f.ErrCode, open)
+		}
+	}
+	for i, h := range bad {
+		id := uint32(2*i + 1)
+		if st := status[id]; st == "200" || strings.Contains(bodies[id].String(), "mallory") {
+			t.Errorf("%q: %q came back: %s, %.200s", h[0], h[1], st, bodies[id])
+		} else {
+			t.Logf("%q: %s", h[0], st)
+		}
+	}
+	if status[good] != "200" || !strings.Contains(bodies[good].String(), `"X-Note":["fine"]`) {
+		t.Errorf("the well-formed stream: %s %.300s", status[good], bodies[good])
 	}
 }
