@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"html"
 	"io"
 	"net"
 	"net/http"
@@ -16,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"erg"
 	"erg/internal/testkit"
 )
 
@@ -208,30 +206,15 @@ func TestGrainLoopChecksEverySession(t *testing.T) {
 
 	// A visitor through a link, on one connection: revoked between two
 	// requests, the second is refused.
-	g, err := n.grains.NewGrain(ctx, alice.user(), "echo", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sh, err := n.shares.New(ctx, alice.user(), g.ID, erg.ShareRequest{Role: "editor", Anonymous: true})
-	if err != nil {
-		t.Fatal(err)
-	}
 	visitor := n.webClient(t)
-	code, page := visitor.get(strings.TrimPrefix(sh.URL, n.URL()))
-	m := frameRe.FindStringSubmatch(page)
-	if code != 200 || m == nil {
-		t.Fatalf("the link: %d, no frame", code)
-	}
-	if code, _ := visitor.get(html.UnescapeString(m[1])); code != http.StatusSeeOther {
-		t.Fatalf("the visitor's login: %d", code)
-	}
-	vs := sessionOf(t, visitor.c.Jar, n.grainOrigin(g.ID))
+	id, share := n.linkVisitor(t, alice, visitor, "echo")
+	vs := sessionOf(t, visitor.c.Jar, n.grainOrigin(id))
 	rc = dialRaw(t, n)
 	rc.send(vs.req("GET", "/headers"))
 	if code, body := rc.read("GET"); code != 200 {
 		t.Fatalf("the visitor: %d %s", code, body)
 	}
-	if err := n.shares.Revoke(ctx, alice.user(), sh.ID); err != nil {
+	if err := n.shares.Revoke(ctx, alice.user(), share); err != nil {
 		t.Fatal(err)
 	}
 	rc.send(vs.req("GET", "/headers"))

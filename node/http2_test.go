@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
-	"html"
 	"io"
 	"net/http"
 	"net/url"
@@ -20,7 +19,6 @@ import (
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
 
-	"erg"
 	"erg/tlsnode"
 )
 
@@ -345,27 +343,12 @@ func TestRevokingAShareCutsItsOpenHTTP2Requests(t *testing.T) {
 	t.Parallel()
 	n := startNode(t, func(c *Config) { c.Domain = "erg.test"; c.TLS.HTTP2 = true })
 	alice := n.setUp(t)
-	ctx := context.Background()
-	g, err := n.grains.NewGrain(ctx, alice.user(), "echo", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sh, err := n.shares.New(ctx, alice.user(), g.ID, erg.ShareRequest{Role: "editor", Anonymous: true})
-	if err != nil {
-		t.Fatal(err)
-	}
 	visitor := n.webClient(t)
 	visitor.c.Transport.(*http.Transport).ForceAttemptHTTP2 = true
 	visitor.c.Timeout = 0 // the download below runs until it is cut
-	code, body := visitor.get(strings.TrimPrefix(sh.URL, n.URL()))
-	m := frameRe.FindStringSubmatch(body)
-	if code != 200 || m == nil {
-		t.Fatalf("the share link: %d, no frame", code)
-	}
-	if code, _ := visitor.get(html.UnescapeString(m[1])); code != http.StatusSeeOther {
-		t.Fatalf("the frame's login: %d", code)
-	}
-	origin := n.grainOrigin(g.ID)
+	id, share := n.linkVisitor(t, alice, visitor, "echo")
+	origin := n.grainOrigin(id)
+	ctx := context.Background()
 
 	resp, err := visitor.c.Get(origin + "/bytes?n=" + strconv.Itoa(1<<30))
 	if err != nil {
@@ -378,7 +361,7 @@ func TestRevokingAShareCutsItsOpenHTTP2Requests(t *testing.T) {
 	if _, err := io.ReadFull(resp.Body, make([]byte, 64<<10)); err != nil {
 		t.Fatal(err)
 	}
-	if err := n.shares.Revoke(ctx, alice.user(), sh.ID); err != nil {
+	if err := n.shares.Revoke(ctx, alice.user(), share); err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)

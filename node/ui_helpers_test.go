@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"html"
 	"io"
 	"net/http"
 	"net/url"
@@ -160,4 +161,29 @@ func (w *web) user() erg.User {
 		w.t.Fatalf("/api/me: %d %s", code, body)
 	}
 	return u
+}
+
+// linkVisitor shares a new grain of app by owner with an anonymous
+// editor's link, and signs visitor in through it (the link's page, then
+// its frame's login): the grain's and the share's IDs.
+func (n *testNode) linkVisitor(t *testing.T, owner, visitor *web, app string) (grainID, shareID string) {
+	t.Helper()
+	ctx := context.Background()
+	g, err := n.grains.NewGrain(ctx, owner.user(), app, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sh, err := n.shares.New(ctx, owner.user(), g.ID, erg.ShareRequest{Role: "editor", Anonymous: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, page := visitor.get(strings.TrimPrefix(sh.URL, n.URL()))
+	m := frameRe.FindStringSubmatch(page)
+	if code != 200 || m == nil {
+		t.Fatalf("the link: %d, no frame", code)
+	}
+	if code, _ := visitor.get(html.UnescapeString(m[1])); code != http.StatusSeeOther {
+		t.Fatalf("the visitor's login: %d", code)
+	}
+	return g.ID, sh.ID
 }
