@@ -34,12 +34,14 @@ func BenchmarkCPUIsolationProxy(b *testing.B) {
 		b.Skipf("CPU limits: %s", n.runner.CPULimits())
 	}
 	_, victim := n.newGrain("echo")
+	// The first probe is the one a case may limit; the others spin too in
+	// the case where the node's claim is smallest, each busy grain adding
+	// its weight against the node's.
 	spinnerID, spinner := n.newGrain("probe")
-	// More spinners, for the case where the node's claim is smallest:
-	// each busy grain adds its weight against the node's.
-	others := make([]string, manySpinners-1)
-	for i := range others {
-		_, others[i] = n.newGrain("probe")
+	spinners := []string{spinner}
+	for range manySpinners - 1 {
+		_, origin := n.newGrain("probe")
+		spinners = append(spinners, origin)
 	}
 	tr := n.http.Transport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = 8
@@ -85,7 +87,7 @@ func BenchmarkCPUIsolationProxy(b *testing.B) {
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			var wg sync.WaitGroup
-			for _, s := range append([]string{spinner}, others...)[:c.spinners] {
+			for _, s := range spinners[:c.spinners] {
 				if err := get(ctx, s+"/"); err != nil {
 					b.Fatal(err)
 				}
