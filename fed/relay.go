@@ -218,15 +218,17 @@ func (s *GrainServer) exchange(req *http.Request, reqBody *bufPipe, responder Re
 	resp, err := s.rt.RoundTrip(req.WithContext(ctx))
 	if err != nil {
 		reqBody.CloseWithError(err)
-		msg := "the grain is not available"
+		// Cut by the revocation, the exchange is refused as one begun
+		// after it is, not answered as a grain that failed.
+		code, msg := http.StatusBadGateway, "the grain is not available"
 		if s.ctx.Err() != nil {
-			msg = ErrRevoked.Error()
+			code, msg = http.StatusForbidden, ErrRevoked.Error()
 		}
-		if res != nil && answer(*res, http.StatusBadGateway, http.Header{"Content-Type": {"text/plain; charset=utf-8"}}, []byte(msg+"\n")) == nil {
+		if res != nil && answer(*res, code, http.Header{"Content-Type": {"text/plain; charset=utf-8"}}, []byte(msg+"\n")) == nil {
 			done()
 			return
 		}
-		s.respondError(ctx, responder, http.StatusBadGateway, msg)
+		s.respondError(ctx, responder, code, msg)
 		done()
 		return
 	}

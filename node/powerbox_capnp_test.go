@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -10,7 +11,9 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"capnproto.org/go/capnp/v3"
 	"github.com/coder/websocket"
@@ -196,5 +199,69 @@ func TestPowerboxBridgeFacesAgree(t *testing.T) {
 	}
 	if _, data, err := ws.Read(ctx); err != nil || string(data) != "over the bridge" {
 		t.Errorf("the websocket's echo: %q %v", data, err)
+	}
+}
+
+// Requests under way when a grant is revoked are refused as later ones
+// are, 403 or the capability's revoked error, never a 5xx that reads as
+// the grain failing: eight at once, nine revocations, so that the cut
+// lands in the middle of a request's check and of its exchange.
+func TestPowerboxRevokeRefusesRequestsUnderWay(t *testing.T) {
+	t.Parallel()
+	n := startNode(t, nil)
+	ctx := context.Background()
+	reqID, _ := n.newGrain("echo")
+	target, _ := n.newGrain("echo")
+	bridge := bridgeSocket(t, n, reqID)
+	for range 9 { // the powerbox's burst is 10 picks
+		claim, err := n.pbox.Pick(ctx, n.owner(), reqID, erg.PowerboxPick{Target: target, Role: "editor"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		grant, err := fed.ClaimGrant(ctx, bridge, claim, "revoked under way")
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := fed.OpenGrant(ctx, bridge, grant.Token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		hc := &http.Client{Transport: &fed.Transport{Grain: g}}
+		var wg sync.WaitGroup
+		for range 8 {
+			wg.Go(func() {
+				for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+					resp, err := hc.Get("http://grain/headers")
+					if errors.Is(err, fed.ErrRevoked) {
+						return
+					}
+					if err != nil {
+						t.Errorf("a request as the grant is revoked: %v", err)
+						return
+					}
+					body, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					switch resp.StatusCode {
+					case http.StatusOK:
+						continue
+					case http.StatusForbidden:
+						return
+					}
+					t.Errorf("a request as the grant is revoked is answered %s %s", resp.Status, body)
+					return
+				}
+				t.Error("requests still answered 10 s after the grant was revoked")
+			})
+		}
+		time.Sleep(100 * time.Millisecond)
+		gs, _ := n.pbox.List(ctx, n.owner(), reqID)
+		if len(gs) != 1 || gs[0].ID != grant.ID {
+			t.Fatalf("the grants: %+v", gs)
+		}
+		if err := n.pbox.Revoke(ctx, n.owner(), grant.ID); err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+		g.Release()
 	}
 }

@@ -58,7 +58,10 @@ func (b *capnpBridge) Open(ctx context.Context, grant string) (http.RoundTripper
 	first.Store(true)
 	check := roundTripFunc(func(req *http.Request) (*http.Response, error) {
 		if !first.Swap(false) {
-			again, err := b.s.Open(req.Context(), b.requester, grant)
+			// The check runs to its end though the exchange be cut
+			// meanwhile (the watch found the grant stopped): its answer,
+			// not the cut's "context canceled", is what the app is told.
+			again, err := b.s.Open(context.WithoutCancel(req.Context()), b.requester, grant)
 			if err != nil {
 				// Answered, not failed: the app learns why, with the
 				// status the HTTP face gives a refused open.
