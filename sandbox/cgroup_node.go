@@ -81,16 +81,17 @@ func (c *cgroups) joinNodeGroupV1(parent string) error {
 	if nodeGroup.users > 0 {
 		return fmt.Errorf("this process is in the node group %s already, not %s", nodeGroup.dir, dir)
 	}
-	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
-		return err
-	}
-	pid := strconv.Itoa(os.Getpid())
-	if err := writeFile(filepath.Join(dir, "cpu.shares"), strconv.Itoa(v1Shares(nodeCPUWeight))); err != nil {
-		return err
-	}
-	// Writing a pid to a v1 cgroup.procs moves every thread of it.
-	if err := writeFile(filepath.Join(dir, "cgroup.procs"), pid); err != nil {
-		return err
+	// Another node's process leaving may remove the group between its
+	// making and this process's moving in (while no process is in it):
+	// then it is made again. Once this process is in it, it stays.
+	for attempt := 0; ; attempt++ {
+		err := joinV1(dir)
+		if err == nil {
+			break
+		}
+		if attempt == 2 || !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
 	}
 	nodeGroup.users, nodeGroup.dir, nodeGroup.back = 1, dir, filepath.Join(parent, "cgroup.procs")
 	c.nodeGroup = true
@@ -116,10 +117,24 @@ func (c *cgroups) leaveNodeGroup() error {
 	// their sandboxes share the parent) or children this one started
 	// while in it keep it busy: it is then left to the last, or to the
 	// next node, which reuses it.
-	if err := os.Remove(nodeGroup.dir); err != nil && !errors.Is(err, unix.EBUSY) {
+	// A node leaving at once may have removed it first.
+	if err := os.Remove(nodeGroup.dir); err != nil && !errors.Is(err, unix.EBUSY) && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
 	return nil
+}
+
+// joinV1 makes the v1 cpu group dir if missing, weights it, and moves
+// this process into it.
+func joinV1(dir string) error {
+	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+		return err
+	}
+	if err := writeFile(filepath.Join(dir, "cpu.shares"), strconv.Itoa(v1Shares(nodeCPUWeight))); err != nil {
+		return err
+	}
+	// Writing a pid to a v1 cgroup.procs moves every thread of it.
+	return writeFile(filepath.Join(dir, "cgroup.procs"), strconv.Itoa(os.Getpid()))
 }
 
 // v2NodeLeaf moves this process into parent/erg.node (made if missing)

@@ -2,7 +2,9 @@ package sandbox_test
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -218,4 +220,43 @@ func checkCPULayout(t *testing.T, r *sandbox.Runner) {
 		t.Errorf("%s/cgroup.procs = %v, want the sandbox's init %d", d, procs, sb.Pid())
 	}
 	stop(t, sb)
+}
+
+// Nodes started and stopped side by side share the node's cpu group: a
+// runner made while another process leaves the group (and removes it),
+// and one closed as another's close removes it, both work.
+func TestNodeGroupSharedByProcesses(t *testing.T) {
+	const child = "ERG_TEST_NODE_GROUP_CHILD"
+	if os.Getenv(child) != "" {
+		for range 15 {
+			r, err := sandbox.NewRunner(sandbox.Config{Zygotes: -1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := r.Close(); err != nil {
+				t.Fatalf("close runner: %v", err)
+			}
+		}
+		return
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("the node's cpu group is made by root")
+	}
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			cmd := exec.Command(os.Args[0], "-test.run=^TestNodeGroupSharedByProcesses$", "-test.count=1")
+			cmd.Env = append(os.Environ(), child+"=1")
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				err = fmt.Errorf("%v: %s", err, out)
+			}
+			errs <- err
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Error("a node's process starting and stopping beside others:", err)
+		}
+	}
 }
