@@ -22,6 +22,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"time"
 
 	"capnproto.org/go/capnp/v3"
 	"capnproto.org/go/capnp/v3/flowcontrol"
@@ -201,6 +202,9 @@ func (s *GrainServer) newRequest(head RequestHead) (*http.Request, error) {
 	return req, nil
 }
 
+// refuseWait bounds the sending of a streamed exchange's refusal.
+const refuseWait = 10 * time.Second
+
 // exchange runs one request through the grain and sends the answer back:
 // in res, if it is not nil and the answer is small and whole, else through
 // the responder (streaming in a goroutine of its own when res is set, so
@@ -228,7 +232,12 @@ func (s *GrainServer) exchange(req *http.Request, reqBody *bufPipe, responder Re
 			done()
 			return
 		}
-		s.respondError(ctx, responder, code, msg)
+		// The exchange's context ends with the revocation; the refusal
+		// goes out on one of its own, which a stalled friend's node holds
+		// no longer than refuseWait.
+		rctx, cancelRefusal := context.WithTimeout(context.WithoutCancel(ctx), refuseWait)
+		s.respondError(rctx, responder, code, msg)
+		cancelRefusal()
 		done()
 		return
 	}
