@@ -202,9 +202,6 @@ func (s *GrainServer) newRequest(head RequestHead) (*http.Request, error) {
 	return req, nil
 }
 
-// refuseWait bounds the sending of a streamed exchange's refusal.
-const refuseWait = 10 * time.Second
-
 // exchange runs one request through the grain and sends the answer back:
 // in res, if it is not nil and the answer is small and whole, else through
 // the responder (streaming in a goroutine of its own when res is set, so
@@ -232,12 +229,7 @@ func (s *GrainServer) exchange(req *http.Request, reqBody *bufPipe, responder Re
 			done()
 			return
 		}
-		// The exchange's context ends with the revocation; the refusal
-		// goes out on one of its own, which a stalled friend's node holds
-		// no longer than refuseWait.
-		rctx, cancelRefusal := context.WithTimeout(context.WithoutCancel(ctx), refuseWait)
-		s.respondError(rctx, responder, code, msg)
-		cancelRefusal()
+		s.respondError(ctx, responder, code, msg)
 		done()
 		return
 	}
@@ -334,7 +326,16 @@ func (s *GrainServer) respond(ctx context.Context, resp *http.Response, whole []
 	closeStream(ctx, out, err)
 }
 
+// refuseWait bounds the sending of an exchange's error answer.
+const refuseWait = 10 * time.Second
+
+// respondError answers an exchange with status and msg as plain text.
 func (s *GrainServer) respondError(ctx context.Context, responder Responder, status int, msg string) {
+	// The exchange's context ends with a revocation, which is when a
+	// refusal matters most: it goes out on a context of its own, which a
+	// stalled friend's node holds no longer than refuseWait.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refuseWait)
+	defer cancel()
 	fut, release := responder.Start(ctx, func(p Responder_start_Params) error {
 		p.SetStatus(uint16(status))
 		return writeHeaders(http.Header{"Content-Type": {"text/plain; charset=utf-8"}}, p.NewHeaders)
