@@ -225,7 +225,7 @@ func (s *GrainServer) exchange(req *http.Request, reqBody *bufPipe, responder Re
 		if s.ctx.Err() != nil {
 			code, msg = http.StatusForbidden, ErrRevoked.Error()
 		}
-		if res != nil && answer(*res, code, http.Header{"Content-Type": {"text/plain; charset=utf-8"}}, []byte(msg+"\n")) == nil {
+		if res != nil && answer(*res, code, plainText, []byte(msg+"\n")) == nil {
 			done()
 			return
 		}
@@ -326,6 +326,10 @@ func (s *GrainServer) respond(ctx context.Context, resp *http.Response, whole []
 	closeStream(ctx, out, err)
 }
 
+// plainText is the head of an exchange's error answer, whole or
+// streamed; only read.
+var plainText = http.Header{"Content-Type": {"text/plain; charset=utf-8"}}
+
 // refuseWait bounds the sending of an exchange's error answer.
 const refuseWait = 10 * time.Second
 
@@ -338,7 +342,7 @@ func (s *GrainServer) respondError(ctx context.Context, responder Responder, sta
 	defer cancel()
 	fut, release := responder.Start(ctx, func(p Responder_start_Params) error {
 		p.SetStatus(uint16(status))
-		return writeHeaders(http.Header{"Content-Type": {"text/plain; charset=utf-8"}}, p.NewHeaders)
+		return writeHeaders(plainText, p.NewHeaders)
 	})
 	defer release()
 	out := fut.Body()
